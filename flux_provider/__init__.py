@@ -1,0 +1,41 @@
+"""flux_provider: an Apache Airflow 3 provider for a SQL Server -> S3 -> Hive ETL chain.
+
+The provider registers itself with Airflow through the ``apache_airflow_provider``
+entry point (:func:`get_provider_info`) and its UI/API plugin through the
+``airflow.plugins`` entry point (:class:`flux_provider.plugin.FluxPlugin`).
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+PACKAGE_NAME = "airflow-provider-flux"
+
+
+def get_provider_info() -> dict:
+    """Describe the provider to Airflow's ProvidersManager (``airflow providers list``)."""
+    return {
+        "package-name": PACKAGE_NAME,
+        "name": "Flux",
+        "description": (
+            "Media ETL chain for Airflow 3: SQL Server bulk copy (bcp/freebcp) export, "
+            "Hive-exact chunked S3 upload, Hive transforms and partition refresh over "
+            "HiveServer2, adaptive per-data-set throttling pools and rule-based recovery."
+        ),
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Flux",
+                "external-doc-url": "https://pypi.org/project/airflow-provider-flux/",
+                "tags": ["software"],
+            },
+        ],
+        # Operators, hooks and connection types are listed here as each lands
+        # (bcp export, S3 chunk upload, Hive transform, partition refresh).
+        "operators": [],
+        "hooks": [],
+        "connection-types": [],
+        "plugins": [
+            {"name": "flux", "plugin-class": "flux_provider.plugin.FluxPlugin"},
+        ],
+    }

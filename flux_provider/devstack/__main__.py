@@ -1,0 +1,74 @@
+"""``python -m flux_provider.devstack up | down | status | env | trigger DAG_ID``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from flux_provider.devstack.service import DevstackError
+from flux_provider.devstack.stack import Stack
+
+
+def _print_status(stack: Stack) -> bool:
+    rows = stack.status()
+    print(f"{'SERVICE':<24}{'PORT':>7}{'PID':>9}  {'STATE':<12}DETAIL")
+    for row in rows:
+        print(f"{row.name:<24}{row.port or '-':>7}{row.pid or '-':>9}  {row.state:<12}{row.detail}")
+    return all(row.state in ("healthy", "done") for row in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flux_provider.devstack",
+                                     description="The flux local stack of real services.")
+    parser.add_argument("--run-dir", type=Path, help="state, data and logs (default: $FLUX_DEVSTACK_DIR or ./.devstack)")
+    parser.add_argument("--dags-folder", type=Path, help="DAG folder for Airflow (default: $FLUX_DAGS_FOLDER or ./dags)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start the stack (or reuse a healthy one) and wait until every service answers")
+    sub.add_parser("down", help="stop every process of the stack")
+    sub.add_parser("status", help="each service: port, PID, health (exit 1 if any is not healthy)")
+    sub.add_parser("env", help="print `export` lines for a shell or test")
+    trigger = sub.add_parser("trigger", help="run a DAG through the stack's scheduler and wait for it")
+    trigger.add_argument("dag_id")
+    trigger.add_argument("--timeout", type=float, default=600.0)
+    args = parser.parse_args(argv)
+
+    stack = Stack(run_dir=args.run_dir, dags_folder=args.dags_folder)
+    try:
+        if args.command == "up":
+            stack.up()
+            ok = _print_status(stack)
+            env = stack.env()
+            print(f"\nAirflow UI: {env['FLUX_AIRFLOW_URL']}  (user {env['FLUX_AIRFLOW_USER']}, "
+                  f"password: python -m flux_provider.devstack env | grep PASSWORD)")
+            return 0 if ok else 1
+        if args.command == "down":
+            pids = stack.down()
+            print(f"stopped {len(pids)} processes" if pids else "nothing was running")
+            return 0
+        if args.command == "status":
+            return 0 if _print_status(stack) else 1
+        if args.command == "env":
+            for key, value in stack.env().items():
+                print(f"export {key}={shlex.quote(value)}")
+            return 0
+        if args.command == "trigger":
+            from flux_provider.devstack.airflow_api import AirflowClient
+
+            env = stack.env()
+            client = AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])
+            result = client.run_dag(args.dag_id, timeout=args.timeout)
+            print(f"DAG {result.dag_id} run {result.run_id}: {result.state} in {result.duration:.1f}s")
+            for task_id, state in result.task_states.items():
+                value = client.xcom(result.dag_id, result.run_id, task_id)
+                print(f"  {task_id:<30}{state:<10}{'' if value is None else value}")
+            return 0 if result.state == "success" else 1
+    except DevstackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

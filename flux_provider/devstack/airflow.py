@@ -1,0 +1,164 @@
+"""Airflow 3 itself: SQLite metadata DB in the run directory, LocalExecutor,
+API server (UI + REST + execution API), scheduler and dag-processor.
+
+All settings live in ``<run>/airflow/airflow.cfg`` so any ``airflow`` command
+run with ``AIRFLOW_HOME=<run>/airflow`` sees the same deployment. Login is
+Airflow's SimpleAuthManager with user ``admin`` and a generated password
+(``devstack env`` prints it). Connections from every service are imported into
+the metadata DB, so they show in the UI.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+from pathlib import Path
+
+from flux_provider.devstack.service import Context, Service
+
+ADMIN_USER = "admin"
+
+
+def airflow_home(ctx: Context) -> Path:
+    return ctx.home("airflow")
+
+
+def airflow_env(ctx: Context) -> dict[str, str]:
+    env = ctx.base_env()
+    env["AIRFLOW_HOME"] = str(airflow_home(ctx))
+    return env
+
+
+def _http_json(url: str, timeout: float = 5.0) -> dict:
+    import httpx
+
+    response = httpx.get(url, timeout=timeout)
+    response.raise_for_status()
+    return response.json()
+
+
+class AirflowInit(Service):
+    """One-shot: write airflow.cfg, migrate the DB, import the stack's connections."""
+
+    name = "airflow-init"
+    oneshot = True
+    ready_timeout = 300.0
+
+    def prepare(self, ctx: Context) -> None:
+        home = airflow_home(ctx)
+        (home / "plugins").mkdir(exist_ok=True)
+        api = ctx.ports["airflow_api"]
+        cfg = configparser.ConfigParser(interpolation=None)
+        cfg.read_dict({
+            "core": {
+                "dags_folder": str(ctx.dags_folder),
+                "plugins_folder": str(home / "plugins"),
+                "executor": "LocalExecutor",
+                "parallelism": "8",
+                "load_examples": "False",
+                "fernet_key": ctx.secrets["airflow_fernet_key"],
+                "simple_auth_manager_users": f"{ADMIN_USER}:admin",
+                "simple_auth_manager_passwords_file": str(home / "passwords.json"),
+                "execution_api_server_url": f"http://127.0.0.1:{api}/execution/",
+            },
+            "database": {"sql_alchemy_conn": f"sqlite:///{home / 'airflow.db'}"},
+            "api": {
+                "host": "127.0.0.1",
+                "port": str(api),
+                "base_url": f"http://127.0.0.1:{api}",
+                "workers": "1",
+                "secret_key": ctx.secrets["airflow_secret_key"],
+            },
+            "api_auth": {"jwt_secret": ctx.secrets["airflow_jwt_secret"]},
+            "logging": {
+                "base_log_folder": str(home / "logs"),
+                "worker_log_server_port": str(ctx.ports["airflow_worker_log"]),
+                "trigger_log_server_port": str(ctx.ports["airflow_trigger_log"]),
+            },
+            "scheduler": {
+                "enable_health_check": "True",
+                "scheduler_health_check_server_host": "127.0.0.1",
+                "scheduler_health_check_server_port": str(ctx.ports["airflow_scheduler"]),
+            },
+            "dag_processor": {"refresh_interval": "15"},
+        })
+        cfg_path = home / "airflow.cfg"
+        with open(cfg_path, "w") as fh:
+            cfg.write(fh)
+        cfg_path.chmod(0o600)
+        for name, payload in (
+            ("passwords.json", {ADMIN_USER: ctx.secrets["airflow_admin_password"]}),
+            ("connections.json", ctx.connections),
+        ):
+            path = home / name
+            path.write_text(json.dumps(payload, indent=2))
+            path.chmod(0o600)
+
+    def environ(self, ctx: Context) -> dict[str, str]:
+        return airflow_env(ctx)
+
+    def command(self, ctx: Context) -> list[str]:
+        script = '"$0" -m airflow db migrate && "$0" -m airflow connections import --overwrite "$1"'
+        return ["sh", "-c", script, ctx.python, str(airflow_home(ctx) / "connections.json")]
+
+    def check(self, ctx: Context) -> str:
+        return "database migrated, connections imported"
+
+
+class _AirflowComponent(Service):
+    after = ("airflow-init",)
+    ready_timeout = 180.0
+    component = ""
+
+    def environ(self, ctx: Context) -> dict[str, str]:
+        return airflow_env(ctx)
+
+    def command(self, ctx: Context) -> list[str]:
+        return [ctx.python, "-m", "airflow", self.component]
+
+    def health(self, ctx: Context) -> dict:
+        return _http_json(ctx.url("airflow_api", "/api/v2/monitor/health"))
+
+
+class AirflowApiServer(_AirflowComponent):
+    name = "airflow-api-server"
+    port = "airflow_api"
+    component = "api-server"
+
+    def check(self, ctx: Context) -> str:
+        status = self.health(ctx)["metadatabase"]["status"]
+        if status != "healthy":
+            raise RuntimeError(f"metadatabase is {status}")
+        return f"UI {ctx.url('airflow_api')}"
+
+    def env(self, ctx: Context) -> dict[str, str]:
+        return {
+            "AIRFLOW_HOME": str(airflow_home(ctx)),
+            "FLUX_AIRFLOW_URL": ctx.url("airflow_api"),
+            "FLUX_AIRFLOW_USER": ADMIN_USER,
+            "FLUX_AIRFLOW_PASSWORD": ctx.secrets["airflow_admin_password"],
+        }
+
+
+class AirflowScheduler(_AirflowComponent):
+    name = "airflow-scheduler"
+    port = "airflow_scheduler"
+    component = "scheduler"
+
+    def check(self, ctx: Context) -> str:
+        import httpx
+
+        httpx.get(ctx.url("airflow_scheduler", "/health"), timeout=5).raise_for_status()
+        return "heartbeat ok"
+
+
+class AirflowDagProcessor(_AirflowComponent):
+    name = "airflow-dag-processor"
+    after = ("airflow-init", "airflow-api-server")
+    component = "dag-processor"
+
+    def check(self, ctx: Context) -> str:
+        status = self.health(ctx)["dag_processor"]["status"]
+        if status != "healthy":
+            raise RuntimeError(f"dag processor heartbeat is {status}")
+        return f"parsing {ctx.dags_folder}"

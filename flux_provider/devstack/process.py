@@ -1,0 +1,146 @@
+"""Start, identify and stop local service processes by PID.
+
+Every service runs in its own session (``start_new_session``) with its output
+in a log file. A PID is only trusted together with the process start time
+recorded when it was spawned, so a recycled PID is never killed by mistake.
+Stopping kills the whole tree: the session leader, everything in its session
+and every descendant (Spark and Airflow both fork helpers).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+# Popen objects of the children this process spawned. Kept so that their exit
+# status is read through Popen (subprocess reaps forgotten children itself,
+# which would otherwise hide a one-shot command's exit code).
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """What is needed to find (and only find) a process again later."""
+
+    pid: int
+    create_time: float
+    log: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ProcessRecord:
+        return cls(pid=int(data["pid"]), create_time=float(data["create_time"]), log=str(data["log"]))
+
+    def process(self) -> psutil.Process | None:
+        """The live process, or None if it exited (or the PID now belongs to another)."""
+        try:
+            proc = psutil.Process(self.pid)
+            if abs(proc.create_time() - self.create_time) > 0.5:
+                return None
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc
+        except psutil.Error:
+            return None
+
+    def alive(self) -> bool:
+        return self.process() is not None
+
+
+def spawn(argv: Sequence[str], *, log: Path, env: Mapping[str, str], cwd: Path) -> ProcessRecord:
+    """Start ``argv`` detached in its own session, stdout+stderr appended to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {argv[0]}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    _CHILDREN[proc.pid] = proc
+    return ProcessRecord(pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(), log=str(log))
+
+
+def exit_code(record: ProcessRecord) -> int | None:
+    """Reap ``record`` if it is our exited child; return its exit code, else None."""
+    if record.pid in _CHILDREN:
+        return _CHILDREN[record.pid].poll()
+    try:
+        pid, status = os.waitpid(record.pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    if pid == 0:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    """The process, its descendants and every other member of its session."""
+    members = {proc.pid: proc}
+    try:
+        for child in proc.children(recursive=True):
+            members[child.pid] = child
+        sid = os.getsid(proc.pid)
+    except (psutil.Error, ProcessLookupError):
+        return list(members.values())
+    for other in psutil.process_iter():
+        try:
+            if other.pid not in members and os.getsid(other.pid) == sid:
+                members[other.pid] = other
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return list(members.values())
+
+
+def stop(record: ProcessRecord, *, grace: float = 15.0) -> list[int]:
+    """Terminate the process tree of ``record``: SIGTERM, then SIGKILL after ``grace`` s.
+
+    Returns the PIDs that were signalled. Safe to call on a dead record.
+    """
+    proc = record.process()
+    if proc is None:
+        exit_code(record)
+        return []
+    members = _tree(proc)
+    for member in members:
+        try:
+            member.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(members, timeout=grace)
+    for member in alive:
+        try:
+            member.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    exit_code(record)
+    return [m.pid for m in members]
+
+
+def tail(path: str | Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a log file (empty string if it does not exist)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            data = fh.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])

@@ -1,0 +1,275 @@
+"""The local stack: start services in dependency order, check them, find them again, stop them.
+
+State lives in ``<run_dir>/state.json`` (mode 0600: it holds the stack's
+generated secrets): ports, secrets and, per service, the PID, its start time
+and its log. ``up`` holds an exclusive lock on the run directory, so two
+callers never start two stacks in one place; a second ``up`` on a healthy
+stack reuses it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from flux_provider.devstack import ports as port_alloc
+from flux_provider.devstack.airflow import AirflowApiServer, AirflowDagProcessor, AirflowInit, AirflowScheduler
+from flux_provider.devstack.hive import HiveMetastore, SparkThriftServer
+from flux_provider.devstack.jars import ensure_s3a_jars
+from flux_provider.devstack.process import ProcessRecord, exit_code, spawn, stop, tail
+from flux_provider.devstack.s3 import SeaweedS3
+from flux_provider.devstack.service import Context, DevstackError, Service, ServiceFailed
+
+log = logging.getLogger("flux_provider.devstack")
+
+#: Every service of the stack, in start order. Add new services (e.g. the SQL
+#: Server stand-in for bcp) here; ``after`` expresses what each waits for.
+SERVICES: list[Service] = [
+    SeaweedS3(),
+    HiveMetastore(),
+    SparkThriftServer(),
+    AirflowInit(),
+    AirflowApiServer(),
+    AirflowScheduler(),
+    AirflowDagProcessor(),
+]
+
+#: Single ports every stack allocates (blocks come from ``Service.port_blocks``).
+SINGLE_PORTS = ("metastore", "hiveserver2", "airflow_api", "airflow_scheduler",
+                "airflow_worker_log", "airflow_trigger_log")
+
+
+def default_run_dir() -> Path:
+    return Path(os.environ.get("FLUX_DEVSTACK_DIR") or Path.cwd() / ".devstack").resolve()
+
+
+def default_dags_folder() -> Path:
+    return Path(os.environ.get("FLUX_DAGS_FOLDER") or Path.cwd() / "dags").resolve()
+
+
+def _new_secrets() -> dict[str, str]:
+    return {
+        "s3_access_key": "flux" + secrets.token_hex(8),
+        "s3_secret_key": secrets.token_urlsafe(24),
+        "airflow_admin_password": secrets.token_urlsafe(12),
+        "airflow_secret_key": secrets.token_urlsafe(24),
+        "airflow_jwt_secret": secrets.token_urlsafe(32),
+        "airflow_fernet_key": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+    }
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    port: int | None
+    pid: int | None
+    state: str  # healthy | unhealthy | dead | done | not started
+    detail: str
+
+
+class Stack:
+    """One local stack rooted at ``run_dir``."""
+
+    def __init__(self, run_dir: Path | None = None, dags_folder: Path | None = None,
+                 services: list[Service] | None = None, echo: Callable[[str], None] = print):
+        self.run_dir = Path(run_dir or default_run_dir()).resolve()
+        self.dags_folder = Path(dags_folder or default_dags_folder()).resolve()
+        self.services = services if services is not None else SERVICES
+        self.echo = echo
+        self.state_file = self.run_dir / "state.json"
+
+    # ----------------------------------------------------------------- state
+    def load_state(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _save_state(self, state: dict) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.chmod(0o600)
+        tmp.replace(self.state_file)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / ".lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def context(self, state: dict | None = None) -> Context:
+        state = state if state is not None else self.load_state()
+        if not state.get("ports"):
+            raise DevstackError(f"no local stack in {self.run_dir}: run `python -m flux_provider.devstack up`")
+        ctx = Context(run_dir=self.run_dir, ports=state["ports"], secrets=state["secrets"],
+                      dags_folder=Path(state.get("dags_folder", self.dags_folder)),
+                      jars=[Path(j) for j in state.get("jars", [])])
+        for service in self.services:
+            ctx.connections.update(service.connections(ctx))
+        return ctx
+
+    # ------------------------------------------------------------ lifecycle
+    def up(self, timeout_scale: float = 1.0) -> Context:
+        """Start every service (or reuse a healthy running stack) and return its context."""
+        with self._locked():
+            state = self.load_state()
+            if state.get("processes") and all(s.state in ("healthy", "done") for s in self._status(state)):
+                self.echo(f"reusing the healthy local stack in {self.run_dir}")
+                return self.context(state)
+            if state.get("processes"):
+                self.echo("a previous stack is incomplete or unhealthy: stopping it first")
+                self._stop_all(state)
+            return self._start(state, timeout_scale)
+
+    def _allocate_ports(self) -> dict[str, int]:
+        taken: set[int] = set()
+        ports: dict[str, int] = {}
+        for service in self.services:
+            for key, offsets in service.port_blocks.items():
+                ports[key] = port_alloc.allocate_block(offsets, taken=taken)
+        for key in SINGLE_PORTS:
+            ports.setdefault(key, port_alloc.allocate(taken))
+        return ports
+
+    def _start(self, previous: dict, timeout_scale: float) -> Context:
+        state = {
+            "run_dir": str(self.run_dir),
+            "dags_folder": str(self.dags_folder),
+            # Secrets survive restarts: the Airflow DB's connections are encrypted with them.
+            "secrets": previous.get("secrets") or _new_secrets(),
+            "ports": self._allocate_ports(),
+            "processes": {},
+            "started": time.time(),
+        }
+        self.echo("checking the s3a jars (first run downloads them once)")
+        state["jars"] = [str(p) for p in ensure_s3a_jars()]
+        self._save_state(state)
+        ctx = self.context(state)
+        pending = list(self.services)
+        healthy: set[str] = set()
+        started: dict[str, float] = {}
+        last_error: dict[str, str] = {}
+        try:
+            while pending:
+                for service in list(pending):
+                    if service.name not in started:
+                        if not set(service.after) <= healthy:
+                            continue
+                        service.prepare(ctx)
+                        record = spawn(service.command(ctx), log=ctx.home("logs") / f"{service.name}.log",
+                                       env=service.environ(ctx), cwd=ctx.home(service.name))
+                        state["processes"][service.name] = record.to_dict()
+                        self._save_state(state)
+                        started[service.name] = time.monotonic()
+                        self.echo(f"starting {service.name} (pid {record.pid})")
+                        continue
+                    if self._ready(service, ctx, state, last_error):
+                        service.on_healthy(ctx)
+                        healthy.add(service.name)
+                        pending.remove(service)
+                        took = time.monotonic() - started[service.name]
+                        self.echo(f"  {service.name} ready in {took:.1f}s")
+                    elif time.monotonic() - started[service.name] > service.ready_timeout * timeout_scale:
+                        record = ProcessRecord.from_dict(state["processes"][service.name])
+                        raise ServiceFailed(
+                            service.name,
+                            f"did not become healthy within {service.ready_timeout * timeout_scale:.0f}s "
+                            f"(last check: {last_error.get(service.name, 'no answer')})",
+                            record.log, tail(record.log),
+                        )
+                time.sleep(0.5)
+        except BaseException:
+            self._stop_all(state)
+            raise
+        return ctx
+
+    def _ready(self, service: Service, ctx: Context, state: dict, last_error: dict[str, str]) -> bool:
+        record = ProcessRecord.from_dict(state["processes"][service.name])
+        if service.oneshot:
+            code = exit_code(record)
+            if code is None:
+                return False
+            if code != 0:
+                raise ServiceFailed(service.name, f"exited with code {code}", record.log, tail(record.log))
+            return True
+        if not record.alive():
+            raise ServiceFailed(service.name, "exited during start-up", record.log, tail(record.log))
+        try:
+            service.check(ctx)
+        except Exception as exc:  # any failure of a readiness probe means "not ready yet"
+            last_error[service.name] = f"{type(exc).__name__}: {exc}"[:300]
+            return False
+        return True
+
+    def _status(self, state: dict) -> list[ServiceStatus]:
+        ctx = self.context(state)
+        out = []
+        for service in self.services:
+            port = ctx.ports.get(service.port) if service.port else None
+            raw = state.get("processes", {}).get(service.name)
+            if raw is None:
+                out.append(ServiceStatus(service.name, port, None, "not started", ""))
+                continue
+            record = ProcessRecord.from_dict(raw)
+            if service.oneshot:
+                out.append(ServiceStatus(service.name, port, record.pid, "done", "ran at start-up"))
+            elif not record.alive():
+                out.append(ServiceStatus(service.name, port, record.pid, "dead", f"see {record.log}"))
+            else:
+                try:
+                    out.append(ServiceStatus(service.name, port, record.pid, "healthy", service.check(ctx)))
+                except Exception as exc:  # report, don't raise: status must always print
+                    out.append(ServiceStatus(service.name, port, record.pid, "unhealthy",
+                                             f"{type(exc).__name__}: {exc}"[:200]))
+        return out
+
+    def status(self) -> list[ServiceStatus]:
+        state = self.load_state()
+        if not state.get("processes"):
+            return [ServiceStatus(s.name, None, None, "not started", "") for s in self.services]
+        return self._status(state)
+
+    def env(self) -> dict[str, str]:
+        """Environment a shell or test needs: AIRFLOW_HOME, connections as AIRFLOW_CONN_*, endpoints."""
+        ctx = self.context()
+        env = {"FLUX_DEVSTACK_DIR": str(self.run_dir)}
+        for service in self.services:
+            env.update(service.env(ctx))
+        for conn_id, conn in sorted(ctx.connections.items()):
+            env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn, separators=(",", ":"))
+        return env
+
+    def down(self) -> list[int]:
+        """Stop every process of the stack (tree by tree). Returns the PIDs signalled."""
+        with self._locked():
+            state = self.load_state()
+            pids = self._stop_all(state)
+            if state:
+                state["processes"] = {}
+                self._save_state(state)
+            return pids
+
+    def _stop_all(self, state: dict) -> list[int]:
+        pids: list[int] = []
+        for name in reversed([s.name for s in self.services]):
+            raw = state.get("processes", {}).get(name)
+            if raw:
+                signalled = stop(ProcessRecord.from_dict(raw))
+                if signalled:
+                    self.echo(f"stopped {name} ({len(signalled)} processes)")
+                pids.extend(signalled)
+        return pids
