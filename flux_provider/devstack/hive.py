@@ -88,6 +88,7 @@ class HiveMetastore(Service):
     after = ("s3",)
     port = "metastore"
     ready_timeout = 120.0
+    needs_s3a_jars = True
 
     def prepare(self, ctx: Context) -> None:
         home = ctx.home(self.name)
@@ -150,6 +151,7 @@ class SparkThriftServer(Service):
     after = ("metastore",)
     port = "hiveserver2"
     ready_timeout = 180.0
+    needs_s3a_jars = True
 
     def prepare(self, ctx: Context) -> None:
         home = ctx.home(self.name)

@@ -80,6 +80,8 @@ class Service:
     oneshot: bool = False
     #: Seconds to wait for the service to become healthy.
     ready_timeout: float = 120.0
+    #: True if the service needs the s3a jars (``Context.jars``).
+    needs_s3a_jars: bool = False
 
     def prepare(self, ctx: Context) -> None:
         """Write config files under ``ctx.home(self.name)``; called before ``command``."""

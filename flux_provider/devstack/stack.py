@@ -155,8 +155,9 @@ class Stack:
             "processes": {},
             "started": time.time(),
         }
-        self.echo("checking the s3a jars (first run downloads them once)")
-        state["jars"] = [str(p) for p in ensure_s3a_jars()]
+        if any(service.needs_s3a_jars for service in self.services):
+            self.echo("checking the s3a jars (the first run downloads them once)")
+            state["jars"] = [str(p) for p in ensure_s3a_jars()]
         self._save_state(state)
         ctx = self.context(state)
         pending = list(self.services)

@@ -1,0 +1,52 @@
+# flux_provider: `make demo` runs the main job, `make test` runs the suite.
+# Both set up everything first: system packages (apt-get, as root), .venv with
+# the pinned constraints, the s3a jars, and the local stack of real services.
+
+PYTHON      ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+CONSTRAINTS := constraints/constraints-3.11.txt
+STAMP       := $(VENV)/.flux-installed
+DEVSTACK    := $(PY) -m flux_provider.devstack
+
+.PHONY: demo test up down status env setup system-deps constraints clean
+
+demo: setup
+	$(DEVSTACK) up
+	$(DEVSTACK) trigger flux_smoke
+	@echo
+	@echo "The local stack keeps running: Airflow UI and login via '$(DEVSTACK) env'; 'make down' stops it."
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+setup: system-deps $(STAMP)
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e ".[devstack,test]"
+	$(PY) -m flux_provider.devstack.jars
+	touch $@
+
+up: setup
+	$(DEVSTACK) up
+
+down:
+	@if [ -x $(PY) ]; then $(DEVSTACK) down; else echo "no .venv: nothing to stop"; fi
+
+status:
+	$(DEVSTACK) status
+
+env:
+	@$(DEVSTACK) env
+
+# Re-pin the tested set after changing dependencies (then run `make test`).
+constraints:
+	{ sed -n '1,3p' $(CONSTRAINTS); $(PY) -m pip freeze --exclude-editable | grep -vi '^airflow-provider-flux' | sort -f; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+
+clean: down
+	rm -rf .devstack $(VENV)

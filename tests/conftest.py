@@ -1,0 +1,54 @@
+"""Test tiers: pure tests need nothing; ``stack`` tests use the real local stack.
+
+The session fixture ``stack`` brings the local stack up once (or reuses a
+healthy one in the same run directory) and exports its connections
+(``AIRFLOW_CONN_*``) into this process, so Airflow's own hooks reach the real
+services. Tests marked ``lifecycle`` stop the shared stack and always run last.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+RUN_DIR = Path(os.environ.get("FLUX_DEVSTACK_DIR") or REPO / ".devstack").resolve()
+
+# This test process gets its own, throw-away Airflow home: importing Airflow must
+# never write an airflow.cfg into the stack's home (the stack owns that file).
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="flux-pytest-airflow-")
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.get_closest_marker("lifecycle") is not None)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    from flux_provider.devstack import Stack
+
+    stack = Stack(run_dir=RUN_DIR, dags_folder=REPO / "dags")
+    stack.up()
+    env = stack.env()
+    env.pop("AIRFLOW_HOME")
+    os.environ.update(env)
+    yield stack
+
+
+@pytest.fixture(scope="session")
+def airflow_client(stack):
+    from flux_provider.devstack.airflow_api import AirflowClient
+
+    env = stack.env()
+    return AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])
+
+
+@pytest.fixture
+def unique() -> str:
+    """A name part unique to one test (SeaweedFS keeps empty prefixes: never reuse a location)."""
+    return uuid.uuid4().hex[:10]

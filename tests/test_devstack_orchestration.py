@@ -1,0 +1,134 @@
+"""The stack's orchestration logic on small real processes (no Java, no Airflow): ordering,
+failure reports with the service name and log tail, clean-up, PID safety, free ports."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from flux_provider.devstack import ServiceFailed, Stack
+from flux_provider.devstack import ports as port_alloc
+from flux_provider.devstack.process import ProcessRecord, spawn, stop
+from flux_provider.devstack.service import Context, Service
+
+
+class FileService(Service):
+    """Healthy once it has written its ready file; records when it started."""
+
+    def __init__(self, name, after=(), script="", ready_timeout=20.0):
+        self.name, self.after, self.script, self.ready_timeout = name, tuple(after), script, ready_timeout
+
+    def command(self, ctx: Context) -> list[str]:
+        ready = ctx.home(self.name) / "ready"
+        body = self.script or f"import pathlib,time; pathlib.Path({str(ready)!r}).write_text(str(time.time())); time.sleep(600)"
+        return [sys.executable, "-c", body]
+
+    def check(self, ctx: Context) -> str:
+        ready = ctx.home(self.name) / "ready"
+        if not ready.exists():
+            raise RuntimeError("ready file not written yet")
+        return "ready"
+
+
+def _alive(record: dict) -> bool:
+    return ProcessRecord.from_dict(record).alive()
+
+
+def test_services_start_after_their_dependencies_and_stop(tmp_path):
+    services = [FileService("b", after=["a"]), FileService("a"), FileService("c", after=["a", "b"])]
+    stack = Stack(run_dir=tmp_path, dags_folder=tmp_path, services=services, echo=lambda _: None)
+    stack.up()
+    started = {s.name: float((tmp_path / s.name / "ready").read_text()) for s in services}
+    assert started["a"] < started["b"] < started["c"]
+    state = stack.load_state()
+    assert all(_alive(r) for r in state["processes"].values())
+    assert [row.state for row in stack.status()] == ["healthy"] * 3
+    records = list(state["processes"].values())
+    stack.down()
+    assert not any(_alive(r) for r in records)
+
+
+def test_a_service_that_dies_is_named_with_its_log_tail_and_the_rest_is_stopped(tmp_path):
+    crash = "import sys; print('metastore exploded: port in use'); sys.exit(3)"
+    services = [FileService("ok"), FileService("fragile", after=["ok"], script=crash)]
+    stack = Stack(run_dir=tmp_path, dags_folder=tmp_path, services=services, echo=lambda _: None)
+    with pytest.raises(ServiceFailed) as failure:
+        stack.up()
+    assert failure.value.service == "fragile"
+    assert "exited during start-up" in str(failure.value)
+    assert "metastore exploded: port in use" in str(failure.value)
+    assert not _alive(stack.load_state()["processes"]["ok"])
+
+
+def test_a_service_that_never_becomes_healthy_times_out_with_the_last_check(tmp_path):
+    silent = "import time; print('still warming up'); time.sleep(600)"
+    stack = Stack(run_dir=tmp_path, dags_folder=tmp_path, services=[FileService("slow", script=silent, ready_timeout=2)],
+                  echo=lambda _: None)
+    with pytest.raises(ServiceFailed) as failure:
+        stack.up()
+    message = str(failure.value)
+    assert "'slow' did not become healthy within 2s" in message
+    assert "ready file not written yet" in message and "still warming up" in message
+    assert not _alive(stack.load_state()["processes"]["slow"])
+
+
+def test_stop_kills_the_whole_tree_even_children_that_ignore_sigterm(tmp_path):
+    script = "trap '' TERM; sleep 300 & sleep 300 & wait"
+    record = spawn(["sh", "-c", script], log=tmp_path / "tree.log", env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path)
+    deadline = time.monotonic() + 5
+    while len(psutil.Process(record.pid).children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    tree = [record.pid] + [c.pid for c in psutil.Process(record.pid).children(recursive=True)]
+    assert len(tree) == 3
+    signalled = stop(record, grace=1)
+    assert set(tree) <= set(signalled)
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in tree)
+
+
+def test_a_recycled_pid_is_never_killed(tmp_path):
+    record = spawn(["sleep", "300"], log=tmp_path / "s.log", env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path)
+    impostor = ProcessRecord(pid=record.pid, create_time=record.create_time - 100, log=record.log)
+    assert not impostor.alive()
+    assert stop(impostor) == []
+    assert record.alive()
+    stop(record)
+    assert not record.alive()
+
+
+def test_port_blocks_skip_ports_in_use():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        busy_port = busy.getsockname()[1]
+        taken = {busy_port}
+        base = port_alloc.allocate_block((0, 1, 10000), taken=taken)
+        assert {base, base + 1, base + 10000} <= taken
+        assert all(port_alloc.is_free(p) for p in (base, base + 1, base + 10000))
+        assert not port_alloc.is_free(busy_port)
+        assert base + 10000 < port_alloc.EPHEMERAL
+
+
+def test_down_without_a_stack_is_harmless(tmp_path):
+    stack = Stack(run_dir=tmp_path / "never", dags_folder=tmp_path, services=[FileService("x")], echo=lambda _: None)
+    assert stack.down() == []
+    assert [row.state for row in stack.status()] == ["not started"]
+
+
+def test_env_without_a_stack_says_how_to_start_one(tmp_path):
+    stack = Stack(run_dir=tmp_path, dags_folder=tmp_path, services=[FileService("x")])
+    with pytest.raises(Exception, match="python -m flux_provider.devstack up"):
+        stack.env()
+
+
+def test_state_file_is_private(tmp_path):
+    stack = Stack(run_dir=tmp_path, dags_folder=tmp_path, services=[FileService("x")], echo=lambda _: None)
+    stack.up()
+    try:
+        assert (Path(stack.state_file).stat().st_mode & 0o077) == 0
+    finally:
+        stack.down()

@@ -1,0 +1,52 @@
+"""The installed package registers with Airflow: provider info and the plugin, via the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import flux_provider
+
+
+def _airflow(tmp_path: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(AIRFLOW_HOME=str(tmp_path), AIRFLOW__CORE__LOAD_EXAMPLES="False")
+    done = subprocess.run([sys.executable, "-m", "airflow", *args], env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_provider_info_matches_airflows_schema():
+    import jsonschema
+    from airflow import providers_manager
+
+    schema_path = Path(providers_manager.__file__).with_name("provider_info.schema.json")
+    info = flux_provider.get_provider_info()
+    jsonschema.validate(info, json.loads(schema_path.read_text()))
+    assert info["package-name"] == "airflow-provider-flux"
+    assert info["versions"][0] == metadata.version("airflow-provider-flux") == flux_provider.__version__
+
+
+def test_entry_points_are_declared():
+    dist = metadata.distribution("airflow-provider-flux")
+    groups = {(ep.group, ep.value) for ep in dist.entry_points}
+    assert ("apache_airflow_provider", "flux_provider:get_provider_info") in groups
+    assert ("airflow.plugins", "flux_provider.plugin:FluxPlugin") in groups
+
+
+def test_airflow_providers_list_shows_flux(tmp_path):
+    providers = json.loads(_airflow(tmp_path, "providers", "list", "-o", "json"))
+    flux = [p for p in providers if p["package_name"] == "airflow-provider-flux"]
+    assert flux and flux[0]["version"] == flux_provider.__version__
+
+
+def test_airflow_plugins_loads_flux_from_the_entry_point(tmp_path):
+    plugins = json.loads(_airflow(tmp_path, "plugins", "-o", "json"))
+    flux = [p for p in plugins if p["name"] == "flux"]
+    assert len(flux) == 1
+    assert "airflow-provider-flux" in flux[0]["source"]
