@@ -8,7 +8,19 @@ dag-processor, API server), all on free loopback ports under one run directory,
 each stopped by PID. Needs the ``devstack`` extra and a Java 17 runtime.
 """
 
-from flux_provider.devstack.service import DevstackError, ServiceFailed
-from flux_provider.devstack.stack import Stack
+from __future__ import annotations
 
 __all__ = ["DevstackError", "ServiceFailed", "Stack"]
+
+
+def __getattr__(name: str):
+    # Lazy, so `python -m flux_provider.devstack.<module>` does not import the whole stack first.
+    if name == "Stack":
+        from flux_provider.devstack.stack import Stack
+
+        return Stack
+    if name in ("DevstackError", "ServiceFailed"):
+        from flux_provider.devstack import service
+
+        return getattr(service, name)
+    raise AttributeError(name)
