@@ -1,0 +1,488 @@
+"""A small TDS server: the SQL Server stand-in of the local stack and the tests.
+
+Real clients (FreeTDS ``freebcp``, ``pymssql``) connect to it over TCP. It
+speaks TDS 7.x without encryption, checks the LOGIN7 password, and runs SQL
+batches on SQLite, streaming results with SQL Server's column metadata and
+error numbers. It is NOT SQL Server: T-SQL-only syntax (TOP, temp tables,
+procedures other than the ones below, T-SQL functions) is out of its reach and
+fails with an error; transactions are no-ops (SQLite runs in autocommit).
+
+What it understands beyond SQLite's SQL:
+* ``SET ...`` statements (ignored), ``BEGIN TRAN`` / ``COMMIT`` / ``ROLLBACK``
+  (no-ops), ``USE db``, ``N'...'`` literals, ``[bracketed]`` names, ``dbo.table``
+  and ``<database>.dbo.table``, ``@@VERSION`` / ``@@SPID`` / ``@@TRANCOUNT``;
+* ``SET FMTONLY ON <query> SET FMTONLY OFF`` (metadata only, as freebcp sends);
+* ``EXEC sp_describe_first_result_set @tsql = N'<query>'`` (name, types,
+  precision, scale, nullability of a query's result);
+* column types from the declared types of the tables (``DECIMAL(38,10)`` etc.;
+  DECIMAL columns are stored as TEXT so no digit is lost);
+* fault injection through the table ``flux_faults`` (see :data:`FAULTS_DDL`):
+  a batch containing ``pattern`` fails with SQL Server error ``error_number``
+  (e.g. 1205 deadlock victim) ``remaining`` times (-1: always), optionally after
+  sending ``after_rows`` rows or after sleeping ``delay_seconds``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import select
+import socket
+import socketserver
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from flux_provider.devstack.tds import protocol as p
+
+log = logging.getLogger("flux_provider.devstack.tds")
+
+FAULTS_DDL = """CREATE TABLE IF NOT EXISTS flux_faults (
+    pattern TEXT NOT NULL,          -- case-insensitive substring of the SQL batch
+    error_number INTEGER,           -- SQL Server error to raise (NULL: only delay)
+    remaining INTEGER DEFAULT 1,    -- how many more batches it hits; -1 = forever
+    delay_seconds REAL DEFAULT 0,   -- sleep before answering (a hung server)
+    after_rows INTEGER DEFAULT 0    -- rows sent before the error (a failure mid-export)
+)"""
+
+# SQL Server's own numbers, severities and texts for the errors the server raises.
+MESSAGES = {
+    102: (15, "Incorrect syntax near '{0}'."),
+    207: (16, "Invalid column name '{0}'."),
+    208: (16, "Invalid object name '{0}'."),
+    229: (14, "The SELECT permission was denied on the object '{0}'."),
+    1205: (13, "Transaction (Process ID {spid}) was deadlocked on lock resources with another process and "
+                "has been chosen as the deadlock victim. Rerun the transaction."),
+    4060: (11, "Cannot open database \"{0}\" requested by the login. The login failed."),
+    8115: (16, "Arithmetic overflow error converting {0} to data type numeric."),
+    18456: (14, "Login failed for user '{0}'."),
+    40501: (20, "The service is currently busy. Retry the request after 10 seconds."),
+    50000: (16, "{0}"),
+}
+
+
+class TdsError(Exception):
+    def __init__(self, number: int, *args: str, spid: int = 0):
+        severity, template = MESSAGES.get(number, (16, "Error {number}."))
+        self.number, self.severity = number, severity
+        super().__init__(template.format(*args, spid=spid, number=number))
+
+
+_SQLITE_ERRORS = [
+    (re.compile(r"no such table: (?:\w+\.)?(\S+)"), 208),
+    (re.compile(r"no such column: (\S+)"), 207),
+    (re.compile(r'near "(.*)": syntax error'), 102),
+    (re.compile(r"(incomplete input)"), 102),
+]
+
+
+def _translate_sqlite_error(exc: sqlite3.Error, spid: int) -> TdsError:
+    text = str(exc)
+    for pattern, number in _SQLITE_ERRORS:
+        match = pattern.search(text)
+        if match:
+            return TdsError(number, match.group(1), spid=spid)
+    return TdsError(50000, text, spid=spid)
+
+
+# ---------------------------------------------------------------- SQL translation
+def _split_statements(batch: str) -> list[str]:
+    """Split a batch on top-level ``;`` (quotes, brackets and comments respected)."""
+    out, current, i, n = [], [], 0, len(batch)
+    while i < n:
+        ch = batch[i]
+        if ch in "'\"[":
+            close = "]" if ch == "[" else ch
+            j = i + 1
+            while j < n:
+                if batch[j] == close:
+                    if close != "]" and j + 1 < n and batch[j + 1] == close:
+                        j += 2
+                        continue
+                    break
+                j += 1
+            current.append(batch[i:j + 1])
+            i = j + 1
+            continue
+        if batch.startswith("--", i):
+            j = batch.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        if ch == ";":
+            out.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    out.append("".join(current))
+    return [s.strip() for s in out if s.strip()]
+
+
+def _strip_n_literals(sql: str) -> str:
+    """``N'text'`` -> ``'text'`` outside of string literals."""
+    out, i, n = [], 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        if ch == "'":
+            j = i + 1
+            while j < n:
+                if sql[j] == "'":
+                    if j + 1 < n and sql[j + 1] == "'":
+                        j += 2
+                        continue
+                    break
+                j += 1
+            out.append(sql[i:j + 1])
+            i = j + 1
+            continue
+        if ch in "Nn" and i + 1 < n and sql[i + 1] == "'" and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_")):
+            i += 1
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+_FMTONLY = re.compile(r"^\s*SET\s+FMTONLY\s+ON\s+(.*?)\s*;?\s*SET\s+FMTONLY\s+OFF\s*;?\s*$", re.I | re.S)
+_DESCRIBE = re.compile(r"^\s*EXEC(?:UTE)?\s+(?:sys\.)?sp_describe_first_result_set\s+(?:@tsql\s*=\s*)?N?'(.*)'\s*$",
+                       re.I | re.S)
+_NOOP = re.compile(r"^\s*(SET\s|BEGIN\s+TRAN|COMMIT|ROLLBACK|IF\s+@@TRANCOUNT|SAVE\s+TRAN)", re.I)
+_USE = re.compile(r"^\s*USE\s+\[?(\w+)\]?\s*$", re.I)
+_CONVERT = re.compile(
+    r"CONVERT\(\s*N?VARCHAR\s*\(\s*(\d+)\s*\)\s*,\s*(\[[^\]]+\]|\w+)\s*(?:,\s*(\d+)\s*)?\)", re.I)
+_ISO = re.compile(r"^(-?\d{1,4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?)?$")
+_CLOCK = re.compile(r"^(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?$")
+
+
+def _convert_to_varchar(value, length: int, style):
+    """SQL Server's CONVERT(VARCHAR(length), <date/time>, style) for styles 23, 121 and time's default."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    clock = _CLOCK.match(text)
+    if clock:  # time: hh:mm:ss[.fffffff] cut to the length asked for
+        h, mi, sec, frac = clock.groups()
+        digits = max(0, length - 9)
+        return f"{h}:{mi}:{sec}" + (f".{(frac or '').ljust(digits, '0')[:digits]}" if digits else "")
+    match = _ISO.match(text)
+    if not match:
+        return text[:length]
+    y, mo, d, h, mi, sec, frac = match.groups()
+    date = f"{int(y):04d}-{mo}-{d}"
+    if int(style or 0) == 23 or length <= 10:
+        return date
+    digits = max(0, length - 20)
+    clock_text = f"{h or '00'}:{mi or '00'}:{sec or '00'}"
+    return f"{date} {clock_text}" + (f".{(frac or '').ljust(digits, '0')[:digits]}" if digits else "")
+
+
+_DECIMAL_DDL = re.compile(r"(?<!TEXT )\b(DECIMAL|NUMERIC|MONEY|SMALLMONEY)\b", re.I)
+
+
+class Session:
+    """One client connection: its SQLite connection and the batches it sends."""
+
+    def __init__(self, db_path: Path, database: str, spid: int):
+        self.database, self.spid = database, spid
+        self.db = sqlite3.connect(str(db_path), isolation_level=None, check_same_thread=False, timeout=30)
+        self.db.execute("ATTACH DATABASE ? AS dbo", (str(db_path),))
+        self.db.create_function("flux_convert", 3, _convert_to_varchar, deterministic=True)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def translate(self, sql: str) -> str:
+        sql = _strip_n_literals(sql)
+        sql = re.sub(rf"\[?{re.escape(self.database)}\]?\.\[?dbo\]?\.", "dbo.", sql, flags=re.I)
+        sql = re.sub(r"@@VERSION", "'flux TDS test server (SQLite)'", sql, flags=re.I)
+        sql = re.sub(r"@@SPID", str(self.spid), sql, flags=re.I)
+        sql = re.sub(r"@@TRANCOUNT", "0", sql, flags=re.I)
+        sql = _CONVERT.sub(lambda m: f"flux_convert({m.group(2)}, {m.group(1)}, {m.group(3) or 'NULL'})", sql)
+        if re.match(r"^\s*CREATE\s+TABLE", sql, re.I):
+            sql = _DECIMAL_DDL.sub(r"TEXT \1", sql)
+        return sql
+
+    # -------------------------------------------------------------- describe
+    def describe(self, query: str, first_row=None) -> list[tuple[str, p.SqlType, bool]]:
+        """Column names and SQL types of ``query``'s result, from declared types."""
+        self.db.execute("DROP VIEW IF EXISTS temp.__flux_describe")
+        try:
+            self.db.execute(f"CREATE TEMP VIEW __flux_describe AS {query}")
+            info = self.db.execute("PRAGMA temp.table_info(__flux_describe)").fetchall()
+        finally:
+            self.db.execute("DROP VIEW IF EXISTS temp.__flux_describe")
+        columns = []
+        for index, (_, name, declared, notnull, _, _) in enumerate(info):
+            sql_type = p.parse_declared_type(declared)
+            if sql_type is None:
+                value = first_row[index] if first_row is not None else None
+                sql_type = p.infer_type(value) if value is not None else p.SqlType("nvarchar", 8000)
+            columns.append((name, sql_type, not notnull))
+        return columns
+
+    def describe_rows(self, query: str) -> Iterator[tuple]:
+        for ordinal, (name, sql, nullable) in enumerate(self.describe(query), start=1):
+            yield (0, ordinal, name, int(nullable), sql.system_type_name, sql.max_length, sql.precision, sql.scale)
+
+    DESCRIBE_COLUMNS = [
+        ("is_hidden", p.SqlType("bit", 1, 1), False), ("column_ordinal", p.SqlType("int", 4, 10), False),
+        ("name", p.SqlType("nvarchar", 256), True), ("is_nullable", p.SqlType("bit", 1, 1), False),
+        ("system_type_name", p.SqlType("nvarchar", 512), True), ("max_length", p.SqlType("smallint", 2, 5), False),
+        ("precision", p.SqlType("tinyint", 1, 3), False), ("scale", p.SqlType("tinyint", 1, 3), False),
+    ]
+
+    # -------------------------------------------------------------- faults
+    def fault_for(self, batch: str) -> tuple | None:
+        if "flux_faults" in batch.lower():
+            return None
+        try:
+            rows = self.db.execute(
+                "SELECT rowid, pattern, error_number, remaining, delay_seconds, after_rows FROM flux_faults "
+                "WHERE remaining <> 0 ORDER BY rowid"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return None
+        for rowid, pattern, number, remaining, delay, after_rows in rows:
+            if pattern.lower() in batch.lower():
+                if remaining > 0:
+                    changed = self.db.execute(
+                        "UPDATE flux_faults SET remaining = remaining - 1 WHERE rowid = ? AND remaining > 0", (rowid,)
+                    ).rowcount
+                    if not changed:
+                        continue
+                return number, float(delay or 0), int(after_rows or 0)
+        return None
+
+
+class _Writer:
+    """Buffers tokens and sends full TDS packets as they fill (bounded memory while streaming)."""
+
+    def __init__(self, sock: socket.socket, packet_size: int):
+        self.sock, self.packet_size, self.buffer = sock, packet_size, bytearray()
+
+    def add(self, data: bytes) -> None:
+        self.buffer += data
+        body = self.packet_size - p.HEADER.size
+        if len(self.buffer) >= 8 * body:
+            cut = len(self.buffer) - len(self.buffer) % body
+            chunk = bytes(self.buffer[:cut])
+            del self.buffer[:cut]
+            self.sock.sendall(p.packets(p.TABULAR_RESULT, chunk, self.packet_size, last=False))
+
+    def finish(self) -> None:
+        self.sock.sendall(p.packets(p.TABULAR_RESULT, bytes(self.buffer), self.packet_size))
+        self.buffer.clear()
+
+
+class TdsHandler(socketserver.BaseRequestHandler):
+    server: TdsServer
+
+    def read_message(self) -> tuple[int, bytes] | None:
+        payload, kind = bytearray(), None
+        while True:
+            header = self._recv_exact(p.HEADER.size)
+            if header is None:
+                return None
+            kind, status, length, _, _, _ = p.HEADER.unpack(header)
+            body = self._recv_exact(length - p.HEADER.size)
+            if body is None:
+                return None
+            payload += body
+            if status & p.STATUS_EOM:
+                return kind, bytes(payload)
+
+    def _recv_exact(self, size: int) -> bytes | None:
+        data = bytearray()
+        while len(data) < size:
+            chunk = self.request.recv(size - len(data))
+            if not chunk:
+                return None
+            data += chunk
+        return bytes(data)
+
+    def send(self, payload: bytes) -> None:
+        self.request.sendall(p.packets(p.TABULAR_RESULT, payload, self.packet_size))
+
+    def handle(self) -> None:
+        self.packet_size = 4096
+        self.spid = self.server.next_spid()
+        session = None
+        try:
+            message = self.read_message()
+            if message and message[0] == p.PRELOGIN:
+                self.send(p.prelogin_response())
+                message = self.read_message()
+            if not message or message[0] != p.LOGIN7:
+                return
+            login = p.parse_login7(message[1])
+            session = self.login(login)
+            if session is None:
+                return
+            while True:
+                message = self.read_message()
+                if message is None:
+                    return
+                kind, payload = message
+                if kind == p.SQL_BATCH:
+                    self.batch(session, payload)
+                elif kind == p.ATTENTION:
+                    self.send(p.done(p.DONE_ATTN))
+                else:
+                    self.send(p.message(50000, f"flux TDS test server: packet type {kind:#x} is not supported")
+                              + p.done(p.DONE_ERROR))
+        except (ConnectionError, OSError):
+            return
+        finally:
+            if session is not None:
+                session.close()
+
+    def login(self, login: p.Login) -> Session | None:
+        users = self.server.users()
+        if users.get(login.user) != login.password:
+            log.info("login failed for %r", login.user)
+            self.send(p.message(18456, MESSAGES[18456][1].format(login.user), severity=14) + p.done(p.DONE_ERROR))
+            return None
+        if login.database and login.database.lower() != self.server.database.lower():
+            self.send(p.message(4060, MESSAGES[4060][1].format(login.database), severity=11) + p.done(p.DONE_ERROR))
+            return None
+        if 512 <= login.packet_size <= 32767:
+            self.packet_size = login.packet_size
+        version = min(login.tds_version, 0x74000004)
+        self.send(
+            p.envchange(1, self.server.database, "master")
+            + p.message(5701, f"Changed database context to '{self.server.database}'.", severity=0, info=True)
+            + p.envchange_collation()
+            + p.loginack(version)
+            + p.envchange(4, str(self.packet_size), "4096")
+            + p.done()
+        )
+        return Session(self.server.db_path, self.server.database, self.spid)
+
+    # ---------------------------------------------------------------- batches
+    def batch(self, session: Session, payload: bytes) -> None:
+        headers_length = int.from_bytes(payload[:4], "little")
+        text = payload[headers_length:].decode("utf-16-le", "replace") if headers_length < len(payload) else ""
+        log.debug("spid %s batch: %s", self.spid, text[:500])
+        writer = _Writer(self.request, self.packet_size)
+        fault = session.fault_for(text)
+        try:
+            if fault is not None:
+                number, delay, after_rows = fault
+                if delay:
+                    self.sleep_unless_gone(delay)
+                if number and not after_rows:
+                    raise TdsError(number, "injected fault", spid=self.spid)
+            statements = self.statements(text)
+            for index, (kind, sql) in enumerate(statements):
+                more = p.DONE_MORE if index < len(statements) - 1 else p.DONE_FINAL
+                limit = after_rows if fault and fault[0] and fault[2] else None
+                self.run(session, writer, kind, sql, more, limit, fault[0] if fault else None)
+        except TdsError as exc:
+            writer.add(p.message(exc.number, str(exc), severity=exc.severity) + p.done(p.DONE_ERROR))
+        except sqlite3.Error as exc:
+            err = _translate_sqlite_error(exc, self.spid)
+            writer.add(p.message(err.number, str(err), severity=err.severity) + p.done(p.DONE_ERROR))
+        except (ConnectionError, OSError):
+            raise
+        except Exception as exc:  # a test server must answer, not drop the connection
+            log.exception("spid %s: internal error", self.spid)
+            writer.add(p.message(50000, f"flux TDS test server internal error: {exc}") + p.done(p.DONE_ERROR))
+        writer.finish()
+
+    def statements(self, text: str) -> list[tuple[str, str]]:
+        fmtonly = _FMTONLY.match(text)
+        if fmtonly:
+            return [("fmtonly", fmtonly.group(1))]
+        out = []
+        for statement in _split_statements(text):
+            if _NOOP.match(statement):
+                out.append(("noop", statement))
+            elif _USE.match(statement):
+                out.append(("use", _USE.match(statement).group(1)))
+            elif _DESCRIBE.match(statement):
+                out.append(("describe", _DESCRIBE.match(statement).group(1).replace("''", "'")))
+            else:
+                out.append(("sql", statement))
+        return out
+
+    def run(self, session: Session, writer: _Writer, kind: str, sql: str, more: int,
+            fail_after: int | None, fail_number: int | None) -> None:
+        if kind == "noop":
+            writer.add(p.done(more))
+            return
+        if kind == "use":
+            if sql.lower() != session.database.lower():
+                raise TdsError(4060, sql, spid=self.spid)
+            writer.add(p.envchange(1, session.database, session.database) + p.done(more))
+            return
+        if kind == "describe":
+            rows = list(session.describe_rows(session.translate(sql)))
+            self.stream(writer, Session.DESCRIBE_COLUMNS, iter(rows), more, None, None)
+            return
+        translated = session.translate(sql)
+        if kind == "fmtonly":
+            writer.add(p.colmetadata(session.describe(translated)) + p.done(more, rows=0, curcmd=p.CURCMD_SELECT))
+            return
+        cursor = session.db.execute(translated)
+        if cursor.description is None:
+            writer.add(p.done(more, rows=max(cursor.rowcount, 0)))
+            return
+        first = cursor.fetchmany(256)
+        sample = [next((r[i] for r in first if r[i] is not None), None) for i in range(len(cursor.description))]
+        columns = session.describe(translated, first_row=sample)
+
+        def rows() -> Iterator[tuple]:
+            yield from first
+            while True:
+                chunk = cursor.fetchmany(1000)
+                if not chunk:
+                    return
+                yield from chunk
+
+        self.stream(writer, columns, rows(), more, fail_after, fail_number)
+
+    def stream(self, writer: _Writer, columns, rows: Iterator[tuple], more: int,
+               fail_after: int | None, fail_number: int | None) -> None:
+        encoders = [p.encoder(sql) for _, sql, _ in columns]
+        writer.add(p.colmetadata(columns))
+        count, row_token = 0, bytes([p.ROW])
+        for row in rows:
+            if fail_after is not None and count >= fail_after:
+                raise TdsError(fail_number, "injected fault", spid=self.spid)
+            try:
+                writer.add(row_token + b"".join(enc(value) for enc, value in zip(encoders, row)))
+            except (ArithmeticError, ValueError) as exc:
+                raise TdsError(8115 if isinstance(exc, ArithmeticError) else 50000, str(exc), spid=self.spid) from exc
+            count += 1
+        writer.add(p.done(more, rows=count, curcmd=p.CURCMD_SELECT))
+
+    def sleep_unless_gone(self, seconds: float) -> None:
+        """Sleep like a hung server, but stop as soon as the client hangs up."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([self.request], [], [], min(0.2, deadline - time.monotonic()))
+            if readable and not self.request.recv(1, socket.MSG_PEEK):
+                raise ConnectionError("client went away")
+
+
+class TdsServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], *, db_path: Path, database: str, users_file: Path):
+        self.db_path, self.database, self.users_file = Path(db_path), database, Path(users_file)
+        self._spid, self._lock = 50, threading.Lock()
+        with sqlite3.connect(str(self.db_path)) as db:
+            db.execute(FAULTS_DDL)
+        super().__init__(address, TdsHandler)
+
+    def users(self) -> dict[str, str]:
+        return json.loads(self.users_file.read_text())
+
+    def next_spid(self) -> int:
+        with self._lock:
+            self._spid += 1
+            return self._spid
