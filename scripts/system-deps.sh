@@ -6,6 +6,7 @@ set -euo pipefail
 # command on PATH -> Debian package that provides it
 declare -A NEED=(
   [java]=openjdk-17-jre-headless   # Hive metastore and Spark Thrift Server (Java 17+)
+  [freebcp]=freetds-bin            # FreeTDS bulk copy: the bcp engine of BcpExportOperator
 )
 
 missing=()

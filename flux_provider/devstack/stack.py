@@ -25,6 +25,7 @@ from flux_provider.devstack import ports as port_alloc
 from flux_provider.devstack.airflow import AirflowApiServer, AirflowDagProcessor, AirflowInit, AirflowScheduler
 from flux_provider.devstack.hive import HiveMetastore, SparkThriftServer
 from flux_provider.devstack.jars import ensure_s3a_jars
+from flux_provider.devstack.mssql import TdsStandIn
 from flux_provider.devstack.process import ProcessRecord, exit_code, spawn, stop, tail
 from flux_provider.devstack.s3 import SeaweedS3
 from flux_provider.devstack.service import Context, DevstackError, Service, ServiceFailed
@@ -35,6 +36,7 @@ log = logging.getLogger("flux_provider.devstack")
 #: Server stand-in for bcp) here; ``after`` expresses what each waits for.
 SERVICES: list[Service] = [
     SeaweedS3(),
+    TdsStandIn(),
     HiveMetastore(),
     SparkThriftServer(),
     AirflowInit(),
@@ -44,7 +46,7 @@ SERVICES: list[Service] = [
 ]
 
 #: Single ports every stack allocates (blocks come from ``Service.port_blocks``).
-SINGLE_PORTS = ("metastore", "hiveserver2", "airflow_api", "airflow_scheduler",
+SINGLE_PORTS = ("mssql", "metastore", "hiveserver2", "airflow_api", "airflow_scheduler",
                 "airflow_worker_log", "airflow_trigger_log")
 
 
@@ -64,6 +66,7 @@ def _new_secrets() -> dict[str, str]:
         "airflow_secret_key": secrets.token_urlsafe(24),
         "airflow_jwt_secret": secrets.token_urlsafe(32),
         "airflow_fernet_key": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "mssql_password": secrets.token_urlsafe(16),
     }
 
 
@@ -149,8 +152,9 @@ class Stack:
         state = {
             "run_dir": str(self.run_dir),
             "dags_folder": str(self.dags_folder),
-            # Secrets survive restarts: the Airflow DB's connections are encrypted with them.
-            "secrets": previous.get("secrets") or _new_secrets(),
+            # Secrets survive restarts (the Airflow DB's connections are encrypted with them);
+            # secrets added by newer versions are filled in.
+            "secrets": {**_new_secrets(), **previous.get("secrets", {})},
             "ports": self._allocate_ports(),
             "processes": {},
             "started": time.time(),

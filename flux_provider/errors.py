@@ -1,0 +1,124 @@
+"""One error taxonomy for every flux step (export, upload, transform, refresh) and the recovery rules.
+
+Each failure is classified into an :class:`ErrorClass`. The class decides whether
+Airflow may retry: a terminal class raises :class:`FluxTerminalError` (an
+``AirflowFailException``: no further tries), a transient one raises
+:class:`FluxTransientError` (an ``AirflowException``: the task's retries apply).
+The exception carries its inputs as attributes (data set, step, class, server
+error number, exit code) so recovery rules and the dashboard can match on them.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+
+class ErrorClass(str, enum.Enum):
+    CONNECTION = "connection"          # server unreachable, connection reset
+    LOGIN = "login"                    # bad credentials, database not accessible
+    PERMISSION = "permission"          # authenticated but not allowed
+    TIMEOUT = "timeout"                # the step ran out of time
+    DEADLOCK = "deadlock"              # chosen as deadlock victim, lock timeout
+    THROTTLED = "throttled"            # the service asks us to slow down (busy, SlowDown, 503)
+    MISSING_OBJECT = "missing_object"  # table/column/bucket/database does not exist
+    SYNTAX = "syntax"                  # the SQL is wrong
+    DATA = "data"                      # a value does not fit, conversion/overflow, corrupt file
+    CONFIG = "config"                  # a bad spec or parameter (identifier, path, option)
+    UNKNOWN = "unknown"
+
+    @property
+    def terminal(self) -> bool:
+        """Retrying cannot help: the input or the credentials must change first."""
+        return self in _TERMINAL
+
+    @property
+    def load_related(self) -> bool:
+        """The failure suggests the source is overloaded (used by the throttle)."""
+        return self in _LOAD
+
+
+_TERMINAL = {ErrorClass.LOGIN, ErrorClass.PERMISSION, ErrorClass.MISSING_OBJECT, ErrorClass.SYNTAX,
+             ErrorClass.DATA, ErrorClass.CONFIG}
+_LOAD = {ErrorClass.TIMEOUT, ErrorClass.DEADLOCK, ErrorClass.THROTTLED, ErrorClass.CONNECTION}
+
+#: SQL Server (and FreeTDS/DB-Library client) message numbers -> class.
+SQLSERVER_NUMBERS: dict[int, ErrorClass] = {
+    18456: ErrorClass.LOGIN, 18452: ErrorClass.LOGIN, 4060: ErrorClass.LOGIN, 18488: ErrorClass.LOGIN,
+    229: ErrorClass.PERMISSION, 230: ErrorClass.PERMISSION, 262: ErrorClass.PERMISSION,
+    208: ErrorClass.MISSING_OBJECT, 207: ErrorClass.MISSING_OBJECT, 2812: ErrorClass.MISSING_OBJECT,
+    911: ErrorClass.MISSING_OBJECT,
+    102: ErrorClass.SYNTAX, 156: ErrorClass.SYNTAX, 105: ErrorClass.SYNTAX, 170: ErrorClass.SYNTAX,
+    1205: ErrorClass.DEADLOCK, 1222: ErrorClass.DEADLOCK,
+    8114: ErrorClass.DATA, 8115: ErrorClass.DATA, 245: ErrorClass.DATA, 241: ErrorClass.DATA,
+    220: ErrorClass.DATA, 8152: ErrorClass.DATA, 2628: ErrorClass.DATA, 8134: ErrorClass.DATA,
+    40501: ErrorClass.THROTTLED, 40613: ErrorClass.THROTTLED, 49918: ErrorClass.THROTTLED,
+    10928: ErrorClass.THROTTLED, 10929: ErrorClass.THROTTLED,
+    -2: ErrorClass.TIMEOUT,
+    # DB-Library / FreeTDS client-side numbers
+    20009: ErrorClass.CONNECTION, 20002: ErrorClass.CONNECTION, 20004: ErrorClass.CONNECTION,
+    20006: ErrorClass.CONNECTION, 20017: ErrorClass.CONNECTION, 20047: ErrorClass.CONNECTION,
+    20003: ErrorClass.TIMEOUT,
+}
+
+_TEXT_RULES: list[tuple[re.Pattern, ErrorClass]] = [
+    (re.compile(r"login failed|password|authentication", re.I), ErrorClass.LOGIN),
+    (re.compile(r"deadlock", re.I), ErrorClass.DEADLOCK),
+    (re.compile(r"timed? ?out|timeout", re.I), ErrorClass.TIMEOUT),
+    (re.compile(r"unable to connect|connection (refused|reset)|server is unavailable|broken pipe", re.I),
+     ErrorClass.CONNECTION),
+    (re.compile(r"invalid object name|no such table|does not exist|not found", re.I), ErrorClass.MISSING_OBJECT),
+    (re.compile(r"syntax", re.I), ErrorClass.SYNTAX),
+]
+
+
+def classify_sqlserver(number: int | None, text: str = "") -> ErrorClass:
+    """Class of a SQL Server message number, falling back to its text."""
+    if number is not None and number in SQLSERVER_NUMBERS:
+        return SQLSERVER_NUMBERS[number]
+    return classify_text(text)
+
+
+def classify_text(text: str) -> ErrorClass:
+    for pattern, error_class in _TEXT_RULES:
+        if pattern.search(text or ""):
+            return error_class
+    return ErrorClass.UNKNOWN
+
+
+class FluxError(Exception):
+    """A classified failure of one step of one data set."""
+
+    def __init__(self, message: str, *, error_class: ErrorClass, dataset: str | None = None,
+                 step: str | None = None, server_number: int | None = None, exit_code: int | None = None):
+        self.error_class = ErrorClass(error_class)
+        self.dataset, self.step = dataset, step
+        self.server_number, self.exit_code = server_number, exit_code
+        where = " ".join(part for part in (f"data set {dataset!r}" if dataset else "", step or "") if part)
+        prefix = f"[{self.error_class.value}] " + (f"{where}: " if where else "")
+        super().__init__(prefix + message)
+
+    @property
+    def terminal(self) -> bool:
+        return self.error_class.terminal
+
+    def as_dict(self) -> dict:
+        return {"error_class": self.error_class.value, "terminal": self.terminal, "dataset": self.dataset,
+                "step": self.step, "server_number": self.server_number, "exit_code": self.exit_code,
+                "message": str(self)}
+
+
+class FluxTerminalError(FluxError, AirflowFailException):
+    """A terminal failure: Airflow fails the task without using its remaining retries."""
+
+
+class FluxTransientError(FluxError, AirflowException):
+    """A transient failure: Airflow's retries apply."""
+
+
+def flux_error(message: str, *, error_class: ErrorClass, **details) -> FluxError:
+    """The right exception type (terminal or transient) for ``error_class``."""
+    cls = FluxTerminalError if ErrorClass(error_class).terminal else FluxTransientError
+    return cls(message, error_class=error_class, **details)

@@ -1,0 +1,1 @@
+"""File formats exchanged between flux steps."""

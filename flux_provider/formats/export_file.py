@@ -1,0 +1,213 @@
+"""The export file: what ``BcpExportOperator`` writes and ``S3ChunkUploadOperator`` reads.
+
+bcp's character mode (``-c``) cannot quote or escape, so the file relies on
+terminators that do not occur in data, and on bcp's conventions, which
+Microsoft's bcp and FreeTDS freebcp share (checked against the real freebcp):
+
+* fields end with ``field_terminator``, rows with ``row_terminator`` (defaults
+  below: multi-character, with ASCII separator control characters);
+* NULL is an empty field; an empty string (or empty binary) is one NUL byte;
+* text is UTF-8; integers and decimals are plain digits (decimals with exactly
+  ``scale`` digits after the point); float is ``%.17g`` (exact round trip);
+  bit is 0/1; binary is lowercase hex; date is ``YYYY-MM-DD``; datetime2/time
+  carry ``scale`` fractional digits (the export query renders them with
+  ``CONVERT(VARCHAR(n), col, 121)`` because freebcp would cut them to ms).
+
+Both engines (bcp and DB-API) produce byte-identical files for the same query.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from decimal import Context, Decimal
+from pathlib import Path
+
+FORMAT = "flux-bcp-char/1"
+DEFAULT_FIELD_TERMINATOR = "\x1f|~"
+DEFAULT_ROW_TERMINATOR = "\x1e|~\n"
+EMPTY = b"\x00"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A result column as the server describes it."""
+
+    name: str
+    type_name: str          # bigint, decimal, nvarchar, datetime2, ... (SQL Server names)
+    system_type_name: str   # decimal(38,10), nvarchar(200), ...
+    precision: int = 0
+    scale: int = 0
+    nullable: bool = True
+    max_length: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Column:
+        return cls(**data)
+
+    @classmethod
+    def from_system_type(cls, name: str, system_type_name: str, *, nullable: bool = True, max_length: int = 0,
+                         precision: int = 0, scale: int = 0) -> Column:
+        base = system_type_name.split("(")[0].strip().lower()
+        return cls(name, base, system_type_name.lower(), precision, scale, nullable, max_length)
+
+
+# SQL Server types whose bcp character rendering is lossy or ambiguous, and how the
+# export query renders them instead (the same text for both engines).
+def _rendering(column: Column) -> str | None:
+    if column.type_name in ("datetime2", "datetimeoffset"):
+        length = 19 + (column.scale + 1 if column.scale else 0)
+        return f"CONVERT(VARCHAR({length}), {{0}}, 121)"
+    if column.type_name in ("datetime", "smalldatetime"):
+        return "CONVERT(VARCHAR(23), {0}, 121)"
+    if column.type_name == "date":
+        return "CONVERT(VARCHAR(10), {0}, 23)"
+    if column.type_name == "time":
+        return f"CONVERT(VARCHAR({8 + (column.scale + 1 if column.scale else 0)}), {{0}})"
+    return None
+
+
+def quote_name(name: str) -> str:
+    return "[" + name.replace("]", "]]") + "]"
+
+
+_ORDER_BY = re.compile(r"\border\s+by\b", re.I)
+
+
+def export_query(columns: list[Column], *, table: str | None = None, query: str | None = None) -> str:
+    """The SELECT both engines run: every column, date/time ones rendered losslessly as text.
+
+    ``table`` is an already validated, quoted name; ``query`` a user query (wrapped as a
+    derived table only when a column needs rendering).
+    """
+    exprs = []
+    for column in columns:
+        rendering = _rendering(column)
+        name = quote_name(column.name)
+        exprs.append(f"{rendering.format(name)} AS {name}" if rendering else name)
+    if table is not None:
+        return f"SELECT {', '.join(exprs)} FROM {table}"
+    if query is None:
+        raise ValueError("export_query needs a table or a query")
+    if not any(_rendering(c) for c in columns):
+        return query
+    if _ORDER_BY.search(query):
+        raise ValueError(
+            "the query has an ORDER BY and returns date/time columns "
+            f"({', '.join(c.name for c in columns if _rendering(c))}) that must be rendered with CONVERT "
+            "to keep full precision; remove the ORDER BY (row order does not matter to Hive) or select "
+            "CONVERT(VARCHAR(27), <col>, 121) yourself"
+        )
+    return f"SELECT {', '.join(exprs)} FROM ({query}) AS flux_export"
+
+
+# ------------------------------------------------------------------ writing (DB-API engine)
+class TerminatorInData(ValueError):
+    def __init__(self, row: int, column: str, terminator: str):
+        self.row, self.column = row, column
+        super().__init__(f"row {row}, column {column!r} contains the terminator {terminator!r}; "
+                         "choose other field_terminator/row_terminator for this data set")
+
+
+_DEC = Context(prec=80)
+
+
+def renderer(column: Column):
+    """A function value -> bytes in the file's rendering for ``column`` (DB-API engine)."""
+    scale_exp = Decimal(1).scaleb(-column.scale) if column.type_name in ("decimal", "numeric") else None
+
+    def render(value) -> bytes:
+        if value is None:
+            return b""
+        if isinstance(value, str):
+            return value.encode("utf-8", "surrogatepass") if value else EMPTY
+        if isinstance(value, bool):
+            return b"1" if value else b"0"
+        if isinstance(value, int):
+            return str(value).encode()
+        if isinstance(value, Decimal):
+            if scale_exp is not None:
+                value = value.quantize(scale_exp, context=_DEC)
+            return format(value, "f").encode()
+        if isinstance(value, float):
+            return b"0" if value == 0 else (b"%.17g" % value)
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes(value).hex().encode() if len(value) else EMPTY
+        if isinstance(value, dt.datetime):
+            text = value.strftime("%Y-%m-%d %H:%M:%S")
+            digits = column.scale if column.scale else (6 if value.microsecond else 0)
+            return (text + (f".{value.microsecond:06d}0"[: digits + 1] if digits else "")).encode()
+        if isinstance(value, dt.date):
+            return value.isoformat().encode()
+        if isinstance(value, dt.time):
+            return value.isoformat().encode()
+        return str(value).encode()
+
+    return render
+
+
+# ------------------------------------------------------------------ reading
+def iter_records(path: Path, field_terminator: str, row_terminator: str, *,
+                 block_size: int = 1 << 20) -> Iterator[list[bytes]]:
+    """Stream the file's rows as lists of raw fields (memory: one block plus one row)."""
+    field_t, row_t = field_terminator.encode(), row_terminator.encode()
+    pending = b""
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(block_size)
+            if not block:
+                break
+            pending += block
+            rows = pending.split(row_t)
+            pending = rows.pop()
+            for row in rows:
+                yield row.split(field_t)
+    if pending:
+        raise ValueError(f"{path}: the file does not end with the row terminator "
+                         f"({len(pending)} trailing bytes): it is truncated")
+
+
+def parse(raw: bytes, column: Column):
+    """The Python value of one raw field (tests and decoders): None, '', or the typed value."""
+    if raw == b"":
+        return None
+    if raw == EMPTY:
+        return b"" if column.type_name in ("varbinary", "binary", "image") else ""
+    text = raw.decode("utf-8")
+    kind = column.type_name
+    if kind in ("tinyint", "smallint", "int", "bigint"):
+        return int(text)
+    if kind == "bit":
+        return text == "1"
+    if kind in ("decimal", "numeric", "money", "smallmoney"):
+        return Decimal(text)
+    if kind in ("float", "real"):
+        return float(text)
+    if kind in ("varbinary", "binary", "image"):
+        return bytes.fromhex(text)
+    return text
+
+
+def scan(path: Path, field_terminator: str, row_terminator: str, *, block_size: int = 1 << 20) -> tuple[int, int]:
+    """(row terminators, field terminators) in the file, counted in one streaming pass."""
+    counts = []
+    for terminator in (row_terminator.encode(), field_terminator.encode()):
+        total, tail = 0, b""
+        with open(path, "rb") as fh:
+            while True:
+                block = fh.read(block_size)
+                if not block:
+                    break
+                data = tail + block
+                total += data.count(terminator)
+                # keep enough bytes to catch a terminator split across blocks, without recounting
+                keep = len(terminator) - 1
+                last = data.rfind(terminator)
+                tail = data[max(len(data) - keep, last + len(terminator) if last >= 0 else 0):] if keep else b""
+        counts.append(total)
+    return counts[0], counts[1]

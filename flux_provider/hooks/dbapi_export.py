@@ -1,0 +1,144 @@
+"""Export through any Airflow DbApiHook into the same file format bcp writes.
+
+For machines without a bcp binary: MsSqlHook (pymssql) by default; PostgreSQL
+and SQLite hooks work too. Memory is bounded by construction: at most
+``fetch_size`` rows are held at once (pymssql streams rows off the wire;
+PostgreSQL uses a server-side cursor), plus the file writer's buffer.
+Column metadata comes from the server: ``sp_describe_first_result_set`` on SQL
+Server, the driver's cursor description elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from flux_provider.errors import ErrorClass, FluxError, classify_sqlserver, classify_text, flux_error
+from flux_provider.formats.export_file import Column, TerminatorInData, renderer
+
+log = logging.getLogger(__name__)
+
+
+def classify_driver_error(exc: BaseException) -> tuple[ErrorClass, int | None]:
+    """Class and server error number of a DB-API driver exception (pymssql puts the number first)."""
+    args = getattr(exc, "args", ())
+    number = args[0] if args and isinstance(args[0], int) else None
+    text = " ".join(a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in args)
+    if number is not None:
+        return classify_sqlserver(number, text), number
+    return classify_text(text), None
+
+
+def _driver_error(exc: BaseException, what: str, dataset: str | None) -> FluxError:
+    error_class, number = classify_driver_error(exc)
+    return flux_error(f"{what}: {exc}", error_class=error_class, dataset=dataset, step="export",
+                      server_number=number)
+
+
+def is_mssql(hook) -> bool:
+    return getattr(hook, "conn_type", "") == "mssql" or type(hook).__name__ == "MsSqlHook"
+
+
+def describe(hook, query: str, *, dataset: str | None = None) -> list[Column]:
+    """The result columns of ``query`` with SQL types, precision and scale, as the server reports them."""
+    conn = hook.get_conn()
+    try:
+        cursor = conn.cursor()
+        if is_mssql(hook):
+            cursor.execute("EXEC sp_describe_first_result_set @tsql = %s", (query,))
+            names = [d[0] for d in cursor.description]
+            rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+            return [
+                Column.from_system_type(
+                    r["name"], r["system_type_name"], nullable=bool(r["is_nullable"]),
+                    max_length=int(r["max_length"] or 0), precision=int(r["precision"] or 0),
+                    scale=int(r["scale"] or 0),
+                )
+                for r in rows if not r.get("is_hidden")
+            ]
+        cursor.execute(f"SELECT * FROM ({query}) flux_describe WHERE 1 = 0")
+        return [
+            Column(name=d[0], type_name=str(d[1] or ""), system_type_name=str(d[1] or ""),
+                   precision=int(d[4] or 0), scale=int(d[5] or 0), nullable=d[6] is not False)
+            for d in cursor.description
+        ]
+    except FluxError:
+        raise
+    except Exception as exc:  # driver exceptions have no common base class across drivers
+        raise _driver_error(exc, "describing the export query failed", dataset) from exc
+    finally:
+        conn.close()
+
+
+class DbApiExportEngine:
+    """Streams a query's rows into the export file format."""
+
+    def __init__(self, hook, *, fetch_size: int = 10_000, log_every: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.hook, self.fetch_size, self.log_every, self.clock = hook, fetch_size, log_every, clock
+        self._conn = None
+
+    def _cursor(self, conn):
+        if getattr(self.hook, "conn_type", "") == "postgres":
+            return conn.cursor(name=f"flux_export_{uuid.uuid4().hex[:8]}")  # server-side: streams
+        return conn.cursor()
+
+    def export(self, query: str, out_path: str, columns: list[Column], *, field_terminator: str,
+               row_terminator: str, dataset: str | None = None) -> int:
+        field_t, row_t = field_terminator.encode(), row_terminator.encode()
+        renderers = [renderer(c) for c in columns]
+        names = [c.name for c in columns]
+        start = last_log = self.clock()
+        rows = written = 0
+        self._conn = conn = self.hook.get_conn()
+        try:
+            cursor = self._cursor(conn)
+            cursor.arraysize = self.fetch_size
+            cursor.execute(query)
+            with open(out_path, "wb", buffering=1 << 20) as out:
+                while True:
+                    batch = cursor.fetchmany(self.fetch_size)
+                    if not batch:
+                        break
+                    for row in batch:
+                        fields = [render(value) for render, value in zip(renderers, row)]
+                        for name, raw in zip(names, fields):
+                            if field_t in raw or row_t in raw:
+                                raise TerminatorInData(rows + 1, name, field_terminator if field_t in raw
+                                                       else row_terminator)
+                        line = field_t.join(fields) + row_t
+                        out.write(line)
+                        written += len(line)
+                    rows += len(batch)
+                    now = self.clock()
+                    if now - last_log >= self.log_every:
+                        last_log = now
+                        log.info("exported %d rows, %.1f MB, %.0f rows/s", rows, written / 1e6,
+                                 rows / max(now - start, 1e-9))
+        except TerminatorInData as exc:
+            raise flux_error(str(exc), error_class=ErrorClass.DATA, dataset=dataset, step="export") from exc
+        except (FluxError, OSError):
+            raise
+        except Exception as exc:  # driver exceptions have no common base class across drivers
+            raise _driver_error(exc, "the DB-API export failed", dataset) from exc
+        finally:
+            self._conn = None
+            try:
+                conn.close()
+            except Exception:  # closing a broken connection may fail; the export already failed or ended
+                pass
+        seconds = max(self.clock() - start, 1e-9)
+        log.info("DB-API engine exported %d rows (%.1f MB) in %.1fs (%.0f rows/s)", rows, written / 1e6, seconds,
+                 rows / seconds)
+        return rows
+
+    def kill(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # best effort from another thread while the export is running
+                pass

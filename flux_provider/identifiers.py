@@ -1,0 +1,40 @@
+"""Validation of identifiers that come from specs or parameters, before they reach any SQL."""
+
+from __future__ import annotations
+
+import re
+
+from flux_provider.errors import ErrorClass, flux_error
+
+# SQL Server regular identifiers (letters, digits, _ @ # $; not starting with a digit or $), and
+# Hive's (letters, digits, underscore). Anything else is refused rather than quoted.
+_SQLSERVER = re.compile(r"^[A-Za-z_@#][A-Za-z0-9_@#$]{0,127}$")
+_HIVE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def sqlserver_identifier(value: str, what: str, *, dataset: str | None = None) -> str:
+    if not isinstance(value, str) or not _SQLSERVER.match(value):
+        raise flux_error(
+            f"{what} {value!r} is not a valid SQL Server identifier (letters, digits, _ @ # $, at most 128, "
+            "not starting with a digit); fix the spec or parameter",
+            error_class=ErrorClass.CONFIG, dataset=dataset,
+        )
+    return value
+
+
+def hive_identifier(value: str, what: str, *, dataset: str | None = None) -> str:
+    if not isinstance(value, str) or not _HIVE.match(value):
+        raise flux_error(
+            f"{what} {value!r} is not a valid Hive identifier (letters, digits and _, not starting with a "
+            "digit, at most 128); fix the spec or parameter",
+            error_class=ErrorClass.CONFIG, dataset=dataset,
+        )
+    return value
+
+
+def sqlserver_table(schema: str | None, table: str, *, dataset: str | None = None) -> str:
+    """``[schema].[table]`` after validating both parts."""
+    parts = ([sqlserver_identifier(schema, "schema", dataset=dataset)] if schema else []) + [
+        sqlserver_identifier(table, "table", dataset=dataset)
+    ]
+    return ".".join(f"[{p}]" for p in parts)

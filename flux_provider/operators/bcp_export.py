@@ -1,0 +1,216 @@
+"""BcpExportOperator: step 1 of a data set, SQL Server -> one export file for the next step.
+
+Example::
+
+    from flux_provider.operators.bcp_export import BcpExportOperator
+
+    export = BcpExportOperator(
+        task_id="export",
+        dataset="titles",
+        schema="dbo",
+        table="titles",                      # or sql="SELECT ... FROM dbo.titles WHERE ..."
+        count_sql="SELECT COUNT(*) FROM dbo.titles",   # optional: verify the row count
+        mssql_conn_id="mssql_default",
+        engine="auto",                       # bcp/freebcp if installed, else the DB-API engine
+    )
+
+The file lands under ``staging_dir/<dataset>/<run_id>/try<N>.bcp`` (written as
+``.partial`` and renamed only after every check passed, so a later step never
+sees half a file). XCom ``return_value`` carries what the next step needs:
+path, host, rows, bytes, terminators, format and the columns with their SQL
+types, precision and scale as the server describes them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from airflow.sdk import BaseOperator
+
+from flux_provider.errors import ErrorClass, FluxError, flux_error
+from flux_provider.formats import export_file as fmt
+from flux_provider.identifiers import sqlserver_table
+
+ENGINES = ("auto", "bcp", "dbapi")
+
+
+def default_staging_dir() -> str:
+    from airflow.configuration import conf
+
+    return os.environ.get("FLUX_STAGING_DIR") or conf.get("flux", "staging_dir", fallback="/tmp/flux-staging")
+
+
+def _safe(part: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", part).strip("._") or "run"
+
+
+class BcpExportOperator(BaseOperator):
+    """Export a query or table from SQL Server with bcp (or the DB-API engine) to a staging file.
+
+    :param dataset: the data set's name (file layout, log and error messages).
+    :param schema: schema of ``table`` (validated identifier).
+    :param table: export the whole table (validated identifier); or give ``sql``.
+    :param sql: the query to export (templated).
+    :param count_sql: optional query returning the expected row count (templated).
+    :param mssql_conn_id: Airflow ``mssql`` connection of the source.
+    :param engine: ``auto`` (bcp if a tool is installed, else DB-API), ``bcp`` or ``dbapi``.
+    :param dbapi_conn_id: connection for the DB-API engine if not the SQL Server one (any DbApiHook).
+    :param staging_dir: where export files go (templated; default ``[flux] staging_dir`` or
+        ``$FLUX_STAGING_DIR`` or ``/tmp/flux-staging``).
+    :param field_terminator / row_terminator: multi-character terminators that must not occur in data.
+    :param batch_size, packet_size, max_errors, hints, bcp_path: passed to the bcp tool.
+    :param fetch_size: rows per fetch for the DB-API engine (bounds its memory).
+    """
+
+    template_fields: Sequence[str] = ("sql", "count_sql", "staging_dir", "table", "schema")
+    template_ext: Sequence[str] = (".sql",)
+    ui_color = "#c9e4ff"
+
+    def __init__(self, *, dataset: str, schema: str | None = None, table: str | None = None,
+                 sql: str | None = None, count_sql: str | None = None, mssql_conn_id: str = "mssql_default",
+                 engine: str = "auto", dbapi_conn_id: str | None = None, staging_dir: str | None = None,
+                 field_terminator: str = fmt.DEFAULT_FIELD_TERMINATOR,
+                 row_terminator: str = fmt.DEFAULT_ROW_TERMINATOR, batch_size: int | None = 10_000,
+                 packet_size: int | None = None, max_errors: int | None = None, hints: str | None = None,
+                 bcp_path: str | None = None, fetch_size: int = 10_000, **kwargs):
+        super().__init__(**kwargs)
+        self.dataset, self.schema, self.table, self.sql, self.count_sql = dataset, schema, table, sql, count_sql
+        self.mssql_conn_id, self.engine, self.dbapi_conn_id = mssql_conn_id, engine, dbapi_conn_id
+        self.staging_dir = staging_dir
+        self.field_terminator, self.row_terminator = field_terminator, row_terminator
+        self.batch_size, self.packet_size, self.max_errors, self.hints = batch_size, packet_size, max_errors, hints
+        self.bcp_path, self.fetch_size = bcp_path, fetch_size
+        self._runner = None
+        self._partial: Path | None = None
+
+    # ----------------------------------------------------------------- checks
+    def _fail(self, message: str, error_class: ErrorClass = ErrorClass.CONFIG) -> FluxError:
+        return flux_error(message, error_class=error_class, dataset=self.dataset, step="export")
+
+    def _validate(self) -> None:
+        if self.engine not in ENGINES:
+            raise self._fail(f"engine {self.engine!r} is not one of {', '.join(ENGINES)}")
+        if bool(self.table) == bool(self.sql):
+            raise self._fail("give exactly one of table= (with schema=) or sql=")
+        for name in ("field_terminator", "row_terminator"):
+            value = getattr(self, name)
+            if len(value) < 2 or "\x00" in value:
+                raise self._fail(f"{name} {value!r} must be at least 2 characters and contain no NUL "
+                                 "(bcp writes NUL for empty strings)")
+        if self.field_terminator in self.row_terminator or self.row_terminator in self.field_terminator:
+            raise self._fail("field_terminator and row_terminator must not contain one another")
+
+    def _paths(self, context) -> tuple[Path, Path]:
+        ti = context["ti"]
+        folder = Path(self.staging_dir or default_staging_dir()) / _safe(self.dataset) / _safe(ti.run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"try{ti.try_number}.bcp"
+        return final, final.with_name(final.name + ".partial")
+
+    # ----------------------------------------------------------------- run
+    def execute(self, context) -> dict:
+        from airflow.providers.microsoft.mssql.hooks.mssql import MsSqlHook
+
+        from flux_provider.hooks.dbapi_export import DbApiExportEngine, describe, is_mssql
+
+        self._validate()
+        started = time.monotonic()
+        source_table = sqlserver_table(self.schema, self.table, dataset=self.dataset) if self.table else None
+        source_query = self.sql if self.sql else f"SELECT * FROM {source_table}"
+
+        dbapi_hook = (MsSqlHook(mssql_conn_id=self.mssql_conn_id) if not self.dbapi_conn_id
+                      else _hook_for(self.dbapi_conn_id))
+        columns = describe(dbapi_hook, source_query, dataset=self.dataset)
+        if not columns:
+            raise self._fail("the query returns no columns", ErrorClass.SYNTAX)
+        try:
+            query = (fmt.export_query(columns, table=source_table) if source_table and is_mssql(dbapi_hook)
+                     else fmt.export_query(columns, query=source_query) if is_mssql(dbapi_hook) else source_query)
+        except ValueError as exc:
+            raise self._fail(str(exc)) from exc
+
+        final, partial = self._paths(context)
+        self._partial = partial
+        for stale in (final, partial):
+            stale.unlink(missing_ok=True)
+        engine = self._choose_engine()
+        self.log.info("data set %s: exporting %d columns with the %s engine to %s", self.dataset, len(columns),
+                      engine, final)
+        try:
+            if engine == "bcp":
+                from flux_provider.hooks.bcp import BcpHook
+
+                self._runner = BcpHook(self.mssql_conn_id, executable=self.bcp_path, batch_size=self.batch_size,
+                                       packet_size=self.packet_size, max_errors=self.max_errors, hints=self.hints)
+                result = self._runner.export(query, str(partial), field_terminator=self.field_terminator,
+                                             row_terminator=self.row_terminator, dataset=self.dataset)
+                rows, tool = result.rows, result.tool
+            else:
+                self._runner = DbApiExportEngine(dbapi_hook, fetch_size=self.fetch_size)
+                rows = self._runner.export(query, str(partial), columns, field_terminator=self.field_terminator,
+                                           row_terminator=self.row_terminator, dataset=self.dataset)
+                tool = "dbapi"
+            self._verify(partial, rows, len(columns))
+            if self.count_sql:
+                expected = dbapi_hook.get_first(self.count_sql)[0]
+                if int(expected) != rows:
+                    raise self._fail(f"exported {rows} rows but the count query returned {expected}; the source "
+                                     "changed during the export or the count query does not match it",
+                                     ErrorClass.DATA)
+            with open(partial, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(partial, final)
+        finally:
+            self._runner = None
+            partial.unlink(missing_ok=True)
+        size = final.stat().st_size
+        seconds = time.monotonic() - started
+        self.log.info("data set %s: exported %d rows, %.1f MB in %.1fs (%.1f MB/s) -> %s", self.dataset, rows,
+                      size / 1e6, seconds, size / 1e6 / max(seconds, 1e-9), final)
+        return {
+            "dataset": self.dataset, "path": str(final), "host": socket.gethostname(), "rows": rows,
+            "bytes": size, "format": fmt.FORMAT, "field_terminator": self.field_terminator,
+            "row_terminator": self.row_terminator, "null": "", "empty_string": "\\0", "engine": engine,
+            "tool": tool, "columns": [c.to_dict() for c in columns], "seconds": round(seconds, 3),
+        }
+
+    def _choose_engine(self) -> str:
+        if self.engine != "auto":
+            return self.engine
+        from flux_provider.hooks.bcp import BcpHook
+
+        try:
+            extra = BcpHook.get_connection(self.mssql_conn_id).extra_dejson
+            BcpHook(self.mssql_conn_id, executable=self.bcp_path).find_executable(extra)
+            return "bcp"
+        except FluxError:
+            self.log.info("no bcp tool installed: using the DB-API engine")
+            return "dbapi"
+
+    def _verify(self, path: Path, rows: int, ncols: int) -> None:
+        """The file must hold exactly ``rows`` rows of ``ncols`` fields (a terminator inside the data,
+        or a truncated file, breaks one of the counts)."""
+        row_marks, field_marks = fmt.scan(path, self.field_terminator, self.row_terminator)
+        if row_marks != rows or field_marks != rows * (ncols - 1):
+            raise self._fail(
+                f"{path} holds {row_marks} row and {field_marks} field terminators for {rows} rows of {ncols} "
+                "columns: a value contains a terminator, or the file is truncated. Choose other "
+                "field_terminator/row_terminator for this data set", ErrorClass.DATA,
+            )
+
+    def on_kill(self) -> None:
+        if self._runner is not None:
+            self._runner.kill()
+        if self._partial is not None:
+            self._partial.unlink(missing_ok=True)
+
+
+def _hook_for(conn_id: str):
+    from airflow.sdk.bases.hook import BaseHook
+
+    return BaseHook.get_connection(conn_id).get_hook()
