@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(config, items):
 def stack():
     from flux_provider.devstack import Stack
 
-    stack = Stack(run_dir=RUN_DIR, dags_folder=REPO / "dags")
+    stack = Stack(run_dir=RUN_DIR, dags_folder=REPO / "dags", dag_bundles={"flux-tests": REPO / "tests" / "dags"})
     stack.up()
     env = stack.env()
     env.pop("AIRFLOW_HOME")

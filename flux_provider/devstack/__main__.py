@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description="The flux local stack of real services.")
     parser.add_argument("--run-dir", type=Path, help="state, data and logs (default: $FLUX_DEVSTACK_DIR or ./.devstack)")
     parser.add_argument("--dags-folder", type=Path, help="DAG folder for Airflow (default: $FLUX_DAGS_FOLDER or ./dags)")
+    parser.add_argument("--dag-bundle", action="append", default=[], metavar="NAME=FOLDER",
+                        help="an extra DAG bundle for Airflow (repeatable)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start the stack (or reuse a healthy one) and wait until every service answers")
     sub.add_parser("down", help="stop every process of the stack")
@@ -34,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     trigger.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
 
-    stack = Stack(run_dir=args.run_dir, dags_folder=args.dags_folder)
+    bundles = dict(item.split("=", 1) for item in args.dag_bundle)
+    stack = Stack(run_dir=args.run_dir, dags_folder=args.dags_folder, dag_bundles=bundles)
     try:
         if args.command == "up":
             stack.up()

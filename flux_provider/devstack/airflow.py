@@ -37,6 +37,13 @@ def _http_json(url: str, timeout: float = 5.0) -> dict:
     return response.json()
 
 
+def _bundles(ctx: Context) -> list[dict]:
+    local = "airflow.dag_processing.bundles.local.LocalDagBundle"
+    return [{"name": "dags-folder", "classpath": local, "kwargs": {}}] + [
+        {"name": name, "classpath": local, "kwargs": {"path": path}} for name, path in sorted(ctx.dag_bundles.items())
+    ]
+
+
 class AirflowInit(Service):
     """One-shot: write airflow.cfg, migrate the DB, import the stack's connections."""
 
@@ -80,7 +87,7 @@ class AirflowInit(Service):
                 "scheduler_health_check_server_host": "127.0.0.1",
                 "scheduler_health_check_server_port": str(ctx.ports["airflow_scheduler"]),
             },
-            "dag_processor": {"refresh_interval": "15"},
+            "dag_processor": {"refresh_interval": "15", "dag_bundle_config_list": json.dumps(_bundles(ctx))},
         })
         cfg_path = home / "airflow.cfg"
         with open(cfg_path, "w") as fh:

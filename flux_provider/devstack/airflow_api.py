@@ -47,8 +47,9 @@ class AirflowClient:
             self._token = response.json()["access_token"]
         return {"Authorization": f"Bearer {self._token}"}
 
-    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
-        response = self._http.request(method, "/api/v2" + path, headers=self._headers(), **kwargs)
+    def request(self, method: str, path: str, *, headers: dict | None = None, **kwargs) -> httpx.Response:
+        response = self._http.request(method, "/api/v2" + path, headers={**self._headers(), **(headers or {})},
+                                      **kwargs)
         if response.status_code >= 400:
             raise AirflowApiError(f"{method} {path}: HTTP {response.status_code} {response.text[:300]}")
         return response

@@ -40,6 +40,8 @@ class Context:
     secrets: dict[str, str]
     dags_folder: Path
     jars: list[Path] = field(default_factory=list)
+    #: Extra Airflow DAG bundles (name -> folder), next to the dags folder.
+    dag_bundles: dict[str, str] = field(default_factory=dict)
     #: Every service's Airflow connections (conn_id -> connection dict), filled by the stack.
     connections: dict[str, dict] = field(default_factory=dict)
 

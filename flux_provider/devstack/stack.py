@@ -83,9 +83,11 @@ class Stack:
     """One local stack rooted at ``run_dir``."""
 
     def __init__(self, run_dir: Path | None = None, dags_folder: Path | None = None,
-                 services: list[Service] | None = None, echo: Callable[[str], None] = print):
+                 services: list[Service] | None = None, echo: Callable[[str], None] = print,
+                 dag_bundles: dict[str, Path] | None = None):
         self.run_dir = Path(run_dir or default_run_dir()).resolve()
         self.dags_folder = Path(dags_folder or default_dags_folder()).resolve()
+        self.dag_bundles = {name: str(Path(path).resolve()) for name, path in (dag_bundles or {}).items()}
         self.services = services if services is not None else SERVICES
         self.echo = echo
         self.state_file = self.run_dir / "state.json"
@@ -120,7 +122,8 @@ class Stack:
             raise DevstackError(f"no local stack in {self.run_dir}: run `python -m flux_provider.devstack up`")
         ctx = Context(run_dir=self.run_dir, ports=state["ports"], secrets=state["secrets"],
                       dags_folder=Path(state.get("dags_folder", self.dags_folder)),
-                      jars=[Path(j) for j in state.get("jars", [])])
+                      jars=[Path(j) for j in state.get("jars", [])],
+                      dag_bundles=state.get("dag_bundles", {}))
         for service in self.services:
             ctx.connections.update(service.connections(ctx))
         return ctx
@@ -130,11 +133,15 @@ class Stack:
         """Start every service (or reuse a healthy running stack) and return its context."""
         with self._locked():
             state = self.load_state()
-            if state.get("processes") and all(s.state in ("healthy", "done") for s in self._status(state)):
+            same_dags = (state.get("dags_folder") == str(self.dags_folder)
+                         and state.get("dag_bundles", {}) == self.dag_bundles)
+            if state.get("processes") and same_dags and all(
+                    s.state in ("healthy", "done") for s in self._status(state)):
                 self.echo(f"reusing the healthy local stack in {self.run_dir}")
                 return self.context(state)
             if state.get("processes"):
-                self.echo("a previous stack is incomplete or unhealthy: stopping it first")
+                reason = "is incomplete or unhealthy" if same_dags else "serves other DAG folders"
+                self.echo(f"the running stack {reason}: stopping it first")
                 self._stop_all(state)
             return self._start(state, timeout_scale)
 
@@ -152,6 +159,7 @@ class Stack:
         state = {
             "run_dir": str(self.run_dir),
             "dags_folder": str(self.dags_folder),
+            "dag_bundles": self.dag_bundles,
             # Secrets survive restarts (the Airflow DB's connections are encrypted with them);
             # secrets added by newer versions are filled in.
             "secrets": {**_new_secrets(), **previous.get("secrets", {})},

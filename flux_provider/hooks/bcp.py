@@ -5,6 +5,11 @@ Airflow ``mssql`` connection, runs it in its own process group, logs progress
 (rows, bytes, rows/s) as it goes, parses every server message, and kills the
 whole group on failure, timeout or ``on_kill``.
 
+Failure detection: any server or client message of severity > 10 fails the run,
+whatever the exit code: FreeTDS freebcp 1.3 exits 0 and reports "N rows copied"
+after the server raised an error in the middle of a result (checked against
+the real freebcp), which would otherwise publish a partial export.
+
 Password handling: FreeTDS ``freebcp`` is given ``-P -`` and reads the password
 from its standard input, so the password is never in argv (``/proc/<pid>/cmdline``).
 Microsoft's ``bcp`` offers no such way: it gets ``-P <password>`` on its command
@@ -230,7 +235,10 @@ class BcpHook(BaseHook):
         seconds = self.clock() - start
         messages = parse_messages(lines)
         rows = next((int(m.group(1)) for m in map(_ROWS_COPIED.match, reversed(lines)) if m), None)
-        if exit_code != 0 or rows is None:
+        # FreeTDS freebcp 1.3 exits 0 and reports "N rows copied" even when the server raised an
+        # error in the middle of the result (a partial export): any error message fails the run.
+        errors = [m for m in messages if m.level > 10]
+        if exit_code != 0 or rows is None or errors:
             error_class, message = failure_class(messages)
             detail = (f"Msg {message.number}: {message.text}" if message
                       else (" ".join(l.strip() for l in lines[-5:]) or "no output"))

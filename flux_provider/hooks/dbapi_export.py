@@ -11,10 +11,10 @@ Server, the driver's cursor description elsewhere.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 from flux_provider.errors import ErrorClass, FluxError, classify_sqlserver, classify_text, flux_error
 from flux_provider.formats.export_file import Column, TerminatorInData, renderer
@@ -22,19 +22,36 @@ from flux_provider.formats.export_file import Column, TerminatorInData, renderer
 log = logging.getLogger(__name__)
 
 
-def classify_driver_error(exc: BaseException) -> tuple[ErrorClass, int | None]:
-    """Class and server error number of a DB-API driver exception (pymssql puts the number first)."""
+def _number_and_text(exc: BaseException) -> tuple[int | None, str]:
+    """pymssql raises ``Error((number, b"text"))`` or ``Error(number, b"text")``; others just text."""
     args = getattr(exc, "args", ())
+    if len(args) == 1 and isinstance(args[0], tuple):
+        args = args[0]
     number = args[0] if args and isinstance(args[0], int) else None
-    text = " ".join(a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in args)
+    parts = [a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in args[1 if number else 0:]]
+    text = " ".join(parts).strip()
+    client = re.match(r"DB-Lib error message (\d+)", text)
+    if client:  # no server message came first: pymssql's number may be stale from an earlier error
+        number = int(client.group(1))
+    # DB-Library appends "DB-Lib error message N, severity S:" blocks: keep the server's own words first.
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not line.startswith(("DB-Lib error message", "General SQL Server error"))]
+    first = lines[0] if lines else text
+    return number, (first.split("DB-Lib error message")[0].strip() or text)
+
+
+def classify_driver_error(exc: BaseException) -> tuple[ErrorClass, int | None, str]:
+    """Class, server error number and message of a DB-API driver exception."""
+    number, text = _number_and_text(exc)
     if number is not None:
-        return classify_sqlserver(number, text), number
-    return classify_text(text), None
+        return classify_sqlserver(number, text), number, text
+    return classify_text(text), None, text
 
 
 def _driver_error(exc: BaseException, what: str, dataset: str | None) -> FluxError:
-    error_class, number = classify_driver_error(exc)
-    return flux_error(f"{what}: {exc}", error_class=error_class, dataset=dataset, step="export",
+    error_class, number, text = classify_driver_error(exc)
+    prefix = f"Msg {number}: " if number is not None else ""
+    return flux_error(f"{what}: {prefix}{text}", error_class=error_class, dataset=dataset, step="export",
                       server_number=number)
 
 
@@ -44,8 +61,9 @@ def is_mssql(hook) -> bool:
 
 def describe(hook, query: str, *, dataset: str | None = None) -> list[Column]:
     """The result columns of ``query`` with SQL types, precision and scale, as the server reports them."""
-    conn = hook.get_conn()
+    conn = None
     try:
+        conn = hook.get_conn()
         cursor = conn.cursor()
         if is_mssql(hook):
             cursor.execute("EXEC sp_describe_first_result_set @tsql = %s", (query,))
@@ -70,7 +88,8 @@ def describe(hook, query: str, *, dataset: str | None = None) -> list[Column]:
     except Exception as exc:  # driver exceptions have no common base class across drivers
         raise _driver_error(exc, "describing the export query failed", dataset) from exc
     finally:
-        conn.close()
+        if conn is not None:
+            conn.close()
 
 
 class DbApiExportEngine:
@@ -93,8 +112,9 @@ class DbApiExportEngine:
         names = [c.name for c in columns]
         start = last_log = self.clock()
         rows = written = 0
-        self._conn = conn = self.hook.get_conn()
+        conn = None
         try:
+            self._conn = conn = self.hook.get_conn()
             cursor = self._cursor(conn)
             cursor.arraysize = self.fetch_size
             cursor.execute(query)
@@ -126,10 +146,11 @@ class DbApiExportEngine:
             raise _driver_error(exc, "the DB-API export failed", dataset) from exc
         finally:
             self._conn = None
-            try:
-                conn.close()
-            except Exception:  # closing a broken connection may fail; the export already failed or ended
-                pass
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:  # closing a broken connection may fail; the export already failed or ended
+                    pass
         seconds = max(self.clock() - start, 1e-9)
         log.info("DB-API engine exported %d rows (%.1f MB) in %.1fs (%.0f rows/s)", rows, written / 1e6, seconds,
                  rows / seconds)

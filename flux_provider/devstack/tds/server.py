@@ -367,15 +367,17 @@ class TdsHandler(socketserver.BaseRequestHandler):
         text = payload[headers_length:].decode("utf-16-le", "replace") if headers_length < len(payload) else ""
         log.debug("spid %s batch: %s", self.spid, text[:500])
         writer = _Writer(self.request, self.packet_size)
-        fault = session.fault_for(text)
         try:
+            statements = self.statements(text)
+            # Faults hit batches that read or change data, not metadata look-ups or SET statements.
+            touches_data = any(kind == "sql" for kind, _ in statements)
+            fault = session.fault_for(text) if touches_data else None
             if fault is not None:
                 number, delay, after_rows = fault
                 if delay:
                     self.sleep_unless_gone(delay)
                 if number and not after_rows:
                     raise TdsError(number, "injected fault", spid=self.spid)
-            statements = self.statements(text)
             for index, (kind, sql) in enumerate(statements):
                 more = p.DONE_MORE if index < len(statements) - 1 else p.DONE_FINAL
                 limit = after_rows if fault and fault[0] and fault[2] else None

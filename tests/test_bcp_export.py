@@ -1,0 +1,270 @@
+"""BcpExportOperator against the local stack's SQL Server stand-in, with the real freebcp and pymssql.
+
+The stand-in is the project's TDS server executing on SQLite: the wire protocol,
+login, result metadata, error numbers and both real clients are real; SQL
+Server's own engine and T-SQL semantics are not (faults such as deadlocks are
+injected through its ``flux_faults`` table).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
+
+import psutil
+import pytest
+
+from flux_provider.devstack.tds.seed import load_seed
+from flux_provider.errors import ErrorClass, FluxError, FluxTerminalError, FluxTransientError
+from flux_provider.formats import export_file as fmt
+from flux_provider.operators.bcp_export import BcpExportOperator
+
+pytestmark = pytest.mark.stack
+
+NASTY_DDL = """CREATE TABLE dbo.{name} (
+    id BIGINT NOT NULL, txt NVARCHAR(400), amount DECIMAL(38,10), ratio FLOAT, flag BIT,
+    seen DATETIME2(7), day DATE, blob VARBINARY(300), small INT
+)"""
+
+NASTY_ROWS = [
+    (1, None, None, None, None, None, None, None, None),
+    (2, "", "0.0000000000", 0.0, 0, "2024-02-29 23:59:59.1234567", "2024-02-29", b"", 0),
+    (3, "hive \x01 field \x02 item \x03 key", "9999999999999999999999999999.9999999999", 0.1, 1,
+     "9999-12-31 23:59:59.9999999", "9999-12-31", bytes(range(256)), 2147483647),
+    (4, "line\nfeed\r\ncarriage\rtab\tback\\slash", "-9999999999999999999999999999.9999999999", -1e300, 0,
+     "0001-01-01 00:00:00.0000000", "0001-01-01", b"\x00", -2147483648),
+    (5, "quotes \" ' `, emoji 🎬🍿, accents ü é ñ, CJK 中文", "-0.0000000001", 5e-324, 1,
+     "2026-11-23 12:00:00.0000001", "2026-11-23", b"\\\n\r\t", 7),
+    (6, "parts of terminators: \x1f alone, \x1e alone, |~ alone, ~| too", "1.5", 1 / 3, 1,
+     "2000-01-01 00:00:00.5000000", "2000-01-01", b"\xff", None),
+    (9223372036854775807, "max bigint", "1", 1.0, 1, None, None, None, None),
+    (-9223372036854775808, "min bigint", "-1", -1.0, 0, None, None, None, None),
+]
+COLUMNS = ["id", "txt", "amount", "ratio", "flag", "seen", "day", "blob", "small"]
+
+
+def seed_table(stack, name: str, rows=NASTY_ROWS, ddl: str = NASTY_DDL) -> None:
+    """Create and fill a table in the stand-in's SQLite file with exact values (bound, not literals)."""
+    db = Path(stack.env()["FLUX_MSSQL_DB"])
+    load_seed(db, ddl.format(name=name))
+    with sqlite3.connect(db) as conn:
+        marks = ", ".join("?" * len(rows[0]))
+        conn.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
+
+
+def inject_fault(stack, pattern: str, *, error_number: int | None = None, remaining: int = 1,
+                 delay_seconds: float = 0, after_rows: int = 0) -> None:
+    with sqlite3.connect(Path(stack.env()["FLUX_MSSQL_DB"])) as conn:
+        conn.execute("INSERT INTO flux_faults VALUES (?, ?, ?, ?, ?)",
+                     (pattern, error_number, remaining, delay_seconds, after_rows))
+
+
+def context(run_id: str, try_number: int = 1) -> dict:
+    return {"ti": SimpleNamespace(run_id=run_id, try_number=try_number)}
+
+
+def export(tmp_path, unique, **kwargs) -> dict:
+    kwargs.setdefault("dataset", "nasty")
+    op = BcpExportOperator(task_id="export", staging_dir=str(tmp_path), **kwargs)
+    return op.execute(context(f"run_{unique}"))
+
+
+def expected_value(column: str, value):
+    if value is None:
+        return None
+    if column == "amount":
+        return Decimal(value)
+    if column == "flag":
+        return bool(value)
+    return value
+
+
+def decoded(result: dict) -> list[tuple]:
+    columns = [fmt.Column.from_dict(c) for c in result["columns"]]
+    return [tuple(fmt.parse(raw, col) for raw, col in zip(record, columns))
+            for record in fmt.iter_records(Path(result["path"]), result["field_terminator"],
+                                           result["row_terminator"])]
+
+
+def test_nasty_values_export_and_decode_back_exactly_with_freebcp(stack, tmp_path, unique):
+    seed_table(stack, f"nasty_{unique}")
+    result = export(tmp_path, unique, schema="dbo", table=f"nasty_{unique}", engine="bcp",
+                    count_sql=f"SELECT COUNT(*) FROM dbo.nasty_{unique}")
+    assert result["tool"] == "freebcp" and result["rows"] == len(NASTY_ROWS)
+    assert result["bytes"] == Path(result["path"]).stat().st_size
+    expected = [tuple(expected_value(c, v) for c, v in zip(COLUMNS, row)) for row in NASTY_ROWS]
+    assert sorted(decoded(result), key=lambda r: r[0]) == sorted(expected, key=lambda r: r[0])
+    types = {c["name"]: (c["system_type_name"], c["precision"], c["scale"]) for c in result["columns"]}
+    assert types == {
+        "id": ("bigint", 19, 0), "txt": ("nvarchar(400)", 0, 0), "amount": ("decimal(38,10)", 38, 10),
+        "ratio": ("float", 53, 0), "flag": ("bit", 1, 0), "seen": ("datetime2(7)", 27, 7),
+        "day": ("date", 10, 0), "blob": ("varbinary(300)", 0, 0), "small": ("int", 10, 0),
+    }
+    # NULL is an empty field; '' is one NUL byte (bcp's convention), for text and binary alike.
+    raw = next(r for r in fmt.iter_records(Path(result["path"]), result["field_terminator"],
+                                           result["row_terminator"]) if r[0] == b"2")
+    assert raw[1] == b"\x00" and raw[7] == b"\x00"
+    raw_null = next(r for r in fmt.iter_records(Path(result["path"]), result["field_terminator"],
+                                                result["row_terminator"]) if r[0] == b"1")
+    assert raw_null[1:] == [b""] * 8
+
+
+def test_both_engines_write_byte_identical_files(stack, tmp_path, unique):
+    seed_table(stack, f"same_{unique}")
+    query = f"SELECT * FROM dbo.same_{unique} WHERE id <> 1"
+    by_bcp = export(tmp_path / "bcp", unique, sql=query, engine="bcp")
+    by_dbapi = export(tmp_path / "dbapi", unique, sql=query, engine="dbapi")
+    assert (by_bcp["tool"], by_dbapi["tool"]) == ("freebcp", "dbapi")
+    assert by_bcp["rows"] == by_dbapi["rows"] == len(NASTY_ROWS) - 1
+    assert Path(by_bcp["path"]).read_bytes() == Path(by_dbapi["path"]).read_bytes()
+    assert by_bcp["columns"] == by_dbapi["columns"]
+
+
+@pytest.mark.parametrize("engine", ["bcp", "dbapi"])
+def test_missing_table_is_terminal_and_names_the_table(stack, tmp_path, unique, engine):
+    with pytest.raises(FluxTerminalError) as failure:
+        export(tmp_path, unique, sql=f"SELECT * FROM dbo.no_such_{unique}", engine=engine)
+    assert failure.value.error_class is ErrorClass.MISSING_OBJECT
+    assert f"no_such_{unique}" in str(failure.value) and "data set 'nasty'" in str(failure.value)
+    assert not list(tmp_path.rglob("*.bcp*"))
+
+
+def test_bad_password_is_a_login_error(stack, tmp_path, unique, monkeypatch):
+    conn = stack.context().connections["mssql_default"] | {"password": "wrong"}
+    monkeypatch.setenv("AIRFLOW_CONN_MSSQL_WRONG", __import__("json").dumps(conn))
+    with pytest.raises(FluxTerminalError) as failure:
+        export(tmp_path, unique, schema="dbo", table="titles", engine="bcp", mssql_conn_id="mssql_wrong")
+    assert failure.value.error_class is ErrorClass.LOGIN and failure.value.server_number == 18456
+
+
+def test_server_down_is_a_retryable_connection_error(stack, tmp_path, unique, monkeypatch):
+    from flux_provider.devstack.ports import allocate
+
+    conn = stack.context().connections["mssql_default"] | {"port": allocate(set())}
+    monkeypatch.setenv("AIRFLOW_CONN_MSSQL_DOWN", __import__("json").dumps(conn))
+    op = BcpExportOperator(task_id="export", dataset="nasty", staging_dir=str(tmp_path), schema="dbo",
+                           table="titles", engine="bcp", mssql_conn_id="mssql_down")
+    # Describing the query needs the server too: it fails first, with the same class.
+    with pytest.raises(FluxTransientError) as failure:
+        op.execute(context(f"run_{unique}"))
+    assert failure.value.error_class is ErrorClass.CONNECTION and not failure.value.terminal
+    # The bcp process itself, on the dead port, classifies the same way.
+    from flux_provider.hooks.bcp import BcpHook
+
+    with pytest.raises(FluxTransientError) as bcp_failure:
+        BcpHook("mssql_down").export("SELECT 1", str(tmp_path / "x.dat"), field_terminator="|~",
+                                     row_terminator="~|\n")
+    assert bcp_failure.value.error_class is ErrorClass.CONNECTION and bcp_failure.value.exit_code == 1
+
+
+@pytest.mark.parametrize("engine", ["bcp", "dbapi"])
+def test_a_value_containing_the_terminator_fails_clearly_and_publishes_nothing(stack, tmp_path, unique, engine):
+    rows = [(1, "fine", None, None, None, None, None, None, None),
+            (2, "evil \x1f|~ inside", None, None, None, None, None, None, None)]
+    seed_table(stack, f"evil_{unique}", rows=rows)
+    with pytest.raises(FluxTerminalError) as failure:
+        export(tmp_path, unique, schema="dbo", table=f"evil_{unique}", engine=engine)
+    assert failure.value.error_class is ErrorClass.DATA
+    assert "terminator" in str(failure.value)
+    assert not list(tmp_path.rglob("*.bcp*"))
+
+
+def test_count_mismatch_fails_and_publishes_nothing(stack, tmp_path, unique):
+    seed_table(stack, f"count_{unique}")
+    with pytest.raises(FluxTerminalError, match="count query returned 99"):
+        export(tmp_path, unique, schema="dbo", table=f"count_{unique}", engine="bcp", count_sql="SELECT 99")
+    assert not list(tmp_path.rglob("*.bcp*"))
+
+
+def test_failure_in_the_middle_of_an_export_leaves_no_file(stack, tmp_path, unique):
+    many = [(i, f"row {i}", str(i), float(i), i % 2, None, None, None, i) for i in range(5000)]
+    seed_table(stack, f"mid_{unique}", rows=many)
+    inject_fault(stack, f"mid_{unique}", error_number=1205, remaining=2, after_rows=2500)
+    for engine in ("bcp", "dbapi"):
+        with pytest.raises(FluxTransientError) as failure:
+            export(tmp_path, unique, schema="dbo", table=f"mid_{unique}", engine=engine)
+        assert failure.value.error_class is ErrorClass.DEADLOCK
+        assert not list(tmp_path.rglob("*.bcp*"))
+    # The fault is used up: the next try exports everything.
+    assert export(tmp_path, unique, schema="dbo", table=f"mid_{unique}", engine="bcp")["rows"] == 5000
+
+
+def _freebcp_children() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if p.name().startswith("freebcp")]
+
+
+def test_hung_export_is_killed_by_execution_timeout_with_no_process_or_file_left(stack, tmp_path, unique, caplog):
+    """Airflow enforces execution_timeout with its own ``timeout`` (SIGALRM -> AirflowTaskTimeout);
+    the same mechanism runs here around execute()."""
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+    from airflow.sdk.execution_time.timeout import timeout
+
+    seed_table(stack, f"hang_{unique}")
+    inject_fault(stack, f"hang_{unique}", delay_seconds=120, remaining=-1)
+    password = stack.context().connections["mssql_default"]["password"]
+    seen_cmdlines: list[list[str]] = []
+
+    def watch():
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not seen_cmdlines:
+            seen_cmdlines.extend(p.cmdline() for p in _freebcp_children())
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    started = time.monotonic()
+    with pytest.raises(AirflowTaskTimeout):
+        with timeout(4):
+            export(tmp_path, unique, schema="dbo", table=f"hang_{unique}", engine="bcp")
+    watcher.join()
+    assert time.monotonic() - started < 30
+    assert seen_cmdlines, "freebcp was never seen running"
+    # The password is in neither the child's argv (/proc/<pid>/cmdline) nor any log line.
+    assert all(password not in " ".join(cmd) for cmd in seen_cmdlines)
+    assert "-P" in seen_cmdlines[0] and seen_cmdlines[0][seen_cmdlines[0].index("-P") + 1] == "-"
+    assert password not in caplog.text
+    assert _freebcp_children() == []
+    assert not list(tmp_path.rglob("*.bcp*"))
+
+
+def test_identifiers_are_validated_before_any_sql(stack, tmp_path, unique):
+    with pytest.raises(FluxTerminalError) as failure:
+        export(tmp_path, unique, schema="dbo", table="titles; DROP TABLE titles", engine="bcp")
+    assert failure.value.error_class is ErrorClass.CONFIG and "not a valid SQL Server identifier" in str(failure.value)
+
+
+def test_the_operator_runs_in_a_real_scheduler_run(airflow_client):
+    result = airflow_client.run_dag("flux_export_example", timeout=300)
+    assert result.state == "success", result.task_states
+    xcom = airflow_client.xcom("flux_export_example", result.run_id, "export_titles")
+    assert xcom["rows"] == 4 and xcom["tool"] == "freebcp"
+    records = list(fmt.iter_records(Path(xcom["path"]), xcom["field_terminator"], xcom["row_terminator"]))
+    assert [r[0] for r in records] == [b"1", b"2", b"3", b"4"]
+    assert records[1][1] == "Café Society 🎬".encode()
+
+
+def test_bad_password_fails_fast_with_exactly_one_try_in_airflow(stack, airflow_client):
+    conn = stack.context().connections["mssql_default"]
+    airflow_client.request("DELETE", "/connections/flux_test_bad_password") if any(
+        c["connection_id"] == "flux_test_bad_password"
+        for c in airflow_client.request("GET", "/connections", params={"limit": 1000}).json()["connections"]
+    ) else None
+    airflow_client.request("POST", "/connections", json={
+        "connection_id": "flux_test_bad_password", "conn_type": "mssql", "host": conn["host"],
+        "port": conn["port"], "schema": conn["schema"], "login": conn["login"], "password": "wrong-password",
+    })
+    result = airflow_client.run_dag("flux_test_export_bad_login", timeout=300)
+    assert result.state == "failed"
+    ti = airflow_client.request(
+        "GET", f"/dags/flux_test_export_bad_login/dagRuns/{result.run_id}/taskInstances/export").json()
+    assert ti["state"] == "failed" and ti["try_number"] == 1  # retries=3 in the DAG, none used
+    log = airflow_client.request(
+        "GET", f"/dags/flux_test_export_bad_login/dagRuns/{result.run_id}/taskInstances/export/logs/1").text
+    assert "[login]" in log and "18456" in log and "wrong-password" not in log
