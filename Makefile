@@ -9,7 +9,7 @@ CONSTRAINTS := constraints/constraints-3.11.txt
 STAMP       := $(VENV)/.flux-installed
 DEVSTACK    := $(PY) -m flux_provider.devstack
 
-.PHONY: demo test up down status env setup system-deps constraints clean
+.PHONY: demo test bench up down status env setup system-deps constraints clean
 
 demo: setup
 	$(DEVSTACK) up
@@ -19,6 +19,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Benchmarks (not part of the suite): prints a table, writes benchmarks/results/*.json and *.svg.
+bench: setup
+	$(PY) benchmarks/export_bench.py $(BENCH_ARGS)
 
 setup: system-deps $(STAMP)
 

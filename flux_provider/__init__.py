@@ -30,10 +30,16 @@ def get_provider_info() -> dict:
                 "tags": ["software"],
             },
         ],
-        # Operators, hooks and connection types are listed here as each lands
-        # (bcp export, S3 chunk upload, Hive transform, partition refresh).
-        "operators": [],
-        "hooks": [],
+        # Operators and hooks are listed as each lands (S3 chunk upload, Hive transform and
+        # partition refresh come next). BcpHook uses the microsoft-mssql provider's ``mssql``
+        # connection type, so this provider registers no connection type of its own.
+        "operators": [
+            {"integration-name": "Flux", "python-modules": ["flux_provider.operators.bcp_export"]},
+        ],
+        "hooks": [
+            {"integration-name": "Flux",
+             "python-modules": ["flux_provider.hooks.bcp", "flux_provider.hooks.dbapi_export"]},
+        ],
         "connection-types": [],
         "plugins": [
             {"name": "flux", "plugin-class": "flux_provider.plugin.FluxPlugin"},

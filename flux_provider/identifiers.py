@@ -12,24 +12,23 @@ _SQLSERVER = re.compile(r"^[A-Za-z_@#][A-Za-z0-9_@#$]{0,127}$")
 _HIVE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
-def sqlserver_identifier(value: str, what: str, *, dataset: str | None = None) -> str:
-    if not isinstance(value, str) or not _SQLSERVER.match(value):
+def _identifier(value: str, what: str, pattern: re.Pattern, dialect: str, rules: str, dataset: str | None) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
         raise flux_error(
-            f"{what} {value!r} is not a valid SQL Server identifier (letters, digits, _ @ # $, at most 128, "
-            "not starting with a digit); fix the spec or parameter",
+            f"{what} {value!r} is not a valid {dialect} identifier ({rules}); fix the spec or parameter",
             error_class=ErrorClass.CONFIG, dataset=dataset,
         )
     return value
+
+
+def sqlserver_identifier(value: str, what: str, *, dataset: str | None = None) -> str:
+    return _identifier(value, what, _SQLSERVER, "SQL Server",
+                       "letters, digits, _ @ # $, at most 128, not starting with a digit", dataset)
 
 
 def hive_identifier(value: str, what: str, *, dataset: str | None = None) -> str:
-    if not isinstance(value, str) or not _HIVE.match(value):
-        raise flux_error(
-            f"{what} {value!r} is not a valid Hive identifier (letters, digits and _, not starting with a "
-            "digit, at most 128); fix the spec or parameter",
-            error_class=ErrorClass.CONFIG, dataset=dataset,
-        )
-    return value
+    return _identifier(value, what, _HIVE, "Hive", "letters, digits and _, not starting with a digit, at most 128",
+                       dataset)
 
 
 def sqlserver_table(schema: str | None, table: str, *, dataset: str | None = None) -> str:

@@ -8,10 +8,7 @@ injected through its ``flux_faults`` table).
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from decimal import Decimal
@@ -22,7 +19,7 @@ import psutil
 import pytest
 
 from flux_provider.devstack.tds.seed import load_seed
-from flux_provider.errors import ErrorClass, FluxError, FluxTerminalError, FluxTransientError
+from flux_provider.errors import ErrorClass, FluxTerminalError, FluxTransientError
 from flux_provider.formats import export_file as fmt
 from flux_provider.operators.bcp_export import BcpExportOperator
 

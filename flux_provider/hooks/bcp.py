@@ -241,7 +241,7 @@ class BcpHook(BaseHook):
         if exit_code != 0 or rows is None or errors:
             error_class, message = failure_class(messages)
             detail = (f"Msg {message.number}: {message.text}" if message
-                      else (" ".join(l.strip() for l in lines[-5:]) or "no output"))
+                      else (" ".join(line.strip() for line in lines[-5:]) or "no output"))
             raise flux_error(
                 f"{command.flavor} exited with code {exit_code}: {detail}",
                 error_class=error_class, dataset=dataset, step="export",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from flux_provider.devstack.tds.server import Session, _split_statements

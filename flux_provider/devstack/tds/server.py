@@ -89,34 +89,39 @@ def _translate_sqlite_error(exc: sqlite3.Error, spid: int) -> TdsError:
 
 
 # ---------------------------------------------------------------- SQL translation
+def _quoted_end(sql: str, i: int) -> int:
+    """Index just past the quoted name or literal opening at ``sql[i]`` ('', "" and ]] escapes)."""
+    close = "]" if sql[i] == "[" else sql[i]
+    j, n = i + 1, len(sql)
+    while j < n:
+        if sql[j] == close:
+            if j + 1 < n and sql[j + 1] == close:
+                j += 2
+                continue
+            break
+        j += 1
+    return j + 1
+
+
 def _split_statements(batch: str) -> list[str]:
     """Split a batch on top-level ``;`` (quotes, brackets and comments respected)."""
     out, current, i, n = [], [], 0, len(batch)
     while i < n:
         ch = batch[i]
         if ch in "'\"[":
-            close = "]" if ch == "[" else ch
-            j = i + 1
-            while j < n:
-                if batch[j] == close:
-                    if close != "]" and j + 1 < n and batch[j + 1] == close:
-                        j += 2
-                        continue
-                    break
-                j += 1
-            current.append(batch[i:j + 1])
-            i = j + 1
-            continue
-        if batch.startswith("--", i):
+            j = _quoted_end(batch, i)
+            current.append(batch[i:j])
+            i = j
+        elif batch.startswith("--", i):
             j = batch.find("\n", i)
             i = n if j < 0 else j
-            continue
-        if ch == ";":
+        elif ch == ";":
             out.append("".join(current))
             current = []
+            i += 1
         else:
             current.append(ch)
-        i += 1
+            i += 1
     out.append("".join(current))
     return [s.strip() for s in out if s.strip()]
 
@@ -127,22 +132,15 @@ def _strip_n_literals(sql: str) -> str:
     while i < n:
         ch = sql[i]
         if ch == "'":
-            j = i + 1
-            while j < n:
-                if sql[j] == "'":
-                    if j + 1 < n and sql[j + 1] == "'":
-                        j += 2
-                        continue
-                    break
-                j += 1
-            out.append(sql[i:j + 1])
-            i = j + 1
-            continue
-        if ch in "Nn" and i + 1 < n and sql[i + 1] == "'" and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_")):
+            j = _quoted_end(sql, i)
+            out.append(sql[i:j])
+            i = j
+        elif ch in "Nn" and i + 1 < n and sql[i + 1] == "'" and (
+                i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_")):
             i += 1
-            continue
-        out.append(ch)
-        i += 1
+        else:
+            out.append(ch)
+            i += 1
     return "".join(out)
 
 

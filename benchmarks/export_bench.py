@@ -1,0 +1,196 @@
+"""Export benchmark: freebcp engine vs DB-API engine vs the stock ``MsSqlHook.get_df`` (pandas) path.
+
+    .venv/bin/python benchmarks/export_bench.py [--rows 1000000,5000000]
+
+Starts its own TDS test server (the SQL Server stand-in) on a free port over a
+generated SQLite table of viewing sessions, then exports the same query with
+each engine, each in a fresh process so peak RSS is its own. Prints a table,
+writes ``benchmarks/results/export.json`` and ``export.svg``.
+
+The stand-in (Python) is the slowest part of the chain and is the same for all
+three, so compare ratios, not absolute rows/s: the machine is shared and noisy.
+The stock path is what ``SqlToS3Operator`` does: the whole result as one
+pandas DataFrame, then ``to_csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+ENGINES = ("freebcp", "dbapi", "stock_get_df")
+QUERY = "SELECT * FROM dbo.sessions"
+DEVICES = ["tv", "phone", "tablet", "web", "console"]
+
+
+def generate(db: Path, rows: int) -> None:
+    rnd = random.Random(42)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE IF EXISTS sessions")
+        conn.execute(
+            "CREATE TABLE sessions (session_id BIGINT NOT NULL, subscriber_id BIGINT, title NVARCHAR(100), "
+            "started_at DATETIME2(3), seconds INT, revenue TEXT DECIMAL(12,2), device NVARCHAR(20))"
+        )
+        conn.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?)", (
+            (i, rnd.randrange(10**6), f"Title {rnd.randrange(5000)} ü", f"2026-01-{1 + i % 28:02d} "
+             f"{i % 24:02d}:{i % 60:02d}:{(i // 60) % 60:02d}.{i % 1000:03d}", rnd.randrange(7200),
+             f"{rnd.randrange(100000) / 100:.2f}", DEVICES[i % 5])
+            for i in range(rows)
+        ))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_one(engine: str, out: Path) -> dict:
+    """Runs in a child process: one export, returns rows and this process tree's peak RSS."""
+    from airflow.providers.microsoft.mssql.hooks.mssql import MsSqlHook
+
+    from flux_provider.formats import export_file as fmt
+    from flux_provider.hooks.bcp import BcpHook
+    from flux_provider.hooks.dbapi_export import DbApiExportEngine, describe
+
+    hook = MsSqlHook(mssql_conn_id="bench")
+    start = time.perf_counter()
+    if engine == "stock_get_df":
+        df = hook.get_df(QUERY, df_type="pandas")
+        df.to_csv(out, index=False)
+        rows = len(df)
+    else:
+        columns = describe(hook, QUERY)
+        query = fmt.export_query(columns, query=QUERY)
+        if engine == "freebcp":
+            rows = BcpHook("bench", batch_size=100_000, log_every=3600).export(
+                query, str(out), field_terminator=fmt.DEFAULT_FIELD_TERMINATOR,
+                row_terminator=fmt.DEFAULT_ROW_TERMINATOR).rows
+        else:
+            rows = DbApiExportEngine(hook, fetch_size=10_000, log_every=3600).export(
+                query, str(out), columns, field_terminator=fmt.DEFAULT_FIELD_TERMINATOR,
+                row_terminator=fmt.DEFAULT_ROW_TERMINATOR)
+    seconds = time.perf_counter() - start
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"engine": engine, "rows": rows, "seconds": seconds, "bytes": out.stat().st_size, "python_rss_mb": own}
+
+
+def run_measured(cmd: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``cmd``; sample the RSS of its whole process tree (Python + bcp child) every 20 ms."""
+    import psutil
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak, root = 0, psutil.Process(proc.pid)
+    while proc.poll() is None:
+        total = 0
+        try:
+            for member in [root, *root.children(recursive=True)]:
+                total += member.memory_info().rss
+        except psutil.Error:
+            pass
+        peak = max(peak, total)
+        time.sleep(0.02)
+    stdout, stderr = proc.communicate()
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr), peak / 2**20
+
+
+def svg_chart(results: list[dict], path: Path) -> None:
+    """Two grouped bar charts (seconds, peak RSS) as a dependency-free SVG."""
+    sizes = sorted({r["rows"] for r in results})
+    colors = {"freebcp": "#2b7bba", "dbapi": "#47a447", "stock_get_df": "#d9534f"}
+    width, height, pad = 900, 360, 50
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+             'font-size="12">']
+    for panel, (metric, label) in enumerate((("seconds", "wall time (s)"), ("peak_rss_mb", "peak RSS (MB)"))):
+        x0, panel_w = pad + panel * width / 2, width / 2 - 2 * pad
+        top = max(r[metric] for r in results) or 1
+        parts.append(f'<text x="{x0}" y="20" font-weight="bold">{label}</text>')
+        group_w = panel_w / len(sizes)
+        bar_w = group_w / (len(ENGINES) + 1)
+        for g, size in enumerate(sizes):
+            parts.append(f'<text x="{x0 + g * group_w + bar_w}" y="{height - 10}">{size:,} rows</text>')
+            for e, engine in enumerate(ENGINES):
+                value = next((r[metric] for r in results if r["rows"] == size and r["engine"] == engine), 0)
+                h = (height - 2 * pad) * value / top
+                x, y = x0 + g * group_w + e * bar_w, height - pad - h
+                parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w * 0.9:.1f}" height="{h:.1f}" '
+                             f'fill="{colors[engine]}"><title>{engine}: {value:.1f}</title></rect>')
+                parts.append(f'<text x="{x:.1f}" y="{y - 3:.1f}" font-size="10">{value:.0f}</text>')
+    for e, engine in enumerate(ENGINES):
+        parts.append(f'<rect x="{pad + e * 150}" y="30" width="10" height="10" fill="{colors[engine]}"/>'
+                     f'<text x="{pad + e * 150 + 14}" y="40">{engine}</text>')
+    parts.append("</svg>")
+    path.write_text("\n".join(parts))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", default="1000000,5000000")
+    parser.add_argument("--run-one", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run_one:
+        print(json.dumps(run_one(args.run_one, Path(args.out))))
+        return
+
+    RESULTS.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="flux-bench-"))
+    users, password = work / "users.json", "bench-" + os.urandom(6).hex()
+    users.write_text(json.dumps({"bench": password}))
+    port = free_port()
+    env = dict(os.environ, AIRFLOW_CONN_BENCH=json.dumps({
+        "conn_type": "mssql", "host": "127.0.0.1", "port": port, "schema": "flux", "login": "bench",
+        "password": password}), AIRFLOW_HOME=str(work / "airflow"))
+    results = []
+    for rows in [int(r) for r in args.rows.split(",")]:
+        db = work / "source.sqlite"
+        t = time.perf_counter()
+        generate(db, rows)
+        print(f"generated {rows:,} rows in {time.perf_counter() - t:.1f}s", flush=True)
+        server = subprocess.Popen([sys.executable, "-m", "flux_provider.devstack.tds", "--port", str(port),
+                                   "--db", str(db), "--users", str(users)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1.5)
+            for engine in ENGINES:
+                out = work / f"{engine}.out"
+                done, tree_peak = run_measured([sys.executable, __file__, "--run-one", engine, "--out", str(out)],
+                                               env)
+                if done.returncode != 0:
+                    raise SystemExit(f"{engine} failed:\n{done.stderr[-3000:]}")
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                result["peak_rss_mb"] = max(tree_peak, result["python_rss_mb"])
+                results.append(result)
+                print(f"  {engine:<13} {result['seconds']:7.1f}s  peak RSS {result['peak_rss_mb']:7.0f} MB",
+                      flush=True)
+                out.unlink()
+        finally:
+            server.terminate()
+            server.wait()
+    print()
+    print(f"{'rows':>10} {'engine':<13} {'seconds':>8} {'rows/s':>9} {'file MB':>8} {'peak RSS MB':>12}"
+          f" {'time vs stock':>14} {'RSS vs stock':>13}")
+    for r in results:
+        stock = next(s for s in results if s["rows"] == r["rows"] and s["engine"] == "stock_get_df")
+        print(f"{r['rows']:>10,} {r['engine']:<13} {r['seconds']:>8.1f} {r['rows'] / r['seconds']:>9,.0f} "
+              f"{r['bytes'] / 1e6:>8.0f} {r['peak_rss_mb']:>12.0f} "
+              f"{r['seconds'] / stock['seconds']:>13.2f}x {r['peak_rss_mb'] / stock['peak_rss_mb']:>12.2f}x")
+    (RESULTS / "export.json").write_text(json.dumps(results, indent=2))
+    svg_chart(results, RESULTS / "export.svg")
+    print(f"\nwrote {RESULTS / 'export.json'} and {RESULTS / 'export.svg'}")
+
+
+if __name__ == "__main__":
+    main()
