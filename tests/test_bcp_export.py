@@ -23,7 +23,7 @@ from flux_provider.errors import ErrorClass, FluxTerminalError, FluxTransientErr
 from flux_provider.formats import export_file as fmt
 from flux_provider.operators.bcp_export import BcpExportOperator
 
-pytestmark = pytest.mark.stack
+pytestmark = pytest.mark.stack  # the PostgreSQL/SQLite tests need no stack fixture
 
 NASTY_DDL = """CREATE TABLE dbo.{name} (
     id BIGINT NOT NULL, txt NVARCHAR(400), amount DECIMAL(38,10), ratio FLOAT, flag BIT,
@@ -265,3 +265,71 @@ def test_bad_password_fails_fast_with_exactly_one_try_in_airflow(stack, airflow_
     log = airflow_client.request(
         "GET", f"/dags/flux_test_export_bad_login/dagRuns/{result.run_id}/taskInstances/export/logs/1").text
     assert "[login]" in log and "18456" in log and "wrong-password" not in log
+
+
+PG_ROWS = [(1, None, None, None, None), (2, "", Decimal("0.0000000000"), b"", True),
+           (3, "tab\tnl\n🎬 \x01\x02", Decimal("-12345678901234567890.0123456789"), b"\x00\xff", False)]
+
+
+def _decode_all(result):
+    return sorted(decoded(result), key=lambda r: r[0])
+
+
+def test_dbapi_engine_exports_from_postgresql(tmp_path, unique, monkeypatch):
+    """PostgreSQL (the machine's server) through Airflow's PostgresHook, server-side cursor."""
+    import psycopg2
+
+    monkeypatch.setenv("AIRFLOW_CONN_FLUX_PG", "postgres://postgres@127.0.0.1:5432/test")
+    with psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test") as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE pg_{unique} (id BIGINT, txt TEXT, amount NUMERIC(30,10), raw BYTEA, flag BOOLEAN)")
+        cur.executemany(f"INSERT INTO pg_{unique} VALUES (%s, %s, %s, %s, %s)", PG_ROWS)
+    try:
+        result = export(tmp_path, unique, schema="public", table=f"pg_{unique}", engine="dbapi",
+                        dbapi_conn_id="flux_pg", fetch_size=2)
+        assert result["rows"] == 3 and result["tool"] == "dbapi"
+        assert [c["system_type_name"] for c in result["columns"]] == [
+            "bigint", "nvarchar", "decimal(30,10)", "varbinary", "bit"]
+        assert _decode_all(result) == [(1, None, None, None, None), (2, "", Decimal("0E-10"), b"", True),
+                                       (3, PG_ROWS[2][1], PG_ROWS[2][2], b"\x00\xff", False)]
+    finally:
+        with psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test") as conn, conn.cursor() as cur:
+            cur.execute(f"DROP TABLE pg_{unique}")
+
+
+def test_dbapi_engine_exports_from_sqlite(tmp_path, unique, monkeypatch):
+    db = tmp_path / "source.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE src (id INTEGER, txt TEXT, raw BLOB)")
+        conn.executemany("INSERT INTO src VALUES (?, ?, ?)", [(1, "", b""), (2, None, b"\x01"), (3, "ü\n", None)])
+    monkeypatch.setenv("AIRFLOW_CONN_FLUX_SQLITE", __import__("json").dumps({"conn_type": "sqlite", "host": str(db)}))
+    result = export(tmp_path / "out", unique, sql="SELECT id, txt, raw FROM src", engine="dbapi",
+                    dbapi_conn_id="flux_sqlite")
+    records = list(fmt.iter_records(Path(result["path"]), result["field_terminator"], result["row_terminator"]))
+    assert records == [[b"1", b"\x00", b"\x00"], [b"2", b"", b"01"], [b"3", "ü\n".encode(), b""]]
+
+
+def test_on_kill_kills_the_bcp_process_group_and_removes_the_partial_file(stack, tmp_path, unique):
+    seed_table(stack, f"kill_{unique}")
+    inject_fault(stack, f"kill_{unique}", delay_seconds=120, remaining=-1)
+    op = BcpExportOperator(task_id="export", dataset="nasty", staging_dir=str(tmp_path), schema="dbo",
+                           table=f"kill_{unique}", engine="bcp")
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            op.execute(context(f"run_{unique}"))
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 15
+    while not _freebcp_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _freebcp_children(), "freebcp never started"
+    op.on_kill()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert errors and isinstance(errors[0], FluxTransientError)
+    assert _freebcp_children() == []
+    assert not list(tmp_path.rglob("*.bcp*"))

@@ -125,3 +125,16 @@ def test_executable_bit_is_required(tmp_path, mssql_conn):
     os.chmod(path, 0o644)
     with pytest.raises(Exception, match="no bulk copy tool found"):
         BcpHook(mssql_conn(), executable=str(path)).find_executable({})
+
+
+def test_progress_counts_rows_of_a_growing_file_incrementally(tmp_path, mssql_conn):
+    from flux_provider.hooks.bcp import _Progress
+
+    path = tmp_path / "growing.bcp"
+    progress = _Progress(BcpHook(mssql_conn()), path, 0.0, "~|\n")
+    assert progress.count() == 0  # not created yet
+    path.write_bytes(b"1|~a~|\n2|~b~")
+    assert progress.count() == 1
+    with open(path, "ab") as fh:
+        fh.write(b"|\n3|~c~|\n")  # completes a terminator split across two reads
+    assert progress.count() == 3

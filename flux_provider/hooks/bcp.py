@@ -214,7 +214,7 @@ class BcpHook(BaseHook):
         self.log.info("running %s", " ".join(_shell_quote(a) for a in command.redacted()))
         start = self.clock()
         lines: list[str] = []
-        progress = _Progress(self, Path(out_path), start)
+        progress = _Progress(self, Path(out_path), start, row_terminator)
         self._proc = subprocess.Popen(
             command.argv, stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=command.env, start_new_session=True,
@@ -268,18 +268,25 @@ class BcpHook(BaseHook):
 
 
 class _Progress:
-    """Logs rows so far (from bcp's batch lines) and bytes written (from the file) every few seconds."""
+    """Logs rows so far, MB written and throughput every ``log_every`` seconds.
 
-    def __init__(self, hook: BcpHook, path: Path, start: float):
+    freebcp prints nothing until it ends, so rows are counted from the file as it
+    grows (only the bytes appended since the last report are read) unless the tool
+    reports them itself (Microsoft's bcp prints a line per batch).
+    """
+
+    def __init__(self, hook: BcpHook, path: Path, start: float, row_terminator: str):
         self.hook, self.path, self.started = hook, path, start
-        self.rows = 0
+        self.terminator = row_terminator.encode()
+        self.reported_rows: int | None = None
+        self.counted_rows, self._offset, self._tail = 0, 0, b""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bcp-progress", daemon=True)
 
     def line(self, line: str) -> None:
         match = _PROGRESS.search(line)
         if match:
-            self.rows = int(match.group(1) or match.group(2))
+            self.reported_rows = int(match.group(1) or match.group(2))
 
     def start(self) -> None:
         self._thread.start()
@@ -289,12 +296,28 @@ class _Progress:
         if self._thread.is_alive():
             self._thread.join(timeout=2)
 
+    def count(self) -> int:
+        """Rows in the file so far (reads only what was appended since the last call)."""
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self._offset)
+                while block := fh.read(1 << 22):
+                    data = self._tail + block
+                    self.counted_rows += data.count(self.terminator)
+                    cut = data.rfind(self.terminator)
+                    keep = len(self.terminator) - 1
+                    self._tail = data[max(len(data) - keep, cut + len(self.terminator) if cut >= 0 else 0):]
+                    self._offset += len(block)
+        except FileNotFoundError:
+            pass
+        return self.counted_rows
+
     def _run(self) -> None:
         while not self._stop.wait(self.hook.log_every):
             elapsed = max(self.hook.clock() - self.started, 1e-9)
-            size = self.path.stat().st_size if self.path.exists() else 0
-            self.hook.log.info("bcp running %.0fs: %s rows, %.1f MB written, %.1f MB/s", elapsed,
-                               self.rows or "?", size / 1e6, size / 1e6 / elapsed)
+            rows = self.reported_rows if self.reported_rows is not None else self.count()
+            self.hook.log.info("bcp running %.0fs: %d rows (%.0f rows/s), %.1f MB written (%.1f MB/s)", elapsed,
+                               rows, rows / elapsed, self._offset / 1e6, self._offset / 1e6 / elapsed)
 
 
 def _shell_quote(arg: str) -> str:

@@ -59,6 +59,28 @@ def is_mssql(hook) -> bool:
     return getattr(hook, "conn_type", "") == "mssql" or type(hook).__name__ == "MsSqlHook"
 
 
+# PostgreSQL type OIDs -> the SQL Server type names used in the export metadata.
+_PG_TYPES = {20: "bigint", 21: "smallint", 23: "int", 16: "bit", 1700: "decimal", 701: "float", 700: "real",
+             25: "nvarchar", 1043: "nvarchar", 1042: "nvarchar", 17: "varbinary", 1082: "date",
+             1114: "datetime2", 1184: "datetimeoffset", 1083: "time"}
+
+
+def _from_description(d) -> Column:
+    """A Column from a DB-API description entry (PostgreSQL OIDs mapped; SQLite reports no type)."""
+    name, type_code, precision, scale = d[0], d[1], int(d[4] or 0), int(d[5] or 0)
+    type_name = _PG_TYPES.get(type_code, "" if type_code is None else str(type_code)) \
+        if isinstance(type_code, int) or type_code is None else str(type_code).lower()
+    if type_name == "decimal":
+        system = f"decimal({precision},{scale})"
+    elif type_name in ("datetime2", "datetimeoffset", "time"):
+        precision, scale = 0, 6
+        system = f"{type_name}(6)"
+    else:
+        system = type_name
+    return Column(name=name, type_name=type_name, system_type_name=system, precision=precision, scale=scale,
+                  nullable=d[6] is not False)
+
+
 def describe(hook, query: str, *, dataset: str | None = None) -> list[Column]:
     """The result columns of ``query`` with SQL types, precision and scale, as the server reports them."""
     conn = None
@@ -78,11 +100,7 @@ def describe(hook, query: str, *, dataset: str | None = None) -> list[Column]:
                 for r in rows if not r.get("is_hidden")
             ]
         cursor.execute(f"SELECT * FROM ({query}) flux_describe WHERE 1 = 0")
-        return [
-            Column(name=d[0], type_name=str(d[1] or ""), system_type_name=str(d[1] or ""),
-                   precision=int(d[4] or 0), scale=int(d[5] or 0), nullable=d[6] is not False)
-            for d in cursor.description
-        ]
+        return [_from_description(d) for d in cursor.description]
     except FluxError:
         raise
     except Exception as exc:  # driver exceptions have no common base class across drivers

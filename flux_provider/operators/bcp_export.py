@@ -97,6 +97,8 @@ class BcpExportOperator(BaseOperator):
             raise self._fail(f"engine {self.engine!r} is not one of {', '.join(ENGINES)}")
         if bool(self.table) == bool(self.sql):
             raise self._fail("give exactly one of table= (with schema=) or sql=")
+        if self.dbapi_conn_id and self.engine != "dbapi":
+            raise self._fail("dbapi_conn_id names a non-SQL Server source: it needs engine='dbapi'")
         for name in ("field_terminator", "row_terminator"):
             value = getattr(self, name)
             if len(value) < 2 or "\x00" in value:
@@ -120,17 +122,21 @@ class BcpExportOperator(BaseOperator):
 
         self._validate()
         started = time.monotonic()
-        source_table = sqlserver_table(self.schema, self.table, dataset=self.dataset) if self.table else None
-        source_query = self.sql if self.sql else f"SELECT * FROM {source_table}"
-
         dbapi_hook = (MsSqlHook(mssql_conn_id=self.mssql_conn_id) if not self.dbapi_conn_id
                       else _hook_for(self.dbapi_conn_id))
+        mssql = is_mssql(dbapi_hook)
+        source_table = None
+        if self.table:
+            source_table = sqlserver_table(self.schema, self.table, dataset=self.dataset)
+            if not mssql:  # ANSI quoting for other DB-API sources
+                source_table = source_table.replace("[", '"').replace("]", '"')
+        source_query = self.sql if self.sql else f"SELECT * FROM {source_table}"
         columns = describe(dbapi_hook, source_query, dataset=self.dataset)
         if not columns:
             raise self._fail("the query returns no columns", ErrorClass.SYNTAX)
         try:
-            query = (fmt.export_query(columns, table=source_table) if source_table and is_mssql(dbapi_hook)
-                     else fmt.export_query(columns, query=source_query) if is_mssql(dbapi_hook) else source_query)
+            query = (source_query if not mssql else fmt.export_query(columns, table=source_table) if source_table
+                     else fmt.export_query(columns, query=source_query))
         except ValueError as exc:
             raise self._fail(str(exc)) from exc
 
