@@ -5,7 +5,8 @@ terminators that do not occur in data, and on bcp's conventions, which
 Microsoft's bcp and FreeTDS freebcp share (checked against the real freebcp):
 
 * fields end with ``field_terminator``, rows with ``row_terminator`` (defaults
-  below: multi-character, with ASCII separator control characters);
+  below: multi-character, with ASCII separator control characters, and free of
+  the bytes the Hive encoder escapes, so it can work on whole blocks);
 * NULL is an empty field; an empty string (or empty binary) is one NUL byte;
 * text is UTF-8; integers and decimals are plain digits (decimals with exactly
   ``scale`` digits after the point); float is ``%.17g`` (exact round trip);
@@ -27,7 +28,7 @@ from pathlib import Path
 
 FORMAT = "flux-bcp-char/1"
 DEFAULT_FIELD_TERMINATOR = "\x1f|~"
-DEFAULT_ROW_TERMINATOR = "\x1e|~\n"
+DEFAULT_ROW_TERMINATOR = "\x1e|~"
 EMPTY = b"\x00"
 
 

@@ -1,0 +1,220 @@
+"""S3ChunkUploadOperator against SeaweedFS from the local stack (and a private one for the outage test)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from flux_provider.errors import ErrorClass, FluxTerminalError, FluxTransientError
+from flux_provider.formats import export_file as fmt
+from flux_provider.formats.hive_text import decode
+from flux_provider.hooks.s3_chunks import read_published
+from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator, run_key_for
+from tests.test_bcp_export import NASTY_ROWS, context, export, seed_table
+
+pytestmark = pytest.mark.stack
+
+
+def s3():
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook().get_conn()
+
+
+def keys_under(client, bucket: str, prefix: str) -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+def download_rows(client, manifest: dict) -> list[list[str | None]]:
+    rows = []
+    for chunk in manifest["chunks"]:
+        body = client.get_object(Bucket=manifest["bucket"], Key=chunk["key"])["Body"].read()
+        if manifest["compression"] == "gzip":
+            body = gzip.decompress(body)
+        decoded = decode(body)
+        assert len(decoded) == chunk["rows"]
+        rows.extend(decoded)
+    return rows
+
+
+def export_text(info: dict) -> list[list[str | None]]:
+    """The export file's fields as Hive should return them: NULL, '' or the text."""
+    return [[None if raw == b"" else "" if raw == fmt.EMPTY else raw.decode() for raw in record]
+            for record in fmt.iter_records(Path(info["path"]), info["field_terminator"], info["row_terminator"])]
+
+
+def upload(unique: str, info: dict, run_id: str, **kwargs) -> dict:
+    kwargs.setdefault("s3_location", f"s3://flux/tests/{unique}/nasty")
+    kwargs.setdefault("delete_export", False)
+    op = S3ChunkUploadOperator(task_id="upload", dataset="nasty", export=info, **kwargs)
+    return op.execute(context(run_id))
+
+
+@pytest.fixture
+def nasty_export(stack, tmp_path, unique):
+    seed_table(stack, f"up_{unique}")
+    return export(tmp_path, unique, schema="dbo", table=f"up_{unique}", engine="bcp")
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+@pytest.mark.parametrize("chunking", [{"chunk_rows": 1}, {"chunk_rows": 3}, {"chunk_mb": 64}])
+def test_nasty_values_round_trip_through_s3(nasty_export, unique, compression, chunking):
+    info = nasty_export
+    result = upload(unique, info, f"run_{unique}", compression=compression, **chunking)
+    client = s3()
+    pointer, manifest = read_published(client, "flux", f"tests/{unique}/nasty")
+    assert pointer["prefix"] == result["prefix"] == f"tests/{unique}/nasty/runs/run_{unique}/"
+    expected_chunks = {1: len(NASTY_ROWS), 3: -(-len(NASTY_ROWS) // 3)}.get(chunking.get("chunk_rows"), 1)
+    assert len(manifest["chunks"]) == result["chunks"] == expected_chunks
+    # manifest rows = exported rows = sum of chunk rows
+    assert manifest["rows"] == info["rows"] == sum(c["rows"] for c in manifest["chunks"]) == len(NASTY_ROWS)
+    assert download_rows(client, manifest) == export_text(info)
+    # ... and equals the source: the text column, value by value (NULL vs '' included)
+    assert sorted((int(r[0]), r[1]) for r in download_rows(client, manifest)) == \
+        sorted((row[0], row[1]) for row in NASTY_ROWS)
+    assert manifest["columns"] == info["columns"] and manifest["compression"] == compression
+    suffix = ".hive.gz" if compression else ".hive"
+    assert keys_under(client, "flux", result["prefix"]) == sorted(
+        [c["key"] for c in manifest["chunks"]] + [result["prefix"] + "_manifest.json"])
+    assert all(c["key"].endswith(suffix) for c in manifest["chunks"])
+
+
+def test_rerun_of_a_published_run_writes_a_new_generation_and_switches_the_pointer(nasty_export, unique):
+    first = upload(unique, nasty_export, f"run_{unique}", chunk_rows=2)
+    client = s3()
+    before = keys_under(client, "flux", first["prefix"])
+    second = upload(unique, nasty_export, f"run_{unique}", chunk_rows=5)
+    assert second["prefix"] == f"tests/{unique}/nasty/runs/run_{unique}.1/"
+    assert keys_under(client, "flux", first["prefix"]) == before  # a complete run is never rewritten
+    pointer, manifest = read_published(client, "flux", f"tests/{unique}/nasty")
+    assert pointer["prefix"] == second["prefix"] and len(manifest["chunks"]) == 2
+    assert download_rows(client, manifest) == export_text(nasty_export)
+
+
+def test_the_handoff_file_must_be_on_this_host(tmp_path, unique):
+    info = {"path": str(tmp_path / "gone.bcp"), "host": "worker-7", "rows": 1, "bytes": 10, "columns": [{}],
+            "field_terminator": fmt.DEFAULT_FIELD_TERMINATOR, "row_terminator": fmt.DEFAULT_ROW_TERMINATOR}
+    with pytest.raises(FluxTerminalError) as failure:
+        upload(unique, info, "r")
+    message = str(failure.value)
+    assert "worker-7" in message and "same worker" in message and "streaming" in message
+
+
+# ---------------------------------------------------------------- crash and outage
+def big_export(path: Path, rows: int, columns: int = 5) -> dict:
+    """A synthetic bcp export file (what BcpExportOperator writes), ~200 bytes a row."""
+    rnd = random.Random(7)
+    ft, rt = fmt.DEFAULT_FIELD_TERMINATOR.encode(), fmt.DEFAULT_ROW_TERMINATOR.encode()
+    with open(path, "wb") as out:
+        for i in range(rows):
+            fields = [str(i).encode(), f"title {rnd.random()}\n\\ü".encode(), b"", fmt.EMPTY,
+                      os.urandom(60).hex().encode()][:columns]
+            out.write(ft.join(fields) + rt)
+    cols = [fmt.Column.from_system_type(f"c{i}", "nvarchar(400)").to_dict() for i in range(columns)]
+    return {"path": str(path), "host": os.uname().nodename, "rows": rows, "bytes": path.stat().st_size,
+            "columns": cols, "field_terminator": fmt.DEFAULT_FIELD_TERMINATOR,
+            "row_terminator": fmt.DEFAULT_ROW_TERMINATOR}
+
+
+UPLOADER = """
+import json, sys
+from types import SimpleNamespace
+from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
+info = json.loads(sys.argv[1])
+op = S3ChunkUploadOperator(task_id="upload", dataset="big", export=info, s3_location=sys.argv[2],
+                           chunk_mb=12, multipart_mb=5, max_inflight=2, delete_export=False)
+op.execute({"ti": SimpleNamespace(run_id=sys.argv[3], try_number=1)})
+"""
+
+
+def test_kill_9_mid_upload_then_rerun_publishes_exactly(stack, tmp_path, unique):
+    info = big_export(tmp_path / "big.bcp", 400_000)
+    location, run_id = f"s3://flux/tests/{unique}/big", f"run_{unique}"
+    prefix = f"tests/{unique}/big/runs/{run_key_for(run_id)}/"
+    client = s3()
+    proc = subprocess.Popen([sys.executable, "-c", UPLOADER, json.dumps(info), location, run_id],
+                            env=os.environ.copy(), stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    # Kill while a multipart upload is in flight and at least one chunk is complete.
+    while time.monotonic() < deadline and proc.poll() is None:
+        in_flight = client.list_multipart_uploads(Bucket="flux", Prefix=prefix).get("Uploads", [])
+        if in_flight and keys_under(client, "flux", prefix):
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, f"the upload ended before it could be killed: {proc.stderr.read()[-2000:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert client.list_multipart_uploads(Bucket="flux", Prefix=prefix).get("Uploads"), "nothing was in flight"
+    with pytest.raises(Exception):
+        read_published(client, "flux", f"tests/{unique}/big")  # nothing published
+
+    result = S3ChunkUploadOperator(task_id="upload", dataset="big", export=info, s3_location=location,
+                                   chunk_mb=12, multipart_mb=5, delete_export=False).execute(context(run_id))
+    assert result["prefix"] == prefix and result["chunks_reused"] >= 1
+    assert client.list_multipart_uploads(Bucket="flux", Prefix=prefix).get("Uploads", []) == []
+    pointer, manifest = read_published(client, "flux", f"tests/{unique}/big")
+    assert manifest["rows"] == info["rows"] == sum(c["rows"] for c in manifest["chunks"])
+    assert keys_under(client, "flux", prefix) == sorted([c["key"] for c in manifest["chunks"]] +
+                                                         [prefix + "_manifest.json"])
+    assert download_rows(client, manifest) == export_text(info)
+
+
+def test_s3_down_mid_upload_is_transient_publishes_nothing_and_a_rerun_succeeds(tmp_path, unique, monkeypatch):
+    """A private SeaweedFS (not the shared stack's), stopped in the middle of the upload."""
+    from flux_provider.devstack import Stack
+    from flux_provider.devstack.s3 import SeaweedS3
+
+    private = Stack(run_dir=tmp_path / "s3stack", dags_folder=tmp_path, services=[SeaweedS3()], echo=lambda _: None)
+
+    def point_at_private():
+        private.up()
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", private.env()["AIRFLOW_CONN_AWS_DEFAULT"])
+        return s3()
+
+    try:
+        client = point_at_private()
+        info = big_export(tmp_path / "big.bcp", 300_000)
+        location, run_id = "s3://flux/outage/big", f"run_{unique}"
+        op = S3ChunkUploadOperator(task_id="upload", dataset="big", export=info, s3_location=location,
+                                   chunk_mb=6, multipart_mb=5, max_inflight=1, delete_export=False)
+        failure: list[BaseException] = []
+        worker = threading.Thread(target=lambda: _capture(failure, op.execute, context(run_id)))
+        worker.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not keys_under(client, "flux", "outage/big/runs/"):
+            time.sleep(0.02)
+        private.down()
+        worker.join(timeout=300)
+        assert failure and isinstance(failure[0], FluxTransientError), failure
+        assert failure[0].error_class in (ErrorClass.CONNECTION, ErrorClass.TIMEOUT, ErrorClass.THROTTLED)
+
+        client = point_at_private()  # the same data directory, on new ports
+        with pytest.raises(Exception):
+            read_published(client, "flux", "outage/big")  # nothing was published
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", private.env()["AIRFLOW_CONN_AWS_DEFAULT"])
+        result = S3ChunkUploadOperator(task_id="upload", dataset="big", export=info, s3_location=location,
+                                       chunk_mb=6, multipart_mb=5, delete_export=False).execute(context(run_id))
+        _, manifest = read_published(client, "flux", "outage/big")
+        assert manifest["rows"] == result["rows"] == info["rows"]
+        assert keys_under(client, "flux", result["prefix"]) == sorted(
+            [c["key"] for c in manifest["chunks"]] + [result["prefix"] + "_manifest.json"])
+    finally:
+        private.down()
+
+
+def _capture(sink: list, fn, *args):
+    try:
+        fn(*args)
+    except BaseException as exc:  # collected for the assertions
+        sink.append(exc)
