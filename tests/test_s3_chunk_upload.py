@@ -218,3 +218,44 @@ def _capture(sink: list, fn, *args):
         fn(*args)
     except BaseException as exc:  # collected for the assertions
         sink.append(exc)
+
+
+# ---------------------------------------------------------------- streaming mode
+def stream(stack, tmp_path, unique, table: str, **kwargs) -> dict:
+    from flux_provider.operators.bcp_to_s3 import BcpToS3Operator
+
+    kwargs.setdefault("upload_options", {"chunk_rows": 3})
+    op = BcpToS3Operator(task_id="export_upload", dataset="nasty", schema="dbo", table=table,
+                         staging_dir=str(tmp_path / "stream"), s3_location=f"s3://flux/tests/{unique}/streamed",
+                         **kwargs)
+    return op.execute(context(f"run_{unique}"))
+
+
+@pytest.mark.parametrize("engine", ["bcp", "dbapi"])
+def test_streaming_mode_publishes_the_same_data_with_no_file(stack, tmp_path, unique, engine, nasty_export):
+    result = stream(stack, tmp_path, unique, f"up_{unique}", engine=engine,
+                    upload_options={"chunk_rows": 3, "compression": "gzip"})
+    assert result["export"]["rows"] == result["rows"] == len(NASTY_ROWS)
+    assert [p for p in (tmp_path / "stream").rglob("*") if not p.is_dir()] == []  # no file, no pipe left
+    client = s3()
+    _, manifest = read_published(client, "flux", f"tests/{unique}/streamed")
+    assert download_rows(client, manifest) == export_text(nasty_export)
+
+
+def test_streaming_mode_publishes_nothing_when_the_export_fails(stack, tmp_path, unique):
+    from tests.test_bcp_export import inject_fault
+
+    with pytest.raises(FluxTerminalError) as missing:
+        stream(stack, tmp_path, unique, f"no_such_{unique}")
+    assert missing.value.error_class is ErrorClass.MISSING_OBJECT
+
+    many = [(i, f"row {i}", str(i), float(i), i % 2, None, None, None, i) for i in range(20000)]
+    seed_table(stack, f"smid_{unique}", rows=many)
+    inject_fault(stack, f"smid_{unique}", error_number=1205, remaining=1, after_rows=10000)
+    with pytest.raises(FluxTransientError) as deadlock:
+        stream(stack, tmp_path, unique, f"smid_{unique}", upload_options={"chunk_rows": 1000})
+    assert deadlock.value.error_class is ErrorClass.DEADLOCK
+    with pytest.raises(Exception):
+        read_published(s3(), "flux", f"tests/{unique}/streamed")
+    # the fault is used up: the rerun streams everything and publishes
+    assert stream(stack, tmp_path, unique, f"smid_{unique}", upload_options={"chunk_rows": 5000})["rows"] == 20000

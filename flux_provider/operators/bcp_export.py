@@ -115,74 +115,90 @@ class BcpExportOperator(BaseOperator):
         return final, final.with_name(final.name + ".partial")
 
     # ----------------------------------------------------------------- run
-    def execute(self, context) -> dict:
+    def prepare(self) -> None:
+        """Validate, describe the result's columns and build the export query (no data moves yet)."""
         from airflow.providers.microsoft.mssql.hooks.mssql import MsSqlHook
 
-        from flux_provider.hooks.dbapi_export import DbApiExportEngine, describe, is_mssql
+        from flux_provider.hooks.dbapi_export import describe, is_mssql
 
         self._validate()
-        started = time.monotonic()
-        dbapi_hook = (MsSqlHook(mssql_conn_id=self.mssql_conn_id) if not self.dbapi_conn_id
-                      else _hook_for(self.dbapi_conn_id))
-        mssql = is_mssql(dbapi_hook)
+        self.dbapi_hook = (MsSqlHook(mssql_conn_id=self.mssql_conn_id) if not self.dbapi_conn_id
+                           else _hook_for(self.dbapi_conn_id))
+        mssql = is_mssql(self.dbapi_hook)
         source_table = None
         if self.table:
             source_table = sqlserver_table(self.schema, self.table, dataset=self.dataset)
             if not mssql:  # ANSI quoting for other DB-API sources
                 source_table = source_table.replace("[", '"').replace("]", '"')
         source_query = self.sql if self.sql else f"SELECT * FROM {source_table}"
-        columns = describe(dbapi_hook, source_query, dataset=self.dataset)
-        if not columns:
+        self.columns = describe(self.dbapi_hook, source_query, dataset=self.dataset)
+        if not self.columns:
             raise self._fail("the query returns no columns", ErrorClass.SYNTAX)
         try:
-            query = (source_query if not mssql else fmt.export_query(columns, table=source_table) if source_table
-                     else fmt.export_query(columns, query=source_query))
+            self.query = (source_query if not mssql else fmt.export_query(self.columns, table=source_table)
+                          if source_table else fmt.export_query(self.columns, query=source_query))
         except ValueError as exc:
             raise self._fail(str(exc)) from exc
+        self.chosen_engine = self._choose_engine()
 
-        final, partial = self._paths(context)
-        self._partial = partial
-        for stale in (final, partial):
-            stale.unlink(missing_ok=True)
-        engine = self._choose_engine()
-        self.log.info("data set %s: exporting %d columns with the %s engine to %s", self.dataset, len(columns),
-                      engine, final)
+    def run_engine(self, out_path: str) -> tuple[int, str]:
+        """Export into ``out_path`` (a file or a named pipe) with the chosen engine: (rows, tool)."""
+        from flux_provider.hooks.dbapi_export import DbApiExportEngine
+
         try:
-            if engine == "bcp":
+            if self.chosen_engine == "bcp":
                 from flux_provider.hooks.bcp import BcpHook
 
                 self._runner = BcpHook(self.mssql_conn_id, executable=self.bcp_path, batch_size=self.batch_size,
                                        packet_size=self.packet_size, max_errors=self.max_errors, hints=self.hints)
-                result = self._runner.export(query, str(partial), field_terminator=self.field_terminator,
+                result = self._runner.export(self.query, out_path, field_terminator=self.field_terminator,
                                              row_terminator=self.row_terminator, dataset=self.dataset)
-                rows, tool = result.rows, result.tool
-            else:
-                self._runner = DbApiExportEngine(dbapi_hook, fetch_size=self.fetch_size)
-                rows = self._runner.export(query, str(partial), columns, field_terminator=self.field_terminator,
-                                           row_terminator=self.row_terminator, dataset=self.dataset)
-                tool = "dbapi"
-            self._verify(partial, rows, len(columns))
-            if self.count_sql:
-                expected = dbapi_hook.get_first(self.count_sql)[0]
-                if int(expected) != rows:
-                    raise self._fail(f"exported {rows} rows but the count query returned {expected}; the source "
-                                     "changed during the export or the count query does not match it",
-                                     ErrorClass.DATA)
+                return result.rows, result.tool
+            self._runner = DbApiExportEngine(self.dbapi_hook, fetch_size=self.fetch_size)
+            rows = self._runner.export(self.query, out_path, self.columns, field_terminator=self.field_terminator,
+                                       row_terminator=self.row_terminator, dataset=self.dataset)
+            return rows, "dbapi"
+        finally:
+            self._runner = None
+
+    def check_count(self, rows: int) -> None:
+        if self.count_sql:
+            expected = self.dbapi_hook.get_first(self.count_sql)[0]
+            if int(expected) != rows:
+                raise self._fail(f"exported {rows} rows but the count query returned {expected}; the source "
+                                 "changed during the export or the count query does not match it", ErrorClass.DATA)
+
+    def execute(self, context) -> dict:
+        started = time.monotonic()
+        self.prepare()
+        final, partial = self._paths(context)
+        self._partial = partial
+        for stale in (final, partial):
+            stale.unlink(missing_ok=True)
+        self.log.info("data set %s: exporting %d columns with the %s engine to %s", self.dataset, len(self.columns),
+                      self.chosen_engine, final)
+        try:
+            rows, tool = self.run_engine(str(partial))
+            self._verify(partial, rows, len(self.columns))
+            self.check_count(rows)
             with open(partial, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(partial, final)
         finally:
-            self._runner = None
             partial.unlink(missing_ok=True)
         size = final.stat().st_size
         seconds = time.monotonic() - started
         self.log.info("data set %s: exported %d rows, %.1f MB in %.1fs (%.1f MB/s) -> %s", self.dataset, rows,
                       size / 1e6, seconds, size / 1e6 / max(seconds, 1e-9), final)
+        return self.export_info(path=str(final), rows=rows, size=size, tool=tool, seconds=seconds)
+
+    def export_info(self, *, path: str | None, rows: int | None, size: int | None, tool: str, seconds: float) -> dict:
+        """The XCom the next step needs."""
         return {
-            "dataset": self.dataset, "path": str(final), "host": socket.gethostname(), "rows": rows,
+            "dataset": self.dataset, "path": path, "host": socket.gethostname(), "rows": rows,
             "bytes": size, "format": fmt.FORMAT, "field_terminator": self.field_terminator,
-            "row_terminator": self.row_terminator, "null": "", "empty_string": "\\0", "engine": engine,
-            "tool": tool, "columns": [c.to_dict() for c in columns], "seconds": round(seconds, 3),
+            "row_terminator": self.row_terminator, "null": "", "empty_string": "\\0", "engine": self.chosen_engine,
+            "tool": tool, "columns": [c.to_dict() for c in self.columns], "seconds": round(seconds, 3),
         }
 
     def _choose_engine(self) -> str:

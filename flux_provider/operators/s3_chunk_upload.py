@@ -116,8 +116,13 @@ class S3ChunkUploadOperator(BaseOperator):
             Path(info["path"]).unlink(missing_ok=True)
         return result
 
-    def upload_stream(self, stream, info: dict, run_id: str, *, total_bytes: int | None = None) -> dict:
-        """Encode and upload everything ``stream`` yields (a file or a pipe), then publish."""
+    def upload_stream(self, stream, info: dict, run_id: str, *, total_bytes: int | None = None,
+                      before_publish=None) -> dict:
+        """Encode and upload everything ``stream`` yields (a file or a pipe), then publish.
+
+        ``before_publish(rows)`` runs after the last chunk is uploaded and before anything is
+        published; raising there (e.g. the export that fed a pipe failed) publishes nothing.
+        """
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from boto3.s3.transfer import TransferConfig
 
@@ -154,11 +159,14 @@ class S3ChunkUploadOperator(BaseOperator):
                     last_log = now
                     self._progress(rows, raw, info.get("rows"), now - started)
             run = uploader.finish()
+            if before_publish is not None:
+                before_publish(rows)
             if info.get("rows") is not None and rows != info["rows"]:
                 raise self._fail(f"encoded {rows} rows but the export recorded {info['rows']}", ErrorClass.DATA)
             manifest = uploader.publish({
                 "columns": info["columns"], "encoding": encoding.to_dict(), "compression": self.compression,
-                "source": {k: info.get(k) for k in ("path", "host", "rows", "bytes", "engine", "tool", "format")},
+                "source": {k: info.get(k) for k in ("path", "host", "rows", "bytes", "engine", "tool", "format")
+                           if info.get(k) is not None},
             })
         except ValueError as exc:
             uploader.abort()

@@ -1,0 +1,113 @@
+"""BcpToS3Operator: streaming mode, export -> encode -> upload in one task with no intermediate file.
+
+Example::
+
+    from flux_provider.operators.bcp_to_s3 import BcpToS3Operator
+
+    BcpToS3Operator(
+        task_id="export_upload",
+        dataset="viewing_sessions",
+        schema="dbo", table="viewing_sessions",
+        s3_location="s3://flux/datasets/viewing_sessions",
+        upload_options={"chunk_mb": 64, "compression": "gzip"},
+    )
+
+The bcp tool (or the DB-API engine) writes into a named pipe that the upload
+reads, so export, encoding and upload overlap, no disk space is used and there
+is no hand-off file between hosts: this is the mode to use with CeleryExecutor
+and several workers. Publishing waits for the export's own verdict (exit code,
+server messages, row count, optional count query): a failed export publishes
+nothing. Accepts every ``BcpExportOperator`` argument plus ``s3_location``,
+``aws_conn_id`` and ``upload_options`` (``S3ChunkUploadOperator`` arguments).
+XCom ``return_value``: the upload's result with the export's under ``export``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+
+from flux_provider.errors import ErrorClass
+from flux_provider.operators.bcp_export import BcpExportOperator
+from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
+
+
+class BcpToS3Operator(BcpExportOperator):
+    template_fields: Sequence[str] = (*BcpExportOperator.template_fields, "s3_location")
+    ui_color = "#d6c9ff"
+
+    def __init__(self, *, s3_location: str, aws_conn_id: str | None = "aws_default",
+                 upload_options: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.s3_location, self.aws_conn_id = s3_location, aws_conn_id
+        self.upload_options = dict(upload_options or {})
+        self._upload: S3ChunkUploadOperator | None = None
+
+    def execute(self, context) -> dict:
+        started = time.monotonic()
+        self.prepare()
+        final, _ = self._paths(context)
+        pipe = final.with_name(final.name + ".fifo")
+        pipe.unlink(missing_ok=True)
+        os.mkfifo(pipe, 0o600)
+        outcome: dict = {}
+        reader_done = threading.Event()
+
+        def export() -> None:
+            try:
+                outcome["rows"], outcome["tool"] = self.run_engine(str(pipe))
+            except BaseException as exc:  # handed to the main thread, which decides
+                outcome["error"] = exc
+            finally:
+                # The engine may have failed before opening the pipe: open and close it once a reader is
+                # there, so the reader sees EOF instead of waiting forever.
+                while not reader_done.is_set():
+                    try:
+                        os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError:  # ENXIO: the reader has not opened the pipe yet
+                        time.sleep(0.02)
+
+        def before_publish(encoded_rows: int) -> None:
+            exporter.join()
+            if "error" in outcome:
+                raise outcome["error"]
+            if encoded_rows != outcome["rows"]:
+                raise self._fail(f"the export reported {outcome['rows']} rows but {encoded_rows} arrived "
+                                 "through the pipe", ErrorClass.DATA)
+            self.check_count(outcome["rows"])
+
+        self._upload = S3ChunkUploadOperator(task_id=f"{self.task_id}.upload", dataset=self.dataset,
+                                             s3_location=self.s3_location, aws_conn_id=self.aws_conn_id,
+                                             export_task_id=None, delete_export=False, **self.upload_options)
+        info = self.export_info(path=None, rows=None, size=None, tool="", seconds=0)
+        exporter = threading.Thread(target=export, name="flux-export", daemon=True)
+        self.log.info("data set %s: streaming %s engine -> encoder -> s3 via %s", self.dataset, self.chosen_engine,
+                      pipe)
+        exporter.start()
+        try:
+            with open(pipe, "rb") as stream:
+                result = self._upload.upload_stream(stream, info, context["ti"].run_id,
+                                                    before_publish=before_publish)
+        except BaseException:
+            exporter.join(timeout=0.5)
+            if not exporter.is_alive() and "error" in outcome:
+                raise outcome["error"] from None  # the export failed first: its error says why
+            self.on_kill()  # the upload failed: stop the export, nobody reads the pipe any more
+            exporter.join(timeout=30)
+            raise
+        finally:
+            reader_done.set()
+            pipe.unlink(missing_ok=True)
+        export_info = self.export_info(path=None, rows=outcome["rows"], size=result["raw_bytes"],
+                                       tool=outcome["tool"], seconds=time.monotonic() - started)
+        return {**result, "export": export_info}
+
+    def on_kill(self) -> None:
+        super().on_kill()
+        if self._upload is not None:
+            self._upload.on_kill()
