@@ -61,3 +61,17 @@ def test_other_delimiters_are_honoured():
 def test_csv_input_path():
     lines = ['id,txt\n', '1,"a,b"\n', '2,"multi\nline"\n', '3,\n']
     assert list(csv_to_hive(lines, header=True)) == ["1\x01a,b\n", "2\x01multi\\nline\n", "3\x01\\N\n"]
+
+
+@pytest.mark.parametrize("columns", [1, 2, 4])
+def test_fast_path_blocks_round_trip_exactly(columns):
+    """Blocks without a raw field delimiter or newline take the one-byte fast path."""
+    safe = [v for v in VALUES if v is None or ("\x01" not in v and "\n" not in v)]
+    rnd = random.Random(100 + columns)
+    rows = [[rnd.choice(safe) for _ in range(columns)] for _ in range(500)] + [[None] * columns, [""] * columns]
+    block = bcp_bytes(rows)
+    assert b"\x01" not in block and b"\n" not in block
+    encoded, count = BcpToHive(FT, RT, columns).encode(block)
+    assert count == len(rows) and decode(encoded) == rows
+    with pytest.raises(ValueError, match="field terminators"):
+        BcpToHive(FT, RT, columns + 1).encode(block)

@@ -86,35 +86,58 @@ class BcpToHive:
         Raises ValueError if a row does not have ``columns`` fields (a terminator inside a value,
         or a cut block).
         """
-        rows = block.count(self.rt)
-        if not rows:
-            if block:
-                raise ValueError("block does not end with the row terminator")
+        if not block:
             return b"", 0
         if not block.endswith(self.rt):
             raise ValueError("block does not end with the row terminator")
-        fields = block.count(self.ft)
+        field, row = self.enc.field.encode(), b"\n"
+        if field not in block and row not in block:
+            return self._encode_fast(block, field)
+        return self._encode_general(block, field)
+
+    def _check(self, rows: int, fields: int) -> None:
         if fields != rows * (self.columns - 1):
             raise ValueError(f"{rows} rows hold {fields} field terminators, expected {rows * (self.columns - 1)}: "
                              "a value contains a terminator or the data is cut")
+
+    def _escape(self, block: bytes, skip: tuple[bytes, ...] = ()) -> bytes:
         for plain, escaped in self._escapes:
-            if plain in block:
+            if plain not in skip and plain in block:
                 block = block.replace(plain, escaped)
-        ft, rt, null = self.ft, self.rt, self._null
-        data = rt + block  # every field now has a separator on both sides
+        return block
+
+    def _encode_fast(self, block: bytes, field: bytes) -> tuple[bytes, int]:
+        """No raw field delimiter or newline in the data (the common case): after the NULL pass the
+        terminators become the one-byte Hive delimiters, and the row/field checks are one-byte counts."""
+        data = _mark_nulls(self.rt + self._escape(block, skip=(field, b"\n")), self.ft, self.rt, self._null)
+        data = data.replace(self.ft, field).replace(self.rt, b"\n")
+        rows = data.count(b"\n") - 1
+        self._check(rows, data.count(field))  # NULL markers add no delimiter
+        return data[1:], rows
+
+    def _encode_general(self, block: bytes, field: bytes) -> tuple[bytes, int]:
+        rows = block.count(self.rt)
+        self._check(rows, block.count(self.ft))
+        data = self._escape(block)
+        data = _mark_nulls(self.rt + data, self.ft, self.rt, self._null)
+        return data[len(self.rt):].replace(self.ft, field).replace(self.rt, b"\n"), rows
+
+
+def _mark_nulls(data: bytes, ft: bytes, rt: bytes, null: bytes) -> bytes:
+    """Empty fields (two separators in a row) become ``null``; bcp's one-NUL empty strings become empty.
+    ``data`` starts with a row separator so the first field is delimited on both sides too."""
+    for left in (ft, rt):
+        for right in (ft, rt):
+            pair = left + right
+            while pair in data:  # twice at most: replace() does not see overlapping pairs
+                data = data.replace(pair, left + null + right)
+    if EMPTY in data:
         for left in (ft, rt):
             for right in (ft, rt):
-                pair = left + right
-                while pair in data:  # twice at most: replace() does not see overlapping pairs
-                    data = data.replace(pair, left + null + right)
-        if EMPTY in data:
-            for left in (ft, rt):
-                for right in (ft, rt):
-                    pattern = left + EMPTY + right
-                    while pattern in data:
-                        data = data.replace(pattern, left + right)
-        data = data[len(rt):].replace(ft, self.enc.field.encode()).replace(rt, b"\n")
-        return data, rows
+                pattern = left + EMPTY + right
+                while pattern in data:
+                    data = data.replace(pattern, left + right)
+    return data
 
 
 def encode_value(value: str | None, enc: HiveTextEncoding) -> str:
