@@ -23,6 +23,7 @@ test: setup
 # Benchmarks (not part of the suite): prints a table, writes benchmarks/results/*.json and *.svg.
 bench: setup
 	$(PY) benchmarks/export_bench.py $(BENCH_ARGS)
+	$(PY) benchmarks/upload_bench.py $(BENCH_ARGS)
 
 setup: system-deps $(STAMP)
 
@@ -31,7 +32,7 @@ system-deps:
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e ".[devstack,test]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e ".[devstack,test,bench]"
 	$(PY) -m flux_provider.devstack.jars
 	touch $@
 

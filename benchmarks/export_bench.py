@@ -5,7 +5,7 @@
 Starts its own TDS test server (the SQL Server stand-in) on a free port over a
 generated SQLite table of viewing sessions, then exports the same query with
 each engine, each in a fresh process so peak RSS is its own. Prints a table,
-writes ``benchmarks/results/export.json`` and ``export.svg``.
+writes ``benchmarks/results/export.json`` and ``export.png``.
 
 The stand-in (Python) is the slowest part of the chain and is the same for all
 three, so compare ratios, not absolute rows/s: the machine is shared and noisy.
@@ -106,33 +106,18 @@ def run_measured(cmd: list[str], env: dict) -> tuple[subprocess.CompletedProcess
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr), peak / 2**20
 
 
-def svg_chart(results: list[dict], path: Path) -> None:
-    """Two grouped bar charts (seconds, peak RSS) as a dependency-free SVG."""
+def chart(results: list[dict], path: Path) -> None:
+    from plot import panels
+
     sizes = sorted({r["rows"] for r in results})
-    colors = {"freebcp": "#2b7bba", "dbapi": "#47a447", "stock_get_df": "#d9534f"}
-    width, height, pad = 900, 360, 50
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             'font-size="12">']
-    for panel, (metric, label) in enumerate((("seconds", "wall time (s)"), ("peak_rss_mb", "peak RSS (MB)"))):
-        x0, panel_w = pad + panel * width / 2, width / 2 - 2 * pad
-        top = max(r[metric] for r in results) or 1
-        parts.append(f'<text x="{x0}" y="20" font-weight="bold">{label}</text>')
-        group_w = panel_w / len(sizes)
-        bar_w = group_w / (len(ENGINES) + 1)
-        for g, size in enumerate(sizes):
-            parts.append(f'<text x="{x0 + g * group_w + bar_w}" y="{height - 10}">{size:,} rows</text>')
-            for e, engine in enumerate(ENGINES):
-                value = next((r[metric] for r in results if r["rows"] == size and r["engine"] == engine), 0)
-                h = (height - 2 * pad) * value / top
-                x, y = x0 + g * group_w + e * bar_w, height - pad - h
-                parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w * 0.9:.1f}" height="{h:.1f}" '
-                             f'fill="{colors[engine]}"><title>{engine}: {value:.1f}</title></rect>')
-                parts.append(f'<text x="{x:.1f}" y="{y - 3:.1f}" font-size="10">{value:.0f}</text>')
-    for e, engine in enumerate(ENGINES):
-        parts.append(f'<rect x="{pad + e * 150}" y="30" width="10" height="10" fill="{colors[engine]}"/>'
-                     f'<text x="{pad + e * 150 + 14}" y="40">{engine}</text>')
-    parts.append("</svg>")
-    path.write_text("\n".join(parts))
+    groups = [f"{n:,} rows" for n in sizes]
+
+    def series(metric):
+        return {e: [next(r[metric] for r in results if r["rows"] == n and r["engine"] == e) for n in sizes]
+                for e in ENGINES}
+
+    panels(path, [("export wall time", groups, series("seconds"), "seconds"),
+                  ("peak RSS of the export process tree", groups, series("peak_rss_mb"), "MB")])
 
 
 def main() -> None:
@@ -188,8 +173,8 @@ def main() -> None:
               f"{r['bytes'] / 1e6:>8.0f} {r['peak_rss_mb']:>12.0f} "
               f"{r['seconds'] / stock['seconds']:>13.2f}x {r['peak_rss_mb'] / stock['peak_rss_mb']:>12.2f}x")
     (RESULTS / "export.json").write_text(json.dumps(results, indent=2))
-    svg_chart(results, RESULTS / "export.svg")
-    print(f"\nwrote {RESULTS / 'export.json'} and {RESULTS / 'export.svg'}")
+    chart(results, RESULTS / "export.png")
+    print(f"\nwrote {RESULTS / 'export.json'} and {RESULTS / 'export.png'}")
 
 
 if __name__ == "__main__":

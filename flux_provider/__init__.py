@@ -30,15 +30,18 @@ def get_provider_info() -> dict:
                 "tags": ["software"],
             },
         ],
-        # Operators and hooks are listed as each lands (S3 chunk upload, Hive transform and
-        # partition refresh come next). BcpHook uses the microsoft-mssql provider's ``mssql``
+        # Operators and hooks are listed as each lands (Hive transform and partition refresh
+        # come next). BcpHook uses the microsoft-mssql provider's ``mssql``
         # connection type, so this provider registers no connection type of its own.
         "operators": [
-            {"integration-name": "Flux", "python-modules": ["flux_provider.operators.bcp_export"]},
+            {"integration-name": "Flux", "python-modules": [
+                "flux_provider.operators.bcp_export", "flux_provider.operators.s3_chunk_upload",
+                "flux_provider.operators.bcp_to_s3"]},
         ],
         "hooks": [
             {"integration-name": "Flux",
-             "python-modules": ["flux_provider.hooks.bcp", "flux_provider.hooks.dbapi_export"]},
+             "python-modules": ["flux_provider.hooks.bcp", "flux_provider.hooks.dbapi_export",
+                                "flux_provider.hooks.s3_chunks"]},
         ],
         "connection-types": [],
         "plugins": [
