@@ -6,9 +6,10 @@ One run, same files, a private SeaweedFS (S3) and TDS stand-in started here:
 
 * encode: flux's block encoder vs Python's csv reader/writer with the same Hive
   escaping, on the same rows (goal >= 5x);
-* upload: S3ChunkUploadOperator (encode + chunks + concurrent upload + publish)
-  vs s3transfer ``upload_file`` of the already encoded file, same server, same
-  part size and concurrency (goal >= 0.95x);
+* upload: s3transfer ``upload_file`` of the already encoded file vs flux's
+  uploader on the same pre-encoded bytes (32 MB chunks, same part size and
+  concurrency: the upload machinery alone, goal >= 0.95x) and vs the whole
+  S3ChunkUploadOperator (encode + chunk + upload + publish);
 * streaming: BcpToS3Operator (freebcp -> pipe -> encode -> S3) vs its stages run
   alone: export to a file, encode, upload (goal <= 1.2x the slowest stage);
 * memory: peak RSS of the upload process tree at every size (goal: flat).
@@ -102,7 +103,7 @@ import json, sys, time
 from types import SimpleNamespace
 from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
 info, location, run_id = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
-op = S3ChunkUploadOperator(task_id="upload", dataset="bench", export=info, s3_location=location, chunk_mb=64,
+op = S3ChunkUploadOperator(task_id="upload", dataset="bench", export=info, s3_location=location, chunk_mb=32,
                            multipart_mb=16, max_inflight=4, delete_export=False)
 start = time.perf_counter()
 op.execute({"ti": SimpleNamespace(run_id=run_id, try_number=1)})
@@ -116,6 +117,32 @@ def s3transfer_baseline(client, path: Path, key: str) -> float:
     config = TransferConfig(multipart_threshold=16 * 2**20, multipart_chunksize=16 * 2**20, max_concurrency=8)
     start = time.perf_counter()
     client.upload_file(str(path), "flux", key, Config=config)
+    return time.perf_counter() - start
+
+
+def chunked_upload_only(client, encoded: Path, run_key: str) -> float:
+    """The upload half of S3ChunkUploadOperator alone: pre-encoded 32 MB chunks, same uploader and settings."""
+    import hashlib
+
+    from boto3.s3.transfer import TransferConfig
+
+    from flux_provider.formats.chunker import Chunk
+    from flux_provider.hooks.s3_chunks import ChunkUploader
+
+    part = 16 * 2**20
+    uploader = ChunkUploader(client, "flux", "bench/upload-only", run_key, max_inflight=4,
+                             transfer_config=TransferConfig(multipart_threshold=part, multipart_chunksize=part,
+                                                            max_concurrency=2))
+    start = time.perf_counter()
+    uploader.start()
+    with open(encoded, "rb") as src:
+        index = 0
+        while data := src.read(32 * 2**20):
+            uploader.submit(Chunk(index, data, 0, len(data), hashlib.sha256(data).hexdigest()))
+            index += 1
+    uploader.finish()
+    uploader.publish({})
+    uploader.close()
     return time.perf_counter() - start
 
 
@@ -208,27 +235,31 @@ def main() -> None:
                 raise SystemExit(done.stderr[-3000:])
             upload_s = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
             baseline_s = s3transfer_baseline(client, encoded, f"bench/baseline-{rows}.hive")
+            upload_only_s = chunked_upload_only(client, encoded, f"only_{rows}_{time.time_ns()}")
             result = {"rows": rows, "export_mb": mb, "encode_s": encode_s, "encode_mb_s": mb / encode_s,
                       "csv_s": csv_s, "upload_s": upload_s, "s3transfer_s": baseline_s, "peak_rss_mb": peak,
+                      "upload_only_s": upload_only_s, "upload_only_vs_s3transfer": baseline_s / upload_only_s,
                       "upload_vs_s3transfer": baseline_s / upload_s}
             if csv_s:
                 result["encode_vs_csv"] = csv_s / encode_s
             results.append(result)
             print(f"{rows:>11,} rows {mb:7.0f} MB: encode {encode_s:6.1f}s ({mb / encode_s:5.0f} MB/s)"
                   + (f", csv {csv_s:6.1f}s" if csv_s else "")
-                  + f"; upload {upload_s:6.1f}s vs s3transfer {baseline_s:6.1f}s; peak RSS {peak:5.0f} MB", flush=True)
+                  + f"; upload {upload_s:6.1f}s (uploader alone {upload_only_s:5.1f}s) vs s3transfer "
+                    f"{baseline_s:6.1f}s; peak RSS {peak:5.0f} MB", flush=True)
             for path in (Path(info["path"]), encoded, work / "same.csv"):
                 path.unlink(missing_ok=True)
         stream = streaming(work, args.stream_rows, env, client)
     finally:
         s3stack.down()
     print()
-    print(f"{'rows':>11} {'MB':>6} {'encode MB/s':>12} {'vs csv':>7} {'upload s':>9} {'s3transfer s':>13} "
-          f"{'upload speed vs s3transfer':>27} {'peak RSS MB':>12}")
+    print(f"{'rows':>11} {'MB':>6} {'encode MB/s':>12} {'vs csv':>7} {'s3transfer s':>13} {'uploader s':>11} "
+          f"{'speed vs s3t':>13} {'encode+upload s':>16} {'speed vs s3t':>13} {'peak RSS MB':>12}")
     for r in results:
         vs_csv = f"{r['encode_vs_csv']:.1f}x" if r.get("encode_vs_csv") else "-"
-        print(f"{r['rows']:>11,} {r['export_mb']:>6.0f} {r['encode_mb_s']:>12.0f} {vs_csv:>7} {r['upload_s']:>9.1f} "
-              f"{r['s3transfer_s']:>13.1f} {r['upload_vs_s3transfer']:>26.2f}x {r['peak_rss_mb']:>12.0f}")
+        print(f"{r['rows']:>11,} {r['export_mb']:>6.0f} {r['encode_mb_s']:>12.0f} {vs_csv:>7} {r['s3transfer_s']:>13.1f} "
+              f"{r['upload_only_s']:>11.1f} {r['upload_only_vs_s3transfer']:>12.2f}x {r['upload_s']:>16.1f} "
+              f"{r['upload_vs_s3transfer']:>12.2f}x {r['peak_rss_mb']:>12.0f}")
     print(f"\nstreaming {stream['rows']:,} rows: export {stream['export_s']:.1f}s, encode {stream['encode_s']:.1f}s, "
           f"upload {stream['upload_s']:.1f}s alone; BcpToS3Operator {stream['streaming_s']:.1f}s = "
           f"{stream['vs_slowest']:.2f}x the slowest stage ({stream['vs_sum']:.2f}x their sum)")
@@ -237,7 +268,8 @@ def main() -> None:
 
     groups = [f"{r['rows'] / 1e6:g}M rows" for r in results]
     panels(RESULTS / "upload.png", [
-        ("upload wall time", groups, {"flux upload (encode+upload)": [r["upload_s"] for r in results],
+        ("upload wall time", groups, {"flux encode+upload": [r["upload_s"] for r in results],
+                                      "flux uploader (pre-encoded)": [r["upload_only_s"] for r in results],
                                       "s3transfer upload_file (pre-encoded)": [r["s3transfer_s"] for r in results]},
          "seconds"),
         ("peak RSS of the upload process", groups, {"flux upload": [r["peak_rss_mb"] for r in results]}, "MB"),

@@ -138,3 +138,22 @@ def test_progress_counts_rows_of_a_growing_file_incrementally(tmp_path, mssql_co
     with open(path, "ab") as fh:
         fh.write(b"|\n3|~c~|\n")  # completes a terminator split across two reads
     assert progress.count() == 3
+
+
+def test_progress_never_reads_a_named_pipe(tmp_path, mssql_conn):
+    """Streaming mode exports into a FIFO: reading it would steal rows from the encoder."""
+    import threading
+
+    from flux_provider.hooks.bcp import _Progress
+
+    pipe = tmp_path / "export.fifo"
+    os.mkfifo(pipe)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(open(pipe, "rb").read()))
+    reader.start()
+    with open(pipe, "wb") as writer:
+        writer.write(b"1|~a~|\n2|~b~|\n")
+        writer.flush()
+        assert _Progress(BcpHook(mssql_conn()), pipe, 0.0, "~|\n").count() == 0
+    reader.join(timeout=5)
+    assert received == [b"1|~a~|\n2|~b~|\n"]

@@ -280,3 +280,34 @@ def test_spark_lazysimpleserde_reads_the_chunks_exactly(nasty_export, unique, co
     )
     rows = [list(r) for r in hive.get_records(f"SELECT * FROM {table}")]
     assert sorted(rows, key=lambda r: int(r[0])) == sorted(export_text(nasty_export), key=lambda r: int(r[0]))
+
+
+RSS_CHILD = """
+import json, sys
+from types import SimpleNamespace
+from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
+op = S3ChunkUploadOperator(task_id="u", dataset="rss", export=json.loads(sys.argv[1]), s3_location=sys.argv[2],
+                           chunk_mb=4, multipart_mb=5, max_inflight=2, block_mb=4, delete_export=False)
+op.execute({"ti": SimpleNamespace(run_id=sys.argv[3], try_number=1)})
+"""
+
+
+def test_upload_memory_stays_flat_as_rows_grow(stack, tmp_path, unique):
+    """Loose check of the memory bound (the benchmark measures it properly): 4x the rows, same peak."""
+    import psutil
+
+    peaks = []
+    for rows in (100_000, 400_000):
+        info = big_export(tmp_path / f"rss{rows}.bcp", rows)
+        proc = subprocess.Popen([sys.executable, "-c", RSS_CHILD, json.dumps(info),
+                                 f"s3://flux/tests/{unique}/rss{rows}", "r"], env=os.environ.copy())
+        root, peak = psutil.Process(proc.pid), 0
+        while proc.poll() is None:
+            try:
+                peak = max(peak, sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]))
+            except psutil.Error:
+                pass
+            time.sleep(0.02)
+        assert proc.returncode == 0
+        peaks.append(peak / 2**20)
+    assert peaks[1] < peaks[0] * 1.25 + 20, peaks

@@ -19,6 +19,24 @@ from flux_provider.formats.hive_text import BcpToHive
 MAX_ROW_BYTES = 256 * 2**20  # a row longer than this means the row terminator is wrong
 
 
+def return_big_buffers_to_the_os(threshold: int = 2**20) -> bool:
+    """Have glibc serve every allocation above ``threshold`` with its own mmap.
+
+    glibc raises its mmap threshold as large blocks are freed, after which 16-64 MB
+    buffers come from the heap, fragment it and are never returned: the RSS of a
+    long upload creeps up with the data size. A fixed threshold keeps it flat.
+    Returns False where this is not glibc (nothing changes then).
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-3, threshold))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
 @dataclass
 class Chunk:
     index: int

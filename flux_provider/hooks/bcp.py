@@ -297,7 +297,13 @@ class _Progress:
             self._thread.join(timeout=2)
 
     def count(self) -> int:
-        """Rows in the file so far (reads only what was appended since the last call)."""
+        """Rows in the file so far (reads only what was appended since the last call).
+
+        Only a regular file is read: reading a named pipe (streaming mode) would take the data
+        away from its real reader, which logs its own progress.
+        """
+        if not self.path.is_file():
+            return self.counted_rows
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self._offset)

@@ -9,7 +9,7 @@ Example::
         dataset="titles",
         export_task_id="export",             # the BcpExportOperator whose file is uploaded
         s3_location="s3://flux/datasets/titles",
-        chunk_mb=64,                         # and/or chunk_rows=...
+        chunk_mb=32,                         # and/or chunk_rows=...
         compression="gzip",                  # or None
     )
 
@@ -33,7 +33,7 @@ from pathlib import Path
 from airflow.sdk import BaseOperator
 
 from flux_provider.errors import ErrorClass, FluxError, flux_error
-from flux_provider.formats.chunker import chunks
+from flux_provider.formats.chunker import chunks, return_big_buffers_to_the_os
 from flux_provider.formats.hive_text import BcpToHive, HiveTextEncoding
 from flux_provider.hooks.s3_chunks import ChunkUploader, split_s3_url
 
@@ -64,7 +64,7 @@ class S3ChunkUploadOperator(BaseOperator):
 
     def __init__(self, *, dataset: str, s3_location: str, export_task_id: str | None = "export",
                  export: dict | str | None = None, aws_conn_id: str | None = "aws_default",
-                 chunk_mb: float | None = 64, chunk_rows: int | None = None, compression: str | None = None,
+                 chunk_mb: float | None = 32, chunk_rows: int | None = None, compression: str | None = None,
                  gzip_level: int = 6, field_delimiter: str = "\x01", collection_delimiter: str = "\x02",
                  map_key_delimiter: str = "\x03", null_format: str = "\\N", max_inflight: int = 4,
                  multipart_mb: int = 16, block_mb: int = 16, delete_export: bool = True, **kwargs):
@@ -135,6 +135,7 @@ class S3ChunkUploadOperator(BaseOperator):
         except ValueError as exc:
             raise self._fail(str(exc)) from exc
         client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
+        return_big_buffers_to_the_os()
         part = self.multipart_mb * 2**20
         self._uploader = uploader = ChunkUploader(
             client, bucket, location, run_key_for(run_id), dataset=self.dataset,
