@@ -122,8 +122,6 @@ def s3transfer_baseline(client, path: Path, key: str) -> float:
 
 def chunked_upload_only(client, encoded: Path, run_key: str) -> float:
     """The upload half of S3ChunkUploadOperator alone: pre-encoded 32 MB chunks, same uploader and settings."""
-    import hashlib
-
     from boto3.s3.transfer import TransferConfig
 
     from flux_provider.formats.chunker import Chunk
@@ -138,7 +136,7 @@ def chunked_upload_only(client, encoded: Path, run_key: str) -> float:
     with open(encoded, "rb") as src:
         index = 0
         while data := src.read(32 * 2**20):
-            uploader.submit(Chunk(index, data, 0, len(data), hashlib.sha256(data).hexdigest()))
+            uploader.submit(Chunk(index, data, 0, len(data)))
             index += 1
     uploader.finish()
     uploader.publish({})

@@ -12,6 +12,7 @@ import hashlib
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import BinaryIO
 
 from flux_provider.formats.hive_text import BcpToHive
@@ -43,7 +44,11 @@ class Chunk:
     data: bytes        # what is uploaded (gzip-compressed if asked)
     rows: int
     raw_bytes: int     # Hive text bytes before compression
-    sha256: str
+
+    @cached_property
+    def sha256(self) -> str:
+        """Computed on first use, in the upload thread (hashlib releases the GIL)."""
+        return hashlib.sha256(self.data).hexdigest()
 
 
 class _ChunkBuilder:
@@ -61,7 +66,7 @@ class _ChunkBuilder:
             self.parts.append(self._gzip.flush())
         data = b"".join(self.parts)
         self.parts = []
-        return Chunk(self.index, data, self.rows, self.raw_bytes, hashlib.sha256(data).hexdigest())
+        return Chunk(self.index, data, self.rows, self.raw_bytes)
 
 
 def _split_rows(block: bytes, terminator: bytes, rows: int) -> tuple[bytes, bytes]:
