@@ -194,21 +194,26 @@ def parse(raw: bytes, column: Column):
     return text
 
 
+class TerminatorCounter:
+    """Counts a terminator in data fed block by block; one split across two blocks counts once."""
+
+    def __init__(self, terminator: bytes):
+        self.terminator, self.count, self._tail = terminator, 0, b""
+
+    def feed(self, block: bytes) -> None:
+        data = self._tail + block
+        self.count += data.count(self.terminator)
+        # keep enough bytes to catch a terminator split across blocks, without recounting one
+        keep = len(self.terminator) - 1
+        last = data.rfind(self.terminator)
+        self._tail = data[max(len(data) - keep, last + len(self.terminator) if last >= 0 else 0):] if keep else b""
+
+
 def scan(path: Path, field_terminator: str, row_terminator: str, *, block_size: int = 1 << 20) -> tuple[int, int]:
     """(row terminators, field terminators) in the file, counted in one streaming pass."""
-    counts = []
-    for terminator in (row_terminator.encode(), field_terminator.encode()):
-        total, tail = 0, b""
-        with open(path, "rb") as fh:
-            while True:
-                block = fh.read(block_size)
-                if not block:
-                    break
-                data = tail + block
-                total += data.count(terminator)
-                # keep enough bytes to catch a terminator split across blocks, without recounting
-                keep = len(terminator) - 1
-                last = data.rfind(terminator)
-                tail = data[max(len(data) - keep, last + len(terminator) if last >= 0 else 0):] if keep else b""
-        counts.append(total)
-    return counts[0], counts[1]
+    rows, fields = TerminatorCounter(row_terminator.encode()), TerminatorCounter(field_terminator.encode())
+    with open(path, "rb") as fh:
+        while block := fh.read(block_size):
+            rows.feed(block)
+            fields.feed(block)
+    return rows.count, fields.count

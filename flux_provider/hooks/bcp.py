@@ -38,6 +38,7 @@ from pathlib import Path
 from airflow.sdk.bases.hook import BaseHook
 
 from flux_provider.errors import ErrorClass, FluxError, classify_sqlserver, flux_error
+from flux_provider.formats.export_file import TerminatorCounter
 
 TOOLS = ("bcp", "freebcp")  # searched in this order when the connection names none
 
@@ -277,9 +278,8 @@ class _Progress:
 
     def __init__(self, hook: BcpHook, path: Path, start: float, row_terminator: str):
         self.hook, self.path, self.started = hook, path, start
-        self.terminator = row_terminator.encode()
         self.reported_rows: int | None = None
-        self.counted_rows, self._offset, self._tail = 0, 0, b""
+        self._rows, self._offset = TerminatorCounter(row_terminator.encode()), 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bcp-progress", daemon=True)
 
@@ -303,20 +303,16 @@ class _Progress:
         away from its real reader, which logs its own progress.
         """
         if not self.path.is_file():
-            return self.counted_rows
+            return self._rows.count
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self._offset)
                 while block := fh.read(1 << 22):
-                    data = self._tail + block
-                    self.counted_rows += data.count(self.terminator)
-                    cut = data.rfind(self.terminator)
-                    keep = len(self.terminator) - 1
-                    self._tail = data[max(len(data) - keep, cut + len(self.terminator) if cut >= 0 else 0):]
+                    self._rows.feed(block)
                     self._offset += len(block)
-        except FileNotFoundError:
+        except FileNotFoundError:  # removed between the check and the open
             pass
-        return self.counted_rows
+        return self._rows.count
 
     def _run(self) -> None:
         while not self._stop.wait(self.hook.log_every):

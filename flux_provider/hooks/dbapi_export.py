@@ -68,8 +68,12 @@ _PG_TYPES = {20: "bigint", 21: "smallint", 23: "int", 16: "bit", 1700: "decimal"
 def _from_description(d) -> Column:
     """A Column from a DB-API description entry (PostgreSQL OIDs mapped; SQLite reports no type)."""
     name, type_code, precision, scale = d[0], d[1], int(d[4] or 0), int(d[5] or 0)
-    type_name = _PG_TYPES.get(type_code, "" if type_code is None else str(type_code)) \
-        if isinstance(type_code, int) or type_code is None else str(type_code).lower()
+    if type_code is None:
+        type_name = ""
+    elif isinstance(type_code, int):
+        type_name = _PG_TYPES.get(type_code, str(type_code))
+    else:
+        type_name = str(type_code).lower()
     if type_name == "decimal":
         system = f"decimal({precision},{scale})"
     elif type_name in ("datetime2", "datetimeoffset", "time"):

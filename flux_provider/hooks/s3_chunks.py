@@ -71,7 +71,7 @@ def classify_s3(exc: BaseException) -> ErrorClass:
 
 
 def split_s3_url(url: str) -> tuple[str, str]:
-    if not url.startswith("s3://") or "/" not in url[5:] and not url[5:]:
+    if not url.startswith("s3://"):
         raise ValueError(f"{url!r} is not an s3://bucket/prefix URL")
     bucket, _, prefix = url[5:].partition("/")
     if not bucket:
@@ -112,7 +112,7 @@ class ChunkUploader:
         self._slots = threading.BoundedSemaphore(max_inflight)
         self._pool = ThreadPoolExecutor(max_workers=max_inflight, thread_name_prefix="s3-chunk")
         self._futures: list[Future] = []
-        self._existing: dict[str, str | None] = {}
+        self._existing: set[str] = set()  # keys an earlier try left under this run's prefix
         self.run: RunUpload | None = None
 
     def _error(self, what: str, exc: BaseException) -> FluxError:
@@ -139,7 +139,7 @@ class ChunkUploader:
                 log.info("aborted %d multipart uploads left under %s by an earlier try", len(uploads), prefix)
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
-                    self._existing[item["Key"]] = None
+                    self._existing.add(item["Key"])
         except FluxError:
             raise
         except Exception as exc:  # boto raises many unrelated types; all are classified

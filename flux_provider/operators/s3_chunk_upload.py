@@ -111,13 +111,12 @@ class S3ChunkUploadOperator(BaseOperator):
     def execute(self, context) -> dict:
         info = self._export_info(context)
         with open(info["path"], "rb") as stream:
-            result = self.upload_stream(stream, info, context["ti"].run_id, total_bytes=info.get("bytes"))
+            result = self.upload_stream(stream, info, context["ti"].run_id)
         if self.delete_export:
             Path(info["path"]).unlink(missing_ok=True)
         return result
 
-    def upload_stream(self, stream, info: dict, run_id: str, *, total_bytes: int | None = None,
-                      before_publish=None) -> dict:
+    def upload_stream(self, stream, info: dict, run_id: str, *, before_publish=None) -> dict:
         """Encode and upload everything ``stream`` yields (a file or a pipe), then publish.
 
         ``before_publish(rows)`` runs after the last chunk is uploaded and before anything is
