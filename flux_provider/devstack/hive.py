@@ -186,6 +186,8 @@ class SparkThriftServer(Service):
             "spark.driver.bindAddress": "127.0.0.1",
             "spark.sql.warehouse.dir": "s3a://warehouse/",
             "spark.sql.shuffle.partitions": "4",
+            # one clock for text <-> TIMESTAMP: no DST gaps, the same wall time in and out
+            "spark.sql.session.timeZone": "UTC",
             "spark.hadoop.hive.metastore.uris": f"thrift://127.0.0.1:{ctx.ports['metastore']}",
             **{f"spark.hadoop.{k}": v for k, v in s3a_settings(ctx).items() if "secret" not in k},
         }
@@ -195,7 +197,8 @@ class SparkThriftServer(Service):
             "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
             "--jars", ",".join(jars), "--driver-class-path", os.pathsep.join(jars),
             "--driver-java-options",
-            f"-Dlog4j.configurationFile={home / 'conf' / 'log4j2.properties'} -Djava.io.tmpdir={ctx.home('tmp')}",
+            f"-Dlog4j.configurationFile={home / 'conf' / 'log4j2.properties'} -Djava.io.tmpdir={ctx.home('tmp')} "
+            "-Duser.timezone=UTC",
             *[arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")],
             "spark-internal",
             "--hiveconf", f"hive.server2.thrift.port={ctx.ports['hiveserver2']}",

@@ -1,0 +1,353 @@
+"""HiveTransformOperator: step 3, the published upload -> a staging view -> INSERT OVERWRITE into the target.
+
+Example::
+
+    from flux_provider.operators.hive_transform import HiveTransformOperator
+
+    transform = HiveTransformOperator(
+        task_id="transform",
+        dataset="viewing_sessions",
+        upload_task_id="upload",                 # the S3ChunkUploadOperator whose run is read
+        database="media",
+        staging_table="viewing_sessions_staging",
+        target_table="viewing_sessions_daily",
+        sql="transforms/viewing_sessions.hql",   # or an inline SELECT; Jinja: {{ staging }}, {{ ds }}, ...
+        partition={"day": "{{ ds }}"},           # static; or dynamic_partitions=["day"]
+        expect_rows="staging",                   # 1:1 transform: target rows == staging rows
+    )
+
+What it does, in order, through ``HiveServer2Hook`` (one session):
+
+1. reads the run's manifest from S3 (the upload's XCom says where) and makes
+   sure ``<staging_table>_raw`` (external text table, one ``flux_run``
+   partition per run) and the view ``<staging_table>`` exist with exact types
+   (see :mod:`flux_provider.formats.hive_ddl`), the delimiters, escape and NULL
+   format the manifest records; gzip chunks are read as such by extension;
+2. reconciles: ``COUNT(*)`` of the view must equal the manifest's rows, else it
+   fails before touching the target;
+3. counts the transform's rows per target partition and checks the
+   expectations (``expect_rows``, ``min_rows``) before writing anything;
+4. ``INSERT OVERWRITE TABLE target PARTITION (...) <sql>`` (dynamic partition
+   mode set in the session when needed), then counts the target's rows in each
+   written partition and fails if they differ from step 3.
+
+A failure at any point leaves the target as it was (Hive and Spark write an
+INSERT OVERWRITE to a temporary location and move it in at the end). XCom
+``return_value``: rows per stage, partitions written with their rows, the
+statements run and their durations.
+
+In the SQL, ``{{ staging }}`` is the staging view, ``{{ target }}`` the target
+table, ``{{ run }}`` the run's ``flux_run`` partition; all Airflow macros work.
+A dynamic partition column must be the last column(s) of the SELECT, named
+like the partition column.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+
+from airflow.sdk import BaseOperator
+
+from flux_provider.errors import ErrorClass, FluxError, flux_error
+from flux_provider.formats import hive_ddl
+from flux_provider.formats.export_file import Column
+from flux_provider.hooks.hive_session import HiveSession
+from flux_provider.hooks.s3_chunks import split_s3_url
+from flux_provider.identifiers import hive_identifier
+
+_HIVE_TYPE = r"^[A-Za-z]+(\(\s*\d+\s*(,\s*\d+\s*)?\))?$|^(ARRAY|MAP|STRUCT)<[A-Za-z0-9_<>,:() ]+>$"
+
+
+# Every partitioned INSERT runs with all partition columns dynamic (static values become literal
+# columns): Spark then writes to a staging directory and swaps in each partition only after the job
+# succeeded, so a failed transform leaves the previous data. (A *static* INSERT OVERWRITE through
+# Spark's own writer deletes the partition before the job runs; its Hive-writer path keeps the data but
+# shifts dates before 1582 in Parquet.) Apache Hive ignores the spark.* key.
+_DYNAMIC_SETTINGS = ("hive.exec.dynamic.partition=true", "hive.exec.dynamic.partition.mode=nonstrict",
+                     "spark.sql.sources.partitionOverwriteMode=dynamic")
+
+
+class HiveTransformOperator(BaseOperator):
+    """Read a published upload through a staging view and INSERT OVERWRITE the transform into a Hive table.
+
+    :param dataset: the data set's name (messages, XCom).
+    :param database: Hive database of the target (validated identifier).
+    :param target_table: the table the transform writes (validated).
+    :param staging_table: name of the staging view; the raw table is ``<staging_table>_raw``.
+    :param staging_database: database of the staging objects (default ``database``).
+    :param sql: the transform's SELECT (templated; a ``.sql``/``.hql`` path is read as a template).
+    :param partition: static partition values of the target, e.g. ``{"day": "{{ ds }}"}`` (templated).
+    :param dynamic_partitions: target partition columns filled from the SELECT's last columns.
+    :param target_columns: ``{"name": "HIVE TYPE"}``: create the target if it does not exist,
+        partitioned by ``partition_types`` (``{"day": "STRING"}``), ``STORED AS target_format``.
+    :param expect_rows: ``"staging"`` (target rows == staging rows) or an exact number.
+    :param min_rows: fail if the transform yields fewer rows.
+    :param upload_task_id: task whose XCom describes the published run (default ``upload``).
+    :param upload: that XCom dict itself (templated), instead of ``upload_task_id``.
+    :param timestamp_precision: fractional second digits the Hive engine keeps (Spark 6, Hive 9).
+    :param create_database: create missing databases (default: a missing database is an error).
+    """
+
+    template_fields: Sequence[str] = ("sql", "partition", "upload")
+    template_ext: Sequence[str] = (".sql", ".hql")
+    template_fields_renderers = {"sql": "sql"}
+    ui_color = "#d8f0d2"
+
+    def __init__(self, *, dataset: str, database: str, target_table: str, staging_table: str, sql: str,
+                 staging_database: str | None = None, partition: dict | None = None,
+                 dynamic_partitions: Sequence[str] = (), target_columns: dict[str, str] | None = None,
+                 partition_types: dict[str, str] | None = None, target_format: str = "PARQUET",
+                 expect_rows: str | int | None = None, min_rows: int | None = None,
+                 upload_task_id: str | None = "upload", upload: dict | str | None = None,
+                 hiveserver2_conn_id: str = "hiveserver2_default", aws_conn_id: str | None = "aws_default",
+                 timestamp_precision: int = 6, create_database: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.database = hive_identifier(database, "database", dataset=dataset)
+        self.staging_database = hive_identifier(staging_database or database, "staging database", dataset=dataset)
+        self.target_table = hive_identifier(target_table, "target table", dataset=dataset)
+        self.staging_table = hive_identifier(staging_table, "staging table", dataset=dataset)
+        self.sql, self.partition = sql, dict(partition or {})
+        self.dynamic_partitions = [hive_identifier(c, "dynamic partition column", dataset=dataset)
+                                   for c in dynamic_partitions]
+        for key in self.partition:
+            hive_identifier(key, "partition column", dataset=dataset)
+        if set(self.partition) & set(self.dynamic_partitions):
+            raise self._fail(f"partition columns {sorted(set(self.partition) & set(self.dynamic_partitions))} "
+                             "are both static and dynamic; list each in one of partition= or dynamic_partitions=")
+        self.target_columns = self._typed(target_columns, "target column")
+        self.partition_types = self._typed(partition_types, "partition column")
+        if self.target_columns is not None and set(self.partition_types) != set(self.partition) | set(
+                self.dynamic_partitions):
+            raise self._fail("partition_types must give a type for each partition column "
+                             f"{sorted(set(self.partition) | set(self.dynamic_partitions))}")
+        if target_format.upper() not in ("PARQUET", "ORC", "TEXTFILE", "AVRO"):
+            raise self._fail(f"target_format {target_format!r} is not PARQUET, ORC, TEXTFILE or AVRO")
+        self.target_format = target_format.upper()
+        if expect_rows not in (None, "staging") and not isinstance(expect_rows, int):
+            raise self._fail(f"expect_rows {expect_rows!r} is not 'staging' or a number of rows")
+        self.expect_rows, self.min_rows = expect_rows, min_rows
+        self.upload_task_id, self.upload = upload_task_id, upload
+        self.hiveserver2_conn_id, self.aws_conn_id = hiveserver2_conn_id, aws_conn_id
+        self.timestamp_precision, self.create_database = timestamp_precision, create_database
+        self._session: HiveSession | None = None
+
+    # ------------------------------------------------------------------ names
+    @property
+    def staging(self) -> str:
+        return f"`{self.staging_database}`.`{self.staging_table}`"
+
+    @property
+    def staging_raw(self) -> str:
+        return f"`{self.staging_database}`.`{self.staging_table}_raw`"
+
+    @property
+    def target(self) -> str:
+        return f"`{self.database}`.`{self.target_table}`"
+
+    def _fail(self, message: str, error_class: ErrorClass = ErrorClass.CONFIG) -> FluxError:
+        return flux_error(message, error_class=error_class, dataset=self.dataset, step="transform")
+
+    def _typed(self, columns: dict[str, str] | None, what: str) -> dict[str, str] | None:
+        import re
+
+        if columns is None:
+            return None if what == "target column" else {}
+        for name, hive_type in columns.items():
+            hive_identifier(name, what, dataset=self.dataset)
+            if not re.match(_HIVE_TYPE, str(hive_type).strip(), re.I):
+                raise self._fail(f"{what} {name!r} has type {hive_type!r}, which is not a Hive type "
+                                 "(e.g. BIGINT, DECIMAL(38,10), STRING, TIMESTAMP)")
+        return dict(columns)
+
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        context["staging"], context["target"] = self.staging, self.target
+        super().render_template_fields(context, jinja_env)
+
+    # ------------------------------------------------------------------ inputs
+    def _upload_info(self, context) -> dict:
+        info = self.upload
+        if info is None and self.upload_task_id:
+            info = context["ti"].xcom_pull(task_ids=self.upload_task_id)
+        if isinstance(info, str):
+            info = json.loads(info)
+        if not isinstance(info, dict) or not {"bucket", "manifest"} <= set(info):
+            raise self._fail(f"no published upload to read: task {self.upload_task_id!r} pushed {info!r}; "
+                             "run the upload step first or pass upload=")
+        return info
+
+    def _manifest(self, info: dict) -> dict:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        from flux_provider.hooks.s3_chunks import classify_s3
+
+        try:
+            body = S3Hook(aws_conn_id=self.aws_conn_id).get_conn().get_object(
+                Bucket=info["bucket"], Key=info["manifest"])["Body"].read()
+        except Exception as exc:  # classified
+            raise self._fail(f"cannot read the manifest s3://{info['bucket']}/{info['manifest']}: {exc}",
+                             classify_s3(exc)) from exc
+        return json.loads(body)
+
+    # ------------------------------------------------------------------ steps
+    def ensure_staging(self, hive: HiveSession, manifest: dict) -> tuple[str, list[hive_ddl.StagingColumn]]:
+        """Create/refresh the raw table, the run's partition and the view. Returns (run partition, columns)."""
+        columns = []
+        for raw in manifest["columns"]:
+            column = Column.from_dict(raw)
+            hive_identifier(column.name, f"column of the export ({column.system_type_name})", dataset=self.dataset)
+            staged = hive_ddl.staging_column(column, timestamp_precision=self.timestamp_precision)
+            if staged.lossy_note:
+                self.log.warning("data set %s: column %s: %s", self.dataset, column.name, staged.lossy_note)
+            columns.append(staged)
+        lowered = [c.name.lower() for c in columns]
+        if len(set(lowered)) != len(lowered):
+            raise self._fail(f"the export has columns that differ only in case ({lowered}); Hive names ignore case")
+        bucket, prefix = manifest["bucket"], manifest["prefix"].rstrip("/")
+        base = prefix.rsplit("/", 1)[0]
+        run = prefix.rsplit("/", 1)[1]
+        ddl = hive_ddl.raw_table_ddl(self.staging_raw, columns, manifest["encoding"], f"s3a://{bucket}/{base}/")
+        if self.create_database:
+            for database in {self.database, self.staging_database}:
+                hive.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        current = self._fingerprint(hive)
+        if current != hive_ddl.ddl_fingerprint(ddl):
+            if current is not None:
+                self.log.info("data set %s: the export's columns or encoding changed: re-creating %s "
+                              "(external: no data is deleted)", self.dataset, self.staging_raw)
+                hive.execute(f"DROP TABLE IF EXISTS {self.staging_raw}")
+            hive.execute(ddl, what=f"create {self.staging_raw}")
+        hive.execute(f"ALTER TABLE {self.staging_raw} ADD IF NOT EXISTS "
+                     f"{hive_ddl.partition_clause({hive_ddl.RUN_PARTITION: run})} "
+                     f"LOCATION {hive_ddl.sql_string(f's3a://{bucket}/{prefix}/')}")
+        hive.execute(hive_ddl.staging_view_ddl(self.staging, self.staging_raw, columns, run),
+                     what=f"point {self.staging} at run {run}")
+        return run, columns
+
+    def _fingerprint(self, hive: HiveSession) -> str | None:
+        """The ``flux.ddl`` property of the raw table, or None when the table does not exist."""
+        tables = hive.execute(f"SHOW TABLES IN `{self.staging_database}` LIKE '{self.staging_table}_raw'",
+                              what=f"look up {self.staging_raw}")
+        if not tables:
+            return None
+        rows = hive.execute(f"SHOW TBLPROPERTIES {self.staging_raw}", what=f"read {self.staging_raw} properties")
+        return dict((r[0], r[1]) for r in rows if len(r) >= 2).get("flux.ddl", "")
+
+    def ensure_target(self, hive: HiveSession) -> None:
+        if self.target_columns is None:
+            return
+        cols = ", ".join(f"`{k}` {v}" for k, v in self.target_columns.items())
+        parts = ", ".join(f"`{k}` {v}" for k, v in self.partition_types.items())
+        hive.execute(f"CREATE TABLE IF NOT EXISTS {self.target} ({cols})"
+                     + (f" PARTITIONED BY ({parts})" if parts else "") + f" STORED AS {self.target_format}")
+
+    def _partition_columns(self) -> list[str]:
+        return list(self.partition) + self.dynamic_partitions
+
+    def count_output(self, hive: HiveSession) -> dict[str, int]:
+        """Rows the transform yields per written partition (``day=2024-01-01/...``; ``""`` if unpartitioned)."""
+        if not self.dynamic_partitions:
+            total = int(hive.scalar(f"SELECT COUNT(*) FROM (\n{self.sql}\n) flux_q", what="count the transform"))
+            return {hive_ddl.partition_name(self.partition): total} if total or not self.partition else {}
+        dyn = ", ".join(f"`{c}`" for c in self.dynamic_partitions)
+        rows = hive.execute(f"SELECT {dyn}, COUNT(*) FROM (\n{self.sql}\n) flux_q GROUP BY {dyn}",
+                            what="count the transform per partition")
+        return {hive_ddl.partition_name({**self.partition, **dict(zip(self.dynamic_partitions, r[:-1]))}): int(r[-1])
+                for r in rows}
+
+    def count_target(self, hive: HiveSession, partitions: list[str]) -> dict[str, int]:
+        if not self._partition_columns():
+            return {"": int(hive.scalar(f"SELECT COUNT(*) FROM {self.target}", what="count the target"))}
+        counts = {}
+        for name in partitions:
+            predicate = hive_ddl.partition_predicate(hive_ddl.parse_partition_name(name))
+            counts[name] = int(hive.scalar(f"SELECT COUNT(*) FROM {self.target} WHERE {predicate}",
+                                           what=f"count the target partition {name}"))
+        return counts
+
+    def insert(self, hive: HiveSession, expected: dict[str, int]) -> None:
+        """INSERT OVERWRITE the transform; partitions are written all-dynamic (see ``_DYNAMIC_SETTINGS``)."""
+        select, clause = self.sql, ""
+        if self._partition_columns():
+            if self.partition and not expected:
+                # nothing to write: a static overwrite empties the partition, as a rerun with no rows must
+                hive.execute(f"INSERT OVERWRITE TABLE {self.target} {hive_ddl.partition_clause(self.partition)}"
+                             f"\n{self.sql}", what=f"INSERT OVERWRITE {self.target} (no rows)")
+                return
+            for setting in _DYNAMIC_SETTINGS:
+                hive.execute(f"SET {setting}")
+            clause = " " + hive_ddl.partition_clause(dict.fromkeys(self._partition_columns()))
+            if self.partition:
+                names = hive.column_names(self.sql)
+                data = [n for n in names if n.lower() not in {c.lower() for c in self.dynamic_partitions}]
+                exprs = ([f"flux_q.`{n}`" for n in data]
+                         + [f"{hive_ddl.sql_string(str(v))} AS `{k}`" for k, v in self.partition.items()]
+                         + [f"flux_q.`{c}`" for c in self.dynamic_partitions])
+                select = f"SELECT {', '.join(exprs)} FROM (\n{self.sql}\n) flux_q"
+        hive.execute(f"INSERT OVERWRITE TABLE {self.target}{clause}\n{select}", what=f"INSERT OVERWRITE {self.target}")
+
+    def _check_expectations(self, staging_rows: int, output_rows: int) -> None:
+        expected = staging_rows if self.expect_rows == "staging" else self.expect_rows
+        if expected is not None and output_rows != expected:
+            raise self._fail(f"the transform yields {output_rows} rows, expected {expected}"
+                             + (" (= staging rows: expect_rows='staging')" if self.expect_rows == "staging" else "")
+                             + f"; nothing was written to {self.target}", ErrorClass.DATA)
+        if self.min_rows is not None and output_rows < self.min_rows:
+            raise self._fail(f"the transform yields {output_rows} rows, fewer than min_rows={self.min_rows}; "
+                             f"nothing was written to {self.target}", ErrorClass.DATA)
+
+    def execute(self, context) -> dict:
+        if not str(self.sql).strip():
+            raise self._fail("the transform SQL is empty")
+        info = self._upload_info(context)
+        manifest = self._manifest(info)
+        started = time.monotonic()
+        self._session = hive = HiveSession(self.hiveserver2_conn_id, dataset=self.dataset, step="transform")
+        try:
+            run, columns = self.ensure_staging(hive, manifest)
+            staging_rows = int(hive.scalar(f"SELECT COUNT(*) FROM {self.staging}", what="count the staging rows"))
+            if staging_rows != manifest["rows"]:
+                raise self._fail(
+                    f"staging {self.staging} (run {run}) has {staging_rows} rows but the manifest "
+                    f"s3://{manifest['bucket']}/{info['manifest']} records {manifest['rows']}: the upload and its "
+                    "Hive reading disagree (encoding, delimiters or files changed); nothing was written",
+                    ErrorClass.DATA)
+            self.log.info("data set %s: staging %s has %d rows = manifest", self.dataset, self.staging, staging_rows)
+            self.ensure_target(hive)
+            expected = self.count_output(hive)
+            output_rows = sum(expected.values())
+            self._check_expectations(staging_rows, output_rows)
+            self.insert(hive, expected)
+            written = self.count_target(hive, list(expected))
+            if written != expected:
+                diff = {k: (expected.get(k), written.get(k)) for k in expected.keys() | written.keys()
+                        if expected.get(k) != written.get(k)}
+                raise self._fail(f"{self.target} holds other row counts than the transform produced "
+                                 f"(partition: (expected, found)) {diff}", ErrorClass.DATA)
+        finally:
+            statements = hive.statements
+            hive.close()
+            self._session = None
+        seconds = time.monotonic() - started
+        for name, rows in sorted(written.items()):
+            self.log.info("data set %s: %s %s: %d rows", self.dataset, self.target, name or "(table)", rows)
+        self.log.info("data set %s: transform done in %.1fs: staging %d rows -> target %d rows in %d partition(s)",
+                      self.dataset, seconds, staging_rows, sum(written.values()), len(written))
+        return {
+            "dataset": self.dataset, "run": run, "staging": self.staging, "target": self.target,
+            "database": self.database, "table": self.target_table,
+            "manifest_rows": manifest["rows"], "staging_rows": staging_rows, "target_rows": sum(written.values()),
+            "partitions": [{"name": k, "values": hive_ddl.parse_partition_name(k), "rows": v}
+                           for k, v in sorted(written.items()) if k],
+            "columns": {c.name: c.hive_type for c in columns},
+            "statements": statements, "seconds": round(seconds, 3),
+        }
+
+    def on_kill(self) -> None:
+        if self._session is not None:
+            self._session.cancel()
+
+
+__all__ = ["HiveTransformOperator"]
