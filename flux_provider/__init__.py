@@ -30,18 +30,18 @@ def get_provider_info() -> dict:
                 "tags": ["software"],
             },
         ],
-        # Operators and hooks are listed as each lands (Hive transform and partition refresh
-        # come next). BcpHook uses the microsoft-mssql provider's ``mssql``
-        # connection type, so this provider registers no connection type of its own.
+        # BcpHook uses the microsoft-mssql provider's ``mssql`` connection type and the Hive steps the
+        # apache-hive provider's ``hiveserver2``/``hive_metastore``: no connection type of our own.
         "operators": [
             {"integration-name": "Flux", "python-modules": [
                 "flux_provider.operators.bcp_export", "flux_provider.operators.s3_chunk_upload",
-                "flux_provider.operators.bcp_to_s3"]},
+                "flux_provider.operators.bcp_to_s3", "flux_provider.operators.hive_transform",
+                "flux_provider.operators.partition_refresh"]},
         ],
         "hooks": [
             {"integration-name": "Flux",
              "python-modules": ["flux_provider.hooks.bcp", "flux_provider.hooks.dbapi_export",
-                                "flux_provider.hooks.s3_chunks"]},
+                                "flux_provider.hooks.s3_chunks", "flux_provider.hooks.hive_session"]},
         ],
         "connection-types": [],
         "plugins": [

@@ -95,9 +95,9 @@ def transform(upload_info: dict, run_id: str, **kwargs) -> dict:
 
 
 def refresh(**kwargs) -> dict:
-    ds = kwargs.pop("ds", "2024-01-01")
+    kwargs.setdefault("retention_reference", kwargs.pop("ds", "{{ ds }}"))
     op = PartitionRefreshOperator(task_id="refresh", **kwargs)
-    ctx = {**context("r"), "ds": ds}
+    ctx = {**context("r"), "ds": "2024-01-01"}
     op.render_template_fields(ctx)
     return op.execute(ctx)
 
@@ -348,3 +348,32 @@ def test_retention_reference_must_be_a_date():
     assert _date("20240105", "x") == dt.date(2024, 1, 5)
     with pytest.raises(FluxTerminalError):
         _date("yesterday", "retention_reference")
+
+
+def test_export_upload_transform_refresh_in_a_real_airflow_run(stack, airflow_client, unique):
+    """The whole chain under the real scheduler (DAG flux_test_pipeline in the flux-tests bundle)."""
+    import random
+
+    rng = random.Random(unique)
+    days = ["2026-03-01", "2026-03-02", "2026-03-03"]
+    rows = [(i, rng.choice(days), f"{rng.randint(0, 99999) / 100:.2f}") for i in range(1, 301)]
+    db = stack.env()["FLUX_MSSQL_DB"]
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE IF EXISTS pipeline_src")
+    seed_table(stack, "pipeline_src", rows=rows,
+               ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, day DATE NOT NULL, minutes DECIMAL(9,2))")
+    result = airflow_client.run_dag("flux_test_pipeline", timeout=600)
+    assert result.state == "success", airflow_client.task_states("flux_test_pipeline", result.run_id)
+    xcom = {t: airflow_client.xcom("flux_test_pipeline", result.run_id, t) for t in ("export", "upload", "transform")}
+    assert xcom["export"]["rows"] == xcom["upload"]["rows"] == xcom["transform"]["staging_rows"] == 300
+    expected = {}
+    for _, day, minutes in rows:
+        sessions, total = expected.get(day, (0, Decimal(0)))
+        expected[day] = (sessions + 1, total + Decimal(minutes))
+    got = {r[0]: (r[1], r[2]) for r in records("SELECT day, sessions, minutes FROM flux_it.pipeline_daily")}
+    assert {d: got[d] for d in expected} == expected
+    assert {p["name"]: p["rows"] for p in xcom["transform"]["partitions"]} == {f"day={d}": 1 for d in expected}
+    latest = max(expected)
+    assert records("SELECT sessions, minutes FROM flux_it.pipeline_latest") == [expected[latest]]

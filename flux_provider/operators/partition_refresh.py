@@ -61,7 +61,8 @@ class PartitionRefreshOperator(BaseOperator):
     :param repair: run ``MSCK REPAIR TABLE`` first (partition directories written by other tools).
     :param latest_view: view to point at the newest partition (validated), or None.
     :param retention_days, retention_column: drop partitions whose ``retention_column`` (a date
-        ``YYYY-MM-DD`` or ``YYYYMMDD``) is older than ``retention_reference - retention_days``.
+        ``YYYY-MM-DD`` or ``YYYYMMDD``) is older than ``retention_reference - retention_days``
+        (``retention_reference``, templated, default: the logical date, else the run's start).
     :param purge: delete the files of dropped partitions too.
     :param analyze: compute statistics for the partitions added or refreshed.
     """
@@ -72,7 +73,7 @@ class PartitionRefreshOperator(BaseOperator):
     def __init__(self, *, dataset: str, database: str, table: str, partitions: list[dict] | str | None = None,
                  transform_task_id: str | None = "transform", repair: bool = False,
                  latest_view: str | None = None, retention_days: int | None = None,
-                 retention_column: str | None = None, retention_reference: str = "{{ ds }}",
+                 retention_column: str | None = None, retention_reference: str | None = None,
                  purge: bool = False, analyze: bool = False,
                  hiveserver2_conn_id: str = "hiveserver2_default", metastore_conn_id: str = "metastore_default",
                  aws_conn_id: str | None = "aws_default", **kwargs):
@@ -178,6 +179,12 @@ class PartitionRefreshOperator(BaseOperator):
                      what=f"point {self.latest_view} at {hive_ddl.partition_name(newest['values'])}")
         return hive_ddl.partition_name(newest["values"])
 
+    def _reference(self, context) -> str:
+        if self.retention_reference:
+            return str(self.retention_reference)
+        when = context.get("logical_date") or getattr(context.get("dag_run"), "run_after", None)
+        return (when or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%d")
+
     def expired(self, partitions: dict[str, dict], reference: str, keep: str | None) -> list[str]:
         if self.retention_days is None:
             return []
@@ -226,7 +233,7 @@ class PartitionRefreshOperator(BaseOperator):
             added = self.add_partitions(hive, requested, existing, keys)
             partitions = self.list_partitions(keys) if added else existing
             latest = self.point_latest(hive, partitions, keys)
-            dropped = self.expired(partitions, self.retention_reference, latest)
+            dropped = self.expired(partitions, self._reference(context), latest)
             self.drop(hive, partitions, dropped, external)
             touched = sorted({hive_ddl.partition_name({k: str(p["values"][k]) for k, _ in keys}) for p in requested} - set(dropped))
             if self.analyze:
