@@ -1,4 +1,4 @@
-"""``python -m flux_provider.devstack up | down | status | env | trigger DAG_ID``."""
+"""``python -m flux_provider.devstack up | down | status | env | trigger DAG_ID | demo [--rows N]``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     trigger = sub.add_parser("trigger", help="run a DAG through the stack's scheduler and wait for it")
     trigger.add_argument("dag_id")
     trigger.add_argument("--timeout", type=float, default=600.0)
+    demo = sub.add_parser("demo", help="run the sample media bundle through the scheduler and print a report")
+    demo.add_argument("--rows", type=int, default=20_000, help="viewing sessions to generate")
     args = parser.parse_args(argv)
 
     bundles = dict(item.split("=", 1) for item in args.dag_bundle)
@@ -56,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
             for key, value in stack.env().items():
                 print(f"export {key}={shlex.quote(value)}")
             return 0
+        if args.command == "demo":
+            from flux_provider.devstack.demo import report, run_demo
+
+            stack.up()
+            env = stack.env()
+            return 0 if report(run_demo(env, args.rows), env) else 1
         if args.command == "trigger":
             from flux_provider.devstack.airflow_api import AirflowClient
 

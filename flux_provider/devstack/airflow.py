@@ -105,11 +105,14 @@ class AirflowInit(Service):
         return airflow_env(ctx)
 
     def command(self, ctx: Context) -> list[str]:
-        script = '"$0" -m airflow db migrate && "$0" -m airflow connections import --overwrite "$1"'
-        return ["sh", "-c", script, ctx.python, str(airflow_home(ctx) / "connections.json")]
+        # Pools the data-set specs name exist before the scheduler starts: a task in a missing pool never runs.
+        folders = [str(ctx.dags_folder), *map(str, ctx.dag_bundles.values())]
+        script = ('"$0" -m airflow db migrate && "$0" -m airflow connections import --overwrite "$1" && '
+                  'shift && "$0" -m flux_provider.specs pools sync "$@"')
+        return ["sh", "-c", script, ctx.python, str(airflow_home(ctx) / "connections.json"), *folders]
 
     def check(self, ctx: Context) -> str:
-        return "database migrated, connections imported"
+        return "database migrated, connections imported, pools synced"
 
 
 class _AirflowComponent(Service):

@@ -68,9 +68,10 @@ class AirflowClient:
                                       f"(import errors: {detail})")
             self._sleep(2)
 
-    def trigger(self, dag_id: str, conf: dict | None = None, run_id: str | None = None) -> str:
+    def trigger(self, dag_id: str, conf: dict | None = None, run_id: str | None = None,
+                logical_date: str | None = None) -> str:
         self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
-        body: dict = {"logical_date": None, "conf": conf or {}}
+        body: dict = {"logical_date": logical_date, "conf": conf or {}}
         if run_id:
             body["dag_run_id"] = run_id
         return self.request("POST", f"/dags/{dag_id}/dagRuns", json=body).json()["dag_run_id"]

@@ -25,6 +25,8 @@ from flux_provider.errors import ErrorClass, FluxError, flux_error
 log = logging.getLogger(__name__)
 
 _RULES: list[tuple[re.Pattern, ErrorClass]] = [
+    # files replaced under a running query (another job rewrote a table it reads): a new try re-lists them
+    (re.compile(r"FAILED_READ_FILE\.FILE_NOT_EXIST|underlying files have been updated", re.I), ErrorClass.UNKNOWN),
     (re.compile(r"PARSE_SYNTAX_ERROR|ParseException|mismatched input|cannot recognize input|"
                 r"INVALID_SQL_SYNTAX|UNSUPPORTED_FEATURE", re.I), ErrorClass.SYNTAX),
     (re.compile(r"TABLE_OR_VIEW_NOT_FOUND|SCHEMA_NOT_FOUND|DATABASE_NOT_FOUND|UNRESOLVED_COLUMN|"

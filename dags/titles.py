@@ -1,0 +1,5 @@
+"""Airflow DAG for the data set titles, built from specs/titles.xml by flux_provider's DAG factory."""
+
+from flux_provider.specs.factory import dag_for
+
+dag = dag_for(__file__)

@@ -1,0 +1,47 @@
+"""``python -m flux_provider.specs check|pools FOLDER...``: validate specs, create their pools.
+
+* ``check``: parse and validate every spec; prints one line per data set and
+  each error with its file, line and fix; exit code 1 if any is broken.
+* ``pools sync [--reset]``: create the pools the valid specs name (Airflow's
+  metadata database must be reachable, as for ``airflow pools``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from flux_provider.specs.factory import load_specs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flux_provider.specs", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="validate specs")
+    check.add_argument("folders", nargs="+")
+    pools = sub.add_parser("pools", help="create the specs' pools")
+    pools.add_argument("action", choices=["sync"])
+    pools.add_argument("folders", nargs="+")
+    pools.add_argument("--reset", action="store_true", help="set existing pools back to their initial slots")
+    args = parser.parse_args(argv)
+
+    specs, errors = [], []
+    for folder in args.folders:
+        found, failed = load_specs(folder)
+        specs += found
+        errors += failed
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    if args.command == "check":
+        for spec in specs:
+            print(f"ok     {spec.name:<24} {spec.path}")
+    else:
+        from flux_provider.specs.pools import sync_pools
+
+        for name, slots, action in sync_pools(specs, reset=args.reset):
+            print(f"{action:<8} pool {name} ({slots} slots)")
+    return 1 if errors and args.command == "check" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Data-set specs -> Airflow DAGs: one DAG per data set, export -> upload -> transform -> refresh.
+
+Two ways to load a folder of specs (``<folder>/specs/*.xml``) in a DAG bundle:
+
+* **one small DAG file per data set** (what the sample bundle does)::
+
+      # dags/titles.py -- airflow dag: built from specs/titles.xml
+      from flux_provider.specs.factory import dag_for
+      dag = dag_for(__file__)
+
+  A broken spec is then an Airflow import error of that file only, with the
+  spec's file, line and fix in the message; every other data set loads.
+* **one DAG file for the whole folder**: ``globals().update(build_dags(folder))``.
+  Broken specs are skipped and logged (``strict=True`` raises instead, which
+  takes the whole file down).
+
+Every task runs in the data set's pool (create pools before the DAGs run:
+``python -m flux_provider.specs pools sync <folder>``; the local stack does it
+at start-up). The refresh (or transform) task updates the Asset
+``flux.<data set>`` so other data sets can run ``<after>`` it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from flux_provider.specs.model import DatasetSpec
+from flux_provider.specs.parser import SpecError, load_spec
+
+log = logging.getLogger(__name__)
+
+#: Until a spec's recovery rules say otherwise: the reference scheduler's 5 retries a minute apart.
+DEFAULT_RETRIES, DEFAULT_RETRY_DELAY = 5, timedelta(minutes=1)
+
+
+def spec_files(folder: Path | str) -> list[Path]:
+    folder = Path(folder)
+    specs = folder / "specs" if (folder / "specs").is_dir() else folder
+    return sorted(specs.glob("*.xml"))
+
+
+def load_specs(folder: Path | str) -> tuple[list[DatasetSpec], list[SpecError]]:
+    """Every spec of ``folder`` that loads, and the errors of those that do not (names are unique: a
+    spec's file is named after its data set)."""
+    specs, errors = [], []
+    for path in spec_files(folder):
+        try:
+            specs.append(load_spec(path))
+        except SpecError as exc:
+            errors.append(exc)
+    return specs, errors
+
+
+def asset_for(spec: DatasetSpec):
+    from airflow.sdk import Asset
+
+    return Asset(name=f"flux.{spec.name}", uri=f"s3://{spec.s3_location.split('://', 1)[1]}/_published.json",
+                 group="flux", extra={"hive_table": f"{spec.hive.database}.{spec.hive.target_table}"})
+
+
+def _schedule(spec: DatasetSpec, known: set[str] | None):
+    from airflow.sdk import Asset
+
+    if spec.schedule.after:
+        missing = [a for a in spec.schedule.after if known is not None and a not in known]
+        if missing:
+            raise SpecError(spec.path, f"<after> names data sets that have no spec here: {missing}",
+                            element="schedule", dataset=spec.name,
+                            fix=f"one of {sorted(known or [])}, or a cron/preset schedule")
+        return [Asset.ref(name=f"flux.{name}") for name in spec.schedule.after]
+    return spec.schedule.cron
+
+
+def doc_md(spec: DatasetSpec) -> str:
+    src = spec.source
+    source = f"`{src.schema}.{src.table}`" if src.table else "a query"
+    parts = ", ".join(f"{p.name} {p.type}" + (f" = `{p.value}`" if p.value else " (dynamic)")
+                      for p in spec.hive.partitions) or "none"
+    schedule = (f"after {', '.join(spec.schedule.after)}" if spec.schedule.after
+                else f"`{spec.schedule.cron}`" if spec.schedule.cron else "manual")
+    rules = "\n".join(f"{i}. match {_match_text(r.match)} -> {', '.join(a.kind for a in r.actions)}"
+                      for i, r in enumerate(spec.rules, 1)) or "defaults (5 retries a minute apart, then fail)"
+    return f"""### Data set `{spec.name}`
+
+{spec.description}
+
+| | |
+| --- | --- |
+| owner | {spec.owner} |
+| alerts | {', '.join(spec.emails + spec.webhooks) or 'none'} |
+| source | {source} on connection `{src.connection}` |
+| export | {spec.export.engine} engine, {spec.export.mode} mode |
+| S3 | `{spec.s3_location}` ({spec.chunking.compression or 'plain'} chunks) |
+| Hive | `{spec.hive.database}.{spec.hive.staging_table}` -> `{spec.hive.database}.{spec.hive.target_table}` |
+| partitions | {parts} |
+| schedule | {schedule} |
+| pool | `{spec.throttle.pool}`: {spec.throttle.initial} slots (adaptive {spec.throttle.min}-{spec.throttle.max}) |
+| spec | `{spec.path.name}` |
+
+**Recovery rules**
+
+{rules}
+
+**Transform**
+
+```sql
+{spec.hive.transform_sql}
+```
+"""
+
+
+def _match_text(match) -> str:
+    fields = {"class": match.error_class, "number": match.number, "exit code": match.exit_code,
+              "message": match.message, "step": match.step}
+    return ", ".join(f"{k} {v!r}" for k, v in fields.items() if v is not None) or "any error"
+
+
+def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
+    """The DAG of one data set."""
+    import pendulum
+    from airflow.sdk import DAG
+
+    from flux_provider.operators.bcp_export import BcpExportOperator
+    from flux_provider.operators.bcp_to_s3 import BcpToS3Operator
+    from flux_provider.operators.hive_transform import HiveTransformOperator
+    from flux_provider.operators.partition_refresh import PartitionRefreshOperator
+    from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
+
+    src, hive, chunking = spec.source, spec.hive, spec.chunking
+    timeout = timedelta(minutes=spec.export.timeout_minutes) if spec.export.timeout_minutes else None
+    common = dict(dataset=spec.name, pool=spec.throttle.pool)
+    export_args = dict(schema=src.schema, table=src.table, sql=src.query, count_sql=src.count_query,
+                       mssql_conn_id=src.connection, engine=spec.export.engine, batch_size=spec.export.batch_size,
+                       execution_timeout=timeout)
+    upload_args = dict(chunk_mb=chunking.size_mb, chunk_rows=chunking.rows, compression=chunking.compression,
+                       field_delimiter=chunking.field_delimiter, collection_delimiter=chunking.collection_delimiter,
+                       map_key_delimiter=chunking.map_key_delimiter, null_format=chunking.null_format)
+    with DAG(
+        dag_id=spec.dag_id,
+        description=(spec.description.splitlines() or [f"flux data set {spec.name}"])[0][:200],
+        schedule=_schedule(spec, known),
+        start_date=pendulum.parse(spec.schedule.start, tz=spec.schedule.timezone),
+        catchup=spec.schedule.catchup,
+        max_active_runs=1,  # the staging view of a data set shows one run at a time
+        doc_md=doc_md(spec),
+        tags=["flux", f"owner:{spec.owner}"],
+        # alerts go through the recovery rules' notifiers, not Airflow's e-mail on failure
+        default_args={"owner": spec.owner, "retries": DEFAULT_RETRIES, "retry_delay": DEFAULT_RETRY_DELAY},
+        params={"flux_spec": str(spec.path.name)},
+    ) as dag:
+        if spec.export.mode == "streaming":
+            upload = BcpToS3Operator(task_id="export_upload", s3_location=spec.s3_location,
+                                     aws_conn_id=spec.s3_connection, upload_options=upload_args,
+                                     **common, **export_args)
+            first = upload
+        else:
+            first = BcpExportOperator(task_id="export", **common, **export_args)
+            upload = S3ChunkUploadOperator(task_id="upload", s3_location=spec.s3_location,
+                                           aws_conn_id=spec.s3_connection, export_task_id="export",
+                                           **common, **upload_args)
+            first >> upload
+        static = {p.name: p.value for p in hive.partitions if p.value is not None}
+        transform = HiveTransformOperator(
+            task_id="transform", upload_task_id=upload.task_id, database=hive.database,
+            staging_table=hive.staging_table, target_table=hive.target_table, sql=hive.transform_sql,
+            partition=static, dynamic_partitions=[p.name for p in hive.partitions if p.value is None],
+            target_columns=hive.columns or None,
+            partition_types={p.name: p.type for p in hive.partitions} if hive.columns else None,
+            target_format=hive.format, expect_rows=hive.expect_rows, min_rows=hive.min_rows,
+            hiveserver2_conn_id=hive.connection, aws_conn_id=spec.s3_connection,
+            timestamp_precision=hive.timestamp_precision, create_database=hive.create_database,
+            outlets=[] if hive.partitions else [asset_for(spec)], **common,
+        )
+        upload >> transform
+        if hive.partitions:
+            refresh = spec.refresh
+            transform >> PartitionRefreshOperator(
+                task_id="refresh", database=hive.database, table=hive.target_table, transform_task_id="transform",
+                repair=refresh.repair, latest_view=refresh.latest_view, retention_days=refresh.retention_days,
+                retention_column=refresh.retention_column, purge=refresh.purge, analyze=refresh.analyze,
+                hiveserver2_conn_id=hive.connection, metastore_conn_id=hive.metastore,
+                aws_conn_id=spec.s3_connection, outlets=[asset_for(spec)], **common,
+            )
+    return dag
+
+
+def build_dags(folder: Path | str, *, strict: bool = False) -> dict[str, object]:
+    """``{dag_id: DAG}`` for every spec of ``folder``; broken specs are logged and skipped (or raised)."""
+    specs, errors = load_specs(folder)
+    for error in errors:
+        if strict:
+            raise error
+        log.error("skipping a data set: %s", error)
+    known = {p.stem for p in spec_files(folder)}  # a broken spec is still a data set others may wait for
+    dags = {}
+    for spec in specs:
+        try:
+            dags[spec.dag_id] = build_dag(spec, known=known)
+        except SpecError as exc:
+            if strict:
+                raise
+            log.error("skipping a data set: %s", exc)
+    return dags
+
+
+def dag_for(dag_file: str | Path, spec_name: str | None = None):
+    """The DAG of ``specs/<name>.xml`` next to ``dag_file`` (name: the DAG file's own name by default).
+
+    Raises :class:`SpecError` for a broken spec: Airflow shows it as that DAG file's import error.
+    """
+    dag_file = Path(dag_file)
+    folder = dag_file.parent / "specs"
+    path = folder / f"{spec_name or dag_file.stem}.xml"
+    if not path.is_file():
+        raise SpecError(path, "no such spec", fix=f"create {path.name} or pass spec_name= to dag_for")
+    spec = load_spec(path)
+    known = {p.stem for p in spec_files(folder)}
+    return build_dag(spec, known=known)

@@ -1,0 +1,138 @@
+"""A data set as its XML spec declares it: validated, typed, Airflow-free."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Source:
+    connection: str
+    schema: str | None
+    table: str | None
+    query: str | None
+    count_query: str | None
+
+
+@dataclass(frozen=True)
+class Export:
+    engine: str = "auto"
+    mode: str = "streaming"          # streaming: one export_upload task; file: export then upload
+    batch_size: int = 10_000
+    timeout_minutes: float | None = None
+
+
+@dataclass(frozen=True)
+class Chunking:
+    size_mb: float | None = 32
+    rows: int | None = None
+    compression: str | None = "gzip"
+    field_delimiter: str = "\x01"
+    collection_delimiter: str = "\x02"
+    map_key_delimiter: str = "\x03"
+    null_format: str = "\\N"
+
+
+@dataclass(frozen=True)
+class HivePartition:
+    name: str
+    type: str = "STRING"
+    value: str | None = None         # static (templated) value; None: dynamic
+
+
+@dataclass(frozen=True)
+class Hive:
+    connection: str
+    metastore: str
+    database: str
+    staging_table: str
+    target_table: str
+    format: str
+    columns: dict[str, str]
+    partitions: tuple[HivePartition, ...]
+    transform_sql: str
+    transform_file: Path | None
+    expect_rows: str | int | None = None
+    min_rows: int | None = None
+    create_database: bool = False
+    timestamp_precision: int = 6
+
+
+@dataclass(frozen=True)
+class Refresh:
+    latest_view: str | None = None
+    retention_days: int | None = None
+    retention_column: str | None = None
+    purge: bool = False
+    analyze: bool = False
+    repair: bool = False
+
+
+@dataclass(frozen=True)
+class Schedule:
+    cron: str | None = None          # a cron expression or a preset (@daily); None with after=() is manual
+    after: tuple[str, ...] = ()      # run when these data sets' Assets update
+    start: str = "2026-01-01"
+    catchup: bool = False
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class Throttle:
+    pool: str
+    initial: int = 2
+    min: int = 1
+    max: int = 8
+
+
+@dataclass(frozen=True)
+class Match:
+    error_class: str | None = None
+    number: int | None = None
+    exit_code: int | None = None
+    message: str | None = None       # a regular expression
+    step: str | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str                        # retry, throttle_down, fail, skip, alert
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rule:
+    match: Match
+    actions: tuple[Action, ...]
+    name: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    path: Path
+    owner: str
+    description: str
+    emails: tuple[str, ...]
+    webhooks: tuple[str, ...]
+    source: Source
+    export: Export
+    chunking: Chunking
+    s3_location: str
+    s3_connection: str
+    hive: Hive
+    refresh: Refresh
+    schedule: Schedule
+    throttle: Throttle
+    rules: tuple[Rule, ...]
+
+    @property
+    def dag_id(self) -> str:
+        return f"flux_{self.name}"
+
+    @property
+    def asset_uri(self) -> str:
+        """The Asset a successful run updates (what ``<schedule><after>`` of other data sets waits for)."""
+        return f"hive://{self.hive.database}/{self.hive.target_table}"

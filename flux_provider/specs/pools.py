@@ -1,0 +1,38 @@
+"""Create the pools the specs name, before any task needs one (a task in a missing pool never runs).
+
+Needs Airflow's metadata database (run it where ``airflow pools`` would run: the
+scheduler's host, a deploy job, the local stack's start-up). An existing pool
+keeps its slots (the throttle controller or a person may have changed them)
+unless ``reset=True``; its description is refreshed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from flux_provider.specs.model import DatasetSpec
+
+
+def pool_description(spec: DatasetSpec) -> str:
+    t = spec.throttle
+    return f"flux data set {spec.name}: initial {t.initial}, adaptive {t.min}-{t.max} ({spec.path.name})"
+
+
+def sync_pools(specs: Iterable[DatasetSpec], *, reset: bool = False) -> list[tuple[str, int, str]]:
+    """Create missing pools with their initial slots. Returns (pool, slots, 'created'|'kept'|'reset')."""
+    from airflow.models.pool import Pool
+    from airflow.utils.session import create_session
+
+    done = []
+    with create_session() as session:
+        for spec in specs:
+            name = spec.throttle.pool
+            existing = session.query(Pool).filter(Pool.pool == name).one_or_none()
+            if existing is None or reset:
+                slots = spec.throttle.initial
+                Pool.create_or_update_pool(name, slots, pool_description(spec), False, session=session)
+                done.append((name, slots, "created" if existing is None else "reset"))
+            else:
+                existing.description = pool_description(spec)
+                done.append((name, existing.slots, "kept"))
+    return done

@@ -1,0 +1,285 @@
+"""XML data-set specs: validation, safe parsing, the DAG factory, pools, and the sample bundle end to end."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from flux_provider.specs import SpecError, load_spec
+from flux_provider.specs.factory import build_dags, load_specs
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "dags" / "specs"
+
+MINIMAL = """<?xml version="1.0"?>
+<dataset name="{name}">
+  <owner>team</owner>
+  <source schema="dbo" table="events"/>
+  <s3 location="s3://flux/events"/>
+  <hive database="media" targetTable="events_daily">
+    <partition name="day"/>
+    <transform>SELECT id, CAST(at AS STRING) AS day FROM {{{{ staging }}}}</transform>
+  </hive>
+  <schedule><cron>0 3 * * *</cron></schedule>
+</dataset>
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "events") -> Path:
+    path = tmp_path / f"{name}.xml"
+    path.write_text(text)
+    return path
+
+
+def spec_error(tmp_path: Path, text: str, name: str = "events") -> SpecError:
+    with pytest.raises(SpecError) as failure:
+        load_spec(write(tmp_path, text, name))
+    return failure.value
+
+
+def edit(old: str, new: str) -> str:
+    text = MINIMAL.format(name="events")
+    assert old in text
+    return text.replace(old, new)
+
+
+def test_a_minimal_spec_loads_with_defaults(tmp_path):
+    spec = load_spec(write(tmp_path, MINIMAL.format(name="events")))
+    assert spec.name == "events" and spec.dag_id == "flux_events"
+    assert spec.source.connection == "mssql_default" and spec.export.mode == "streaming"
+    assert spec.chunking.field_delimiter == "\x01" and spec.chunking.null_format == "\\N"
+    assert spec.hive.staging_table == "events_staging" and spec.hive.partitions[0].value is None
+    assert spec.throttle.pool == "flux_events" and (spec.throttle.min, spec.throttle.initial) == (1, 2)
+    assert spec.schedule.cron == "0 3 * * *"
+
+
+# One test per error class: each message names the file, the line, the element, the value and the fix.
+@pytest.mark.parametrize("old, new, expected", [
+    ("<owner>team</owner>", "<owner>team</owner><owner>x</owner>",
+     r"events\.xml:3: <owner>: This element is not expected"),
+    ('<s3 location="s3://flux/events"/>', '<s3 location="s3://Flux_Bucket/events"/>',
+     r"events\.xml:5: <s3 location=>: 's3://Flux_Bucket/events' is not an S3 location\. Fix: write s3://bucket"),
+    ('targetTable="events_daily"', 'targetTable="events-daily"',
+     r"events\.xml:6: <hive targetTable=>: target table 'events-daily' is not a valid Hive identifier.*"
+     r"Fix: rename the target table"),
+    ('table="events"', 'table="ev ents"', r"<source table=>: table 'ev ents' is not a valid SQL Server identifier"),
+    ("<cron>0 3 * * *</cron>", "<cron>0 25 * * *</cron>",
+     r"events\.xml:10: <cron>: '0 25 \* \* \*' is not a cron expression\. Fix: five fields"),
+    ('<partition name="day"/>', '<partition name="load_day"/>',
+     r"<transform>: the dynamic partition column 'load_day' is not an output column.*Fix: select it last"),
+    ('<dataset name="events">', '<dataset name="events!">', r"<dataset name=>: .*not accepted by the pattern"),
+    ("<transform>", '<transform file="missing.hql">', r"give the transform SQL inline or as file=, not both"),
+])
+def test_each_kind_of_error_is_located_and_explained(tmp_path, old, new, expected):
+    error = spec_error(tmp_path, edit(old, new))
+    assert re.search(expected, str(error)), str(error)
+    assert error.error_class.value == "config" and error.terminal
+
+
+def test_throttle_bounds_must_hold(tmp_path):
+    text = edit("</schedule>", '</schedule>\n  <throttle initial="9" min="1" max="4"/>')
+    error = spec_error(tmp_path, text)
+    assert "<throttle>: the bounds do not hold: min=1 <= initial=9 <= max=4. Fix: choose" in str(error)
+    assert error.line == 11
+
+
+def test_refresh_retention_needs_a_partition_column(tmp_path):
+    text = edit("</hive>", '</hive>\n  <refresh retentionDays="7" retentionColumn="dt"/>')
+    assert "retentionColumn 'dt' is not a partition of the target" in str(spec_error(tmp_path, text))
+
+
+def test_recovery_rules_are_parsed_in_order_and_checked(tmp_path):
+    rules = """<recovery>
+    <rule name="deadlock"><match number="1205"/><retry count="3" delaySeconds="10" backoff="2" jitter="true"/>
+      <throttleDown/></rule>
+    <rule><match class="login"/><fail/><alert/></rule>
+  </recovery>
+</dataset>"""
+    spec = load_spec(write(tmp_path, edit("</dataset>", rules)))
+    assert [r.name for r in spec.rules] == ["deadlock", None]
+    assert spec.rules[0].match.number == 1205 and [a.kind for a in spec.rules[0].actions] == ["retry", "throttle_down"]
+    assert spec.rules[0].actions[0].options == {"count": 3, "delaySeconds": 10, "backoff": 2, "jitter": True}
+    bad = rules.replace("<fail/><alert/>", "<retry count='1'/><fail/>")
+    assert "contradict each other" in str(spec_error(tmp_path, edit("</dataset>", bad)))
+    bad_regex = rules.replace('class="login"', 'message="(unclosed"')
+    assert "is not a regular expression" in str(spec_error(tmp_path, edit("</dataset>", bad_regex)))
+
+
+def test_the_file_is_named_after_its_data_set(tmp_path):
+    error = spec_error(tmp_path, MINIMAL.format(name="events"), name="other")
+    assert "rename the file to events.xml" in str(error)
+
+
+def test_malformed_xml_names_the_line(tmp_path):
+    error = spec_error(tmp_path, MINIMAL.format(name="events").replace("</owner>", "</ownr>"))
+    assert "events.xml:3: not well-formed XML" in str(error)
+
+
+XXE = """<?xml version="1.0"?>
+<!DOCTYPE dataset [<!ENTITY secret SYSTEM "file:///etc/passwd">]>
+<dataset name="events"><owner>&secret;</owner></dataset>
+"""
+
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<dataset name="events"><owner>&lol9;</owner></dataset>
+"""
+
+
+@pytest.mark.parametrize("text", [XXE, BILLION_LAUGHS], ids=["xxe", "billion-laughs"])
+def test_entity_attacks_are_rejected_before_parsing(tmp_path, text):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    error = spec_error(tmp_path, text)
+    assert "events.xml:2: DOCTYPE/ENTITY declarations are not allowed" in str(error)
+    assert "root:" not in str(error)  # nothing of /etc/passwd
+    assert time.monotonic() - started < 1 and resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000
+
+
+def test_an_external_entity_without_a_doctype_is_not_resolved(tmp_path):
+    """An undeclared entity reference is a well-formedness error, not a file read."""
+    error = spec_error(tmp_path, MINIMAL.format(name="events").replace("team", "&xxe;"))
+    assert "not well-formed XML" in str(error) and "xxe" in str(error)
+
+
+# ------------------------------------------------------------------ the sample bundle and the factory
+def test_the_sample_specs_load():
+    specs, errors = load_specs(REPO / "dags")
+    assert errors == []
+    assert {s.name for s in specs} == {"titles", "subscribers", "viewing_sessions", "ad_impressions"}
+
+
+def dagbag(folder: Path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(folder))
+
+
+def test_the_sample_bundle_has_no_import_errors_and_one_dag_per_spec():
+    bag = dagbag(REPO / "dags")
+    assert bag.import_errors == {}
+    specs, _ = load_specs(REPO / "dags")
+    for spec in specs:
+        dag = bag.dags[spec.dag_id]
+        streaming = spec.export.mode == "streaming"
+        chain = (["export_upload"] if streaming else ["export", "upload"]) + ["transform", "refresh"]
+        assert sorted(t.task_id for t in dag.tasks) == sorted(chain)
+        for upstream, downstream in zip(chain, chain[1:]):
+            assert downstream in dag.get_task(upstream).downstream_task_ids
+        assert {t.pool for t in dag.tasks} == {spec.throttle.pool}
+        assert [o.name for o in dag.get_task("refresh").outlets] == [f"flux.{spec.name}"]
+        assert f"### Data set `{spec.name}`" in dag.doc_md and spec.throttle.pool in dag.doc_md
+        assert dag.max_active_runs == 1
+    assert type(bag.dags["flux_viewing_sessions"].timetable).__name__ == "AssetTriggeredTimetable"
+    assert bag.dags["flux_titles"].get_task("transform").partition == {"snapshot_day": "{{ ds }}"}
+    assert bag.dags["flux_viewing_sessions"].get_task("transform").dynamic_partitions == ["day"]
+
+
+def test_a_broken_spec_is_an_import_error_of_its_own_file_only(tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "dags", bundle)
+    spec = bundle / "specs" / "subscribers.xml"
+    spec.write_text(spec.read_text().replace('targetTable="subscribers"', 'targetTable="subscribers;drop"'))
+    bag = dagbag(bundle)
+    assert [Path(f).name for f in bag.import_errors] == ["subscribers.py"]
+    message = next(iter(bag.import_errors.values()))
+    assert ("subscribers.xml:11: <hive targetTable=>: target table 'subscribers;drop' is not a valid Hive "
+            "identifier") in message and "Fix: rename the target table" in message
+    assert {"flux_titles", "flux_viewing_sessions", "flux_ad_impressions"} <= set(bag.dags)
+    assert "flux_subscribers" not in bag.dags
+    # one DAG file for the folder: the broken spec is skipped, the others load
+    assert set(build_dags(bundle)) == {"flux_titles", "flux_viewing_sessions", "flux_ad_impressions"}
+    with pytest.raises(SpecError):
+        build_dags(bundle, strict=True)
+
+
+def test_after_must_name_a_known_data_set(tmp_path):
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    write(folder, MINIMAL.format(name="events").replace("<cron>0 3 * * *</cron>", "<after>nothing</after>"))
+    assert build_dags(folder) == {}
+    with pytest.raises(SpecError, match=r"<after> names data sets that have no spec here: \['nothing'\]"):
+        build_dags(folder, strict=True)
+
+
+# ------------------------------------------------------------------ on the stack
+@pytest.mark.stack
+def test_the_stack_creates_the_specs_pools_at_start_up(airflow_client):
+    for name, slots in (("flux_titles", 2), ("flux_viewing_sessions", 2), ("flux_ad_impressions", 1)):
+        pool = airflow_client.request("GET", f"/pools/{name}").json()
+        assert pool["slots"] >= 1 and "flux data set" in pool["description"]
+
+
+@pytest.mark.stack
+def test_pool_sync_creates_missing_pools_and_keeps_changed_slots(stack, tmp_path, airflow_client, unique):
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    name = f"ev_{unique}"
+    write(folder, MINIMAL.format(name=name), name=name)
+    env = {**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]}
+
+    def sync(*extra):
+        return subprocess.run([sys.executable, "-m", "flux_provider.specs", "pools", "sync", str(tmp_path), *extra],
+                              env=env, capture_output=True, text=True, check=True).stdout
+
+    assert f"created  pool flux_{name} (2 slots)" in sync()
+    assert airflow_client.request("GET", f"/pools/flux_{name}").json()["slots"] == 2
+    airflow_client.request("PATCH", f"/pools/flux_{name}", json={"name": f"flux_{name}", "slots": 5,
+                                                                  "include_deferred": False})
+    assert f"kept     pool flux_{name} (5 slots)" in sync()
+    assert f"reset    pool flux_{name} (2 slots)" in sync("--reset")
+    assert airflow_client.request("GET", f"/pools/flux_{name}").json()["slots"] == 2
+
+
+@pytest.mark.stack
+def test_the_sample_bundle_runs_under_the_real_scheduler_and_reconciles_in_hive(stack):
+    """The demo's own code path on small data; row counts checked in Hive against the generated source."""
+    import sqlite3
+
+    from flux_provider.devstack.demo import run_demo
+    from tests.test_hive_transform import records
+
+    env = stack.env()
+    outcomes = run_demo(env, rows=1500)
+    assert [(o.dataset, o.state) for o in outcomes] == [
+        ("titles", "success"), ("subscribers", "success"), ("viewing_sessions", "success"),
+        ("ad_impressions", "success")]
+    assert all(o.reconciled for o in outcomes)
+    with sqlite3.connect(env["FLUX_MSSQL_DB"]) as conn:
+        source = {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                  for t in ("catalog_titles", "subscribers", "viewing_sessions", "ad_impressions")}
+        by_day = dict(conn.execute("SELECT substr(started_at, 1, 10), COUNT(*) FROM viewing_sessions GROUP BY 1"))
+        ads = {}
+        for day, revenue in conn.execute("SELECT substr(shown_at, 1, 10), revenue FROM ad_impressions"):
+            count, total = ads.get(day, (0, Decimal(0)))
+            ads[day] = (count + 1, total + Decimal(revenue))
+    assert records("SELECT COUNT(*) FROM media.titles_latest") == [(source["catalog_titles"],)]
+    assert records("SELECT COUNT(*) FROM media.subscribers_latest") == [(source["subscribers"],)]
+    days = dict(records("SELECT day, SUM(sessions) FROM media.viewing_daily GROUP BY day"))
+    assert {d: days[d] for d in by_day} == by_day
+    hive_ads = {d: (n, Decimal(r)) for d, n, r in records(
+        "SELECT day, SUM(impressions), SUM(revenue) FROM media.ad_revenue_daily GROUP BY day")}
+    assert {d: hive_ads[d] for d in ads} == ads  # revenue to 6 places, DECIMAL end to end
+    assert sum(n for n, _ in ads.values()) == source["ad_impressions"]
