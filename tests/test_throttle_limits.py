@@ -1,0 +1,107 @@
+"""The adaptive limit: pure, time passed in, no sleeping."""
+
+from __future__ import annotations
+
+import pytest
+
+from flux_provider.throttle.limits import AIMD, Sample, make_limit
+
+
+def ok(t: float, inflight: int, latency: float = 30.0) -> Sample:
+    return Sample(time=t, latency=latency, inflight=inflight)
+
+
+def failed(t: float, error_class: str, inflight: int = 1, latency: float = 10.0) -> Sample:
+    return Sample(time=t, latency=latency, inflight=inflight, failed=True, error_class=error_class)
+
+
+@pytest.mark.parametrize("start, samples, expected, reason", [
+    (4, [ok(60, 4)], 6, "saturated without load failures (slow start)"),
+    (4, [ok(60, 1)], 4, "not saturated"),
+    (4, [], 4, "not saturated"),
+    (4, [failed(60, "deadlock", 4)] + [ok(60, 4)] * 2, 2, "1 load failure(s) (deadlock x1): x0.5"),
+    (4, [failed(60, "timeout", 4)] + [ok(60, 4)] * 9, 3, "1 load failure(s) (timeout x1): -1"),
+    (4, [failed(60, "syntax", 4), failed(60, "login", 4)], 6, "saturated without load failures"),
+    (8, [failed(60, "throttled", 8)] * 3, 4, "3 load failure(s) (throttled x3): x0.5"),
+    (1, [failed(60, "connection")], 1, "x0.5"),
+    (8, [ok(60, 8)], 8, "already at the maximum 8"),
+])
+def test_one_period(start, samples, expected, reason):
+    limit = AIMD(low=1, high=8, value=start)
+    decision = limit.update(samples, now=60)
+    assert (decision.value, limit.value) == (expected, expected)
+    assert reason in decision.reason
+
+
+def test_only_load_classes_count_and_they_can_be_overridden():
+    assert AIMD(value=4).update([failed(60, "data", 4)] * 5, 60).value == 6
+    strict = AIMD(value=4, load_classes=frozenset({"data"}))
+    assert strict.update([failed(60, "data", 4)] * 5, 60).value == 2
+
+
+def test_bounds_hold_and_bad_bounds_are_refused():
+    limit = AIMD(low=2, high=3, value=2)
+    for t in range(60, 600, 60):
+        limit.update([ok(t, 3)], t)
+        assert 2 <= limit.value <= 3
+        limit.update([failed(t + 30, "timeout", 3)] * 4, t + 30)
+        assert 2 <= limit.value <= 3
+    with pytest.raises(ValueError):
+        AIMD(low=3, high=2, value=2)
+    with pytest.raises(ValueError):
+        make_limit("vegas", low=1, high=2, initial=1)
+
+
+def test_failures_of_tasks_started_before_a_decrease_are_not_counted_again():
+    limit = AIMD(value=8, cooldown=60)
+    limit.update([failed(60, "timeout", 8)] * 5, 60)
+    assert limit.value == 4
+    # these started at t=30, under the old limit of 8
+    decision = limit.update([failed(130, "timeout", 4, latency=100)] * 5 + [ok(130, 4)], 130)
+    assert (limit.value, decision.reason) == (5, "saturated without load failures")
+    # the same failures from tasks started after the decrease do count
+    assert "load failure" in limit.update([failed(200, "timeout", 5, latency=20)] * 5, 200).reason
+
+
+def test_a_failed_probe_goes_back_to_the_last_good_limit():
+    limit = AIMD(value=6, slow_start=False, cooldown=0)
+    limit.update([ok(60, 6)], 60)             # 6 ran clean: good
+    assert limit.value == 7
+    limit.update([failed(120, "deadlock", 7)] + [ok(120, 7)] * 10, 120)
+    assert (limit.value, limit.good, limit.ceiling) == (6, 6, 7)
+    for t in (180, 240):                        # holds below the ceiling for probe_after periods
+        assert "holding below 7" in limit.update([ok(t, 6)], t).reason
+    assert "probing 7 again" in limit.update([ok(300, 6)], 300).reason and limit.value == 7
+    limit.update([ok(360, 7)], 360)             # the probe ran clean: the ceiling is lifted
+    assert limit.ceiling is None and limit.value == 8
+
+
+def simulate(capacity_at, periods: int, start: int = 2) -> list[int]:
+    """A toy source: every task beyond the capacity fails with a timeout; each period is one batch."""
+    limit = AIMD(low=1, high=32, value=start, cooldown=60)
+    values = []
+    for i in range(1, periods + 1):
+        t = i * 60.0
+        cap = capacity_at(t)
+        running = limit.value
+        samples = [ok(t, running, 20)] * min(running, cap) + [failed(t, "timeout", running, 20)] * max(0, running - cap)
+        limit.update(samples, t)
+        values.append(limit.value)
+    return values
+
+
+@pytest.mark.parametrize("capacity", [3, 8, 20])
+def test_converges_to_the_capacity_and_oscillation_stays_bounded(capacity):
+    values = simulate(lambda t: capacity, 60)
+    settled = values[15:]
+    assert min(settled) >= capacity - max(1, capacity // 4)        # never far below: throughput kept
+    assert max(settled) <= capacity + 1                             # probes go one above, never more
+    assert sum(v > capacity for v in settled) <= len(settled) / 3   # most periods at or below capacity
+
+
+def test_shrinks_fast_when_the_source_gets_worse_and_grows_back():
+    values = simulate(lambda t: 8 if t < 1800 or t >= 3600 else 2, 90)
+    trouble = values[30:60]
+    assert max(trouble[3:]) <= 3           # within 3 periods of the drop, at most one above the capacity
+    recovered = values[75:]
+    assert min(recovered) >= 6             # within 15 periods of the recovery, back near 8
