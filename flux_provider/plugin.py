@@ -1,16 +1,30 @@
-"""The flux Airflow plugin (UI dashboard and throttle API are mounted here as they land).
+"""The flux Airflow plugin: the data-set dashboard and throttle API, and the throttle controller.
+
+* ``fastapi_apps``: ``/flux`` in the API server (dashboard page and REST API,
+  behind Airflow's auth; see :mod:`flux_provider.throttle.api`);
+* ``external_views``: "Data sets" in the UI's Browse menu, showing that page;
+* ``listeners``: starts the throttle controller in the scheduler.
 
 Loaded through the ``airflow.plugins`` entry point when the provider is
-pip-installed; Airflow's default ``lazy_discover_providers`` does not load
-plugins declared only in provider info, so both registrations exist.
+pip-installed (Airflow's default ``lazy_discover_providers`` does not load
+plugins declared only in provider info). Deployments that load plugins from
+``AIRFLOW_HOME/plugins`` can use ``plugins/flux_plugin.py`` instead; when both
+are present Airflow keeps one (plugins are unique by name).
 """
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from flux_provider.throttle import listener
+from flux_provider.throttle.api import app
+
 
 class FluxPlugin(AirflowPlugin):
     """Registers the ``flux`` plugin with Airflow."""
 
     name = "flux"
+    fastapi_apps = [{"app": app, "url_prefix": "/flux", "name": "flux data sets"}]
+    external_views = [{"name": "Data sets", "href": "/flux/", "destination": "nav", "category": "browse",
+                       "url_route": "flux-datasets"}]
+    listeners = [listener]

@@ -17,6 +17,7 @@ from pathlib import Path
 from flux_provider.devstack.service import Context, Service
 
 ADMIN_USER = "admin"
+VIEWER_USER = "viewer"
 
 
 def airflow_home(ctx: Context) -> Path:
@@ -64,7 +65,8 @@ class AirflowInit(Service):
                 "parallelism": "8",
                 "load_examples": "False",
                 "fernet_key": ctx.secrets["airflow_fernet_key"],
-                "simple_auth_manager_users": f"{ADMIN_USER}:admin",
+                # admin, and a read-only viewer (used by the auth tests)
+                "simple_auth_manager_users": f"{ADMIN_USER}:admin,{VIEWER_USER}:viewer",
                 "simple_auth_manager_passwords_file": str(home / "passwords.json"),
                 "execution_api_server_url": f"http://127.0.0.1:{api}/execution/",
             },
@@ -88,13 +90,16 @@ class AirflowInit(Service):
                 "scheduler_health_check_server_port": str(ctx.ports["airflow_scheduler"]),
             },
             "dag_processor": {"refresh_interval": "15", "dag_bundle_config_list": json.dumps(_bundles(ctx))},
+            # the throttle controller's period (default 60 s): short here so tests see it act
+            "flux": {"throttle_period": "10"},
         })
         cfg_path = home / "airflow.cfg"
         with open(cfg_path, "w") as fh:
             cfg.write(fh)
         cfg_path.chmod(0o600)
         for name, payload in (
-            ("passwords.json", {ADMIN_USER: ctx.secrets["airflow_admin_password"]}),
+            ("passwords.json", {ADMIN_USER: ctx.secrets["airflow_admin_password"],
+                                VIEWER_USER: ctx.secrets["airflow_viewer_password"]}),
             ("connections.json", ctx.connections),
         ):
             path = home / name
@@ -147,6 +152,8 @@ class AirflowApiServer(_AirflowComponent):
             "FLUX_AIRFLOW_URL": ctx.url("airflow_api"),
             "FLUX_AIRFLOW_USER": ADMIN_USER,
             "FLUX_AIRFLOW_PASSWORD": ctx.secrets["airflow_admin_password"],
+            "FLUX_AIRFLOW_VIEWER": VIEWER_USER,
+            "FLUX_AIRFLOW_VIEWER_PASSWORD": ctx.secrets["airflow_viewer_password"],
         }
 
 

@@ -63,6 +63,7 @@ def _new_secrets() -> dict[str, str]:
         "s3_access_key": "flux" + secrets.token_hex(8),
         "s3_secret_key": secrets.token_urlsafe(24),
         "airflow_admin_password": secrets.token_urlsafe(12),
+        "airflow_viewer_password": secrets.token_urlsafe(12),
         "airflow_secret_key": secrets.token_urlsafe(24),
         "airflow_jwt_secret": secrets.token_urlsafe(32),
         "airflow_fernet_key": base64.urlsafe_b64encode(os.urandom(32)).decode(),

@@ -30,11 +30,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from airflow.sdk import BaseOperator
 
 from flux_provider.errors import ErrorClass, FluxError, flux_error
 from flux_provider.formats import export_file as fmt
 from flux_provider.identifiers import sqlserver_table
+from flux_provider.operators.base import FluxOperator
 
 ENGINES = ("auto", "bcp", "dbapi")
 
@@ -49,7 +49,7 @@ def _safe(part: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", part).strip("._") or "run"
 
 
-class BcpExportOperator(BaseOperator):
+class BcpExportOperator(FluxOperator):
     """Export a query or table from SQL Server with bcp (or the DB-API engine) to a staging file.
 
     :param dataset: the data set's name (file layout, log and error messages).
@@ -70,6 +70,7 @@ class BcpExportOperator(BaseOperator):
     template_fields: Sequence[str] = ("sql", "count_sql", "staging_dir", "table", "schema")
     template_ext: Sequence[str] = (".sql",)
     ui_color = "#c9e4ff"
+    step = "export"
 
     def __init__(self, *, dataset: str, schema: str | None = None, table: str | None = None,
                  sql: str | None = None, count_sql: str | None = None, mssql_conn_id: str = "mssql_default",
@@ -168,7 +169,7 @@ class BcpExportOperator(BaseOperator):
                 raise self._fail(f"exported {rows} rows but the count query returned {expected}; the source "
                                  "changed during the export or the count query does not match it", ErrorClass.DATA)
 
-    def execute(self, context) -> dict:
+    def run(self, context) -> dict:
         started = time.monotonic()
         self.prepare()
         final, partial = self._paths(context)

@@ -37,6 +37,7 @@ from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
 class BcpToS3Operator(BcpExportOperator):
     template_fields: Sequence[str] = (*BcpExportOperator.template_fields, "s3_location")
     ui_color = "#d6c9ff"
+    step = "export_upload"
 
     def __init__(self, *, s3_location: str, aws_conn_id: str | None = "aws_default",
                  upload_options: dict | None = None, **kwargs):
@@ -45,7 +46,7 @@ class BcpToS3Operator(BcpExportOperator):
         self.upload_options = dict(upload_options or {})
         self._upload: S3ChunkUploadOperator | None = None
 
-    def execute(self, context) -> dict:
+    def run(self, context) -> dict:
         started = time.monotonic()
         self.prepare()
         final, _ = self._paths(context)

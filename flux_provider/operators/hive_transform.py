@@ -48,7 +48,6 @@ import json
 import time
 from collections.abc import Sequence
 
-from airflow.sdk import BaseOperator
 
 from flux_provider.errors import ErrorClass, FluxError, flux_error
 from flux_provider.formats import hive_ddl
@@ -56,6 +55,7 @@ from flux_provider.formats.export_file import Column
 from flux_provider.hooks.hive_session import HiveSession
 from flux_provider.hooks.s3_chunks import split_s3_url
 from flux_provider.identifiers import hive_identifier
+from flux_provider.operators.base import FluxOperator
 
 _HIVE_TYPE = r"^[A-Za-z]+(\(\s*\d+\s*(,\s*\d+\s*)?\))?$|^(ARRAY|MAP|STRUCT)<[A-Za-z0-9_<>,:() ]+>$"
 
@@ -69,7 +69,7 @@ _DYNAMIC_SETTINGS = ("hive.exec.dynamic.partition=true", "hive.exec.dynamic.part
                      "spark.sql.sources.partitionOverwriteMode=dynamic")
 
 
-class HiveTransformOperator(BaseOperator):
+class HiveTransformOperator(FluxOperator):
     """Read a published upload through a staging view and INSERT OVERWRITE the transform into a Hive table.
 
     :param dataset: the data set's name (messages, XCom).
@@ -94,6 +94,7 @@ class HiveTransformOperator(BaseOperator):
     template_ext: Sequence[str] = (".sql", ".hql")
     template_fields_renderers = {"sql": "sql"}
     ui_color = "#d8f0d2"
+    step = "transform"
 
     def __init__(self, *, dataset: str, database: str, target_table: str, staging_table: str, sql: str,
                  staging_database: str | None = None, partition: dict | None = None,
@@ -298,7 +299,7 @@ class HiveTransformOperator(BaseOperator):
             raise self._fail(f"the transform yields {output_rows} rows, fewer than min_rows={self.min_rows}; "
                              f"nothing was written to {self.target}", ErrorClass.DATA)
 
-    def execute(self, context) -> dict:
+    def run(self, context) -> dict:
         if not str(self.sql).strip():
             raise self._fail("the transform SQL is empty")
         info = self._upload_info(context)

@@ -43,15 +43,15 @@ import json
 import time
 from collections.abc import Sequence
 
-from airflow.sdk import BaseOperator
 
 from flux_provider.errors import ErrorClass, FluxError, flux_error
 from flux_provider.formats import hive_ddl
 from flux_provider.hooks.hive_session import HiveSession, classify_hive
 from flux_provider.identifiers import hive_identifier
+from flux_provider.operators.base import FluxOperator
 
 
-class PartitionRefreshOperator(BaseOperator):
+class PartitionRefreshOperator(FluxOperator):
     """Refresh a Hive table's partitions, swap its "latest" view and drop partitions past retention.
 
     :param dataset: the data set's name.
@@ -69,6 +69,7 @@ class PartitionRefreshOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("partitions", "retention_reference")
     ui_color = "#d2e4f0"
+    step = "refresh"
 
     def __init__(self, *, dataset: str, database: str, table: str, partitions: list[dict] | str | None = None,
                  transform_task_id: str | None = "transform", repair: bool = False,
@@ -221,7 +222,7 @@ class PartitionRefreshOperator(BaseOperator):
             hook.delete_objects(bucket=bucket, keys=keys)
         self.log.info("data set %s: deleted %d files under %s", self.dataset, len(keys), location)
 
-    def execute(self, context) -> dict:
+    def run(self, context) -> dict:
         started = time.monotonic()
         requested = self._requested(context)
         keys, external = self.table_info()

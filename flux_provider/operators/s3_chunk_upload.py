@@ -30,19 +30,19 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from airflow.sdk import BaseOperator
 
 from flux_provider.errors import ErrorClass, FluxError, flux_error
 from flux_provider.formats.chunker import chunks, return_big_buffers_to_the_os
 from flux_provider.formats.hive_text import BcpToHive, HiveTextEncoding
 from flux_provider.hooks.s3_chunks import ChunkUploader, split_s3_url
+from flux_provider.operators.base import FluxOperator
 
 
 def run_key_for(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", run_id).strip("._") or "run"
 
 
-class S3ChunkUploadOperator(BaseOperator):
+class S3ChunkUploadOperator(FluxOperator):
     """Encode a bcp export to Hive text chunks and publish them to the data set's S3 location.
 
     :param dataset: the data set's name.
@@ -61,6 +61,7 @@ class S3ChunkUploadOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("s3_location", "export")
     ui_color = "#ffe3b3"
+    step = "upload"
 
     def __init__(self, *, dataset: str, s3_location: str, export_task_id: str | None = "export",
                  export: dict | str | None = None, aws_conn_id: str | None = "aws_default",
@@ -108,7 +109,7 @@ class S3ChunkUploadOperator(BaseOperator):
                              f"{info['bytes']}: it was changed or is from another try", ErrorClass.DATA)
         return info
 
-    def execute(self, context) -> dict:
+    def run(self, context) -> dict:
         info = self._export_info(context)
         with open(info["path"], "rb") as stream:
             result = self.upload_stream(stream, info, context["ti"].run_id)

@@ -1,4 +1,5 @@
-"""Create the pools the specs name, before any task needs one (a task in a missing pool never runs).
+"""Create the pools the specs name, before any task needs one (a task in a missing pool never runs),
+and register each data set's throttle bounds (``flux_throttle``) for the controller.
 
 Needs Airflow's metadata database (run it where ``airflow pools`` would run: the
 scheduler's host, a deploy job, the local stack's start-up). An existing pool
@@ -19,13 +20,20 @@ def pool_description(spec: DatasetSpec) -> str:
 
 
 def sync_pools(specs: Iterable[DatasetSpec], *, reset: bool = False) -> list[tuple[str, int, str]]:
-    """Create missing pools with their initial slots. Returns (pool, slots, 'created'|'kept'|'reset')."""
+    """Create missing pools with their initial slots and register each data set's throttle bounds.
+    Returns (pool, slots, 'created'|'kept'|'reset')."""
     from airflow.models.pool import Pool
+    from airflow.settings import engine
     from airflow.utils.session import create_session
 
+    from flux_provider.throttle import store
+
+    store.ensure_tables(engine)
     done = []
     with create_session() as session:
         for spec in specs:
+            t = spec.throttle
+            store.upsert_dataset(session, spec.name, t.pool, t.min, t.max, t.initial)
             name = spec.throttle.pool
             existing = session.query(Pool).filter(Pool.pool == name).one_or_none()
             if existing is None or reset:

@@ -1,0 +1,218 @@
+"""The throttle controller: watches each data set's finished tasks and sets its Airflow pool's slots.
+
+It runs where Airflow's metadata database is reachable: a daemon thread the
+plugin starts inside each scheduler (``on_starting``). Only the holder of the
+``flux_lease`` row acts, so several schedulers (or a stray second process)
+never double-act. Every ``period`` seconds (``[flux] throttle_period``,
+default 60; make it longer than the data set's tasks usually run) it:
+
+1. records the tries of flux tasks in throttled pools that ended since the
+   last tick (from ``task_instance`` and ``task_instance_history``) with their
+   duration, the number of tasks running in the pool when they ended, and the
+   error class the operator left in the XCom ``flux_error``;
+2. feeds them to the data set's limit (:class:`~flux_provider.throttle.limits.AIMD`,
+   bounds and load classes from ``flux_throttle``);
+3. sets the pool's slots to the pin if a person pinned it, else to the limit's
+   value, and records every change (time, old, new, reason, actor).
+
+Shrinking a pool never stops running tasks; the scheduler reads the new slots
+at its next loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+
+from sqlalchemy import and_, or_, select
+
+from flux_provider.throttle import store
+from flux_provider.throttle.limits import AIMD, DEFAULT_LOAD_CLASSES, Sample
+
+log = logging.getLogger(__name__)
+
+LEASE = "throttle-controller"
+ACTOR = "controller"
+FINAL = ("success", "failed", "up_for_retry", "upstream_failed")
+
+
+class Controller:
+    def __init__(self, *, period: float = 60.0, holder: str | None = None):
+        self.period = period
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
+        self.limits: dict[str, AIMD] = {}
+        self.last_tick: dt.datetime | None = None
+
+    # ------------------------------------------------------------------ one period
+    def tick(self, session, at: dt.datetime | None = None) -> list[tuple[str, int, int, str]]:
+        """One control period; returns the changes made as (dataset, old, new, reason)."""
+        from airflow.models.pool import Pool
+
+        at = at or store.now()
+        if not store.acquire_lease(session, LEASE, self.holder, self.period * 3, at):
+            return []
+        since = self.last_tick or at - dt.timedelta(seconds=self.period)
+        changes = []
+        for row in session.execute(select(store.throttle)).mappings().all():
+            pool = session.execute(select(Pool).where(Pool.pool == row["pool"])).scalar_one_or_none()
+            if pool is None:  # pools sync creates it; never leave tasks waiting on a missing pool
+                pool = Pool(pool=row["pool"], slots=row["initial"], description=f"flux data set {row['dataset']}",
+                            include_deferred=False)
+                session.add(pool)
+                session.flush()
+                store.record_event(session, row["dataset"], None, row["initial"], "pool was missing: created",
+                                   ACTOR, at)
+            samples = self.collect(session, row["dataset"], row["pool"], since, at)
+            target, reason = self.decide(row, pool.slots, samples, at)
+            if target != pool.slots:
+                changes.append((row["dataset"], pool.slots, target, reason))
+                store.record_event(session, row["dataset"], pool.slots, target, reason, ACTOR, at)
+                log.info("flux throttle: %s pool %s %d -> %d: %s", row["dataset"], row["pool"], pool.slots, target,
+                         reason)
+                pool.slots = target
+        self.last_tick = at
+        return changes
+
+    def decide(self, row, current: int, samples: list[Sample], at: dt.datetime) -> tuple[int, str]:
+        if row["pinned"] is not None:
+            return row["pinned"], f"pinned to {row['pinned']}"
+        limit = self.limits.get(row["dataset"])
+        bounds = (row["low"], row["high"])
+        classes = frozenset(c.strip() for c in row["load_classes"].split(",")) if row["load_classes"] else \
+            DEFAULT_LOAD_CLASSES
+        if limit is None or (limit.low, limit.high) != bounds or limit.load_classes != classes:
+            limit = AIMD(low=row["low"], high=row["high"], value=min(max(current, row["low"]), row["high"]),
+                         cooldown=self.period, load_classes=classes)
+            self.limits[row["dataset"]] = limit
+        elif limit.value != current:  # a person set the slots (unpinned) or the pool was edited: start there
+            limit.value = min(max(current, limit.low), limit.high)
+        decision = limit.update(samples, at.timestamp())
+        return decision.value, decision.reason
+
+    # ------------------------------------------------------------------ observations
+    def collect(self, session, dataset: str, pool: str, since: dt.datetime, until: dt.datetime) -> list[Sample]:
+        """Tries in ``pool`` that ended in (since, until], stored in ``flux_task_outcomes``, as samples."""
+        from airflow.models.taskinstance import TaskInstance as TI
+        from airflow.models.taskinstancehistory import TaskInstanceHistory as TIH
+
+        rows = {}
+        for model in (TIH, TI):
+            query = select(model.dag_id, model.run_id, model.task_id, model.map_index, model.try_number,
+                           model.state, model.start_date, model.end_date).where(
+                and_(model.pool == pool, model.end_date > since, model.end_date <= until,
+                     model.state.in_(FINAL)))
+            for r in session.execute(query):
+                rows[(r.dag_id, r.run_id, r.task_id, r.try_number)] = r
+        samples = []
+        for key, r in sorted(rows.items(), key=lambda kv: kv[1].end_date):
+            seconds = (r.end_date - r.start_date).total_seconds() if r.start_date else 0.0
+            failed = r.state in ("failed", "up_for_retry")
+            report = self.error_report(session, r) if failed else None
+            error_class = (report or {}).get("error_class") or ("unknown" if failed else None)
+            inflight = self.inflight(session, pool, r.end_date)
+            if not session.execute(select(store.outcomes.c.dag_id).where(and_(
+                    store.outcomes.c.dag_id == key[0], store.outcomes.c.run_id == key[1],
+                    store.outcomes.c.task_id == key[2], store.outcomes.c.try_number == key[3]))).first():
+                session.execute(store.outcomes.insert().values(
+                    dag_id=key[0], run_id=key[1], task_id=key[2], try_number=key[3], dataset=dataset,
+                    state=str(r.state), start_date=r.start_date, end_date=r.end_date, seconds=seconds,
+                    inflight=inflight, error_class=error_class, message=(report or {}).get("message")))
+            samples.append(Sample(time=r.end_date.timestamp(), latency=seconds, inflight=inflight, failed=failed,
+                                  error_class=error_class))
+        return samples
+
+    @staticmethod
+    def inflight(session, pool: str, moment: dt.datetime) -> int:
+        """Tries of ``pool`` running at ``moment`` (the one that ended then included)."""
+        from airflow.models.taskinstance import TaskInstance as TI
+        from airflow.models.taskinstancehistory import TaskInstanceHistory as TIH
+        from sqlalchemy import func
+
+        total = 0
+        for model in (TI, TIH):
+            total += session.execute(select(func.count()).select_from(model).where(and_(
+                model.pool == pool, model.start_date <= moment,
+                or_(model.end_date.is_(None), model.end_date >= moment)))).scalar_one()
+        return max(total, 1)
+
+    @staticmethod
+    def error_report(session, r) -> dict | None:
+        from airflow.models.xcom import XComModel
+
+        from flux_provider.operators.base import ERROR_XCOM
+
+        value = session.execute(select(XComModel.value).where(and_(
+            XComModel.dag_id == r.dag_id, XComModel.run_id == r.run_id, XComModel.task_id == r.task_id,
+            XComModel.map_index == r.map_index, XComModel.key == ERROR_XCOM))).scalar_one_or_none()
+        if value is None:
+            return None
+        try:
+            report = XComModel.deserialize_value(type("R", (), {"value": value})())
+        except Exception:  # an unreadable report is an unknown failure
+            return None
+        return report if isinstance(report, dict) else None
+
+
+# ------------------------------------------------------------------ people in control
+def set_limit(session, dataset: str, slots: int | None, *, pin: bool, actor: str, reason: str | None = None) -> dict:
+    """Pin (``pin=True``), set once (``pin=False``: the controller adapts from there) or unpin (slots None)."""
+    from airflow.models.pool import Pool
+
+    row = session.execute(select(store.throttle).where(store.throttle.c.dataset == dataset)).mappings().first()
+    if row is None:
+        raise KeyError(dataset)
+    pool = session.execute(select(Pool).where(Pool.pool == row["pool"])).scalar_one_or_none()
+    old = pool.slots if pool is not None else None
+    if slots is not None and not 0 <= slots <= 10_000:
+        raise ValueError(f"slots {slots} is not between 0 and 10000")
+    if slots is not None and not pin and not row["low"] <= slots <= row["high"]:
+        raise ValueError(f"slots {slots} is outside the data set's bounds {row['low']}-{row['high']}; pin it to "
+                         "go outside them")
+    pinned = slots if pin else None
+    session.execute(store.throttle.update().where(store.throttle.c.dataset == dataset).values(
+        pinned=pinned, updated_at=store.now()))
+    if slots is not None and pool is not None:
+        pool.slots = slots
+    what = f"pinned to {slots}" if pin and slots is not None else "unpinned" if slots is None else f"set to {slots}"
+    store.record_event(session, dataset, old, slots if slots is not None else old,
+                       f"{what} by {actor}" + (f": {reason}" if reason else ""), actor)
+    return {"dataset": dataset, "pool": row["pool"], "slots": slots if slots is not None else old,
+            "pinned": pinned, "previous": old}
+
+
+# ------------------------------------------------------------------ the scheduler-side thread
+_started = threading.Event()
+
+
+def start_in_background(period: float | None = None) -> threading.Thread | None:
+    """Start the controller thread once per process (idempotent)."""
+    if _started.is_set():
+        return None
+    _started.set()
+    from airflow.configuration import conf
+
+    period = period or conf.getfloat("flux", "throttle_period", fallback=60.0)
+    thread = threading.Thread(target=_loop, args=(Controller(period=period),), name="flux-throttle", daemon=True)
+    thread.start()
+    log.info("flux throttle controller started (period %.0fs)", period)
+    return thread
+
+
+def _loop(controller: Controller) -> None:
+    import time
+
+    from airflow.settings import engine
+    from airflow.utils.session import create_session
+
+    store.ensure_tables(engine)
+    while True:
+        started = time.monotonic()
+        try:
+            with create_session() as session:
+                controller.tick(session)
+        except Exception:  # one bad period must not stop the controller
+            log.exception("flux throttle: a control period failed")
+        time.sleep(max(1.0, controller.period - (time.monotonic() - started)))

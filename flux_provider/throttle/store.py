@@ -1,0 +1,106 @@
+"""The throttle's own tables, in Airflow's metadata database (created on first use, any backend).
+
+* ``flux_throttle``: one row per data set: its pool, bounds, initial slots, the
+  pin (NULL when the controller decides) and the limit algorithm's settings.
+* ``flux_throttle_events``: every change of a data set's limit, automatic or
+  manual: when, old and new value, why, who.
+* ``flux_task_outcomes``: each finished try of a flux task as the controller
+  saw it (data set, state, duration, error class): the samples the limit is
+  fed and what the dashboard plots.
+* ``flux_lease``: which process runs the controller (one at a time, whatever
+  the number of schedulers).
+
+Code here needs database access: the scheduler, the API server, the CLI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (Column, DateTime, Float, Integer, MetaData, String, Table, Text, and_, or_, select,
+                        update)
+
+metadata = MetaData()
+
+throttle = Table(
+    "flux_throttle", metadata,
+    Column("dataset", String(250), primary_key=True),
+    Column("pool", String(256), nullable=False),
+    Column("low", Integer, nullable=False),
+    Column("high", Integer, nullable=False),
+    Column("initial", Integer, nullable=False),
+    Column("pinned", Integer, nullable=True),
+    Column("load_classes", Text, nullable=True),     # comma-separated override, NULL: the taxonomy's
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+events = Table(
+    "flux_throttle_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("dataset", String(250), nullable=False, index=True),
+    Column("old", Integer, nullable=True),
+    Column("new", Integer, nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(250), nullable=False),
+)
+
+outcomes = Table(
+    "flux_task_outcomes", metadata,
+    Column("dag_id", String(250), primary_key=True),
+    Column("run_id", String(250), primary_key=True),
+    Column("task_id", String(250), primary_key=True),
+    Column("try_number", Integer, primary_key=True),
+    Column("dataset", String(250), nullable=False, index=True),
+    Column("state", String(20), nullable=False),
+    Column("start_date", DateTime(timezone=True), nullable=True),
+    Column("end_date", DateTime(timezone=True), nullable=False, index=True),
+    Column("seconds", Float, nullable=True),
+    Column("inflight", Integer, nullable=True),
+    Column("error_class", String(40), nullable=True),
+    Column("message", Text, nullable=True),
+)
+
+lease = Table(
+    "flux_lease", metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(250), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def ensure_tables(engine) -> None:
+    metadata.create_all(engine, checkfirst=True)
+
+
+def acquire_lease(session, name: str, holder: str, seconds: float, at: dt.datetime | None = None) -> bool:
+    """Take or renew the lease ``name`` for ``seconds``; False if another live holder has it."""
+    at = at or now()
+    expires = at + dt.timedelta(seconds=seconds)
+    row = session.execute(select(lease).where(lease.c.name == name)).first()
+    if row is None:
+        session.execute(lease.insert().values(name=name, holder=holder, expires_at=expires))
+        session.flush()
+        return True
+    result = session.execute(update(lease).where(and_(lease.c.name == name, or_(
+        lease.c.holder == holder, lease.c.expires_at < at))).values(holder=holder, expires_at=expires))
+    return result.rowcount == 1
+
+
+def record_event(session, dataset: str, old: int | None, new: int | None, reason: str, actor: str,
+                 at: dt.datetime | None = None) -> None:
+    session.execute(events.insert().values(at=at or now(), dataset=dataset, old=old, new=new, reason=reason,
+                                           actor=actor))
+
+
+def upsert_dataset(session, dataset: str, pool: str, low: int, high: int, initial: int,
+                   load_classes: str | None = None) -> None:
+    values = dict(pool=pool, low=low, high=high, initial=initial, load_classes=load_classes, updated_at=now())
+    if session.execute(select(throttle.c.dataset).where(throttle.c.dataset == dataset)).first():
+        session.execute(update(throttle).where(throttle.c.dataset == dataset).values(**values))
+    else:
+        session.execute(throttle.insert().values(dataset=dataset, pinned=None, **values))
