@@ -7,6 +7,8 @@ set -euo pipefail
 declare -A NEED=(
   [java]=openjdk-17-jre-headless   # Hive metastore and Spark Thrift Server (Java 17+)
   [freebcp]=freetds-bin            # FreeTDS bulk copy: the bcp engine of BcpExportOperator
+  [chromium]=chromium              # headless browser for the dashboard test
+  [chromedriver]=chromium-driver   # WebDriver for it
 )
 
 missing=()

@@ -1,0 +1,26 @@
+"""DAG for the throttle end-to-end test (bundle ``flux-tests``): two data sets' queries in their own pools.
+
+Eight export tasks of data set ``tx`` (pool ``flux_tx``) and eight of ``ty``
+(pool ``flux_ty``) against the SQL Server stand-in; the test injects faults
+(deadlocks for tx, delays for both) and creates the pools before triggering.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG
+
+from flux_provider.operators.bcp_export import BcpExportOperator
+
+with DAG(
+    dag_id="flux_test_throttle",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["flux-tests"],
+    default_args={"retries": 0},
+):
+    for name in ("tx", "ty"):
+        for i in range(8):
+            BcpExportOperator(task_id=f"{name}{i}", dataset=name, schema="dbo", table=f"{name}_src", engine="dbapi",
+                              pool=f"flux_{name}")

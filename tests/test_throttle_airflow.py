@@ -1,0 +1,249 @@
+"""The throttle controller, API, auth and dashboard against the real local stack (scheduler, API server)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, select
+
+from flux_provider.throttle import store
+from tests.test_bcp_export import inject_fault, seed_table
+
+pytestmark = pytest.mark.stack
+PERIOD = 10  # [flux] throttle_period on the local stack
+
+
+def stack_db(stack):
+    return create_engine(f"sqlite:///{Path(stack.env()['AIRFLOW_HOME']) / 'airflow.db'}")
+
+
+@pytest.fixture(autouse=True)
+def forget_test_datasets(stack, airflow_client):
+    """Each test's data sets leave no pool or throttle row behind (the demo shares the stack)."""
+    yield
+    engine = stack_db(stack)
+    with engine.begin() as conn:
+        names = [r[0] for r in conn.execute(select(store.throttle.c.dataset))
+                 if r[0].startswith(("auth", "pin", "dash", "tx", "ty"))]
+        conn.execute(store.throttle.delete().where(store.throttle.c.dataset.in_(names)))
+    for name in names:
+        airflow_client.request("DELETE", f"/pools/flux_{name}")
+
+
+def register(stack, airflow_client, dataset: str, slots: int, low: int = 1, high: int = 8) -> None:
+    """What `pools sync` does for a spec: the pool and the data set's throttle row."""
+    pool = f"flux_{dataset}"
+    try:
+        airflow_client.request("PATCH", f"/pools/{pool}", json={"name": pool, "slots": slots,
+                                                                 "include_deferred": False})
+    except Exception:
+        airflow_client.request("POST", "/pools", json={"name": pool, "slots": slots, "include_deferred": False})
+    engine = stack_db(stack)
+    store.ensure_tables(engine)
+    with engine.begin() as conn:
+        conn.execute(store.throttle.delete().where(store.throttle.c.dataset == dataset))
+        conn.execute(store.throttle.insert().values(dataset=dataset, pool=pool, low=low, high=high, initial=slots,
+                                                    pinned=None, load_classes=None, updated_at=store.now()))
+
+
+def slots(airflow_client, dataset: str) -> int:
+    return airflow_client.request("GET", f"/pools/flux_{dataset}").json()["slots"]
+
+
+def events(stack, dataset: str) -> list[dict]:
+    with stack_db(stack).connect() as conn:
+        return [dict(r) for r in conn.execute(select(store.events).where(store.events.c.dataset == dataset)
+                                              .order_by(store.events.c.id)).mappings()]
+
+
+def client_as(stack, user: str | None) -> httpx.Client:
+    env = stack.env()
+    client = httpx.Client(base_url=env["FLUX_AIRFLOW_URL"], timeout=30)
+    if user:
+        password = env["FLUX_AIRFLOW_PASSWORD"] if user == "admin" else env["FLUX_AIRFLOW_VIEWER_PASSWORD"]
+        token = client.post("/auth/token", json={"username": user, "password": password}).json()["access_token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+    return client
+
+
+def test_reading_needs_login_and_changing_needs_pool_edit_permission(stack, airflow_client, unique):
+    dataset = f"auth{unique[:6]}"
+    register(stack, airflow_client, dataset, 3)
+    anonymous, viewer, admin = client_as(stack, None), client_as(stack, "viewer"), client_as(stack, "admin")
+    body = {"slots": 5, "pin": True, "reason": "test"}
+    assert anonymous.get("/flux/api/datasets").status_code == 401
+    assert anonymous.get("/flux/").status_code == 401
+    assert anonymous.post(f"/flux/api/datasets/{dataset}/limit", json=body).status_code == 401
+    assert viewer.get("/flux/api/datasets").status_code == 200
+    assert viewer.post(f"/flux/api/datasets/{dataset}/limit", json=body).status_code == 403
+    assert slots(airflow_client, dataset) == 3  # nothing changed
+    response = admin.post(f"/flux/api/datasets/{dataset}/limit", json=body)
+    assert response.status_code == 200, response.text
+    assert slots(airflow_client, dataset) == 5
+    assert admin.post(f"/flux/api/datasets/{dataset}/limit", json={"slots": -1}).status_code == 422
+    assert admin.post("/flux/api/datasets/nope/limit", json=body).status_code == 404
+
+
+def test_a_pin_holds_against_the_controller_and_every_change_is_recorded(stack, airflow_client, unique):
+    dataset = f"pin{unique[:6]}"
+    register(stack, airflow_client, dataset, 2, low=1, high=4)
+    admin = client_as(stack, "admin")
+    admin.post(f"/flux/api/datasets/{dataset}/limit", json={"slots": 7, "pin": True, "reason": "migration"})
+    airflow_client.request("PATCH", f"/pools/flux_{dataset}", json={"name": f"flux_{dataset}", "slots": 1,
+                                                                      "include_deferred": False})
+    time.sleep(PERIOD * 2.5)
+    assert slots(airflow_client, dataset) == 7  # the controller put the pin back, above the bounds even
+    admin.post(f"/flux/api/datasets/{dataset}/limit", json={"slots": None, "pin": False})
+    history = events(stack, dataset)
+    assert [(e["old"], e["new"], e["actor"]) for e in history[:3]] == [
+        (2, 7, "user admin"), (1, 7, "controller"), (7, 7, "user admin")]
+    assert history[0]["reason"] == "pinned to 7 by user admin: migration"
+    assert history[1]["reason"] == "pinned to 7" and history[2]["reason"].startswith("unpinned by user admin")
+    assert all(isinstance(e["at"], dt.datetime) for e in history)
+
+
+def _concurrency_ok(tis: list[dict], history: list[dict], initial: int) -> None:
+    """At each task start, the tasks running (it included) never exceed the slots in effect then."""
+    def slots_at(moment):
+        value = initial
+        for e in history:
+            if e["at"].replace(tzinfo=dt.timezone.utc) <= moment and e["new"] is not None:
+                value = e["new"]
+        return value
+
+    spans = [(dt.datetime.fromisoformat(t["start_date"]), dt.datetime.fromisoformat(t["end_date"]))
+             for t in tis if t["start_date"] and t["end_date"]]
+    for start, _ in spans:
+        running = sum(1 for s, e in spans if s <= start < e)
+        # the pool change reaches the scheduler at its next loop: allow the slots of one second before
+        assert running <= max(slots_at(start), slots_at(start - dt.timedelta(seconds=1))), (start, running)
+
+
+def test_load_errors_shrink_only_that_data_sets_pool_and_it_grows_back(stack, airflow_client):
+    """tx's source deadlocks (1205, load class) while ty's is healthy; then tx recovers."""
+    for name in ("tx", "ty"):
+        with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {name}_src")
+            conn.execute("DELETE FROM flux_faults WHERE pattern IN ('tx_src', 'ty_src')")
+        seed_table(stack, f"{name}_src", rows=[(i, f"row {i}") for i in range(20)],
+                   ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, txt NVARCHAR(40))")
+        register(stack, airflow_client, name, 4)
+    inject_fault(stack, "tx_src", error_number=1205, remaining=-1, delay_seconds=2)   # deadlock victims
+    inject_fault(stack, "tx_src", remaining=-1, delay_seconds=3)                       # once healed: slow
+    inject_fault(stack, "ty_src", remaining=-1, delay_seconds=3)
+    before = dt.datetime.now(dt.timezone.utc)
+    failing = airflow_client.run_dag("flux_test_throttle", timeout=300)
+    assert failing.task_states["tx0"] == "failed" and failing.task_states["ty0"] == "success"
+    deadline = time.monotonic() + PERIOD * 4
+    while slots(airflow_client, "tx") > 2 and time.monotonic() < deadline:
+        time.sleep(2)
+    shrunk = slots(airflow_client, "tx")
+    assert shrunk <= 2, events(stack, "tx")  # halved (or more) within 4 controller periods of the failures
+    assert slots(airflow_client, "ty") >= 4  # the healthy data set keeps its slots
+    reasons = [e["reason"] for e in events(stack, "tx") if e["at"].replace(tzinfo=dt.timezone.utc) >= before]
+    assert any("deadlock" in r for r in reasons), reasons
+    with stack_db(stack).connect() as conn:
+        classes = {r.error_class for r in conn.execute(select(store.outcomes.c.error_class).where(
+            store.outcomes.c.dataset == "tx"))}
+    assert "deadlock" in classes
+
+    # the source heals: tx runs clean and its limit climbs back
+    with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
+        conn.execute("UPDATE flux_faults SET remaining = 0 WHERE pattern = 'tx_src' AND error_number = 1205")
+    deadline = time.monotonic() + 240
+    runs = []
+    while slots(airflow_client, "tx") <= shrunk and time.monotonic() < deadline:
+        runs.append(airflow_client.run_dag("flux_test_throttle", timeout=300))
+        assert runs[-1].state == "success"
+    assert slots(airflow_client, "tx") > shrunk, events(stack, "tx")
+
+    history = events(stack, "tx")
+    for result in [failing, *runs]:
+        tis = airflow_client.request("GET", f"/dags/flux_test_throttle/dagRuns/{result.run_id}/taskInstances",
+                                     params={"limit": 100}).json()["task_instances"]
+        _concurrency_ok([t for t in tis if t["task_id"].startswith("tx")], history, 4)
+    with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
+        conn.execute("DELETE FROM flux_faults WHERE pattern IN ('tx_src', 'ty_src')")
+
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def test_dashboard_in_headless_chromium_pins_a_limit(stack, airflow_client, unique):
+    import re
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    dataset = f"dash{unique[:6]}"
+    register(stack, airflow_client, dataset, 2, low=1, high=6)
+    views = [v for p in airflow_client.request("GET", "/plugins").json()["plugins"] for v in p["external_views"]]
+    assert {"name": "Data sets", "href": "/flux/", "url_route": "flux-datasets"}.items() <= next(
+        v for v in views if v["name"] == "Data sets").items()
+    page = client_as(stack, "admin").get("/flux/").text
+    assert not re.search(r"""(src|href)=["']https?://""", page) and "<script src" not in page  # no external assets
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1366,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        env = stack.env()
+        token = client_as(stack, "admin").headers["Authorization"].split(" ", 1)[1]
+        driver.get(env["FLUX_AIRFLOW_URL"] + "/api/v2/version")
+        driver.add_cookie({"name": "_token", "value": token, "path": "/"})
+        driver.get(env["FLUX_AIRFLOW_URL"] + "/flux/")
+        wait = WebDriverWait(driver, 30)
+        card = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, f'.card[data-dataset="{dataset}"]')))
+        names = {c.get_attribute("data-dataset") for c in driver.find_elements(By.CSS_SELECTOR, ".card")}
+        assert {"titles", "subscribers", "viewing_sessions", "ad_impressions", dataset} <= names
+        assert card.find_element(By.CSS_SELECTOR, "[data-role=slots]").text == "2"
+        field = card.find_element(By.NAME, "slots")
+        field.clear()
+        field.send_keys("5")
+        card.find_element(By.CSS_SELECTOR, "button[name=pin]").click()
+        wait.until(lambda d: d.find_element(
+            By.CSS_SELECTOR, f'.card[data-dataset="{dataset}"] [data-role=slots]').text == "5")
+        assert slots(airflow_client, dataset) == 5
+        assert events(stack, dataset)[-1]["reason"] == "pinned to 5 by user admin: from the dashboard"
+        assert "pinned" in driver.find_element(By.CSS_SELECTOR, f'.card[data-dataset="{dataset}"] h2').text
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+    finally:
+        driver.quit()
+    assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+
+def test_the_cli_pins_sets_and_unpins_with_a_record(stack, airflow_client, unique):
+    import os
+    import subprocess
+    import sys
+
+    dataset = f"pincli{unique[:4]}"
+    register(stack, airflow_client, dataset, 2, low=1, high=4)
+    env = {**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "flux_provider.throttle", *args], env=env, capture_output=True,
+                              text=True)
+
+    assert f"{dataset}: pool flux_{dataset} 2 -> 0 (pinned)" in cli("pin", dataset, "0", "--reason", "pause").stdout
+    assert slots(airflow_client, dataset) == 0  # a pin of 0 pauses the data set
+    refused = cli("set", dataset, "9")
+    assert refused.returncode == 1 and "outside the data set's bounds 1-4" in refused.stderr
+    assert cli("unpin", dataset).returncode == 0
+    assert cli("set", dataset, "3").returncode == 0 and slots(airflow_client, dataset) == 3
+    shown = cli("show").stdout
+    assert re.search(rf"{dataset}\s+flux_{dataset}\s+3\s+-\s+1-4\s+\S+ \S+ set to 3 by cli", shown), shown
+    assert [e["actor"].split()[0] for e in events(stack, dataset)] == ["cli", "cli", "cli"]
