@@ -26,6 +26,7 @@ test: setup
 bench: setup
 	$(PY) benchmarks/export_bench.py $(BENCH_ARGS)
 	$(PY) benchmarks/upload_bench.py $(BENCH_ARGS)
+	$(PY) benchmarks/throttle_sim.py
 
 setup: system-deps $(STAMP)
 
