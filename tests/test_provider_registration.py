@@ -50,3 +50,19 @@ def test_airflow_plugins_loads_flux_from_the_entry_point(tmp_path):
     flux = [p for p in plugins if p["name"] == "flux"]
     assert len(flux) == 1
     assert "airflow-provider-flux" in flux[0]["source"]
+    # what the plugin brings: the API app, the nav link, the controller's listener
+    assert any("flux" in str(app) for app in flux[0]["fastapi_apps"])
+    assert any(v["name"] == "Data sets" for v in flux[0]["external_views"])
+    assert any("flux_provider.throttle.listener" in str(x) for x in flux[0]["listeners"])
+
+
+def test_the_plugins_folder_file_loads_once_beside_the_entry_point(tmp_path):
+    """A deployment that also copies plugins/flux_plugin.py into AIRFLOW_HOME/plugins gets one flux plugin."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "flux_plugin.py").write_text(
+        (Path(__file__).resolve().parent.parent / "plugins" / "flux_plugin.py").read_text())
+    plugins = json.loads(_airflow(tmp_path, "plugins", "-o", "json"))
+    flux = [p for p in plugins if p["name"] == "flux"]
+    assert len(flux) == 1, [p["source"] for p in plugins]
+    assert flux[0]["source"] == "$PLUGINS_FOLDER/flux_plugin.py"  # the folder file won, the entry point yielded
+    assert flux[0]["listeners"] == ["flux_provider.throttle.listener"]
