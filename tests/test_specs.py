@@ -81,6 +81,13 @@ def test_each_kind_of_error_is_located_and_explained(tmp_path, old, new, expecte
     assert error.error_class.value == "config" and error.terminal
 
 
+def test_throttle_load_classes_override_the_taxonomy(tmp_path):
+    text = edit("</schedule>", '</schedule>\n  <throttle initial="2" loadClasses="deadlock data"/>')
+    assert load_spec(write(tmp_path, text)).throttle.load_classes == ("deadlock", "data")
+    bad = edit("</schedule>", '</schedule>\n  <throttle loadClasses="deadlock slow"/>')
+    assert "slow" in str(spec_error(tmp_path, bad))
+
+
 def test_throttle_bounds_must_hold(tmp_path):
     text = edit("</schedule>", '</schedule>\n  <throttle initial="9" min="1" max="4"/>')
     error = spec_error(tmp_path, text)

@@ -84,6 +84,7 @@ class Throttle:
     initial: int = 2
     min: int = 1
     max: int = 8
+    load_classes: tuple[str, ...] | None = None   # None: the taxonomy's load classes
 
 
 @dataclass(frozen=True)

@@ -338,7 +338,8 @@ class _Builder:
         if not low <= initial <= high:
             raise self.error(el, f"the bounds do not hold: min={low} <= initial={initial} <= max={high}",
                              fix="choose min <= initial <= max")
-        return Throttle(pool=pool, initial=initial, min=low, max=high)
+        classes = tuple(el.get("loadClasses").split()) if el.get("loadClasses") else None
+        return Throttle(pool=pool, initial=initial, min=low, max=high, load_classes=classes)
 
     def rules(self) -> tuple[Rule, ...]:
         el = self.find("recovery")

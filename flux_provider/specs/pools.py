@@ -33,7 +33,8 @@ def sync_pools(specs: Iterable[DatasetSpec], *, reset: bool = False) -> list[tup
     with create_session() as session:
         for spec in specs:
             t = spec.throttle
-            store.upsert_dataset(session, spec.name, t.pool, t.min, t.max, t.initial)
+            store.upsert_dataset(session, spec.name, t.pool, t.min, t.max, t.initial,
+                                 ",".join(t.load_classes) if t.load_classes else None)
             name = spec.throttle.pool
             existing = session.query(Pool).filter(Pool.pool == name).one_or_none()
             if existing is None or reset:
