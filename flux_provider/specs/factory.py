@@ -31,10 +31,6 @@ from flux_provider.specs.parser import SpecError, load_spec
 
 log = logging.getLogger(__name__)
 
-#: Until a spec's recovery rules say otherwise: the reference scheduler's 5 retries a minute apart.
-DEFAULT_RETRIES, DEFAULT_RETRY_DELAY = 5, timedelta(minutes=1)
-
-
 def spec_files(folder: Path | str) -> list[Path]:
     folder = Path(folder)
     specs = folder / "specs" if (folder / "specs").is_dir() else folder
@@ -81,7 +77,9 @@ def doc_md(spec: DatasetSpec) -> str:
     schedule = (f"after {', '.join(spec.schedule.after)}" if spec.schedule.after
                 else f"`{spec.schedule.cron}`" if spec.schedule.cron else "manual")
     rules = "\n".join(f"{i}. match {_match_text(r.match)} -> {', '.join(a.kind for a in r.actions)}"
-                      for i, r in enumerate(spec.rules, 1)) or "defaults (5 retries a minute apart, then fail)"
+                       for i, r in enumerate(spec.rules, 1))
+    rules += ("\n\n" if rules else "") + ("then the defaults: terminal error classes fail at once, others retry 5 "
+                                          "times a minute apart; then fail and alert")
     return f"""### Data set `{spec.name}`
 
 {spec.description}
@@ -128,9 +126,13 @@ def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
     from flux_provider.operators.partition_refresh import PartitionRefreshOperator
     from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
 
+    from flux_provider.recovery import Recovery
+
     src, hive, chunking = spec.source, spec.hive, spec.chunking
     timeout = timedelta(minutes=spec.export.timeout_minutes) if spec.export.timeout_minutes else None
-    common = dict(dataset=spec.name, pool=spec.throttle.pool)
+    # every task: the data set's pool, and its recovery rules (which also set retries and their delays)
+    recovery = Recovery(rules=spec.rules, emails=spec.emails, webhooks=spec.webhooks)
+    common = dict(dataset=spec.name, pool=spec.throttle.pool, recovery=recovery)
     export_args = dict(schema=src.schema, table=src.table, sql=src.query, count_sql=src.count_query,
                        mssql_conn_id=src.connection, engine=spec.export.engine, batch_size=spec.export.batch_size,
                        execution_timeout=timeout)
@@ -146,8 +148,8 @@ def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
         max_active_runs=1,  # the staging view of a data set shows one run at a time
         doc_md=doc_md(spec),
         tags=["flux", f"owner:{spec.owner}"],
-        # alerts go through the recovery rules' notifiers, not Airflow's e-mail on failure
-        default_args={"owner": spec.owner, "retries": DEFAULT_RETRIES, "retry_delay": DEFAULT_RETRY_DELAY},
+        # retries, delays and alerts come from the recovery rules (flux_provider.recovery)
+        default_args={"owner": spec.owner},
         params={"flux_spec": str(spec.path.name)},
     ) as dag:
         if spec.export.mode == "streaming":

@@ -119,9 +119,10 @@ class Controller:
                 session.execute(store.outcomes.insert().values(
                     dag_id=key[0], run_id=key[1], task_id=key[2], try_number=key[3], dataset=dataset,
                     state=str(r.state), start_date=r.start_date, end_date=r.end_date, seconds=seconds,
-                    inflight=inflight, error_class=error_class, message=(report or {}).get("message")))
+                    inflight=inflight, error_class=error_class, message=_described(report)))
+            throttle_down = bool(((report or {}).get("recovery") or {}).get("throttle_down"))
             samples.append(Sample(time=r.end_date.timestamp(), latency=seconds, inflight=inflight, failed=failed,
-                                  error_class=error_class))
+                                  error_class=error_class, throttle_down=throttle_down))
         return samples
 
     @staticmethod
@@ -154,6 +155,15 @@ class Controller:
         except Exception:  # an unreadable report is an unknown failure
             return None
         return report if isinstance(report, dict) else None
+
+
+def _described(report: dict | None) -> str | None:
+    """The failure's message and what the recovery rules did about it."""
+    if not report:
+        return None
+    decision = report.get("recovery") or {}
+    suffix = f" | {decision.get('rule')}: {decision.get('reason')}" if decision else ""
+    return f"{report.get('message') or ''}{suffix}"[:4000]
 
 
 # ------------------------------------------------------------------ people in control

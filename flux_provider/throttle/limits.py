@@ -43,6 +43,7 @@ class Sample:
     inflight: int
     failed: bool = False
     error_class: str | None = None
+    throttle_down: bool = False      # a recovery rule asked to count it as load, whatever its class
 
 
 @dataclass
@@ -80,7 +81,7 @@ class AIMD:
 
     def overloaded(self, samples: Sequence[Sample]) -> list[Sample]:
         """Load failures of tasks started since the last decrease (older ones ran under the old limit)."""
-        return [s for s in samples if s.failed and (s.error_class or "unknown") in self.load_classes
+        return [s for s in samples if s.failed and ((s.error_class or "unknown") in self.load_classes or s.throttle_down)
                 and s.time - s.latency >= self._last_decrease]
 
     def saturated(self, samples: Sequence[Sample]) -> bool:

@@ -1,0 +1,217 @@
+"""Rule-based error recovery ("business rules"), one mechanism for every flux operator.
+
+A data set's spec lists rules, in order; the first whose ``<match>`` fits the
+failure decides (error class, SQL Server message number, exit code, a regular
+expression on the message, the step; every given field must match). Actions:
+
+* ``retry count= delaySeconds= backoff= maxDelaySeconds= jitter=``: try again after
+  ``delay * backoff ** (try - 1)`` seconds (at most ``maxDelaySeconds``, +-20%
+  with jitter) while ``try <= count``; then the task fails;
+* ``throttleDown factor=``: ask the throttle controller to cut the data set's
+  pool (it reads the request with the failure's ``flux_error`` XCom);
+* ``fail``: no more tries; ``skip reason=``: the task is skipped, with the reason;
+* ``alert``: notify the spec's ``<alerts>`` (e-mail through Airflow's
+  ``SmtpNotifier``, webhooks through :class:`WebhookNotifier`) with the data set,
+  the step, the error class and the log URL.
+
+After the data set's rules (and without any) the default applies: a terminal
+error class (login, permission, missing object, syntax, data, config) fails at
+once and alerts; anything else gets the reference scheduler's 5 retries a
+minute apart, then fails and alerts (:data:`DEFAULT_RULES`).
+
+How it plugs into Airflow: :class:`~flux_provider.operators.base.FluxOperator`
+calls :meth:`Recovery.decide` when ``run`` fails: it logs the classified error,
+the rule and the action, records them in the ``flux_error`` XCom, raises a
+skip, sends alerts, and makes a failure that a rule retries retryable. The
+retry itself (count, delay) is Airflow's: the operator's ``retry_policy`` is a
+:class:`RecoveryPolicy` that answers from the same decision, so the delays are
+visible as ordinary retries in the UI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import random
+import re
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from flux_provider.specs.model import Action, Match, Rule
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RULES = (
+    Rule(match=Match(), actions=(Action("retry", {"count": 5, "delaySeconds": 60}), Action("alert")),
+         name="default: 5 retries a minute apart, then fail and alert"),
+)
+
+
+def matches(match: Match, report: dict) -> bool:
+    checks = [
+        (match.error_class, report.get("error_class")),
+        (match.number, report.get("server_number")),
+        (match.exit_code, report.get("exit_code")),
+        (match.step, report.get("step")),
+    ]
+    if any(want is not None and want != got for want, got in checks):
+        return False
+    return match.message is None or re.search(match.message, report.get("message") or "") is not None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the rules decided for one failed try."""
+
+    kind: str                         # retry, fail, skip
+    rule: str                         # the rule's name or "rule N"
+    reason: str
+    delay: float | None = None        # seconds until the next try (retry)
+    alert: bool = False
+    throttle_down: float | None = None
+
+    def as_dict(self) -> dict:
+        return {"action": self.kind, "rule": self.rule, "reason": self.reason, "delay_seconds": self.delay,
+                "alert": self.alert, "throttle_down": self.throttle_down}
+
+
+@dataclass
+class Recovery:
+    """The rules of one data set (and where its alerts go)."""
+
+    rules: Sequence[Rule] = DEFAULT_RULES
+    emails: Sequence[str] = ()
+    webhooks: Sequence[str] = ()
+    smtp_conn_id: str = "smtp_default"
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    @property
+    def max_retries(self) -> int:
+        """What the task's ``retries`` must allow for every retry rule (the default's 5 included)."""
+        rules = [*self.rules, *DEFAULT_RULES]
+        return max(a.options.get("count", 0) for r in rules for a in r.actions if a.kind == "retry")
+
+    def rule_for(self, report: dict) -> tuple[int, Rule] | None:
+        """The first of the data set's rules that matches, else the default rule (index 0)."""
+        for index, rule in enumerate(self.rules, 1):
+            if rule is not DEFAULT_RULES[0] and matches(rule.match, report):
+                return index, rule
+        return None
+
+    def decide(self, report: dict, try_number: int) -> Outcome:
+        found = self.rule_for(report)
+        if found is None:
+            if report.get("terminal"):
+                return Outcome("fail", "default", f"{report.get('error_class')} errors cannot heal by retrying: "
+                                                  "fail fast", alert=True)
+            found = (0, DEFAULT_RULES[0])
+        index, rule = found
+        name = rule.name or f"rule {index}"
+        kinds = {a.kind: a.options for a in rule.actions}
+        alert = "alert" in kinds
+        throttle = kinds["throttle_down"].get("factor", 0.5) if "throttle_down" in kinds else None
+        if "skip" in kinds:
+            return Outcome("skip", name, kinds["skip"].get("reason", "skipped by a recovery rule"), alert=alert,
+                           throttle_down=throttle)
+        if "retry" in kinds:
+            opts = kinds["retry"]
+            count = int(opts.get("count", 0))
+            if try_number <= count:
+                delay = float(opts.get("delaySeconds", 60)) * float(opts.get("backoff", 1)) ** (try_number - 1)
+                if opts.get("maxDelaySeconds"):
+                    delay = min(delay, float(opts["maxDelaySeconds"]))
+                if opts.get("jitter"):
+                    delay *= self.rng.uniform(0.8, 1.2)
+                return Outcome("retry", name, f"retry {try_number}/{count} in {delay:.0f}s", delay=round(delay, 1),
+                               alert=alert and rule is not DEFAULT_RULES[0], throttle_down=throttle)
+            return Outcome("fail", name, f"{count} retries used: fail", alert=alert or rule is DEFAULT_RULES[0],
+                           throttle_down=throttle)
+        return Outcome("fail", name, "fail fast", alert=alert, throttle_down=throttle)
+
+    # ------------------------------------------------------------------ alerts
+    def notify(self, context, report: dict, outcome: Outcome) -> None:
+        ti = context.get("ti") if hasattr(context, "get") else None
+        payload = {
+            "dataset": report.get("dataset"), "step": report.get("step"), "error_class": report.get("error_class"),
+            "message": report.get("message"), "rule": outcome.rule, "action": outcome.kind, "reason": outcome.reason,
+            "dag_id": getattr(ti, "dag_id", None), "run_id": getattr(ti, "run_id", None),
+            "task_id": getattr(ti, "task_id", None), "try_number": getattr(ti, "try_number", None),
+            "log_url": getattr(ti, "log_url", None),
+        }
+        subject = (f"[flux] {payload['dataset']} {payload['step']}: {payload['error_class']} -> {outcome.kind} "
+                   f"({outcome.rule})")
+        for url in self.webhooks:
+            try:
+                notifier = WebhookNotifier(url, payload)
+                notifier.render_template_fields(context)
+                notifier.notify(context)
+            except Exception as exc:  # an alert that cannot be sent must not change the task's outcome
+                log.warning("alert to %s failed: %s", url, exc)
+        if self.emails:
+            try:
+                from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+                body = "<br>".join(f"<b>{k}</b>: {v}" for k, v in payload.items())
+                SmtpNotifier(from_email=None, to=list(self.emails), smtp_conn_id=self.smtp_conn_id, subject=subject,
+                             html_content=body).notify(context)
+            except Exception as exc:  # as above
+                log.warning("alert e-mail to %s failed: %s", ", ".join(self.emails), exc)
+
+
+def _base_notifier():
+    from airflow.sdk import BaseNotifier
+
+    return BaseNotifier
+
+
+class WebhookNotifier(_base_notifier()):
+    """POSTs a JSON alert to a URL (an Airflow notifier: also usable as ``on_failure_callback``).
+    The URL is templated (e.g. ``{{ var.value.alert_webhook }}`` keeps a secret URL out of the spec)."""
+
+    template_fields = ("url",)
+
+    def __init__(self, url: str, payload: dict | None = None, timeout: float = 10.0):
+        super().__init__()
+        self.url, self.payload, self.timeout = url, payload, timeout
+
+    def notify(self, context) -> None:
+        payload = self.payload
+        if payload is None:
+            ti = context.get("ti")
+            payload = {"dag_id": getattr(ti, "dag_id", None), "task_id": getattr(ti, "task_id", None),
+                       "run_id": getattr(ti, "run_id", None), "log_url": getattr(ti, "log_url", None)}
+        request = urllib.request.Request(self.url, data=json.dumps(payload, default=str).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (URL from the spec)
+            response.read()
+
+
+def _retry_policy_base():
+    from airflow.sdk.definitions.retry_policy import RetryPolicy
+
+    return RetryPolicy
+
+
+class RecoveryPolicy(_retry_policy_base()):
+    """Airflow's retry policy for a flux task: retries and delays as the data set's rules decided."""
+
+    def __init__(self, recovery: Recovery):
+        self.recovery = recovery
+
+    def evaluate(self, exception, try_number, max_tries, context=None):
+        from airflow.sdk.definitions.retry_policy import RetryDecision
+
+        outcome = getattr(exception, "flux_outcome", None)
+        if outcome is None:  # not through FluxOperator: decide here
+            from flux_provider.operators.base import error_report
+
+            outcome = self.recovery.decide(error_report(exception, dataset=None, step=None), try_number)
+        if outcome.kind == "retry":
+            return RetryDecision.retry(delay=dt.timedelta(seconds=outcome.delay or 0),
+                                       reason=f"{outcome.rule}: {outcome.reason}")
+        return RetryDecision.fail(reason=f"{outcome.rule}: {outcome.reason}")
+
+    def serialize(self) -> dict:
+        return {"rules": len(self.recovery.rules)}
