@@ -110,3 +110,51 @@ def test_an_operator_failure_goes_through_the_rules_with_alert_and_record(tmp_pa
     assert (alert["dataset"], alert["step"], alert["error_class"], alert["log_url"]) == (
         "titles", "upload", "config", "http://log/1")
     assert alert["action"] == "fail" and "no export to upload" in alert["message"]
+
+
+@pytest.mark.stack
+def test_rules_under_the_real_scheduler_retry_with_backoff_alert_and_skip(stack, airflow_client):
+    import datetime as dt
+    import sqlite3
+
+    from tests.test_bcp_export import inject_fault, seed_table
+
+    with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
+        conn.execute("DROP TABLE IF EXISTS rec_src")
+    seed_table(stack, "rec_src", rows=[(1, "a"), (2, "b")], ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, v NVARCHAR(9))")
+    inject_fault(stack, "rec_src", error_number=1205, remaining=2)  # the first two tries are deadlock victims
+    _Receiver.received = []
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        airflow_client.request("POST", "/variables", json={"key": "flux_test_webhook",
+                                                           "value": f"http://127.0.0.1:{server.server_port}/hook"})
+    except Exception:
+        airflow_client.request("PATCH", "/variables/flux_test_webhook", json={
+            "key": "flux_test_webhook", "value": f"http://127.0.0.1:{server.server_port}/hook"})
+    try:
+        result = airflow_client.run_dag("flux_test_recovery", timeout=300)
+    finally:
+        server.shutdown()
+    assert result.task_states == {"deadlock": "success", "alert_fail": "failed", "skipped": "skipped"}
+
+    def tries(task):
+        return airflow_client.request(
+            "GET", f"/dags/flux_test_recovery/dagRuns/{result.run_id}/taskInstances/{task}/tries").json()[
+            "task_instances"]
+
+    deadlock = sorted(tries("deadlock"), key=lambda t: t["try_number"])
+    assert [t["state"] for t in deadlock] == ["failed", "failed", "success"]  # history keeps failed tries
+    for (earlier, later), delay in zip(zip(deadlock, deadlock[1:]), (3, 6)):
+        waited = (dt.datetime.fromisoformat(later["start_date"]) - dt.datetime.fromisoformat(earlier["end_date"]))
+        assert delay <= waited.total_seconds() < delay + 15, (delay, waited)  # the rule's backoff, not Airflow's
+
+    assert [t["try_number"] for t in tries("alert_fail")] == [1]  # fail fast
+    [alert] = _Receiver.received
+    assert (alert["dataset"], alert["step"], alert["error_class"], alert["rule"]) == (
+        "rec", "export", "missing_object", "gone")
+    assert alert["log_url"] and result.run_id in alert["run_id"]
+
+    log = airflow_client.request("GET", f"/dags/flux_test_recovery/dagRuns/{result.run_id}/taskInstances/"
+                                        "skipped/logs/1").json()
+    assert "rec_gone is rebuilt on Sundays" in json.dumps(log)
