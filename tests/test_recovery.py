@@ -158,3 +158,127 @@ def test_rules_under_the_real_scheduler_retry_with_backoff_alert_and_skip(stack,
     log = airflow_client.request("GET", f"/dags/flux_test_recovery/dagRuns/{result.run_id}/taskInstances/"
                                         "skipped/logs/1").json()
     assert "rec_gone is rebuilt on Sundays" in json.dumps(log)
+
+
+def _pipeline_source(stack, seed: int) -> dict:
+    """Fill dbo.pipeline_src (the flux_test_pipeline DAG's source); returns the expected daily sums."""
+    import sqlite3
+    from decimal import Decimal
+
+    from tests.test_bcp_export import seed_table
+
+    rng = random.Random(seed)
+    rows = [(i, rng.choice(["2026-04-01", "2026-04-02"]), f"{rng.randint(0, 99999) / 100:.2f}") for i in range(200)]
+    with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
+        conn.execute("DROP TABLE IF EXISTS pipeline_src")
+    seed_table(stack, "pipeline_src", rows=rows,
+               ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, day DATE NOT NULL, minutes DECIMAL(9,2))")
+    expected: dict = {}
+    for _, day, minutes in rows:
+        count, total = expected.get(day, (0, Decimal(0)))
+        expected[day] = (count + 1, total + Decimal(minutes))
+    return expected
+
+
+def _hive_daily(days) -> dict:
+    from tests.test_hive_transform import records
+
+    got = {r[0]: (r[1], r[2]) for r in records("SELECT day, sessions, minutes FROM flux_it.pipeline_daily")}
+    return {d: got.get(d) for d in days}
+
+
+def _clear(airflow_client, run_id: str, task_id: str):
+    airflow_client.request("POST", "/dags/flux_test_pipeline/clearTaskInstances", json={
+        "dry_run": False, "dag_run_id": run_id, "task_ids": [task_id], "include_downstream": True,
+        "only_failed": False, "reset_dag_runs": True})
+    return airflow_client.wait_for_run("flux_test_pipeline", run_id, timeout=600)
+
+
+@pytest.mark.stack
+def test_manual_recovery_pause_resume_and_rerun_from_the_failed_step(stack, airflow_client):
+    """Pause the data set (DAG paused), resume; a failed export, then a failed transform, each fixed and
+    rerun from that step with Airflow's clear: the Hive result is exact both times."""
+    import time
+
+    from tests.test_bcp_export import inject_fault
+
+    expected = _pipeline_source(stack, seed=11)
+    airflow_client.wait_for_dag("flux_test_pipeline")
+    airflow_client.request("PATCH", "/dags/flux_test_pipeline", json={"is_paused": True})
+    run_id = airflow_client.request("POST", "/dags/flux_test_pipeline/dagRuns",
+                                    json={"logical_date": None}).json()["dag_run_id"]
+    inject_fault(stack, "pipeline_src", error_number=208, remaining=1)  # the export's data query fails once
+    time.sleep(12)
+    assert set(airflow_client.task_states("flux_test_pipeline", run_id).values()) <= {None, "scheduled", "queued"}
+    airflow_client.request("PATCH", "/dags/flux_test_pipeline", json={"is_paused": False})  # resume
+    failed = airflow_client.wait_for_run("flux_test_pipeline", run_id, timeout=300)
+    assert failed.state == "failed" and failed.task_states["export"] == "failed"
+    assert failed.task_states["upload"] == "upstream_failed"
+    rerun = _clear(airflow_client, run_id, "export")
+    assert rerun.state == "success", rerun.task_states
+    assert _hive_daily(expected) == expected
+
+    # the transform breaks (a bad deploy), is fixed, and only it and what follows run again
+    expected = _pipeline_source(stack, seed=12)
+    airflow_client.request("POST", "/variables", json={"key": "flux_fail_transform", "value": "1"})
+    try:
+        broken = airflow_client.run_dag("flux_test_pipeline", timeout=300)
+    finally:
+        airflow_client.request("DELETE", "/variables/flux_fail_transform")
+    assert broken.task_states == {"export": "success", "upload": "success", "transform": "failed",
+                                  "refresh": "upstream_failed"}
+    tries = airflow_client.request("GET", f"/dags/flux_test_pipeline/dagRuns/{broken.run_id}/taskInstances/"
+                                          "transform/tries").json()["task_instances"]
+    assert len(tries) == 1  # a data error: the default rules fail it at once
+    fixed = _clear(airflow_client, broken.run_id, "transform")
+    assert fixed.state == "success", fixed.task_states
+    assert _hive_daily(expected) == expected
+
+
+@pytest.mark.stack
+def test_s3_down_during_upload_is_retried_by_airflow_and_succeeds_once_back(stack, airflow_client, tmp_path):
+    import sqlite3
+    import time
+
+    from flux_provider.devstack import Stack
+    from flux_provider.devstack.s3 import SeaweedS3
+    from tests.test_bcp_export import seed_table
+
+    with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
+        conn.execute("DROP TABLE IF EXISTS outage_src")
+    seed_table(stack, "outage_src", rows=[(i, f"v{i}") for i in range(500)],
+               ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, v NVARCHAR(9))")
+    private = Stack(run_dir=tmp_path / "s3", dags_folder=tmp_path, services=[SeaweedS3()], echo=lambda _: None)
+
+    def point_connection_at_private() -> None:
+        conn = json.loads(private.env()["AIRFLOW_CONN_AWS_DEFAULT"])
+        body = {"connection_id": "flux_test_private_s3", "conn_type": "aws", "login": conn["login"],
+                "password": conn["password"], "extra": json.dumps(conn["extra"])}
+        try:
+            airflow_client.request("POST", "/connections", json=body)
+        except Exception:
+            airflow_client.request("PATCH", "/connections/flux_test_private_s3", json=body)
+
+    try:
+        private.up()
+        point_connection_at_private()
+        private.down()  # S3 is down when the upload starts
+        airflow_client.wait_for_dag("flux_test_s3_outage")
+        run_id = airflow_client.trigger("flux_test_s3_outage")
+        deadline = time.monotonic() + 180
+        while airflow_client.task_states("flux_test_s3_outage", run_id).get("upload") != "up_for_retry":
+            assert time.monotonic() < deadline, airflow_client.task_states("flux_test_s3_outage", run_id)
+            time.sleep(1)
+        private.up()  # back (on new ports: the connection follows)
+        point_connection_at_private()
+        result = airflow_client.wait_for_run("flux_test_s3_outage", run_id, timeout=300)
+        assert result.state == "success", result.task_states
+        tries = airflow_client.request("GET", f"/dags/flux_test_s3_outage/dagRuns/{run_id}/taskInstances/upload/"
+                                              "tries").json()["task_instances"]
+        assert [t["state"] for t in sorted(tries, key=lambda t: t["try_number"])] == ["failed", "success"]
+        log = airflow_client.request("GET", f"/dags/flux_test_s3_outage/dagRuns/{run_id}/taskInstances/upload/"
+                                            "logs/1").json()
+        assert "[connection]" in json.dumps(log) and "s3 down" in json.dumps(log)
+        assert airflow_client.xcom("flux_test_s3_outage", run_id, "upload")["rows"] == 500
+    finally:
+        private.down()

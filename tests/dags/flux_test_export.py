@@ -44,8 +44,10 @@ with DAG(
             staging_table="pipeline_staging", target_table="pipeline_daily",
             target_columns={"sessions": "BIGINT", "minutes": "DECIMAL(19,2)"}, partition_types={"day": "STRING"},
             dynamic_partitions=["day"],
-            sql="SELECT COUNT(*) AS sessions, SUM(minutes) AS minutes, CAST(day AS STRING) AS day "
-                "FROM {{ staging }} GROUP BY day",
+            # the Variable flux_fail_transform (set by the manual-recovery test) breaks the SQL on purpose
+            sql="SELECT COUNT(*) AS sessions, SUM(minutes) AS minutes, "
+                "{{ 'CAST(\\'x\\' AS INT) + ' if var.value.get('flux_fail_transform', '') else '' }}"
+                "CAST(day AS STRING) AS day FROM {{ staging }} GROUP BY day",
         )
         >> PartitionRefreshOperator(task_id="refresh", dataset="pipeline", database="flux_it",
                                     table="pipeline_daily", latest_view="pipeline_latest", analyze=True)

@@ -13,6 +13,7 @@ import pendulum
 from airflow.sdk import DAG
 
 from flux_provider.operators.bcp_export import BcpExportOperator
+from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
 from flux_provider.recovery import Recovery
 from flux_provider.specs.model import Action, Match, Rule
 
@@ -34,3 +35,18 @@ with DAG(
         Rule(Match(error_class="missing_object"), (Action("skip", {"reason": "rec_gone is rebuilt on Sundays"}),),
              name="weekly rebuild"),
     )))
+
+
+with DAG(
+    dag_id="flux_test_s3_outage",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["flux-tests"],
+):
+    # The test points the connection flux_test_private_s3 at a private SeaweedFS that it stops and restarts.
+    BcpExportOperator(task_id="export", dataset="outage", schema="dbo", table="outage_src", engine="dbapi") >> \
+        S3ChunkUploadOperator(task_id="upload", dataset="outage", s3_location="s3://flux/outage-airflow/data",
+                              aws_conn_id="flux_test_private_s3", recovery=Recovery(rules=(
+                                  Rule(Match(error_class="connection", step="upload"),
+                                       (Action("retry", {"count": 3, "delaySeconds": 20}),), name="s3 down"),)))
