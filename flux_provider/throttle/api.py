@@ -98,6 +98,9 @@ def datasets(session: Session, hours: float = 24.0) -> dict:
             "bounds": [row["low"], row["high"]], "initial": row["initial"],
             "running": states.get("running", 0), "queued": states.get("queued", 0) + states.get("scheduled", 0),
             "errors": errors, "tries": len(outcomes),
+            "last_errors": [{"at": _iso(o["end_date"]), "task_id": o["task_id"], "try_number": o["try_number"],
+                             "class": o["error_class"], "message": (o["message"] or "")[:300]}
+                            for o in outcomes if o["error_class"]][-3:],
             "latency_p50": latencies[len(latencies) // 2] if latencies else None,
             "runs": [_run(session, r) for r in runs],
             "timeline": {
