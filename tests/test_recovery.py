@@ -196,8 +196,8 @@ def _clear(airflow_client, run_id: str, task_id: str):
 
 @pytest.mark.stack
 def test_manual_recovery_pause_resume_and_rerun_from_the_failed_step(stack, airflow_client):
-    """Pause the data set (DAG paused), resume; a failed export, then a failed transform, each fixed and
-    rerun from that step with Airflow's clear: the Hive result is exact both times."""
+    """Pause the data set (DAG paused), resume; a failed export, upload, transform and refresh, each fixed
+    and rerun from that step with Airflow's clear: the Hive result is exact every time."""
     import time
 
     from tests.test_bcp_export import inject_fault
@@ -218,21 +218,24 @@ def test_manual_recovery_pause_resume_and_rerun_from_the_failed_step(stack, airf
     assert rerun.state == "success", rerun.task_states
     assert _hive_daily(expected) == expected
 
-    # the transform breaks (a bad deploy), is fixed, and only it and what follows run again
-    expected = _pipeline_source(stack, seed=12)
-    airflow_client.request("POST", "/variables", json={"key": "flux_fail_transform", "value": "1"})
-    try:
-        broken = airflow_client.run_dag("flux_test_pipeline", timeout=300)
-    finally:
-        airflow_client.request("DELETE", "/variables/flux_fail_transform")
-    assert broken.task_states == {"export": "success", "upload": "success", "transform": "failed",
-                                  "refresh": "upstream_failed"}
-    tries = airflow_client.request("GET", f"/dags/flux_test_pipeline/dagRuns/{broken.run_id}/taskInstances/"
-                                          "transform/tries").json()["task_instances"]
-    assert len(tries) == 1  # a data error: the default rules fail it at once
-    fixed = _clear(airflow_client, broken.run_id, "transform")
-    assert fixed.state == "success", fixed.task_states
-    assert _hive_daily(expected) == expected
+    # each later step breaks (a bad setting or deploy), is fixed, and only it and what follows run again
+    for seed, (step, variable, value) in enumerate([
+            ("upload", "flux_pipeline_bucket", "no-such-bucket"),   # NoSuchBucket: missing_object
+            ("transform", "flux_fail_transform", "1"),              # CAST_INVALID_INPUT: data
+            ("refresh", "flux_refresh_reference", "not-a-date")], start=12):  # config
+        expected = _pipeline_source(stack, seed=seed)
+        airflow_client.request("POST", "/variables", json={"key": variable, "value": value})
+        try:
+            broken = airflow_client.run_dag("flux_test_pipeline", timeout=300)
+        finally:
+            airflow_client.request("DELETE", f"/variables/{variable}")
+        assert broken.task_states[step] == "failed", (step, broken.task_states)
+        tries = airflow_client.request("GET", f"/dags/flux_test_pipeline/dagRuns/{broken.run_id}/taskInstances/"
+                                              f"{step}/tries").json()["task_instances"]
+        assert len(tries) == 1  # a terminal class: the default rules fail it at once
+        fixed = _clear(airflow_client, broken.run_id, step)
+        assert fixed.state == "success", (step, fixed.task_states)
+        assert _hive_daily(expected) == expected, step
 
 
 @pytest.mark.stack
@@ -282,3 +285,20 @@ def test_s3_down_during_upload_is_retried_by_airflow_and_succeeds_once_back(stac
         assert airflow_client.xcom("flux_test_s3_outage", run_id, "upload")["rows"] == 500
     finally:
         private.down()
+
+
+def test_retries_come_from_the_rules_unless_the_dag_or_task_sets_them():
+    import pendulum
+    from airflow.sdk import DAG
+
+    from flux_provider.operators.bcp_export import BcpExportOperator
+
+    rules = Recovery(rules=RULES)
+    with DAG("r1", schedule=None, start_date=pendulum.datetime(2026, 1, 1), default_args={"retries": 0}):
+        capped = BcpExportOperator(task_id="a", dataset="d", schema="dbo", table="t", recovery=rules)
+    with DAG("r2", schedule=None, start_date=pendulum.datetime(2026, 1, 1)):
+        ruled = BcpExportOperator(task_id="b", dataset="d", schema="dbo", table="t", recovery=rules)
+        default = BcpExportOperator(task_id="c", dataset="d", schema="dbo", table="t")
+        explicit = BcpExportOperator(task_id="e", dataset="d", schema="dbo", table="t", retries=2)
+    assert (capped.retries, ruled.retries, default.retries, explicit.retries) == (0, 10, 5, 2)
+    assert isinstance(ruled.retry_policy, RecoveryPolicy)

@@ -44,7 +44,8 @@ class FluxOperator(BaseOperator):
 
         recovery = recovery or Recovery()
         kwargs.setdefault("retry_policy", RecoveryPolicy(recovery))
-        kwargs.setdefault("retries", recovery.max_retries)
+        if "retries" not in kwargs and "retries" not in (kwargs.get("default_args") or {}):
+            kwargs["retries"] = recovery.max_retries  # the rules' counts need that many; an explicit value caps them
         super().__init__(**kwargs)
         self.recovery = recovery
 

@@ -14,7 +14,7 @@ Example::
         engine="auto",                       # bcp/freebcp if installed, else the DB-API engine
     )
 
-The file lands under ``staging_dir/<dataset>/<run_id>/try<N>.bcp`` (written as
+The file lands under ``staging_dir/<dataset>/<run_id>/<task_id>.try<N>.bcp`` (written as
 ``.partial`` and renamed only after every check passed, so a later step never
 sees half a file). XCom ``return_value`` carries what the next step needs:
 path, host, rows, bytes, terminators, format and the columns with their SQL
@@ -112,7 +112,10 @@ class BcpExportOperator(FluxOperator):
         ti = context["ti"]
         folder = Path(self.staging_dir or default_staging_dir()) / _safe(self.dataset) / _safe(ti.run_id)
         folder.mkdir(parents=True, exist_ok=True)
-        final = folder / f"try{ti.try_number}.bcp"
+        # one file per task and try: several export tasks of one data set may run in the same DAG run
+        map_index = getattr(ti, "map_index", -1)
+        task = _safe(self.task_id) + (f".{map_index}" if isinstance(map_index, int) and map_index >= 0 else "")
+        final = folder / f"{task}.try{ti.try_number}.bcp"
         return final, final.with_name(final.name + ".partial")
 
     # ----------------------------------------------------------------- run
