@@ -53,7 +53,6 @@ from flux_provider.errors import ErrorClass, FluxError, flux_error
 from flux_provider.formats import hive_ddl
 from flux_provider.formats.export_file import Column
 from flux_provider.hooks.hive_session import HiveSession
-from flux_provider.hooks.s3_chunks import split_s3_url
 from flux_provider.identifiers import hive_identifier
 from flux_provider.operators.base import FluxOperator
 
