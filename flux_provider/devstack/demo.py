@@ -26,6 +26,7 @@ from pathlib import Path
 
 from flux_provider.devstack.airflow_api import AirflowClient
 from flux_provider.devstack.sample_data import generate
+from flux_provider.specs.factory import stage_rows
 
 DIMENSIONS = ("titles", "subscribers")
 FACTS = ("viewing_sessions", "ad_impressions")
@@ -98,12 +99,9 @@ def _scheduled_run(client: AirflowClient, dag_id: str, now: dt.datetime) -> dict
 def _outcome(client: AirflowClient, dataset: str, dag_id: str, run: dict) -> Outcome:
     result = client.wait_for_run(dag_id, run["dag_run_id"], timeout=900)
     out = Outcome(dataset, run["dag_run_id"], result.state, result.duration)
-    upload = client.xcom(dag_id, run["dag_run_id"], "export_upload") or client.xcom(dag_id, run["dag_run_id"], "upload")
-    export = (upload or {}).get("export") or client.xcom(dag_id, run["dag_run_id"], "export") or {}
-    transform = client.xcom(dag_id, run["dag_run_id"], "transform") or {}
-    out.exported, out.uploaded = export.get("rows"), (upload or {}).get("rows")
-    out.staged, out.target = transform.get("staging_rows"), transform.get("target_rows")
-    out.partitions = len(transform.get("partitions") or [])
+    rows = stage_rows(lambda task_id: client.xcom(dag_id, run["dag_run_id"], task_id))
+    out.exported, out.uploaded, out.staged = rows["exported"], rows["uploaded"], rows["staged"]
+    out.target, out.partitions = rows["target"], rows["partitions"]
     final = client.request("GET", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}").json()
     if final.get("start_date") and final.get("end_date"):
         out.seconds = (dt.datetime.fromisoformat(final["end_date"])

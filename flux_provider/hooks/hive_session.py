@@ -49,11 +49,16 @@ _RULES: list[tuple[re.Pattern, ErrorClass]] = [
 ]
 
 
-def server_message(exc: BaseException) -> str:
-    """The server's error text of a PyHive failure (the status message, not the Thrift repr)."""
+def _status_texts(exc: BaseException) -> list[str]:
+    """The server's status message(s) of a PyHive failure, then the exception's own text."""
     arg = exc.args[0] if exc.args else None
     status = getattr(arg, "status", None)
-    text = getattr(status, "errorMessage", None) or getattr(arg, "errorMessage", None) or str(exc)
+    return [t for t in (getattr(status, "errorMessage", None), getattr(arg, "errorMessage", None), str(exc)) if t]
+
+
+def server_message(exc: BaseException) -> str:
+    """The server's error text of a PyHive failure (the status message, not the Thrift repr)."""
+    text = _status_texts(exc)[0]
     text = re.sub(r"^Error running query: (\[\w+(\.\w+)*\] )?(org\.apache\.[\w.$]+: )?", "", text.strip())
     return text
 
@@ -65,18 +70,11 @@ def classify_hive(exc: BaseException) -> ErrorClass:
 
     if isinstance(exc, (TTransportException, ConnectionError, socket.timeout, socket.gaierror)):
         return ErrorClass.CONNECTION
-    text = _raw_text(exc)
+    text = " ".join(_status_texts(exc))
     for pattern, error_class in _RULES:
         if pattern.search(text):
             return error_class
     return ErrorClass.UNKNOWN
-
-
-def _raw_text(exc: BaseException) -> str:
-    arg = exc.args[0] if exc.args else None
-    status = getattr(arg, "status", None)
-    return " ".join(filter(None, [getattr(status, "errorMessage", None), getattr(arg, "errorMessage", None),
-                                  str(exc)]))
 
 
 def first_line(sql: str, limit: int = 160) -> str:

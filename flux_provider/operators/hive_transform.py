@@ -117,8 +117,8 @@ class HiveTransformOperator(FluxOperator):
         if set(self.partition) & set(self.dynamic_partitions):
             raise self._fail(f"partition columns {sorted(set(self.partition) & set(self.dynamic_partitions))} "
                              "are both static and dynamic; list each in one of partition= or dynamic_partitions=")
-        self.target_columns = self._typed(target_columns, "target column")
-        self.partition_types = self._typed(partition_types, "partition column")
+        self.target_columns = None if target_columns is None else self._typed(target_columns, "target column")
+        self.partition_types = self._typed(partition_types or {}, "partition column")
         if self.target_columns is not None and set(self.partition_types) != set(self.partition) | set(
                 self.dynamic_partitions):
             raise self._fail("partition_types must give a type for each partition column "
@@ -150,11 +150,9 @@ class HiveTransformOperator(FluxOperator):
     def _fail(self, message: str, error_class: ErrorClass = ErrorClass.CONFIG) -> FluxError:
         return flux_error(message, error_class=error_class, dataset=self.dataset, step="transform")
 
-    def _typed(self, columns: dict[str, str] | None, what: str) -> dict[str, str] | None:
+    def _typed(self, columns: dict[str, str], what: str) -> dict[str, str]:
         import re
 
-        if columns is None:
-            return None if what == "target column" else {}
         for name, hive_type in columns.items():
             hive_identifier(name, what, dataset=self.dataset)
             if not re.match(_HIVE_TYPE, str(hive_type).strip(), re.I):

@@ -188,6 +188,20 @@ def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
     return dag
 
 
+def stage_rows(xcom) -> dict:
+    """Rows at each stage of one run of a factory-built DAG, from ``xcom(task_id)`` (its return value or None).
+
+    ``reconciled``: export rows = upload rows = staging rows (None before the transform ran).
+    """
+    upload = xcom("export_upload") or xcom("upload") or {}
+    export = upload.get("export") or xcom("export") or {}
+    transform = xcom("transform") or {}
+    exported, uploaded, staged = export.get("rows"), upload.get("rows"), transform.get("staging_rows")
+    return {"exported": exported, "uploaded": uploaded, "staged": staged, "target": transform.get("target_rows"),
+            "partitions": len(transform.get("partitions") or []),
+            "reconciled": None if staged is None else exported == uploaded == staged}
+
+
 def build_dags(folder: Path | str, *, strict: bool = False) -> dict[str, object]:
     """``{dag_id: DAG}`` for every spec of ``folder``; broken specs are logged and skipped (or raised)."""
     specs, errors = load_specs(folder)

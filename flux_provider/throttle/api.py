@@ -116,21 +116,20 @@ def datasets(session: Session, hours: float = 24.0) -> dict:
 def _run(session, run) -> dict:
     from airflow.models.xcom import XComModel
 
+    from flux_provider.specs.factory import stage_rows
+
     values = {}
     for task_id, value in session.execute(select(XComModel.task_id, XComModel.value).where(and_(
             XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id, XComModel.key == "return_value"))):
         try:
-            values[task_id] = XComModel.deserialize_value(type("R", (), {"value": value})())
+            values[task_id] = store.xcom_value(value)
         except Exception:  # shown as missing
             continue
-    upload = values.get("export_upload") or values.get("upload") or {}
-    export = upload.get("export") or values.get("export") or {}
-    transform = values.get("transform") or {}
-    exported, uploaded, staged = export.get("rows"), upload.get("rows"), transform.get("staging_rows")
+    rows = stage_rows(values.get)
     return {
         "run_id": run.run_id, "state": str(run.state), "start": _iso(run.start_date), "end": _iso(run.end_date),
-        "rows": {"exported": exported, "uploaded": uploaded, "staged": staged, "target": transform.get("target_rows")},
-        "reconciled": None if staged is None else exported == uploaded == staged,
+        "rows": {k: rows[k] for k in ("exported", "uploaded", "staged", "target")},
+        "reconciled": rows["reconciled"],
         "url": f"/dags/{run.dag_id}/runs/{run.run_id}",
     }
 

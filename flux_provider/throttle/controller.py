@@ -151,7 +151,7 @@ class Controller:
         if value is None:
             return None
         try:
-            report = XComModel.deserialize_value(type("R", (), {"value": value})())
+            report = store.xcom_value(value)
         except Exception:  # an unreadable report is an unknown failure
             return None
         return report if isinstance(report, dict) else None

@@ -73,6 +73,15 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def xcom_value(raw):
+    """A value of Airflow's ``xcom`` table as Python (``XComModel.deserialize_value`` takes a row)."""
+    from types import SimpleNamespace
+
+    from airflow.models.xcom import XComModel
+
+    return XComModel.deserialize_value(SimpleNamespace(value=raw))
+
+
 def ensure_tables(engine) -> None:
     metadata.create_all(engine, checkfirst=True)
 
