@@ -82,8 +82,15 @@ def xcom_value(raw):
     return XComModel.deserialize_value(SimpleNamespace(value=raw))
 
 
+_ensured: set[str] = set()
+
+
 def ensure_tables(engine) -> None:
-    metadata.create_all(engine, checkfirst=True)
+    """Create missing tables, once per database and process (the API calls it on every request)."""
+    key = str(engine.url)
+    if key not in _ensured:
+        metadata.create_all(engine, checkfirst=True)
+        _ensured.add(key)
 
 
 def acquire_lease(session, name: str, holder: str, seconds: float, at: dt.datetime | None = None) -> bool:
