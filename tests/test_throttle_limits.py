@@ -76,6 +76,18 @@ def test_a_failed_probe_goes_back_to_the_last_good_limit():
     assert limit.ceiling is None and limit.value == 8
 
 
+def test_a_limit_set_from_outside_is_not_a_probe():
+    """Memory of the last good limit only undoes the limit's own probes, not a person's change."""
+    limit = AIMD(value=6, slow_start=False, cooldown=0)
+    limit.update([ok(60, 6)], 60)                                  # good = 6, probes 7
+    limit.update([failed(120, "deadlock", 7)] * 5, 120)            # severe, at a probe: back to 6
+    assert limit.value == 6
+    limit.update([ok(180, 6)], 180)
+    limit.reset_to(8)                                              # someone sets 8 slots
+    decision = limit.update([failed(240, "deadlock", 8)] * 5, 240)
+    assert (limit.value, decision.reason.endswith("x0.5")) == (4, True)
+
+
 def simulate(capacity_at, periods: int, start: int = 2) -> list[int]:
     """A toy source: every task beyond the capacity fails with a timeout; each period is one batch."""
     limit = AIMD(low=1, high=32, value=start, cooldown=60)

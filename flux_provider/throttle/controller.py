@@ -88,7 +88,7 @@ class Controller:
                          cooldown=self.period, load_classes=classes)
             self.limits[row["dataset"]] = limit
         elif limit.value != current:  # a person set the slots (unpinned) or the pool was edited: start there
-            limit.value = min(max(current, limit.low), limit.high)
+            limit.reset_to(current)
         decision = limit.update(samples, at.timestamp())
         return decision.value, decision.reason
 

@@ -68,6 +68,7 @@ class AIMD:
     good: int | None = None       # the highest limit that ran a saturated period without load failures
     ceiling: int | None = None    # the lowest limit that overloaded the source since
     _quiet: int = field(default=0, repr=False)
+    _probing: bool = field(default=False, repr=False)  # the limit itself grew above ``good``
     _last_decrease: float = field(default=-math.inf, repr=False)
 
     def __post_init__(self):
@@ -102,6 +103,7 @@ class AIMD:
         if not samples or not self.saturated(samples):
             return Decision(self.value, "not saturated: no reason to change")
         self.good = max(self.good or 0, self.value)
+        self._probing = False
         if self.ceiling is not None and self.value >= self.ceiling:
             # a probe at the old ceiling ran clean: the source recovered, grow (additively) again
             self.ceiling = None
@@ -122,7 +124,13 @@ class AIMD:
         if new == self.value:
             return Decision(self.value, f"{reason}, already at the maximum {self.high}")
         self.value = new
+        self._probing = self.good is not None and new > self.good
         return Decision(new, reason)
+
+    def reset_to(self, value: int) -> None:
+        """The slots were set from outside (a person, a pool edit): adapt from there; it is not a probe."""
+        self.value = max(self.low, min(self.high, value))
+        self._probing = False
 
     def _overload(self, now: float, reason: str, *, severe: bool = True) -> Decision:
         """A probe above the last good limit goes back to it; a few failures at a limit that was fine
@@ -130,8 +138,9 @@ class AIMD:
         self.slow_start = False
         self._last_decrease = now
         self._quiet = 0
+        probing, self._probing = self._probing, False
         self.ceiling = self.value if self.ceiling is None else min(self.ceiling, self.value)
-        if self.good is not None and self.value > self.good:
+        if probing and self.good is not None and self.value > self.good:
             new, why = self.good, f"{reason}: back to {self.good}, the last limit without load failures"
         elif not severe:
             new, why = self.value - 1, f"{reason}: -1"
