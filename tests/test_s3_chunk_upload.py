@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 import json
 import os
 import random
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -88,6 +91,11 @@ def test_nasty_values_round_trip_through_s3(nasty_export, unique, compression, c
     assert keys_under(client, "flux", result["prefix"]) == sorted(
         [c["key"] for c in manifest["chunks"]] + [result["prefix"] + "_manifest.json"])
     assert all(c["key"].endswith(suffix) for c in manifest["chunks"])
+    for chunk in manifest["chunks"]:  # one PUT each: S3 checked and kept our CRC32; the manifest's SHA-256
+        body = client.get_object(Bucket="flux", Key=chunk["key"])["Body"].read()
+        head = client.head_object(Bucket="flux", Key=chunk["key"], ChecksumMode="ENABLED")
+        assert head["ChecksumCRC32"] == base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+        assert hashlib.sha256(body).hexdigest() == chunk["sha256"] == head["Metadata"]["flux-sha256"]
 
 
 def test_rerun_of_a_published_run_writes_a_new_generation_and_switches_the_pointer(nasty_export, unique):

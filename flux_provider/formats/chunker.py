@@ -1,16 +1,20 @@
 """Cut a bcp export stream into Hive text chunks that end at row boundaries.
 
-Memory is bounded by construction: one read block, the bytes of a row cut at the
-block's end, the encoded block (about the block's size, more only when many
-bytes need escaping) and the chunk being filled (``target_bytes`` plus one
-encoded block at most).
+Blocks of whole rows are encoded on ``workers`` threads at once (the encoder's
+Arrow kernels release the GIL) and come back in order. Memory is bounded by
+construction: ``workers + 1`` blocks queued or encoding, each with about two
+more blocks of Arrow buffers while a pass runs (more only when many bytes need
+escaping), and the chunk being filled (``target_bytes`` plus one encoded
+block): about ``3 * (workers + 1) * block_size + target_bytes``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import zlib
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from typing import BinaryIO
@@ -69,53 +73,79 @@ class _ChunkBuilder:
         return Chunk(self.index, data, self.rows, self.raw_bytes)
 
 
-def _split_rows(block: bytes, terminator: bytes, rows: int) -> tuple[bytes, bytes]:
-    """(first ``rows`` rows of ``block``, the rest)."""
-    pos = -1
-    for _ in range(rows):
-        pos = block.find(terminator, pos + 1)
-    end = pos + len(terminator)
-    return block[:end], block[end:]
-
-
-def chunks(stream: BinaryIO, encoder: BcpToHive, *, target_bytes: int | None = 64 * 2**20,
-           target_rows: int | None = None, gzip_level: int | None = None,
-           block_size: int = 16 * 2**20) -> Iterator[Chunk]:
-    """Chunks of Hive text from a bcp export ``stream`` (a file or a pipe), in order.
-
-    A chunk closes when its Hive text reaches ``target_bytes`` or it holds ``target_rows`` rows.
-    Raises ValueError on a truncated stream or a row that does not have the expected columns.
-    """
-    if not target_bytes and not target_rows:
-        raise ValueError("give target_bytes and/or target_rows")
-    rt = encoder.rt
+def _row_blocks(stream: BinaryIO, terminator: bytes, block_size: int) -> Iterator[bytes]:
+    """``stream`` read in blocks of whole rows (a row cut at a block's end moves to the next)."""
     pending = b""
-    builder = _ChunkBuilder(0, gzip_level)
-    while True:
-        block = stream.read(block_size)
-        if not block:
-            break
+    while block := stream.read(block_size):
         data = pending + block if pending else block
-        cut = data.rfind(rt)
+        cut = data.rfind(terminator)
         if cut < 0:
             if len(data) > MAX_ROW_BYTES:
                 raise ValueError(f"no row terminator in {len(data)} bytes: wrong row_terminator?")
             pending = data
             continue
-        whole, pending = data[: cut + len(rt)], data[cut + len(rt):]
-        while whole:
-            piece, whole = whole, b""
-            if target_rows:
-                room = target_rows - builder.rows
-                if encoder.rows_in(piece) > room:
-                    piece, whole = _split_rows(piece, rt, room)
-            encoded, rows = encoder.encode(piece)
-            builder.add(encoded, rows)
-            if (target_rows and builder.rows >= target_rows) or (target_bytes and builder.raw_bytes >= target_bytes):
-                yield builder.build()
-                builder = _ChunkBuilder(builder.index + 1, gzip_level)
+        end = cut + len(terminator)
+        pending = data[end:]
+        yield data[:end]
     if pending:
         raise ValueError(f"the export ends with {len(pending)} bytes after the last row terminator: "
                          "it is truncated")
+
+
+def _encoded_blocks(stream: BinaryIO, encoder: BcpToHive, block_size: int,
+                    workers: int) -> Iterator[tuple[memoryview, int]]:
+    """(Hive text, rows) of each block, in order, encoded on ``workers`` threads (at most
+    ``workers + 1`` blocks queued). The encoder's Arrow kernels release the GIL."""
+    blocks = _row_blocks(stream, encoder.rt, block_size)
+    if workers <= 1:
+        yield from map(encoder.encode, blocks)
+        return
+    queue: deque[Future] = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="hive-encode") as pool:
+        try:
+            for block in blocks:
+                queue.append(pool.submit(encoder.encode, block))
+                if len(queue) > workers:
+                    yield queue.popleft().result()
+            while queue:
+                yield queue.popleft().result()
+        finally:
+            for future in queue:
+                future.cancel()
+
+
+def _after_rows(data: bytes, start: int, rows: int) -> int:
+    """The offset just after ``rows`` Hive rows of ``data`` from ``start``."""
+    for _ in range(rows):
+        start = data.find(b"\n", start) + 1
+    return start
+
+
+def chunks(stream: BinaryIO, encoder: BcpToHive, *, target_bytes: int | None = 64 * 2**20,
+           target_rows: int | None = None, gzip_level: int | None = None,
+           block_size: int = 8 * 2**20, workers: int = 2) -> Iterator[Chunk]:
+    """Chunks of Hive text from a bcp export ``stream`` (a file or a pipe), in order.
+
+    A chunk closes when its Hive text reaches ``target_bytes`` or it holds ``target_rows`` rows.
+    ``workers`` threads encode blocks of ``block_size`` bytes at once.
+    Raises ValueError on a truncated stream or a row that does not have the expected columns.
+    """
+    if not target_bytes and not target_rows:
+        raise ValueError("give target_bytes and/or target_rows")
+    builder = _ChunkBuilder(0, gzip_level)
+    for encoded, rows in _encoded_blocks(stream, encoder, block_size, workers):
+        start, text = 0, None
+        while rows:
+            take = min(rows, target_rows - builder.rows) if target_rows else rows
+            if take == rows:
+                end = len(encoded)
+            else:  # cut at a row: Hive text has exactly one newline per row
+                text = text if text is not None else bytes(encoded)
+                end = _after_rows(text, start, take)
+            builder.add(encoded[start:end], take)
+            start, rows = end, rows - take
+            if (target_rows and builder.rows >= target_rows) or (target_bytes and builder.raw_bytes >= target_bytes):
+                yield builder.build()
+                builder = _ChunkBuilder(builder.index + 1, gzip_level)
     if builder.rows:
         yield builder.build()

@@ -11,16 +11,21 @@ Rules (as Spark's/Hive's LazySimpleSerDe reads them with ``ESCAPED BY '\\\\'``,
   reader splits first).
 
 :class:`BcpToHive` converts whole blocks of a bcp export file with a fixed
-sequence of ``bytes.replace`` passes (each skipped when its byte is absent),
-so no Python code runs per row or per field.
+sequence of Arrow ``replace_substring`` passes (escapes only when their byte
+occurs), so no Python code runs per row or per field and, since Arrow's kernels
+release the GIL, blocks encode on several cores at once.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from flux_provider.formats.export_file import EMPTY
 
@@ -55,7 +60,12 @@ class HiveTextEncoding:
 
 
 class BcpToHive:
-    """Converts blocks of whole bcp rows to Hive text; counts rows and checks field counts."""
+    """Converts blocks of whole bcp rows to Hive text; counts rows and checks field counts.
+
+    Every pass is an Arrow ``replace_substring`` / ``count_substring`` kernel over the whole block,
+    which runs in C++ without the GIL: blocks encode in parallel on several threads
+    (:func:`flux_provider.formats.chunker.chunks`), and no Python code runs per row or field.
+    """
 
     def __init__(self, field_terminator: str, row_terminator: str, columns: int,
                  encoding: HiveTextEncoding | None = None):
@@ -65,6 +75,9 @@ class BcpToHive:
             if bad:
                 raise ValueError(f"{name} {term!r} contains {bad!r}, which the Hive encoding escapes; "
                                  "export with terminators free of backslash, CR, LF, NUL and \\x01-\\x03")
+        if self.ft == self.rt or self.ft in self.rt or self.rt in self.ft:
+            raise ValueError(f"the field and row terminators {field_terminator!r}/{row_terminator!r} must differ "
+                             "and neither may contain the other")
         self.columns = columns
         self.enc = encoding or HiveTextEncoding()
         e = self.enc
@@ -72,72 +85,93 @@ class BcpToHive:
             if delimiter.encode() in self.ft + self.rt:
                 raise ValueError(f"the Hive delimiter {delimiter!r} occurs in the export terminators "
                                  f"{field_terminator!r}/{row_terminator!r}; choose other terminators or delimiters")
+        self.field = e.field.encode()
         self._escapes = [(b"\\", b"\\\\")] + [
             (d.encode(), b"\\" + d.encode()) for d in (e.field, e.collection, e.map_key)
         ] + [(b"\n", b"\\n"), (b"\r", b"\\r")]
-        self._null = e.null.encode()
+        null = e.null.encode()
+        # (pattern, replacement) for NULLs (an empty field) and bcp's one-NUL empty strings, each
+        # between two separators; the block is prefixed with a row terminator, so the first field
+        # has one on its left too. Two rows in a row (an empty one-column row) only exist with one column.
+        sides = [(self.ft, self.ft), (self.ft, self.rt), (self.rt, self.ft)]
+        if columns == 1:
+            sides.append((self.rt, self.rt))
+        self._nulls = [(left + right, left + null + right) for left, right in sides]
+        self._empties = [(left + EMPTY + right, left + right) for left, right in sides]
 
     def rows_in(self, block: bytes) -> int:
         return block.count(self.rt)
 
-    def encode(self, block: bytes) -> tuple[bytes, int]:
+    def encode(self, block: bytes) -> tuple[memoryview, int]:
         """Hive text for ``block`` (whole rows, ending with the row terminator) and its row count.
 
         Raises ValueError if a row does not have ``columns`` fields (a terminator inside a value,
         or a cut block).
         """
         if not block:
-            return b"", 0
+            return memoryview(b""), 0
         if not block.endswith(self.rt):
             raise ValueError("block does not end with the row terminator")
-        field, row = self.enc.field.encode(), b"\n"
-        if field not in block and row not in block:
-            return self._encode_fast(block, field)
-        return self._encode_general(block, field)
+        general = self.field in block or b"\n" in block
+        if general:  # a raw delimiter or newline in the data: count the terminators before escaping
+            rows, fields = _count(_array(block), self.rt), _count(_array(block), self.ft)
+            self._check(rows, fields)
+        data = _array(self.rt + block)
+        for plain, escaped in self._escapes:
+            if plain in block and (general or plain not in (self.field, b"\n")):
+                data = _replace(data, plain, escaped)
+        for pattern, replacement in self._nulls:
+            data = _replace_all(data, pattern, replacement)
+        if EMPTY in block:
+            for pattern, replacement in self._empties:
+                data = _replace_all(data, pattern, replacement)
+        data = _replace(_replace(data, self.ft, self.field), self.rt, b"\n")
+        if not general:  # the one-byte delimiters are now the only ones: count them (NULL markers add none)
+            rows = _count(data, b"\n") - 1
+            self._check(rows, _count(data, self.field))
+        return _value(data)[1:], rows
 
     def _check(self, rows: int, fields: int) -> None:
         if fields != rows * (self.columns - 1):
             raise ValueError(f"{rows} rows hold {fields} field terminators, expected {rows * (self.columns - 1)}: "
                              "a value contains a terminator or the data is cut")
 
-    def _escape(self, block: bytes, skip: tuple[bytes, ...] = ()) -> bytes:
-        for plain, escaped in self._escapes:
-            if plain not in skip and plain in block:
-                block = block.replace(plain, escaped)
-        return block
 
-    def _encode_fast(self, block: bytes, field: bytes) -> tuple[bytes, int]:
-        """No raw field delimiter or newline in the data (the common case): after the NULL pass the
-        terminators become the one-byte Hive delimiters, and the row/field checks are one-byte counts."""
-        data = _mark_nulls(self.rt + self._escape(block, skip=(field, b"\n")), self.ft, self.rt, self._null)
-        data = data.replace(self.ft, field).replace(self.rt, b"\n")
-        rows = data.count(b"\n") - 1
-        self._check(rows, data.count(field))  # NULL markers add no delimiter
-        return data[1:], rows
-
-    def _encode_general(self, block: bytes, field: bytes) -> tuple[bytes, int]:
-        rows = block.count(self.rt)
-        self._check(rows, block.count(self.ft))
-        data = self._escape(block)
-        data = _mark_nulls(self.rt + data, self.ft, self.rt, self._null)
-        return data[len(self.rt):].replace(self.ft, field).replace(self.rt, b"\n"), rows
+# ---------------------------------------------------------------- Arrow kernels over one binary value
+def _array(data: bytes):
+    """A one-value Arrow binary array over ``data`` (no copy)."""
+    offsets = pa.py_buffer(struct.pack("<qq", 0, len(data)))
+    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(data)])
 
 
-def _mark_nulls(data: bytes, ft: bytes, rt: bytes, null: bytes) -> bytes:
-    """Empty fields (two separators in a row) become ``null``; bcp's one-NUL empty strings become empty.
-    ``data`` starts with a row separator so the first field is delimited on both sides too."""
-    for left in (ft, rt):
-        for right in (ft, rt):
-            pair = left + right
-            while pair in data:  # twice at most: replace() does not see overlapping pairs
-                data = data.replace(pair, left + null + right)
-    if EMPTY in data:
-        for left in (ft, rt):
-            for right in (ft, rt):
-                pattern = left + EMPTY + right
-                while pattern in data:
-                    data = data.replace(pattern, left + right)
-    return data
+def _replace(data, pattern: bytes, replacement: bytes):
+    return pc.replace_substring(data, pattern, replacement)
+
+
+def _replace_all(data, pattern: bytes, replacement: bytes):
+    """Replace until none is left: one pass misses overlapping occurrences (``ft ft ft``)."""
+    while True:
+        before = _length(data)
+        data = _replace(data, pattern, replacement)
+        if _length(data) == before or not _overlaps(pattern):
+            return data
+
+
+def _overlaps(pattern: bytes) -> bool:
+    return any(pattern[:k] == pattern[-k:] for k in range(1, len(pattern)))
+
+
+def _length(data) -> int:
+    return pc.binary_length(data)[0].as_py()
+
+
+def _count(data, pattern: bytes) -> int:
+    return pc.count_substring(data, pattern)[0].as_py()
+
+
+def _value(data) -> memoryview:
+    start, end = struct.unpack_from("<qq", data.buffers()[1], data.offset * 8)
+    return memoryview(data.buffers()[2])[start:end]
 
 
 def encode_value(value: str | None, enc: HiveTextEncoding) -> str:
@@ -164,7 +198,7 @@ def csv_to_hive(lines: Iterable[str], enc: HiveTextEncoding | None = None, *, em
 def decode(data: bytes, enc: HiveTextEncoding | None = None) -> list[list[str | None]]:
     """Reference reader: what LazySimpleSerDe returns for ``data`` (tests and verification)."""
     enc = enc or HiveTextEncoding()
-    text = data.decode("utf-8")
+    text = bytes(data).decode("utf-8")
     rows: list[list[str | None]] = []
     row: list[str | None] = []
     current = io.StringIO()

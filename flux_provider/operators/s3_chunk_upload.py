@@ -54,8 +54,11 @@ class S3ChunkUploadOperator(FluxOperator):
     :param chunk_rows: close a chunk at this many rows (either limit closes it).
     :param compression: ``None`` or ``"gzip"`` (per chunk, ``.gz``); ``gzip_level`` 1-9.
     :param field_delimiter, collection_delimiter, map_key_delimiter, null_format: Hive encoding.
-    :param max_inflight: chunks uploading at once (memory: about (max_inflight + 2) * chunk_mb MB).
-    :param multipart_mb: chunks above this use multipart uploads of this part size.
+    :param max_inflight: chunks uploading at once (memory: about (max_inflight + 2) * chunk_mb
+        + 3 * (encode_workers + 1) * block_mb MB).
+    :param multipart_mb: chunks of at least this size go up as multipart uploads of this part size
+        (smaller ones in one PUT each).
+    :param block_mb, encode_workers: blocks of this size are encoded on this many threads at once.
     :param delete_export: delete the export file once the run is published.
     """
 
@@ -68,7 +71,8 @@ class S3ChunkUploadOperator(FluxOperator):
                  chunk_mb: float | None = 32, chunk_rows: int | None = None, compression: str | None = None,
                  gzip_level: int = 6, field_delimiter: str = "\x01", collection_delimiter: str = "\x02",
                  map_key_delimiter: str = "\x03", null_format: str = "\\N", max_inflight: int = 4,
-                 multipart_mb: int = 16, block_mb: int = 16, delete_export: bool = True, **kwargs):
+                 multipart_mb: int = 64, block_mb: int = 8, encode_workers: int = 2, delete_export: bool = True,
+                 **kwargs):
         super().__init__(**kwargs)
         self.dataset, self.s3_location = dataset, s3_location
         self.export_task_id, self.export, self.aws_conn_id = export_task_id, export, aws_conn_id
@@ -76,6 +80,7 @@ class S3ChunkUploadOperator(FluxOperator):
         self.encoding_args = dict(field=field_delimiter, collection=collection_delimiter, map_key=map_key_delimiter,
                                   null=null_format)
         self.max_inflight, self.multipart_mb, self.block_mb = max_inflight, multipart_mb, block_mb
+        self.encode_workers = encode_workers
         self.delete_export = delete_export
         self._uploader: ChunkUploader | None = None
 
@@ -152,7 +157,7 @@ class S3ChunkUploadOperator(FluxOperator):
             for chunk in chunks(stream, encoder, target_bytes=int(self.chunk_mb * 2**20) if self.chunk_mb else None,
                                 target_rows=self.chunk_rows,
                                 gzip_level=self.gzip_level if self.compression else None,
-                                block_size=self.block_mb * 2**20):
+                                block_size=self.block_mb * 2**20, workers=self.encode_workers):
                 uploader.submit(chunk)
                 rows, raw, sent = rows + chunk.rows, raw + chunk.raw_bytes, sent + len(chunk.data)
                 now = time.monotonic()
