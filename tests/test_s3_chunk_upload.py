@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import hashlib
 import json
 import os
 import random
@@ -91,11 +90,11 @@ def test_nasty_values_round_trip_through_s3(nasty_export, unique, compression, c
     assert keys_under(client, "flux", result["prefix"]) == sorted(
         [c["key"] for c in manifest["chunks"]] + [result["prefix"] + "_manifest.json"])
     assert all(c["key"].endswith(suffix) for c in manifest["chunks"])
-    for chunk in manifest["chunks"]:  # one PUT each: S3 checked and kept our CRC32; the manifest's SHA-256
+    for chunk in manifest["chunks"]:  # one PUT each: S3 checked and kept the CRC32 the manifest lists
         body = client.get_object(Bucket="flux", Key=chunk["key"])["Body"].read()
         head = client.head_object(Bucket="flux", Key=chunk["key"], ChecksumMode="ENABLED")
         assert head["ChecksumCRC32"] == base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
-        assert hashlib.sha256(body).hexdigest() == chunk["sha256"] == head["Metadata"]["flux-sha256"]
+        assert f"{zlib.crc32(body):08x}" == chunk["crc32"] == head["Metadata"]["flux-crc32"]
 
 
 def test_rerun_of_a_published_run_writes_a_new_generation_and_switches_the_pointer(nasty_export, unique):
@@ -117,6 +116,32 @@ def test_the_handoff_file_must_be_on_this_host(tmp_path, unique):
         upload(unique, info, "r")
     message = str(failure.value)
     assert "worker-7" in message and "same worker" in message and "streaming" in message
+
+
+def test_a_resumed_try_reuses_only_chunks_with_the_same_bytes(stack, unique):
+    """An earlier try's chunk is skipped only if its CRC32, size and rows match; else it is replaced."""
+    from flux_provider.formats.chunker import Chunk
+    from flux_provider.hooks.s3_chunks import ChunkUploader
+
+    client = s3()
+
+    def try_upload(parts: list[bytes]):
+        uploader = ChunkUploader(client, "flux", f"tests/{unique}/resume", "run", dataset="resume")
+        uploader.start()
+        for index, data in enumerate(parts):
+            uploader.submit(Chunk(index, data, data.count(b"\n"), len(data)))
+        run = uploader.finish()
+        uploader.close()
+        return {c.key.rsplit("/", 1)[1]: c.skipped for c in run.chunks}, uploader
+
+    first, second = b"a\x01b\n" * 1000, b"c\x01d\n" * 1000
+    assert try_upload([first, second])[0] == {"part-00000.hive": False, "part-00001.hive": False}
+    changed = b"a\x01b\n" * 999 + b"a\x01X\n"  # same size and rows, other bytes
+    skipped, uploader = try_upload([changed, second])
+    assert skipped == {"part-00000.hive": False, "part-00001.hive": True}
+    manifest = uploader.publish({})
+    bodies = [client.get_object(Bucket="flux", Key=c["key"])["Body"].read() for c in manifest["chunks"]]
+    assert bodies == [changed, second]
 
 
 # ---------------------------------------------------------------- crash and outage

@@ -10,7 +10,6 @@ block): about ``3 * (workers + 1) * block_size + target_bytes``.
 
 from __future__ import annotations
 
-import hashlib
 import zlib
 from collections import deque
 from collections.abc import Iterator
@@ -50,9 +49,9 @@ class Chunk:
     raw_bytes: int     # Hive text bytes before compression
 
     @cached_property
-    def sha256(self) -> str:
-        """Computed on first use, in the upload thread (hashlib releases the GIL)."""
-        return hashlib.sha256(self.data).hexdigest()
+    def crc32(self) -> int:
+        """CRC32 of ``data``: computed on first use, in the upload thread (zlib releases the GIL)."""
+        return zlib.crc32(self.data)
 
 
 class _ChunkBuilder:

@@ -9,7 +9,7 @@ Layout under a data set's location ``s3://bucket/prefix``::
 Protocol: a run writes into the first generation prefix ``runs/<run_key>/``,
 ``runs/<run_key>.1/``, ... that has no manifest yet, so a complete run is never
 rewritten (a Hive partition may point at it) while a failed try's prefix is
-resumed: chunks already there with the same SHA-256 are skipped. Before
+resumed: chunks already there with the same CRC32, size and rows are skipped. Before
 uploading, multipart uploads left under that prefix by a killed try are
 aborted; on failure the in-flight ones are aborted. After the last chunk,
 objects in the prefix that are not part of this run (stale chunks of an earlier
@@ -33,7 +33,6 @@ import json
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -90,7 +89,7 @@ class UploadedChunk:
     rows: int
     bytes: int
     raw_bytes: int
-    sha256: str
+    crc32: str               # 8 hex digits, checked by S3 on upload
     skipped: bool = False
 
 
@@ -177,19 +176,19 @@ class ChunkUploader:
 
     def _upload(self, key: str, chunk) -> UploadedChunk:
         try:
-            done = UploadedChunk(key, chunk.rows, len(chunk.data), chunk.raw_bytes, chunk.sha256)  # hashed here
+            crc32 = f"{chunk.crc32:08x}"  # computed here, in the upload thread
+            done = UploadedChunk(key, chunk.rows, len(chunk.data), chunk.raw_bytes, crc32)
+            metadata = {"flux-crc32": crc32, "flux-rows": str(chunk.rows)}
             if key in self._existing:
                 head = self.client.head_object(Bucket=self.bucket, Key=key)
-                if head.get("Metadata", {}).get("flux-sha256") == chunk.sha256:
+                if head.get("Metadata") == metadata and head.get("ContentLength") == len(chunk.data):
                     done.skipped = True
                     return done
-            metadata = {"flux-sha256": chunk.sha256, "flux-rows": str(chunk.rows)}
             if len(chunk.data) < self.transfer_config.multipart_threshold:
-                # One PUT from memory, its CRC32 computed here (zlib releases the GIL) and checked by
-                # S3: as fast as s3transfer on a file, which an upload_fileobj per chunk was not.
-                crc = base64.b64encode(zlib.crc32(chunk.data).to_bytes(4, "big")).decode()
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=chunk.data, ChecksumCRC32=crc,
-                                       Metadata=metadata)
+                # One PUT from memory with the CRC32, which S3 checks: as fast as s3transfer on a
+                # file, which an upload_fileobj per chunk was not.
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=chunk.data, Metadata=metadata,
+                                       ChecksumCRC32=base64.b64encode(chunk.crc32.to_bytes(4, "big")).decode())
                 return done
             # Multipart through s3transfer, a CRC32 per part (s3transfer aborts its own upload if a
             # part fails). A TransferManager shared by all chunks was tried: no faster here, and it
@@ -249,7 +248,7 @@ class ChunkUploader:
                 "rows": sum(c.rows for c in chunks), "bytes": sum(c.bytes for c in chunks),
                 "raw_bytes": sum(c.raw_bytes for c in chunks),
                 "chunks": [{"key": c.key, "rows": c.rows, "bytes": c.bytes, "raw_bytes": c.raw_bytes,
-                            "sha256": c.sha256} for c in chunks],
+                            "crc32": c.crc32} for c in chunks],
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 **manifest_extra,
             }
