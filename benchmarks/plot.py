@@ -20,7 +20,7 @@ def bars(path: Path, title: str, groups: list[str], series: dict[str, list[float
     for i, (name, values) in enumerate(series.items()):
         xs = [g + i * width for g in range(len(groups))]
         drawn = ax.bar(xs, values, width, label=name)
-        ax.bar_label(drawn, fmt="%.0f", fontsize=7)
+        ax.bar_label(drawn, fmt=lambda v: f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}", fontsize=7)
     ax.set_xticks([g + width * (len(series) - 1) / 2 for g in range(len(groups))], groups)
     ax.set_title(title)
     ax.set_ylabel(ylabel)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import random
+import zlib
 
 import pytest
 
@@ -40,11 +41,23 @@ def test_chunks_hold_every_row_once_in_order(workers, target_rows, target_bytes)
         assert len(out) == 1
 
 
-def test_gzip_chunks_decompress_to_the_same_text():
+def gzip_members(data: bytes) -> int:
+    members = 0
+    while data:
+        member = zlib.decompressobj(31)
+        member.decompress(data)
+        data, members = member.unused_data, members + 1
+    return members
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_gzip_chunks_decompress_to_the_same_text(workers):
+    """Each piece of a chunk is a gzip member of its own (compressed in parallel): one gzip stream."""
     rows = _rows(300)
     out = list(chunks(io.BytesIO(bcp_bytes(rows)), BcpToHive(FT, RT, COLUMNS), target_rows=100, gzip_level=1,
-                      block_size=4096))
+                      block_size=1024, workers=workers))
     assert len(out) == 3
+    assert all(gzip_members(c.data) > 1 for c in out)
     assert [len(gzip.decompress(c.data)) for c in out] == [c.raw_bytes for c in out]
     assert decode(b"".join(gzip.decompress(c.data) for c in out)) == rows
 

@@ -23,6 +23,7 @@ from flux_provider.formats.hive_text import decode
 from flux_provider.hooks.s3_chunks import read_published
 from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator, run_key_for
 from tests.test_bcp_export import NASTY_ROWS, context, export, seed_table
+from tests.test_chunker import gzip_members
 
 pytestmark = pytest.mark.stack
 
@@ -299,7 +300,12 @@ def test_spark_lazysimpleserde_reads_the_chunks_exactly(nasty_export, unique, co
     """The real reader: an external Hive table (all STRING) over the published run on s3a://."""
     from airflow.providers.apache.hive.hooks.hive import HiveServer2Hook
 
-    result = upload(unique, nasty_export, f"run_{unique}", compression=compression, chunk_rows=3)
+    # tiny blocks: a gzip chunk is several gzip members, which Hadoop's codec must read as one stream
+    result = upload(unique, nasty_export, f"run_{unique}", compression=compression, chunk_rows=3, block_mb=0.0002)
+    if compression:
+        _, manifest = read_published(s3(), "flux", f"tests/{unique}/nasty")
+        bodies = [s3().get_object(Bucket="flux", Key=c["key"])["Body"].read() for c in manifest["chunks"]]
+        assert max(gzip_members(body) for body in bodies) > 1
     names = [c["name"] for c in nasty_export["columns"]]
     table = f"t_{unique}.nasty_{compression or 'plain'}"
     hive = HiveServer2Hook()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import zlib
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from typing import BinaryIO
@@ -55,19 +55,26 @@ class Chunk:
 
 
 class _ChunkBuilder:
-    def __init__(self, index: int, gzip_level: int | None):
+    """A chunk's pieces. With gzip every piece becomes a gzip member of its own, compressed on
+    ``pool`` while the next blocks encode (a gzip file may hold several members; gzip, Hadoop and
+    so Hive read them as one stream)."""
+
+    def __init__(self, index: int, gzip_level: int | None, pool: Executor | None = None):
         self.index, self.rows, self.raw_bytes, self.parts = index, 0, 0, []
-        self._gzip = zlib.compressobj(gzip_level, zlib.DEFLATED, 31) if gzip_level is not None else None
+        self.gzip_level, self.pool = gzip_level, pool
 
     def add(self, encoded: bytes, rows: int) -> None:
         self.rows += rows
         self.raw_bytes += len(encoded)
-        self.parts.append(self._gzip.compress(encoded) if self._gzip else encoded)
+        if self.gzip_level is None:
+            self.parts.append(encoded)
+        elif self.pool is None:
+            self.parts.append(zlib.compress(encoded, self.gzip_level, 31))
+        else:
+            self.parts.append(self.pool.submit(zlib.compress, encoded, self.gzip_level, 31))
 
     def build(self) -> Chunk:
-        if self._gzip:
-            self.parts.append(self._gzip.flush())
-        data = b"".join(self.parts)
+        data = b"".join(part.result() if isinstance(part, Future) else part for part in self.parts)
         self.parts = []
         return Chunk(self.index, data, self.rows, self.raw_bytes)
 
@@ -126,25 +133,32 @@ def chunks(stream: BinaryIO, encoder: BcpToHive, *, target_bytes: int | None = 6
     """Chunks of Hive text from a bcp export ``stream`` (a file or a pipe), in order.
 
     A chunk closes when its Hive text reaches ``target_bytes`` or it holds ``target_rows`` rows.
-    ``workers`` threads encode blocks of ``block_size`` bytes at once.
+    ``workers`` threads encode blocks of ``block_size`` bytes at once; with ``gzip_level`` as many
+    compress them, each piece of a chunk a gzip member of its own.
     Raises ValueError on a truncated stream or a row that does not have the expected columns.
     """
     if not target_bytes and not target_rows:
         raise ValueError("give target_bytes and/or target_rows")
-    builder = _ChunkBuilder(0, gzip_level)
-    for encoded, rows in _encoded_blocks(stream, encoder, block_size, workers):
-        start, text = 0, None
-        while rows:
-            take = min(rows, target_rows - builder.rows) if target_rows else rows
-            if take == rows:
-                end = len(encoded)
-            else:  # cut at a row: Hive text has exactly one newline per row
-                text = text if text is not None else bytes(encoded)
-                end = _after_rows(text, start, take)
-            builder.add(encoded[start:end], take)
-            start, rows = end, rows - take
-            if (target_rows and builder.rows >= target_rows) or (target_bytes and builder.raw_bytes >= target_bytes):
-                yield builder.build()
-                builder = _ChunkBuilder(builder.index + 1, gzip_level)
-    if builder.rows:
-        yield builder.build()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="gzip") if gzip_level is not None and workers > 1 else None
+    try:
+        builder = _ChunkBuilder(0, gzip_level, pool)
+        for encoded, rows in _encoded_blocks(stream, encoder, block_size, workers):
+            start, text = 0, None
+            while rows:
+                take = min(rows, target_rows - builder.rows) if target_rows else rows
+                if take == rows:
+                    end = len(encoded)
+                else:  # cut at a row: Hive text has exactly one newline per row
+                    text = text if text is not None else bytes(encoded)
+                    end = _after_rows(text, start, take)
+                builder.add(encoded[start:end], take)
+                start, rows = end, rows - take
+                if ((target_rows and builder.rows >= target_rows)
+                        or (target_bytes and builder.raw_bytes >= target_bytes)):
+                    yield builder.build()
+                    builder = _ChunkBuilder(builder.index + 1, gzip_level, pool)
+        if builder.rows:
+            yield builder.build()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

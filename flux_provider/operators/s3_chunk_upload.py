@@ -71,7 +71,7 @@ class S3ChunkUploadOperator(FluxOperator):
                  chunk_mb: float | None = 32, chunk_rows: int | None = None, compression: str | None = None,
                  gzip_level: int = 6, field_delimiter: str = "\x01", collection_delimiter: str = "\x02",
                  map_key_delimiter: str = "\x03", null_format: str = "\\N", max_inflight: int = 4,
-                 multipart_mb: int = 64, block_mb: int = 8, encode_workers: int = 2, delete_export: bool = True,
+                 multipart_mb: int = 64, block_mb: float = 8, encode_workers: int = 2, delete_export: bool = True,
                  **kwargs):
         super().__init__(**kwargs)
         self.dataset, self.s3_location = dataset, s3_location
@@ -157,7 +157,7 @@ class S3ChunkUploadOperator(FluxOperator):
             for chunk in chunks(stream, encoder, target_bytes=int(self.chunk_mb * 2**20) if self.chunk_mb else None,
                                 target_rows=self.chunk_rows,
                                 gzip_level=self.gzip_level if self.compression else None,
-                                block_size=self.block_mb * 2**20, workers=self.encode_workers):
+                                block_size=int(self.block_mb * 2**20), workers=self.encode_workers):
                 uploader.submit(chunk)
                 rows, raw, sent = rows + chunk.rows, raw + chunk.raw_bytes, sent + len(chunk.data)
                 now = time.monotonic()
