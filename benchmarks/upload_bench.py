@@ -87,9 +87,19 @@ def encode_file(info: dict, out_path: Path | None, repeat: int = 3) -> float:
     return best
 
 
+def encode_value(value: str | None, enc) -> str:
+    """One value in Hive text, the way a per-field Python encoder writes it (the baseline's)."""
+    if value is None:
+        return enc.null
+    value = value.replace("\\", "\\\\")
+    for d in (enc.field, enc.collection, enc.map_key):
+        value = value.replace(d, "\\" + d)
+    return value.replace("\n", "\\n").replace("\r", "\\r")
+
+
 def csv_baseline(info: dict, csv_path: Path, repeat: int = 2) -> float:
     """Best of ``repeat`` runs: Python csv reader -> Hive escaping -> writer over the same rows as RFC 4180 CSV."""
-    from flux_provider.formats.hive_text import HiveTextEncoding, encode_value
+    from flux_provider.formats.hive_text import HiveTextEncoding
 
     ft, rt = info["field_terminator"].encode(), info["row_terminator"].encode()
     with open(info["path"], "rb") as src, open(csv_path, "w", newline="") as out:

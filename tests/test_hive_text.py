@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import random
 
 import pytest
 
 from flux_provider.formats import export_file as fmt
-from flux_provider.formats.hive_text import BcpToHive, HiveTextEncoding, csv_to_hive, decode
+from flux_provider.formats.hive_text import BcpToHive, CsvToHive, HiveTextEncoding, decode
 
 FT, RT = fmt.DEFAULT_FIELD_TERMINATOR, fmt.DEFAULT_ROW_TERMINATOR
 VALUES = [None, "", "plain", "\\", "\\N", "N", "a\x01b", "\x02\x03", "line\nfeed", "cr\rlf\r\n", "tab\t",
@@ -58,9 +59,37 @@ def test_other_delimiters_are_honoured():
         BcpToHive(FT, RT, 2, HiveTextEncoding(field="|"))
 
 
+def csv_bytes(rows) -> bytes:
+    """RFC 4180 with PostgreSQL's NULL convention: NULL unquoted and empty, every value quoted."""
+    return "".join(",".join("" if v is None else '"' + v.replace('"', '""') + '"' for v in row) + "\r\n"
+                   for row in rows).encode()
+
+
+def csv_encode(data: bytes, columns: int, **options) -> tuple[bytes, int]:
+    encoded = list(CsvToHive(columns, **options).encode_stream(io.BytesIO(data), 1 << 20, 2))
+    return b"".join(e for e, _ in encoded), sum(n for _, n in encoded)
+
+
 def test_csv_input_path():
-    lines = ['id,txt\n', '1,"a,b"\n', '2,"multi\nline"\n', '3,\n']
-    assert list(csv_to_hive(lines, header=True)) == ["1\x01a,b\n", "2\x01multi\\nline\n", "3\x01\\N\n"]
+    data = b'id,txt\n1,"a,b"\n2,"multi\nline"\n3,\n4,""\n5,"say ""hi"""\n'
+    encoded, rows = csv_encode(data, 2, header=True)
+    assert rows == 5
+    assert encoded == b'1\x01a,b\n2\x01multi\\nline\n3\x01\\N\n4\x01\n5\x01say "hi"\n'
+    assert csv_encode(b"3,\n4,\"\"\n", 2, empty_is_null=False)[0] == b"3\x01\n4\x01\n"
+
+
+@pytest.mark.parametrize("columns", [1, 3])
+def test_csv_random_rows_round_trip_exactly(columns):
+    rnd = random.Random(columns)
+    values = [v for v in VALUES if "\x00" not in (v or "")]  # CSV carries no NUL
+    rows = [[rnd.choice(values) for _ in range(columns)] for _ in range(400)] + [[None] * columns, [""] * columns]
+    encoded, count = csv_encode(csv_bytes(rows), columns)
+    assert count == len(rows) and decode(encoded) == rows
+
+
+def test_malformed_csv_names_the_row():
+    with pytest.raises(ValueError, match=r"Row #3: Expected 3 columns, got 2"):
+        csv_encode(b"1,a,b\n2,c,d\n3,short\n4,e,f\n", 3)
 
 
 @pytest.mark.parametrize("columns", [1, 2, 4])

@@ -24,6 +24,7 @@ from flux_provider.hooks.s3_chunks import read_published
 from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator, run_key_for
 from tests.test_bcp_export import NASTY_ROWS, context, export, seed_table
 from tests.test_chunker import gzip_members
+from tests.test_hive_text import csv_bytes
 
 pytestmark = pytest.mark.stack
 
@@ -96,6 +97,41 @@ def test_nasty_values_round_trip_through_s3(nasty_export, unique, compression, c
         head = client.head_object(Bucket="flux", Key=chunk["key"], ChecksumMode="ENABLED")
         assert head["ChecksumCRC32"] == base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
         assert f"{zlib.crc32(body):08x}" == chunk["crc32"] == head["Metadata"]["flux-crc32"]
+
+
+def nasty_csv(tmp_path: Path) -> dict:
+    """The nasty table's text column as RFC 4180 CSV with a header (NULL unquoted and empty)."""
+    rows = [[str(row[0]), row[1]] for row in NASTY_ROWS]
+    path = tmp_path / "nasty.csv"
+    path.write_bytes(b"id,txt\r\n" + csv_bytes(rows))
+    columns = [fmt.Column.from_system_type("id", "bigint").to_dict(),
+               fmt.Column.from_system_type("txt", "nvarchar(400)").to_dict()]
+    return {"path": str(path), "format": "csv", "header": True, "columns": columns, "rows": len(rows),
+            "bytes": path.stat().st_size}, rows
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+def test_a_csv_export_round_trips_through_s3(stack, tmp_path, unique, compression):
+    info, rows = nasty_csv(tmp_path)
+    result = upload(unique, info, f"run_{unique}", compression=compression, chunk_rows=4)
+    _, manifest = read_published(s3(), "flux", f"tests/{unique}/nasty")
+    assert result["rows"] == manifest["rows"] == len(rows) and result["chunks"] == -(-len(rows) // 4)
+    assert download_rows(s3(), manifest) == rows
+    assert manifest["source"]["format"] == "csv"
+
+
+def test_a_malformed_csv_names_file_and_row_and_publishes_nothing(stack, tmp_path, unique):
+    info, _ = nasty_csv(tmp_path)
+    path = Path(info["path"])
+    path.write_bytes(path.read_bytes() + b'99,"fine"\r\n100,"two",fields\r\n')
+    info["bytes"] = path.stat().st_size
+    with pytest.raises(FluxTerminalError) as failure:
+        upload(unique, info, f"run_{unique}")
+    message = str(failure.value)
+    assert failure.value.error_class is ErrorClass.DATA
+    assert str(path) in message and f"Row #{len(NASTY_ROWS) + 3}" in message and "nothing was published" in message
+    with pytest.raises(Exception):
+        read_published(s3(), "flux", f"tests/{unique}/nasty")
 
 
 def test_rerun_of_a_published_run_writes_a_new_generation_and_switches_the_pointer(nasty_export, unique):

@@ -183,6 +183,7 @@ def test_dashboard_in_headless_chromium_pins_a_limit(stack, airflow_client, uniq
 
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -207,7 +208,8 @@ def test_dashboard_in_headless_chromium_pins_a_limit(stack, airflow_client, uniq
         driver.get(env["FLUX_AIRFLOW_URL"] + "/api/v2/version")
         driver.add_cookie({"name": "_token", "value": token, "path": "/"})
         driver.get(env["FLUX_AIRFLOW_URL"] + "/flux/")
-        wait = WebDriverWait(driver, 30)
+        # the page re-renders its cards after a change (and every 15 s): a card found before may go stale
+        wait = WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,))
         card = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, f'.card[data-dataset="{dataset}"]')))
         names = {c.get_attribute("data-dataset") for c in driver.find_elements(By.CSS_SELECTOR, ".card")}
         assert {"titles", "subscribers", "viewing_sessions", "ad_impressions", dataset} <= names

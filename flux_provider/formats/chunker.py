@@ -1,4 +1,4 @@
-"""Cut a bcp export stream into Hive text chunks that end at row boundaries.
+"""Cut an export stream (bcp or CSV) into Hive text chunks that end at row boundaries.
 
 Blocks of whole rows are encoded on ``workers`` threads at once (the encoder's
 Arrow kernels release the GIL) and come back in order. Memory is bounded by
@@ -11,16 +11,13 @@ block): about ``3 * (workers + 1) * block_size + target_bytes``.
 from __future__ import annotations
 
 import zlib
-from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from typing import BinaryIO
 
-from flux_provider.formats.hive_text import BcpToHive
-
-MAX_ROW_BYTES = 256 * 2**20  # a row longer than this means the row terminator is wrong
+from flux_provider.formats.hive_text import BcpToHive, CsvToHive
 
 
 def return_big_buffers_to_the_os(threshold: int = 2**20) -> bool:
@@ -79,47 +76,6 @@ class _ChunkBuilder:
         return Chunk(self.index, data, self.rows, self.raw_bytes)
 
 
-def _row_blocks(stream: BinaryIO, terminator: bytes, block_size: int) -> Iterator[bytes]:
-    """``stream`` read in blocks of whole rows (a row cut at a block's end moves to the next)."""
-    pending = b""
-    while block := stream.read(block_size):
-        data = pending + block if pending else block
-        cut = data.rfind(terminator)
-        if cut < 0:
-            if len(data) > MAX_ROW_BYTES:
-                raise ValueError(f"no row terminator in {len(data)} bytes: wrong row_terminator?")
-            pending = data
-            continue
-        end = cut + len(terminator)
-        pending = data[end:]
-        yield data[:end]
-    if pending:
-        raise ValueError(f"the export ends with {len(pending)} bytes after the last row terminator: "
-                         "it is truncated")
-
-
-def _encoded_blocks(stream: BinaryIO, encoder: BcpToHive, block_size: int,
-                    workers: int) -> Iterator[tuple[memoryview, int]]:
-    """(Hive text, rows) of each block, in order, encoded on ``workers`` threads (at most
-    ``workers + 1`` blocks queued). The encoder's Arrow kernels release the GIL."""
-    blocks = _row_blocks(stream, encoder.rt, block_size)
-    if workers <= 1:
-        yield from map(encoder.encode, blocks)
-        return
-    queue: deque[Future] = deque()
-    with ThreadPoolExecutor(workers, thread_name_prefix="hive-encode") as pool:
-        try:
-            for block in blocks:
-                queue.append(pool.submit(encoder.encode, block))
-                if len(queue) > workers:
-                    yield queue.popleft().result()
-            while queue:
-                yield queue.popleft().result()
-        finally:
-            for future in queue:
-                future.cancel()
-
-
 def _after_rows(data: bytes, start: int, rows: int) -> int:
     """The offset just after ``rows`` Hive rows of ``data`` from ``start``."""
     for _ in range(rows):
@@ -127,10 +83,10 @@ def _after_rows(data: bytes, start: int, rows: int) -> int:
     return start
 
 
-def chunks(stream: BinaryIO, encoder: BcpToHive, *, target_bytes: int | None = 64 * 2**20,
+def chunks(stream: BinaryIO, encoder: BcpToHive | CsvToHive, *, target_bytes: int | None = 64 * 2**20,
            target_rows: int | None = None, gzip_level: int | None = None,
            block_size: int = 8 * 2**20, workers: int = 2) -> Iterator[Chunk]:
-    """Chunks of Hive text from a bcp export ``stream`` (a file or a pipe), in order.
+    """Chunks of Hive text from an export ``stream`` (a file or a pipe; bcp or CSV), in order.
 
     A chunk closes when its Hive text reaches ``target_bytes`` or it holds ``target_rows`` rows.
     ``workers`` threads encode blocks of ``block_size`` bytes at once; with ``gzip_level`` as many
@@ -142,7 +98,7 @@ def chunks(stream: BinaryIO, encoder: BcpToHive, *, target_bytes: int | None = 6
     pool = ThreadPoolExecutor(workers, thread_name_prefix="gzip") if gzip_level is not None and workers > 1 else None
     try:
         builder = _ChunkBuilder(0, gzip_level, pool)
-        for encoded, rows in _encoded_blocks(stream, encoder, block_size, workers):
+        for encoded, rows in encoder.encode_stream(stream, block_size, workers):
             start, text = 0, None
             while rows:
                 take = min(rows, target_rows - builder.rows) if target_rows else rows

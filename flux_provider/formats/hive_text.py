@@ -18,11 +18,13 @@ release the GIL, blocks encode on several cores at once.
 
 from __future__ import annotations
 
-import csv
 import io
 import struct
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -58,6 +60,11 @@ class HiveTextEncoding:
         """SERDEPROPERTIES a Hive table needs to read (and write) this encoding."""
         return {"serialization.null.format": self.null, "serialization.escape.crlf": "true"}
 
+    def escapes(self) -> list[tuple[bytes, bytes]]:
+        """(byte, its escape) inside values, the backslash first."""
+        delimiters = [d.encode() for d in (self.field, self.collection, self.map_key)]
+        return [(b"\\", b"\\\\")] + [(d, b"\\" + d) for d in delimiters] + [(b"\n", b"\\n"), (b"\r", b"\\r")]
+
 
 class BcpToHive:
     """Converts blocks of whole bcp rows to Hive text; counts rows and checks field counts.
@@ -86,9 +93,7 @@ class BcpToHive:
                 raise ValueError(f"the Hive delimiter {delimiter!r} occurs in the export terminators "
                                  f"{field_terminator!r}/{row_terminator!r}; choose other terminators or delimiters")
         self.field = e.field.encode()
-        self._escapes = [(b"\\", b"\\\\")] + [
-            (d.encode(), b"\\" + d.encode()) for d in (e.field, e.collection, e.map_key)
-        ] + [(b"\n", b"\\n"), (b"\r", b"\\r")]
+        self._escapes = e.escapes()
         null = e.null.encode()
         # (pattern, replacement) for NULLs (an empty field) and bcp's one-NUL empty strings, each
         # between two separators; the block is prefixed with a row terminator, so the first field
@@ -99,8 +104,9 @@ class BcpToHive:
         self._nulls = [(left + right, left + null + right) for left, right in sides]
         self._empties = [(left + EMPTY + right, left + right) for left, right in sides]
 
-    def rows_in(self, block: bytes) -> int:
-        return block.count(self.rt)
+    def encode_stream(self, stream: BinaryIO, block_size: int, workers: int) -> Iterator[tuple[memoryview, int]]:
+        """(Hive text, rows) of each block of whole rows of ``stream``, in order, ``workers`` at once."""
+        return _in_order(self.encode, _row_blocks(stream, self.rt, block_size), workers)
 
     def encode(self, block: bytes) -> tuple[memoryview, int]:
         """Hive text for ``block`` (whole rows, ending with the row terminator) and its row count.
@@ -129,7 +135,7 @@ class BcpToHive:
         if not general:  # the one-byte delimiters are now the only ones: count them (NULL markers add none)
             rows = _count(data, b"\n") - 1
             self._check(rows, _count(data, self.field))
-        return _value(data)[1:], rows
+        return _values(data)[1:], rows
 
     def _check(self, rows: int, fields: int) -> None:
         if fields != rows * (self.columns - 1):
@@ -169,30 +175,105 @@ def _count(data, pattern: bytes) -> int:
     return pc.count_substring(data, pattern)[0].as_py()
 
 
-def _value(data) -> memoryview:
-    start, end = struct.unpack_from("<qq", data.buffers()[1], data.offset * 8)
-    return memoryview(data.buffers()[2])[start:end]
+def _values(array) -> memoryview:
+    """The bytes of all of a binary ``array``'s values, back to back (no copy)."""
+    if not len(array):
+        return memoryview(b"")
+    width, code = (8, "<q") if pa.types.is_large_binary(array.type) else (4, "<i")
+    offsets = array.buffers()[1]
+    (start,), (end,) = (struct.unpack_from(code, offsets, (array.offset + i) * width) for i in (0, len(array)))
+    return memoryview(array.buffers()[2])[start:end]
 
 
-def encode_value(value: str | None, enc: HiveTextEncoding) -> str:
-    if value is None:
-        return enc.null
-    value = value.replace("\\", "\\\\")
-    for d in (enc.field, enc.collection, enc.map_key):
-        value = value.replace(d, "\\" + d)
-    return value.replace("\n", "\\n").replace("\r", "\\r")
+MAX_ROW_BYTES = 256 * 2**20  # a row longer than this means the row terminator is wrong
 
 
-def csv_to_hive(lines: Iterable[str], enc: HiveTextEncoding | None = None, *, empty_is_null: bool = True,
-                header: bool = False) -> Iterator[str]:
-    """RFC 4180 CSV rows -> Hive text lines (slow path: per field). An empty field is NULL unless
-    ``empty_is_null`` is False (CSV cannot tell an empty string from a missing value)."""
-    enc = enc or HiveTextEncoding()
-    reader = csv.reader(lines)
-    if header:
-        next(reader, None)
-    for row in reader:
-        yield enc.field.join(encode_value(None if (v == "" and empty_is_null) else v, enc) for v in row) + "\n"
+def _row_blocks(stream: BinaryIO, terminator: bytes, block_size: int) -> Iterator[bytes]:
+    """``stream`` read in blocks of whole rows (a row cut at a block's end moves to the next)."""
+    pending = b""
+    while block := stream.read(block_size):
+        data = pending + block if pending else block
+        cut = data.rfind(terminator)
+        if cut < 0:
+            if len(data) > MAX_ROW_BYTES:
+                raise ValueError(f"no row terminator in {len(data)} bytes: wrong row_terminator?")
+            pending = data
+            continue
+        end = cut + len(terminator)
+        pending = data[end:]
+        yield data[:end]
+    if pending:
+        raise ValueError(f"the export ends with {len(pending)} bytes after the last row terminator: "
+                         "it is truncated")
+
+
+def _in_order(encode: Callable, items: Iterable, workers: int) -> Iterator:
+    """``map(encode, items)`` on ``workers`` threads, in order, at most ``workers + 1`` items queued
+    (Arrow's kernels release the GIL, so the threads run on as many cores)."""
+    if workers <= 1:
+        yield from map(encode, items)
+        return
+    queue: deque[Future] = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="hive-encode") as pool:
+        try:
+            for item in items:
+                queue.append(pool.submit(encode, item))
+                if len(queue) > workers:
+                    yield queue.popleft().result()
+            while queue:
+                yield queue.popleft().result()
+        finally:
+            for future in queue:
+                future.cancel()
+
+
+class CsvToHive:
+    """RFC 4180 CSV -> Hive text, read by Arrow's CSV reader (quoted fields may hold the delimiter,
+    doubled quotes and newlines; the file is UTF-8 or any ASCII-compatible bytes, passed through).
+
+    CSV has no NULL of its own. By default an unquoted empty field is NULL and a quoted one
+    (``""``) an empty string, as PostgreSQL's ``COPY ... CSV`` writes them; with
+    ``empty_is_null=False`` nothing is NULL. Each parsed batch is escaped column by column and
+    joined with Arrow kernels: no Python code runs per row.
+    """
+
+    def __init__(self, columns: int, encoding: HiveTextEncoding | None = None, *, header: bool = False,
+                 delimiter: str = ",", quote: str = '"', empty_is_null: bool = True):
+        import pyarrow.csv as pcsv
+
+        self.columns, self.enc = columns, encoding or HiveTextEncoding()
+        names = [f"c{i}" for i in range(columns)]
+        self._options = dict(
+            parse_options=pcsv.ParseOptions(delimiter=delimiter, quote_char=quote, newlines_in_values=True,
+                                            ignore_empty_lines=False),  # an empty line: one NULL column
+            convert_options=pcsv.ConvertOptions(column_types={n: pa.binary() for n in names}, null_values=[""],
+                                                strings_can_be_null=empty_is_null, quoted_strings_can_be_null=False),
+        )
+        self._read = lambda block_size: pcsv.ReadOptions(column_names=names, skip_rows=int(header),
+                                                         block_size=block_size, use_threads=False)
+        self._open = pcsv.open_csv
+        self._escapes = self.enc.escapes()
+        self._null = pa.scalar(self.enc.null.encode(), pa.binary())
+        self._row_end = pa.scalar(b"\n", pa.binary())
+
+    def encode_stream(self, stream: BinaryIO, block_size: int, workers: int) -> Iterator[tuple[memoryview, int]]:
+        """(Hive text, rows) of each parsed batch of ``stream``, in order (the reader counts rows, so a
+        malformed one is named by its number)."""
+        try:
+            reader = self._open(stream, read_options=self._read(block_size), **self._options)
+            yield from _in_order(self.encode_batch, reader, workers)
+        except pa.ArrowInvalid as exc:
+            raise ValueError(f"the CSV does not parse: {exc} (rows are CSV records counted from 1, "
+                             "a header included)") from exc
+
+    def encode_batch(self, batch) -> tuple[memoryview, int]:
+        fields = []
+        for column in batch.columns:
+            for plain, escaped in self._escapes:
+                column = pc.replace_substring(column, plain, escaped)
+            fields.append(pc.fill_null(column, self._null))
+        rows = pc.binary_join_element_wise(*fields, self.enc.field.encode())
+        return _values(pc.binary_join_element_wise(rows, self._row_end, b"")), batch.num_rows
 
 
 def decode(data: bytes, enc: HiveTextEncoding | None = None) -> list[list[str | None]]:

@@ -13,6 +13,18 @@ Example::
         compression="gzip",                  # or None
     )
 
+A CSV file from elsewhere is uploaded the same way: pass its description as ``export``::
+
+    S3ChunkUploadOperator(
+        task_id="upload_csv", dataset="titles", s3_location="s3://flux/datasets/titles",
+        export={"path": "/data/titles.csv", "format": "csv", "header": True,
+                "columns": [{"name": "title_id", "type_name": "bigint", "system_type_name": "bigint"},
+                            {"name": "name", "type_name": "nvarchar", "system_type_name": "nvarchar(200)"}]},
+    )
+
+(RFC 4180: quoted fields may hold commas, ``""`` and newlines; an unquoted empty field is NULL,
+``""`` an empty string, unless ``"empty_is_null": False``; ``"delimiter"`` defaults to ``,``.)
+
 Reads the export file in blocks, encodes whole rows to Hive LazySimpleSerDe text
 (``\\x01`` fields, ``\\N`` NULL, backslash escapes), cuts chunks at row boundaries
 and uploads them concurrently while the next chunk is encoded. The run is
@@ -33,9 +45,18 @@ from pathlib import Path
 
 from flux_provider.errors import ErrorClass, FluxError, flux_error
 from flux_provider.formats.chunker import chunks, return_big_buffers_to_the_os
-from flux_provider.formats.hive_text import BcpToHive, HiveTextEncoding
+from flux_provider.formats.hive_text import BcpToHive, CsvToHive, HiveTextEncoding
 from flux_provider.hooks.s3_chunks import ChunkUploader, split_s3_url
 from flux_provider.operators.base import FluxOperator
+
+
+def _encoder(info: dict, encoding: HiveTextEncoding) -> BcpToHive | CsvToHive:
+    """The decoder the export's ``format`` asks for: bcp character mode (default) or CSV."""
+    columns = len(info["columns"])
+    if info.get("format") == "csv":
+        return CsvToHive(columns, encoding, header=info.get("header", False), delimiter=info.get("delimiter", ","),
+                         empty_is_null=info.get("empty_is_null", True))
+    return BcpToHive(info["field_terminator"], info["row_terminator"], columns, encoding)
 
 
 def run_key_for(run_id: str) -> str:
@@ -136,7 +157,7 @@ class S3ChunkUploadOperator(FluxOperator):
         try:
             bucket, location = split_s3_url(self.s3_location)
             encoding = HiveTextEncoding(**self.encoding_args)
-            encoder = BcpToHive(info["field_terminator"], info["row_terminator"], len(info["columns"]), encoding)
+            encoder = _encoder(info, encoding)
         except ValueError as exc:
             raise self._fail(str(exc)) from exc
         client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
@@ -176,7 +197,9 @@ class S3ChunkUploadOperator(FluxOperator):
             })
         except ValueError as exc:
             uploader.abort()
-            raise self._fail(f"the export does not decode: {exc}", ErrorClass.DATA) from exc
+            raise self._fail(f"the export {info.get('path', '(a stream)')} does not decode, nothing was published: "
+                             f"{exc}. Fix the file (or the export's terminators/format) and clear the task",
+                             ErrorClass.DATA) from exc
         except BaseException:
             uploader.abort()
             raise
