@@ -218,6 +218,22 @@ def test_a_broken_spec_is_an_import_error_of_its_own_file_only(tmp_path):
         build_dags(bundle, strict=True)
 
 
+@pytest.mark.parametrize("mode, export_tasks", [("file", ["export", "upload"]), ("streaming", ["export_upload"])])
+def test_the_export_queue_keeps_export_and_upload_on_one_host(tmp_path, mode, export_tasks):
+    """mode="file" hands a file from export to upload: a queue served by one host keeps them together."""
+    from flux_provider.specs.factory import build_dag
+
+    text = edit('<source schema="dbo" table="events"/>',
+                f'<source schema="dbo" table="events"/>\n  <export mode="{mode}" queue="etl-host-1"/>')
+    dag = build_dag(load_spec(write(tmp_path, text)))
+    queues = {t.task_id: t.queue for t in dag.tasks}
+    assert {queues.pop(task) for task in export_tasks} == {"etl-host-1"}
+    assert "etl-host-1" not in queues.values() and set(queues) == {"transform", "refresh"}
+    error = spec_error(tmp_path, edit('<source schema="dbo" table="events"/>',
+                                      '<source schema="dbo" table="events"/>\n  <export queue="a queue"/>'))
+    assert "queue" in str(error)
+
+
 def test_after_must_name_a_known_data_set(tmp_path):
     folder = tmp_path / "specs"
     folder.mkdir()

@@ -136,6 +136,8 @@ def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
     export_args = dict(schema=src.schema, table=src.table, sql=src.query, count_sql=src.count_query,
                        mssql_conn_id=src.connection, engine=spec.export.engine, batch_size=spec.export.batch_size,
                        execution_timeout=timeout)
+    # the export-side tasks' queue: with mode="file" the export and its upload must share a host
+    placement = {"queue": spec.export.queue} if spec.export.queue else {}
     upload_args = dict(chunk_mb=chunking.size_mb, chunk_rows=chunking.rows, compression=chunking.compression,
                        field_delimiter=chunking.field_delimiter, collection_delimiter=chunking.collection_delimiter,
                        map_key_delimiter=chunking.map_key_delimiter, null_format=chunking.null_format)
@@ -155,12 +157,12 @@ def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
         if spec.export.mode == "streaming":
             upload = BcpToS3Operator(task_id="export_upload", s3_location=spec.s3_location,
                                      aws_conn_id=spec.s3_connection, upload_options=upload_args,
-                                     **common, **export_args)
+                                     **common, **export_args, **placement)
             first = upload
         else:
-            first = BcpExportOperator(task_id="export", **common, **export_args)
+            first = BcpExportOperator(task_id="export", **common, **export_args, **placement)
             upload = S3ChunkUploadOperator(task_id="upload", s3_location=spec.s3_location,
-                                           aws_conn_id=spec.s3_connection, export_task_id="export",
+                                           aws_conn_id=spec.s3_connection, export_task_id="export", **placement,
                                            **common, **upload_args)
             first >> upload
         static = {p.name: p.value for p in hive.partitions if p.value is not None}

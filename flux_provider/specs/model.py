@@ -21,6 +21,7 @@ class Export:
     mode: str = "streaming"          # streaming: one export_upload task; file: export then upload
     batch_size: int = 10_000
     timeout_minutes: float | None = None
+    queue: str | None = None         # Airflow queue of the export-side tasks (same host for mode="file")
 
 
 @dataclass(frozen=True)

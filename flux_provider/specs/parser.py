@@ -186,7 +186,7 @@ class _Builder:
             return Export()
         return Export(engine=el.get("engine", "auto"), mode=el.get("mode", "streaming"),
                       batch_size=self.number(el, "batchSize", default=10_000),
-                      timeout_minutes=self.number(el, "timeoutMinutes", float))
+                      timeout_minutes=self.number(el, "timeoutMinutes", float), queue=el.get("queue"))
 
     def chunking(self) -> Chunking:
         el = self.find("chunking")
