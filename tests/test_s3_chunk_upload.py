@@ -40,6 +40,16 @@ def keys_under(client, bucket: str, prefix: str) -> list[str]:
     return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
 
+def assert_nothing_published(client, location: str) -> None:
+    """No pointer under ``location``: readers see no run at all (and no manifest was written either)."""
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as missing:
+        client.head_object(Bucket="flux", Key=f"{location}/_published.json")
+    assert missing.value.response["Error"]["Code"] in ("404", "NoSuchKey")
+    assert not [k for k in keys_under(client, "flux", location) if k.endswith("_manifest.json")]
+
+
 def download_rows(client, manifest: dict) -> list[list[str | None]]:
     rows = []
     for chunk in manifest["chunks"]:
@@ -130,8 +140,7 @@ def test_a_malformed_csv_names_file_and_row_and_publishes_nothing(stack, tmp_pat
     message = str(failure.value)
     assert failure.value.error_class is ErrorClass.DATA
     assert str(path) in message and f"Row #{len(NASTY_ROWS) + 3}" in message and "nothing was published" in message
-    with pytest.raises(Exception):
-        read_published(s3(), "flux", f"tests/{unique}/nasty")
+    assert_nothing_published(s3(), f"tests/{unique}/nasty")
 
 
 def test_rerun_of_a_published_run_writes_a_new_generation_and_switches_the_pointer(nasty_export, unique):
@@ -226,8 +235,7 @@ def test_kill_9_mid_upload_then_rerun_publishes_exactly(stack, tmp_path, unique)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert client.list_multipart_uploads(Bucket="flux", Prefix=prefix).get("Uploads"), "nothing was in flight"
-    with pytest.raises(Exception):
-        read_published(client, "flux", f"tests/{unique}/big")  # nothing published
+    assert_nothing_published(client, f"tests/{unique}/big")
 
     result = S3ChunkUploadOperator(task_id="upload", dataset="big", export=info, s3_location=location,
                                    chunk_mb=12, multipart_mb=5, delete_export=False).execute(context(run_id))
@@ -270,8 +278,7 @@ def test_s3_down_mid_upload_is_transient_publishes_nothing_and_a_rerun_succeeds(
         assert failure[0].error_class in (ErrorClass.CONNECTION, ErrorClass.TIMEOUT, ErrorClass.THROTTLED)
 
         client = point_at_private()  # the same data directory, on new ports
-        with pytest.raises(Exception):
-            read_published(client, "flux", "outage/big")  # nothing was published
+        assert_nothing_published(client, "outage/big")
         monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", private.env()["AIRFLOW_CONN_AWS_DEFAULT"])
         result = S3ChunkUploadOperator(task_id="upload", dataset="big", export=info, s3_location=location,
                                        chunk_mb=6, multipart_mb=5, delete_export=False).execute(context(run_id))
@@ -325,8 +332,7 @@ def test_streaming_mode_publishes_nothing_when_the_export_fails(stack, tmp_path,
     with pytest.raises(FluxTransientError) as deadlock:
         stream(stack, tmp_path, unique, f"smid_{unique}", upload_options={"chunk_rows": 1000})
     assert deadlock.value.error_class is ErrorClass.DEADLOCK
-    with pytest.raises(Exception):
-        read_published(s3(), "flux", f"tests/{unique}/streamed")
+    assert_nothing_published(s3(), f"tests/{unique}/streamed")
     # the fault is used up: the rerun streams everything and publishes
     assert stream(stack, tmp_path, unique, f"smid_{unique}", upload_options={"chunk_rows": 5000})["rows"] == 20000
 
