@@ -143,6 +143,20 @@ def test_a_malformed_csv_names_file_and_row_and_publishes_nothing(stack, tmp_pat
     assert_nothing_published(s3(), f"tests/{unique}/nasty")
 
 
+def test_a_damaged_bcp_export_names_file_and_row_and_publishes_nothing(nasty_export, unique):
+    info = dict(nasty_export)
+    path = Path(info["path"])
+    ft, rt = info["field_terminator"].encode(), info["row_terminator"].encode()
+    path.write_bytes(path.read_bytes() + ft.join([b"77", b"a value with a lost terminator"]) + rt)
+    info["bytes"] = path.stat().st_size
+    with pytest.raises(FluxTerminalError) as failure:
+        upload(unique, info, f"run_{unique}")
+    message = str(failure.value)
+    assert failure.value.error_class is ErrorClass.DATA and str(path) in message
+    assert f"row {len(NASTY_ROWS) + 1} has 2 fields, expected {len(info['columns'])}" in message
+    assert_nothing_published(s3(), f"tests/{unique}/nasty")
+
+
 def test_rerun_of_a_published_run_writes_a_new_generation_and_switches_the_pointer(nasty_export, unique):
     first = upload(unique, nasty_export, f"run_{unique}", chunk_rows=2)
     client = s3()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import BinaryIO
 
-from flux_provider.formats.hive_text import BcpToHive, CsvToHive
+from flux_provider.formats.hive_text import BadRow, BcpToHive, CsvToHive
 
 
 def return_big_buffers_to_the_os(threshold: int = 2**20) -> bool:
@@ -83,6 +83,17 @@ def _after_rows(data: bytes, start: int, rows: int) -> int:
     return start
 
 
+def _numbered(blocks: Iterator[tuple[memoryview, int]]) -> Iterator[tuple[memoryview, int]]:
+    """``blocks``, with a bad row's number counted from the start of the stream."""
+    before = 0
+    try:
+        for encoded, rows in blocks:
+            yield encoded, rows
+            before += rows
+    except BadRow as exc:
+        raise ValueError(f"row {before + exc.row} {exc.detail}") from exc
+
+
 def chunks(stream: BinaryIO, encoder: BcpToHive | CsvToHive, *, target_bytes: int | None = 64 * 2**20,
            target_rows: int | None = None, gzip_level: int | None = None,
            block_size: int = 8 * 2**20, workers: int = 2) -> Iterator[Chunk]:
@@ -98,7 +109,7 @@ def chunks(stream: BinaryIO, encoder: BcpToHive | CsvToHive, *, target_bytes: in
     pool = ThreadPoolExecutor(workers, thread_name_prefix="gzip") if gzip_level is not None and workers > 1 else None
     try:
         builder = _ChunkBuilder(0, gzip_level, pool)
-        for encoded, rows in encoder.encode_stream(stream, block_size, workers):
+        for encoded, rows in _numbered(encoder.encode_stream(stream, block_size, workers)):
             start, text = 0, None
             while rows:
                 take = min(rows, target_rows - builder.rows) if target_rows else rows

@@ -122,7 +122,7 @@ class BcpToHive:
         general = self.field in block or b"\n" in block
         if general:  # a raw delimiter or newline in the data: count the terminators before escaping
             rows, fields = _count(_array(block), self.rt), _count(_array(block), self.ft)
-            self._check(rows, fields)
+            self._check(block, rows, fields)
         data = _array(self.rt + block)
         for plain, escaped in self._escapes:
             if plain in block:  # a memchr: most blocks need few of these passes
@@ -135,13 +135,27 @@ class BcpToHive:
         data = _replace(_replace(data, self.ft, self.field), self.rt, b"\n")
         if not general:  # the one-byte delimiters are now the only ones: count them (NULL markers add none)
             rows = _count(data, b"\n") - 1
-            self._check(rows, _count(data, self.field))
+            self._check(block, rows, _count(data, self.field))
         return _values(data)[1:], rows
 
-    def _check(self, rows: int, fields: int) -> None:
-        if fields != rows * (self.columns - 1):
-            raise ValueError(f"{rows} rows hold {fields} field terminators, expected {rows * (self.columns - 1)}: "
-                             "a value contains a terminator or the data is cut")
+    def _check(self, block: bytes, rows: int, fields: int) -> None:
+        """The block's field count is right, or :class:`BadRow` names the first row that is not."""
+        expected = self.columns - 1
+        if fields == rows * expected:
+            return
+        for number, row in enumerate(block.split(self.rt)[:-1], 1):  # only on failure: find the row
+            if row.count(self.ft) != expected:
+                raise BadRow(number, f"has {row.count(self.ft) + 1} fields, expected {self.columns} (a value "
+                                     f"holds a terminator, or the data is cut): {bytes(row[:120])!r}")
+        raise BadRow(rows, f"{rows} rows hold {fields} field terminators, expected {rows * expected}")
+
+
+class BadRow(ValueError):
+    """A row without the expected fields; ``row`` counts from 1 within the encoded block."""
+
+    def __init__(self, row: int, detail: str):
+        super().__init__(f"row {row} of the block {detail}")
+        self.row, self.detail = row, detail
 
 
 # ---------------------------------------------------------------- Arrow kernels over one binary value
