@@ -20,6 +20,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -139,31 +140,34 @@ def main() -> None:
         "conn_type": "mssql", "host": "127.0.0.1", "port": port, "schema": "flux", "login": "bench",
         "password": password}), AIRFLOW_HOME=str(work / "airflow"))
     results = []
-    for rows in [int(r) for r in args.rows.split(",")]:
-        db = work / "source.sqlite"
-        t = time.perf_counter()
-        generate(db, rows)
-        print(f"generated {rows:,} rows in {time.perf_counter() - t:.1f}s", flush=True)
-        server = subprocess.Popen([sys.executable, "-m", "flux_provider.devstack.tds", "--port", str(port),
-                                   "--db", str(db), "--users", str(users)], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        try:
-            time.sleep(1.5)
-            for engine in ENGINES:
-                out = work / f"{engine}.out"
-                done, tree_peak = run_measured([sys.executable, __file__, "--run-one", engine, "--out", str(out)],
-                                               env)
-                if done.returncode != 0:
-                    raise SystemExit(f"{engine} failed:\n{done.stderr[-3000:]}")
-                result = json.loads(done.stdout.strip().splitlines()[-1])
-                result["peak_rss_mb"] = max(tree_peak, result["python_rss_mb"])
-                results.append(result)
-                print(f"  {engine:<13} {result['seconds']:7.1f}s  peak RSS {result['peak_rss_mb']:7.0f} MB",
-                      flush=True)
-                out.unlink()
-        finally:
-            server.terminate()
-            server.wait()
+    try:
+        for rows in [int(r) for r in args.rows.split(",")]:
+            db = work / "source.sqlite"
+            t = time.perf_counter()
+            generate(db, rows)
+            print(f"generated {rows:,} rows in {time.perf_counter() - t:.1f}s", flush=True)
+            server = subprocess.Popen([sys.executable, "-m", "flux_provider.devstack.tds", "--port", str(port),
+                                       "--db", str(db), "--users", str(users)], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+            try:
+                time.sleep(1.5)
+                for engine in ENGINES:
+                    out = work / f"{engine}.out"
+                    done, tree_peak = run_measured([sys.executable, __file__, "--run-one", engine, "--out", str(out)],
+                                                   env)
+                    if done.returncode != 0:
+                        raise SystemExit(f"{engine} failed:\n{done.stderr[-3000:]}")
+                    result = json.loads(done.stdout.strip().splitlines()[-1])
+                    result["peak_rss_mb"] = max(tree_peak, result["python_rss_mb"])
+                    results.append(result)
+                    print(f"  {engine:<13} {result['seconds']:7.1f}s  peak RSS {result['peak_rss_mb']:7.0f} MB",
+                          flush=True)
+                    out.unlink()
+            finally:
+                server.terminate()
+                server.wait()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the source database and export files
     print()
     print(f"{'rows':>10} {'engine':<13} {'seconds':>8} {'rows/s':>9} {'file MB':>8} {'peak RSS MB':>12}"
           f" {'time vs stock':>14} {'RSS vs stock':>13}")

@@ -17,7 +17,8 @@ One run, same files, a private SeaweedFS (S3) and TDS stand-in started here:
 * memory: peak RSS of the upload process tree at every size (goal: flat).
 
 Prints a table; writes benchmarks/results/upload.json and upload.png. The
-machine is shared and noisy: read the ratios.
+machine is shared and noisy: read the ratios. Needs about 15 GB of free disk at
+10M rows (the files and the S3 server's data, removed at the end).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -290,13 +292,15 @@ def main() -> None:
         stream = streaming(work, args.stream_rows, env, client)
     finally:
         s3stack.down()
+        shutil.rmtree(work, ignore_errors=True)  # files and the S3 server's data: ~15 GB at 10M rows
     first = results[0]
     print()
     print(f"{'rows':>11} {'MB':>6} {'encode MB/s':>12} {'vs csv':>7} {'s3transfer s':>13} {'uploader s':>11} "
           f"{'speed vs s3t':>13} {'median':>7} {'encode+upload s':>16} {'speed vs s3t':>13} {'peak RSS MB':>12}")
     for r in results:
         vs_csv = f"{r['encode_vs_csv']:.1f}x" if r.get("encode_vs_csv") else "-"
-        print(f"{r['rows']:>11,} {r['export_mb']:>6.0f} {r['encode_mb_s']:>12.0f} {vs_csv:>7} {r['s3transfer_s']:>13.1f} "
+        print(f"{r['rows']:>11,} {r['export_mb']:>6.0f} {r['encode_mb_s']:>12.0f} {vs_csv:>7} "
+              f"{r['s3transfer_s']:>13.1f} "
               f"{r['upload_only_s']:>11.1f} {r['upload_only_vs_s3transfer']:>12.2f}x "
               f"{r['upload_only_vs_s3transfer_median']:>6.2f}x {r['upload_s']:>16.1f} "
               f"{r['upload_vs_s3transfer']:>12.2f}x {r['peak_rss_mb']:>12.0f}")
