@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from decimal import Context, Decimal
 from pathlib import Path
+from typing import BinaryIO
 
 FORMAT = "flux-bcp-char/1"
 DEFAULT_FIELD_TERMINATOR = "\x1f|~"
@@ -153,24 +154,39 @@ def renderer(column: Column):
 
 
 # ------------------------------------------------------------------ reading
+MAX_ROW_BYTES = 256 * 2**20  # a row longer than this means the row terminator is wrong
+
+
+def row_blocks(stream: BinaryIO, terminator: bytes, block_size: int) -> Iterator[bytes]:
+    """``stream`` read in blocks of whole rows (a row cut at a block's end moves to the next)."""
+    pending = b""
+    while block := stream.read(block_size):
+        data = pending + block if pending else block
+        cut = data.rfind(terminator)
+        if cut < 0:
+            if len(data) > MAX_ROW_BYTES:
+                raise ValueError(f"no row terminator in {len(data)} bytes: wrong row_terminator?")
+            pending = data
+            continue
+        end = cut + len(terminator)
+        pending = data[end:]
+        yield data[:end]
+    if pending:
+        raise ValueError(f"the export ends with {len(pending)} bytes after the last row terminator: "
+                         "it is truncated")
+
+
 def iter_records(path: Path, field_terminator: str, row_terminator: str, *,
                  block_size: int = 1 << 20) -> Iterator[list[bytes]]:
     """Stream the file's rows as lists of raw fields (memory: one block plus one row)."""
     field_t, row_t = field_terminator.encode(), row_terminator.encode()
-    pending = b""
     with open(path, "rb") as fh:
-        while True:
-            block = fh.read(block_size)
-            if not block:
-                break
-            pending += block
-            rows = pending.split(row_t)
-            pending = rows.pop()
-            for row in rows:
-                yield row.split(field_t)
-    if pending:
-        raise ValueError(f"{path}: the file does not end with the row terminator "
-                         f"({len(pending)} trailing bytes): it is truncated")
+        try:
+            for block in row_blocks(fh, row_t, block_size):
+                for row in block.split(row_t)[:-1]:
+                    yield row.split(field_t)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
 
 
 def parse(raw: bytes, column: Column):

@@ -30,7 +30,7 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flux_provider.formats.export_file import EMPTY
+from flux_provider.formats.export_file import EMPTY, row_blocks
 
 #: Bytes the encoder escapes; the export's terminators must not contain any of them.
 _SPECIAL = (b"\\", b"\r", b"\n", b"\x00", b"\x01", b"\x02", b"\x03")
@@ -107,7 +107,7 @@ class BcpToHive:
 
     def encode_stream(self, stream: BinaryIO, block_size: int, workers: int) -> Iterator[tuple[memoryview, int]]:
         """(Hive text, rows) of each block of whole rows of ``stream``, in order, ``workers`` at once."""
-        return _in_order(self.encode, _row_blocks(stream, self.rt, block_size), workers)
+        return _in_order(self.encode, row_blocks(stream, self.rt, block_size), workers)
 
     def encode(self, block: bytes) -> tuple[memoryview, int]:
         """Hive text for ``block`` (whole rows, ending with the row terminator) and its row count.
@@ -121,7 +121,8 @@ class BcpToHive:
             raise ValueError("block does not end with the row terminator")
         general = self.field in block or b"\n" in block
         if general:  # a raw delimiter or newline in the data: count the terminators before escaping
-            rows, fields = _count(_array(block), self.rt), _count(_array(block), self.ft)
+            raw = _array(block)
+            rows, fields = _count(raw, self.rt), _count(raw, self.ft)
             self._check(block, rows, fields)
         data = _array(self.rt + block)
         for plain, escaped in self._escapes:
@@ -198,28 +199,6 @@ def _values(array) -> memoryview:
     offsets = array.buffers()[1]
     (start,), (end,) = (struct.unpack_from(code, offsets, (array.offset + i) * width) for i in (0, len(array)))
     return memoryview(array.buffers()[2])[start:end]
-
-
-MAX_ROW_BYTES = 256 * 2**20  # a row longer than this means the row terminator is wrong
-
-
-def _row_blocks(stream: BinaryIO, terminator: bytes, block_size: int) -> Iterator[bytes]:
-    """``stream`` read in blocks of whole rows (a row cut at a block's end moves to the next)."""
-    pending = b""
-    while block := stream.read(block_size):
-        data = pending + block if pending else block
-        cut = data.rfind(terminator)
-        if cut < 0:
-            if len(data) > MAX_ROW_BYTES:
-                raise ValueError(f"no row terminator in {len(data)} bytes: wrong row_terminator?")
-            pending = data
-            continue
-        end = cut + len(terminator)
-        pending = data[end:]
-        yield data[:end]
-    if pending:
-        raise ValueError(f"the export ends with {len(pending)} bytes after the last row terminator: "
-                         "it is truncated")
 
 
 def _in_order(encode: Callable, items: Iterable, workers: int) -> Iterator:
