@@ -73,20 +73,31 @@ def write_export(path: Path, rows: int) -> dict:
             "row_terminator": fmt.DEFAULT_ROW_TERMINATOR}
 
 
-def encode_file(info: dict, out_path: Path | None, repeat: int = 3) -> float:
-    """Best of ``repeat`` runs of the operator's encoding (default blocks, threads and chunks)."""
+def best_of(repeat: int, run) -> float:
+    """The shortest of ``repeat`` timed calls of ``run()`` (the machine is noisy)."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def flux_encode(path: str | Path, encoder, out_path: Path | None = None) -> None:
+    """The operator's encoding (default blocks, threads and 32 MB chunks) of ``path`` into ``out_path``."""
     from flux_provider.formats.chunker import chunks
+
+    with open(path, "rb") as src, open(out_path or os.devnull, "wb") as out:
+        for chunk in chunks(src, encoder, target_bytes=32 * 2**20):
+            out.write(chunk.data)
+
+
+def encode_file(info: dict, out_path: Path | None, repeat: int = 3) -> float:
+    """Best of ``repeat`` runs of the operator's encoding of the bcp export."""
     from flux_provider.formats.hive_text import BcpToHive
 
     encoder = BcpToHive(info["field_terminator"], info["row_terminator"], COLUMNS)
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        with open(info["path"], "rb") as src, open(out_path or os.devnull, "wb") as out:
-            for chunk in chunks(src, encoder, target_bytes=32 * 2**20):
-                out.write(chunk.data)
-        best = min(best, time.perf_counter() - start)
-    return best
+    return best_of(repeat, lambda: flux_encode(info["path"], encoder, out_path))
 
 
 def encode_value(value: str | None, enc) -> str:
@@ -109,29 +120,20 @@ def csv_baseline(info: dict, csv_path: Path, repeat: int = 2) -> float:
         for record in src.read().split(rt)[:-1]:
             writer.writerow([f.decode() for f in record.split(ft)])
     enc = HiveTextEncoding()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
+
+    def run() -> None:
         with open(csv_path, newline="") as src, open(os.devnull, "w") as out:
             for row in csv.reader(src):
                 out.write(enc.field.join(encode_value(None if v == "" else v, enc) for v in row) + "\n")
-        best = min(best, time.perf_counter() - start)
-    return best
+
+    return best_of(repeat, run)
 
 
 def encode_csv_file(csv_path: Path, repeat: int = 3) -> float:
     """Best of ``repeat`` runs of flux's CSV input path (Arrow's reader + the Hive encoding) on the same rows."""
-    from flux_provider.formats.chunker import chunks
     from flux_provider.formats.hive_text import CsvToHive
 
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        with open(csv_path, "rb") as src, open(os.devnull, "wb") as out:
-            for chunk in chunks(src, CsvToHive(COLUMNS), target_bytes=32 * 2**20):
-                out.write(chunk.data)
-        best = min(best, time.perf_counter() - start)
-    return best
+    return best_of(repeat, lambda: flux_encode(csv_path, CsvToHive(COLUMNS)))
 
 
 CHILD = """
@@ -207,15 +209,11 @@ def streaming(work: Path, rows: int, env: dict, client) -> dict:
         export_s = time.perf_counter() - start
         info = {"path": str(export_path), "field_terminator": op.field_terminator,
                 "row_terminator": op.row_terminator}
-        from flux_provider.formats.chunker import chunks
         from flux_provider.formats.hive_text import BcpToHive
 
         encoded = work / "stream-encoded.hive"
-        start = time.perf_counter()
-        with open(info["path"], "rb") as src, open(encoded, "wb") as out:
-            for chunk in chunks(src, BcpToHive(op.field_terminator, op.row_terminator, len(op.columns))):
-                out.write(chunk.data)
-        encode_s = time.perf_counter() - start
+        encoder = BcpToHive(op.field_terminator, op.row_terminator, len(op.columns))
+        encode_s = best_of(1, lambda: flux_encode(info["path"], encoder, encoded))
         upload_s = s3transfer_baseline(client, encoded, "bench/stream-baseline.hive")
         start = time.perf_counter()
         op.execute({"ti": SimpleNamespace(run_id=f"stream_{time.time_ns()}", try_number=1)})
