@@ -70,7 +70,8 @@ _TEXT_RULES: list[tuple[re.Pattern, ErrorClass]] = [
     (re.compile(r"unable to connect|connection (refused|reset)|server is unavailable|broken pipe", re.I),
      ErrorClass.CONNECTION),
     (re.compile(r"invalid object name|no such table|does not exist|not found", re.I), ErrorClass.MISSING_OBJECT),
-    (re.compile(r"syntax", re.I), ErrorClass.SYNTAX),
+    (re.compile(r"syntax|more than one statement|multiple (sql )?statements|only one statement", re.I),
+     ErrorClass.SYNTAX),
 ]
 
 
@@ -85,6 +86,17 @@ def classify_text(text: str) -> ErrorClass:
     for pattern, error_class in _TEXT_RULES:
         if pattern.search(text or ""):
             return error_class
+    return ErrorClass.UNKNOWN
+
+
+def classify_exception(exc: BaseException) -> ErrorClass:
+    """Class of a failure that carries none: configuration mistakes are terminal, the rest unknown."""
+    try:
+        from jinja2 import TemplateError
+    except ImportError:  # pragma: no cover (Airflow depends on Jinja2)
+        TemplateError = ()  # noqa: N806
+    if isinstance(exc, TemplateError):
+        return ErrorClass.CONFIG
     return ErrorClass.UNKNOWN
 
 

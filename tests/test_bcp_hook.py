@@ -13,7 +13,7 @@ import stat
 
 import pytest
 
-from flux_provider.errors import ErrorClass
+from flux_provider.errors import ErrorClass, FluxTerminalError
 from flux_provider.hooks.bcp import BcpHook, failure_class, parse_messages
 
 PASSWORD = "p@ss w0rd;'\"$"
@@ -123,8 +123,9 @@ def test_executable_bit_is_required(tmp_path, mssql_conn):
     path = tmp_path / "bcp"
     path.write_text("")
     os.chmod(path, 0o644)
-    with pytest.raises(Exception, match="no bulk copy tool found"):
+    with pytest.raises(FluxTerminalError, match="no bulk copy tool found") as failure:
         BcpHook(mssql_conn(), executable=str(path)).find_executable({})
+    assert failure.value.error_class is ErrorClass.CONFIG  # a missing tool fails at once: no retries
 
 
 def test_progress_counts_rows_of_a_growing_file_incrementally(tmp_path, mssql_conn):

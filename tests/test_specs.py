@@ -196,7 +196,7 @@ def test_the_sample_bundle_has_no_import_errors_and_one_dag_per_spec():
         assert f"### Data set `{spec.name}`" in dag.doc_md and spec.throttle.pool in dag.doc_md
         assert dag.max_active_runs == 1
     assert type(bag.dags["flux_viewing_sessions"].timetable).__name__ == "AssetTriggeredTimetable"
-    assert bag.dags["flux_titles"].get_task("transform").partition == {"snapshot_day": "{{ ds }}"}
+    assert bag.dags["flux_titles"].get_task("transform").partition == {"snapshot_day": "{{ flux_day }}"}
     assert bag.dags["flux_viewing_sessions"].get_task("transform").dynamic_partitions == ["day"]
 
 
@@ -306,3 +306,149 @@ def test_the_sample_bundle_runs_under_the_real_scheduler_and_reconciles_in_hive(
         "SELECT day, SUM(impressions), SUM(revenue) FROM media.ad_revenue_daily GROUP BY day")}
     assert {d: hive_ads[d] for d in ads} == ads  # revenue to 6 places, DECIMAL end to end
     assert sum(n for n, _ in ads.values()) == source["ad_impressions"]
+
+
+# ------------------------------------------------------------------ what a new user trips over
+def after_spec(name: str, *after: str, partition: str = '<partition name="day"/>') -> str:
+    text = MINIMAL.format(name=name).replace('<partition name="day"/>', partition)
+    return text.replace("<cron>0 3 * * *</cron>", "".join(f"<after>{a}</after>" for a in after))
+
+
+def run_check(*args: str) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    from flux_provider.specs.__main__ import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["check", *map(str, args)])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("graph", [{"a": ["b"], "b": ["a"]}, {"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}],
+                         ids=["two", "three"])
+def test_after_cycles_are_refused_at_check_and_at_dag_load(tmp_path, graph):
+    from flux_provider.specs.factory import dag_for
+
+    bundle = tmp_path / "bundle"
+    (bundle / "specs").mkdir(parents=True)
+    for name, after in graph.items():
+        write(bundle / "specs", after_spec(name, *after), name=name)
+        (bundle / f"{name}.py").write_text(
+            "from airflow.sdk import DAG\nfrom flux_provider.specs.factory import dag_for\n\n"
+            "dag: DAG = dag_for(__file__)\n")
+    cycle = [n for n in graph if n != "d"]
+    code, out, err = run_check(bundle)
+    assert code == 1 and "<after> makes a cycle: a -> b" in err
+    for name in cycle:
+        assert f"{name}: {bundle / 'specs' / name}.xml" in err
+    assert not any(f"ok     {name} " in out for name in cycle)
+    assert ("ok     d" in out) == ("d" in graph)  # waits for a cycle, but is not in one: it loads
+    for name in cycle:
+        with pytest.raises(SpecError, match=r"<after> makes a cycle: " + name + " -> .* -> " + name):
+            dag_for(bundle / f"{name}.py")
+    others = {f"flux_{n}" for n in graph if n not in cycle}
+    assert {dag_for(bundle / f"{n}.py").dag_id for n in graph if n not in cycle} == others
+    assert set(build_dags(bundle)) == others
+    bag = dagbag(bundle)
+    assert sorted(Path(f).name for f in bag.import_errors) == sorted(f"{n}.py" for n in cycle)
+    assert all("makes a cycle" in e for e in bag.import_errors.values())
+
+
+def test_a_spec_after_itself_is_refused(tmp_path):
+    assert "waits for itself" in str(spec_error(tmp_path, after_spec("events", "events")))
+
+
+def test_the_documented_dag_file_loads_in_safe_mode_whatever_its_comments(tmp_path):
+    """The README's DAG file, with its comments stripped, is parsed by Airflow; the old one-liner is not
+    (no import error anywhere) and specs check says so."""
+    bundle = tmp_path / "bundle"
+    (bundle / "specs").mkdir(parents=True)
+    write(bundle / "specs", MINIMAL.format(name="events"))
+    write(bundle / "specs", MINIMAL.format(name="orders"), name="orders")
+    readme = (REPO / "README.md").read_text()
+    documented = re.search(r"```python\n( *# dags/titles\.py.*?)```", readme, re.S).group(1)
+    code = "\n".join(line.strip() for line in documented.splitlines() if not line.lstrip().startswith("#"))
+    (bundle / "events.py").write_text(code)
+    (bundle / "orders.py").write_text("from flux_provider.specs.factory import dag_for\ndag = dag_for(__file__)\n")
+    bag = dagbag(bundle)
+    assert set(bag.dags) == {"flux_events"} and bag.import_errors == {}
+    code_, _, err = run_check(bundle)
+    assert code_ == 0 and f"warning: {bundle / 'orders.py'}: Airflow's safe mode" in err
+    assert "events.py" not in err
+    assert run_check(bundle, "--strict")[0] == 1
+
+
+@pytest.mark.parametrize("query, reason", [
+    ("SELECT id FROM dbo.events; DROP TABLE dbo.events", "the query holds 2 statements (SELECT, DROP)"),
+    ("DELETE FROM dbo.events", "not a SELECT but DELETE"),
+    ("SELECT id INTO dbo.copy FROM dbo.events", "SELECT ... INTO"),
+    ("EXEC sp_who", "not a SELECT but EXECUTE"),
+    ("WITH x AS (SELECT id FROM dbo.events) UPDATE x SET id = 1", "not a SELECT but UPDATE"),
+    ("SELECT * FROM OPENQUERY(other, 'DELETE FROM t')", "calls OPENQUERY"),
+])
+def test_a_free_query_must_be_one_read_only_select(tmp_path, query, reason):
+    text = edit('<source schema="dbo" table="events"/>', f"<source>\n    <query>{query}</query>\n  </source>")
+    error = spec_error(tmp_path, text)
+    assert "events.xml:5: <query>: " in str(error) and reason in str(error) and "Fix:" in str(error), str(error)
+    assert error.terminal
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT id, [at] FROM dbo.events WITH (NOLOCK) WHERE kind = N'x;DROP TABLE y'",
+    "WITH recent AS (SELECT id FROM dbo.events) SELECT id FROM recent UNION ALL SELECT 0;",
+    "SELECT TOP 10 e.id, (SELECT COUNT(*) FROM dbo.other o WHERE o.id = e.id) AS n FROM dbo.events e",
+])
+def test_read_only_queries_pass(tmp_path, query):
+    text = edit('<source schema="dbo" table="events"/>', f"<source><query>{query}</query></source>")
+    assert load_spec(write(tmp_path, text)).source.query == query
+
+
+def test_a_count_query_is_checked_too(tmp_path):
+    text = edit('<source schema="dbo" table="events"/>', '<source schema="dbo" table="events">'
+                "<countQuery>SELECT COUNT(*) FROM dbo.events; TRUNCATE TABLE dbo.events</countQuery></source>")
+    assert "<countQuery>: the query holds 2 statements" in str(spec_error(tmp_path, text))
+
+
+def test_a_spec_that_is_not_utf8_says_so(tmp_path):
+    path = tmp_path / "events.xml"
+    path.write_bytes(MINIMAL.format(name="events").replace("<owner>team", "<owner>\xe9quipe").encode("latin-1"))
+    with pytest.raises(SpecError) as failure:
+        load_spec(path)
+    assert "events.xml:3: the file is not UTF-8: byte" in str(failure.value)
+    assert "(0xe9, line 3)" in str(failure.value) and "save the file as UTF-8" in str(failure.value)
+    declared = MINIMAL.format(name="events").replace('version="1.0"', 'version="1.0" encoding="ISO-8859-1"')
+    path.write_bytes(declared.replace("<owner>team", "<owner>\xe9quipe").encode("latin-1"))
+    assert load_spec(path).owner == "\xe9quipe"  # a declared encoding is honoured
+
+
+def test_two_specs_with_one_name_name_both_files(tmp_path):
+    write(tmp_path, MINIMAL.format(name="events"))
+    error = spec_error(tmp_path, MINIMAL.format(name="events"), name="orders")
+    assert f"the data set name 'events' is already declared by {tmp_path / 'events.xml'}" in str(error)
+    assert 'name="orders"' in str(error) and "rename the file to events.xml" not in str(error)
+
+
+def test_one_data_set_name_in_two_folders_is_an_error(tmp_path):
+    for folder in ("team_a", "team_b"):
+        (tmp_path / folder).mkdir()
+        write(tmp_path / folder, MINIMAL.format(name="events"))
+    code, _, err = run_check(tmp_path / "team_a", tmp_path / "team_b")
+    assert code == 1
+    assert (f"{tmp_path / 'team_b' / 'events.xml'}: the data set 'events' is also declared by "
+            f"{tmp_path / 'team_a' / 'events.xml'}") in err
+
+
+def test_check_warns_when_a_run_without_logical_date_cannot_render(tmp_path):
+    write(tmp_path, MINIMAL.format(name="base"), name="base")
+    write(tmp_path, after_spec("events", "base", partition='<partition name="day" value="{{ ds }}"/>')
+          .replace("CAST(at AS STRING) AS day FROM", "at FROM"))
+    code, out, err = run_check(tmp_path)
+    assert code == 0 and "ok     events" in out
+    assert "<partition name='day' value=> uses ds, but the data set 'events' runs after base" in err
+    assert "{{ flux_day }}" in err
+    write(tmp_path, after_spec("events", "base", partition='<partition name="day" value="{{ flux_day }}"/>')
+          .replace("CAST(at AS STRING) AS day FROM", "at FROM"))
+    assert "warning" not in run_check(tmp_path)[2]
+    assert "warning" not in run_check(REPO / "dags")[2]  # the sample bundle as the README shows it

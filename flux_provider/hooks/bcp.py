@@ -167,7 +167,7 @@ class BcpHook(BaseHook):
             f"no bulk copy tool found (looked for {', '.join(c for c in candidates if c)}). Install Microsoft's "
             "mssql-tools18 (bcp) or FreeTDS (Debian: apt-get install freetds-bin), set the connection extra "
             "'bcp_path', or use engine='dbapi'",
-            error_class=ErrorClass.UNKNOWN, step="export",
+            error_class=ErrorClass.CONFIG, step="export",
         )
 
     def build_command(self, query: str, out_path: str, *, field_terminator: str, row_terminator: str) -> BcpCommand:

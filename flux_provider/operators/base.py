@@ -16,18 +16,27 @@ Subclasses implement :meth:`FluxOperator.run`. When it fails, ``execute``:
 
 from __future__ import annotations
 
+import datetime as dt
+
 from airflow.sdk import BaseOperator
 
-from flux_provider.errors import ErrorClass, FluxError, FluxTransientError
+from flux_provider.errors import ErrorClass, FluxError, FluxTerminalError, FluxTransientError, classify_exception
+from flux_provider.run_day import VARIABLE as DAY_VARIABLE
+from flux_provider.run_day import render_error_text, run_day
 
 ERROR_XCOM = "flux_error"
+
+#: Airflow's own wait before the next try when a try dies without reaching the rules (killed by a
+#: signal or the OOM killer, heartbeat lost): the default rule's minute, not Airflow's 300 s.
+DEFAULT_RETRY_DELAY = dt.timedelta(seconds=60)
 
 
 def error_report(exc: BaseException, *, dataset: str | None, step: str | None) -> dict:
     if isinstance(exc, FluxError):
         return exc.as_dict()
-    return {"error_class": "unknown", "terminal": False, "dataset": dataset, "step": step, "server_number": None,
-            "exit_code": None, "message": f"{type(exc).__name__}: {exc}"[:2000]}
+    error_class = classify_exception(exc)
+    return {"error_class": error_class.value, "terminal": error_class.terminal, "dataset": dataset, "step": step,
+            "server_number": None, "exit_code": None, "message": f"{type(exc).__name__}: {exc}"[:2000]}
 
 
 class FluxOperator(BaseOperator):
@@ -46,17 +55,50 @@ class FluxOperator(BaseOperator):
         kwargs.setdefault("retry_policy", RecoveryPolicy(recovery))
         if "retries" not in kwargs and "retries" not in (kwargs.get("default_args") or {}):
             kwargs["retries"] = recovery.max_retries  # the rules' counts need that many; an explicit value caps them
+        if "retry_delay" not in kwargs and "retry_delay" not in (kwargs.get("default_args") or {}):
+            kwargs["retry_delay"] = DEFAULT_RETRY_DELAY
         super().__init__(**kwargs)
         self.recovery = recovery
+
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        """Adds ``{{ flux_day }}`` (:mod:`flux_provider.run_day`) to the context, then renders.
+
+        A template that cannot render is a configuration error: it fails at once, with the field
+        and the fix, and is never retried."""
+        dag = context.get("dag") if hasattr(context, "get") else None
+        try:
+            context[DAY_VARIABLE] = run_day(context, getattr(dag, "timezone", None),
+                                            dataset=getattr(self, "dataset", None))
+            super().render_template_fields(context, jinja_env)
+        except FluxError as exc:
+            raise self._recover(context, exc) from exc
+        except Exception as exc:
+            error = FluxTerminalError(render_error_text(exc), error_class=ErrorClass.CONFIG,
+                                      dataset=getattr(self, "dataset", None), step=self.step)
+            raise self._recover(context, error) from exc
+
+    def _record_day(self, context) -> None:
+        """Each Asset this task updates carries the run's day, which runs ``<after>`` it take as theirs."""
+        day = context.get(DAY_VARIABLE) if hasattr(context, "get") else None
+        events = context.get("outlet_events") if hasattr(context, "get") else None
+        if not day or events is None:
+            return
+        for outlet in self.outlets or ():
+            try:
+                events[outlet].extra["day"] = day
+            except Exception as exc:  # lineage extras never fail a task
+                self.log.warning("could not record the day on %s: %s", outlet, exc)
 
     def run(self, context):
         raise NotImplementedError
 
     def execute(self, context):
         try:
-            return self.run(context)
+            result = self.run(context)
         except Exception as exc:
             raise self._recover(context, exc) from exc
+        self._record_day(context)
+        return result
 
     def _recover(self, context, exc: Exception) -> BaseException:
         from airflow.sdk.exceptions import AirflowSkipException

@@ -35,6 +35,7 @@ from flux_provider.errors import ErrorClass, FluxError, flux_error
 from flux_provider.formats import export_file as fmt
 from flux_provider.identifiers import sqlserver_table
 from flux_provider.operators.base import FluxOperator
+from flux_provider.queries import QueryRefused, check_read_only
 
 ENGINES = ("auto", "bcp", "dbapi")
 
@@ -98,6 +99,13 @@ class BcpExportOperator(FluxOperator):
             raise self._fail(f"engine {self.engine!r} is not one of {', '.join(ENGINES)}")
         if bool(self.table) == bool(self.sql):
             raise self._fail("give exactly one of table= (with schema=) or sql=")
+        for name in ("sql", "count_sql"):
+            if getattr(self, name):
+                try:
+                    # a non-SQL Server source (engine dbapi) is checked in sqlglot's generic dialect
+                    check_read_only(getattr(self, name), dialect=None if self.dbapi_conn_id else "tsql")
+                except QueryRefused as exc:
+                    raise self._fail(f"{name}: {exc}") from None
         if self.dbapi_conn_id and self.engine != "dbapi":
             raise self._fail("dbapi_conn_id names a non-SQL Server source: it needs engine='dbapi'")
         for name in ("field_terminator", "row_terminator"):

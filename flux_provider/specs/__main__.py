@@ -1,7 +1,10 @@
 """``python -m flux_provider.specs check|pools FOLDER...``: validate specs, create their pools.
 
-* ``check``: parse and validate every spec; prints one line per data set and
-  each error with its file, line and fix; exit code 1 if any is broken.
+* ``check``: parse and validate every spec, then what spans specs (one data set
+  name across all folders, no ``<after>`` cycle); prints one line per data set,
+  each error with its file, line and fix, and warnings (a template that a run
+  without a logical date cannot render; a DAG file Airflow's safe mode would
+  skip); exit code 1 if any is broken (or, with ``--strict``, any warning).
 * ``pools sync [--reset]``: create the pools the valid specs name (Airflow's
   metadata database must be reachable, as for ``airflow pools``).
 """
@@ -19,11 +22,26 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="validate specs")
     check.add_argument("folders", nargs="+")
+    check.add_argument("--strict", action="store_true", help="warnings fail the check too (exit code 1)")
     pools = sub.add_parser("pools", help="create the specs' pools")
     pools.add_argument("action", choices=["sync"])
     pools.add_argument("folders", nargs="+")
     pools.add_argument("--reset", action="store_true", help="set existing pools back to their initial slots")
     args = parser.parse_args(argv)
+
+    if args.command == "check":
+        from flux_provider.specs.checks import check_folders
+
+        report = check_folders(args.folders)
+        for error in report.errors:
+            print(f"error: {error}", file=sys.stderr)
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        for spec in report.specs:
+            print(f"ok     {spec.name:<24} {spec.path}")
+        return 1 if report.errors or (args.strict and report.warnings) else 0
+
+    from flux_provider.specs.pools import sync_pools
 
     specs, errors = [], []
     for folder in args.folders:
@@ -32,15 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         errors += failed
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
-    if args.command == "check":
-        for spec in specs:
-            print(f"ok     {spec.name:<24} {spec.path}")
-    else:
-        from flux_provider.specs.pools import sync_pools
-
-        for name, slots, action in sync_pools(specs, reset=args.reset):
-            print(f"{action:<8} pool {name} ({slots} slots)")
-    return 1 if errors and args.command == "check" else 0
+    for name, slots, action in sync_pools(specs, reset=args.reset):
+        print(f"{action:<8} pool {name} ({slots} slots)")
+    return 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from flux_provider.errors import ErrorClass, FluxTerminalError
 from flux_provider.identifiers import hive_identifier, sqlserver_identifier
+from flux_provider.queries import QueryRefused, check_read_only
 from flux_provider.specs.model import (Action, Chunking, DatasetSpec, Export, Hive, HivePartition, Match, Refresh,
                                        Rule, Schedule, Source, Throttle)
 
@@ -57,6 +58,16 @@ def parse_xml(path: Path):
     if len(data) > MAX_BYTES:
         raise SpecError(path, f"the file has {len(data)} bytes, more than a spec may ({MAX_BYTES})",
                         fix="a spec describes one data set; move long SQL into a transform file")
+    declared = re.match(rb"""\s*<\?xml[^>]*encoding=["']([A-Za-z0-9._-]+)""", data)
+    try:
+        if declared is None or declared.group(1).lower() in (b"utf-8", b"utf8"):
+            data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SpecError(path, f"the file is not UTF-8: byte {exc.start} (0x{data[exc.start]:02x}, line {line}) "
+                              "cannot be decoded", line=line,
+                        fix="save the file as UTF-8 (most editors: 'Save with encoding'; iconv -f latin1 -t "
+                            "utf-8)") from None
     head = data[:4096].decode("utf-8", "replace")
     if "<!DOCTYPE" in data.decode("utf-8", "replace") or "<!ENTITY" in head:
         line = data[: data.find(b"<!")].count(b"\n") + 1 if b"<!" in data else None
@@ -142,6 +153,12 @@ class _Builder:
     # ------------------------------------------------------------------ sections
     def build(self) -> DatasetSpec:
         if self.name != self.path.stem:
+            other = self.path.with_name(f"{self.name}.xml")
+            if other.exists():
+                raise self.error(self.root, f"the data set name {self.name!r} is already declared by {other}",
+                                 fix=f"give this data set a name of its own: name=\"{self.path.stem}\" (the "
+                                     f"file's name), or delete one of {self.path.name} and {other.name}",
+                                 attribute="name")
             raise self.error(self.root, f"the data set {self.name!r} is in a file named {self.path.name!r}",
                              fix=f"rename the file to {self.name}.xml (one file per data set, named after it)",
                              attribute="name")
@@ -176,6 +193,12 @@ class _Builder:
                 self.ident(el, "schema", sqlserver_identifier, "schema")
         if query is not None and not (query.text or "").strip():
             raise self.error(query, "the query is empty", fix="write the SELECT to export")
+        for element in (query, count):
+            if element is not None and (element.text or "").strip():
+                try:
+                    check_read_only(element.text)
+                except QueryRefused as exc:
+                    raise self.error(element, exc.reason, fix=exc.fix) from None
         return Source(connection=el.get("connection", "mssql_default"), schema=schema, table=table,
                       query=(query.text or "").strip() if query is not None else None,
                       count_query=(count.text or "").strip() if count is not None else None)
