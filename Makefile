@@ -42,8 +42,10 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 up: setup
 	$(DEVSTACK) up
 
+# Stops the stack of `make up`/`make demo` and the suite's own (.devstack-test).
 down:
-	@if [ -x $(PY) ]; then $(DEVSTACK) down; else echo "no .venv: nothing to stop"; fi
+	@if [ -x $(PY) ]; then $(DEVSTACK) down; $(DEVSTACK) --run-dir .devstack-test down; \
+	else echo "no .venv: nothing to stop"; fi
 
 status:
 	$(DEVSTACK) status
@@ -57,4 +59,4 @@ constraints:
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 clean: down
-	rm -rf .devstack $(VENV)
+	rm -rf .devstack .devstack-test $(VENV)

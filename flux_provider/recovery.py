@@ -8,7 +8,8 @@ expression on the message, the step; every given field must match). Actions:
   ``delay * backoff ** (try - 1)`` seconds (at most ``maxDelaySeconds``, +-20%
   with jitter) while ``try <= count``; then the task fails;
 * ``throttleDown factor=``: ask the throttle controller to cut the data set's
-  pool (it reads the request with the failure's ``flux_error`` XCom);
+  pool to ``floor(slots * factor)`` (it reads the request with the failure's
+  ``flux_error`` XCom);
 * ``fail``: no more tries; ``skip reason=``: the task is skipped, with the reason;
 * ``alert``: notify the spec's ``<alerts>`` (e-mail through Airflow's
   ``SmtpNotifier``, webhooks through :class:`WebhookNotifier`) with the data set,

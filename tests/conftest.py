@@ -1,7 +1,8 @@
 """Test tiers: pure tests need nothing; ``stack`` tests use the real local stack.
 
-The session fixture ``stack`` brings the local stack up once (or reuses a
-healthy one in the same run directory) and exports its connections
+The session fixture ``stack`` brings the suite's own local stack up once (in
+``.devstack-test``, never the ``.devstack`` of ``make demo``; or reuses a
+healthy one in that run directory) and exports its connections
 (``AIRFLOW_CONN_*``) into this process, so Airflow's own hooks reach the real
 services. Tests marked ``lifecycle`` stop the shared stack and always run last.
 """
@@ -16,7 +17,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-RUN_DIR = Path(os.environ.get("FLUX_DEVSTACK_DIR") or REPO / ".devstack").resolve()
+# The suite's stack lives in a run directory of its own (its own processes, ports, Airflow database and
+# data), so nothing a test creates (data sets, pools, faults, runs) ever shows in the stack that
+# `make demo` / `make up` use, and a stack the user is working with is never stopped by the suite.
+RUN_DIR = Path(os.environ.get("FLUX_TEST_DEVSTACK_DIR") or REPO / ".devstack-test").resolve()
 
 # This test process gets its own, throw-away Airflow home: importing Airflow must
 # never write an airflow.cfg into the stack's home (the stack owns that file).

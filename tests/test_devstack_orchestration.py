@@ -3,6 +3,7 @@ failure reports with the service name and log tail, clean-up, PID safety, free p
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -132,3 +133,86 @@ def test_state_file_is_private(tmp_path):
         assert (Path(stack.state_file).stat().st_mode & 0o077) == 0
     finally:
         stack.down()
+
+
+def test_the_suite_runs_its_own_stack_never_the_users():
+    """What tests create (data sets, pools, faults, runs) lives in .devstack-test: `make demo` and its
+    dashboard, on .devstack, never see it, and the suite never stops a stack a user works with."""
+    from tests.conftest import REPO, RUN_DIR
+
+    assert RUN_DIR != (REPO / ".devstack").resolve() and RUN_DIR.name == ".devstack-test"
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    assert "--run-dir .devstack-test down" in makefile  # make down (and CI) stops both
+
+
+def _pid(stack, name) -> int:
+    return stack.load_state()["processes"][name]["pid"]
+
+
+def test_up_restarts_only_dead_services_and_their_dependents_on_the_same_ports(tmp_path):
+    import signal
+
+    services = [FileService("a"), FileService("b", after=["a"]), FileService("c")]
+    messages = []
+    stack = Stack(run_dir=tmp_path, dags_folder=tmp_path, services=services, echo=messages.append)
+    stack.up()
+    ports, pids = stack.load_state()["ports"], {s.name: _pid(stack, s.name) for s in services}
+    os.kill(pids["b"], signal.SIGKILL)
+    psutil.Process(pids["b"]).wait(5)
+    stack.up()
+    after = {s.name: _pid(stack, s.name) for s in services}
+    assert after["a"] == pids["a"] and after["c"] == pids["c"] and after["b"] != pids["b"]
+    assert stack.load_state()["ports"] == ports and "restarting b on the same ports; keeping a, c" in messages
+    os.kill(after["a"], signal.SIGKILL)  # a dependency dies: what starts after it restarts too
+    psutil.Process(after["a"]).wait(5)
+    stack.up()
+    again = {s.name: _pid(stack, s.name) for s in services}
+    assert again["c"] == pids["c"] and again["a"] != after["a"] and again["b"] != after["b"]
+    assert [row.state for row in stack.status()] == ["healthy"] * 3
+    stack.down()
+
+
+def test_down_stops_the_orphans_of_a_service_killed_with_sigkill(tmp_path):
+    """A scheduler killed with SIGKILL leaves its executor's workers running, re-parented to init."""
+    import signal
+
+    ready = tmp_path / "leader" / "ready"
+    script = (f"import pathlib, subprocess, time; child = subprocess.Popen(['sleep', '300'], start_new_session=True); "
+              f"pathlib.Path({str(tmp_path / 'child.pid')!r}).write_text(str(child.pid)); "
+              f"pathlib.Path({str(ready)!r}).write_text('1'); time.sleep(600)")
+    stack = Stack(run_dir=tmp_path, dags_folder=tmp_path, services=[FileService("leader", script=script)],
+                  echo=lambda _: None)
+    stack.up()
+    child = int((tmp_path / "child.pid").read_text())
+    os.kill(_pid(stack, "leader"), signal.SIGKILL)
+    psutil.Process(_pid(stack, "leader")).wait(5)
+    assert psutil.pid_exists(child)
+    assert child in stack.down()
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_plain_up_keeps_the_bundles_the_stack_was_started_with(tmp_path):
+    messages = []
+    first = Stack(run_dir=tmp_path, dags_folder=tmp_path, services=[FileService("x")], echo=messages.append,
+                  dag_bundles={"extra": tmp_path})
+    first.up()
+    Stack(run_dir=tmp_path, dags_folder=tmp_path, services=[FileService("x")], echo=messages.append).up()
+    assert messages[-1].startswith("reusing the healthy local stack")
+    assert first.load_state()["dag_bundles"] == {"extra": str(tmp_path.resolve())}
+    first.down()
+
+
+def test_a_changed_mssql_seed_restarts_the_stand_in_to_load_it(tmp_path, monkeypatch):
+    messages = []
+    services = [FileService("mssql"), FileService("other")]
+    stack = Stack(run_dir=tmp_path, dags_folder=tmp_path, services=services, echo=messages.append)
+    monkeypatch.delenv("FLUX_MSSQL_SEED", raising=False)
+    stack.up()
+    before = {s.name: _pid(stack, s.name) for s in services}
+    monkeypatch.setenv("FLUX_MSSQL_SEED", str(tmp_path / "more.sql"))
+    stack.up()
+    assert any("FLUX_MSSQL_SEED changed" in m and "restarting the SQL Server stand-in" in m for m in messages)
+    assert _pid(stack, "mssql") != before["mssql"] and _pid(stack, "other") == before["other"]
+    stack.up()
+    assert messages[-1].startswith("reusing")  # loaded once, not at every up
+    stack.down()

@@ -20,6 +20,9 @@ def test_sqlserver_numbers_map_to_classes(number, expected):
 def test_unknown_numbers_fall_back_to_the_text():
     assert classify_sqlserver(None, "Transaction was deadlocked on lock resources") is ErrorClass.DEADLOCK
     assert classify_sqlserver(77777, "Login failed for user 'x'") is ErrorClass.LOGIN
+    # a batch with several statements where one is allowed: the query must change, retrying cannot help
+    assert classify_sqlserver(None, "The batch holds more than one statement") is ErrorClass.SYNTAX
+    assert ErrorClass.SYNTAX.terminal
 
 
 @pytest.mark.parametrize("error_class", list(ErrorClass))

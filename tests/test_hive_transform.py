@@ -298,9 +298,21 @@ def test_dynamic_partitions_refresh_latest_view_and_airflow_sensors(stack, tmp_p
     # a second run rewrites 01-02 and adds 01-03: 01-01 stays, latest moves, sums are the new ones
     second = [(4, "2024-01-02", "2.00"), (5, "2024-01-02", "3.00"), (6, "2024-01-03", "4.40")]
     result = daily_transform(daily_upload(stack, tmp_path, unique, second, "b"), db, unique, "b")
+    # what killed Spark/Hive INSERTs leave under the table; the next refresh removes them (never the data)
+    from airflow.providers.apache.hive.hooks.hive import HiveMetastoreHook
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    location = HiveMetastoreHook(metastore_conn_id="metastore_default").get_table("events_daily", db).sd.location
+    bucket, _, prefix = location.split("://", 1)[1].partition("/")
+    s3 = S3Hook(aws_conn_id="aws_default")
+    leftovers = [f"{prefix}/.spark-staging-{unique}/day=2024-01-02/part-00000.parquet",
+                 f"{prefix}/.hive-staging_hive_{unique}/-ext-10000/000000_0"]
+    for key in leftovers:
+        s3.load_bytes(b"half-written", key=key, bucket_name=bucket)
     again = refresh(dataset="events", database=db, table="events_daily", transform_task_id=None,
                     partitions=result["partitions"], latest_view="events_latest")
-    assert again["latest"] == "day=2024-01-03"
+    assert again["latest"] == "day=2024-01-03" and again["leftovers_removed"] == 2
+    assert not any(s3.check_for_key(key, bucket_name=bucket) for key in leftovers)
     assert records(f"SELECT sessions, minutes FROM {db}.events_latest") == [(1, Decimal("4.40"))]
     assert sorted(records(f"SELECT day, sessions, minutes FROM {db}.events_daily")) == [
         ("2024-01-01", 2, Decimal("11.75")), ("2024-01-02", 2, Decimal("5.00")), ("2024-01-03", 1, Decimal("4.40"))]

@@ -302,3 +302,21 @@ def test_retries_come_from_the_rules_unless_the_dag_or_task_sets_them():
         explicit = BcpExportOperator(task_id="e", dataset="d", schema="dbo", table="t", retries=2)
     assert (capped.retries, ruled.retries, default.retries, explicit.retries) == (0, 10, 5, 2)
     assert isinstance(ruled.retry_policy, RecoveryPolicy)
+
+
+def test_a_try_killed_outside_the_rules_waits_the_documented_minute():
+    """A try killed by a signal or the OOM killer never reaches the rules: Airflow's own retry_delay
+    applies, so flux operators set it to the default rule's minute (Airflow's default is 300 s)."""
+    import datetime as dt
+
+    import pendulum
+    from airflow.sdk import DAG
+
+    from flux_provider.operators.bcp_export import BcpExportOperator
+
+    with DAG("r3", schedule=None, start_date=pendulum.datetime(2026, 1, 1)):
+        default = BcpExportOperator(task_id="a", dataset="d", schema="dbo", table="t")
+    with DAG("r4", schedule=None, start_date=pendulum.datetime(2026, 1, 1),
+             default_args={"retry_delay": dt.timedelta(seconds=7)}):
+        chosen = BcpExportOperator(task_id="b", dataset="d", schema="dbo", table="t")
+    assert (default.retry_delay, chosen.retry_delay) == (dt.timedelta(seconds=60), dt.timedelta(seconds=7))

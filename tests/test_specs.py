@@ -452,3 +452,26 @@ def test_check_warns_when_a_run_without_logical_date_cannot_render(tmp_path):
           .replace("CAST(at AS STRING) AS day FROM", "at FROM"))
     assert "warning" not in run_check(tmp_path)[2]
     assert "warning" not in run_check(REPO / "dags")[2]  # the sample bundle as the README shows it
+
+
+@pytest.mark.stack
+def test_runs_without_a_logical_date_load_their_day(stack, airflow_client):
+    """A manual run triggered with logical_date null (the sample titles spec partitions by {{ flux_day }}):
+    it loads today's partition; with conf {"day": ...} that day's; its Asset event carries the day that
+    the data sets <after> it take."""
+    import datetime as dt
+
+    from tests.test_hive_transform import records
+
+    for dependent in ("flux_viewing_sessions", "flux_ad_impressions"):  # keep the Asset-triggered runs out
+        airflow_client.request("PATCH", f"/dags/{dependent}", json={"is_paused": True})
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()  # titles' time zone is UTC
+    manual = airflow_client.run_dag("flux_titles", logical_date=None)
+    assert manual.state == "success", manual.task_states
+    chosen = airflow_client.run_dag("flux_titles", conf={"day": "2026-01-05"}, logical_date=None)
+    assert chosen.state == "success", chosen.task_states
+    partitions = {row[0] for row in records("SHOW PARTITIONS media.titles")}
+    assert {f"snapshot_day={today}", "snapshot_day=2026-01-05"} <= partitions
+    events = airflow_client.request("GET", "/assets/events", params={
+        "source_dag_id": "flux_titles", "source_run_id": chosen.run_id}).json()["asset_events"]
+    assert [e["extra"].get("day") for e in events] == ["2026-01-05"]

@@ -30,7 +30,7 @@ def forget_test_datasets(stack, airflow_client):
     engine = stack_db(stack)
     with engine.begin() as conn:
         names = [r[0] for r in conn.execute(select(store.throttle.c.dataset))
-                 if r[0].startswith(("auth", "pin", "dash", "tx", "ty"))]
+                 if r[0].startswith(("auth", "pin", "dash", "tx", "ty", "tf"))]
         conn.execute(store.throttle.delete().where(store.throttle.c.dataset.in_(names)))
     for name in names:
         airflow_client.request("DELETE", f"/pools/flux_{name}")
@@ -173,6 +173,29 @@ def test_load_errors_shrink_only_that_data_sets_pool_and_it_grows_back(stack, ai
         _concurrency_ok([t for t in tis if t["task_id"].startswith("tx")], history, 4)
     with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
         conn.execute("DELETE FROM flux_faults WHERE pattern IN ('tx_src', 'ty_src')")
+
+
+def test_a_rules_throttle_down_factor_sets_the_cut_under_the_real_scheduler(stack, airflow_client):
+    """Six deadlocking exports whose rule fails them with <throttleDown factor="0.25"/>: the controller cuts
+    the pool from 8 to 2 (8 x 0.25), where the default for so many failures would halve it to 4."""
+    with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
+        conn.execute("DROP TABLE IF EXISTS tf_src")
+        conn.execute("DELETE FROM flux_faults WHERE pattern = 'tf_src'")
+    seed_table(stack, "tf_src", rows=[(i, f"row {i}") for i in range(5)],
+               ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, txt NVARCHAR(40))")
+    register(stack, airflow_client, "tf", 8)
+    inject_fault(stack, "tf_src", error_number=1205, remaining=-1, delay_seconds=2)
+    try:
+        result = airflow_client.run_dag("flux_test_throttle_factor", timeout=300)
+        assert set(result.task_states.values()) == {"failed"}
+        deadline = time.monotonic() + PERIOD * 4
+        while slots(airflow_client, "tf") == 8 and time.monotonic() < deadline:
+            time.sleep(2)
+        assert slots(airflow_client, "tf") == 2, events(stack, "tf")
+        assert any("throttleDown x0.25" in e["reason"] for e in events(stack, "tf"))
+    finally:
+        with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
+            conn.execute("DELETE FROM flux_faults WHERE pattern = 'tf_src'")
 
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

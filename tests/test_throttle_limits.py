@@ -117,3 +117,13 @@ def test_shrinks_fast_when_the_source_gets_worse_and_grows_back():
     assert max(trouble[3:]) <= 3           # within 3 periods of the drop, at most one above the capacity
     recovered = values[75:]
     assert min(recovered) >= 6             # within 15 periods of the recovery, back near 8
+
+
+def test_a_rules_throttle_down_factor_sets_the_cut():
+    """<throttleDown factor="0.25"/>: the failure counts as load whatever its class and cuts by its factor
+    (a single failure among many would otherwise only step down by one)."""
+    cut = Sample(time=60, latency=10, inflight=8, failed=True, error_class="unknown", throttle_down=0.25)
+    decision = AIMD(value=8).update([cut] + [ok(60, 8)] * 9, 60)
+    assert decision.value == 2 and "throttleDown x0.25" in decision.reason
+    gentle = Sample(time=60, latency=10, inflight=8, failed=True, error_class="deadlock", throttle_down=0.75)
+    assert AIMD(value=8).update([gentle] * 5, 60).value == 6  # not the severe default x0.5

@@ -1,8 +1,10 @@
-"""``python -m flux_provider.devstack up | down | status | env | trigger DAG_ID | demo [--rows N]``."""
+"""``python -m flux_provider.devstack up | down | status | env | trigger DAG_ID [--logical-date D] [--conf JSON] |
+demo [--rows N]``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -34,12 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     trigger = sub.add_parser("trigger", help="run a DAG through the stack's scheduler and wait for it")
     trigger.add_argument("dag_id")
     trigger.add_argument("--timeout", type=float, default=600.0)
+    trigger.add_argument("--logical-date", help="the run's logical date (ISO 8601, e.g. 2026-11-27T00:00:00Z); "
+                                                "default: none, as a manual run in Airflow 3")
+    trigger.add_argument("--conf", type=json.loads, default=None, metavar="JSON",
+                         help='the run\'s conf, e.g. \'{"day": "2026-11-27"}\' (the run\'s {{ flux_day }})')
     demo = sub.add_parser("demo", help="run the sample media bundle through the scheduler and print a report")
     demo.add_argument("--rows", type=int, default=20_000, help="viewing sessions to generate")
     args = parser.parse_args(argv)
 
     bundles = dict(item.split("=", 1) for item in args.dag_bundle)
-    stack = Stack(run_dir=args.run_dir, dags_folder=args.dags_folder, dag_bundles=bundles)
+    # no --dag-bundle: keep the bundles the running stack was started with
+    stack = Stack(run_dir=args.run_dir, dags_folder=args.dags_folder, dag_bundles=bundles or None)
     try:
         if args.command == "up":
             stack.up()
@@ -69,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
             env = stack.env()
             client = AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])
-            result = client.run_dag(args.dag_id, timeout=args.timeout)
+            result = client.run_dag(args.dag_id, conf=args.conf, timeout=args.timeout,
+                                    logical_date=args.logical_date)
             print(f"DAG {result.dag_id} run {result.run_id}: {result.state} in {result.duration:.1f}s")
             for task_id, state in result.task_states.items():
                 value = client.xcom(result.dag_id, result.run_id, task_id)

@@ -100,6 +100,8 @@ class AirflowClient:
                                       f"tasks: {self.task_states(dag_id, run_id)}")
             self._sleep(2)
 
-    def run_dag(self, dag_id: str, conf: dict | None = None, timeout: float = 600.0) -> DagRunResult:
+    def run_dag(self, dag_id: str, conf: dict | None = None, timeout: float = 600.0,
+                logical_date: str | None = None) -> DagRunResult:
+        """Trigger ``dag_id`` (``logical_date`` None: a run without one, as the UI's default) and wait."""
         self.wait_for_dag(dag_id)
-        return self.wait_for_run(dag_id, self.trigger(dag_id, conf), timeout)
+        return self.wait_for_run(dag_id, self.trigger(dag_id, conf, logical_date=logical_date), timeout)

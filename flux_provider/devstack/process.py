@@ -133,6 +133,35 @@ def stop(record: ProcessRecord, *, grace: float = 15.0) -> list[int]:
     return [m.pid for m in members]
 
 
+def stop_owned(variable: str, value: str, *, grace: float = 10.0) -> list[int]:
+    """Terminate every process whose environment has ``variable=value``: what a service started and
+    left behind when it died (a scheduler killed with SIGKILL leaves its executor's workers running,
+    re-parented away from any tree we know). Returns the PIDs signalled."""
+    me = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    owned = []
+    for proc in psutil.process_iter():
+        if proc.pid in me:
+            continue
+        try:
+            if proc.environ().get(variable) == value:
+                owned.append(proc)
+        except psutil.Error:  # gone, a zombie, or not ours to read
+            continue
+    for proc in owned:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(owned, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    return [p.pid for p in owned]
+
+
 def tail(path: str | Path, lines: int = 30) -> str:
     """The last ``lines`` lines of a log file (empty string if it does not exist)."""
     try:

@@ -26,7 +26,7 @@ from flux_provider.devstack.airflow import AirflowApiServer, AirflowDagProcessor
 from flux_provider.devstack.hive import HiveMetastore, SparkThriftServer
 from flux_provider.devstack.jars import ensure_s3a_jars
 from flux_provider.devstack.mssql import TdsStandIn
-from flux_provider.devstack.process import ProcessRecord, exit_code, spawn, stop, tail
+from flux_provider.devstack.process import ProcessRecord, exit_code, spawn, stop, stop_owned, tail
 from flux_provider.devstack.s3 import SeaweedS3
 from flux_provider.devstack.service import Context, DevstackError, Service, ServiceFailed
 
@@ -44,6 +44,9 @@ SERVICES: list[Service] = [
     AirflowScheduler(),
     AirflowDagProcessor(),
 ]
+
+#: Set in every service's environment (and so inherited by everything it starts) to the run directory.
+OWNER_ENV = "FLUX_DEVSTACK_OWNER"
 
 #: Single ports every stack allocates (blocks come from ``Service.port_blocks``).
 SINGLE_PORTS = ("mssql", "metastore", "hiveserver2", "airflow_api", "airflow_scheduler",
@@ -88,7 +91,9 @@ class Stack:
                  dag_bundles: dict[str, Path] | None = None):
         self.run_dir = Path(run_dir or default_run_dir()).resolve()
         self.dags_folder = Path(dags_folder or default_dags_folder()).resolve()
-        self.dag_bundles = {name: str(Path(path).resolve()) for name, path in (dag_bundles or {}).items()}
+        # None: the bundles the running stack was started with (a plain `up` never drops them)
+        self.dag_bundles = (None if dag_bundles is None
+                            else {name: str(Path(path).resolve()) for name, path in dag_bundles.items()})
         self.services = services if services is not None else SERVICES
         self.echo = echo
         self.state_file = self.run_dir / "state.json"
@@ -134,17 +139,41 @@ class Stack:
         """Start every service (or reuse a healthy running stack) and return its context."""
         with self._locked():
             state = self.load_state()
+            if self.dag_bundles is None:
+                self.dag_bundles = state.get("dag_bundles", {})
             same_dags = (state.get("dags_folder") == str(self.dags_folder)
                          and state.get("dag_bundles", {}) == self.dag_bundles)
-            if state.get("processes") and same_dags and all(
-                    s.state in ("healthy", "done") for s in self._status(state)):
-                self.echo(f"reusing the healthy local stack in {self.run_dir}")
-                return self.context(state)
+            if state.get("processes") and same_dags:
+                unhealthy = {s.name for s in self._status(state) if s.state not in ("healthy", "done")}
+                if state.get("mssql_seed", "") != os.environ.get("FLUX_MSSQL_SEED", ""):
+                    self.echo(f"FLUX_MSSQL_SEED changed ({state.get('mssql_seed') or 'none'} -> "
+                              f"{os.environ.get('FLUX_MSSQL_SEED') or 'none'}): restarting the SQL Server "
+                              "stand-in to load it (seeds run at every start; make them idempotent)")
+                    unhealthy.add("mssql")
+                if not unhealthy:
+                    self.echo(f"reusing the healthy local stack in {self.run_dir}")
+                    return self.context(state)
+                restart = self._with_dependents(unhealthy)
+                kept = [s.name for s in self.services if s.name not in restart]
+                self.echo(f"restarting {', '.join(sorted(restart))} on the same ports; keeping {', '.join(kept)}")
+                self._stop_all(state, only=restart)
+                return self._start(state, timeout_scale, keep=set(kept))
             if state.get("processes"):
-                reason = "is incomplete or unhealthy" if same_dags else "serves other DAG folders"
-                self.echo(f"the running stack {reason}: stopping it first")
+                self.echo("the running stack serves other DAG folders: stopping it first")
                 self._stop_all(state)
             return self._start(state, timeout_scale)
+
+    def _with_dependents(self, names: set[str]) -> set[str]:
+        """``names`` and every service that starts after one of them (transitively)."""
+        out = set(names)
+        changed = True
+        while changed:
+            changed = False
+            for service in self.services:
+                if service.name not in out and not service.oneshot and set(service.after) & out:
+                    out.add(service.name)
+                    changed = True
+        return out
 
     def _allocate_ports(self) -> dict[str, int]:
         taken: set[int] = set()
@@ -156,7 +185,8 @@ class Stack:
             ports.setdefault(key, port_alloc.allocate(taken))
         return ports
 
-    def _start(self, previous: dict, timeout_scale: float) -> Context:
+    def _start(self, previous: dict, timeout_scale: float, keep: set[str] = frozenset()) -> Context:
+        """Start the services; those in ``keep`` are running and healthy already (same ports)."""
         state = {
             "run_dir": str(self.run_dir),
             "dags_folder": str(self.dags_folder),
@@ -164,17 +194,18 @@ class Stack:
             # Secrets survive restarts (the Airflow DB's connections are encrypted with them);
             # secrets added by newer versions are filled in.
             "secrets": {**_new_secrets(), **previous.get("secrets", {})},
-            "ports": self._allocate_ports(),
-            "processes": {},
-            "started": time.time(),
+            "ports": previous["ports"] if keep else self._allocate_ports(),
+            "processes": {name: raw for name, raw in previous.get("processes", {}).items() if name in keep},
+            "started": previous.get("started", time.time()) if keep else time.time(),
+            "mssql_seed": os.environ.get("FLUX_MSSQL_SEED", ""),
         }
         if any(service.needs_s3a_jars for service in self.services):
             self.echo("checking the s3a jars (the first run downloads them once)")
             state["jars"] = [str(p) for p in ensure_s3a_jars()]
         self._save_state(state)
         ctx = self.context(state)
-        pending = list(self.services)
-        healthy: set[str] = set()
+        pending = [service for service in self.services if service.name not in keep]
+        healthy: set[str] = set(keep)
         started: dict[str, float] = {}
         last_error: dict[str, str] = {}
         try:
@@ -184,8 +215,10 @@ class Stack:
                         if not set(service.after) <= healthy:
                             continue
                         service.prepare(ctx)
+                        # the owner mark lets `down` find processes whose parent died (orphans)
                         record = spawn(service.command(ctx), log=ctx.home("logs") / f"{service.name}.log",
-                                       env=service.environ(ctx), cwd=ctx.home(service.name))
+                                       env={**service.environ(ctx), OWNER_ENV: str(self.run_dir)},
+                                       cwd=ctx.home(service.name))
                         state["processes"][service.name] = record.to_dict()
                         self._save_state(state)
                         started[service.name] = time.monotonic()
@@ -207,7 +240,7 @@ class Stack:
                         )
                 time.sleep(0.5)
         except BaseException:
-            self._stop_all(state)
+            self._stop_all(state, only=None if not keep else {s.name for s in self.services} - keep)
             raise
         return ctx
 
@@ -277,13 +310,21 @@ class Stack:
                 self._save_state(state)
             return pids
 
-    def _stop_all(self, state: dict) -> list[int]:
+    def _stop_all(self, state: dict, only: set[str] | None = None) -> list[int]:
+        """Stop the services (``only`` those named), tree by tree; stopping all also stops orphans."""
         pids: list[int] = []
         for name in reversed([s.name for s in self.services]):
             raw = state.get("processes", {}).get(name)
-            if raw:
+            if raw and (only is None or name in only):
                 signalled = stop(ProcessRecord.from_dict(raw))
                 if signalled:
                     self.echo(f"stopped {name} ({len(signalled)} processes)")
                 pids.extend(signalled)
+                if only is not None:
+                    del state["processes"][name]
+        if only is None:
+            orphans = stop_owned(OWNER_ENV, str(self.run_dir))
+            if orphans:
+                self.echo(f"stopped {len(orphans)} orphaned processes (their parent service had died)")
+            pids.extend(orphans)
         return pids

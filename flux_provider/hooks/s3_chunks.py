@@ -65,8 +65,8 @@ def classify_s3(exc: BaseException) -> ErrorClass:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         return _CODES.get(code) or (ErrorClass.CONNECTION if status and status >= 500 else ErrorClass.UNKNOWN)
-    if isinstance(exc, ReadTimeoutError):
-        return ErrorClass.TIMEOUT
+    if isinstance(exc, ReadTimeoutError):  # the endpoint accepted the connection and never answered
+        return ErrorClass.CONNECTION
     if isinstance(exc, (EndpointConnectionError, ConnectionClosedError, ConnectionError)):
         return ErrorClass.CONNECTION
     if isinstance(exc, BotoCoreError):

@@ -124,7 +124,18 @@ class BcpExportOperator(FluxOperator):
         map_index = getattr(ti, "map_index", -1)
         task = _safe(self.task_id) + (f".{map_index}" if isinstance(map_index, int) and map_index >= 0 else "")
         final = folder / f"{task}.try{ti.try_number}.bcp"
+        self._remove_earlier_tries(folder, task, ti.try_number)
         return final, final.with_name(final.name + ".partial")
+
+    def _remove_earlier_tries(self, folder: Path, task: str, try_number: int) -> None:
+        """Files a killed earlier try of this task left (export file, ``.partial``, the streaming ``.fifo``):
+        a newer try supersedes them all."""
+        pattern = re.compile(rf"^{re.escape(task)}\.try(\d+)\.")
+        for leftover in folder.iterdir():
+            match = pattern.match(leftover.name)
+            if match and int(match.group(1)) < try_number:
+                leftover.unlink(missing_ok=True)
+                self.log.info("data set %s: removed %s, left by an earlier try", self.dataset, leftover.name)
 
     # ----------------------------------------------------------------- run
     def prepare(self) -> None:

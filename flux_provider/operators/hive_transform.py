@@ -177,12 +177,11 @@ class HiveTransformOperator(FluxOperator):
         return info
 
     def _manifest(self, info: dict) -> dict:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
         from flux_provider.hooks.s3_chunks import classify_s3
+        from flux_provider.hooks.s3_client import s3_client
 
         try:
-            body = S3Hook(aws_conn_id=self.aws_conn_id).get_conn().get_object(
+            body = s3_client(self.aws_conn_id).get_object(
                 Bucket=info["bucket"], Key=info["manifest"])["Body"].read()
         except Exception as exc:  # classified
             raise self._fail(f"cannot read the manifest s3://{info['bucket']}/{info['manifest']}: {exc}",

@@ -26,7 +26,7 @@ Steps (all idempotent; a rerun changes nothing more):
    partition, never a mix. The newest partition is the greatest by partition
    values (numbers compared as numbers);
 3. partitions whose ``retention_column`` date is more than ``retention_days``
-   before ``retention_reference`` (default ``{{ ds }}``) are dropped, the newest
+   before ``retention_reference`` (default ``{{ flux_day }}``, the day the run loaded) are dropped, the newest
    one never; with ``purge=True`` their files are deleted too (for external
    tables Hive keeps them);
 4. optional statistics for the partitions touched.
@@ -62,7 +62,8 @@ class PartitionRefreshOperator(FluxOperator):
     :param latest_view: view to point at the newest partition (validated), or None.
     :param retention_days, retention_column: drop partitions whose ``retention_column`` (a date
         ``YYYY-MM-DD`` or ``YYYYMMDD``) is older than ``retention_reference - retention_days``
-        (``retention_reference``, templated, default: the logical date, else the run's start).
+        (``retention_reference``, templated, default: the run's ``flux_day``, so a backfill never drops
+        what it just wrote; outside a flux run the logical date, else the run's start).
     :param purge: delete the files of dropped partitions too.
     :param analyze: compute statistics for the partitions added or refreshed.
     """
@@ -116,6 +117,7 @@ class PartitionRefreshOperator(FluxOperator):
         keys = [(k.name, k.type.lower()) for k in table.partitionKeys or []]
         if not keys:
             raise self._fail(f"{self.qualified} is not partitioned; PartitionRefreshOperator needs partitions")
+        self._location = getattr(table.sd, "location", None) if table.sd is not None else None
         return keys, (table.tableType or "").upper() == "EXTERNAL_TABLE"
 
     def list_partitions(self, keys: list[tuple[str, str]]) -> dict[str, dict]:
@@ -183,6 +185,8 @@ class PartitionRefreshOperator(FluxOperator):
     def _reference(self, context) -> str:
         if self.retention_reference:
             return str(self.retention_reference)
+        if context.get("flux_day"):  # the day this run loaded: a backfill never drops what it just wrote
+            return str(context["flux_day"])
         when = context.get("logical_date") or getattr(context.get("dag_run"), "run_after", None)
         return (when or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%d")
 
@@ -209,14 +213,14 @@ class PartitionRefreshOperator(FluxOperator):
                 self._delete_files(partitions[name]["location"])
 
     def _delete_files(self, location: str) -> None:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from flux_provider.hooks.s3_client import s3_hook
 
         if not location.startswith(("s3://", "s3a://")):
             self.log.warning("data set %s: not deleting %s (not on S3)", self.dataset, location)
             return
         bucket, _, prefix = location.split("://", 1)[1].partition("/")
         prefix = prefix.rstrip("/") + "/"
-        hook = S3Hook(aws_conn_id=self.aws_conn_id)
+        hook = s3_hook(self.aws_conn_id)
         keys = hook.list_keys(bucket_name=bucket, prefix=prefix)
         if keys:
             hook.delete_objects(bucket=bucket, keys=keys)
@@ -224,6 +228,7 @@ class PartitionRefreshOperator(FluxOperator):
 
     def run(self, context) -> dict:
         started = time.monotonic()
+        began = dt.datetime.now(dt.timezone.utc)
         requested = self._requested(context)
         keys, external = self.table_info()
         self._session = hive = HiveSession(self.hiveserver2_conn_id, dataset=self.dataset, step="refresh")
@@ -245,6 +250,7 @@ class PartitionRefreshOperator(FluxOperator):
             statements = hive.statements
             hive.close()
             self._session = None
+        cleaned = self._remove_leftovers(began)
         seconds = time.monotonic() - started
         self.log.info("data set %s: %s: %d partitions (%d added or moved, %d dropped), latest %s, %.1fs",
                       self.dataset, self.qualified, len(partitions) - len(dropped), len(added), len(dropped),
@@ -253,8 +259,26 @@ class PartitionRefreshOperator(FluxOperator):
             "dataset": self.dataset, "table": self.qualified, "partitions": len(partitions) - len(dropped),
             "added": added, "dropped": dropped, "touched": touched, "latest": latest,
             "latest_view": f"`{self.database}`.`{self.latest_view}`" if self.latest_view else None,
-            "statements": statements, "seconds": round(seconds, 3),
+            "statements": statements, "leftovers_removed": cleaned, "seconds": round(seconds, 3),
         }
+
+    def _remove_leftovers(self, before: dt.datetime) -> int:
+        """Staging files of killed INSERTs under the table (``.spark-staging-*``, ``.hive-staging*``) that
+        were written before this try began: no later run would ever remove them."""
+        from flux_provider.hooks.s3_client import remove_insert_leftovers
+
+        if not getattr(self, "_location", None):
+            return 0
+        try:
+            removed = remove_insert_leftovers(self.aws_conn_id, self._location, older_than=before)
+        except Exception as exc:  # housekeeping never fails a refresh that did its work
+            self.log.warning("data set %s: could not remove insert leftovers under %s: %s", self.dataset,
+                             self._location, exc)
+            return 0
+        if removed:
+            self.log.info("data set %s: removed %d staging files that killed inserts left under %s",
+                          self.dataset, len(removed), self._location)
+        return len(removed)
 
     def on_kill(self) -> None:
         if self._session is not None:

@@ -149,7 +149,7 @@ class S3ChunkUploadOperator(FluxOperator):
         ``before_publish(rows)`` runs after the last chunk is uploaded and before anything is
         published; raising there (e.g. the export that fed a pipe failed) publishes nothing.
         """
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from flux_provider.hooks.s3_client import s3_client
         from boto3.s3.transfer import TransferConfig
 
         if self.compression not in (None, "gzip"):
@@ -160,7 +160,7 @@ class S3ChunkUploadOperator(FluxOperator):
             encoder = _encoder(info, encoding)
         except ValueError as exc:
             raise self._fail(str(exc)) from exc
-        client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
+        client = s3_client(self.aws_conn_id)
         return_big_buffers_to_the_os()
         part = self.multipart_mb * 2**20
         self._uploader = uploader = ChunkUploader(

@@ -120,7 +120,8 @@ class Controller:
                     dag_id=key[0], run_id=key[1], task_id=key[2], try_number=key[3], dataset=dataset,
                     state=str(r.state), start_date=r.start_date, end_date=r.end_date, seconds=seconds,
                     inflight=inflight, error_class=error_class, message=_described(report)))
-            throttle_down = bool(((report or {}).get("recovery") or {}).get("throttle_down"))
+            factor = ((report or {}).get("recovery") or {}).get("throttle_down")
+            throttle_down = float(factor) if factor else None
             samples.append(Sample(time=r.end_date.timestamp(), latency=seconds, inflight=inflight, failed=failed,
                                   error_class=error_class, throttle_down=throttle_down))
         return samples

@@ -43,7 +43,7 @@ class Sample:
     inflight: int
     failed: bool = False
     error_class: str | None = None
-    throttle_down: bool = False      # a recovery rule asked to count it as load, whatever its class
+    throttle_down: float | None = None  # a rule's <throttleDown factor=>: load whatever its class, cut by it
 
 
 @dataclass
@@ -96,8 +96,10 @@ class AIMD:
         if overloaded:
             if cooling:
                 return Decision(self.value, f"{len(overloaded)} load failures, cooling down after the last decrease")
+            factors = [s.throttle_down for s in overloaded if s.throttle_down]
             return self._overload(now, f"{len(overloaded)} load failure(s) ({_classes(overloaded)})",
-                                  severe=len(overloaded) >= self.severe_fraction * len(samples))
+                                  severe=len(overloaded) >= self.severe_fraction * len(samples),
+                                  factor=min(factors) if factors else None)
         if cooling:
             return Decision(self.value, "cooling down after a decrease")
         if not samples or not self.saturated(samples):
@@ -132,15 +134,19 @@ class AIMD:
         self.value = max(self.low, min(self.high, value))
         self._probing = False
 
-    def _overload(self, now: float, reason: str, *, severe: bool = True) -> Decision:
-        """A probe above the last good limit goes back to it; a few failures at a limit that was fine
-        step down by one; many (the source got slower) cut multiplicatively and forget what was good."""
+    def _overload(self, now: float, reason: str, *, severe: bool = True, factor: float | None = None) -> Decision:
+        """A recovery rule's ``<throttleDown factor=>`` cuts by its factor; otherwise a probe above the last
+        good limit goes back to it; a few failures at a limit that was fine step down by one; many (the
+        source got slower) cut multiplicatively and forget what was good."""
         self.slow_start = False
         self._last_decrease = now
         self._quiet = 0
         probing, self._probing = self._probing, False
         self.ceiling = self.value if self.ceiling is None else min(self.ceiling, self.value)
-        if probing and self.good is not None and self.value > self.good:
+        if factor is not None:
+            new, why = math.floor(self.value * factor), f"{reason}: throttleDown x{factor:g}"
+            self.good, self.ceiling = None, self.value
+        elif probing and self.good is not None and self.value > self.good:
             new, why = self.good, f"{reason}: back to {self.good}, the last limit without load failures"
         elif not severe:
             new, why = self.value - 1, f"{reason}: -1"

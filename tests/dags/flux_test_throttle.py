@@ -24,3 +24,22 @@ with DAG(
         for i in range(8):
             BcpExportOperator(task_id=f"{name}{i}", dataset=name, schema="dbo", table=f"{name}_src", engine="dbapi",
                               pool=f"flux_{name}")
+
+
+# Data set ``tf``: six exports whose source deadlocks; its rule fails them and asks the controller to cut
+# the pool by a quarter (<throttleDown factor="0.25"/>), not by the default graded decrease.
+with DAG(
+    dag_id="flux_test_throttle_factor",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["flux-tests"],
+):
+    from flux_provider.recovery import Recovery
+    from flux_provider.specs.model import Action, Match, Rule
+
+    quarter = Recovery(rules=(Rule(Match(number=1205), (Action("fail"), Action("throttle_down", {"factor": 0.25})),
+                                   name="deadlock: cut to a quarter"),))
+    for i in range(6):
+        BcpExportOperator(task_id=f"tf{i}", dataset="tf", schema="dbo", table="tf_src", engine="dbapi", pool="flux_tf",
+                          recovery=quarter)

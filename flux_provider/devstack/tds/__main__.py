@@ -28,7 +28,7 @@ def main() -> None:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for seed in args.seed:
-        load_seed(args.db, seed.read_text())
+        load_seed(args.db, seed.read_bytes().decode("utf-8"))  # not read_text(): it turns CR and CRLF into LF
     server = TdsServer((args.host, args.port), db_path=args.db, database=args.database, users_file=args.users)
     logging.getLogger("flux_provider.devstack.tds").info("serving TDS on %s:%s (database %s, SQLite %s)",
                                                            args.host, args.port, args.database, args.db)

@@ -144,6 +144,63 @@ def _strip_n_literals(sql: str) -> str:
     return "".join(out)
 
 
+_NUMBER = re.compile(r"(-\s*)?(\d+)(\.\d*)?(?![\w.])")
+_INT64 = (-(2 ** 63), 2 ** 63 - 1)
+
+
+def _exact_literals(sql: str) -> str:
+    """Literals SQLite would change, rewritten so it stores what SQL Server would:
+
+    * ``0x0001FF`` (T-SQL binary) -> ``X'0001FF'`` (``0x`` alone: empty binary);
+    * a number SQLite would read as a float (more than 15 digits with a decimal point, or an integer
+      outside BIGINT) -> the same digits as text, so a DECIMAL(38,s) column keeps every digit;
+    * U+0000 inside a string literal (SQLite's API refuses it in SQL text) -> ``char(0)`` concatenated.
+    """
+    out, i, n = [], 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        if ch in "'\"[":
+            j = _quoted_end(sql, i)
+            literal = sql[i:j]
+            if ch == "'" and "\x00" in literal:
+                literal = "(" + " || char(0) || ".join(f"'{part}'" for part in literal[1:-1].split("\x00")) + ")"
+            out.append(literal)
+            i = j
+            continue
+        if sql.startswith("--", i):
+            j = sql.find("\n", i)
+            j = n if j < 0 else j
+            out.append(sql[i:j])
+            i = j
+            continue
+        word_start = i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] in "_@#$")
+        if word_start and ch == "0" and i + 1 < n and sql[i + 1] in "xX":
+            match = re.match(r"0[xX]([0-9A-Fa-f]*)(?![\w])", sql[i:])
+            if match:
+                digits = match.group(1)
+                out.append(f"X'{'0' * (len(digits) % 2)}{digits}'")
+                i += match.end()
+                continue
+        if word_start and (ch.isdigit() or ch == "-"):
+            k = i - 1
+            while k >= 0 and sql[k].isspace():
+                k -= 1
+            previous = sql[k] if k >= 0 else ""
+            match = _NUMBER.match(sql, i)
+            if match and (ch != "-" or previous in ("", "(", ",", "=", "<", ">")):
+                sign, whole, fraction = match.groups()
+                text = ("-" if sign else "") + whole + (fraction or "")
+                digits = len(whole.lstrip("0")) + len((fraction or ".")[1:])
+                too_long = (fraction is not None and digits > 15) or (
+                    fraction is None and not _INT64[0] <= int(text) <= _INT64[1])
+                out.append(f"'{text}'" if too_long else sql[i:match.end()])
+                i = match.end()
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 _FMTONLY = re.compile(r"^\s*SET\s+FMTONLY\s+ON\s+(.*?)\s*;?\s*SET\s+FMTONLY\s+OFF\s*;?\s*$", re.I | re.S)
 _DESCRIBE = re.compile(r"^\s*EXEC(?:UTE)?\s+(?:sys\.)?sp_describe_first_result_set\s+(?:@tsql\s*=\s*)?N?'(.*)'\s*$",
                        re.I | re.S)
@@ -193,7 +250,7 @@ class Session:
         self.db.close()
 
     def translate(self, sql: str) -> str:
-        sql = _strip_n_literals(sql)
+        sql = _exact_literals(_strip_n_literals(sql))
         sql = re.sub(rf"\[?{re.escape(self.database)}\]?\.\[?dbo\]?\.", "dbo.", sql, flags=re.I)
         sql = re.sub(r"@@VERSION", "'flux TDS test server (SQLite)'", sql, flags=re.I)
         sql = re.sub(r"@@SPID", str(self.spid), sql, flags=re.I)

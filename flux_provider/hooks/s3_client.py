@@ -1,0 +1,64 @@
+"""The S3 client every flux step uses: Airflow's ``S3Hook`` with timeouts and bounded retries.
+
+botocore's defaults (60 s connect and read timeouts, retried up to 5 times with
+the legacy mode) let a frozen endpoint (connections accepted, never answered)
+hang an upload for minutes. Defaults here, all ``[flux]`` options:
+
+* ``s3_connect_timeout`` (seconds, default 5), ``s3_read_timeout`` (default 15);
+* ``s3_max_attempts`` (default 2, botocore's ``standard`` retry mode).
+
+A frozen endpoint then fails the try in about
+``max_attempts * (connect or read timeout)`` (30 s by default) as a
+``connection`` error, and the recovery rules retry it. A
+connection's own ``extra.config_kwargs`` still win over these defaults.
+"""
+
+from __future__ import annotations
+
+
+def s3_config():
+    from airflow.configuration import conf
+    from botocore.config import Config
+
+    return Config(connect_timeout=conf.getfloat("flux", "s3_connect_timeout", fallback=5.0),
+                  read_timeout=conf.getfloat("flux", "s3_read_timeout", fallback=15.0),
+                  retries={"max_attempts": conf.getint("flux", "s3_max_attempts", fallback=2), "mode": "standard"})
+
+
+def s3_hook(aws_conn_id: str | None):
+    """An ``S3Hook`` whose client has flux's timeouts, merged under the connection's own config."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    own = S3Hook(aws_conn_id=aws_conn_id).conn_config.botocore_config
+    config = s3_config() if own is None else s3_config().merge(own)
+    return S3Hook(aws_conn_id=aws_conn_id, config=config)
+
+
+def s3_client(aws_conn_id: str | None):
+    return s3_hook(aws_conn_id).get_conn()
+
+
+#: What a killed Spark or Hive INSERT leaves under a table's location (each write stages there first).
+LEFTOVER_PREFIXES = (".spark-staging-", ".hive-staging", "_temporary/")
+
+
+def remove_insert_leftovers(aws_conn_id: str | None, location: str, *, older_than) -> list[str]:
+    """Delete the staging objects that killed INSERTs left under ``location`` (``s3://`` or ``s3a://``),
+    written before ``older_than`` (an aware datetime: a write still running is never touched).
+    Returns the keys deleted."""
+    if not location.startswith(("s3://", "s3a://")):
+        return []
+    bucket, _, prefix = location.split("://", 1)[1].partition("/")
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    client = s3_client(aws_conn_id)
+    doomed = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            relative = item["Key"][len(prefix):]
+            top = relative.split("/", 1)[0] + ("/" if "/" in relative else "")
+            if top.startswith(LEFTOVER_PREFIXES) and item["LastModified"] < older_than:
+                doomed.append(item["Key"])
+    for start in range(0, len(doomed), 1000):
+        client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in doomed[start:start + 1000]],
+                                                     "Quiet": True})
+    return doomed

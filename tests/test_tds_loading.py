@@ -1,0 +1,113 @@
+"""The SQL Server stand-in stores exactly what is loaded into it, by every loading path.
+
+A real TDS server process (``python -m flux_provider.devstack.tds``) with a seed
+file, written to and read back through pymssql (a real driver). The stand-in
+is not SQL Server: what is tested is that it keeps values, not T-SQL semantics.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from decimal import Decimal
+
+import pymssql
+import pytest
+
+from flux_provider.devstack.ports import allocate
+
+PASSWORD = "s3cret-for-tds"
+DDL = ("CREATE TABLE dbo.hostile (id INT NOT NULL, s NVARCHAR(200) NULL, d DECIMAL(38,10) NULL, "
+       "b VARBINARY(50) NULL, t DATETIME2(7) NULL, n BIGINT NULL)")
+TEXTS = [None, "", "\x01\x02\x03\t", "cr\rcrlf\r\nlf\n", "back\\slash \\N \\", "\\N", "non-BMP \U0001F600 \U0001D11E",
+         "nul\x00inside", "quote ' and \"", "é中"]
+DECIMALS = [None, Decimal("9999999999999999999999999999.9999999999"),
+            Decimal("-9999999999999999999999999999.9999999999"), Decimal("0.0000000001"), Decimal("0E-10")]
+BINARIES = [None, b"", b"\x00", b"\x00\x01\xff", bytes(range(50))]
+TIMES = [None, "0001-01-01 00:00:00.0000000", "9999-12-31 23:59:59.9999999", "2026-11-27 12:34:56.1234567"]
+BIGINTS = [None, -(2 ** 63), 2 ** 63 - 1, 0]
+
+
+def rows() -> list[tuple]:
+    width = max(map(len, (TEXTS, DECIMALS, BINARIES, TIMES, BIGINTS)))
+    return [(i, TEXTS[i % len(TEXTS)], DECIMALS[i % len(DECIMALS)], BINARIES[i % len(BINARIES)],
+             TIMES[i % len(TIMES)], BIGINTS[i % len(BIGINTS)]) for i in range(width * 2)]
+
+
+def literal(value) -> str:
+    """A T-SQL literal as a user writes it in a seed file (strings keep their raw CR/LF)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        return "0x" + value.hex().upper()
+    if isinstance(value, (int, Decimal)):
+        return str(value)
+    return "N'" + value.replace("'", "''") + "'"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("tds")
+    users = home / "users.json"
+    users.write_text(json.dumps({"flux": PASSWORD}))
+    seed_rows = rows()  # U+0000 included: a seed file may hold it inside a literal
+    seed = home / "seed.sql"
+    seed.write_bytes((DDL.replace("hostile", "seeded") + ";\n" + "".join(
+        f"INSERT INTO dbo.seeded VALUES ({', '.join(map(literal, r))});\r\n" for r in seed_rows)).encode())
+    port = allocate(set())
+    proc = subprocess.Popen([sys.executable, "-m", "flux_provider.devstack.tds", "--port", str(port), "--db",
+                             str(home / "db.sqlite"), "--users", str(users), "--seed", str(seed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            pymssql.connect(server="127.0.0.1", port=port, user="flux", password=PASSWORD, database="flux",
+                            login_timeout=2).close()
+            break
+        except pymssql.Error:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(proc.stderr.read().decode()[-2000:]) from None
+            time.sleep(0.2)
+    yield port, seed_rows
+    proc.terminate()
+    proc.wait(10)
+
+
+def read_back(port: int, table: str) -> list[tuple]:
+    conn = pymssql.connect(server="127.0.0.1", port=port, user="flux", password=PASSWORD, database="flux")
+    try:
+        cursor = conn.cursor()
+        cursor.execute(f"SELECT id, s, d, b, CONVERT(VARCHAR(27), t, 121), n FROM dbo.{table} ORDER BY id")
+        return [tuple(r) for r in cursor.fetchall()]
+    finally:
+        conn.close()
+
+
+def test_a_seed_file_loads_exactly(server):
+    """CR and CRLF inside string literals stay CR and CRLF; 0x... literals are those bytes; DECIMAL(38,10)
+    and BIGINT extremes keep every digit; DATETIME2(7) keeps 7 digits."""
+    port, seed_rows = server
+    assert read_back(port, "seeded") == seed_rows
+
+
+def test_pymssql_parameters_load_exactly(server):
+    """Through pymssql's parameters: DECIMAL(38,10) extremes (not through a float), VARBINARY with 0x00 and
+    empty, NULL vs '', control characters, non-BMP text.
+
+    Not U+0000 inside a string: pymssql puts parameters into the SQL text and FreeTDS's DB-Library
+    (``dbcmd``) takes a C string, so the batch is cut at the NUL before it leaves the client, against any
+    server. Load such values with a seed file (above) or ``sample_data``."""
+    port, _ = server
+    conn = pymssql.connect(server="127.0.0.1", port=port, user="flux", password=PASSWORD, database="flux",
+                           autocommit=True)
+    try:
+        cursor = conn.cursor()
+        cursor.execute(DDL)
+        expected = [r for r in rows() if "\x00" not in (r[1] or "")]
+        for row in expected:
+            cursor.execute("INSERT INTO dbo.hostile VALUES (%s, %s, %s, %s, %s, %s)", row)
+    finally:
+        conn.close()
+    assert read_back(port, "hostile") == expected
