@@ -11,7 +11,9 @@ error number, exit code) so recovery rules and the dashboard can match on them.
 from __future__ import annotations
 
 import enum
+import json
 import re
+from dataclasses import asdict, dataclass, replace
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
@@ -117,9 +119,7 @@ class FluxError(Exception):
         return self.error_class.terminal
 
     def as_dict(self) -> dict:
-        return {"error_class": self.error_class.value, "terminal": self.terminal, "dataset": self.dataset,
-                "step": self.step, "server_number": self.server_number, "exit_code": self.exit_code,
-                "message": str(self)}
+        return ErrorRecord.of(self).to_xcom()
 
 
 class FluxTerminalError(FluxError, AirflowFailException):
@@ -134,3 +134,56 @@ def flux_error(message: str, *, error_class: ErrorClass, **details) -> FluxError
     """The right exception type (terminal or transient) for ``error_class``."""
     cls = FluxTerminalError if ErrorClass(error_class).terminal else FluxTransientError
     return cls(message, error_class=error_class, **details)
+
+
+#: The XCom key of a failed try's :class:`ErrorRecord` (read by the throttle controller and the dashboard).
+ERROR_XCOM = "flux_error"
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    """One failed try, classified, with what the recovery rules decided (``recovery``, an
+    ``Outcome.as_dict()``). Stored as the XCom ``flux_error`` of the try."""
+
+    error_class: str
+    terminal: bool
+    message: str
+    dataset: str | None = None
+    step: str | None = None
+    server_number: int | None = None
+    exit_code: int | None = None
+    recovery: dict | None = None
+
+    @classmethod
+    def of(cls, exc: BaseException, *, dataset: str | None = None, step: str | None = None) -> ErrorRecord:
+        """The record of ``exc``: its own classification if it is a :class:`FluxError`, else by its type."""
+        if isinstance(exc, FluxError):
+            return cls(error_class=exc.error_class.value, terminal=exc.terminal, message=str(exc),
+                       dataset=exc.dataset, step=exc.step, server_number=exc.server_number, exit_code=exc.exit_code)
+        error_class = classify_exception(exc)
+        return cls(error_class=error_class.value, terminal=error_class.terminal,
+                   message=f"{type(exc).__name__}: {exc}"[:2000], dataset=dataset, step=step)
+
+    def decided(self, recovery: dict) -> ErrorRecord:
+        return replace(self, recovery=recovery)
+
+    def to_xcom(self) -> dict:
+        out = asdict(self)
+        if out["recovery"] is None:
+            del out["recovery"]
+        return out
+
+    @classmethod
+    def from_xcom(cls, value) -> ErrorRecord | None:
+        if value is None:
+            return None
+        if isinstance(value, (str, bytes)):
+            value = json.loads(value)
+        if not isinstance(value, dict):
+            return None
+        fields = {"error_class", "terminal", "message", "dataset", "step", "server_number", "exit_code", "recovery"}
+        known = {k: v for k, v in value.items() if k in fields}
+        known.setdefault("error_class", ErrorClass.UNKNOWN.value)
+        known.setdefault("terminal", False)
+        known.setdefault("message", "")
+        return cls(**known)

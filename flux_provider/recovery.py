@@ -40,9 +40,32 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from flux_provider.specs.model import Action, Match, Rule
+from flux_provider.errors import ErrorRecord
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Match:
+    error_class: str | None = None
+    number: int | None = None
+    exit_code: int | None = None
+    message: str | None = None       # a regular expression
+    step: str | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str                        # retry, throttle_down, fail, skip, alert
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rule:
+    match: Match
+    actions: tuple[Action, ...]
+    name: str | None = None
+    line: int | None = None
 
 DEFAULT_RULES = (
     Rule(match=Match(), actions=(Action("retry", {"count": 5, "delaySeconds": 60}), Action("alert")),
@@ -50,16 +73,20 @@ DEFAULT_RULES = (
 )
 
 
-def matches(match: Match, report: dict) -> bool:
+def matches(match: Match, record: ErrorRecord) -> bool:
     checks = [
-        (match.error_class, report.get("error_class")),
-        (match.number, report.get("server_number")),
-        (match.exit_code, report.get("exit_code")),
-        (match.step, report.get("step")),
+        (match.error_class, record.error_class),
+        (match.number, record.server_number),
+        (match.exit_code, record.exit_code),
+        (match.step, record.step),
     ]
     if any(want is not None and want != got for want, got in checks):
         return False
-    return match.message is None or re.search(match.message, report.get("message") or "") is not None
+    return match.message is None or re.search(match.message, record.message or "") is not None
+
+
+def _record(report: ErrorRecord | dict) -> ErrorRecord:
+    return report if isinstance(report, ErrorRecord) else ErrorRecord.from_xcom(report)
 
 
 @dataclass(frozen=True)
@@ -94,18 +121,20 @@ class Recovery:
         rules = [*self.rules, *DEFAULT_RULES]
         return max(a.options.get("count", 0) for r in rules for a in r.actions if a.kind == "retry")
 
-    def rule_for(self, report: dict) -> tuple[int, Rule] | None:
+    def rule_for(self, report: ErrorRecord | dict) -> tuple[int, Rule] | None:
         """The first of the data set's rules that matches, else the default rule (index 0)."""
+        record = _record(report)
         for index, rule in enumerate(self.rules, 1):
-            if rule is not DEFAULT_RULES[0] and matches(rule.match, report):
+            if rule is not DEFAULT_RULES[0] and matches(rule.match, record):
                 return index, rule
         return None
 
-    def decide(self, report: dict, try_number: int) -> Outcome:
-        found = self.rule_for(report)
+    def decide(self, report: ErrorRecord | dict, try_number: int) -> Outcome:
+        record = _record(report)
+        found = self.rule_for(record)
         if found is None:
-            if report.get("terminal"):
-                return Outcome("fail", "default", f"{report.get('error_class')} errors cannot heal by retrying: "
+            if record.terminal:
+                return Outcome("fail", "default", f"{record.error_class} errors cannot heal by retrying: "
                                                   "fail fast", alert=True)
             found = (0, DEFAULT_RULES[0])
         index, rule = found
@@ -132,11 +161,12 @@ class Recovery:
         return Outcome("fail", name, "fail fast", alert=alert, throttle_down=throttle)
 
     # ------------------------------------------------------------------ alerts
-    def notify(self, context, report: dict, outcome: Outcome) -> None:
+    def notify(self, context, report: ErrorRecord | dict, outcome: Outcome) -> None:
         ti = context.get("ti") if hasattr(context, "get") else None
+        record = _record(report)
         payload = {
-            "dataset": report.get("dataset"), "step": report.get("step"), "error_class": report.get("error_class"),
-            "message": report.get("message"), "rule": outcome.rule, "action": outcome.kind, "reason": outcome.reason,
+            "dataset": record.dataset, "step": record.step, "error_class": record.error_class,
+            "message": record.message, "rule": outcome.rule, "action": outcome.kind, "reason": outcome.reason,
             "dag_id": getattr(ti, "dag_id", None), "run_id": getattr(ti, "run_id", None),
             "task_id": getattr(ti, "task_id", None), "try_number": getattr(ti, "try_number", None),
             "log_url": getattr(ti, "log_url", None),
@@ -206,9 +236,7 @@ class RecoveryPolicy(_retry_policy_base()):
 
         outcome = getattr(exception, "flux_outcome", None)
         if outcome is None:  # not through FluxOperator: decide here
-            from flux_provider.operators.base import error_report
-
-            outcome = self.recovery.decide(error_report(exception, dataset=None, step=None), try_number)
+            outcome = self.recovery.decide(ErrorRecord.of(exception), try_number)
         if outcome.kind == "retry":
             return RetryDecision.retry(delay=dt.timedelta(seconds=outcome.delay or 0),
                                        reason=f"{outcome.rule}: {outcome.reason}")

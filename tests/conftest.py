@@ -29,6 +29,11 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 
 def pytest_collection_modifyitems(config, items):
+    """A test that needs the stack (directly or through a fixture) is a ``stack`` test, marked or not:
+    ``-m "not stack"`` (``make unit``) is then exactly the tier that needs no service."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()) and item.get_closest_marker("stack") is None:
+            item.add_marker(pytest.mark.stack)
     items.sort(key=lambda item: item.get_closest_marker("lifecycle") is not None)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from flux_provider.errors import ErrorClass, FluxTerminalError, FluxTransientError
 from flux_provider.recovery import Recovery, RecoveryPolicy
-from flux_provider.specs.model import Action, Match, Rule
+from flux_provider.recovery import Action, Match, Rule
 
 
 def report(error_class="deadlock", number=None, exit_code=None, step="export", message="x", terminal=False):

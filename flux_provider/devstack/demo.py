@@ -26,7 +26,7 @@ from pathlib import Path
 
 from flux_provider.devstack.airflow_api import AirflowClient
 from flux_provider.devstack.sample_data import generate
-from flux_provider.specs.factory import stage_rows
+from flux_provider.run_report import stage_rows
 
 DIMENSIONS = ("titles", "subscribers")
 FACTS = ("viewing_sessions", "ad_impressions")

@@ -20,23 +20,17 @@ import datetime as dt
 
 from airflow.sdk import BaseOperator
 
-from flux_provider.errors import ErrorClass, FluxError, FluxTerminalError, FluxTransientError, classify_exception
+from flux_provider.errors import ERROR_XCOM, ErrorClass, ErrorRecord, FluxError, FluxTerminalError, \
+    FluxTransientError, flux_error
+from flux_provider.recovery import Recovery, RecoveryPolicy
 from flux_provider.run_day import VARIABLE as DAY_VARIABLE
 from flux_provider.run_day import render_error_text, run_day
 
-ERROR_XCOM = "flux_error"
+__all__ = ["ERROR_XCOM", "FluxOperator"]
 
 #: Airflow's own wait before the next try when a try dies without reaching the rules (killed by a
 #: signal or the OOM killer, heartbeat lost): the default rule's minute, not Airflow's 300 s.
 DEFAULT_RETRY_DELAY = dt.timedelta(seconds=60)
-
-
-def error_report(exc: BaseException, *, dataset: str | None, step: str | None) -> dict:
-    if isinstance(exc, FluxError):
-        return exc.as_dict()
-    error_class = classify_exception(exc)
-    return {"error_class": error_class.value, "terminal": error_class.terminal, "dataset": dataset, "step": step,
-            "server_number": None, "exit_code": None, "message": f"{type(exc).__name__}: {exc}"[:2000]}
 
 
 class FluxOperator(BaseOperator):
@@ -49,8 +43,6 @@ class FluxOperator(BaseOperator):
     step: str = "step"
 
     def __init__(self, *, recovery=None, **kwargs):
-        from flux_provider.recovery import Recovery, RecoveryPolicy
-
         recovery = recovery or Recovery()
         kwargs.setdefault("retry_policy", RecoveryPolicy(recovery))
         if "retries" not in kwargs and "retries" not in (kwargs.get("default_args") or {}):
@@ -92,6 +84,10 @@ class FluxOperator(BaseOperator):
     def run(self, context):
         raise NotImplementedError
 
+    def _fail(self, message: str, error_class: ErrorClass = ErrorClass.CONFIG) -> FluxError:
+        """A classified failure of this operator's step of its data set (terminal or transient by class)."""
+        return flux_error(message, error_class=error_class, dataset=getattr(self, "dataset", None), step=self.step)
+
     def execute(self, context):
         try:
             result = self.run(context)
@@ -104,21 +100,20 @@ class FluxOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowSkipException
 
         ti = context.get("ti") if hasattr(context, "get") else None
-        report = error_report(exc, dataset=getattr(self, "dataset", None), step=self.step)
-        outcome = self.recovery.decide(report, getattr(ti, "try_number", 1) or 1)
-        self.log.error("data set %s %s failed [%s]: %s | rule %r -> %s", report.get("dataset"), self.step,
-                       report["error_class"], report.get("message"), outcome.rule, outcome.reason)
+        record = ErrorRecord.of(exc, dataset=getattr(self, "dataset", None), step=self.step)
+        outcome = self.recovery.decide(record, getattr(ti, "try_number", 1) or 1)
+        self.log.error("data set %s %s failed [%s]: %s | rule %r -> %s", record.dataset, self.step,
+                       record.error_class, record.message, outcome.rule, outcome.reason)
         push = getattr(ti, "xcom_push", None)
         if push is not None:
             try:
-                push(key=ERROR_XCOM, value={**report, "recovery": outcome.as_dict()})
+                push(key=ERROR_XCOM, value=record.decided(outcome.as_dict()).to_xcom())
             except Exception as push_failed:  # reporting must never hide the real failure
                 self.log.warning("could not record the error class: %s", push_failed)
         if outcome.alert:
-            self.recovery.notify(context, report, outcome)
+            self.recovery.notify(context, record, outcome)
         if outcome.kind == "skip":
-            return AirflowSkipException(f"{outcome.rule}: {outcome.reason} [{report['error_class']}] "
-                                        f"{report.get('message')}")
+            return AirflowSkipException(f"{outcome.rule}: {outcome.reason} [{record.error_class}] {record.message}")
         if outcome.kind == "retry" and isinstance(exc, FluxError) and exc.terminal:
             exc = FluxTransientError(str(exc), error_class=ErrorClass.UNKNOWN, dataset=exc.dataset, step=exc.step,
                                      server_number=exc.server_number, exit_code=exc.exit_code)

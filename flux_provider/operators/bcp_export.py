@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-from flux_provider.errors import ErrorClass, FluxError, flux_error
+from flux_provider.errors import ErrorClass, FluxError
 from flux_provider.formats import export_file as fmt
 from flux_provider.identifiers import sqlserver_table
 from flux_provider.operators.base import FluxOperator
@@ -91,9 +91,6 @@ class BcpExportOperator(FluxOperator):
         self._partial: Path | None = None
 
     # ----------------------------------------------------------------- checks
-    def _fail(self, message: str, error_class: ErrorClass = ErrorClass.CONFIG) -> FluxError:
-        return flux_error(message, error_class=error_class, dataset=self.dataset, step="export")
-
     def _validate(self) -> None:
         if self.engine not in ENGINES:
             raise self._fail(f"engine {self.engine!r} is not one of {', '.join(ENGINES)}")

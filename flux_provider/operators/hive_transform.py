@@ -49,7 +49,7 @@ import time
 from collections.abc import Sequence
 
 
-from flux_provider.errors import ErrorClass, FluxError, flux_error
+from flux_provider.errors import ErrorClass
 from flux_provider.formats import hive_ddl
 from flux_provider.formats.export_file import Column
 from flux_provider.hooks.hive_session import HiveSession
@@ -146,9 +146,6 @@ class HiveTransformOperator(FluxOperator):
     @property
     def target(self) -> str:
         return f"`{self.database}`.`{self.target_table}`"
-
-    def _fail(self, message: str, error_class: ErrorClass = ErrorClass.CONFIG) -> FluxError:
-        return flux_error(message, error_class=error_class, dataset=self.dataset, step="transform")
 
     def _typed(self, columns: dict[str, str], what: str) -> dict[str, str]:
         import re

@@ -44,7 +44,7 @@ import time
 from collections.abc import Sequence
 
 
-from flux_provider.errors import ErrorClass, FluxError, flux_error
+from flux_provider.errors import ErrorClass, flux_error
 from flux_provider.formats import hive_ddl
 from flux_provider.hooks.hive_session import HiveSession, classify_hive
 from flux_provider.identifiers import hive_identifier
@@ -100,9 +100,6 @@ class PartitionRefreshOperator(FluxOperator):
     @property
     def qualified(self) -> str:
         return f"`{self.database}`.`{self.table}`"
-
-    def _fail(self, message: str, error_class: ErrorClass = ErrorClass.CONFIG) -> FluxError:
-        return flux_error(message, error_class=error_class, dataset=self.dataset, step="refresh")
 
     # ------------------------------------------------------------------ metastore
     def table_info(self) -> tuple[list[tuple[str, str]], bool]:

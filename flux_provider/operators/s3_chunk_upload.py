@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-from flux_provider.errors import ErrorClass, FluxError, flux_error
+from flux_provider.errors import ErrorClass
 from flux_provider.formats.chunker import chunks, return_big_buffers_to_the_os
 from flux_provider.formats.hive_text import BcpToHive, CsvToHive, HiveTextEncoding
 from flux_provider.hooks.s3_chunks import ChunkUploader, split_s3_url
@@ -104,9 +104,6 @@ class S3ChunkUploadOperator(FluxOperator):
         self.encode_workers = encode_workers
         self.delete_export = delete_export
         self._uploader: ChunkUploader | None = None
-
-    def _fail(self, message: str, error_class: ErrorClass = ErrorClass.CONFIG) -> FluxError:
-        return flux_error(message, error_class=error_class, dataset=self.dataset, step="upload")
 
     def _export_info(self, context) -> dict:
         info = self.export

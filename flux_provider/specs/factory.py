@@ -32,6 +32,16 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
+import pendulum
+from airflow.sdk import DAG, Asset
+
+from flux_provider.operators.bcp_export import BcpExportOperator
+from flux_provider.operators.bcp_to_s3 import BcpToS3Operator
+from flux_provider.operators.hive_transform import HiveTransformOperator
+from flux_provider.operators.partition_refresh import PartitionRefreshOperator
+from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
+from flux_provider.recovery import Recovery
+from flux_provider.run_report import EXPORT, EXPORT_UPLOAD, REFRESH, TRANSFORM, UPLOAD
 from flux_provider.specs import after_graph
 from flux_provider.specs.model import DatasetSpec
 from flux_provider.specs.parser import SpecError, load_spec, parse_xml
@@ -56,16 +66,12 @@ def load_specs(folder: Path | str) -> tuple[list[DatasetSpec], list[SpecError]]:
     return specs, errors
 
 
-def asset_for(spec: DatasetSpec):
-    from airflow.sdk import Asset
-
+def asset_for(spec: DatasetSpec) -> Asset:
     return Asset(name=f"flux.{spec.name}", uri=f"s3://{spec.s3_location.split('://', 1)[1]}/_published.json",
                  group="flux", extra={"hive_table": f"{spec.hive.database}.{spec.hive.target_table}"})
 
 
 def _schedule(spec: DatasetSpec, known: set[str] | None):
-    from airflow.sdk import Asset
-
     if spec.schedule.after:
         missing = [a for a in spec.schedule.after if known is not None and a not in known]
         if missing:
@@ -124,17 +130,6 @@ def _match_text(match) -> str:
 
 def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
     """The DAG of one data set."""
-    import pendulum
-    from airflow.sdk import DAG
-
-    from flux_provider.operators.bcp_export import BcpExportOperator
-    from flux_provider.operators.bcp_to_s3 import BcpToS3Operator
-    from flux_provider.operators.hive_transform import HiveTransformOperator
-    from flux_provider.operators.partition_refresh import PartitionRefreshOperator
-    from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
-
-    from flux_provider.recovery import Recovery
-
     src, hive, chunking = spec.source, spec.hive, spec.chunking
     timeout = timedelta(minutes=spec.export.timeout_minutes) if spec.export.timeout_minutes else None
     # every task: the data set's pool, and its recovery rules (which also set retries and their delays)
@@ -162,19 +157,19 @@ def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
         params={"flux_spec": str(spec.path.name)},
     ) as dag:
         if spec.export.mode == "streaming":
-            upload = BcpToS3Operator(task_id="export_upload", s3_location=spec.s3_location,
+            upload = BcpToS3Operator(task_id=EXPORT_UPLOAD, s3_location=spec.s3_location,
                                      aws_conn_id=spec.s3_connection, upload_options=upload_args,
                                      **common, **export_args, **placement)
             first = upload
         else:
-            first = BcpExportOperator(task_id="export", **common, **export_args, **placement)
-            upload = S3ChunkUploadOperator(task_id="upload", s3_location=spec.s3_location,
-                                           aws_conn_id=spec.s3_connection, export_task_id="export", **placement,
+            first = BcpExportOperator(task_id=EXPORT, **common, **export_args, **placement)
+            upload = S3ChunkUploadOperator(task_id=UPLOAD, s3_location=spec.s3_location,
+                                           aws_conn_id=spec.s3_connection, export_task_id=EXPORT, **placement,
                                            **common, **upload_args)
             first >> upload
         static = {p.name: p.value for p in hive.partitions if p.value is not None}
         transform = HiveTransformOperator(
-            task_id="transform", upload_task_id=upload.task_id, database=hive.database,
+            task_id=TRANSFORM, upload_task_id=upload.task_id, database=hive.database,
             staging_table=hive.staging_table, target_table=hive.target_table, sql=hive.transform_sql,
             partition=static, dynamic_partitions=[p.name for p in hive.partitions if p.value is None],
             target_columns=hive.columns or None,
@@ -188,27 +183,13 @@ def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
         if hive.partitions:
             refresh = spec.refresh
             transform >> PartitionRefreshOperator(
-                task_id="refresh", database=hive.database, table=hive.target_table, transform_task_id="transform",
+                task_id=REFRESH, database=hive.database, table=hive.target_table, transform_task_id=TRANSFORM,
                 repair=refresh.repair, latest_view=refresh.latest_view, retention_days=refresh.retention_days,
                 retention_column=refresh.retention_column, purge=refresh.purge, analyze=refresh.analyze,
                 hiveserver2_conn_id=hive.connection, metastore_conn_id=hive.metastore,
                 aws_conn_id=spec.s3_connection, outlets=[asset_for(spec)], **common,
             )
     return dag
-
-
-def stage_rows(xcom) -> dict:
-    """Rows at each stage of one run of a factory-built DAG, from ``xcom(task_id)`` (its return value or None).
-
-    ``reconciled``: export rows = upload rows = staging rows (None before the transform ran).
-    """
-    upload = xcom("export_upload") or xcom("upload") or {}
-    export = upload.get("export") or xcom("export") or {}
-    transform = xcom("transform") or {}
-    exported, uploaded, staged = export.get("rows"), upload.get("rows"), transform.get("staging_rows")
-    return {"exported": exported, "uploaded": uploaded, "staged": staged, "target": transform.get("target_rows"),
-            "partitions": len(transform.get("partitions") or []),
-            "reconciled": None if staged is None else exported == uploaded == staged}
 
 
 def build_dags(folder: Path | str, *, strict: bool = False) -> dict[str, object]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from flux_provider.recovery import Rule
 
 
 @dataclass(frozen=True)
@@ -89,29 +91,6 @@ class Throttle:
 
 
 @dataclass(frozen=True)
-class Match:
-    error_class: str | None = None
-    number: int | None = None
-    exit_code: int | None = None
-    message: str | None = None       # a regular expression
-    step: str | None = None
-
-
-@dataclass(frozen=True)
-class Action:
-    kind: str                        # retry, throttle_down, fail, skip, alert
-    options: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Rule:
-    match: Match
-    actions: tuple[Action, ...]
-    name: str | None = None
-    line: int | None = None
-
-
-@dataclass(frozen=True)
 class DatasetSpec:
     name: str
     path: Path
@@ -134,7 +113,3 @@ class DatasetSpec:
     def dag_id(self) -> str:
         return f"flux_{self.name}"
 
-    @property
-    def asset_uri(self) -> str:
-        """The Asset a successful run updates (what ``<schedule><after>`` of other data sets waits for)."""
-        return f"hive://{self.hive.database}/{self.hive.target_table}"

@@ -15,8 +15,9 @@ from pathlib import Path
 from flux_provider.errors import ErrorClass, FluxTerminalError
 from flux_provider.identifiers import hive_identifier, sqlserver_identifier
 from flux_provider.queries import QueryRefused, check_read_only
-from flux_provider.specs.model import (Action, Chunking, DatasetSpec, Export, Hive, HivePartition, Match, Refresh,
-                                       Rule, Schedule, Source, Throttle)
+from flux_provider.recovery import Action, Match, Rule
+from flux_provider.specs.model import (Chunking, DatasetSpec, Export, Hive, HivePartition, Refresh, Schedule, Source,
+                                       Throttle)
 
 XSD = Path(__file__).with_name("dataset.xsd")
 MAX_BYTES = 1_000_000

@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, select
 
+from flux_provider.run_report import stage_rows
 from flux_provider.throttle import store
 from flux_provider.throttle.controller import set_limit
 
@@ -115,8 +116,6 @@ def datasets(session: Session, hours: float = 24.0) -> dict:
 
 def _run(session, run) -> dict:
     from airflow.models.xcom import XComModel
-
-    from flux_provider.specs.factory import stage_rows
 
     values = {}
     for task_id, value in session.execute(select(XComModel.task_id, XComModel.value).where(and_(

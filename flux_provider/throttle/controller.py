@@ -29,6 +29,7 @@ import threading
 
 from sqlalchemy import and_, or_, select
 
+from flux_provider.errors import ERROR_XCOM
 from flux_provider.throttle import store
 from flux_provider.throttle.limits import AIMD, DEFAULT_LOAD_CLASSES, Sample
 
@@ -143,8 +144,6 @@ class Controller:
     @staticmethod
     def error_report(session, r) -> dict | None:
         from airflow.models.xcom import XComModel
-
-        from flux_provider.operators.base import ERROR_XCOM
 
         value = session.execute(select(XComModel.value).where(and_(
             XComModel.dag_id == r.dag_id, XComModel.run_id == r.run_id, XComModel.task_id == r.task_id,

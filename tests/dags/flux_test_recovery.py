@@ -15,7 +15,7 @@ from airflow.sdk import DAG
 from flux_provider.operators.bcp_export import BcpExportOperator
 from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
 from flux_provider.recovery import Recovery
-from flux_provider.specs.model import Action, Match, Rule
+from flux_provider.recovery import Action, Match, Rule
 
 with DAG(
     dag_id="flux_test_recovery",

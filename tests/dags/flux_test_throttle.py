@@ -36,7 +36,7 @@ with DAG(
     tags=["flux-tests"],
 ):
     from flux_provider.recovery import Recovery
-    from flux_provider.specs.model import Action, Match, Rule
+    from flux_provider.recovery import Action, Match, Rule
 
     quarter = Recovery(rules=(Rule(Match(number=1205), (Action("fail"), Action("throttle_down", {"factor": 0.25})),
                                    name="deadlock: cut to a quarter"),))

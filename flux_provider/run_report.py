@@ -1,0 +1,30 @@
+"""One run of a data set's DAG, stage by stage: rows exported, uploaded, staged and written.
+
+The DAG factory names a data set's tasks with the ids below; the dashboard API
+and the demo read a run's step records (:mod:`flux_provider.handoffs`) through
+:func:`stage_rows`, which is the one place that knows which task hands what.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flux_provider.handoffs import ExportResult, TransformResult, UploadResult
+
+#: Task ids of a factory-built data set DAG.
+EXPORT, UPLOAD, EXPORT_UPLOAD, TRANSFORM, REFRESH = "export", "upload", "export_upload", "transform", "refresh"
+
+
+def stage_rows(xcom: Callable[[str], Any]) -> dict:
+    """Rows at each stage of one run, from ``xcom(task_id)`` (that task's return value, or None).
+
+    ``reconciled``: export rows = upload rows = staging rows (None before the transform ran).
+    """
+    upload = UploadResult.from_xcom(xcom(EXPORT_UPLOAD) or xcom(UPLOAD)) or UploadResult()
+    export = upload.export or ExportResult.from_xcom(xcom(EXPORT)) or ExportResult()
+    transform = TransformResult.from_xcom(xcom(TRANSFORM)) or TransformResult()
+    exported, uploaded, staged = export.rows, upload.rows, transform.staging_rows
+    return {"exported": exported, "uploaded": uploaded, "staged": staged, "target": transform.target_rows,
+            "partitions": len(transform.partitions or []),
+            "reconciled": None if staged is None else exported == uploaded == staged}
