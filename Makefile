@@ -9,7 +9,7 @@ CONSTRAINTS := constraints/constraints-3.11.txt
 STAMP       := $(VENV)/.flux-installed
 DEVSTACK    := $(PY) -m flux_provider.devstack
 
-.PHONY: demo test bench up down status env setup system-deps constraints clean
+.PHONY: demo test unit lint bench up down status env setup system-deps constraints clean
 
 # The main job: the sample media bundle (dags/specs/*.xml) through the real scheduler; exit 0 only if
 # every data set ran and reconciled. DEMO_ROWS scales the generated source (viewing sessions).
@@ -21,6 +21,16 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The tier that needs no service (no stack, no sleeps): a couple of minutes at most.
+unit: setup
+	$(PY) -m pytest -m "not stack" $(PYTEST_ARGS)
+
+# The layering contracts (import-linter, in pyproject.toml) and the code style (ruff).
+lint: setup
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Benchmarks (not part of the suite): prints a table, writes benchmarks/results/*.json and *.svg.
 bench: setup

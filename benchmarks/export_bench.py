@@ -44,12 +44,21 @@ def generate(db: Path, rows: int) -> None:
             "CREATE TABLE sessions (session_id BIGINT NOT NULL, subscriber_id BIGINT, title NVARCHAR(100), "
             "started_at DATETIME2(3), seconds INT, revenue TEXT DECIMAL(12,2), device NVARCHAR(20))"
         )
-        conn.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?)", (
-            (i, rnd.randrange(10**6), f"Title {rnd.randrange(5000)} ü", f"2026-01-{1 + i % 28:02d} "
-             f"{i % 24:02d}:{i % 60:02d}:{(i // 60) % 60:02d}.{i % 1000:03d}", rnd.randrange(7200),
-             f"{rnd.randrange(100000) / 100:.2f}", DEVICES[i % 5])
-            for i in range(rows)
-        ))
+        conn.executemany(
+            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                (
+                    i,
+                    rnd.randrange(10**6),
+                    f"Title {rnd.randrange(5000)} ü",
+                    f"2026-01-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}:{(i // 60) % 60:02d}.{i % 1000:03d}",
+                    rnd.randrange(7200),
+                    f"{rnd.randrange(100000) / 100:.2f}",
+                    DEVICES[i % 5],
+                )
+                for i in range(rows)
+            ),
+        )
 
 
 def free_port() -> int:
@@ -76,13 +85,24 @@ def run_one(engine: str, out: Path) -> dict:
         columns = describe(hook, QUERY)
         query = fmt.export_query(columns, query=QUERY)
         if engine == "freebcp":
-            rows = BcpHook("bench", batch_size=100_000, log_every=3600).export(
-                query, str(out), field_terminator=fmt.DEFAULT_FIELD_TERMINATOR,
-                row_terminator=fmt.DEFAULT_ROW_TERMINATOR).rows
+            rows = (
+                BcpHook("bench", batch_size=100_000, log_every=3600)
+                .export(
+                    query,
+                    str(out),
+                    field_terminator=fmt.DEFAULT_FIELD_TERMINATOR,
+                    row_terminator=fmt.DEFAULT_ROW_TERMINATOR,
+                )
+                .rows
+            )
         else:
             rows = DbApiExportEngine(hook, fetch_size=10_000, log_every=3600).export(
-                query, str(out), columns, field_terminator=fmt.DEFAULT_FIELD_TERMINATOR,
-                row_terminator=fmt.DEFAULT_ROW_TERMINATOR)
+                query,
+                str(out),
+                columns,
+                field_terminator=fmt.DEFAULT_FIELD_TERMINATOR,
+                row_terminator=fmt.DEFAULT_ROW_TERMINATOR,
+            )
     seconds = time.perf_counter() - start
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"engine": engine, "rows": rows, "seconds": seconds, "bytes": out.stat().st_size, "python_rss_mb": own}
@@ -114,11 +134,17 @@ def chart(results: list[dict], path: Path) -> None:
     groups = [f"{n:,} rows" for n in sizes]
 
     def series(metric):
-        return {e: [next(r[metric] for r in results if r["rows"] == n and r["engine"] == e) for n in sizes]
-                for e in ENGINES}
+        return {
+            e: [next(r[metric] for r in results if r["rows"] == n and r["engine"] == e) for n in sizes] for e in ENGINES
+        }
 
-    panels(path, [("export wall time", groups, series("seconds"), "seconds"),
-                  ("peak RSS of the export process tree", groups, series("peak_rss_mb"), "MB")])
+    panels(
+        path,
+        [
+            ("export wall time", groups, series("seconds"), "seconds"),
+            ("peak RSS of the export process tree", groups, series("peak_rss_mb"), "MB"),
+        ],
+    )
 
 
 def main() -> None:
@@ -136,9 +162,20 @@ def main() -> None:
     users, password = work / "users.json", "bench-" + os.urandom(6).hex()
     users.write_text(json.dumps({"bench": password}))
     port = free_port()
-    env = dict(os.environ, AIRFLOW_CONN_BENCH=json.dumps({
-        "conn_type": "mssql", "host": "127.0.0.1", "port": port, "schema": "flux", "login": "bench",
-        "password": password}), AIRFLOW_HOME=str(work / "airflow"))
+    env = dict(
+        os.environ,
+        AIRFLOW_CONN_BENCH=json.dumps(
+            {
+                "conn_type": "mssql",
+                "host": "127.0.0.1",
+                "port": port,
+                "schema": "flux",
+                "login": "bench",
+                "password": password,
+            }
+        ),
+        AIRFLOW_HOME=str(work / "airflow"),
+    )
     results = []
     try:
         for rows in [int(r) for r in args.rows.split(",")]:
@@ -146,22 +183,37 @@ def main() -> None:
             t = time.perf_counter()
             generate(db, rows)
             print(f"generated {rows:,} rows in {time.perf_counter() - t:.1f}s", flush=True)
-            server = subprocess.Popen([sys.executable, "-m", "flux_provider.devstack.tds", "--port", str(port),
-                                       "--db", str(db), "--users", str(users)], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
+            server = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "flux_provider.devstack.tds",
+                    "--port",
+                    str(port),
+                    "--db",
+                    str(db),
+                    "--users",
+                    str(users),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             try:
                 time.sleep(1.5)
                 for engine in ENGINES:
                     out = work / f"{engine}.out"
-                    done, tree_peak = run_measured([sys.executable, __file__, "--run-one", engine, "--out", str(out)],
-                                                   env)
+                    done, tree_peak = run_measured(
+                        [sys.executable, __file__, "--run-one", engine, "--out", str(out)], env
+                    )
                     if done.returncode != 0:
                         raise SystemExit(f"{engine} failed:\n{done.stderr[-3000:]}")
                     result = json.loads(done.stdout.strip().splitlines()[-1])
                     result["peak_rss_mb"] = max(tree_peak, result["python_rss_mb"])
                     results.append(result)
-                    print(f"  {engine:<13} {result['seconds']:7.1f}s  peak RSS {result['peak_rss_mb']:7.0f} MB",
-                          flush=True)
+                    print(
+                        f"  {engine:<13} {result['seconds']:7.1f}s  peak RSS {result['peak_rss_mb']:7.0f} MB",
+                        flush=True,
+                    )
                     out.unlink()
             finally:
                 server.terminate()
@@ -169,13 +221,17 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)  # the source database and export files
     print()
-    print(f"{'rows':>10} {'engine':<13} {'seconds':>8} {'rows/s':>9} {'file MB':>8} {'peak RSS MB':>12}"
-          f" {'time vs stock':>14} {'RSS vs stock':>13}")
+    print(
+        f"{'rows':>10} {'engine':<13} {'seconds':>8} {'rows/s':>9} {'file MB':>8} {'peak RSS MB':>12}"
+        f" {'time vs stock':>14} {'RSS vs stock':>13}"
+    )
     for r in results:
         stock = next(s for s in results if s["rows"] == r["rows"] and s["engine"] == "stock_get_df")
-        print(f"{r['rows']:>10,} {r['engine']:<13} {r['seconds']:>8.1f} {r['rows'] / r['seconds']:>9,.0f} "
-              f"{r['bytes'] / 1e6:>8.0f} {r['peak_rss_mb']:>12.0f} "
-              f"{r['seconds'] / stock['seconds']:>13.2f}x {r['peak_rss_mb'] / stock['peak_rss_mb']:>12.2f}x")
+        print(
+            f"{r['rows']:>10,} {r['engine']:<13} {r['seconds']:>8.1f} {r['rows'] / r['seconds']:>9,.0f} "
+            f"{r['bytes'] / 1e6:>8.0f} {r['peak_rss_mb']:>12.0f} "
+            f"{r['seconds'] / stock['seconds']:>13.2f}x {r['peak_rss_mb'] / stock['peak_rss_mb']:>12.2f}x"
+        )
     (RESULTS / "export.json").write_text(json.dumps(results, indent=2))
     chart(results, RESULTS / "export.png")
     print(f"\nwrote {RESULTS / 'export.json'} and {RESULTS / 'export.png'}")

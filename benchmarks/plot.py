@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def bars(path: Path, title: str, groups: list[str], series: dict[str, list[float]], ylabel: str,
-         ax=None) -> None:
+def bars(path: Path, title: str, groups: list[str], series: dict[str, list[float]], ylabel: str, ax=None) -> None:
     """One panel of grouped bars: ``series`` name -> one value per group."""
     import matplotlib
 

@@ -30,14 +30,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flux_provider.throttle.limits import Sample, make_limit  # noqa: E402
-
+from flux_provider.throttle.limits import AIMD, Sample  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def simulate(limit_of, *, capacity, queries: int, base: float = 30.0, period: float = 60.0, seed: int = 1,
-             horizon: float = 12 * 3600) -> dict:
+def simulate(
+    limit_of,
+    *,
+    capacity,
+    queries: int,
+    base: float = 30.0,
+    period: float = 60.0,
+    seed: int = 1,
+    horizon: float = 12 * 3600,
+) -> dict:
     """``limit_of`` is an int (static) or a limit object (adaptive); ``capacity`` an int or a function of
     time. One-second steps."""
     timeout = 3 * base
@@ -64,8 +71,9 @@ def simulate(limit_of, *, capacity, queries: int, base: float = 30.0, period: fl
         running = [r for r in running if r[0] > t]
         for end, start, error in finished:
             fails = error is not None
-            samples.append(Sample(time=t, latency=end - start, inflight=len(running) + 1, failed=fails,
-                                  error_class=error))
+            samples.append(
+                Sample(time=t, latency=end - start, inflight=len(running) + 1, failed=fails, error_class=error)
+            )
             if fails:
                 errors += 1
                 backlog += 1  # retried
@@ -76,12 +84,18 @@ def simulate(limit_of, *, capacity, queries: int, base: float = 30.0, period: fl
             samples = []
             timeline.append((t, limit))
     hours = t / 3600
-    return {"throughput_per_hour": done / hours if hours else 0.0, "errors": errors, "seconds": t,
-            "completed": done, "timeline": timeline}
+    return {
+        "throughput_per_hour": done / hours if hours else 0.0,
+        "errors": errors,
+        "seconds": t,
+        "completed": done,
+        "timeline": timeline,
+    }
 
 
-def settling(timeline: list[tuple[float, int]], capacity_at, since: float, until: float,
-             tolerance: float = 0.25) -> tuple[int | None, float]:
+def settling(
+    timeline: list[tuple[float, int]], capacity_at, since: float, until: float, tolerance: float = 0.25
+) -> tuple[int | None, float]:
     """(controller periods after ``since`` until the limit first is within +-tolerance, at least one slot,
     of the capacity; the share of the later periods it stays within that band)."""
     window = [(t, v) for t, v in timeline if since < t <= until]
@@ -113,25 +127,36 @@ def main(argv: list[str] | None = None) -> int:
     sweep = {n: run(n) for n in range(1, args.max + 1)}
     best = max(sweep, key=lambda n: sweep[n]["throughput_per_hour"])
     small = max(1, low - 1)
-    rows = {f"static {small} (too small)": sweep[small], f"static {best} (best)": sweep[best],
-            f"static {args.max} (too large)": sweep[args.max]}
-    limit = make_limit("aimd", low=1, high=args.max, initial=args.initial, cooldown=args.period)
+    rows = {
+        f"static {small} (too small)": sweep[small],
+        f"static {best} (best)": sweep[best],
+        f"static {args.max} (too large)": sweep[args.max],
+    }
+    limit = AIMD(low=1, high=args.max, value=args.initial, cooldown=args.period)
     rows["adaptive (AIMD)"] = adaptive = run(limit)
     best_tp, large_errors = sweep[best]["throughput_per_hour"], sweep[args.max]["errors"]
-    print(f"source capacity {cap}, {low} from minute 40 to 80; {args.queries} queries of ~30 s (timeout 90 s); "
-          f"controller period {args.period:.0f} s; adaptive starts at {args.initial} (bounds 1-{args.max})\n")
+    print(
+        f"source capacity {cap}, {low} from minute 40 to 80; {args.queries} queries of ~30 s (timeout 90 s); "
+        f"controller period {args.period:.0f} s; adaptive starts at {args.initial} (bounds 1-{args.max})\n"
+    )
     print(f"{'policy':<24}{'queries/h':>10}{'vs best':>9}{'errors':>8}{'vs too large':>14}")
     summary = {}
     for name, r in rows.items():
         ratio = r["errors"] / large_errors if large_errors else 0.0
-        print(f"{name:<24}{r['throughput_per_hour']:>10.0f}{r['throughput_per_hour'] / best_tp:>8.2f}x"
-              f"{r['errors']:>8}{ratio:>13.3f}x")
+        print(
+            f"{name:<24}{r['throughput_per_hour']:>10.0f}{r['throughput_per_hour'] / best_tp:>8.2f}x"
+            f"{r['errors']:>8}{ratio:>13.3f}x"
+        )
         summary[name] = r
     ends = [start for start, _ in changes[1:]] + [adaptive["seconds"]]
-    convergence = {f"capacity {c} from minute {start / 60:.0f}": settling(
-        adaptive["timeline"], capacity_at, start, end) for (start, c), end in zip(changes, ends)}
-    print("\nadaptive limit after each change: periods until within +-25% (at least 1 slot) of the capacity, "
-          "and the share of later periods inside that band")
+    convergence = {
+        f"capacity {c} from minute {start / 60:.0f}": settling(adaptive["timeline"], capacity_at, start, end)
+        for (start, c), end in zip(changes, ends)
+    }
+    print(
+        "\nadaptive limit after each change: periods until within +-25% (at least 1 slot) of the capacity, "
+        "and the share of later periods inside that band"
+    )
     for what, (periods, share) in convergence.items():
         print(f"  {what:<28} {periods if periods is not None else 'never':>5} periods, then {share:.0%} inside")
     summary["convergence_periods"] = convergence
@@ -148,8 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     fig, ax = plt.subplots(figsize=(8, 4))
     xs, ys = zip(*adaptive["timeline"])
     ax.step([x / 60 for x in xs], ys, where="post", label="adaptive (AIMD) limit")
-    ax.step([x / 60 for x in xs], [capacity_at(x) for x in xs], where="post", color="grey", linestyle="--",
-            label="source capacity")
+    ax.step(
+        [x / 60 for x in xs],
+        [capacity_at(x) for x in xs],
+        where="post",
+        color="grey",
+        linestyle="--",
+        label="source capacity",
+    )
     ax.set_xlabel("minutes")
     ax.set_ylabel("pool slots")
     ax.set_title("adaptive limit on a simulated source")

@@ -57,20 +57,34 @@ def write_export(path: Path, rows: int) -> dict:
     with open(path, "wb", buffering=1 << 22) as out:
         batch = []
         for i in range(rows):
-            batch.append(ft.join((
-                str(i).encode(), str(rnd.randrange(10**6)).encode(), f"Title {rnd.randrange(5000)} ü".encode(),
-                f"2026-01-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}:00.{i % 1000:03d}".encode(),
-                str(rnd.randrange(7200)).encode(), f"{rnd.randrange(100000) / 100:.2f}".encode(),
-                DEVICES[i % 5].encode() if i % 11 else b"",
-            )) + rt)
+            batch.append(
+                ft.join(
+                    (
+                        str(i).encode(),
+                        str(rnd.randrange(10**6)).encode(),
+                        f"Title {rnd.randrange(5000)} ü".encode(),
+                        f"2026-01-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}:00.{i % 1000:03d}".encode(),
+                        str(rnd.randrange(7200)).encode(),
+                        f"{rnd.randrange(100000) / 100:.2f}".encode(),
+                        DEVICES[i % 5].encode() if i % 11 else b"",
+                    )
+                )
+                + rt
+            )
             if len(batch) == 100_000:
                 out.write(b"".join(batch))
                 batch.clear()
         out.write(b"".join(batch))
     columns = [fmt.Column.from_system_type(f"c{i}", "nvarchar(100)").to_dict() for i in range(COLUMNS)]
-    return {"path": str(path), "host": os.uname().nodename, "rows": rows, "bytes": path.stat().st_size,
-            "columns": columns, "field_terminator": fmt.DEFAULT_FIELD_TERMINATOR,
-            "row_terminator": fmt.DEFAULT_ROW_TERMINATOR}
+    return {
+        "path": str(path),
+        "host": os.uname().nodename,
+        "rows": rows,
+        "bytes": path.stat().st_size,
+        "columns": columns,
+        "field_terminator": fmt.DEFAULT_FIELD_TERMINATOR,
+        "row_terminator": fmt.DEFAULT_ROW_TERMINATOR,
+    }
 
 
 def best_of(repeat: int, run) -> float:
@@ -167,9 +181,14 @@ def chunked_upload_only(client, encoded: Path, run_key: str) -> float:
     from flux_provider.hooks.s3_chunks import ChunkUploader
 
     part = 64 * 2**20  # the operator's defaults: 32 MB chunks in one PUT each, 4 at once
-    uploader = ChunkUploader(client, "flux", "bench/upload-only", run_key, max_inflight=4,
-                             transfer_config=TransferConfig(multipart_threshold=part, multipart_chunksize=part,
-                                                            max_concurrency=2))
+    uploader = ChunkUploader(
+        client,
+        "flux",
+        "bench/upload-only",
+        run_key,
+        max_inflight=4,
+        transfer_config=TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=2),
+    )
     start = time.perf_counter()
     uploader.start()
     with open(encoded, "rb") as src:
@@ -192,23 +211,52 @@ def streaming(work: Path, rows: int, env: dict, client) -> dict:
     generate(db, rows)
     users.write_text(json.dumps({"bench": "bench-pw"}))
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "flux_provider.devstack.tds", "--port", str(port), "--db", str(db),
-                               "--users", str(users)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.environ["AIRFLOW_CONN_BENCH"] = json.dumps({"conn_type": "mssql", "host": "127.0.0.1", "port": port,
-                                                   "schema": "flux", "login": "bench", "password": "bench-pw"})
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flux_provider.devstack.tds",
+            "--port",
+            str(port),
+            "--db",
+            str(db),
+            "--users",
+            str(users),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.environ["AIRFLOW_CONN_BENCH"] = json.dumps(
+        {
+            "conn_type": "mssql",
+            "host": "127.0.0.1",
+            "port": port,
+            "schema": "flux",
+            "login": "bench",
+            "password": "bench-pw",
+        }
+    )
     try:
         time.sleep(1.5)
-        op = BcpToS3Operator(task_id="s", dataset="bench", schema="dbo", table="sessions", mssql_conn_id="bench",
-                             engine="bcp", staging_dir=str(work / "staging"), s3_location="s3://flux/bench/stream",
-                             upload_options={"chunk_mb": 32})
+        op = BcpToS3Operator(
+            task_id="s",
+            dataset="bench",
+            schema="dbo",
+            table="sessions",
+            mssql_conn_id="bench",
+            engine="bcp",
+            staging_dir=str(work / "staging"),
+            s3_location="s3://flux/bench/stream",
+            upload_options={"chunk_mb": 32},
+        )
         op.prepare()
         export_path = work / "stream-export.bcp"
         start = time.perf_counter()
         BcpHook("bench", batch_size=100_000, log_every=3600).export(
-            op.query, str(export_path), field_terminator=op.field_terminator, row_terminator=op.row_terminator)
+            op.query, str(export_path), field_terminator=op.field_terminator, row_terminator=op.row_terminator
+        )
         export_s = time.perf_counter() - start
-        info = {"path": str(export_path), "field_terminator": op.field_terminator,
-                "row_terminator": op.row_terminator}
+        info = {"path": str(export_path), "field_terminator": op.field_terminator, "row_terminator": op.row_terminator}
         from flux_provider.formats.hive_text import BcpToHive
 
         encoded = work / "stream-encoded.hive"
@@ -224,8 +272,15 @@ def streaming(work: Path, rows: int, env: dict, client) -> dict:
         server.terminate()
         server.wait()
     slowest = max(export_s, encode_s, upload_s)
-    return {"rows": rows, "export_s": export_s, "encode_s": encode_s, "upload_s": upload_s, "streaming_s": total_s,
-            "vs_slowest": total_s / slowest, "vs_sum": total_s / (export_s + encode_s + upload_s)}
+    return {
+        "rows": rows,
+        "export_s": export_s,
+        "encode_s": encode_s,
+        "upload_s": upload_s,
+        "streaming_s": total_s,
+        "vs_slowest": total_s / slowest,
+        "vs_sum": total_s / (export_s + encode_s + upload_s),
+    }
 
 
 def _free_port() -> int:
@@ -248,8 +303,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="flux-upload-bench-"))
     s3stack = Stack(run_dir=work / "s3", dags_folder=work, services=[SeaweedS3()], echo=lambda _: None)
     s3stack.up()
-    env = dict(os.environ, AIRFLOW_CONN_AWS_DEFAULT=s3stack.env()["AIRFLOW_CONN_AWS_DEFAULT"],
-               AIRFLOW_HOME=str(work / "airflow"))
+    env = dict(
+        os.environ,
+        AIRFLOW_CONN_AWS_DEFAULT=s3stack.env()["AIRFLOW_CONN_AWS_DEFAULT"],
+        AIRFLOW_HOME=str(work / "airflow"),
+    )
     os.environ.update(AIRFLOW_CONN_AWS_DEFAULT=env["AIRFLOW_CONN_AWS_DEFAULT"], AIRFLOW_HOME=env["AIRFLOW_HOME"])
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
@@ -264,27 +322,54 @@ def main() -> None:
             encode_file(info, encoded, repeat=1)  # the encoded file both uploaders send
             csv_s = csv_baseline(info, work / "same.csv") if rows == sizes[0] else None
             csv_flux_s = encode_csv_file(work / "same.csv") if csv_s else None
-            done, peak = run_measured([sys.executable, "-c", CHILD, json.dumps(info), "s3://flux/bench/upload",
-                                       f"run_{rows}_{time.time_ns()}"], env)
+            done, peak = run_measured(
+                [
+                    sys.executable,
+                    "-c",
+                    CHILD,
+                    json.dumps(info),
+                    "s3://flux/bench/upload",
+                    f"run_{rows}_{time.time_ns()}",
+                ],
+                env,
+            )
             if done.returncode != 0:
                 raise SystemExit(done.stderr[-3000:])
             upload_s = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
             # the two uploaders on the same bytes, alternating, 5 runs each (the machine is noisy): best and median
-            runs = [(s3transfer_baseline(client, encoded, f"bench/baseline-{rows}.hive"),
-                     chunked_upload_only(client, encoded, f"only_{rows}_{time.time_ns()}")) for _ in range(5)]
+            runs = [
+                (
+                    s3transfer_baseline(client, encoded, f"bench/baseline-{rows}.hive"),
+                    chunked_upload_only(client, encoded, f"only_{rows}_{time.time_ns()}"),
+                )
+                for _ in range(5)
+            ]
             baseline_s, upload_only_s = (min(r[i] for r in runs) for i in (0, 1))
             median_ratio = statistics.median(b / u for b, u in runs)
-            result = {"rows": rows, "export_mb": mb, "encode_s": encode_s, "encode_mb_s": mb / encode_s,
-                      "csv_s": csv_s, "upload_s": upload_s, "s3transfer_s": baseline_s, "peak_rss_mb": peak,
-                      "upload_only_s": upload_only_s, "upload_only_vs_s3transfer": baseline_s / upload_only_s,
-                      "upload_only_vs_s3transfer_median": median_ratio, "upload_vs_s3transfer": baseline_s / upload_s}
+            result = {
+                "rows": rows,
+                "export_mb": mb,
+                "encode_s": encode_s,
+                "encode_mb_s": mb / encode_s,
+                "csv_s": csv_s,
+                "upload_s": upload_s,
+                "s3transfer_s": baseline_s,
+                "peak_rss_mb": peak,
+                "upload_only_s": upload_only_s,
+                "upload_only_vs_s3transfer": baseline_s / upload_only_s,
+                "upload_only_vs_s3transfer_median": median_ratio,
+                "upload_vs_s3transfer": baseline_s / upload_s,
+            }
             if csv_s:
                 result.update(encode_vs_csv=csv_s / encode_s, csv_flux_s=csv_flux_s, csv_in_vs_csv=csv_s / csv_flux_s)
             results.append(result)
-            print(f"{rows:>11,} rows {mb:7.0f} MB: encode {encode_s:6.1f}s ({mb / encode_s:5.0f} MB/s)"
-                  + (f", Python csv {csv_s:6.1f}s, flux on the CSV {csv_flux_s:5.1f}s" if csv_s else "")
-                  + f"; upload {upload_s:6.1f}s (uploader alone {upload_only_s:5.1f}s) vs s3transfer "
-                    f"{baseline_s:6.1f}s; peak RSS {peak:5.0f} MB", flush=True)
+            print(
+                f"{rows:>11,} rows {mb:7.0f} MB: encode {encode_s:6.1f}s ({mb / encode_s:5.0f} MB/s)"
+                + (f", Python csv {csv_s:6.1f}s, flux on the CSV {csv_flux_s:5.1f}s" if csv_s else "")
+                + f"; upload {upload_s:6.1f}s (uploader alone {upload_only_s:5.1f}s) vs s3transfer "
+                f"{baseline_s:6.1f}s; peak RSS {peak:5.0f} MB",
+                flush=True,
+            )
             for path in (Path(info["path"]), encoded, work / "same.csv"):
                 path.unlink(missing_ok=True)
         stream = streaming(work, args.stream_rows, env, client)
@@ -293,38 +378,70 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)  # files and the S3 server's data: ~15 GB at 10M rows
     first = results[0]
     print()
-    print(f"{'rows':>11} {'MB':>6} {'encode MB/s':>12} {'vs csv':>7} {'s3transfer s':>13} {'uploader s':>11} "
-          f"{'speed vs s3t':>13} {'median':>7} {'encode+upload s':>16} {'speed vs s3t':>13} {'peak RSS MB':>12}")
+    print(
+        f"{'rows':>11} {'MB':>6} {'encode MB/s':>12} {'vs csv':>7} {'s3transfer s':>13} {'uploader s':>11} "
+        f"{'speed vs s3t':>13} {'median':>7} {'encode+upload s':>16} {'speed vs s3t':>13} {'peak RSS MB':>12}"
+    )
     for r in results:
         vs_csv = f"{r['encode_vs_csv']:.1f}x" if r.get("encode_vs_csv") else "-"
-        print(f"{r['rows']:>11,} {r['export_mb']:>6.0f} {r['encode_mb_s']:>12.0f} {vs_csv:>7} "
-              f"{r['s3transfer_s']:>13.1f} "
-              f"{r['upload_only_s']:>11.1f} {r['upload_only_vs_s3transfer']:>12.2f}x "
-              f"{r['upload_only_vs_s3transfer_median']:>6.2f}x {r['upload_s']:>16.1f} "
-              f"{r['upload_vs_s3transfer']:>12.2f}x {r['peak_rss_mb']:>12.0f}")
+        print(
+            f"{r['rows']:>11,} {r['export_mb']:>6.0f} {r['encode_mb_s']:>12.0f} {vs_csv:>7} "
+            f"{r['s3transfer_s']:>13.1f} "
+            f"{r['upload_only_s']:>11.1f} {r['upload_only_vs_s3transfer']:>12.2f}x "
+            f"{r['upload_only_vs_s3transfer_median']:>6.2f}x {r['upload_s']:>16.1f} "
+            f"{r['upload_vs_s3transfer']:>12.2f}x {r['peak_rss_mb']:>12.0f}"
+        )
     if first.get("csv_flux_s"):
-        print(f"\nCSV input, same rows: flux {first['csv_flux_s']:.1f}s vs Python csv {first['csv_s']:.1f}s = "
-              f"{first['csv_in_vs_csv']:.1f}x")
-    print(f"\nstreaming {stream['rows']:,} rows: export {stream['export_s']:.1f}s, encode {stream['encode_s']:.1f}s, "
-          f"upload {stream['upload_s']:.1f}s alone; BcpToS3Operator {stream['streaming_s']:.1f}s = "
-          f"{stream['vs_slowest']:.2f}x the slowest stage ({stream['vs_sum']:.2f}x their sum)")
+        print(
+            f"\nCSV input, same rows: flux {first['csv_flux_s']:.1f}s vs Python csv {first['csv_s']:.1f}s = "
+            f"{first['csv_in_vs_csv']:.1f}x"
+        )
+    print(
+        f"\nstreaming {stream['rows']:,} rows: export {stream['export_s']:.1f}s, encode {stream['encode_s']:.1f}s, "
+        f"upload {stream['upload_s']:.1f}s alone; BcpToS3Operator {stream['streaming_s']:.1f}s = "
+        f"{stream['vs_slowest']:.2f}x the slowest stage ({stream['vs_sum']:.2f}x their sum)"
+    )
     (RESULTS / "upload.json").write_text(json.dumps({"sizes": results, "streaming": stream}, indent=2))
     from plot import panels
 
     groups = [f"{r['rows'] / 1e6:g}M rows" for r in results]
-    panels(RESULTS / "upload.png", [
-        (f"encode time, same {first['rows'] / 1e6:g}M rows", ["Hive text encoding"],
-         {"flux, bcp input": [first["encode_s"]], "flux, CSV input": [first["csv_flux_s"]],
-          "Python csv": [first["csv_s"]]}, "seconds"),
-        ("upload wall time", groups, {"flux encode+upload": [r["upload_s"] for r in results],
-                                      "flux uploader (pre-encoded)": [r["upload_only_s"] for r in results],
-                                      "s3transfer upload_file (pre-encoded)": [r["s3transfer_s"] for r in results]},
-         "seconds"),
-        ("peak RSS of the upload process", groups, {"flux upload": [r["peak_rss_mb"] for r in results]}, "MB"),
-        ("streaming vs stages", [f"{stream['rows'] / 1e6:g}M rows"],
-         {"export": [stream["export_s"]], "encode": [stream["encode_s"]], "upload": [stream["upload_s"]],
-          "streaming total": [stream["streaming_s"]]}, "seconds"),
-    ])
+    panels(
+        RESULTS / "upload.png",
+        [
+            (
+                f"encode time, same {first['rows'] / 1e6:g}M rows",
+                ["Hive text encoding"],
+                {
+                    "flux, bcp input": [first["encode_s"]],
+                    "flux, CSV input": [first["csv_flux_s"]],
+                    "Python csv": [first["csv_s"]],
+                },
+                "seconds",
+            ),
+            (
+                "upload wall time",
+                groups,
+                {
+                    "flux encode+upload": [r["upload_s"] for r in results],
+                    "flux uploader (pre-encoded)": [r["upload_only_s"] for r in results],
+                    "s3transfer upload_file (pre-encoded)": [r["s3transfer_s"] for r in results],
+                },
+                "seconds",
+            ),
+            ("peak RSS of the upload process", groups, {"flux upload": [r["peak_rss_mb"] for r in results]}, "MB"),
+            (
+                "streaming vs stages",
+                [f"{stream['rows'] / 1e6:g}M rows"],
+                {
+                    "export": [stream["export_s"]],
+                    "encode": [stream["encode_s"]],
+                    "upload": [stream["upload_s"]],
+                    "streaming total": [stream["streaming_s"]],
+                },
+                "seconds",
+            ),
+        ],
+    )
     print(f"wrote {RESULTS / 'upload.json'} and {RESULTS / 'upload.png'}")
 
 

@@ -20,9 +20,9 @@ from airflow.sdk import dag, task
 
 ROWS = [
     (1, "alpha", Decimal("10.50")),
-    (2, "", Decimal("0.00")),          # empty string, not NULL
-    (3, None, Decimal("-7.25")),       # NULL
-    (4, "tab\x01inside", None),        # the field delimiter inside a value, escaped
+    (2, "", Decimal("0.00")),  # empty string, not NULL
+    (3, None, Decimal("-7.25")),  # NULL
+    (4, "tab\x01inside", None),  # the field delimiter inside a value, escaped
 ]
 
 
@@ -50,8 +50,13 @@ def flux_smoke():
         prefix = f"smoke/{tag}/"
         body = "".join("\x01".join(_encode(v) for v in row) + "\n" for row in ROWS).encode()
         S3Hook().load_bytes(body, key=prefix + "part-00000", bucket_name=params["bucket"], replace=True)
-        return {"bucket": params["bucket"], "prefix": prefix, "table": f"{params['database']}.run_{tag}",
-                "rows": len(ROWS), "bytes": len(body)}
+        return {
+            "bucket": params["bucket"],
+            "prefix": prefix,
+            "table": f"{params['database']}.run_{tag}",
+            "rows": len(ROWS),
+            "bytes": len(body),
+        }
 
     @task
     def create_table(uploaded: dict) -> str:

@@ -11,6 +11,33 @@ __version__ = "0.1.0"
 
 PACKAGE_NAME = "airflow-provider-flux"
 
+#: The ``[flux]`` options the provider reads: name -> (description, type, default).
+CONFIG_OPTIONS = {
+    "staging_dir": (
+        "Folder for export files in file mode (one sub-folder per data set and run); FLUX_STAGING_DIR overrides it.",
+        "string",
+        "/tmp/flux-staging",
+    ),
+    "throttle_period": (
+        "Seconds between two decisions of the throttle controller (in the scheduler). Make it "
+        "at least as long as a data set's tasks usually run.",
+        "float",
+        "60",
+    ),
+    "s3_connect_timeout": ("Seconds to connect to S3 before a try fails as 'connection'.", "float", "5"),
+    "s3_read_timeout": (
+        "Seconds to wait for an S3 answer before a try fails as 'connection' (a frozen "
+        "endpoint fails in about s3_max_attempts x this).",
+        "float",
+        "15",
+    ),
+    "s3_max_attempts": (
+        "Attempts per S3 request (botocore's standard retry mode) before the try fails and the recovery rules decide.",
+        "integer",
+        "2",
+    ),
+}
+
 
 def get_provider_info() -> dict:
     """Describe the provider to Airflow's ProvidersManager (``airflow providers list``)."""
@@ -33,17 +60,47 @@ def get_provider_info() -> dict:
         # BcpHook uses the microsoft-mssql provider's ``mssql`` connection type and the Hive steps the
         # apache-hive provider's ``hiveserver2``/``hive_metastore``: no connection type of our own.
         "operators": [
-            {"integration-name": "Flux", "python-modules": [
-                "flux_provider.operators.bcp_export", "flux_provider.operators.s3_chunk_upload",
-                "flux_provider.operators.bcp_to_s3", "flux_provider.operators.hive_transform",
-                "flux_provider.operators.partition_refresh"]},
+            {
+                "integration-name": "Flux",
+                "python-modules": [
+                    "flux_provider.operators.bcp_export",
+                    "flux_provider.operators.s3_chunk_upload",
+                    "flux_provider.operators.bcp_to_s3",
+                    "flux_provider.operators.hive_transform",
+                    "flux_provider.operators.partition_refresh",
+                ],
+            },
         ],
         "hooks": [
-            {"integration-name": "Flux",
-             "python-modules": ["flux_provider.hooks.bcp", "flux_provider.hooks.dbapi_export",
-                                "flux_provider.hooks.s3_chunks", "flux_provider.hooks.hive_session"]},
+            {
+                "integration-name": "Flux",
+                "python-modules": [
+                    "flux_provider.hooks.bcp",
+                    "flux_provider.hooks.dbapi_export",
+                    "flux_provider.hooks.s3_chunks",
+                    "flux_provider.hooks.hive_session",
+                    "flux_provider.hooks.chunked_upload",
+                    "flux_provider.hooks.s3_client",
+                ],
+            },
         ],
         "connection-types": [],
+        # `airflow config list` shows these; every value is read with this default as its fallback
+        "config": {
+            "flux": {
+                "description": "flux_provider: staging files, the throttle controller and the S3 client.",
+                "options": {
+                    name: {
+                        "description": text,
+                        "version_added": "0.1.0",
+                        "type": kind,
+                        "example": None,
+                        "default": default,
+                    }
+                    for name, (text, kind, default) in CONFIG_OPTIONS.items()
+                },
+            }
+        },
         "plugins": [
             {"name": "flux", "plugin-class": "flux_provider.plugin.FluxPlugin"},
         ],

@@ -19,16 +19,16 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class ErrorClass(str, enum.Enum):
-    CONNECTION = "connection"          # server unreachable, connection reset
-    LOGIN = "login"                    # bad credentials, database not accessible
-    PERMISSION = "permission"          # authenticated but not allowed
-    TIMEOUT = "timeout"                # the step ran out of time
-    DEADLOCK = "deadlock"              # chosen as deadlock victim, lock timeout
-    THROTTLED = "throttled"            # the service asks us to slow down (busy, SlowDown, 503)
+    CONNECTION = "connection"  # server unreachable, connection reset
+    LOGIN = "login"  # bad credentials, database not accessible
+    PERMISSION = "permission"  # authenticated but not allowed
+    TIMEOUT = "timeout"  # the step ran out of time
+    DEADLOCK = "deadlock"  # chosen as deadlock victim, lock timeout
+    THROTTLED = "throttled"  # the service asks us to slow down (busy, SlowDown, 503)
     MISSING_OBJECT = "missing_object"  # table/column/bucket/database does not exist
-    SYNTAX = "syntax"                  # the SQL is wrong
-    DATA = "data"                      # a value does not fit, conversion/overflow, corrupt file
-    CONFIG = "config"                  # a bad spec or parameter (identifier, path, option)
+    SYNTAX = "syntax"  # the SQL is wrong
+    DATA = "data"  # a value does not fit, conversion/overflow, corrupt file
+    CONFIG = "config"  # a bad spec or parameter (identifier, path, option)
     UNKNOWN = "unknown"
 
     @property
@@ -42,26 +42,56 @@ class ErrorClass(str, enum.Enum):
         return self in _LOAD
 
 
-_TERMINAL = {ErrorClass.LOGIN, ErrorClass.PERMISSION, ErrorClass.MISSING_OBJECT, ErrorClass.SYNTAX,
-             ErrorClass.DATA, ErrorClass.CONFIG}
+_TERMINAL = {
+    ErrorClass.LOGIN,
+    ErrorClass.PERMISSION,
+    ErrorClass.MISSING_OBJECT,
+    ErrorClass.SYNTAX,
+    ErrorClass.DATA,
+    ErrorClass.CONFIG,
+}
 _LOAD = {ErrorClass.TIMEOUT, ErrorClass.DEADLOCK, ErrorClass.THROTTLED, ErrorClass.CONNECTION}
 
 #: SQL Server (and FreeTDS/DB-Library client) message numbers -> class.
 SQLSERVER_NUMBERS: dict[int, ErrorClass] = {
-    18456: ErrorClass.LOGIN, 18452: ErrorClass.LOGIN, 4060: ErrorClass.LOGIN, 18488: ErrorClass.LOGIN,
-    229: ErrorClass.PERMISSION, 230: ErrorClass.PERMISSION, 262: ErrorClass.PERMISSION,
-    208: ErrorClass.MISSING_OBJECT, 207: ErrorClass.MISSING_OBJECT, 2812: ErrorClass.MISSING_OBJECT,
+    18456: ErrorClass.LOGIN,
+    18452: ErrorClass.LOGIN,
+    4060: ErrorClass.LOGIN,
+    18488: ErrorClass.LOGIN,
+    229: ErrorClass.PERMISSION,
+    230: ErrorClass.PERMISSION,
+    262: ErrorClass.PERMISSION,
+    208: ErrorClass.MISSING_OBJECT,
+    207: ErrorClass.MISSING_OBJECT,
+    2812: ErrorClass.MISSING_OBJECT,
     911: ErrorClass.MISSING_OBJECT,
-    102: ErrorClass.SYNTAX, 156: ErrorClass.SYNTAX, 105: ErrorClass.SYNTAX, 170: ErrorClass.SYNTAX,
-    1205: ErrorClass.DEADLOCK, 1222: ErrorClass.DEADLOCK,
-    8114: ErrorClass.DATA, 8115: ErrorClass.DATA, 245: ErrorClass.DATA, 241: ErrorClass.DATA,
-    220: ErrorClass.DATA, 8152: ErrorClass.DATA, 2628: ErrorClass.DATA, 8134: ErrorClass.DATA,
-    40501: ErrorClass.THROTTLED, 40613: ErrorClass.THROTTLED, 49918: ErrorClass.THROTTLED,
-    10928: ErrorClass.THROTTLED, 10929: ErrorClass.THROTTLED,
+    102: ErrorClass.SYNTAX,
+    156: ErrorClass.SYNTAX,
+    105: ErrorClass.SYNTAX,
+    170: ErrorClass.SYNTAX,
+    1205: ErrorClass.DEADLOCK,
+    1222: ErrorClass.DEADLOCK,
+    8114: ErrorClass.DATA,
+    8115: ErrorClass.DATA,
+    245: ErrorClass.DATA,
+    241: ErrorClass.DATA,
+    220: ErrorClass.DATA,
+    8152: ErrorClass.DATA,
+    2628: ErrorClass.DATA,
+    8134: ErrorClass.DATA,
+    40501: ErrorClass.THROTTLED,
+    40613: ErrorClass.THROTTLED,
+    49918: ErrorClass.THROTTLED,
+    10928: ErrorClass.THROTTLED,
+    10929: ErrorClass.THROTTLED,
     -2: ErrorClass.TIMEOUT,
     # DB-Library / FreeTDS client-side numbers
-    20009: ErrorClass.CONNECTION, 20002: ErrorClass.CONNECTION, 20004: ErrorClass.CONNECTION,
-    20006: ErrorClass.CONNECTION, 20017: ErrorClass.CONNECTION, 20047: ErrorClass.CONNECTION,
+    20009: ErrorClass.CONNECTION,
+    20002: ErrorClass.CONNECTION,
+    20004: ErrorClass.CONNECTION,
+    20006: ErrorClass.CONNECTION,
+    20017: ErrorClass.CONNECTION,
+    20047: ErrorClass.CONNECTION,
     20003: ErrorClass.TIMEOUT,
 }
 
@@ -69,11 +99,15 @@ _TEXT_RULES: list[tuple[re.Pattern, ErrorClass]] = [
     (re.compile(r"login failed|password|authentication", re.I), ErrorClass.LOGIN),
     (re.compile(r"deadlock", re.I), ErrorClass.DEADLOCK),
     (re.compile(r"timed? ?out|timeout", re.I), ErrorClass.TIMEOUT),
-    (re.compile(r"unable to connect|connection (refused|reset)|server is unavailable|broken pipe", re.I),
-     ErrorClass.CONNECTION),
+    (
+        re.compile(r"unable to connect|connection (refused|reset)|server is unavailable|broken pipe", re.I),
+        ErrorClass.CONNECTION,
+    ),
     (re.compile(r"invalid object name|no such table|does not exist|not found", re.I), ErrorClass.MISSING_OBJECT),
-    (re.compile(r"syntax|more than one statement|multiple (sql )?statements|only one statement", re.I),
-     ErrorClass.SYNTAX),
+    (
+        re.compile(r"syntax|more than one statement|multiple (sql )?statements|only one statement", re.I),
+        ErrorClass.SYNTAX,
+    ),
 ]
 
 
@@ -105,8 +139,16 @@ def classify_exception(exc: BaseException) -> ErrorClass:
 class FluxError(Exception):
     """A classified failure of one step of one data set."""
 
-    def __init__(self, message: str, *, error_class: ErrorClass, dataset: str | None = None,
-                 step: str | None = None, server_number: int | None = None, exit_code: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_class: ErrorClass,
+        dataset: str | None = None,
+        step: str | None = None,
+        server_number: int | None = None,
+        exit_code: int | None = None,
+    ):
         self.error_class = ErrorClass(error_class)
         self.dataset, self.step = dataset, step
         self.server_number, self.exit_code = server_number, exit_code
@@ -158,11 +200,23 @@ class ErrorRecord:
     def of(cls, exc: BaseException, *, dataset: str | None = None, step: str | None = None) -> ErrorRecord:
         """The record of ``exc``: its own classification if it is a :class:`FluxError`, else by its type."""
         if isinstance(exc, FluxError):
-            return cls(error_class=exc.error_class.value, terminal=exc.terminal, message=str(exc),
-                       dataset=exc.dataset, step=exc.step, server_number=exc.server_number, exit_code=exc.exit_code)
+            return cls(
+                error_class=exc.error_class.value,
+                terminal=exc.terminal,
+                message=str(exc),
+                dataset=exc.dataset,
+                step=exc.step,
+                server_number=exc.server_number,
+                exit_code=exc.exit_code,
+            )
         error_class = classify_exception(exc)
-        return cls(error_class=error_class.value, terminal=error_class.terminal,
-                   message=f"{type(exc).__name__}: {exc}"[:2000], dataset=dataset, step=step)
+        return cls(
+            error_class=error_class.value,
+            terminal=error_class.terminal,
+            message=f"{type(exc).__name__}: {exc}"[:2000],
+            dataset=dataset,
+            step=step,
+        )
 
     def decided(self, recovery: dict) -> ErrorRecord:
         return replace(self, recovery=recovery)

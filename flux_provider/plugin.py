@@ -25,6 +25,13 @@ class FluxPlugin(AirflowPlugin):
 
     name = "flux"
     fastapi_apps = [{"app": app, "url_prefix": "/flux", "name": "flux data sets"}]
-    external_views = [{"name": "Data sets", "href": "/flux/", "destination": "nav", "category": "browse",
-                       "url_route": "flux-datasets"}]
+    external_views = [
+        {
+            "name": "Data sets",
+            "href": "/flux/",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "flux-datasets",
+        }
+    ]
     listeners = [listener]

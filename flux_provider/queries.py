@@ -36,21 +36,42 @@ def check_read_only(sql: str, dialect: str | None = "tsql") -> None:
         raise QueryRefused("the query is empty")
     if len(statements) > 1:
         kinds = ", ".join(_kind(s) for s in statements)
-        raise QueryRefused(f"the query holds {len(statements)} statements ({kinds}); only one may run",
-                           fix="keep the one SELECT; run anything else outside flux")
+        raise QueryRefused(
+            f"the query holds {len(statements)} statements ({kinds}); only one may run",
+            fix="keep the one SELECT; run anything else outside flux",
+        )
     statement = statements[0]
     if not isinstance(statement, (exp.Select, exp.SetOperation, exp.Subquery)):
         raise QueryRefused(f"the query is not a SELECT but {_kind(statement)}")
-    writes = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Alter, exp.Command,
-              exp.TruncateTable, exp.Into, exp.Grant, exp.Transaction, exp.Commit, exp.Rollback, exp.Use,
-              exp.Set, exp.Copy, exp.LoadData)
+    writes = (
+        exp.Insert,
+        exp.Update,
+        exp.Delete,
+        exp.Merge,
+        exp.Create,
+        exp.Drop,
+        exp.Alter,
+        exp.Command,
+        exp.TruncateTable,
+        exp.Into,
+        exp.Grant,
+        exp.Transaction,
+        exp.Commit,
+        exp.Rollback,
+        exp.Use,
+        exp.Set,
+        exp.Copy,
+        exp.LoadData,
+    )
     for node in statement.walk():
         if isinstance(node, writes):
             what = "SELECT ... INTO (it creates a table)" if isinstance(node, exp.Into) else _kind(node)
             raise QueryRefused(f"the query contains {what}, which changes the database")
         if isinstance(node, exp.Func) and _function_name(node) in _PASS_THROUGH:
-            raise QueryRefused(f"the query calls {_function_name(node)}, which runs text of its own on another "
-                               "server", fix="query the remote table through a view the source owns")
+            raise QueryRefused(
+                f"the query calls {_function_name(node)}, which runs text of its own on another server",
+                fix="query the remote table through a view the source owns",
+            )
 
 
 _PASS_THROUGH = {"OPENQUERY", "OPENROWSET", "OPENDATASOURCE"}

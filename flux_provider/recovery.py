@@ -50,13 +50,13 @@ class Match:
     error_class: str | None = None
     number: int | None = None
     exit_code: int | None = None
-    message: str | None = None       # a regular expression
+    message: str | None = None  # a regular expression
     step: str | None = None
 
 
 @dataclass(frozen=True)
 class Action:
-    kind: str                        # retry, throttle_down, fail, skip, alert
+    kind: str  # retry, throttle_down, fail, skip, alert
     options: dict = field(default_factory=dict)
 
 
@@ -67,9 +67,13 @@ class Rule:
     name: str | None = None
     line: int | None = None
 
+
 DEFAULT_RULES = (
-    Rule(match=Match(), actions=(Action("retry", {"count": 5, "delaySeconds": 60}), Action("alert")),
-         name="default: 5 retries a minute apart, then fail and alert"),
+    Rule(
+        match=Match(),
+        actions=(Action("retry", {"count": 5, "delaySeconds": 60}), Action("alert")),
+        name="default: 5 retries a minute apart, then fail and alert",
+    ),
 )
 
 
@@ -93,16 +97,22 @@ def _record(report: ErrorRecord | dict) -> ErrorRecord:
 class Outcome:
     """What the rules decided for one failed try."""
 
-    kind: str                         # retry, fail, skip
-    rule: str                         # the rule's name or "rule N"
+    kind: str  # retry, fail, skip
+    rule: str  # the rule's name or "rule N"
     reason: str
-    delay: float | None = None        # seconds until the next try (retry)
+    delay: float | None = None  # seconds until the next try (retry)
     alert: bool = False
     throttle_down: float | None = None
 
     def as_dict(self) -> dict:
-        return {"action": self.kind, "rule": self.rule, "reason": self.reason, "delay_seconds": self.delay,
-                "alert": self.alert, "throttle_down": self.throttle_down}
+        return {
+            "action": self.kind,
+            "rule": self.rule,
+            "reason": self.reason,
+            "delay_seconds": self.delay,
+            "alert": self.alert,
+            "throttle_down": self.throttle_down,
+        }
 
 
 @dataclass
@@ -134,8 +144,9 @@ class Recovery:
         found = self.rule_for(record)
         if found is None:
             if record.terminal:
-                return Outcome("fail", "default", f"{record.error_class} errors cannot heal by retrying: "
-                                                  "fail fast", alert=True)
+                return Outcome(
+                    "fail", "default", f"{record.error_class} errors cannot heal by retrying: fail fast", alert=True
+                )
             found = (0, DEFAULT_RULES[0])
         index, rule = found
         name = rule.name or f"rule {index}"
@@ -143,8 +154,13 @@ class Recovery:
         alert = "alert" in kinds
         throttle = kinds["throttle_down"].get("factor", 0.5) if "throttle_down" in kinds else None
         if "skip" in kinds:
-            return Outcome("skip", name, kinds["skip"].get("reason", "skipped by a recovery rule"), alert=alert,
-                           throttle_down=throttle)
+            return Outcome(
+                "skip",
+                name,
+                kinds["skip"].get("reason", "skipped by a recovery rule"),
+                alert=alert,
+                throttle_down=throttle,
+            )
         if "retry" in kinds:
             opts = kinds["retry"]
             count = int(opts.get("count", 0))
@@ -154,10 +170,21 @@ class Recovery:
                     delay = min(delay, float(opts["maxDelaySeconds"]))
                 if opts.get("jitter"):
                     delay *= self.rng.uniform(0.8, 1.2)
-                return Outcome("retry", name, f"retry {try_number}/{count} in {delay:.0f}s", delay=round(delay, 1),
-                               alert=alert and rule is not DEFAULT_RULES[0], throttle_down=throttle)
-            return Outcome("fail", name, f"{count} retries used: fail", alert=alert or rule is DEFAULT_RULES[0],
-                           throttle_down=throttle)
+                return Outcome(
+                    "retry",
+                    name,
+                    f"retry {try_number}/{count} in {delay:.0f}s",
+                    delay=round(delay, 1),
+                    alert=alert and rule is not DEFAULT_RULES[0],
+                    throttle_down=throttle,
+                )
+            return Outcome(
+                "fail",
+                name,
+                f"{count} retries used: fail",
+                alert=alert or rule is DEFAULT_RULES[0],
+                throttle_down=throttle,
+            )
         return Outcome("fail", name, "fail fast", alert=alert, throttle_down=throttle)
 
     # ------------------------------------------------------------------ alerts
@@ -165,14 +192,23 @@ class Recovery:
         ti = context.get("ti") if hasattr(context, "get") else None
         record = _record(report)
         payload = {
-            "dataset": record.dataset, "step": record.step, "error_class": record.error_class,
-            "message": record.message, "rule": outcome.rule, "action": outcome.kind, "reason": outcome.reason,
-            "dag_id": getattr(ti, "dag_id", None), "run_id": getattr(ti, "run_id", None),
-            "task_id": getattr(ti, "task_id", None), "try_number": getattr(ti, "try_number", None),
+            "dataset": record.dataset,
+            "step": record.step,
+            "error_class": record.error_class,
+            "message": record.message,
+            "rule": outcome.rule,
+            "action": outcome.kind,
+            "reason": outcome.reason,
+            "dag_id": getattr(ti, "dag_id", None),
+            "run_id": getattr(ti, "run_id", None),
+            "task_id": getattr(ti, "task_id", None),
+            "try_number": getattr(ti, "try_number", None),
             "log_url": getattr(ti, "log_url", None),
         }
-        subject = (f"[flux] {payload['dataset']} {payload['step']}: {payload['error_class']} -> {outcome.kind} "
-                   f"({outcome.rule})")
+        subject = (
+            f"[flux] {payload['dataset']} {payload['step']}: {payload['error_class']} -> {outcome.kind} "
+            f"({outcome.rule})"
+        )
         for url in self.webhooks:
             try:
                 notifier = WebhookNotifier(url, payload)
@@ -185,8 +221,13 @@ class Recovery:
                 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
                 body = "<br>".join(f"<b>{k}</b>: {v}" for k, v in payload.items())
-                SmtpNotifier(from_email=None, to=list(self.emails), smtp_conn_id=self.smtp_conn_id, subject=subject,
-                             html_content=body).notify(context)
+                SmtpNotifier(
+                    from_email=None,
+                    to=list(self.emails),
+                    smtp_conn_id=self.smtp_conn_id,
+                    subject=subject,
+                    html_content=body,
+                ).notify(context)
             except Exception as exc:  # as above
                 log.warning("alert e-mail to %s failed: %s", ", ".join(self.emails), exc)
 
@@ -211,10 +252,18 @@ class WebhookNotifier(_base_notifier()):
         payload = self.payload
         if payload is None:
             ti = context.get("ti")
-            payload = {"dag_id": getattr(ti, "dag_id", None), "task_id": getattr(ti, "task_id", None),
-                       "run_id": getattr(ti, "run_id", None), "log_url": getattr(ti, "log_url", None)}
-        request = urllib.request.Request(self.url, data=json.dumps(payload, default=str).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+            payload = {
+                "dag_id": getattr(ti, "dag_id", None),
+                "task_id": getattr(ti, "task_id", None),
+                "run_id": getattr(ti, "run_id", None),
+                "log_url": getattr(ti, "log_url", None),
+            }
+        request = urllib.request.Request(
+            self.url,
+            data=json.dumps(payload, default=str).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (URL from the spec)
             response.read()
 
@@ -238,8 +287,9 @@ class RecoveryPolicy(_retry_policy_base()):
         if outcome is None:  # not through FluxOperator: decide here
             outcome = self.recovery.decide(ErrorRecord.of(exception), try_number)
         if outcome.kind == "retry":
-            return RetryDecision.retry(delay=dt.timedelta(seconds=outcome.delay or 0),
-                                       reason=f"{outcome.rule}: {outcome.reason}")
+            return RetryDecision.retry(
+                delay=dt.timedelta(seconds=outcome.delay or 0), reason=f"{outcome.rule}: {outcome.reason}"
+            )
         return RetryDecision.fail(reason=f"{outcome.rule}: {outcome.reason}")
 
     def serialize(self) -> dict:

@@ -25,11 +25,26 @@ VARIABLE = "flux_day"
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 #: Context variables an Asset-triggered or a ``logical_date: null`` run does not have.
-NEEDS_LOGICAL_DATE = frozenset({
-    "ds", "ds_nodash", "ts", "ts_nodash", "ts_nodash_with_tz", "logical_date", "data_interval_start",
-    "data_interval_end", "prev_ds", "prev_ds_nodash", "next_ds", "next_ds_nodash", "yesterday_ds",
-    "tomorrow_ds", "prev_data_interval_start_success", "prev_data_interval_end_success",
-})
+NEEDS_LOGICAL_DATE = frozenset(
+    {
+        "ds",
+        "ds_nodash",
+        "ts",
+        "ts_nodash",
+        "ts_nodash_with_tz",
+        "logical_date",
+        "data_interval_start",
+        "data_interval_end",
+        "prev_ds",
+        "prev_ds_nodash",
+        "next_ds",
+        "next_ds_nodash",
+        "yesterday_ds",
+        "tomorrow_ds",
+        "prev_data_interval_start_success",
+        "prev_data_interval_end_success",
+    }
+)
 
 
 def conf_day(value, *, dataset: str | None = None) -> str:
@@ -41,9 +56,13 @@ def conf_day(value, *, dataset: str | None = None) -> str:
             return text
     except ValueError:
         pass
-    raise FluxTerminalError(f"the run's conf gives day={value!r}, which is not a date; trigger with "
-                            '{"day": "YYYY-MM-DD"} or without a day', error_class=ErrorClass.CONFIG,
-                            dataset=dataset, step="render")
+    raise FluxTerminalError(
+        f"the run's conf gives day={value!r}, which is not a date; trigger with "
+        '{"day": "YYYY-MM-DD"} or without a day',
+        error_class=ErrorClass.CONFIG,
+        dataset=dataset,
+        step="render",
+    )
 
 
 def _local_day(moment, timezone) -> str | None:
@@ -93,8 +112,12 @@ def render_error_text(exc: BaseException) -> str:
     text = f"a template did not render: {type(exc).__name__}: {exc}"
     name = re.match(r"^'(\w+)' is undefined", str(exc))
     if name and name.group(1) in NEEDS_LOGICAL_DATE:
-        return (f"{text}. This run has no logical date (a manual run triggered without one, or a run "
-                f"triggered by an <after> data set): write {{{{ {VARIABLE} }}}}, which every run has, or "
-                f"trigger with a logical date")
-    return f"{text}. Fix the template in the spec (template variables: {VARIABLE}, staging, target, run, " \
-           "and Airflow's macros)"
+        return (
+            f"{text}. This run has no logical date (a manual run triggered without one, or a run "
+            f"triggered by an <after> data set): write {{{{ {VARIABLE} }}}}, which every run has, or "
+            f"trigger with a logical date"
+        )
+    return (
+        f"{text}. Fix the template in the spec (template variables: {VARIABLE}, staging, target, run, "
+        "and Airflow's macros)"
+    )

@@ -25,6 +25,11 @@ def stage_rows(xcom: Callable[[str], Any]) -> dict:
     export = upload.export or ExportResult.from_xcom(xcom(EXPORT)) or ExportResult()
     transform = TransformResult.from_xcom(xcom(TRANSFORM)) or TransformResult()
     exported, uploaded, staged = export.rows, upload.rows, transform.staging_rows
-    return {"exported": exported, "uploaded": uploaded, "staged": staged, "target": transform.target_rows,
-            "partitions": len(transform.partitions or []),
-            "reconciled": None if staged is None else exported == uploaded == staged}
+    return {
+        "exported": exported,
+        "uploaded": uploaded,
+        "staged": staged,
+        "target": transform.target_rows,
+        "partitions": len(transform.partitions or []),
+        "reconciled": None if staged is None else exported == uploaded == staged,
+    }

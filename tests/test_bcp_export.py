@@ -33,14 +33,50 @@ NASTY_DDL = """CREATE TABLE dbo.{name} (
 NASTY_ROWS = [
     (1, None, None, None, None, None, None, None, None),
     (2, "", "0.0000000000", 0.0, 0, "2024-02-29 23:59:59.1234567", "2024-02-29", b"", 0),
-    (3, "hive \x01 field \x02 item \x03 key", "9999999999999999999999999999.9999999999", 0.1, 1,
-     "9999-12-31 23:59:59.9999999", "9999-12-31", bytes(range(256)), 2147483647),
-    (4, "line\nfeed\r\ncarriage\rtab\tback\\slash", "-9999999999999999999999999999.9999999999", -1e300, 0,
-     "0001-01-01 00:00:00.0000000", "0001-01-01", b"\x00", -2147483648),
-    (5, "quotes \" ' `, emoji 🎬🍿, accents ü é ñ, CJK 中文", "-0.0000000001", 5e-324, 1,
-     "2026-11-23 12:00:00.0000001", "2026-11-23", b"\\\n\r\t", 7),
-    (6, "parts of terminators: \x1f alone, \x1e alone, |~ alone, ~| too", "1.5", 1 / 3, 1,
-     "2000-01-01 00:00:00.5000000", "2000-01-01", b"\xff", None),
+    (
+        3,
+        "hive \x01 field \x02 item \x03 key",
+        "9999999999999999999999999999.9999999999",
+        0.1,
+        1,
+        "9999-12-31 23:59:59.9999999",
+        "9999-12-31",
+        bytes(range(256)),
+        2147483647,
+    ),
+    (
+        4,
+        "line\nfeed\r\ncarriage\rtab\tback\\slash",
+        "-9999999999999999999999999999.9999999999",
+        -1e300,
+        0,
+        "0001-01-01 00:00:00.0000000",
+        "0001-01-01",
+        b"\x00",
+        -2147483648,
+    ),
+    (
+        5,
+        "quotes \" ' `, emoji 🎬🍿, accents ü é ñ, CJK 中文",
+        "-0.0000000001",
+        5e-324,
+        1,
+        "2026-11-23 12:00:00.0000001",
+        "2026-11-23",
+        b"\\\n\r\t",
+        7,
+    ),
+    (
+        6,
+        "parts of terminators: \x1f alone, \x1e alone, |~ alone, ~| too",
+        "1.5",
+        1 / 3,
+        1,
+        "2000-01-01 00:00:00.5000000",
+        "2000-01-01",
+        b"\xff",
+        None,
+    ),
     (9223372036854775807, "max bigint", "1", 1.0, 1, None, None, None, None),
     (-9223372036854775808, "min bigint", "-1", -1.0, 0, None, None, None, None),
 ]
@@ -56,11 +92,20 @@ def seed_table(stack, name: str, rows=NASTY_ROWS, ddl: str = NASTY_DDL) -> None:
         conn.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
 
 
-def inject_fault(stack, pattern: str, *, error_number: int | None = None, remaining: int = 1,
-                 delay_seconds: float = 0, after_rows: int = 0) -> None:
+def inject_fault(
+    stack,
+    pattern: str,
+    *,
+    error_number: int | None = None,
+    remaining: int = 1,
+    delay_seconds: float = 0,
+    after_rows: int = 0,
+) -> None:
     with sqlite3.connect(Path(stack.env()["FLUX_MSSQL_DB"])) as conn:
-        conn.execute("INSERT INTO flux_faults VALUES (?, ?, ?, ?, ?)",
-                     (pattern, error_number, remaining, delay_seconds, after_rows))
+        conn.execute(
+            "INSERT INTO flux_faults VALUES (?, ?, ?, ?, ?)",
+            (pattern, error_number, remaining, delay_seconds, after_rows),
+        )
 
 
 def context(run_id: str, try_number: int = 1) -> dict:
@@ -85,31 +130,50 @@ def expected_value(column: str, value):
 
 def decoded(result: dict) -> list[tuple]:
     columns = [fmt.Column.from_dict(c) for c in result["columns"]]
-    return [tuple(fmt.parse(raw, col) for raw, col in zip(record, columns))
-            for record in fmt.iter_records(Path(result["path"]), result["field_terminator"],
-                                           result["row_terminator"])]
+    return [
+        tuple(fmt.parse(raw, col) for raw, col in zip(record, columns))
+        for record in fmt.iter_records(Path(result["path"]), result["field_terminator"], result["row_terminator"])
+    ]
 
 
 def test_nasty_values_export_and_decode_back_exactly_with_freebcp(stack, tmp_path, unique):
     seed_table(stack, f"nasty_{unique}")
-    result = export(tmp_path, unique, schema="dbo", table=f"nasty_{unique}", engine="bcp",
-                    count_sql=f"SELECT COUNT(*) FROM dbo.nasty_{unique}")
+    result = export(
+        tmp_path,
+        unique,
+        schema="dbo",
+        table=f"nasty_{unique}",
+        engine="bcp",
+        count_sql=f"SELECT COUNT(*) FROM dbo.nasty_{unique}",
+    )
     assert result["tool"] == "freebcp" and result["rows"] == len(NASTY_ROWS)
     assert result["bytes"] == Path(result["path"]).stat().st_size
     expected = [tuple(expected_value(c, v) for c, v in zip(COLUMNS, row)) for row in NASTY_ROWS]
     assert sorted(decoded(result), key=lambda r: r[0]) == sorted(expected, key=lambda r: r[0])
     types = {c["name"]: (c["system_type_name"], c["precision"], c["scale"]) for c in result["columns"]}
     assert types == {
-        "id": ("bigint", 19, 0), "txt": ("nvarchar(400)", 0, 0), "amount": ("decimal(38,10)", 38, 10),
-        "ratio": ("float", 53, 0), "flag": ("bit", 1, 0), "seen": ("datetime2(7)", 27, 7),
-        "day": ("date", 10, 0), "blob": ("varbinary(300)", 0, 0), "small": ("int", 10, 0),
+        "id": ("bigint", 19, 0),
+        "txt": ("nvarchar(400)", 0, 0),
+        "amount": ("decimal(38,10)", 38, 10),
+        "ratio": ("float", 53, 0),
+        "flag": ("bit", 1, 0),
+        "seen": ("datetime2(7)", 27, 7),
+        "day": ("date", 10, 0),
+        "blob": ("varbinary(300)", 0, 0),
+        "small": ("int", 10, 0),
     }
     # NULL is an empty field; '' is one NUL byte (bcp's convention), for text and binary alike.
-    raw = next(r for r in fmt.iter_records(Path(result["path"]), result["field_terminator"],
-                                           result["row_terminator"]) if r[0] == b"2")
+    raw = next(
+        r
+        for r in fmt.iter_records(Path(result["path"]), result["field_terminator"], result["row_terminator"])
+        if r[0] == b"2"
+    )
     assert raw[1] == b"\x00" and raw[7] == b"\x00"
-    raw_null = next(r for r in fmt.iter_records(Path(result["path"]), result["field_terminator"],
-                                                result["row_terminator"]) if r[0] == b"1")
+    raw_null = next(
+        r
+        for r in fmt.iter_records(Path(result["path"]), result["field_terminator"], result["row_terminator"])
+        if r[0] == b"1"
+    )
     assert raw_null[1:] == [b""] * 8
 
 
@@ -146,8 +210,15 @@ def test_server_down_is_a_retryable_connection_error(stack, tmp_path, unique, mo
 
     conn = stack.context().connections["mssql_default"] | {"port": allocate(set())}
     monkeypatch.setenv("AIRFLOW_CONN_MSSQL_DOWN", __import__("json").dumps(conn))
-    op = BcpExportOperator(task_id="export", dataset="nasty", staging_dir=str(tmp_path), schema="dbo",
-                           table="titles", engine="bcp", mssql_conn_id="mssql_down")
+    op = BcpExportOperator(
+        task_id="export",
+        dataset="nasty",
+        staging_dir=str(tmp_path),
+        schema="dbo",
+        table="titles",
+        engine="bcp",
+        mssql_conn_id="mssql_down",
+    )
     # Describing the query needs the server too: it fails first, with the same class.
     with pytest.raises(FluxTransientError) as failure:
         op.execute(context(f"run_{unique}"))
@@ -156,15 +227,16 @@ def test_server_down_is_a_retryable_connection_error(stack, tmp_path, unique, mo
     from flux_provider.hooks.bcp import BcpHook
 
     with pytest.raises(FluxTransientError) as bcp_failure:
-        BcpHook("mssql_down").export("SELECT 1", str(tmp_path / "x.dat"), field_terminator="|~",
-                                     row_terminator="~|\n")
+        BcpHook("mssql_down").export("SELECT 1", str(tmp_path / "x.dat"), field_terminator="|~", row_terminator="~|\n")
     assert bcp_failure.value.error_class is ErrorClass.CONNECTION and bcp_failure.value.exit_code == 1
 
 
 @pytest.mark.parametrize("engine", ["bcp", "dbapi"])
 def test_a_value_containing_the_terminator_fails_clearly_and_publishes_nothing(stack, tmp_path, unique, engine):
-    rows = [(1, "fine", None, None, None, None, None, None, None),
-            (2, "evil \x1f|~ inside", None, None, None, None, None, None, None)]
+    rows = [
+        (1, "fine", None, None, None, None, None, None, None),
+        (2, "evil \x1f|~ inside", None, None, None, None, None, None, None),
+    ]
     seed_table(stack, f"evil_{unique}", rows=rows)
     with pytest.raises(FluxTerminalError) as failure:
         export(tmp_path, unique, schema="dbo", table=f"evil_{unique}", engine=engine)
@@ -253,22 +325,36 @@ def test_bad_password_fails_fast_with_exactly_one_try_in_airflow(stack, airflow_
         c["connection_id"] == "flux_test_bad_password"
         for c in airflow_client.request("GET", "/connections", params={"limit": 1000}).json()["connections"]
     ) else None
-    airflow_client.request("POST", "/connections", json={
-        "connection_id": "flux_test_bad_password", "conn_type": "mssql", "host": conn["host"],
-        "port": conn["port"], "schema": conn["schema"], "login": conn["login"], "password": "wrong-password",
-    })
+    airflow_client.request(
+        "POST",
+        "/connections",
+        json={
+            "connection_id": "flux_test_bad_password",
+            "conn_type": "mssql",
+            "host": conn["host"],
+            "port": conn["port"],
+            "schema": conn["schema"],
+            "login": conn["login"],
+            "password": "wrong-password",
+        },
+    )
     result = airflow_client.run_dag("flux_test_export_bad_login", timeout=300)
     assert result.state == "failed"
     ti = airflow_client.request(
-        "GET", f"/dags/flux_test_export_bad_login/dagRuns/{result.run_id}/taskInstances/export").json()
+        "GET", f"/dags/flux_test_export_bad_login/dagRuns/{result.run_id}/taskInstances/export"
+    ).json()
     assert ti["state"] == "failed" and ti["try_number"] == 1  # retries=3 in the DAG, none used
     log = airflow_client.request(
-        "GET", f"/dags/flux_test_export_bad_login/dagRuns/{result.run_id}/taskInstances/export/logs/1").text
+        "GET", f"/dags/flux_test_export_bad_login/dagRuns/{result.run_id}/taskInstances/export/logs/1"
+    ).text
     assert "[login]" in log and "18456" in log and "wrong-password" not in log
 
 
-PG_ROWS = [(1, None, None, None, None), (2, "", Decimal("0.0000000000"), b"", True),
-           (3, "tab\tnl\n🎬 \x01\x02", Decimal("-12345678901234567890.0123456789"), b"\x00\xff", False)]
+PG_ROWS = [
+    (1, None, None, None, None),
+    (2, "", Decimal("0.0000000000"), b"", True),
+    (3, "tab\tnl\n🎬 \x01\x02", Decimal("-12345678901234567890.0123456789"), b"\x00\xff", False),
+]
 
 
 def _decode_all(result):
@@ -284,13 +370,28 @@ def test_dbapi_engine_exports_from_postgresql(tmp_path, unique, monkeypatch):
         cur.execute(f"CREATE TABLE pg_{unique} (id BIGINT, txt TEXT, amount NUMERIC(30,10), raw BYTEA, flag BOOLEAN)")
         cur.executemany(f"INSERT INTO pg_{unique} VALUES (%s, %s, %s, %s, %s)", PG_ROWS)
     try:
-        result = export(tmp_path, unique, schema="public", table=f"pg_{unique}", engine="dbapi",
-                        dbapi_conn_id="flux_pg", fetch_size=2)
+        result = export(
+            tmp_path,
+            unique,
+            schema="public",
+            table=f"pg_{unique}",
+            engine="dbapi",
+            dbapi_conn_id="flux_pg",
+            fetch_size=2,
+        )
         assert result["rows"] == 3 and result["tool"] == "dbapi"
         assert [c["system_type_name"] for c in result["columns"]] == [
-            "bigint", "nvarchar", "decimal(30,10)", "varbinary", "bit"]
-        assert _decode_all(result) == [(1, None, None, None, None), (2, "", Decimal("0E-10"), b"", True),
-                                       (3, PG_ROWS[2][1], PG_ROWS[2][2], b"\x00\xff", False)]
+            "bigint",
+            "nvarchar",
+            "decimal(30,10)",
+            "varbinary",
+            "bit",
+        ]
+        assert _decode_all(result) == [
+            (1, None, None, None, None),
+            (2, "", Decimal("0E-10"), b"", True),
+            (3, PG_ROWS[2][1], PG_ROWS[2][2], b"\x00\xff", False),
+        ]
     finally:
         with psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test") as conn, conn.cursor() as cur:
             cur.execute(f"DROP TABLE pg_{unique}")
@@ -302,8 +403,9 @@ def test_dbapi_engine_exports_from_sqlite(tmp_path, unique, monkeypatch):
         conn.execute("CREATE TABLE src (id INTEGER, txt TEXT, raw BLOB)")
         conn.executemany("INSERT INTO src VALUES (?, ?, ?)", [(1, "", b""), (2, None, b"\x01"), (3, "ü\n", None)])
     monkeypatch.setenv("AIRFLOW_CONN_FLUX_SQLITE", __import__("json").dumps({"conn_type": "sqlite", "host": str(db)}))
-    result = export(tmp_path / "out", unique, sql="SELECT id, txt, raw FROM src", engine="dbapi",
-                    dbapi_conn_id="flux_sqlite")
+    result = export(
+        tmp_path / "out", unique, sql="SELECT id, txt, raw FROM src", engine="dbapi", dbapi_conn_id="flux_sqlite"
+    )
     records = list(fmt.iter_records(Path(result["path"]), result["field_terminator"], result["row_terminator"]))
     assert records == [[b"1", b"\x00", b"\x00"], [b"2", b"", b"01"], [b"3", "ü\n".encode(), b""]]
 
@@ -311,8 +413,9 @@ def test_dbapi_engine_exports_from_sqlite(tmp_path, unique, monkeypatch):
 def test_on_kill_kills_the_bcp_process_group_and_removes_the_partial_file(stack, tmp_path, unique):
     seed_table(stack, f"kill_{unique}")
     inject_fault(stack, f"kill_{unique}", delay_seconds=120, remaining=-1)
-    op = BcpExportOperator(task_id="export", dataset="nasty", staging_dir=str(tmp_path), schema="dbo",
-                           table=f"kill_{unique}", engine="bcp")
+    op = BcpExportOperator(
+        task_id="export", dataset="nasty", staging_dir=str(tmp_path), schema="dbo", table=f"kill_{unique}", engine="bcp"
+    )
     errors: list[BaseException] = []
 
     def run():
@@ -340,8 +443,9 @@ def test_a_new_try_removes_what_killed_earlier_tries_left(tmp_path):
     task removes them, and never another task's files or its own current ones."""
     import os
 
-    op = BcpExportOperator(task_id="export_upload", dataset="events", schema="dbo", table="events",
-                           staging_dir=str(tmp_path))
+    op = BcpExportOperator(
+        task_id="export_upload", dataset="events", schema="dbo", table="events", staging_dir=str(tmp_path)
+    )
     folder = tmp_path / "events" / "run_1"
     folder.mkdir(parents=True)
     os.mkfifo(folder / "export_upload.try1.bcp.fifo")

@@ -22,11 +22,22 @@ PASSWORD = "p@ss w0rd;'\"$"
 @pytest.fixture
 def mssql_conn(monkeypatch):
     def set_conn(**extra):
-        monkeypatch.setenv("AIRFLOW_CONN_BCP_TEST", json.dumps({
-            "conn_type": "mssql", "host": "db.example.internal", "port": 14330, "schema": "media",
-            "login": "etl", "password": PASSWORD, "extra": extra,
-        }))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_BCP_TEST",
+            json.dumps(
+                {
+                    "conn_type": "mssql",
+                    "host": "db.example.internal",
+                    "port": 14330,
+                    "schema": "media",
+                    "login": "etl",
+                    "password": PASSWORD,
+                    "extra": extra,
+                }
+            ),
+        )
         return "bcp_test"
+
     return set_conn
 
 
@@ -39,14 +50,45 @@ def _fake_tool(tmp_path, name):
 
 def test_microsoft_bcp_arguments(tmp_path, mssql_conn):
     conn_id = mssql_conn(encrypt="optional", trust_server_certificate="true", packet_size=32576)
-    hook = BcpHook(conn_id, executable=_fake_tool(tmp_path, "bcp"), batch_size=5000, max_errors=0,
-                   error_file="/tmp/err.txt", hints="ORDER(id ASC)")
+    hook = BcpHook(
+        conn_id,
+        executable=_fake_tool(tmp_path, "bcp"),
+        batch_size=5000,
+        max_errors=0,
+        error_file="/tmp/err.txt",
+        hints="ORDER(id ASC)",
+    )
     command = hook.build_command("SELECT 1", "/tmp/out.dat", field_terminator="\x1f|~", row_terminator="\x1e|~\n")
     assert command.flavor == "bcp"
     assert command.argv[1:] == [
-        "SELECT 1", "queryout", "/tmp/out.dat", "-c", "-t", "\x1f|~", "-r", "\x1e|~\n",
-        "-S", "db.example.internal,14330", "-d", "media", "-U", "etl", "-P", PASSWORD, "-Yo", "-u",
-        "-b", "5000", "-a", "32576", "-m", "0", "-e", "/tmp/err.txt", "-h", "ORDER(id ASC)",
+        "SELECT 1",
+        "queryout",
+        "/tmp/out.dat",
+        "-c",
+        "-t",
+        "\x1f|~",
+        "-r",
+        "\x1e|~\n",
+        "-S",
+        "db.example.internal,14330",
+        "-d",
+        "media",
+        "-U",
+        "etl",
+        "-P",
+        PASSWORD,
+        "-Yo",
+        "-u",
+        "-b",
+        "5000",
+        "-a",
+        "32576",
+        "-m",
+        "0",
+        "-e",
+        "/tmp/err.txt",
+        "-h",
+        "ORDER(id ASC)",
     ]
     assert command.stdin is None
     # The logged form never shows the password.
@@ -59,8 +101,26 @@ def test_freebcp_arguments_keep_the_password_out_of_argv(tmp_path, mssql_conn):
     command = hook.build_command("SELECT 1", "/tmp/out.dat", field_terminator="|~", row_terminator="~|\n")
     assert command.flavor == "freebcp"
     assert command.argv[1:] == [
-        "SELECT 1", "queryout", "/tmp/out.dat", "-c", "-t", "|~", "-r", "~|\n",
-        "-S", "db.example.internal:14330", "-D", "media", "-U", "etl", "-P", "-", "-b", "1000", "-A", "8192",
+        "SELECT 1",
+        "queryout",
+        "/tmp/out.dat",
+        "-c",
+        "-t",
+        "|~",
+        "-r",
+        "~|\n",
+        "-S",
+        "db.example.internal:14330",
+        "-D",
+        "media",
+        "-U",
+        "etl",
+        "-P",
+        "-",
+        "-b",
+        "1000",
+        "-A",
+        "8192",
     ]
     assert all(PASSWORD not in arg for arg in command.argv)
     assert command.stdin == PASSWORD + "\n"
@@ -110,7 +170,9 @@ def test_freetds_messages_are_parsed_and_the_server_one_classifies():
 def test_microsoft_messages_are_parsed():
     messages = parse_messages(MICROSOFT_OUTPUT)
     assert [(m.number, m.text) for m in messages] == [
-        (208, "Invalid object name 'dbo.missing'."), (8180, "Statement(s) could not be prepared.")]
+        (208, "Invalid object name 'dbo.missing'."),
+        (8180, "Statement(s) could not be prepared."),
+    ]
     assert failure_class(messages)[0] is ErrorClass.MISSING_OBJECT
 
 

@@ -26,8 +26,16 @@ def _rows(n: int, seed: int = 7):
 def test_chunks_hold_every_row_once_in_order(workers, target_rows, target_bytes):
     rows = _rows(600)
     stream = io.BytesIO(bcp_bytes(rows))
-    out = list(chunks(stream, BcpToHive(FT, RT, COLUMNS), target_rows=target_rows, target_bytes=target_bytes,
-                      block_size=997, workers=workers))  # blocks cut rows: each block ends mid-row
+    out = list(
+        chunks(
+            stream,
+            BcpToHive(FT, RT, COLUMNS),
+            target_rows=target_rows,
+            target_bytes=target_bytes,
+            block_size=997,
+            workers=workers,
+        )
+    )  # blocks cut rows: each block ends mid-row
     assert [c.index for c in out] == list(range(len(out)))
     assert all(c.data.endswith(b"\n") for c in out)
     assert sum(c.rows for c in out) == len(rows)
@@ -54,8 +62,16 @@ def gzip_members(data: bytes) -> int:
 def test_gzip_chunks_decompress_to_the_same_text(workers):
     """Each piece of a chunk is a gzip member of its own (compressed in parallel): one gzip stream."""
     rows = _rows(300)
-    out = list(chunks(io.BytesIO(bcp_bytes(rows)), BcpToHive(FT, RT, COLUMNS), target_rows=100, gzip_level=1,
-                      block_size=1024, workers=workers))
+    out = list(
+        chunks(
+            io.BytesIO(bcp_bytes(rows)),
+            BcpToHive(FT, RT, COLUMNS),
+            target_rows=100,
+            gzip_level=1,
+            block_size=1024,
+            workers=workers,
+        )
+    )
     assert len(out) == 3
     assert all(gzip_members(c.data) > 1 for c in out)
     assert [len(gzip.decompress(c.data)) for c in out] == [c.raw_bytes for c in out]

@@ -26,7 +26,10 @@ class FileService(Service):
 
     def command(self, ctx: Context) -> list[str]:
         ready = ctx.home(self.name) / "ready"
-        body = self.script or f"import pathlib,time; pathlib.Path({str(ready)!r}).write_text(str(time.time())); time.sleep(600)"
+        body = (
+            self.script
+            or f"import pathlib,time; pathlib.Path({str(ready)!r}).write_text(str(time.time())); time.sleep(600)"
+        )
         return [sys.executable, "-c", body]
 
     def check(self, ctx: Context) -> str:
@@ -68,8 +71,12 @@ def test_a_service_that_dies_is_named_with_its_log_tail_and_the_rest_is_stopped(
 
 def test_a_service_that_never_becomes_healthy_times_out_with_the_last_check(tmp_path):
     silent = "import time; print('still warming up'); time.sleep(600)"
-    stack = Stack(run_dir=tmp_path, dags_folder=tmp_path, services=[FileService("slow", script=silent, ready_timeout=2)],
-                  echo=lambda _: None)
+    stack = Stack(
+        run_dir=tmp_path,
+        dags_folder=tmp_path,
+        services=[FileService("slow", script=silent, ready_timeout=2)],
+        echo=lambda _: None,
+    )
     with pytest.raises(ServiceFailed) as failure:
         stack.up()
     message = str(failure.value)
@@ -177,11 +184,14 @@ def test_down_stops_the_orphans_of_a_service_killed_with_sigkill(tmp_path):
     import signal
 
     ready = tmp_path / "leader" / "ready"
-    script = (f"import pathlib, subprocess, time; child = subprocess.Popen(['sleep', '300'], start_new_session=True); "
-              f"pathlib.Path({str(tmp_path / 'child.pid')!r}).write_text(str(child.pid)); "
-              f"pathlib.Path({str(ready)!r}).write_text('1'); time.sleep(600)")
-    stack = Stack(run_dir=tmp_path, dags_folder=tmp_path, services=[FileService("leader", script=script)],
-                  echo=lambda _: None)
+    script = (
+        f"import pathlib, subprocess, time; child = subprocess.Popen(['sleep', '300'], start_new_session=True); "
+        f"pathlib.Path({str(tmp_path / 'child.pid')!r}).write_text(str(child.pid)); "
+        f"pathlib.Path({str(ready)!r}).write_text('1'); time.sleep(600)"
+    )
+    stack = Stack(
+        run_dir=tmp_path, dags_folder=tmp_path, services=[FileService("leader", script=script)], echo=lambda _: None
+    )
     stack.up()
     child = int((tmp_path / "child.pid").read_text())
     os.kill(_pid(stack, "leader"), signal.SIGKILL)
@@ -193,8 +203,13 @@ def test_down_stops_the_orphans_of_a_service_killed_with_sigkill(tmp_path):
 
 def test_a_plain_up_keeps_the_bundles_the_stack_was_started_with(tmp_path):
     messages = []
-    first = Stack(run_dir=tmp_path, dags_folder=tmp_path, services=[FileService("x")], echo=messages.append,
-                  dag_bundles={"extra": tmp_path})
+    first = Stack(
+        run_dir=tmp_path,
+        dags_folder=tmp_path,
+        services=[FileService("x")],
+        echo=messages.append,
+        dag_bundles={"extra": tmp_path},
+    )
     first.up()
     Stack(run_dir=tmp_path, dags_folder=tmp_path, services=[FileService("x")], echo=messages.append).up()
     assert messages[-1].startswith("reusing the healthy local stack")

@@ -8,11 +8,20 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from flux_provider.errors import ErrorClass, FluxTerminalError, FluxTransientError, classify_sqlserver, flux_error
 
 
-@pytest.mark.parametrize(("number", "expected"), [
-    (18456, ErrorClass.LOGIN), (208, ErrorClass.MISSING_OBJECT), (102, ErrorClass.SYNTAX),
-    (1205, ErrorClass.DEADLOCK), (8115, ErrorClass.DATA), (20009, ErrorClass.CONNECTION),
-    (40501, ErrorClass.THROTTLED), (229, ErrorClass.PERMISSION), (99999, ErrorClass.UNKNOWN),
-])
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [
+        (18456, ErrorClass.LOGIN),
+        (208, ErrorClass.MISSING_OBJECT),
+        (102, ErrorClass.SYNTAX),
+        (1205, ErrorClass.DEADLOCK),
+        (8115, ErrorClass.DATA),
+        (20009, ErrorClass.CONNECTION),
+        (40501, ErrorClass.THROTTLED),
+        (229, ErrorClass.PERMISSION),
+        (99999, ErrorClass.UNKNOWN),
+    ],
+)
 def test_sqlserver_numbers_map_to_classes(number, expected):
     assert classify_sqlserver(number) is expected
 
@@ -28,8 +37,14 @@ def test_unknown_numbers_fall_back_to_the_text():
 @pytest.mark.parametrize("error_class", list(ErrorClass))
 def test_terminal_classes_stop_airflow_retries_and_transient_ones_do_not(error_class):
     exc = flux_error("boom", error_class=error_class, dataset="titles", step="export", server_number=1)
-    if error_class in (ErrorClass.LOGIN, ErrorClass.PERMISSION, ErrorClass.MISSING_OBJECT, ErrorClass.SYNTAX,
-                       ErrorClass.DATA, ErrorClass.CONFIG):
+    if error_class in (
+        ErrorClass.LOGIN,
+        ErrorClass.PERMISSION,
+        ErrorClass.MISSING_OBJECT,
+        ErrorClass.SYNTAX,
+        ErrorClass.DATA,
+        ErrorClass.CONFIG,
+    ):
         assert isinstance(exc, FluxTerminalError) and isinstance(exc, AirflowFailException)
     else:
         assert isinstance(exc, FluxTransientError) and isinstance(exc, AirflowException)
@@ -40,4 +55,8 @@ def test_terminal_classes_stop_airflow_retries_and_transient_ones_do_not(error_c
 
 def test_load_related_classes_are_the_ones_a_throttle_reacts_to():
     assert {c for c in ErrorClass if c.load_related} == {
-        ErrorClass.TIMEOUT, ErrorClass.DEADLOCK, ErrorClass.THROTTLED, ErrorClass.CONNECTION}
+        ErrorClass.TIMEOUT,
+        ErrorClass.DEADLOCK,
+        ErrorClass.THROTTLED,
+        ErrorClass.CONNECTION,
+    }

@@ -43,13 +43,16 @@ def test_renderer_follows_bcp_conventions():
 
 
 def test_export_query_renders_date_time_columns_losslessly():
-    columns = [fmt.Column.from_system_type("id", "bigint"),
-               fmt.Column.from_system_type("ts", "datetime2(7)", scale=7),
-               fmt.Column.from_system_type("day", "date"),
-               fmt.Column.from_system_type("t", "time(3)", scale=3)]
+    columns = [
+        fmt.Column.from_system_type("id", "bigint"),
+        fmt.Column.from_system_type("ts", "datetime2(7)", scale=7),
+        fmt.Column.from_system_type("day", "date"),
+        fmt.Column.from_system_type("t", "time(3)", scale=3),
+    ]
     assert fmt.export_query(columns, table="[dbo].[x]") == (
         "SELECT [id], CONVERT(VARCHAR(27), [ts], 121) AS [ts], CONVERT(VARCHAR(10), [day], 23) AS [day], "
-        "CONVERT(VARCHAR(12), [t]) AS [t] FROM [dbo].[x]")
+        "CONVERT(VARCHAR(12), [t]) AS [t] FROM [dbo].[x]"
+    )
     assert fmt.export_query(columns[:1], query="SELECT id FROM x ORDER BY id") == "SELECT id FROM x ORDER BY id"
     with pytest.raises(ValueError, match="ORDER BY"):
         fmt.export_query(columns, query="SELECT * FROM x ORDER BY id")
@@ -57,19 +60,29 @@ def test_export_query_renders_date_time_columns_losslessly():
 
 def test_tds_translation_helpers():
     assert _split_statements("SET A ON;SELECT 'a;b''c' AS [x;]] y] -- c;omment\nFROM t; ;") == [
-        "SET A ON", "SELECT 'a;b''c' AS [x;]] y] \nFROM t"]
-    assert _strip_n_literals("SELECT N'it''s', name FROM t WHERE x = N'N''a'") == \
-        "SELECT 'it''s', name FROM t WHERE x = 'N''a'"
+        "SET A ON",
+        "SELECT 'a;b''c' AS [x;]] y] \nFROM t",
+    ]
+    assert (
+        _strip_n_literals("SELECT N'it''s', name FROM t WHERE x = N'N''a'")
+        == "SELECT 'it''s', name FROM t WHERE x = 'N''a'"
+    )
     assert _convert_to_varchar("2024-02-29 23:59:59.12", 27, 121) == "2024-02-29 23:59:59.1200000"
     assert _convert_to_varchar("1-01-01 00:00:00", 10, 23) == "0001-01-01"
     assert _convert_to_varchar("12:30:00.5", 12, None) == "12:30:00.500"
 
 
-@pytest.mark.parametrize(("declared", "expected"), [
-    ("TEXT DECIMAL(38,10)", SqlType("decimal", 17, 38, 10)), ("NVARCHAR(200)", SqlType("nvarchar", 400)),
-    ("datetime2(3)", SqlType("datetime2", 8, 27, 3)), ("BIGINT", SqlType("bigint", 8, 19)),
-    ("VARBINARY(MAX)", SqlType("varbinary", 8000)), ("", None),
-])
+@pytest.mark.parametrize(
+    ("declared", "expected"),
+    [
+        ("TEXT DECIMAL(38,10)", SqlType("decimal", 17, 38, 10)),
+        ("NVARCHAR(200)", SqlType("nvarchar", 400)),
+        ("datetime2(3)", SqlType("datetime2", 8, 27, 3)),
+        ("BIGINT", SqlType("bigint", 8, 19)),
+        ("VARBINARY(MAX)", SqlType("varbinary", 8000)),
+        ("", None),
+    ],
+)
 def test_declared_types_map_to_sql_server_types(declared, expected):
     assert parse_declared_type(declared) == expected
 

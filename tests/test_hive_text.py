@@ -11,13 +11,31 @@ from flux_provider.formats import export_file as fmt
 from flux_provider.formats.hive_text import BcpToHive, CsvToHive, HiveTextEncoding, decode
 
 FT, RT = fmt.DEFAULT_FIELD_TERMINATOR, fmt.DEFAULT_ROW_TERMINATOR
-VALUES = [None, "", "plain", "\\", "\\N", "N", "a\x01b", "\x02\x03", "line\nfeed", "cr\rlf\r\n", "tab\t",
-          "emoji 🎬 ü", "\x1f", "|~", "~", "ends with backslash\\", "\x00inside"]
+VALUES = [
+    None,
+    "",
+    "plain",
+    "\\",
+    "\\N",
+    "N",
+    "a\x01b",
+    "\x02\x03",
+    "line\nfeed",
+    "cr\rlf\r\n",
+    "tab\t",
+    "emoji 🎬 ü",
+    "\x1f",
+    "|~",
+    "~",
+    "ends with backslash\\",
+    "\x00inside",
+]
 
 
 def bcp_bytes(rows):
     def raw(v):
         return b"" if v is None else (fmt.EMPTY if v == "" else v.encode())
+
     return b"".join(FT.encode().join(raw(v) for v in row) + RT.encode() for row in rows)
 
 
@@ -61,8 +79,9 @@ def test_other_delimiters_are_honoured():
 
 def csv_bytes(rows) -> bytes:
     """RFC 4180 with PostgreSQL's NULL convention: NULL unquoted and empty, every value quoted."""
-    return "".join(",".join("" if v is None else '"' + v.replace('"', '""') + '"' for v in row) + "\r\n"
-                   for row in rows).encode()
+    return "".join(
+        ",".join("" if v is None else '"' + v.replace('"', '""') + '"' for v in row) + "\r\n" for row in rows
+    ).encode()
 
 
 def csv_encode(data: bytes, columns: int, **options) -> tuple[bytes, int]:
@@ -75,7 +94,7 @@ def test_csv_input_path():
     encoded, rows = csv_encode(data, 2, header=True)
     assert rows == 5
     assert encoded == b'1\x01a,b\n2\x01multi\\nline\n3\x01\\N\n4\x01\n5\x01say "hi"\n'
-    assert csv_encode(b"3,\n4,\"\"\n", 2, empty_is_null=False)[0] == b"3\x01\n4\x01\n"
+    assert csv_encode(b'3,\n4,""\n', 2, empty_is_null=False)[0] == b"3\x01\n4\x01\n"
 
 
 @pytest.mark.parametrize("columns", [1, 3])

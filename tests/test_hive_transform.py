@@ -22,21 +22,41 @@ from flux_provider.operators.partition_refresh import PartitionRefreshOperator
 from tests.test_bcp_export import COLUMNS, NASTY_ROWS, context, export, seed_table
 from tests.test_s3_chunk_upload import s3, upload
 
-NASTY_TARGET = {"id": "BIGINT", "txt": "STRING", "amount": "DECIMAL(38,10)", "ratio": "DOUBLE", "flag": "BOOLEAN",
-                "seen": "STRING", "day": "DATE", "blob": "BINARY", "small": "INT"}
+NASTY_TARGET = {
+    "id": "BIGINT",
+    "txt": "STRING",
+    "amount": "DECIMAL(38,10)",
+    "ratio": "DOUBLE",
+    "flag": "BOOLEAN",
+    "seen": "STRING",
+    "day": "DATE",
+    "blob": "BINARY",
+    "small": "INT",
+}
 
 
 # ------------------------------------------------------------------ pure: type mapping and literals
-@pytest.mark.parametrize("system_type, precision, scale, raw, hive", [
-    ("bigint", 19, 0, "BIGINT", "BIGINT"), ("tinyint", 3, 0, "SMALLINT", "SMALLINT"),
-    ("bit", 1, 0, "TINYINT", "BOOLEAN"), ("decimal(38,10)", 38, 10, "DECIMAL(38,10)", "DECIMAL(38,10)"),
-    ("numeric(5,0)", 5, 0, "DECIMAL(5,0)", "DECIMAL(5,0)"), ("money", 19, 4, "DECIMAL(19,4)", "DECIMAL(19,4)"),
-    ("float", 53, 0, "DOUBLE", "DOUBLE"), ("real", 24, 0, "FLOAT", "FLOAT"), ("date", 10, 0, "DATE", "DATE"),
-    ("datetime2(6)", 26, 6, "TIMESTAMP", "TIMESTAMP"), ("datetime2(7)", 27, 7, "STRING", "STRING"),
-    ("datetime", 23, 3, "TIMESTAMP", "TIMESTAMP"), ("time(7)", 16, 7, "STRING", "STRING"),
-    ("varbinary(300)", 0, 0, "STRING", "BINARY"), ("nvarchar(400)", 0, 0, "STRING", "STRING"),
-    ("geography", 0, 0, "STRING", "STRING"),
-])
+@pytest.mark.parametrize(
+    "system_type, precision, scale, raw, hive",
+    [
+        ("bigint", 19, 0, "BIGINT", "BIGINT"),
+        ("tinyint", 3, 0, "SMALLINT", "SMALLINT"),
+        ("bit", 1, 0, "TINYINT", "BOOLEAN"),
+        ("decimal(38,10)", 38, 10, "DECIMAL(38,10)", "DECIMAL(38,10)"),
+        ("numeric(5,0)", 5, 0, "DECIMAL(5,0)", "DECIMAL(5,0)"),
+        ("money", 19, 4, "DECIMAL(19,4)", "DECIMAL(19,4)"),
+        ("float", 53, 0, "DOUBLE", "DOUBLE"),
+        ("real", 24, 0, "FLOAT", "FLOAT"),
+        ("date", 10, 0, "DATE", "DATE"),
+        ("datetime2(6)", 26, 6, "TIMESTAMP", "TIMESTAMP"),
+        ("datetime2(7)", 27, 7, "STRING", "STRING"),
+        ("datetime", 23, 3, "TIMESTAMP", "TIMESTAMP"),
+        ("time(7)", 16, 7, "STRING", "STRING"),
+        ("varbinary(300)", 0, 0, "STRING", "BINARY"),
+        ("nvarchar(400)", 0, 0, "STRING", "STRING"),
+        ("geography", 0, 0, "STRING", "STRING"),
+    ],
+)
 def test_sql_server_types_map_to_exact_hive_types(system_type, precision, scale, raw, hive):
     column = Column.from_system_type("c", system_type, precision=precision, scale=scale)
     staged = staging_column(column, timestamp_precision=6)
@@ -54,14 +74,17 @@ def test_sql_literals_escape_quotes_backslashes_and_control_characters():
     assert sql_string("\x01") == "'\\001'"
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"database": "media; DROP TABLE x"}, "database 'media; DROP TABLE x' is not a valid Hive identifier"),
-    ({"target_table": "a.b"}, "target table 'a.b' is not a valid Hive identifier"),
-    ({"dynamic_partitions": ["day`"]}, "dynamic partition column 'day`'"),
-    ({"partition": {"1day": "x"}}, "partition column '1day'"),
-    ({"target_columns": {"id": "BIGINT; DROP"}, "partition_types": {}}, "not a Hive type"),
-    ({"expect_rows": "all"}, "expect_rows 'all'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"database": "media; DROP TABLE x"}, "database 'media; DROP TABLE x' is not a valid Hive identifier"),
+        ({"target_table": "a.b"}, "target table 'a.b' is not a valid Hive identifier"),
+        ({"dynamic_partitions": ["day`"]}, "dynamic partition column 'day`'"),
+        ({"partition": {"1day": "x"}}, "partition column '1day'"),
+        ({"target_columns": {"id": "BIGINT; DROP"}, "partition_types": {}}, "not a Hive type"),
+        ({"expect_rows": "all"}, "expect_rows 'all'"),
+    ],
+)
 def test_identifiers_and_options_are_validated_before_any_sql(kwargs, fragment):
     args = dict(task_id="t", dataset="ds", database="media", target_table="t", staging_table="s", sql="SELECT 1")
     with pytest.raises(FluxTerminalError) as failure:
@@ -119,16 +142,28 @@ def nasty_upload(stack, tmp_path, unique):
 def nasty_transform(upload_info, db, unique, **kwargs):
     kwargs.setdefault("sql", "SELECT " + ", ".join(COLUMNS) + " FROM {{ staging }}")
     kwargs.setdefault("expect_rows", "staging")
-    return transform(upload_info, f"run_{unique}", dataset="nasty", database=db, staging_table="nasty_staging",
-                     target_table="nasty", target_columns=NASTY_TARGET, partition={"load_day": "{{ ds }}"},
-                     partition_types={"load_day": "STRING"}, **kwargs)
+    return transform(
+        upload_info,
+        f"run_{unique}",
+        dataset="nasty",
+        database=db,
+        staging_table="nasty_staging",
+        target_table="nasty",
+        target_columns=NASTY_TARGET,
+        partition={"load_day": "{{ ds }}"},
+        partition_types={"load_day": "STRING"},
+        **kwargs,
+    )
 
 
 def source_value(column: str, value):
     if value is None:
         return None
     return {
-        "amount": lambda v: Decimal(v), "flag": bool, "day": str, "seen": str,
+        "amount": lambda v: Decimal(v),
+        "flag": bool,
+        "day": str,
+        "seen": str,
         "blob": lambda v: bytes(v),
     }.get(column, lambda v: v)(value)
 
@@ -157,13 +192,23 @@ EXPECTED = sorted(tuple(source_value(c, v) for c, v in zip(COLUMNS, row)) for ro
 def test_nasty_values_arrive_in_the_target_table_with_zero_diffs(nasty_upload, db, unique):
     result = nasty_transform(nasty_upload, db, unique)
     assert result["manifest_rows"] == result["staging_rows"] == result["target_rows"] == len(NASTY_ROWS)
-    assert result["partitions"] == [{"name": "load_day=2024-01-01", "values": {"load_day": "2024-01-01"},
-                                     "rows": len(NASTY_ROWS)}]
+    assert result["partitions"] == [
+        {"name": "load_day=2024-01-01", "values": {"load_day": "2024-01-01"}, "rows": len(NASTY_ROWS)}
+    ]
     assert target_rows(db) == EXPECTED  # every value: NULL vs '', decimals, datetime2(7) text, binary, bit
     # the staging view presents exact Hive types (bit -> BOOLEAN, varbinary hex -> BINARY)
     described = {r[0]: r[1] for r in records(f"DESCRIBE {db}.nasty_staging")}
-    assert described == {"id": "bigint", "txt": "string", "amount": "decimal(38,10)", "ratio": "double",
-                         "flag": "boolean", "seen": "string", "day": "date", "blob": "binary", "small": "int"}
+    assert described == {
+        "id": "bigint",
+        "txt": "string",
+        "amount": "decimal(38,10)",
+        "ratio": "double",
+        "flag": "boolean",
+        "seen": "string",
+        "day": "date",
+        "blob": "binary",
+        "small": "int",
+    }
 
 
 def test_timestamps_and_booleans_are_typed_in_staging(stack, tmp_path, unique, db):
@@ -173,13 +218,24 @@ def test_timestamps_and_booleans_are_typed_in_staging(stack, tmp_path, unique, d
     seed_table(stack, f"ts_{unique}", rows=rows, ddl=ddl)
     info = export(tmp_path, unique, schema="dbo", table=f"ts_{unique}", engine="bcp")
     up = upload(unique, info, f"run_{unique}", s3_location=f"s3://flux/tests/{unique}/ts")
-    transform(up, f"run_{unique}", dataset="ts", database=db, staging_table="ts_staging", target_table="ts",
-              target_columns={"id": "INT", "at": "TIMESTAMP", "ok": "BOOLEAN", "n": "SMALLINT"},
-              sql="SELECT id, at, ok, n FROM {{ staging }}", expect_rows="staging")
+    transform(
+        up,
+        f"run_{unique}",
+        dataset="ts",
+        database=db,
+        staging_table="ts_staging",
+        target_table="ts",
+        target_columns={"id": "INT", "at": "TIMESTAMP", "ok": "BOOLEAN", "n": "SMALLINT"},
+        sql="SELECT id, at, ok, n FROM {{ staging }}",
+        expect_rows="staging",
+    )
     assert {r[0]: r[1] for r in records(f"DESCRIBE {db}.ts_staging")}["at"] == "timestamp"
     got = sorted(records(f"SELECT id, CAST(at AS STRING), ok, n FROM {db}.ts"))
-    assert got == [(1, "2024-02-29 23:59:59.123", True, 255), (2, "0001-01-01 00:00:00", False, 0),
-                   (3, None, None, None)]
+    assert got == [
+        (1, "2024-02-29 23:59:59.123", True, 255),
+        (2, "0001-01-01 00:00:00", False, 0),
+        (3, None, None, None),
+    ]
 
 
 def test_rerun_of_the_same_run_gives_an_identical_target(nasty_upload, db, unique):
@@ -193,8 +249,10 @@ def test_rerun_of_the_same_run_gives_an_identical_target(nasty_upload, db, uniqu
 def test_a_failure_in_the_middle_of_the_transform_keeps_the_previous_partition(nasty_upload, db, unique):
     nasty_transform(nasty_upload, db, unique)
     # fails at run time, on one row only (ANSI cast of a non-number), after the counts passed
-    bad = ("SELECT id, txt, amount, ratio, flag, seen, day, blob, "
-           "CASE WHEN id = 5 THEN CAST(txt AS INT) ELSE small END AS small FROM {{ staging }}")
+    bad = (
+        "SELECT id, txt, amount, ratio, flag, seen, day, blob, "
+        "CASE WHEN id = 5 THEN CAST(txt AS INT) ELSE small END AS small FROM {{ staging }}"
+    )
     with pytest.raises(FluxTerminalError) as failure:
         nasty_transform(nasty_upload, db, unique, sql=bad, expect_rows=None)
     assert failure.value.error_class is ErrorClass.DATA and "data set 'nasty' transform" in str(failure.value)
@@ -215,10 +273,13 @@ def test_staging_count_mismatch_fails_before_the_target_is_touched(nasty_upload,
     assert not records(f"SHOW TABLES IN {db} LIKE 'nasty'")  # the target was never created
 
 
-@pytest.mark.parametrize("sql, error_class, fragment", [
-    ("SELEC id FROM {{ staging }}", ErrorClass.SYNTAX, "Syntax error"),
-    ("SELECT no_such_column FROM {{ staging }}", ErrorClass.MISSING_OBJECT, "no_such_column"),
-])
+@pytest.mark.parametrize(
+    "sql, error_class, fragment",
+    [
+        ("SELEC id FROM {{ staging }}", ErrorClass.SYNTAX, "Syntax error"),
+        ("SELECT no_such_column FROM {{ staging }}", ErrorClass.MISSING_OBJECT, "no_such_column"),
+    ],
+)
 def test_bad_transform_sql_is_a_classified_terminal_error(nasty_upload, db, unique, sql, error_class, fragment):
     with pytest.raises(FluxTerminalError) as failure:
         nasty_transform(nasty_upload, db, unique, sql=sql)
@@ -236,8 +297,9 @@ def test_missing_target_database_is_a_clear_error(nasty_upload, unique):
 
 def test_expectation_failure_writes_nothing(nasty_upload, db, unique):
     with pytest.raises(FluxTerminalError) as failure:
-        nasty_transform(nasty_upload, db, unique,
-                        sql="SELECT " + ", ".join(COLUMNS) + " FROM {{ staging }} WHERE id <> 1")
+        nasty_transform(
+            nasty_upload, db, unique, sql="SELECT " + ", ".join(COLUMNS) + " FROM {{ staging }} WHERE id <> 1"
+        )
     assert "yields 7 rows, expected 8" in str(failure.value) and "nothing was written" in str(failure.value)
     assert records(f"SELECT COUNT(*) FROM {db}.nasty")[0][0] == 0
 
@@ -267,11 +329,18 @@ def daily_upload(stack, tmp_path, unique, rows, run):
 
 def daily_transform(up, db, unique, run):
     return transform(
-        up, f"{run}_{unique}", dataset="events", database=db, staging_table="events_staging",
-        target_table="events_daily", target_columns={"sessions": "BIGINT", "minutes": "DECIMAL(19,2)"},
-        partition_types={"day": "STRING"}, dynamic_partitions=["day"],
+        up,
+        f"{run}_{unique}",
+        dataset="events",
+        database=db,
+        staging_table="events_staging",
+        target_table="events_daily",
+        target_columns={"sessions": "BIGINT", "minutes": "DECIMAL(19,2)"},
+        partition_types={"day": "STRING"},
+        dynamic_partitions=["day"],
         sql="SELECT COUNT(*) AS sessions, SUM(minutes) AS minutes, CAST(day AS STRING) AS day "
-            "FROM {{ staging }} GROUP BY day")
+        "FROM {{ staging }} GROUP BY day",
+    )
 
 
 def test_dynamic_partitions_refresh_latest_view_and_airflow_sensors(stack, tmp_path, unique, db):
@@ -281,44 +350,79 @@ def test_dynamic_partitions_refresh_latest_view_and_airflow_sensors(stack, tmp_p
     first = [(1, "2024-01-01", "10.50"), (2, "2024-01-01", "1.25"), (3, "2024-01-02", "7.00")]
     result = daily_transform(daily_upload(stack, tmp_path, unique, first, "a"), db, unique, "a")
     assert [(p["name"], p["rows"]) for p in result["partitions"]] == [("day=2024-01-01", 1), ("day=2024-01-02", 1)]
-    out = refresh(dataset="events", database=db, table="events_daily", partitions=result["partitions"],
-                  latest_view="events_latest", analyze=True)
+    out = refresh(
+        dataset="events",
+        database=db,
+        table="events_daily",
+        partitions=result["partitions"],
+        latest_view="events_latest",
+        analyze=True,
+    )
     assert out["latest"] == "day=2024-01-02" and out["touched"] == ["day=2024-01-01", "day=2024-01-02"]
     assert records(f"SELECT sessions, minutes FROM {db}.events_latest") == [(1, Decimal("7.00"))]
 
     ctx = context("r")
-    named = NamedHivePartitionSensor(task_id="s", partition_names=[f"{db}.events_daily/day=2024-01-02"],
-                                     metastore_conn_id="metastore_default")
+    named = NamedHivePartitionSensor(
+        task_id="s", partition_names=[f"{db}.events_daily/day=2024-01-02"], metastore_conn_id="metastore_default"
+    )
     assert named.poke(ctx) is True
-    assert HivePartitionSensor(task_id="s2", table="events_daily", schema=db, partition="day='2024-01-01'",
-                               metastore_conn_id="metastore_default").poke(ctx) is True
-    assert NamedHivePartitionSensor(task_id="s3", partition_names=[f"{db}.events_daily/day=2024-01-09"],
-                                    metastore_conn_id="metastore_default").poke(ctx) is False
+    assert (
+        HivePartitionSensor(
+            task_id="s2",
+            table="events_daily",
+            schema=db,
+            partition="day='2024-01-01'",
+            metastore_conn_id="metastore_default",
+        ).poke(ctx)
+        is True
+    )
+    assert (
+        NamedHivePartitionSensor(
+            task_id="s3", partition_names=[f"{db}.events_daily/day=2024-01-09"], metastore_conn_id="metastore_default"
+        ).poke(ctx)
+        is False
+    )
 
     # a second run rewrites 01-02 and adds 01-03: 01-01 stays, latest moves, sums are the new ones
     second = [(4, "2024-01-02", "2.00"), (5, "2024-01-02", "3.00"), (6, "2024-01-03", "4.40")]
     result = daily_transform(daily_upload(stack, tmp_path, unique, second, "b"), db, unique, "b")
     # what killed Spark/Hive INSERTs leave under the table; the next refresh removes them (never the data)
-    from airflow.providers.apache.hive.hooks.hive import HiveMetastoreHook
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.providers.apache.hive.hooks.hive import HiveMetastoreHook
 
     location = HiveMetastoreHook(metastore_conn_id="metastore_default").get_table("events_daily", db).sd.location
     bucket, _, prefix = location.split("://", 1)[1].partition("/")
     s3 = S3Hook(aws_conn_id="aws_default")
-    leftovers = [f"{prefix}/.spark-staging-{unique}/day=2024-01-02/part-00000.parquet",
-                 f"{prefix}/.hive-staging_hive_{unique}/-ext-10000/000000_0"]
+    leftovers = [
+        f"{prefix}/.spark-staging-{unique}/day=2024-01-02/part-00000.parquet",
+        f"{prefix}/.hive-staging_hive_{unique}/-ext-10000/000000_0",
+    ]
     for key in leftovers:
         s3.load_bytes(b"half-written", key=key, bucket_name=bucket)
-    again = refresh(dataset="events", database=db, table="events_daily", transform_task_id=None,
-                    partitions=result["partitions"], latest_view="events_latest")
+    again = refresh(
+        dataset="events",
+        database=db,
+        table="events_daily",
+        transform_task_id=None,
+        partitions=result["partitions"],
+        latest_view="events_latest",
+    )
     assert again["latest"] == "day=2024-01-03" and again["leftovers_removed"] == 2
     assert not any(s3.check_for_key(key, bucket_name=bucket) for key in leftovers)
     assert records(f"SELECT sessions, minutes FROM {db}.events_latest") == [(1, Decimal("4.40"))]
     assert sorted(records(f"SELECT day, sessions, minutes FROM {db}.events_daily")) == [
-        ("2024-01-01", 2, Decimal("11.75")), ("2024-01-02", 2, Decimal("5.00")), ("2024-01-03", 1, Decimal("4.40"))]
+        ("2024-01-01", 2, Decimal("11.75")),
+        ("2024-01-02", 2, Decimal("5.00")),
+        ("2024-01-03", 1, Decimal("4.40")),
+    ]
     # idempotent: the same refresh again adds nothing and keeps the pointer
-    third = refresh(dataset="events", database=db, table="events_daily", partitions=result["partitions"],
-                    latest_view="events_latest")
+    third = refresh(
+        dataset="events",
+        database=db,
+        table="events_daily",
+        partitions=result["partitions"],
+        latest_view="events_latest",
+    )
     assert third["added"] == [] and third["latest"] == "day=2024-01-03"
 
 
@@ -327,13 +431,25 @@ def test_refresh_adds_external_partitions_and_drops_expired_ones_with_their_file
     base = f"tests/{unique}/ext"
     for day in ("2024-01-01", "2024-01-05", "2024-01-10"):
         client.put_object(Bucket="flux", Key=f"{base}/{day}/part-0", Body=f"{day}\x01x\n".encode())
-    hive().run(f"CREATE EXTERNAL TABLE {db}.ext (d STRING, v STRING) PARTITIONED BY (day STRING) "
-               "ROW FORMAT DELIMITED FIELDS TERMINATED BY '\\001' STORED AS TEXTFILE "
-               f"LOCATION 's3a://flux/{base}/'")
-    parts = [{"values": {"day": d}, "location": f"s3a://flux/{base}/{d}"}
-             for d in ("2024-01-01", "2024-01-05", "2024-01-10")]
-    out = refresh(dataset="ext", database=db, table="ext", partitions=parts, latest_view="ext_latest",
-                  retention_days=7, retention_column="day", purge=True, ds="2024-01-10")
+    hive().run(
+        f"CREATE EXTERNAL TABLE {db}.ext (d STRING, v STRING) PARTITIONED BY (day STRING) "
+        "ROW FORMAT DELIMITED FIELDS TERMINATED BY '\\001' STORED AS TEXTFILE "
+        f"LOCATION 's3a://flux/{base}/'"
+    )
+    parts = [
+        {"values": {"day": d}, "location": f"s3a://flux/{base}/{d}"} for d in ("2024-01-01", "2024-01-05", "2024-01-10")
+    ]
+    out = refresh(
+        dataset="ext",
+        database=db,
+        table="ext",
+        partitions=parts,
+        latest_view="ext_latest",
+        retention_days=7,
+        retention_column="day",
+        purge=True,
+        ds="2024-01-10",
+    )
     assert out["added"] == ["day=2024-01-01", "day=2024-01-05", "day=2024-01-10"]
     assert out["dropped"] == ["day=2024-01-01"] and out["latest"] == "day=2024-01-10"
     assert [r[0] for r in records(f"SHOW PARTITIONS {db}.ext")] == ["day=2024-01-05", "day=2024-01-10"]
@@ -342,8 +458,13 @@ def test_refresh_adds_external_partitions_and_drops_expired_ones_with_their_file
     assert "Contents" in client.list_objects_v2(Bucket="flux", Prefix=f"{base}/2024-01-05/")
     # a moved partition is pointed at its new location
     client.put_object(Bucket="flux", Key=f"{base}/v2/2024-01-05/part-0", Body=b"moved\x01y\n")
-    moved = refresh(dataset="ext", database=db, table="ext", ds="2024-01-10",
-                    partitions=[{"values": {"day": "2024-01-05"}, "location": f"s3a://flux/{base}/v2/2024-01-05"}])
+    moved = refresh(
+        dataset="ext",
+        database=db,
+        table="ext",
+        ds="2024-01-10",
+        partitions=[{"values": {"day": "2024-01-05"}, "location": f"s3a://flux/{base}/v2/2024-01-05"}],
+    )
     assert moved["added"] == ["day=2024-01-05"]
     assert records(f"SELECT d FROM {db}.ext WHERE day = '2024-01-05'") == [("moved",)]
 
@@ -374,8 +495,12 @@ def test_export_upload_transform_refresh_in_a_real_airflow_run(stack, airflow_cl
 
     with sqlite3.connect(db) as conn:
         conn.execute("DROP TABLE IF EXISTS pipeline_src")
-    seed_table(stack, "pipeline_src", rows=rows,
-               ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, day DATE NOT NULL, minutes DECIMAL(9,2))")
+    seed_table(
+        stack,
+        "pipeline_src",
+        rows=rows,
+        ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, day DATE NOT NULL, minutes DECIMAL(9,2))",
+    )
     result = airflow_client.run_dag("flux_test_pipeline", timeout=600)
     assert result.state == "success", airflow_client.task_states("flux_test_pipeline", result.run_id)
     xcom = {t: airflow_client.xcom("flux_test_pipeline", result.run_id, t) for t in ("export", "upload", "transform")}
@@ -391,4 +516,5 @@ def test_export_upload_transform_refresh_in_a_real_airflow_run(stack, airflow_cl
     [(latest,)] = records("SELECT MAX(day) FROM flux_it.pipeline_daily")
     assert latest >= max(expected)
     assert records("SELECT sessions, minutes FROM flux_it.pipeline_latest") == records(
-        f"SELECT sessions, minutes FROM flux_it.pipeline_daily WHERE day = '{latest}'")
+        f"SELECT sessions, minutes FROM flux_it.pipeline_daily WHERE day = '{latest}'"
+    )

@@ -15,8 +15,9 @@ import flux_provider
 def _airflow(tmp_path: Path, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update(AIRFLOW_HOME=str(tmp_path), AIRFLOW__CORE__LOAD_EXAMPLES="False")
-    done = subprocess.run([sys.executable, "-m", "airflow", *args], env=env, capture_output=True, text=True,
-                          timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow", *args], env=env, capture_output=True, text=True, timeout=180
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
@@ -60,9 +61,29 @@ def test_the_plugins_folder_file_loads_once_beside_the_entry_point(tmp_path):
     """A deployment that also copies plugins/flux_plugin.py into AIRFLOW_HOME/plugins gets one flux plugin."""
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "flux_plugin.py").write_text(
-        (Path(__file__).resolve().parent.parent / "plugins" / "flux_plugin.py").read_text())
+        (Path(__file__).resolve().parent.parent / "plugins" / "flux_plugin.py").read_text()
+    )
     plugins = json.loads(_airflow(tmp_path, "plugins", "-o", "json"))
     flux = [p for p in plugins if p["name"] == "flux"]
     assert len(flux) == 1, [p["source"] for p in plugins]
     assert flux[0]["source"] == "$PLUGINS_FOLDER/flux_plugin.py"  # the folder file won, the entry point yielded
     assert flux[0]["listeners"] == ["flux_provider.throttle.listener"]
+
+
+def test_airflow_config_list_shows_the_flux_options_with_their_defaults(tmp_path):
+    """Every [flux] option the provider reads is declared (description, default) and shown by Airflow."""
+    out = " ".join(
+        _airflow(
+            tmp_path, "config", "list", "--section", "flux", "--include-descriptions", "--include-env-vars"
+        ).split()
+    )
+    for name, (description, _kind, default) in flux_provider.CONFIG_OPTIONS.items():
+        assert f"AIRFLOW__FLUX__{name.upper()}" in out and description.split(".")[0] in out, name
+        assert _airflow(tmp_path, "config", "get-value", "flux", name).strip() == default
+    read = {
+        m
+        for path in Path(flux_provider.__file__).parent.rglob("*.py")
+        if "devstack" not in path.parts
+        for m in __import__("re").findall(r'conf\.get\w*\(\s*"flux",\s*"(\w+)"', path.read_text())
+    }
+    assert read == set(flux_provider.CONFIG_OPTIONS)  # nothing read that is not declared, nothing declared unread

@@ -11,19 +11,30 @@ from types import SimpleNamespace
 import pytest
 
 from flux_provider.errors import ErrorClass, FluxTerminalError, FluxTransientError
-from flux_provider.recovery import Recovery, RecoveryPolicy
-from flux_provider.recovery import Action, Match, Rule
+from flux_provider.recovery import Action, Match, Recovery, RecoveryPolicy, Rule
 
 
 def report(error_class="deadlock", number=None, exit_code=None, step="export", message="x", terminal=False):
-    return {"error_class": error_class, "server_number": number, "exit_code": exit_code, "step": step,
-            "message": message, "terminal": terminal, "dataset": "ds"}
+    return {
+        "error_class": error_class,
+        "server_number": number,
+        "exit_code": exit_code,
+        "step": step,
+        "message": message,
+        "terminal": terminal,
+        "dataset": "ds",
+    }
 
 
 RULES = (
-    Rule(Match(number=1205), (Action("retry", {"count": 3, "delaySeconds": 20, "backoff": 2,
-                                               "maxDelaySeconds": 50}), Action("throttle_down", {"factor": 0.5})),
-         name="deadlock"),
+    Rule(
+        Match(number=1205),
+        (
+            Action("retry", {"count": 3, "delaySeconds": 20, "backoff": 2, "maxDelaySeconds": 50}),
+            Action("throttle_down", {"factor": 0.5}),
+        ),
+        name="deadlock",
+    ),
     Rule(Match(error_class="connection", step="upload"), (Action("retry", {"count": 10, "delaySeconds": 60}),)),
     Rule(Match(message=r"Invalid object name 'dbo\.tmp_"), (Action("skip", {"reason": "scratch table gone"}),)),
     Rule(Match(exit_code=137), (Action("fail"), Action("alert"))),
@@ -31,22 +42,34 @@ RULES = (
 )
 
 
-@pytest.mark.parametrize("failure, try_number, expected", [
-    (report(number=1205), 1, ("retry", "deadlock", 20.0, False, 0.5)),
-    (report(number=1205), 2, ("retry", "deadlock", 40.0, False, 0.5)),
-    (report(number=1205), 3, ("retry", "deadlock", 50.0, False, 0.5)),     # capped by maxDelaySeconds
-    (report(number=1205), 4, ("fail", "deadlock", None, False, 0.5)),      # 3 retries used
-    (report("connection", step="upload"), 7, ("retry", "rule 2", 60.0, False, None)),
-    (report("connection", step="export"), 1, ("retry", "default: 5 retries a minute apart, then fail and alert",
-                                              60.0, False, None)),          # rule 2 is for uploads only
-    (report("connection", step="export"), 6, ("fail", "default: 5 retries a minute apart, then fail and alert",
-                                              None, True, None)),
-    (report("missing_object", message="Invalid object name 'dbo.tmp_x'.", terminal=True), 1,
-     ("skip", "rule 3", None, False, None)),
-    (report("unknown", exit_code=137), 1, ("fail", "rule 4", None, True, None)),
-    (report("syntax", terminal=True), 1, ("fail", "default", None, True, None)),  # terminal: fail fast
-    (report("login", terminal=True), 1, ("retry", "rule 5", 300.0, True, None)),  # a rule may retry one
-])
+@pytest.mark.parametrize(
+    "failure, try_number, expected",
+    [
+        (report(number=1205), 1, ("retry", "deadlock", 20.0, False, 0.5)),
+        (report(number=1205), 2, ("retry", "deadlock", 40.0, False, 0.5)),
+        (report(number=1205), 3, ("retry", "deadlock", 50.0, False, 0.5)),  # capped by maxDelaySeconds
+        (report(number=1205), 4, ("fail", "deadlock", None, False, 0.5)),  # 3 retries used
+        (report("connection", step="upload"), 7, ("retry", "rule 2", 60.0, False, None)),
+        (
+            report("connection", step="export"),
+            1,
+            ("retry", "default: 5 retries a minute apart, then fail and alert", 60.0, False, None),
+        ),  # rule 2 is for uploads only
+        (
+            report("connection", step="export"),
+            6,
+            ("fail", "default: 5 retries a minute apart, then fail and alert", None, True, None),
+        ),
+        (
+            report("missing_object", message="Invalid object name 'dbo.tmp_x'.", terminal=True),
+            1,
+            ("skip", "rule 3", None, False, None),
+        ),
+        (report("unknown", exit_code=137), 1, ("fail", "rule 4", None, True, None)),
+        (report("syntax", terminal=True), 1, ("fail", "default", None, True, None)),  # terminal: fail fast
+        (report("login", terminal=True), 1, ("retry", "rule 5", 300.0, True, None)),  # a rule may retry one
+    ],
+)
 def test_first_matching_rule_decides(failure, try_number, expected):
     outcome = Recovery(rules=RULES).decide(failure, try_number)
     assert (outcome.kind, outcome.rule, outcome.delay, outcome.alert, outcome.throttle_down) == expected
@@ -94,12 +117,19 @@ def test_an_operator_failure_goes_through_the_rules_with_alert_and_record(tmp_pa
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/hook"
     rules = (Rule(Match(error_class="config"), (Action("fail"), Action("alert"))),)
-    op = S3ChunkUploadOperator(task_id="upload", dataset="titles", s3_location="s3://flux/x",
-                               recovery=Recovery(rules=rules, webhooks=[url]))
+    op = S3ChunkUploadOperator(
+        task_id="upload", dataset="titles", s3_location="s3://flux/x", recovery=Recovery(rules=rules, webhooks=[url])
+    )
     pushed = {}
-    ti = SimpleNamespace(try_number=1, dag_id="flux_titles", run_id="r1", task_id="upload", log_url="http://log/1",
-                         xcom_push=lambda key, value: pushed.update({key: value}),
-                         xcom_pull=lambda task_ids=None: None)
+    ti = SimpleNamespace(
+        try_number=1,
+        dag_id="flux_titles",
+        run_id="r1",
+        task_id="upload",
+        log_url="http://log/1",
+        xcom_push=lambda key, value: pushed.update({key: value}),
+        xcom_pull=lambda task_ids=None: None,
+    )
     with pytest.raises(FluxTerminalError) as failure:
         op.execute({"ti": ti})
     server.shutdown()
@@ -108,7 +138,11 @@ def test_an_operator_failure_goes_through_the_rules_with_alert_and_record(tmp_pa
     assert pushed["flux_error"]["recovery"]["rule"] == "rule 1"
     [alert] = _Receiver.received
     assert (alert["dataset"], alert["step"], alert["error_class"], alert["log_url"]) == (
-        "titles", "upload", "config", "http://log/1")
+        "titles",
+        "upload",
+        "config",
+        "http://log/1",
+    )
     assert alert["action"] == "fail" and "no export to upload" in alert["message"]
 
 
@@ -121,17 +155,25 @@ def test_rules_under_the_real_scheduler_retry_with_backoff_alert_and_skip(stack,
 
     with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
         conn.execute("DROP TABLE IF EXISTS rec_src")
-    seed_table(stack, "rec_src", rows=[(1, "a"), (2, "b")], ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, v NVARCHAR(9))")
+    seed_table(
+        stack, "rec_src", rows=[(1, "a"), (2, "b")], ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, v NVARCHAR(9))"
+    )
     inject_fault(stack, "rec_src", error_number=1205, remaining=2)  # the first two tries are deadlock victims
     _Receiver.received = []
     server = HTTPServer(("127.0.0.1", 0), _Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        airflow_client.request("POST", "/variables", json={"key": "flux_test_webhook",
-                                                           "value": f"http://127.0.0.1:{server.server_port}/hook"})
+        airflow_client.request(
+            "POST",
+            "/variables",
+            json={"key": "flux_test_webhook", "value": f"http://127.0.0.1:{server.server_port}/hook"},
+        )
     except Exception:
-        airflow_client.request("PATCH", "/variables/flux_test_webhook", json={
-            "key": "flux_test_webhook", "value": f"http://127.0.0.1:{server.server_port}/hook"})
+        airflow_client.request(
+            "PATCH",
+            "/variables/flux_test_webhook",
+            json={"key": "flux_test_webhook", "value": f"http://127.0.0.1:{server.server_port}/hook"},
+        )
     try:
         result = airflow_client.run_dag("flux_test_recovery", timeout=300)
     finally:
@@ -140,23 +182,28 @@ def test_rules_under_the_real_scheduler_retry_with_backoff_alert_and_skip(stack,
 
     def tries(task):
         return airflow_client.request(
-            "GET", f"/dags/flux_test_recovery/dagRuns/{result.run_id}/taskInstances/{task}/tries").json()[
-            "task_instances"]
+            "GET", f"/dags/flux_test_recovery/dagRuns/{result.run_id}/taskInstances/{task}/tries"
+        ).json()["task_instances"]
 
     deadlock = sorted(tries("deadlock"), key=lambda t: t["try_number"])
     assert [t["state"] for t in deadlock] == ["failed", "failed", "success"]  # history keeps failed tries
     for (earlier, later), delay in zip(zip(deadlock, deadlock[1:]), (3, 6)):
-        waited = (dt.datetime.fromisoformat(later["start_date"]) - dt.datetime.fromisoformat(earlier["end_date"]))
+        waited = dt.datetime.fromisoformat(later["start_date"]) - dt.datetime.fromisoformat(earlier["end_date"])
         assert delay <= waited.total_seconds() < delay + 15, (delay, waited)  # the rule's backoff, not Airflow's
 
     assert [t["try_number"] for t in tries("alert_fail")] == [1]  # fail fast
     [alert] = _Receiver.received
     assert (alert["dataset"], alert["step"], alert["error_class"], alert["rule"]) == (
-        "rec", "export", "missing_object", "gone")
+        "rec",
+        "export",
+        "missing_object",
+        "gone",
+    )
     assert alert["log_url"] and result.run_id in alert["run_id"]
 
-    log = airflow_client.request("GET", f"/dags/flux_test_recovery/dagRuns/{result.run_id}/taskInstances/"
-                                        "skipped/logs/1").json()
+    log = airflow_client.request(
+        "GET", f"/dags/flux_test_recovery/dagRuns/{result.run_id}/taskInstances/skipped/logs/1"
+    ).json()
     assert "rec_gone is rebuilt on Sundays" in json.dumps(log)
 
 
@@ -171,8 +218,12 @@ def _pipeline_source(stack, seed: int) -> dict:
     rows = [(i, rng.choice(["2026-04-01", "2026-04-02"]), f"{rng.randint(0, 99999) / 100:.2f}") for i in range(200)]
     with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
         conn.execute("DROP TABLE IF EXISTS pipeline_src")
-    seed_table(stack, "pipeline_src", rows=rows,
-               ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, day DATE NOT NULL, minutes DECIMAL(9,2))")
+    seed_table(
+        stack,
+        "pipeline_src",
+        rows=rows,
+        ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, day DATE NOT NULL, minutes DECIMAL(9,2))",
+    )
     expected: dict = {}
     for _, day, minutes in rows:
         count, total = expected.get(day, (0, Decimal(0)))
@@ -188,9 +239,18 @@ def _hive_daily(days) -> dict:
 
 
 def _clear(airflow_client, run_id: str, task_id: str):
-    airflow_client.request("POST", "/dags/flux_test_pipeline/clearTaskInstances", json={
-        "dry_run": False, "dag_run_id": run_id, "task_ids": [task_id], "include_downstream": True,
-        "only_failed": False, "reset_dag_runs": True})
+    airflow_client.request(
+        "POST",
+        "/dags/flux_test_pipeline/clearTaskInstances",
+        json={
+            "dry_run": False,
+            "dag_run_id": run_id,
+            "task_ids": [task_id],
+            "include_downstream": True,
+            "only_failed": False,
+            "reset_dag_runs": True,
+        },
+    )
     return airflow_client.wait_for_run("flux_test_pipeline", run_id, timeout=600)
 
 
@@ -205,8 +265,9 @@ def test_manual_recovery_pause_resume_and_rerun_from_the_failed_step(stack, airf
     expected = _pipeline_source(stack, seed=11)
     airflow_client.wait_for_dag("flux_test_pipeline")
     airflow_client.request("PATCH", "/dags/flux_test_pipeline", json={"is_paused": True})
-    run_id = airflow_client.request("POST", "/dags/flux_test_pipeline/dagRuns",
-                                    json={"logical_date": None}).json()["dag_run_id"]
+    run_id = airflow_client.request("POST", "/dags/flux_test_pipeline/dagRuns", json={"logical_date": None}).json()[
+        "dag_run_id"
+    ]
     inject_fault(stack, "pipeline_src", error_number=208, remaining=1)  # the export's data query fails once
     time.sleep(12)
     assert set(airflow_client.task_states("flux_test_pipeline", run_id).values()) <= {None, "scheduled", "queued"}
@@ -219,10 +280,14 @@ def test_manual_recovery_pause_resume_and_rerun_from_the_failed_step(stack, airf
     assert _hive_daily(expected) == expected
 
     # each later step breaks (a bad setting or deploy), is fixed, and only it and what follows run again
-    for seed, (step, variable, value) in enumerate([
-            ("upload", "flux_pipeline_bucket", "no-such-bucket"),   # NoSuchBucket: missing_object
-            ("transform", "flux_fail_transform", "1"),              # CAST_INVALID_INPUT: data
-            ("refresh", "flux_refresh_reference", "not-a-date")], start=12):  # config
+    for seed, (step, variable, value) in enumerate(
+        [
+            ("upload", "flux_pipeline_bucket", "no-such-bucket"),  # NoSuchBucket: missing_object
+            ("transform", "flux_fail_transform", "1"),  # CAST_INVALID_INPUT: data
+            ("refresh", "flux_refresh_reference", "not-a-date"),
+        ],
+        start=12,
+    ):  # config
         expected = _pipeline_source(stack, seed=seed)
         airflow_client.request("POST", "/variables", json={"key": variable, "value": value})
         try:
@@ -230,8 +295,9 @@ def test_manual_recovery_pause_resume_and_rerun_from_the_failed_step(stack, airf
         finally:
             airflow_client.request("DELETE", f"/variables/{variable}")
         assert broken.task_states[step] == "failed", (step, broken.task_states)
-        tries = airflow_client.request("GET", f"/dags/flux_test_pipeline/dagRuns/{broken.run_id}/taskInstances/"
-                                              f"{step}/tries").json()["task_instances"]
+        tries = airflow_client.request(
+            "GET", f"/dags/flux_test_pipeline/dagRuns/{broken.run_id}/taskInstances/{step}/tries"
+        ).json()["task_instances"]
         assert len(tries) == 1  # a terminal class: the default rules fail it at once
         fixed = _clear(airflow_client, broken.run_id, step)
         assert fixed.state == "success", (step, fixed.task_states)
@@ -249,14 +315,23 @@ def test_s3_down_during_upload_is_retried_by_airflow_and_succeeds_once_back(stac
 
     with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
         conn.execute("DROP TABLE IF EXISTS outage_src")
-    seed_table(stack, "outage_src", rows=[(i, f"v{i}") for i in range(500)],
-               ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, v NVARCHAR(9))")
+    seed_table(
+        stack,
+        "outage_src",
+        rows=[(i, f"v{i}") for i in range(500)],
+        ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, v NVARCHAR(9))",
+    )
     private = Stack(run_dir=tmp_path / "s3", dags_folder=tmp_path, services=[SeaweedS3()], echo=lambda _: None)
 
     def point_connection_at_private() -> None:
         conn = json.loads(private.env()["AIRFLOW_CONN_AWS_DEFAULT"])
-        body = {"connection_id": "flux_test_private_s3", "conn_type": "aws", "login": conn["login"],
-                "password": conn["password"], "extra": json.dumps(conn["extra"])}
+        body = {
+            "connection_id": "flux_test_private_s3",
+            "conn_type": "aws",
+            "login": conn["login"],
+            "password": conn["password"],
+            "extra": json.dumps(conn["extra"]),
+        }
         try:
             airflow_client.request("POST", "/connections", json=body)
         except Exception:
@@ -276,11 +351,13 @@ def test_s3_down_during_upload_is_retried_by_airflow_and_succeeds_once_back(stac
         point_connection_at_private()
         result = airflow_client.wait_for_run("flux_test_s3_outage", run_id, timeout=300)
         assert result.state == "success", result.task_states
-        tries = airflow_client.request("GET", f"/dags/flux_test_s3_outage/dagRuns/{run_id}/taskInstances/upload/"
-                                              "tries").json()["task_instances"]
+        tries = airflow_client.request(
+            "GET", f"/dags/flux_test_s3_outage/dagRuns/{run_id}/taskInstances/upload/tries"
+        ).json()["task_instances"]
         assert [t["state"] for t in sorted(tries, key=lambda t: t["try_number"])] == ["failed", "success"]
-        log = airflow_client.request("GET", f"/dags/flux_test_s3_outage/dagRuns/{run_id}/taskInstances/upload/"
-                                            "logs/1").json()
+        log = airflow_client.request(
+            "GET", f"/dags/flux_test_s3_outage/dagRuns/{run_id}/taskInstances/upload/logs/1"
+        ).json()
         assert "[connection]" in json.dumps(log) and "s3 down" in json.dumps(log)
         assert airflow_client.xcom("flux_test_s3_outage", run_id, "upload")["rows"] == 500
     finally:
@@ -316,7 +393,11 @@ def test_a_try_killed_outside_the_rules_waits_the_documented_minute():
 
     with DAG("r3", schedule=None, start_date=pendulum.datetime(2026, 1, 1)):
         default = BcpExportOperator(task_id="a", dataset="d", schema="dbo", table="t")
-    with DAG("r4", schedule=None, start_date=pendulum.datetime(2026, 1, 1),
-             default_args={"retry_delay": dt.timedelta(seconds=7)}):
+    with DAG(
+        "r4",
+        schedule=None,
+        start_date=pendulum.datetime(2026, 1, 1),
+        default_args={"retry_delay": dt.timedelta(seconds=7)},
+    ):
         chosen = BcpExportOperator(task_id="b", dataset="d", schema="dbo", table="t")
     assert (default.retry_delay, chosen.retry_delay) == (dt.timedelta(seconds=60), dt.timedelta(seconds=7))

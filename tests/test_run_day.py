@@ -16,8 +16,13 @@ LATE = dt.datetime(2026, 11, 26, 23, 30, tzinfo=dt.timezone.utc)  # already the 
 
 
 def context(*, conf=None, logical_date=None, interval_start=None, run_after=LATE, events=None):
-    dag_run = SimpleNamespace(conf=conf or {}, logical_date=logical_date, data_interval_start=interval_start,
-                              run_after=run_after, start_date=run_after)
+    dag_run = SimpleNamespace(
+        conf=conf or {},
+        logical_date=logical_date,
+        data_interval_start=interval_start,
+        run_after=run_after,
+        start_date=run_after,
+    )
     ctx = {"dag_run": dag_run, "triggering_asset_events": events or {}}
     if interval_start is not None:
         ctx["data_interval_start"] = interval_start

@@ -64,8 +64,10 @@ def download_rows(client, manifest: dict) -> list[list[str | None]]:
 
 def export_text(info: dict) -> list[list[str | None]]:
     """The export file's fields as Hive should return them: NULL, '' or the text."""
-    return [[None if raw == b"" else "" if raw == fmt.EMPTY else raw.decode() for raw in record]
-            for record in fmt.iter_records(Path(info["path"]), info["field_terminator"], info["row_terminator"])]
+    return [
+        [None if raw == b"" else "" if raw == fmt.EMPTY else raw.decode() for raw in record]
+        for record in fmt.iter_records(Path(info["path"]), info["field_terminator"], info["row_terminator"])
+    ]
 
 
 def upload(unique: str, info: dict, run_id: str, **kwargs) -> dict:
@@ -95,12 +97,14 @@ def test_nasty_values_round_trip_through_s3(nasty_export, unique, compression, c
     assert manifest["rows"] == info["rows"] == sum(c["rows"] for c in manifest["chunks"]) == len(NASTY_ROWS)
     assert download_rows(client, manifest) == export_text(info)
     # ... and equals the source: the text column, value by value (NULL vs '' included)
-    assert sorted((int(r[0]), r[1]) for r in download_rows(client, manifest)) == \
-        sorted((row[0], row[1]) for row in NASTY_ROWS)
+    assert sorted((int(r[0]), r[1]) for r in download_rows(client, manifest)) == sorted(
+        (row[0], row[1]) for row in NASTY_ROWS
+    )
     assert manifest["columns"] == info["columns"] and manifest["compression"] == compression
     suffix = ".hive.gz" if compression else ".hive"
     assert keys_under(client, "flux", result["prefix"]) == sorted(
-        [c["key"] for c in manifest["chunks"]] + [result["prefix"] + "_manifest.json"])
+        [c["key"] for c in manifest["chunks"]] + [result["prefix"] + "_manifest.json"]
+    )
     assert all(c["key"].endswith(suffix) for c in manifest["chunks"])
     for chunk in manifest["chunks"]:  # one PUT each: S3 checked and kept the CRC32 the manifest lists
         body = client.get_object(Bucket="flux", Key=chunk["key"])["Body"].read()
@@ -114,10 +118,18 @@ def nasty_csv(tmp_path: Path) -> dict:
     rows = [[str(row[0]), row[1]] for row in NASTY_ROWS]
     path = tmp_path / "nasty.csv"
     path.write_bytes(b"id,txt\r\n" + csv_bytes(rows))
-    columns = [fmt.Column.from_system_type("id", "bigint").to_dict(),
-               fmt.Column.from_system_type("txt", "nvarchar(400)").to_dict()]
-    return {"path": str(path), "format": "csv", "header": True, "columns": columns, "rows": len(rows),
-            "bytes": path.stat().st_size}, rows
+    columns = [
+        fmt.Column.from_system_type("id", "bigint").to_dict(),
+        fmt.Column.from_system_type("txt", "nvarchar(400)").to_dict(),
+    ]
+    return {
+        "path": str(path),
+        "format": "csv",
+        "header": True,
+        "columns": columns,
+        "rows": len(rows),
+        "bytes": path.stat().st_size,
+    }, rows
 
 
 @pytest.mark.parametrize("compression", [None, "gzip"])
@@ -170,8 +182,15 @@ def test_rerun_of_a_published_run_writes_a_new_generation_and_switches_the_point
 
 
 def test_the_handoff_file_must_be_on_this_host(tmp_path, unique):
-    info = {"path": str(tmp_path / "gone.bcp"), "host": "worker-7", "rows": 1, "bytes": 10, "columns": [{}],
-            "field_terminator": fmt.DEFAULT_FIELD_TERMINATOR, "row_terminator": fmt.DEFAULT_ROW_TERMINATOR}
+    info = {
+        "path": str(tmp_path / "gone.bcp"),
+        "host": "worker-7",
+        "rows": 1,
+        "bytes": 10,
+        "columns": [{}],
+        "field_terminator": fmt.DEFAULT_FIELD_TERMINATOR,
+        "row_terminator": fmt.DEFAULT_ROW_TERMINATOR,
+    }
     with pytest.raises(FluxTerminalError) as failure:
         upload(unique, info, "r")
     message = str(failure.value)
@@ -211,13 +230,24 @@ def big_export(path: Path, rows: int, columns: int = 5) -> dict:
     ft, rt = fmt.DEFAULT_FIELD_TERMINATOR.encode(), fmt.DEFAULT_ROW_TERMINATOR.encode()
     with open(path, "wb") as out:
         for i in range(rows):
-            fields = [str(i).encode(), f"title {rnd.random()}\n\\ü".encode(), b"", fmt.EMPTY,
-                      os.urandom(60).hex().encode()][:columns]
+            fields = [
+                str(i).encode(),
+                f"title {rnd.random()}\n\\ü".encode(),
+                b"",
+                fmt.EMPTY,
+                os.urandom(60).hex().encode(),
+            ][:columns]
             out.write(ft.join(fields) + rt)
     cols = [fmt.Column.from_system_type(f"c{i}", "nvarchar(400)").to_dict() for i in range(columns)]
-    return {"path": str(path), "host": os.uname().nodename, "rows": rows, "bytes": path.stat().st_size,
-            "columns": cols, "field_terminator": fmt.DEFAULT_FIELD_TERMINATOR,
-            "row_terminator": fmt.DEFAULT_ROW_TERMINATOR}
+    return {
+        "path": str(path),
+        "host": os.uname().nodename,
+        "rows": rows,
+        "bytes": path.stat().st_size,
+        "columns": cols,
+        "field_terminator": fmt.DEFAULT_FIELD_TERMINATOR,
+        "row_terminator": fmt.DEFAULT_ROW_TERMINATOR,
+    }
 
 
 UPLOADER = """
@@ -236,8 +266,11 @@ def test_kill_9_mid_upload_then_rerun_publishes_exactly(stack, tmp_path, unique)
     location, run_id = f"s3://flux/tests/{unique}/big", f"run_{unique}"
     prefix = f"tests/{unique}/big/runs/{run_key_for(run_id)}/"
     client = s3()
-    proc = subprocess.Popen([sys.executable, "-c", UPLOADER, json.dumps(info), location, run_id],
-                            env=os.environ.copy(), stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", UPLOADER, json.dumps(info), location, run_id],
+        env=os.environ.copy(),
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     # Kill while a multipart upload is in flight and at least one chunk is complete.
     while time.monotonic() < deadline and proc.poll() is None:
@@ -251,14 +284,22 @@ def test_kill_9_mid_upload_then_rerun_publishes_exactly(stack, tmp_path, unique)
     assert client.list_multipart_uploads(Bucket="flux", Prefix=prefix).get("Uploads"), "nothing was in flight"
     assert_nothing_published(client, f"tests/{unique}/big")
 
-    result = S3ChunkUploadOperator(task_id="upload", dataset="big", export=info, s3_location=location,
-                                   chunk_mb=12, multipart_mb=5, delete_export=False).execute(context(run_id))
+    result = S3ChunkUploadOperator(
+        task_id="upload",
+        dataset="big",
+        export=info,
+        s3_location=location,
+        chunk_mb=12,
+        multipart_mb=5,
+        delete_export=False,
+    ).execute(context(run_id))
     assert result["prefix"] == prefix and result["chunks_reused"] >= 1
     assert client.list_multipart_uploads(Bucket="flux", Prefix=prefix).get("Uploads", []) == []
     pointer, manifest = read_published(client, "flux", f"tests/{unique}/big")
     assert manifest["rows"] == info["rows"] == sum(c["rows"] for c in manifest["chunks"])
-    assert keys_under(client, "flux", prefix) == sorted([c["key"] for c in manifest["chunks"]] +
-                                                         [prefix + "_manifest.json"])
+    assert keys_under(client, "flux", prefix) == sorted(
+        [c["key"] for c in manifest["chunks"]] + [prefix + "_manifest.json"]
+    )
     assert download_rows(client, manifest) == export_text(info)
 
 
@@ -278,8 +319,16 @@ def test_s3_down_mid_upload_is_transient_publishes_nothing_and_a_rerun_succeeds(
         client = point_at_private()
         info = big_export(tmp_path / "big.bcp", 300_000)
         location, run_id = "s3://flux/outage/big", f"run_{unique}"
-        op = S3ChunkUploadOperator(task_id="upload", dataset="big", export=info, s3_location=location,
-                                   chunk_mb=6, multipart_mb=5, max_inflight=1, delete_export=False)
+        op = S3ChunkUploadOperator(
+            task_id="upload",
+            dataset="big",
+            export=info,
+            s3_location=location,
+            chunk_mb=6,
+            multipart_mb=5,
+            max_inflight=1,
+            delete_export=False,
+        )
         failure: list[BaseException] = []
         worker = threading.Thread(target=lambda: _capture(failure, op.execute, context(run_id)))
         worker.start()
@@ -294,12 +343,20 @@ def test_s3_down_mid_upload_is_transient_publishes_nothing_and_a_rerun_succeeds(
         client = point_at_private()  # the same data directory, on new ports
         assert_nothing_published(client, "outage/big")
         monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", private.env()["AIRFLOW_CONN_AWS_DEFAULT"])
-        result = S3ChunkUploadOperator(task_id="upload", dataset="big", export=info, s3_location=location,
-                                       chunk_mb=6, multipart_mb=5, delete_export=False).execute(context(run_id))
+        result = S3ChunkUploadOperator(
+            task_id="upload",
+            dataset="big",
+            export=info,
+            s3_location=location,
+            chunk_mb=6,
+            multipart_mb=5,
+            delete_export=False,
+        ).execute(context(run_id))
         _, manifest = read_published(client, "flux", "outage/big")
         assert manifest["rows"] == result["rows"] == info["rows"]
         assert keys_under(client, "flux", result["prefix"]) == sorted(
-            [c["key"] for c in manifest["chunks"]] + [result["prefix"] + "_manifest.json"])
+            [c["key"] for c in manifest["chunks"]] + [result["prefix"] + "_manifest.json"]
+        )
     finally:
         private.down()
 
@@ -316,16 +373,23 @@ def stream(stack, tmp_path, unique, table: str, **kwargs) -> dict:
     from flux_provider.operators.bcp_to_s3 import BcpToS3Operator
 
     kwargs.setdefault("upload_options", {"chunk_rows": 3})
-    op = BcpToS3Operator(task_id="export_upload", dataset="nasty", schema="dbo", table=table,
-                         staging_dir=str(tmp_path / "stream"), s3_location=f"s3://flux/tests/{unique}/streamed",
-                         **kwargs)
+    op = BcpToS3Operator(
+        task_id="export_upload",
+        dataset="nasty",
+        schema="dbo",
+        table=table,
+        staging_dir=str(tmp_path / "stream"),
+        s3_location=f"s3://flux/tests/{unique}/streamed",
+        **kwargs,
+    )
     return op.execute(context(f"run_{unique}"))
 
 
 @pytest.mark.parametrize("engine", ["bcp", "dbapi"])
 def test_streaming_mode_publishes_the_same_data_with_no_file(stack, tmp_path, unique, engine, nasty_export):
-    result = stream(stack, tmp_path, unique, f"up_{unique}", engine=engine,
-                    upload_options={"chunk_rows": 3, "compression": "gzip"})
+    result = stream(
+        stack, tmp_path, unique, f"up_{unique}", engine=engine, upload_options={"chunk_rows": 3, "compression": "gzip"}
+    )
     assert result["export"]["rows"] == result["rows"] == len(NASTY_ROWS)
     assert [p for p in (tmp_path / "stream").rglob("*") if not p.is_dir()] == []  # no file, no pipe left
     client = s3()
@@ -394,8 +458,10 @@ def test_upload_memory_stays_flat_as_rows_grow(stack, tmp_path, unique):
     peaks = []
     for rows in (100_000, 400_000):
         info = big_export(tmp_path / f"rss{rows}.bcp", rows)
-        proc = subprocess.Popen([sys.executable, "-c", RSS_CHILD, json.dumps(info),
-                                 f"s3://flux/tests/{unique}/rss{rows}", "r"], env=os.environ.copy())
+        proc = subprocess.Popen(
+            [sys.executable, "-c", RSS_CHILD, json.dumps(info), f"s3://flux/tests/{unique}/rss{rows}", "r"],
+            env=os.environ.copy(),
+        )
         root, peak = psutil.Process(proc.pid), 0
         while proc.poll() is None:
             try:

@@ -48,9 +48,17 @@ def test_a_frozen_s3_endpoint_fails_as_connection_within_the_configured_bound(fr
 
     defaults = s3_config()
     assert (defaults.connect_timeout, defaults.read_timeout, defaults.retries["max_attempts"]) == (5.0, 15.0, 2)
-    monkeypatch.setenv("AIRFLOW_CONN_FROZEN_S3", json.dumps({
-        "conn_type": "aws", "login": "key", "password": "secret",
-        "extra": {"endpoint_url": frozen_endpoint, "region_name": "us-east-1"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_FROZEN_S3",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "key",
+                "password": "secret",
+                "extra": {"endpoint_url": frozen_endpoint, "region_name": "us-east-1"},
+            }
+        ),
+    )
     monkeypatch.setenv("AIRFLOW__FLUX__S3_READ_TIMEOUT", "2")
     started = time.monotonic()
     uploader = ChunkUploader(s3_client("frozen_s3"), "bucket", "data/set", "run=1", dataset="events")
@@ -66,7 +74,8 @@ def test_a_frozen_s3_endpoint_fails_as_connection_within_the_configured_bound(fr
 def test_a_connections_own_config_kwargs_win(monkeypatch):
     from flux_provider.hooks.s3_client import s3_hook
 
-    monkeypatch.setenv("AIRFLOW_CONN_TUNED_S3", json.dumps({
-        "conn_type": "aws", "extra": {"config_kwargs": {"read_timeout": 99}}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TUNED_S3", json.dumps({"conn_type": "aws", "extra": {"config_kwargs": {"read_timeout": 99}}})
+    )
     config = s3_hook("tuned_s3").conn_config.botocore_config
     assert (config.read_timeout, config.connect_timeout) == (99, 5.0)

@@ -59,22 +59,40 @@ def test_a_minimal_spec_loads_with_defaults(tmp_path):
 
 
 # One test per error class: each message names the file, the line, the element, the value and the fix.
-@pytest.mark.parametrize("old, new, expected", [
-    ("<owner>team</owner>", "<owner>team</owner><owner>x</owner>",
-     r"events\.xml:3: <owner>: This element is not expected"),
-    ('<s3 location="s3://flux/events"/>', '<s3 location="s3://Flux_Bucket/events"/>',
-     r"events\.xml:5: <s3 location=>: 's3://Flux_Bucket/events' is not an S3 location\. Fix: write s3://bucket"),
-    ('targetTable="events_daily"', 'targetTable="events-daily"',
-     r"events\.xml:6: <hive targetTable=>: target table 'events-daily' is not a valid Hive identifier.*"
-     r"Fix: rename the target table"),
-    ('table="events"', 'table="ev ents"', r"<source table=>: table 'ev ents' is not a valid SQL Server identifier"),
-    ("<cron>0 3 * * *</cron>", "<cron>0 25 * * *</cron>",
-     r"events\.xml:10: <cron>: '0 25 \* \* \*' is not a cron expression\. Fix: five fields"),
-    ('<partition name="day"/>', '<partition name="load_day"/>',
-     r"<transform>: the dynamic partition column 'load_day' is not an output column.*Fix: select it last"),
-    ('<dataset name="events">', '<dataset name="events!">', r"<dataset name=>: .*not accepted by the pattern"),
-    ("<transform>", '<transform file="missing.hql">', r"give the transform SQL inline or as file=, not both"),
-])
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        (
+            "<owner>team</owner>",
+            "<owner>team</owner><owner>x</owner>",
+            r"events\.xml:3: <owner>: This element is not expected",
+        ),
+        (
+            '<s3 location="s3://flux/events"/>',
+            '<s3 location="s3://Flux_Bucket/events"/>',
+            r"events\.xml:5: <s3 location=>: 's3://Flux_Bucket/events' is not an S3 location\. Fix: write s3://bucket",
+        ),
+        (
+            'targetTable="events_daily"',
+            'targetTable="events-daily"',
+            r"events\.xml:6: <hive targetTable=>: target table 'events-daily' is not a valid Hive identifier.*"
+            r"Fix: rename the target table",
+        ),
+        ('table="events"', 'table="ev ents"', r"<source table=>: table 'ev ents' is not a valid SQL Server identifier"),
+        (
+            "<cron>0 3 * * *</cron>",
+            "<cron>0 25 * * *</cron>",
+            r"events\.xml:10: <cron>: '0 25 \* \* \*' is not a cron expression\. Fix: five fields",
+        ),
+        (
+            '<partition name="day"/>',
+            '<partition name="load_day"/>',
+            r"<transform>: the dynamic partition column 'load_day' is not an output column.*Fix: select it last",
+        ),
+        ('<dataset name="events">', '<dataset name="events!">', r"<dataset name=>: .*not accepted by the pattern"),
+        ("<transform>", '<transform file="missing.hql">', r"give the transform SQL inline or as file=, not both"),
+    ],
+)
 def test_each_kind_of_error_is_located_and_explained(tmp_path, old, new, expected):
     error = spec_error(tmp_path, edit(old, new))
     assert re.search(expected, str(error)), str(error)
@@ -208,8 +226,9 @@ def test_a_broken_spec_is_an_import_error_of_its_own_file_only(tmp_path):
     bag = dagbag(bundle)
     assert [Path(f).name for f in bag.import_errors] == ["subscribers.py"]
     message = next(iter(bag.import_errors.values()))
-    assert ("subscribers.xml:11: <hive targetTable=>: target table 'subscribers;drop' is not a valid Hive "
-            "identifier") in message and "Fix: rename the target table" in message
+    assert (
+        "subscribers.xml:11: <hive targetTable=>: target table 'subscribers;drop' is not a valid Hive identifier"
+    ) in message and "Fix: rename the target table" in message
     assert {"flux_titles", "flux_viewing_sessions", "flux_ad_impressions"} <= set(bag.dags)
     assert "flux_subscribers" not in bag.dags
     # one DAG file for the folder: the broken spec is skipped, the others load
@@ -223,14 +242,21 @@ def test_the_export_queue_keeps_export_and_upload_on_one_host(tmp_path, mode, ex
     """mode="file" hands a file from export to upload: a queue served by one host keeps them together."""
     from flux_provider.specs.factory import build_dag
 
-    text = edit('<source schema="dbo" table="events"/>',
-                f'<source schema="dbo" table="events"/>\n  <export mode="{mode}" queue="etl-host-1"/>')
+    text = edit(
+        '<source schema="dbo" table="events"/>',
+        f'<source schema="dbo" table="events"/>\n  <export mode="{mode}" queue="etl-host-1"/>',
+    )
     dag = build_dag(load_spec(write(tmp_path, text)))
     queues = {t.task_id: t.queue for t in dag.tasks}
     assert {queues.pop(task) for task in export_tasks} == {"etl-host-1"}
     assert "etl-host-1" not in queues.values() and set(queues) == {"transform", "refresh"}
-    error = spec_error(tmp_path, edit('<source schema="dbo" table="events"/>',
-                                      '<source schema="dbo" table="events"/>\n  <export queue="a queue"/>'))
+    error = spec_error(
+        tmp_path,
+        edit(
+            '<source schema="dbo" table="events"/>',
+            '<source schema="dbo" table="events"/>\n  <export queue="a queue"/>',
+        ),
+    )
     assert "queue" in str(error)
 
 
@@ -246,7 +272,7 @@ def test_after_must_name_a_known_data_set(tmp_path):
 # ------------------------------------------------------------------ on the stack
 @pytest.mark.stack
 def test_the_stack_creates_the_specs_pools_at_start_up(airflow_client):
-    for name, slots in (("flux_titles", 2), ("flux_viewing_sessions", 2), ("flux_ad_impressions", 1)):
+    for name in ("flux_titles", "flux_viewing_sessions", "flux_ad_impressions"):
         pool = airflow_client.request("GET", f"/pools/{name}").json()
         assert pool["slots"] >= 1 and "flux data set" in pool["description"]
 
@@ -264,13 +290,19 @@ def test_pool_sync_creates_missing_pools_and_keeps_changed_slots(stack, tmp_path
     env = {**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]}
 
     def sync(*extra):
-        return subprocess.run([sys.executable, "-m", "flux_provider.specs", "pools", "sync", str(tmp_path), *extra],
-                              env=env, capture_output=True, text=True, check=True).stdout
+        return subprocess.run(
+            [sys.executable, "-m", "flux_provider.specs", "pools", "sync", str(tmp_path), *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
 
     assert f"created  pool flux_{name} (2 slots)" in sync()
     assert airflow_client.request("GET", f"/pools/flux_{name}").json()["slots"] == 2
-    airflow_client.request("PATCH", f"/pools/flux_{name}", json={"name": f"flux_{name}", "slots": 5,
-                                                                  "include_deferred": False})
+    airflow_client.request(
+        "PATCH", f"/pools/flux_{name}", json={"name": f"flux_{name}", "slots": 5, "include_deferred": False}
+    )
     assert f"kept     pool flux_{name} (5 slots)" in sync()
     assert f"reset    pool flux_{name} (2 slots)" in sync("--reset")
     assert airflow_client.request("GET", f"/pools/flux_{name}").json()["slots"] == 2
@@ -287,12 +319,17 @@ def test_the_sample_bundle_runs_under_the_real_scheduler_and_reconciles_in_hive(
     env = stack.env()
     outcomes = run_demo(env, rows=1500)
     assert [(o.dataset, o.state) for o in outcomes] == [
-        ("titles", "success"), ("subscribers", "success"), ("viewing_sessions", "success"),
-        ("ad_impressions", "success")]
+        ("titles", "success"),
+        ("subscribers", "success"),
+        ("viewing_sessions", "success"),
+        ("ad_impressions", "success"),
+    ]
     assert all(o.reconciled for o in outcomes)
     with sqlite3.connect(env["FLUX_MSSQL_DB"]) as conn:
-        source = {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-                  for t in ("catalog_titles", "subscribers", "viewing_sessions", "ad_impressions")}
+        source = {
+            t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            for t in ("catalog_titles", "subscribers", "viewing_sessions", "ad_impressions")
+        }
         by_day = dict(conn.execute("SELECT substr(started_at, 1, 10), COUNT(*) FROM viewing_sessions GROUP BY 1"))
         ads = {}
         for day, revenue in conn.execute("SELECT substr(shown_at, 1, 10), revenue FROM ad_impressions"):
@@ -302,8 +339,10 @@ def test_the_sample_bundle_runs_under_the_real_scheduler_and_reconciles_in_hive(
     assert records("SELECT COUNT(*) FROM media.subscribers_latest") == [(source["subscribers"],)]
     days = dict(records("SELECT day, SUM(sessions) FROM media.viewing_daily GROUP BY day"))
     assert {d: days[d] for d in by_day} == by_day
-    hive_ads = {d: (n, Decimal(r)) for d, n, r in records(
-        "SELECT day, SUM(impressions), SUM(revenue) FROM media.ad_revenue_daily GROUP BY day")}
+    hive_ads = {
+        d: (n, Decimal(r))
+        for d, n, r in records("SELECT day, SUM(impressions), SUM(revenue) FROM media.ad_revenue_daily GROUP BY day")
+    }
     assert {d: hive_ads[d] for d in ads} == ads  # revenue to 6 places, DECIMAL end to end
     assert sum(n for n, _ in ads.values()) == source["ad_impressions"]
 
@@ -326,8 +365,9 @@ def run_check(*args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-@pytest.mark.parametrize("graph", [{"a": ["b"], "b": ["a"]}, {"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}],
-                         ids=["two", "three"])
+@pytest.mark.parametrize(
+    "graph", [{"a": ["b"], "b": ["a"]}, {"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}], ids=["two", "three"]
+)
 def test_after_cycles_are_refused_at_check_and_at_dag_load(tmp_path, graph):
     from flux_provider.specs.factory import dag_for
 
@@ -337,7 +377,8 @@ def test_after_cycles_are_refused_at_check_and_at_dag_load(tmp_path, graph):
         write(bundle / "specs", after_spec(name, *after), name=name)
         (bundle / f"{name}.py").write_text(
             "from airflow.sdk import DAG\nfrom flux_provider.specs.factory import dag_for\n\n"
-            "dag: DAG = dag_for(__file__)\n")
+            "dag: DAG = dag_for(__file__)\n"
+        )
     cycle = [n for n in graph if n != "d"]
     code, out, err = run_check(bundle)
     assert code == 1 and "<after> makes a cycle: a -> b" in err
@@ -380,14 +421,17 @@ def test_the_documented_dag_file_loads_in_safe_mode_whatever_its_comments(tmp_pa
     assert run_check(bundle, "--strict")[0] == 1
 
 
-@pytest.mark.parametrize("query, reason", [
-    ("SELECT id FROM dbo.events; DROP TABLE dbo.events", "the query holds 2 statements (SELECT, DROP)"),
-    ("DELETE FROM dbo.events", "not a SELECT but DELETE"),
-    ("SELECT id INTO dbo.copy FROM dbo.events", "SELECT ... INTO"),
-    ("EXEC sp_who", "not a SELECT but EXECUTE"),
-    ("WITH x AS (SELECT id FROM dbo.events) UPDATE x SET id = 1", "not a SELECT but UPDATE"),
-    ("SELECT * FROM OPENQUERY(other, 'DELETE FROM t')", "calls OPENQUERY"),
-])
+@pytest.mark.parametrize(
+    "query, reason",
+    [
+        ("SELECT id FROM dbo.events; DROP TABLE dbo.events", "the query holds 2 statements (SELECT, DROP)"),
+        ("DELETE FROM dbo.events", "not a SELECT but DELETE"),
+        ("SELECT id INTO dbo.copy FROM dbo.events", "SELECT ... INTO"),
+        ("EXEC sp_who", "not a SELECT but EXECUTE"),
+        ("WITH x AS (SELECT id FROM dbo.events) UPDATE x SET id = 1", "not a SELECT but UPDATE"),
+        ("SELECT * FROM OPENQUERY(other, 'DELETE FROM t')", "calls OPENQUERY"),
+    ],
+)
 def test_a_free_query_must_be_one_read_only_select(tmp_path, query, reason):
     text = edit('<source schema="dbo" table="events"/>', f"<source>\n    <query>{query}</query>\n  </source>")
     error = spec_error(tmp_path, text)
@@ -395,19 +439,25 @@ def test_a_free_query_must_be_one_read_only_select(tmp_path, query, reason):
     assert error.terminal
 
 
-@pytest.mark.parametrize("query", [
-    "SELECT id, [at] FROM dbo.events WITH (NOLOCK) WHERE kind = N'x;DROP TABLE y'",
-    "WITH recent AS (SELECT id FROM dbo.events) SELECT id FROM recent UNION ALL SELECT 0;",
-    "SELECT TOP 10 e.id, (SELECT COUNT(*) FROM dbo.other o WHERE o.id = e.id) AS n FROM dbo.events e",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT id, [at] FROM dbo.events WITH (NOLOCK) WHERE kind = N'x;DROP TABLE y'",
+        "WITH recent AS (SELECT id FROM dbo.events) SELECT id FROM recent UNION ALL SELECT 0;",
+        "SELECT TOP 10 e.id, (SELECT COUNT(*) FROM dbo.other o WHERE o.id = e.id) AS n FROM dbo.events e",
+    ],
+)
 def test_read_only_queries_pass(tmp_path, query):
     text = edit('<source schema="dbo" table="events"/>', f"<source><query>{query}</query></source>")
     assert load_spec(write(tmp_path, text)).source.query == query
 
 
 def test_a_count_query_is_checked_too(tmp_path):
-    text = edit('<source schema="dbo" table="events"/>', '<source schema="dbo" table="events">'
-                "<countQuery>SELECT COUNT(*) FROM dbo.events; TRUNCATE TABLE dbo.events</countQuery></source>")
+    text = edit(
+        '<source schema="dbo" table="events"/>',
+        '<source schema="dbo" table="events">'
+        "<countQuery>SELECT COUNT(*) FROM dbo.events; TRUNCATE TABLE dbo.events</countQuery></source>",
+    )
     assert "<countQuery>: the query holds 2 statements" in str(spec_error(tmp_path, text))
 
 
@@ -436,20 +486,30 @@ def test_one_data_set_name_in_two_folders_is_an_error(tmp_path):
         write(tmp_path / folder, MINIMAL.format(name="events"))
     code, _, err = run_check(tmp_path / "team_a", tmp_path / "team_b")
     assert code == 1
-    assert (f"{tmp_path / 'team_b' / 'events.xml'}: the data set 'events' is also declared by "
-            f"{tmp_path / 'team_a' / 'events.xml'}") in err
+    assert (
+        f"{tmp_path / 'team_b' / 'events.xml'}: the data set 'events' is also declared by "
+        f"{tmp_path / 'team_a' / 'events.xml'}"
+    ) in err
 
 
 def test_check_warns_when_a_run_without_logical_date_cannot_render(tmp_path):
     write(tmp_path, MINIMAL.format(name="base"), name="base")
-    write(tmp_path, after_spec("events", "base", partition='<partition name="day" value="{{ ds }}"/>')
-          .replace("CAST(at AS STRING) AS day FROM", "at FROM"))
+    write(
+        tmp_path,
+        after_spec("events", "base", partition='<partition name="day" value="{{ ds }}"/>').replace(
+            "CAST(at AS STRING) AS day FROM", "at FROM"
+        ),
+    )
     code, out, err = run_check(tmp_path)
     assert code == 0 and "ok     events" in out
     assert "<partition name='day' value=> uses ds, but the data set 'events' runs after base" in err
     assert "{{ flux_day }}" in err
-    write(tmp_path, after_spec("events", "base", partition='<partition name="day" value="{{ flux_day }}"/>')
-          .replace("CAST(at AS STRING) AS day FROM", "at FROM"))
+    write(
+        tmp_path,
+        after_spec("events", "base", partition='<partition name="day" value="{{ flux_day }}"/>').replace(
+            "CAST(at AS STRING) AS day FROM", "at FROM"
+        ),
+    )
     assert "warning" not in run_check(tmp_path)[2]
     assert "warning" not in run_check(REPO / "dags")[2]  # the sample bundle as the README shows it
 
@@ -472,6 +532,7 @@ def test_runs_without_a_logical_date_load_their_day(stack, airflow_client):
     assert chosen.state == "success", chosen.task_states
     partitions = {row[0] for row in records("SHOW PARTITIONS media.titles")}
     assert {f"snapshot_day={today}", "snapshot_day=2026-01-05"} <= partitions
-    events = airflow_client.request("GET", "/assets/events", params={
-        "source_dag_id": "flux_titles", "source_run_id": chosen.run_id}).json()["asset_events"]
+    events = airflow_client.request(
+        "GET", "/assets/events", params={"source_dag_id": "flux_titles", "source_run_id": chosen.run_id}
+    ).json()["asset_events"]
     assert [e["extra"].get("day") for e in events] == ["2026-01-05"]

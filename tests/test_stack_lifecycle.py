@@ -24,8 +24,9 @@ def _stack_pids(stack) -> set[int]:
 def test_second_up_reuses_the_healthy_stack(stack):
     before = stack.load_state()
     messages = []
-    again = type(stack)(run_dir=stack.run_dir, dags_folder=stack.dags_folder, dag_bundles=stack.dag_bundles,
-                        echo=messages.append)
+    again = type(stack)(
+        run_dir=stack.run_dir, dags_folder=stack.dags_folder, dag_bundles=stack.dag_bundles, echo=messages.append
+    )
     again.up()
     after = again.load_state()
     assert after["processes"] == before["processes"]

@@ -28,8 +28,13 @@ def test_s3_rejects_wrong_secret(stack):
     import boto3
     from botocore.exceptions import ClientError
 
-    client = boto3.client("s3", endpoint_url=stack.env()["FLUX_S3_ENDPOINT"], region_name="us-east-1",
-                          aws_access_key_id="nobody", aws_secret_access_key="wrong")
+    client = boto3.client(
+        "s3",
+        endpoint_url=stack.env()["FLUX_S3_ENDPOINT"],
+        region_name="us-east-1",
+        aws_access_key_id="nobody",
+        aws_secret_access_key="wrong",
+    )
     with pytest.raises(ClientError):
         client.list_objects_v2(Bucket="flux")
 
@@ -39,8 +44,9 @@ def test_hive_table_on_s3a_reads_object_uploaded_by_s3hook(stack, unique):
     from airflow.providers.apache.hive.hooks.hive import HiveMetastoreHook, HiveServer2Hook
 
     prefix = f"tests/{unique}/events/"
-    S3Hook().load_bytes(b"1\x01play\x0112.50\n2\x01\\N\x010.01\n3\x01pa\\\x01use\x01\\N\n",
-                        key=prefix + "part-0", bucket_name="flux")
+    S3Hook().load_bytes(
+        b"1\x01play\x0112.50\n2\x01\\N\x010.01\n3\x01pa\\\x01use\x01\\N\n", key=prefix + "part-0", bucket_name="flux"
+    )
     database, table = f"t_{unique}", "events"
     hive = HiveServer2Hook()
     hive.run(f"CREATE DATABASE {database}")
@@ -56,7 +62,9 @@ def test_hive_table_on_s3a_reads_object_uploaded_by_s3hook(stack, unique):
     assert metastore.table_exists(table, db=database)
     described = metastore.get_table(table, db=database)
     assert [(c.name, c.type) for c in described.sd.cols] == [
-        ("id", "bigint"), ("action", "string"), ("amount", "decimal(6,2)")
+        ("id", "bigint"),
+        ("action", "string"),
+        ("amount", "decimal(6,2)"),
     ]
     assert described.sd.location.rstrip("/") == f"s3a://flux/{prefix}".rstrip("/")
 
@@ -88,8 +96,13 @@ def test_status_and_env_cli(stack):
     assert all(" healthy " in line or " done " in line for line in lines), status.stdout
 
     env = subprocess.run([*cli, "env"], capture_output=True, text=True, cwd=REPO, check=True).stdout
-    for name in ("AIRFLOW_HOME", "AIRFLOW_CONN_AWS_DEFAULT", "AIRFLOW_CONN_HIVESERVER2_DEFAULT",
-                 "AIRFLOW_CONN_METASTORE_DEFAULT", "FLUX_AIRFLOW_URL"):
+    for name in (
+        "AIRFLOW_HOME",
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        "AIRFLOW_CONN_HIVESERVER2_DEFAULT",
+        "AIRFLOW_CONN_METASTORE_DEFAULT",
+        "FLUX_AIRFLOW_URL",
+    ):
         assert f"export {name}=" in env
 
 

@@ -19,21 +19,47 @@ import pytest
 from flux_provider.devstack.ports import allocate
 
 PASSWORD = "s3cret-for-tds"
-DDL = ("CREATE TABLE dbo.hostile (id INT NOT NULL, s NVARCHAR(200) NULL, d DECIMAL(38,10) NULL, "
-       "b VARBINARY(50) NULL, t DATETIME2(7) NULL, n BIGINT NULL)")
-TEXTS = [None, "", "\x01\x02\x03\t", "cr\rcrlf\r\nlf\n", "back\\slash \\N \\", "\\N", "non-BMP \U0001F600 \U0001D11E",
-         "nul\x00inside", "quote ' and \"", "é中"]
-DECIMALS = [None, Decimal("9999999999999999999999999999.9999999999"),
-            Decimal("-9999999999999999999999999999.9999999999"), Decimal("0.0000000001"), Decimal("0E-10")]
+DDL = (
+    "CREATE TABLE dbo.hostile (id INT NOT NULL, s NVARCHAR(200) NULL, d DECIMAL(38,10) NULL, "
+    "b VARBINARY(50) NULL, t DATETIME2(7) NULL, n BIGINT NULL)"
+)
+TEXTS = [
+    None,
+    "",
+    "\x01\x02\x03\t",
+    "cr\rcrlf\r\nlf\n",
+    "back\\slash \\N \\",
+    "\\N",
+    "non-BMP \U0001f600 \U0001d11e",
+    "nul\x00inside",
+    "quote ' and \"",
+    "é中",
+]
+DECIMALS = [
+    None,
+    Decimal("9999999999999999999999999999.9999999999"),
+    Decimal("-9999999999999999999999999999.9999999999"),
+    Decimal("0.0000000001"),
+    Decimal("0E-10"),
+]
 BINARIES = [None, b"", b"\x00", b"\x00\x01\xff", bytes(range(50))]
 TIMES = [None, "0001-01-01 00:00:00.0000000", "9999-12-31 23:59:59.9999999", "2026-11-27 12:34:56.1234567"]
-BIGINTS = [None, -(2 ** 63), 2 ** 63 - 1, 0]
+BIGINTS = [None, -(2**63), 2**63 - 1, 0]
 
 
 def rows() -> list[tuple]:
     width = max(map(len, (TEXTS, DECIMALS, BINARIES, TIMES, BIGINTS)))
-    return [(i, TEXTS[i % len(TEXTS)], DECIMALS[i % len(DECIMALS)], BINARIES[i % len(BINARIES)],
-             TIMES[i % len(TIMES)], BIGINTS[i % len(BIGINTS)]) for i in range(width * 2)]
+    return [
+        (
+            i,
+            TEXTS[i % len(TEXTS)],
+            DECIMALS[i % len(DECIMALS)],
+            BINARIES[i % len(BINARIES)],
+            TIMES[i % len(TIMES)],
+            BIGINTS[i % len(BIGINTS)],
+        )
+        for i in range(width * 2)
+    ]
 
 
 def literal(value) -> str:
@@ -54,17 +80,37 @@ def server(tmp_path_factory):
     users.write_text(json.dumps({"flux": PASSWORD}))
     seed_rows = rows()  # U+0000 included: a seed file may hold it inside a literal
     seed = home / "seed.sql"
-    seed.write_bytes((DDL.replace("hostile", "seeded") + ";\n" + "".join(
-        f"INSERT INTO dbo.seeded VALUES ({', '.join(map(literal, r))});\r\n" for r in seed_rows)).encode())
+    seed.write_bytes(
+        (
+            DDL.replace("hostile", "seeded")
+            + ";\n"
+            + "".join(f"INSERT INTO dbo.seeded VALUES ({', '.join(map(literal, r))});\r\n" for r in seed_rows)
+        ).encode()
+    )
     port = allocate(set())
-    proc = subprocess.Popen([sys.executable, "-m", "flux_provider.devstack.tds", "--port", str(port), "--db",
-                             str(home / "db.sqlite"), "--users", str(users), "--seed", str(seed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flux_provider.devstack.tds",
+            "--port",
+            str(port),
+            "--db",
+            str(home / "db.sqlite"),
+            "--users",
+            str(users),
+            "--seed",
+            str(seed),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
-            pymssql.connect(server="127.0.0.1", port=port, user="flux", password=PASSWORD, database="flux",
-                            login_timeout=2).close()
+            pymssql.connect(
+                server="127.0.0.1", port=port, user="flux", password=PASSWORD, database="flux", login_timeout=2
+            ).close()
             break
         except pymssql.Error:
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -100,8 +146,9 @@ def test_pymssql_parameters_load_exactly(server):
     (``dbcmd``) takes a C string, so the batch is cut at the NUL before it leaves the client, against any
     server. Load such values with a seed file (above) or ``sample_data``."""
     port, _ = server
-    conn = pymssql.connect(server="127.0.0.1", port=port, user="flux", password=PASSWORD, database="flux",
-                           autocommit=True)
+    conn = pymssql.connect(
+        server="127.0.0.1", port=port, user="flux", password=PASSWORD, database="flux", autocommit=True
+    )
     try:
         cursor = conn.cursor()
         cursor.execute(DDL)

@@ -29,8 +29,11 @@ def forget_test_datasets(stack, airflow_client):
     yield
     engine = stack_db(stack)
     with engine.begin() as conn:
-        names = [r[0] for r in conn.execute(select(store.throttle.c.dataset))
-                 if r[0].startswith(("auth", "pin", "dash", "tx", "ty", "tf"))]
+        names = [
+            r[0]
+            for r in conn.execute(select(store.throttle.c.dataset))
+            if r[0].startswith(("auth", "pin", "dash", "tx", "ty", "tf"))
+        ]
         conn.execute(store.throttle.delete().where(store.throttle.c.dataset.in_(names)))
     for name in names:
         airflow_client.request("DELETE", f"/pools/flux_{name}")
@@ -40,16 +43,27 @@ def register(stack, airflow_client, dataset: str, slots: int, low: int = 1, high
     """What `pools sync` does for a spec: the pool and the data set's throttle row."""
     pool = f"flux_{dataset}"
     try:
-        airflow_client.request("PATCH", f"/pools/{pool}", json={"name": pool, "slots": slots,
-                                                                 "include_deferred": False})
+        airflow_client.request(
+            "PATCH", f"/pools/{pool}", json={"name": pool, "slots": slots, "include_deferred": False}
+        )
     except Exception:
         airflow_client.request("POST", "/pools", json={"name": pool, "slots": slots, "include_deferred": False})
     engine = stack_db(stack)
     store.ensure_tables(engine)
     with engine.begin() as conn:
         conn.execute(store.throttle.delete().where(store.throttle.c.dataset == dataset))
-        conn.execute(store.throttle.insert().values(dataset=dataset, pool=pool, low=low, high=high, initial=slots,
-                                                    pinned=None, load_classes=None, updated_at=store.now()))
+        conn.execute(
+            store.throttle.insert().values(
+                dataset=dataset,
+                pool=pool,
+                low=low,
+                high=high,
+                initial=slots,
+                pinned=None,
+                load_classes=None,
+                updated_at=store.now(),
+            )
+        )
 
 
 def slots(airflow_client, dataset: str) -> int:
@@ -58,8 +72,12 @@ def slots(airflow_client, dataset: str) -> int:
 
 def events(stack, dataset: str) -> list[dict]:
     with stack_db(stack).connect() as conn:
-        return [dict(r) for r in conn.execute(select(store.events).where(store.events.c.dataset == dataset)
-                                              .order_by(store.events.c.id)).mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(
+                select(store.events).where(store.events.c.dataset == dataset).order_by(store.events.c.id)
+            ).mappings()
+        ]
 
 
 def client_as(stack, user: str | None) -> httpx.Client:
@@ -95,14 +113,18 @@ def test_a_pin_holds_against_the_controller_and_every_change_is_recorded(stack, 
     register(stack, airflow_client, dataset, 2, low=1, high=4)
     admin = client_as(stack, "admin")
     admin.post(f"/flux/api/datasets/{dataset}/limit", json={"slots": 7, "pin": True, "reason": "migration"})
-    airflow_client.request("PATCH", f"/pools/flux_{dataset}", json={"name": f"flux_{dataset}", "slots": 1,
-                                                                      "include_deferred": False})
+    airflow_client.request(
+        "PATCH", f"/pools/flux_{dataset}", json={"name": f"flux_{dataset}", "slots": 1, "include_deferred": False}
+    )
     time.sleep(PERIOD * 2.5)
     assert slots(airflow_client, dataset) == 7  # the controller put the pin back, above the bounds even
     admin.post(f"/flux/api/datasets/{dataset}/limit", json={"slots": None, "pin": False})
     history = events(stack, dataset)
     assert [(e["old"], e["new"], e["actor"]) for e in history[:3]] == [
-        (2, 7, "user admin"), (1, 7, "controller"), (7, 7, "user admin")]
+        (2, 7, "user admin"),
+        (1, 7, "controller"),
+        (7, 7, "user admin"),
+    ]
     assert history[0]["reason"] == "pinned to 7 by user admin: migration"
     assert history[1]["reason"] == "pinned to 7" and history[2]["reason"].startswith("unpinned by user admin")
     assert all(isinstance(e["at"], dt.datetime) for e in history)
@@ -112,6 +134,7 @@ def _concurrency_ok(tis: list[dict], history: list[dict], initial: int) -> None:
     """Whenever the scheduler admitted a task into the pool (queued it), the tasks holding slots (queued or
     running, it included) did not exceed the slots in effect then. (A task queued before a shrink may start
     running after it: shrinking never pre-empts, so the admission time is what the pool controls.)"""
+
     def slots_at(moment):
         value = initial
         for e in history:
@@ -119,8 +142,11 @@ def _concurrency_ok(tis: list[dict], history: list[dict], initial: int) -> None:
                 value = e["new"]
         return value
 
-    spans = [(dt.datetime.fromisoformat(t["queued_when"]), dt.datetime.fromisoformat(t["end_date"]))
-             for t in tis if t["queued_when"] and t["end_date"]]
+    spans = [
+        (dt.datetime.fromisoformat(t["queued_when"]), dt.datetime.fromisoformat(t["end_date"]))
+        for t in tis
+        if t["queued_when"] and t["end_date"]
+    ]
     assert spans
     for admitted, _ in spans:
         holding = sum(1 for q, e in spans if q <= admitted < e)
@@ -134,11 +160,15 @@ def test_load_errors_shrink_only_that_data_sets_pool_and_it_grows_back(stack, ai
         with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {name}_src")
             conn.execute("DELETE FROM flux_faults WHERE pattern IN ('tx_src', 'ty_src')")
-        seed_table(stack, f"{name}_src", rows=[(i, f"row {i}") for i in range(20)],
-                   ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, txt NVARCHAR(40))")
+        seed_table(
+            stack,
+            f"{name}_src",
+            rows=[(i, f"row {i}") for i in range(20)],
+            ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, txt NVARCHAR(40))",
+        )
         register(stack, airflow_client, name, 4)
-    inject_fault(stack, "tx_src", error_number=1205, remaining=-1, delay_seconds=2)   # deadlock victims
-    inject_fault(stack, "tx_src", remaining=-1, delay_seconds=3)                       # once healed: slow
+    inject_fault(stack, "tx_src", error_number=1205, remaining=-1, delay_seconds=2)  # deadlock victims
+    inject_fault(stack, "tx_src", remaining=-1, delay_seconds=3)  # once healed: slow
     inject_fault(stack, "ty_src", remaining=-1, delay_seconds=3)
     before = dt.datetime.now(dt.timezone.utc)
     failing = airflow_client.run_dag("flux_test_throttle", timeout=300)
@@ -152,8 +182,10 @@ def test_load_errors_shrink_only_that_data_sets_pool_and_it_grows_back(stack, ai
     reasons = [e["reason"] for e in events(stack, "tx") if e["at"].replace(tzinfo=dt.timezone.utc) >= before]
     assert any("deadlock" in r for r in reasons), reasons
     with stack_db(stack).connect() as conn:
-        classes = {r.error_class for r in conn.execute(select(store.outcomes.c.error_class).where(
-            store.outcomes.c.dataset == "tx"))}
+        classes = {
+            r.error_class
+            for r in conn.execute(select(store.outcomes.c.error_class).where(store.outcomes.c.dataset == "tx"))
+        }
     assert "deadlock" in classes
 
     # the source heals: tx runs clean and its limit climbs back
@@ -168,8 +200,9 @@ def test_load_errors_shrink_only_that_data_sets_pool_and_it_grows_back(stack, ai
 
     history = [e for e in events(stack, "tx") if e["at"].replace(tzinfo=dt.timezone.utc) >= before]
     for result in [failing, *runs]:
-        tis = airflow_client.request("GET", f"/dags/flux_test_throttle/dagRuns/{result.run_id}/taskInstances",
-                                     params={"limit": 100}).json()["task_instances"]
+        tis = airflow_client.request(
+            "GET", f"/dags/flux_test_throttle/dagRuns/{result.run_id}/taskInstances", params={"limit": 100}
+        ).json()["task_instances"]
         _concurrency_ok([t for t in tis if t["task_id"].startswith("tx")], history, 4)
     with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
         conn.execute("DELETE FROM flux_faults WHERE pattern IN ('tx_src', 'ty_src')")
@@ -181,8 +214,12 @@ def test_a_rules_throttle_down_factor_sets_the_cut_under_the_real_scheduler(stac
     with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
         conn.execute("DROP TABLE IF EXISTS tf_src")
         conn.execute("DELETE FROM flux_faults WHERE pattern = 'tf_src'")
-    seed_table(stack, "tf_src", rows=[(i, f"row {i}") for i in range(5)],
-               ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, txt NVARCHAR(40))")
+    seed_table(
+        stack,
+        "tf_src",
+        rows=[(i, f"row {i}") for i in range(5)],
+        ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, txt NVARCHAR(40))",
+    )
     register(stack, airflow_client, "tf", 8)
     inject_fault(stack, "tf_src", error_number=1205, remaining=-1, delay_seconds=2)
     try:
@@ -205,8 +242,8 @@ def test_dashboard_in_headless_chromium_pins_a_limit(stack, airflow_client, uniq
     import re
 
     from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -215,14 +252,23 @@ def test_dashboard_in_headless_chromium_pins_a_limit(stack, airflow_client, uniq
     register(stack, airflow_client, dataset, 2, low=1, high=6)
     views = [v for p in airflow_client.request("GET", "/plugins").json()["plugins"] for v in p["external_views"]]
     assert {"name": "Data sets", "href": "/flux/", "url_route": "flux-datasets"}.items() <= next(
-        v for v in views if v["name"] == "Data sets").items()
+        v for v in views if v["name"] == "Data sets"
+    ).items()
     page = client_as(stack, "admin").get("/flux/").text
     assert not re.search(r"""(src|href)=["']https?://""", page) and "<script src" not in page  # no external assets
 
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1366,900"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1366,900",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     try:
@@ -241,8 +287,9 @@ def test_dashboard_in_headless_chromium_pins_a_limit(stack, airflow_client, uniq
         field.clear()
         field.send_keys("5")
         card.find_element(By.CSS_SELECTOR, "button[name=pin]").click()
-        wait.until(lambda d: d.find_element(
-            By.CSS_SELECTOR, f'.card[data-dataset="{dataset}"] [data-role=slots]').text == "5")
+        wait.until(
+            lambda d: d.find_element(By.CSS_SELECTOR, f'.card[data-dataset="{dataset}"] [data-role=slots]').text == "5"
+        )
         assert slots(airflow_client, dataset) == 5
         assert events(stack, dataset)[-1]["reason"] == "pinned to 5 by user admin: from the dashboard"
         assert "pinned" in driver.find_element(By.CSS_SELECTOR, f'.card[data-dataset="{dataset}"] h2').text
@@ -263,8 +310,9 @@ def test_the_cli_pins_sets_and_unpins_with_a_record(stack, airflow_client, uniqu
     env = {**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "flux_provider.throttle", *args], env=env, capture_output=True,
-                              text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "flux_provider.throttle", *args], env=env, capture_output=True, text=True
+        )
 
     assert f"{dataset}: pool flux_{dataset} 2 -> 0 (pinned)" in cli("pin", dataset, "0", "--reason", "pause").stdout
     assert slots(airflow_client, dataset) == 0  # a pin of 0 pauses the data set

@@ -22,12 +22,22 @@ def _print_status(stack: Stack) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flux_provider.devstack",
-                                     description="The flux local stack of real services.")
-    parser.add_argument("--run-dir", type=Path, help="state, data and logs (default: $FLUX_DEVSTACK_DIR or ./.devstack)")
-    parser.add_argument("--dags-folder", type=Path, help="DAG folder for Airflow (default: $FLUX_DAGS_FOLDER or ./dags)")
-    parser.add_argument("--dag-bundle", action="append", default=[], metavar="NAME=FOLDER",
-                        help="an extra DAG bundle for Airflow (repeatable)")
+    parser = argparse.ArgumentParser(
+        prog="python -m flux_provider.devstack", description="The flux local stack of real services."
+    )
+    parser.add_argument(
+        "--run-dir", type=Path, help="state, data and logs (default: $FLUX_DEVSTACK_DIR or ./.devstack)"
+    )
+    parser.add_argument(
+        "--dags-folder", type=Path, help="DAG folder for Airflow (default: $FLUX_DAGS_FOLDER or ./dags)"
+    )
+    parser.add_argument(
+        "--dag-bundle",
+        action="append",
+        default=[],
+        metavar="NAME=FOLDER",
+        help="an extra DAG bundle for Airflow (repeatable)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start the stack (or reuse a healthy one) and wait until every service answers")
     sub.add_parser("down", help="stop every process of the stack")
@@ -36,10 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     trigger = sub.add_parser("trigger", help="run a DAG through the stack's scheduler and wait for it")
     trigger.add_argument("dag_id")
     trigger.add_argument("--timeout", type=float, default=600.0)
-    trigger.add_argument("--logical-date", help="the run's logical date (ISO 8601, e.g. 2026-11-27T00:00:00Z); "
-                                                "default: none, as a manual run in Airflow 3")
-    trigger.add_argument("--conf", type=json.loads, default=None, metavar="JSON",
-                         help='the run\'s conf, e.g. \'{"day": "2026-11-27"}\' (the run\'s {{ flux_day }})')
+    trigger.add_argument(
+        "--logical-date",
+        help="the run's logical date (ISO 8601, e.g. 2026-11-27T00:00:00Z); "
+        "default: none, as a manual run in Airflow 3",
+    )
+    trigger.add_argument(
+        "--conf",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help="the run's conf, e.g. '{\"day\": \"2026-11-27\"}' (the run's {{ flux_day }})",
+    )
     demo = sub.add_parser("demo", help="run the sample media bundle through the scheduler and print a report")
     demo.add_argument("--rows", type=int, default=20_000, help="viewing sessions to generate")
     args = parser.parse_args(argv)
@@ -52,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
             stack.up()
             ok = _print_status(stack)
             env = stack.env()
-            print(f"\nAirflow UI: {env['FLUX_AIRFLOW_URL']}  (user {env['FLUX_AIRFLOW_USER']}, "
-                  f"password: python -m flux_provider.devstack env | grep PASSWORD)")
+            print(
+                f"\nAirflow UI: {env['FLUX_AIRFLOW_URL']}  (user {env['FLUX_AIRFLOW_USER']}, "
+                f"password: python -m flux_provider.devstack env | grep PASSWORD)"
+            )
             return 0 if ok else 1
         if args.command == "down":
             pids = stack.down()
@@ -76,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
             env = stack.env()
             client = AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])
-            result = client.run_dag(args.dag_id, conf=args.conf, timeout=args.timeout,
-                                    logical_date=args.logical_date)
+            result = client.run_dag(args.dag_id, conf=args.conf, timeout=args.timeout, logical_date=args.logical_date)
             print(f"DAG {result.dag_id} run {result.run_id}: {result.state} in {result.duration:.1f}s")
             for task_id, state in result.task_states.items():
                 value = client.xcom(result.dag_id, result.run_id, task_id)

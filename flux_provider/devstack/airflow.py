@@ -57,49 +57,56 @@ class AirflowInit(Service):
         (home / "plugins").mkdir(exist_ok=True)
         api = ctx.ports["airflow_api"]
         cfg = configparser.ConfigParser(interpolation=None)
-        cfg.read_dict({
-            "core": {
-                "dags_folder": str(ctx.dags_folder),
-                "plugins_folder": str(home / "plugins"),
-                "executor": "LocalExecutor",
-                "parallelism": "8",
-                "load_examples": "False",
-                "fernet_key": ctx.secrets["airflow_fernet_key"],
-                # admin, and a read-only viewer (used by the auth tests)
-                "simple_auth_manager_users": f"{ADMIN_USER}:admin,{VIEWER_USER}:viewer",
-                "simple_auth_manager_passwords_file": str(home / "passwords.json"),
-                "execution_api_server_url": f"http://127.0.0.1:{api}/execution/",
-            },
-            "database": {"sql_alchemy_conn": f"sqlite:///{home / 'airflow.db'}"},
-            "api": {
-                "host": "127.0.0.1",
-                "port": str(api),
-                "base_url": f"http://127.0.0.1:{api}",
-                "workers": "1",
-                "secret_key": ctx.secrets["airflow_secret_key"],
-            },
-            "api_auth": {"jwt_secret": ctx.secrets["airflow_jwt_secret"]},
-            "logging": {
-                "base_log_folder": str(home / "logs"),
-                "worker_log_server_port": str(ctx.ports["airflow_worker_log"]),
-                "trigger_log_server_port": str(ctx.ports["airflow_trigger_log"]),
-            },
-            "scheduler": {
-                "enable_health_check": "True",
-                "scheduler_health_check_server_host": "127.0.0.1",
-                "scheduler_health_check_server_port": str(ctx.ports["airflow_scheduler"]),
-            },
-            "dag_processor": {"refresh_interval": "15", "dag_bundle_config_list": json.dumps(_bundles(ctx))},
-            # the throttle controller's period (default 60 s): short here so tests see it act
-            "flux": {"throttle_period": "10"},
-        })
+        cfg.read_dict(
+            {
+                "core": {
+                    "dags_folder": str(ctx.dags_folder),
+                    "plugins_folder": str(home / "plugins"),
+                    "executor": "LocalExecutor",
+                    "parallelism": "8",
+                    "load_examples": "False",
+                    "fernet_key": ctx.secrets["airflow_fernet_key"],
+                    # admin, and a read-only viewer (used by the auth tests)
+                    "simple_auth_manager_users": f"{ADMIN_USER}:admin,{VIEWER_USER}:viewer",
+                    "simple_auth_manager_passwords_file": str(home / "passwords.json"),
+                    "execution_api_server_url": f"http://127.0.0.1:{api}/execution/",
+                },
+                "database": {"sql_alchemy_conn": f"sqlite:///{home / 'airflow.db'}"},
+                "api": {
+                    "host": "127.0.0.1",
+                    "port": str(api),
+                    "base_url": f"http://127.0.0.1:{api}",
+                    "workers": "1",
+                    "secret_key": ctx.secrets["airflow_secret_key"],
+                },
+                "api_auth": {"jwt_secret": ctx.secrets["airflow_jwt_secret"]},
+                "logging": {
+                    "base_log_folder": str(home / "logs"),
+                    "worker_log_server_port": str(ctx.ports["airflow_worker_log"]),
+                    "trigger_log_server_port": str(ctx.ports["airflow_trigger_log"]),
+                },
+                "scheduler": {
+                    "enable_health_check": "True",
+                    "scheduler_health_check_server_host": "127.0.0.1",
+                    "scheduler_health_check_server_port": str(ctx.ports["airflow_scheduler"]),
+                },
+                "dag_processor": {"refresh_interval": "15", "dag_bundle_config_list": json.dumps(_bundles(ctx))},
+                # the throttle controller's period (default 60 s): short here so tests see it act
+                "flux": {"throttle_period": "10"},
+            }
+        )
         cfg_path = home / "airflow.cfg"
         with open(cfg_path, "w") as fh:
             cfg.write(fh)
         cfg_path.chmod(0o600)
         for name, payload in (
-            ("passwords.json", {ADMIN_USER: ctx.secrets["airflow_admin_password"],
-                                VIEWER_USER: ctx.secrets["airflow_viewer_password"]}),
+            (
+                "passwords.json",
+                {
+                    ADMIN_USER: ctx.secrets["airflow_admin_password"],
+                    VIEWER_USER: ctx.secrets["airflow_viewer_password"],
+                },
+            ),
             ("connections.json", ctx.connections),
         ):
             path = home / name
@@ -112,8 +119,10 @@ class AirflowInit(Service):
     def command(self, ctx: Context) -> list[str]:
         # Pools the data-set specs name exist before the scheduler starts: a task in a missing pool never runs.
         folders = [str(ctx.dags_folder), *map(str, ctx.dag_bundles.values())]
-        script = ('"$0" -m airflow db migrate && "$0" -m airflow connections import --overwrite "$1" && '
-                  'shift && "$0" -m flux_provider.specs pools sync "$@"')
+        script = (
+            '"$0" -m airflow db migrate && "$0" -m airflow connections import --overwrite "$1" && '
+            'shift && "$0" -m flux_provider.specs pools sync "$@"'
+        )
         return ["sh", "-c", script, ctx.python, str(airflow_home(ctx) / "connections.json"), *folders]
 
     def check(self, ctx: Context) -> str:

@@ -30,8 +30,15 @@ class DagRunResult:
 
 
 class AirflowClient:
-    def __init__(self, base_url: str, username: str, password: str, *,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, timeout=30)
         self._username, self._password = username, password
@@ -42,14 +49,17 @@ class AirflowClient:
         if self._token is None:
             response = self._http.post("/auth/token", json={"username": self._username, "password": self._password})
             if response.status_code not in (200, 201):
-                raise AirflowApiError(f"login to {self.base_url} as {self._username!r} failed: "
-                                      f"HTTP {response.status_code} {response.text[:200]}")
+                raise AirflowApiError(
+                    f"login to {self.base_url} as {self._username!r} failed: "
+                    f"HTTP {response.status_code} {response.text[:200]}"
+                )
             self._token = response.json()["access_token"]
         return {"Authorization": f"Bearer {self._token}"}
 
     def request(self, method: str, path: str, *, headers: dict | None = None, **kwargs) -> httpx.Response:
-        response = self._http.request(method, "/api/v2" + path, headers={**self._headers(), **(headers or {})},
-                                      **kwargs)
+        response = self._http.request(
+            method, "/api/v2" + path, headers={**self._headers(), **(headers or {})}, **kwargs
+        )
         if response.status_code >= 400:
             raise AirflowApiError(f"{method} {path}: HTTP {response.status_code} {response.text[:300]}")
         return response
@@ -64,12 +74,12 @@ class AirflowClient:
             if self._clock() > deadline:
                 errors = self.request("GET", "/importErrors").json().get("import_errors", [])
                 detail = "; ".join(f"{e['filename']}: {e['stack_trace'][-300:]}" for e in errors) or "none"
-                raise AirflowApiError(f"DAG {dag_id!r} was not parsed within {timeout:.0f}s "
-                                      f"(import errors: {detail})")
+                raise AirflowApiError(f"DAG {dag_id!r} was not parsed within {timeout:.0f}s (import errors: {detail})")
             self._sleep(2)
 
-    def trigger(self, dag_id: str, conf: dict | None = None, run_id: str | None = None,
-                logical_date: str | None = None) -> str:
+    def trigger(
+        self, dag_id: str, conf: dict | None = None, run_id: str | None = None, logical_date: str | None = None
+    ) -> str:
         self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
         body: dict = {"logical_date": logical_date, "conf": conf or {}}
         if run_id:
@@ -93,15 +103,19 @@ class AirflowClient:
         while True:
             run = self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}").json()
             if run["state"] in FINAL_STATES:
-                return DagRunResult(dag_id, run_id, run["state"], self._clock() - start,
-                                    self.task_states(dag_id, run_id))
+                return DagRunResult(
+                    dag_id, run_id, run["state"], self._clock() - start, self.task_states(dag_id, run_id)
+                )
             if self._clock() - start > timeout:
-                raise AirflowApiError(f"DAG run {dag_id}/{run_id} still {run['state']} after {timeout:.0f}s; "
-                                      f"tasks: {self.task_states(dag_id, run_id)}")
+                raise AirflowApiError(
+                    f"DAG run {dag_id}/{run_id} still {run['state']} after {timeout:.0f}s; "
+                    f"tasks: {self.task_states(dag_id, run_id)}"
+                )
             self._sleep(2)
 
-    def run_dag(self, dag_id: str, conf: dict | None = None, timeout: float = 600.0,
-                logical_date: str | None = None) -> DagRunResult:
+    def run_dag(
+        self, dag_id: str, conf: dict | None = None, timeout: float = 600.0, logical_date: str | None = None
+    ) -> DagRunResult:
         """Trigger ``dag_id`` (``logical_date`` None: a run without one, as the UI's default) and wait."""
         self.wait_for_dag(dag_id)
         return self.wait_for_run(dag_id, self.trigger(dag_id, conf, logical_date=logical_date), timeout)

@@ -47,8 +47,7 @@ class Outcome:
 
     @property
     def reconciled(self) -> bool:
-        return self.state == "success" and self.exported is not None and \
-            self.exported == self.uploaded == self.staged
+        return self.state == "success" and self.exported is not None and self.exported == self.uploaded == self.staged
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -59,8 +58,9 @@ def _run_after(client: AirflowClient, dag_id: str, since: dt.datetime, timeout: 
     """The first run of ``dag_id`` created after ``since`` (asset-triggered runs are found this way)."""
     deadline = time.monotonic() + timeout
     while True:
-        runs = client.request("GET", f"/dags/{dag_id}/dagRuns",
-                              params={"run_after_gte": _iso(since), "order_by": "run_after"}).json()["dag_runs"]
+        runs = client.request(
+            "GET", f"/dags/{dag_id}/dagRuns", params={"run_after_gte": _iso(since), "order_by": "run_after"}
+        ).json()["dag_runs"]
         if runs:
             return runs[0]
         if time.monotonic() > deadline:
@@ -80,8 +80,9 @@ def _scheduled_run(client: AirflowClient, dag_id: str, now: dt.datetime) -> dict
     logical = _iso(_latest_tick(client, dag_id, now))
     deadline = time.monotonic() + 120
     while True:
-        runs = client.request("GET", f"/dags/{dag_id}/dagRuns", params={"logical_date_gte": logical,
-                                                                         "logical_date_lte": logical}).json()
+        runs = client.request(
+            "GET", f"/dags/{dag_id}/dagRuns", params={"logical_date_gte": logical, "logical_date_lte": logical}
+        ).json()
         if runs["dag_runs"]:
             run = runs["dag_runs"][0]
             break
@@ -104,8 +105,9 @@ def _outcome(client: AirflowClient, dataset: str, dag_id: str, run: dict) -> Out
     out.target, out.partitions = rows["target"], rows["partitions"]
     final = client.request("GET", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}").json()
     if final.get("start_date") and final.get("end_date"):
-        out.seconds = (dt.datetime.fromisoformat(final["end_date"])
-                       - dt.datetime.fromisoformat(final["start_date"])).total_seconds()
+        out.seconds = (
+            dt.datetime.fromisoformat(final["end_date"]) - dt.datetime.fromisoformat(final["start_date"])
+        ).total_seconds()
     pool = f"flux_{dataset}"
     try:
         out.slots = client.request("GET", f"/pools/{pool}").json()["slots"]
@@ -138,17 +140,25 @@ def report(outcomes: list[Outcome], env: dict[str, str]) -> bool:
     def cell(value) -> str:
         return "-" if value is None else str(value)
 
-    header = f"{'DATA SET':<18}{'STATUS':<10}{'EXPORTED':>10}{'UPLOADED':>10}{'STAGED':>10}{'TARGET':>8}" \
-             f"{'PARTS':>6}{'SECONDS':>9}{'SLOTS':>6}  RECONCILED"
+    header = (
+        f"{'DATA SET':<18}{'STATUS':<10}{'EXPORTED':>10}{'UPLOADED':>10}{'STAGED':>10}{'TARGET':>8}"
+        f"{'PARTS':>6}{'SECONDS':>9}{'SLOTS':>6}  RECONCILED"
+    )
     print("\n" + header + "\n" + "-" * len(header))
     for o in outcomes:
-        print(f"{o.dataset:<18}{o.state[:9]:<10}{cell(o.exported):>10}{cell(o.uploaded):>10}{cell(o.staged):>10}"
-              f"{cell(o.target):>8}{cell(o.partitions):>6}{o.seconds:>9.1f}{cell(o.slots):>6}  "
-              f"{'yes' if o.reconciled else 'NO'}")
+        print(
+            f"{o.dataset:<18}{o.state[:9]:<10}{cell(o.exported):>10}{cell(o.uploaded):>10}{cell(o.staged):>10}"
+            f"{cell(o.target):>8}{cell(o.partitions):>6}{o.seconds:>9.1f}{cell(o.slots):>6}  "
+            f"{'yes' if o.reconciled else 'NO'}"
+        )
     ok = all(o.reconciled for o in outcomes)
     print(f"\n{'every data set ran and reconciled' if ok else 'SOME DATA SETS FAILED OR DID NOT RECONCILE'}")
-    print(f"Airflow UI: {env['FLUX_AIRFLOW_URL']}  (user {env['FLUX_AIRFLOW_USER']}; the password is in "
-          f"{env.get('FLUX_DEVSTACK_DIR', '.devstack')}/airflow/passwords.json, or `make env`)")
-    print("Hive: tables media.titles, media.subscribers, media.viewing_daily, media.ad_revenue_daily and their "
-          "*_latest views, via the hiveserver2_default connection")
+    print(
+        f"Airflow UI: {env['FLUX_AIRFLOW_URL']}  (user {env['FLUX_AIRFLOW_USER']}; the password is in "
+        f"{env.get('FLUX_DEVSTACK_DIR', '.devstack')}/airflow/passwords.json, or `make env`)"
+    )
+    print(
+        "Hive: tables media.titles, media.subscribers, media.viewing_daily, media.ad_revenue_daily and their "
+        "*_latest views, via the hiveserver2_default connection"
+    )
     return ok

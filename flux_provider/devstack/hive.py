@@ -99,22 +99,30 @@ class HiveMetastore(Service):
             "hive.metastore.schema.verification": "false",
             "hive.metastore.warehouse.dir": "s3a://warehouse/",
         }
-        _write_conf(home / "conf", {
-            "core-site.xml": hadoop_xml(s3a_settings(ctx)),
-            "hive-site.xml": hadoop_xml(hive_site),
-            "log4j2.properties": _LOG4J2,
-        })
+        _write_conf(
+            home / "conf",
+            {
+                "core-site.xml": hadoop_xml(s3a_settings(ctx)),
+                "hive-site.xml": hadoop_xml(hive_site),
+                "log4j2.properties": _LOG4J2,
+            },
+        )
 
     def command(self, ctx: Context) -> list[str]:
         home, jars = ctx.home(self.name), spark_home() / "jars"
         classpath = os.pathsep.join([str(home / "conf"), f"{jars}/*", *map(str, ctx.jars)])
         return [
-            _java(), "-Xmx512m",
+            _java(),
+            "-Xmx512m",
             "-Dlog4j2.contextSelector=org.apache.logging.log4j.core.selector.ClassLoaderContextSelector",
             f"-Dlog4j.configurationFile={home / 'conf' / 'log4j2.properties'}",
-            f"-Dderby.system.home={home}", f"-Djava.io.tmpdir={ctx.home('tmp')}",
-            "-cp", classpath,
-            "org.apache.hadoop.hive.metastore.HiveMetaStore", "-p", str(ctx.ports["metastore"]),
+            f"-Dderby.system.home={home}",
+            f"-Djava.io.tmpdir={ctx.home('tmp')}",
+            "-cp",
+            classpath,
+            "org.apache.hadoop.hive.metastore.HiveMetaStore",
+            "-p",
+            str(ctx.ports["metastore"]),
         ]
 
     def check(self, ctx: Context) -> str:
@@ -161,18 +169,24 @@ class SparkThriftServer(Service):
             "hive.server2.thrift.port": str(ctx.ports["hiveserver2"]),
             "hive.server2.authentication": "NONE",
         }
-        _write_conf(home / "conf", {
-            "core-site.xml": hadoop_xml(s3a_settings(ctx)),
-            "hive-site.xml": hadoop_xml(hive_site),
-            "log4j2.properties": _LOG4J2,
-        })
+        _write_conf(
+            home / "conf",
+            {
+                "core-site.xml": hadoop_xml(s3a_settings(ctx)),
+                "hive-site.xml": hadoop_xml(hive_site),
+                "log4j2.properties": _LOG4J2,
+            },
+        )
 
     def environ(self, ctx: Context) -> dict[str, str]:
         env = ctx.base_env()
         conf = ctx.home(self.name) / "conf"
         env.update(
-            SPARK_HOME=str(spark_home()), SPARK_CONF_DIR=str(conf), HADOOP_CONF_DIR=str(conf),
-            SPARK_LOCAL_IP="127.0.0.1", SPARK_LOCAL_DIRS=str(ctx.home("tmp")),
+            SPARK_HOME=str(spark_home()),
+            SPARK_CONF_DIR=str(conf),
+            HADOOP_CONF_DIR=str(conf),
+            SPARK_LOCAL_IP="127.0.0.1",
+            SPARK_LOCAL_DIRS=str(ctx.home("tmp")),
         )
         java = _java()
         env.setdefault("JAVA_HOME", str(Path(os.path.realpath(java)).parent.parent))
@@ -193,16 +207,27 @@ class SparkThriftServer(Service):
         }
         return [
             str(spark_home() / "bin" / "spark-submit"),
-            "--master", "local[2]", "--name", "flux-devstack-hiveserver2", "--driver-memory", "1g",
-            "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
-            "--jars", ",".join(jars), "--driver-class-path", os.pathsep.join(jars),
+            "--master",
+            "local[2]",
+            "--name",
+            "flux-devstack-hiveserver2",
+            "--driver-memory",
+            "1g",
+            "--class",
+            "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
+            "--jars",
+            ",".join(jars),
+            "--driver-class-path",
+            os.pathsep.join(jars),
             "--driver-java-options",
             f"-Dlog4j.configurationFile={home / 'conf' / 'log4j2.properties'} -Djava.io.tmpdir={ctx.home('tmp')} "
             "-Duser.timezone=UTC",
             *[arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")],
             "spark-internal",
-            "--hiveconf", f"hive.server2.thrift.port={ctx.ports['hiveserver2']}",
-            "--hiveconf", "hive.server2.thrift.bind.host=127.0.0.1",
+            "--hiveconf",
+            f"hive.server2.thrift.port={ctx.ports['hiveserver2']}",
+            "--hiveconf",
+            "hive.server2.thrift.bind.host=127.0.0.1",
         ]
 
     def check(self, ctx: Context) -> str:

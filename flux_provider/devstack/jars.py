@@ -51,8 +51,19 @@ def ensure_s3a_jars(target: Path | None = None) -> list[Path]:
         return paths
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="flux-jars-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-               "-d", tmp, SOURCE_PACKAGE]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "-d",
+            tmp,
+            SOURCE_PACKAGE,
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(

@@ -30,15 +30,32 @@ class TdsStandIn(Service):
     def command(self, ctx: Context) -> list[str]:
         home = ctx.home(self.name)
         seeds = [str(SEED_DEMO)] + ([os.environ["FLUX_MSSQL_SEED"]] if os.environ.get("FLUX_MSSQL_SEED") else [])
-        return [ctx.python, "-m", "flux_provider.devstack.tds", "--port", str(ctx.ports["mssql"]),
-                "--db", str(home / "flux.sqlite"), "--database", DATABASE, "--users", str(home / "users.json"),
-                *[arg for seed in seeds for arg in ("--seed", seed)]]
+        return [
+            ctx.python,
+            "-m",
+            "flux_provider.devstack.tds",
+            "--port",
+            str(ctx.ports["mssql"]),
+            "--db",
+            str(home / "flux.sqlite"),
+            "--database",
+            DATABASE,
+            "--users",
+            str(home / "users.json"),
+            *[arg for seed in seeds for arg in ("--seed", seed)],
+        ]
 
     def check(self, ctx: Context) -> str:
         import pymssql
 
-        conn = pymssql.connect(server="127.0.0.1", port=ctx.ports["mssql"], user=LOGIN,
-                               password=ctx.secrets["mssql_password"], database=DATABASE, login_timeout=5)
+        conn = pymssql.connect(
+            server="127.0.0.1",
+            port=ctx.ports["mssql"],
+            user=LOGIN,
+            password=ctx.secrets["mssql_password"],
+            database=DATABASE,
+            login_timeout=5,
+        )
         try:
             cursor = conn.cursor()
             cursor.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'")

@@ -43,9 +43,18 @@ class SeaweedS3(Service):
         home, base = ctx.home(self.name), ctx.ports["s3"]
         port_flags = [f"-{svc}.port={base + off}" for svc, off in _HTTP_OFFSETS.items()]
         return [
-            weed, "mini", f"-dir={home / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-s3.config={home / 's3.json'}", "-admin.ui=false", *port_flags, "-webdav=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
+            weed,
+            "mini",
+            f"-dir={home / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.config={home / 's3.json'}",
+            "-admin.ui=false",
+            *port_flags,
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
         ]
 
     def client(self, ctx: Context):

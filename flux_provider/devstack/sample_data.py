@@ -43,7 +43,19 @@ CREATE TABLE dbo.ad_impressions (impression_id BIGINT NOT NULL, session_id BIGIN
 """
 
 GENRES = ["drama", "comedy", "documentary", "kids", "thriller", "sci-fi", None]
-WORDS = ["Night", "Café", "Ocean", "Über", "Señor", "Line\tBreak", "Quiet", "Neon", "北京", "Field\x01Day", "Back\\slash"]
+WORDS = [
+    "Night",
+    "Café",
+    "Ocean",
+    "Über",
+    "Señor",
+    "Line\tBreak",
+    "Quiet",
+    "Neon",
+    "北京",
+    "Field\x01Day",
+    "Back\\slash",
+]
 COUNTRIES = ["US", "GB", "DE", "FR", "BR", "JP", "IN", "ES"]
 PLANS = [("basic", "7.99"), ("standard", "13.49"), ("premium", "19.99"), ("ads", "4.99")]
 DEVICES = ["tv", "phone", "tablet", "web", "console", None]
@@ -54,28 +66,57 @@ def generate(db: Path, rows: int, *, seed: int = 7, end: dt.date = dt.date(2026,
     """(Re)create and fill the four source tables; returns rows per table."""
     rng = random.Random(seed)
     load_seed(db, DDL)
-    titles = [(i, f"{rng.choice(WORDS)} {rng.choice(WORDS)} {i}", rng.choice(GENRES), rng.randint(20, 180),
-               (dt.date(1990, 1, 1) + dt.timedelta(days=rng.randint(0, 12000))).isoformat(), rng.random() < 0.3)
-              for i in range(1, 201)]
+    titles = [
+        (
+            i,
+            f"{rng.choice(WORDS)} {rng.choice(WORDS)} {i}",
+            rng.choice(GENRES),
+            rng.randint(20, 180),
+            (dt.date(1990, 1, 1) + dt.timedelta(days=rng.randint(0, 12000))).isoformat(),
+            rng.random() < 0.3,
+        )
+        for i in range(1, 201)
+    ]
     subscribers = []
     for i in range(1, max(rows // 20, 10) + 1):
         plan, fee = rng.choice(PLANS)
-        subscribers.append((i, rng.choice(COUNTRIES), plan, fee,
-                            (end - dt.timedelta(days=rng.randint(30, 3000))).isoformat()))
+        subscribers.append(
+            (i, rng.choice(COUNTRIES), plan, fee, (end - dt.timedelta(days=rng.randint(30, 3000))).isoformat())
+        )
     first = dt.datetime.combine(end - dt.timedelta(days=DAYS), dt.time())
     sessions, impressions = [], []
     for i in range(1, rows + 1):
         subscriber = rng.randint(1, len(subscribers))
         started = first + dt.timedelta(milliseconds=rng.randint(0, DAYS * 86_400_000 - 1))
-        sessions.append((i, subscriber, rng.randint(1, len(titles)), started.isoformat(" ", "milliseconds"),
-                         rng.randint(5, 9000), rng.choice(DEVICES)))
+        sessions.append(
+            (
+                i,
+                subscriber,
+                rng.randint(1, len(titles)),
+                started.isoformat(" ", "milliseconds"),
+                rng.randint(5, 9000),
+                rng.choice(DEVICES),
+            )
+        )
         if subscribers[subscriber - 1][2] == "ads" or rng.random() < 0.4:
             shown = started + dt.timedelta(seconds=rng.randint(0, 600))
-            impressions.append((len(impressions) + 1, i, subscriber, rng.randint(1, 500),
-                                shown.isoformat(" ", "milliseconds"), f"{rng.randint(0, 50_000) / 1e6:.6f}",
-                                rng.random() < 0.03))
-    tables = {"catalog_titles": titles, "subscribers": subscribers, "viewing_sessions": sessions,
-              "ad_impressions": impressions}
+            impressions.append(
+                (
+                    len(impressions) + 1,
+                    i,
+                    subscriber,
+                    rng.randint(1, 500),
+                    shown.isoformat(" ", "milliseconds"),
+                    f"{rng.randint(0, 50_000) / 1e6:.6f}",
+                    rng.random() < 0.03,
+                )
+            )
+    tables = {
+        "catalog_titles": titles,
+        "subscribers": subscribers,
+        "viewing_sessions": sessions,
+        "ad_impressions": impressions,
+    }
     with sqlite3.connect(db) as conn:
         for name, data in tables.items():
             conn.executemany(f"INSERT INTO {name} VALUES ({', '.join('?' * len(data[0]))})", data)

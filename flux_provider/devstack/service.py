@@ -26,8 +26,7 @@ class ServiceFailed(DevstackError):
     def __init__(self, service: str, reason: str, log: str, log_tail: str):
         self.service, self.reason, self.log, self.log_tail = service, reason, log, log_tail
         super().__init__(
-            f"devstack service {service!r} {reason}.\n"
-            f"--- last lines of {log} ---\n{log_tail or '(log is empty)'}\n---"
+            f"devstack service {service!r} {reason}.\n--- last lines of {log} ---\n{log_tail or '(log is empty)'}\n---"
         )
 
 

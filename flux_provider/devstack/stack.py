@@ -49,8 +49,15 @@ SERVICES: list[Service] = [
 OWNER_ENV = "FLUX_DEVSTACK_OWNER"
 
 #: Single ports every stack allocates (blocks come from ``Service.port_blocks``).
-SINGLE_PORTS = ("mssql", "metastore", "hiveserver2", "airflow_api", "airflow_scheduler",
-                "airflow_worker_log", "airflow_trigger_log")
+SINGLE_PORTS = (
+    "mssql",
+    "metastore",
+    "hiveserver2",
+    "airflow_api",
+    "airflow_scheduler",
+    "airflow_worker_log",
+    "airflow_trigger_log",
+)
 
 
 def default_run_dir() -> Path:
@@ -86,14 +93,20 @@ class ServiceStatus:
 class Stack:
     """One local stack rooted at ``run_dir``."""
 
-    def __init__(self, run_dir: Path | None = None, dags_folder: Path | None = None,
-                 services: list[Service] | None = None, echo: Callable[[str], None] = print,
-                 dag_bundles: dict[str, Path] | None = None):
+    def __init__(
+        self,
+        run_dir: Path | None = None,
+        dags_folder: Path | None = None,
+        services: list[Service] | None = None,
+        echo: Callable[[str], None] = print,
+        dag_bundles: dict[str, Path] | None = None,
+    ):
         self.run_dir = Path(run_dir or default_run_dir()).resolve()
         self.dags_folder = Path(dags_folder or default_dags_folder()).resolve()
         # None: the bundles the running stack was started with (a plain `up` never drops them)
-        self.dag_bundles = (None if dag_bundles is None
-                            else {name: str(Path(path).resolve()) for name, path in dag_bundles.items()})
+        self.dag_bundles = (
+            None if dag_bundles is None else {name: str(Path(path).resolve()) for name, path in dag_bundles.items()}
+        )
         self.services = services if services is not None else SERVICES
         self.echo = echo
         self.state_file = self.run_dir / "state.json"
@@ -126,10 +139,14 @@ class Stack:
         state = state if state is not None else self.load_state()
         if not state.get("ports"):
             raise DevstackError(f"no local stack in {self.run_dir}: run `python -m flux_provider.devstack up`")
-        ctx = Context(run_dir=self.run_dir, ports=state["ports"], secrets=state["secrets"],
-                      dags_folder=Path(state.get("dags_folder", self.dags_folder)),
-                      jars=[Path(j) for j in state.get("jars", [])],
-                      dag_bundles=state.get("dag_bundles", {}))
+        ctx = Context(
+            run_dir=self.run_dir,
+            ports=state["ports"],
+            secrets=state["secrets"],
+            dags_folder=Path(state.get("dags_folder", self.dags_folder)),
+            jars=[Path(j) for j in state.get("jars", [])],
+            dag_bundles=state.get("dag_bundles", {}),
+        )
         for service in self.services:
             ctx.connections.update(service.connections(ctx))
         return ctx
@@ -141,14 +158,17 @@ class Stack:
             state = self.load_state()
             if self.dag_bundles is None:
                 self.dag_bundles = state.get("dag_bundles", {})
-            same_dags = (state.get("dags_folder") == str(self.dags_folder)
-                         and state.get("dag_bundles", {}) == self.dag_bundles)
+            same_dags = (
+                state.get("dags_folder") == str(self.dags_folder) and state.get("dag_bundles", {}) == self.dag_bundles
+            )
             if state.get("processes") and same_dags:
                 unhealthy = {s.name for s in self._status(state) if s.state not in ("healthy", "done")}
                 if state.get("mssql_seed", "") != os.environ.get("FLUX_MSSQL_SEED", ""):
-                    self.echo(f"FLUX_MSSQL_SEED changed ({state.get('mssql_seed') or 'none'} -> "
-                              f"{os.environ.get('FLUX_MSSQL_SEED') or 'none'}): restarting the SQL Server "
-                              "stand-in to load it (seeds run at every start; make them idempotent)")
+                    self.echo(
+                        f"FLUX_MSSQL_SEED changed ({state.get('mssql_seed') or 'none'} -> "
+                        f"{os.environ.get('FLUX_MSSQL_SEED') or 'none'}): restarting the SQL Server "
+                        "stand-in to load it (seeds run at every start; make them idempotent)"
+                    )
                     unhealthy.add("mssql")
                 if not unhealthy:
                     self.echo(f"reusing the healthy local stack in {self.run_dir}")
@@ -216,9 +236,12 @@ class Stack:
                             continue
                         service.prepare(ctx)
                         # the owner mark lets `down` find processes whose parent died (orphans)
-                        record = spawn(service.command(ctx), log=ctx.home("logs") / f"{service.name}.log",
-                                       env={**service.environ(ctx), OWNER_ENV: str(self.run_dir)},
-                                       cwd=ctx.home(service.name))
+                        record = spawn(
+                            service.command(ctx),
+                            log=ctx.home("logs") / f"{service.name}.log",
+                            env={**service.environ(ctx), OWNER_ENV: str(self.run_dir)},
+                            cwd=ctx.home(service.name),
+                        )
                         state["processes"][service.name] = record.to_dict()
                         self._save_state(state)
                         started[service.name] = time.monotonic()
@@ -236,7 +259,8 @@ class Stack:
                             service.name,
                             f"did not become healthy within {service.ready_timeout * timeout_scale:.0f}s "
                             f"(last check: {last_error.get(service.name, 'no answer')})",
-                            record.log, tail(record.log),
+                            record.log,
+                            tail(record.log),
                         )
                 time.sleep(0.5)
         except BaseException:
@@ -280,8 +304,9 @@ class Stack:
                 try:
                     out.append(ServiceStatus(service.name, port, record.pid, "healthy", service.check(ctx)))
                 except Exception as exc:  # report, don't raise: status must always print
-                    out.append(ServiceStatus(service.name, port, record.pid, "unhealthy",
-                                             f"{type(exc).__name__}: {exc}"[:200]))
+                    out.append(
+                        ServiceStatus(service.name, port, record.pid, "unhealthy", f"{type(exc).__name__}: {exc}"[:200])
+                    )
         return out
 
     def status(self) -> list[ServiceStatus]:

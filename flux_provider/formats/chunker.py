@@ -41,9 +41,9 @@ def return_big_buffers_to_the_os(threshold: int = 2**20) -> bool:
 @dataclass
 class Chunk:
     index: int
-    data: bytes        # what is uploaded (gzip-compressed if asked)
+    data: bytes  # what is uploaded (gzip-compressed if asked)
     rows: int
-    raw_bytes: int     # Hive text bytes before compression
+    raw_bytes: int  # Hive text bytes before compression
 
     @cached_property
     def crc32(self) -> int:
@@ -94,9 +94,16 @@ def _numbered(blocks: Iterator[tuple[memoryview, int]]) -> Iterator[tuple[memory
         raise ValueError(f"row {before + exc.row} {exc.detail}") from exc
 
 
-def chunks(stream: BinaryIO, encoder: BcpToHive | CsvToHive, *, target_bytes: int | None = 64 * 2**20,
-           target_rows: int | None = None, gzip_level: int | None = None,
-           block_size: int = 8 * 2**20, workers: int = 2) -> Iterator[Chunk]:
+def chunks(
+    stream: BinaryIO,
+    encoder: BcpToHive | CsvToHive,
+    *,
+    target_bytes: int | None = 64 * 2**20,
+    target_rows: int | None = None,
+    gzip_level: int | None = None,
+    block_size: int = 8 * 2**20,
+    workers: int = 2,
+) -> Iterator[Chunk]:
     """Chunks of Hive text from an export ``stream`` (a file or a pipe; bcp or CSV), in order.
 
     A chunk closes when its Hive text reaches ``target_bytes`` or it holds ``target_rows`` rows.
@@ -120,8 +127,9 @@ def chunks(stream: BinaryIO, encoder: BcpToHive | CsvToHive, *, target_bytes: in
                     end = _after_rows(text, start, take)
                 builder.add(encoded[start:end], take)
                 start, rows = end, rows - take
-                if ((target_rows and builder.rows >= target_rows)
-                        or (target_bytes and builder.raw_bytes >= target_bytes)):
+                if (target_rows and builder.rows >= target_rows) or (
+                    target_bytes and builder.raw_bytes >= target_bytes
+                ):
                     yield builder.build()
                     builder = _ChunkBuilder(builder.index + 1, gzip_level, pool)
         if builder.rows:

@@ -38,8 +38,8 @@ class Column:
     """A result column as the server describes it."""
 
     name: str
-    type_name: str          # bigint, decimal, nvarchar, datetime2, ... (SQL Server names)
-    system_type_name: str   # decimal(38,10), nvarchar(200), ...
+    type_name: str  # bigint, decimal, nvarchar, datetime2, ... (SQL Server names)
+    system_type_name: str  # decimal(38,10), nvarchar(200), ...
     precision: int = 0
     scale: int = 0
     nullable: bool = True
@@ -53,8 +53,16 @@ class Column:
         return cls(**data)
 
     @classmethod
-    def from_system_type(cls, name: str, system_type_name: str, *, nullable: bool = True, max_length: int = 0,
-                         precision: int = 0, scale: int = 0) -> Column:
+    def from_system_type(
+        cls,
+        name: str,
+        system_type_name: str,
+        *,
+        nullable: bool = True,
+        max_length: int = 0,
+        precision: int = 0,
+        scale: int = 0,
+    ) -> Column:
         base = system_type_name.split("(")[0].strip().lower()
         return cls(name, base, system_type_name.lower(), precision, scale, nullable, max_length)
 
@@ -112,8 +120,10 @@ def export_query(columns: list[Column], *, table: str | None = None, query: str 
 class TerminatorInData(ValueError):
     def __init__(self, row: int, column: str, terminator: str):
         self.row, self.column = row, column
-        super().__init__(f"row {row}, column {column!r} contains the terminator {terminator!r}; "
-                         "choose other field_terminator/row_terminator for this data set")
+        super().__init__(
+            f"row {row}, column {column!r} contains the terminator {terminator!r}; "
+            "choose other field_terminator/row_terminator for this data set"
+        )
 
 
 _DEC = Context(prec=80)
@@ -172,12 +182,12 @@ def row_blocks(stream: BinaryIO, terminator: bytes, block_size: int) -> Iterator
         pending = data[end:]
         yield data[:end]
     if pending:
-        raise ValueError(f"the export ends with {len(pending)} bytes after the last row terminator: "
-                         "it is truncated")
+        raise ValueError(f"the export ends with {len(pending)} bytes after the last row terminator: it is truncated")
 
 
-def iter_records(path: Path, field_terminator: str, row_terminator: str, *,
-                 block_size: int = 1 << 20) -> Iterator[list[bytes]]:
+def iter_records(
+    path: Path, field_terminator: str, row_terminator: str, *, block_size: int = 1 << 20
+) -> Iterator[list[bytes]]:
     """Stream the file's rows as lists of raw fields (memory: one block plus one row)."""
     field_t, row_t = field_terminator.encode(), row_terminator.encode()
     with open(path, "rb") as fh:
@@ -222,7 +232,7 @@ class TerminatorCounter:
         # keep enough bytes to catch a terminator split across blocks, without recounting one
         keep = len(self.terminator) - 1
         last = data.rfind(self.terminator)
-        self._tail = data[max(len(data) - keep, last + len(self.terminator) if last >= 0 else 0):] if keep else b""
+        self._tail = data[max(len(data) - keep, last + len(self.terminator) if last >= 0 else 0) :] if keep else b""
 
 
 def scan(path: Path, field_terminator: str, row_terminator: str, *, block_size: int = 1 << 20) -> tuple[int, int]:

@@ -45,12 +45,30 @@ from flux_provider.formats.export_file import Column
 RUN_PARTITION = "flux_run"
 
 _SIMPLE = {
-    "bigint": "BIGINT", "int": "INT", "smallint": "SMALLINT", "tinyint": "SMALLINT",
-    "float": "DOUBLE", "real": "FLOAT", "date": "DATE",
-    "money": "DECIMAL(19,4)", "smallmoney": "DECIMAL(10,4)",
+    "bigint": "BIGINT",
+    "int": "INT",
+    "smallint": "SMALLINT",
+    "tinyint": "SMALLINT",
+    "float": "DOUBLE",
+    "real": "FLOAT",
+    "date": "DATE",
+    "money": "DECIMAL(19,4)",
+    "smallmoney": "DECIMAL(10,4)",
 }
-_TEXT = {"char", "varchar", "nchar", "nvarchar", "text", "ntext", "sysname", "xml", "uniqueidentifier",
-         "sql_variant", "time", "datetimeoffset"}
+_TEXT = {
+    "char",
+    "varchar",
+    "nchar",
+    "nvarchar",
+    "text",
+    "ntext",
+    "sysname",
+    "xml",
+    "uniqueidentifier",
+    "sql_variant",
+    "time",
+    "datetimeoffset",
+}
 _BINARY = {"binary", "varbinary", "image", "timestamp", "rowversion"}
 _TIMESTAMP = {"datetime2": None, "datetime": 3, "smalldatetime": 0}
 
@@ -58,10 +76,10 @@ _TIMESTAMP = {"datetime2": None, "datetime": 3, "smalldatetime": 0}
 @dataclass(frozen=True)
 class StagingColumn:
     name: str
-    raw_type: str          # type in the external text table
-    hive_type: str         # type the view presents
-    source_type: str       # the SQL Server type, for comments and messages
-    expression: str        # the view's expression over the raw column
+    raw_type: str  # type in the external text table
+    hive_type: str  # type the view presents
+    source_type: str  # the SQL Server type, for comments and messages
+    expression: str  # the view's expression over the raw column
     lossy_note: str | None = None  # why it is STRING rather than a closer type
 
 
@@ -84,8 +102,10 @@ def staging_column(column: Column, *, timestamp_precision: int = 6) -> StagingCo
         digits = _TIMESTAMP[kind] if _TIMESTAMP[kind] is not None else column.scale
         if digits <= timestamp_precision:
             return plain("TIMESTAMP")
-        return plain("STRING", f"{source} has {digits} fractional digits, the Hive engine keeps "
-                               f"{timestamp_precision}: kept as exact text")
+        return plain(
+            "STRING",
+            f"{source} has {digits} fractional digits, the Hive engine keeps {timestamp_precision}: kept as exact text",
+        )
     if kind in _TEXT:
         return plain("STRING")
     return plain("STRING", f"no exact Hive type known for {source}: kept as text")
@@ -111,9 +131,12 @@ def serde_properties(encoding: dict) -> dict[str, str]:
         if len(value) != 1 or ord(value) > 127:
             raise ValueError(f"the manifest's {key} delimiter {value!r} is not one ASCII character")
     return {
-        "field.delim": encoding["field"], "serialization.format": encoding["field"],
-        "collection.delim": encoding["collection"], "mapkey.delim": encoding["map_key"],
-        "escape.delim": encoding.get("escape", "\\"), "serialization.null.format": encoding.get("null", "\\N"),
+        "field.delim": encoding["field"],
+        "serialization.format": encoding["field"],
+        "collection.delim": encoding["collection"],
+        "mapkey.delim": encoding["map_key"],
+        "escape.delim": encoding.get("escape", "\\"),
+        "serialization.null.format": encoding.get("null", "\\N"),
         "serialization.escape.crlf": "true",
     }
 
@@ -122,12 +145,16 @@ def raw_table_ddl(table: str, columns: list[StagingColumn], encoding: dict, loca
     """CREATE EXTERNAL TABLE for the raw text table; ``table`` is already validated and qualified."""
     cols = ",\n  ".join(f"`{c.name}` {c.raw_type} COMMENT {sql_string(c.source_type)}" for c in columns)
     props = ", ".join(f"{sql_string(k)}={sql_string(v)}" for k, v in serde_properties(encoding).items())
-    body = (f"(\n  {cols}\n)\nPARTITIONED BY (`{RUN_PARTITION}` STRING)\n"
-            f"ROW FORMAT SERDE 'org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe'\n"
-            f"WITH SERDEPROPERTIES ({props})\nSTORED AS TEXTFILE\nLOCATION {sql_string(location)}")
+    body = (
+        f"(\n  {cols}\n)\nPARTITIONED BY (`{RUN_PARTITION}` STRING)\n"
+        f"ROW FORMAT SERDE 'org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe'\n"
+        f"WITH SERDEPROPERTIES ({props})\nSTORED AS TEXTFILE\nLOCATION {sql_string(location)}"
+    )
     fingerprint = hashlib.sha256(body.encode()).hexdigest()[:16]
-    return (f"CREATE EXTERNAL TABLE {table} {body}\n"
-            f"TBLPROPERTIES ('flux.ddl'={sql_string(fingerprint)}, 'serialization.escape.crlf'='true')")
+    return (
+        f"CREATE EXTERNAL TABLE {table} {body}\n"
+        f"TBLPROPERTIES ('flux.ddl'={sql_string(fingerprint)}, 'serialization.escape.crlf'='true')"
+    )
 
 
 def ddl_fingerprint(ddl: str) -> str:
@@ -135,10 +162,13 @@ def ddl_fingerprint(ddl: str) -> str:
 
 
 def staging_view_ddl(view: str, raw_table: str, columns: list[StagingColumn], run: str) -> str:
-    exprs = ",\n  ".join(c.expression if c.expression == f"`{c.name}`" else f"{c.expression} AS `{c.name}`"
-                         for c in columns)
-    return (f"CREATE OR REPLACE VIEW {view} AS SELECT\n  {exprs}\nFROM {raw_table}\n"
-            f"WHERE `{RUN_PARTITION}` = {sql_string(run)}")
+    exprs = ",\n  ".join(
+        c.expression if c.expression == f"`{c.name}`" else f"{c.expression} AS `{c.name}`" for c in columns
+    )
+    return (
+        f"CREATE OR REPLACE VIEW {view} AS SELECT\n  {exprs}\nFROM {raw_table}\n"
+        f"WHERE `{RUN_PARTITION}` = {sql_string(run)}"
+    )
 
 
 def partition_clause(values: dict[str, str | None]) -> str:

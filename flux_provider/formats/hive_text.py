@@ -57,10 +57,6 @@ class HiveTextEncoding:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def table_properties(self) -> dict[str, str]:
-        """SERDEPROPERTIES a Hive table needs to read (and write) this encoding."""
-        return {"serialization.null.format": self.null, "serialization.escape.crlf": "true"}
-
     def escapes(self) -> list[tuple[bytes, bytes]]:
         """(byte, its escape) inside values, the backslash first."""
         delimiters = [d.encode() for d in (self.field, self.collection, self.map_key)]
@@ -75,24 +71,31 @@ class BcpToHive:
     (:func:`flux_provider.formats.chunker.chunks`), and no Python code runs per row or field.
     """
 
-    def __init__(self, field_terminator: str, row_terminator: str, columns: int,
-                 encoding: HiveTextEncoding | None = None):
+    def __init__(
+        self, field_terminator: str, row_terminator: str, columns: int, encoding: HiveTextEncoding | None = None
+    ):
         self.ft, self.rt = field_terminator.encode(), row_terminator.encode()
         for name, term in (("field_terminator", self.ft), ("row_terminator", self.rt)):
             bad = [b for b in _SPECIAL if b in term]
             if bad:
-                raise ValueError(f"{name} {term!r} contains {bad!r}, which the Hive encoding escapes; "
-                                 "export with terminators free of backslash, CR, LF, NUL and \\x01-\\x03")
+                raise ValueError(
+                    f"{name} {term!r} contains {bad!r}, which the Hive encoding escapes; "
+                    "export with terminators free of backslash, CR, LF, NUL and \\x01-\\x03"
+                )
         if self.ft == self.rt or self.ft in self.rt or self.rt in self.ft:
-            raise ValueError(f"the field and row terminators {field_terminator!r}/{row_terminator!r} must differ "
-                             "and neither may contain the other")
+            raise ValueError(
+                f"the field and row terminators {field_terminator!r}/{row_terminator!r} must differ "
+                "and neither may contain the other"
+            )
         self.columns = columns
         self.enc = encoding or HiveTextEncoding()
         e = self.enc
         for delimiter in (e.field, e.collection, e.map_key):
             if delimiter.encode() in self.ft + self.rt:
-                raise ValueError(f"the Hive delimiter {delimiter!r} occurs in the export terminators "
-                                 f"{field_terminator!r}/{row_terminator!r}; choose other terminators or delimiters")
+                raise ValueError(
+                    f"the Hive delimiter {delimiter!r} occurs in the export terminators "
+                    f"{field_terminator!r}/{row_terminator!r}; choose other terminators or delimiters"
+                )
         self.field = e.field.encode()
         self._escapes = e.escapes()
         null = e.null.encode()
@@ -146,8 +149,11 @@ class BcpToHive:
             return
         for number, row in enumerate(block.split(self.rt)[:-1], 1):  # only on failure: find the row
             if row.count(self.ft) != expected:
-                raise BadRow(number, f"has {row.count(self.ft) + 1} fields, expected {self.columns} (a value "
-                                     f"holds a terminator, or the data is cut): {bytes(row[:120])!r}")
+                raise BadRow(
+                    number,
+                    f"has {row.count(self.ft) + 1} fields, expected {self.columns} (a value "
+                    f"holds a terminator, or the data is cut): {bytes(row[:120])!r}",
+                )
         raise BadRow(rows, f"{rows} rows hold {fields} field terminators, expected {rows * expected}")
 
 
@@ -231,20 +237,34 @@ class CsvToHive:
     joined with Arrow kernels: no Python code runs per row.
     """
 
-    def __init__(self, columns: int, encoding: HiveTextEncoding | None = None, *, header: bool = False,
-                 delimiter: str = ",", quote: str = '"', empty_is_null: bool = True):
+    def __init__(
+        self,
+        columns: int,
+        encoding: HiveTextEncoding | None = None,
+        *,
+        header: bool = False,
+        delimiter: str = ",",
+        quote: str = '"',
+        empty_is_null: bool = True,
+    ):
         import pyarrow.csv as pcsv
 
         self.columns, self.enc = columns, encoding or HiveTextEncoding()
         names = [f"c{i}" for i in range(columns)]
         self._options = dict(
-            parse_options=pcsv.ParseOptions(delimiter=delimiter, quote_char=quote, newlines_in_values=True,
-                                            ignore_empty_lines=False),  # an empty line: one NULL column
-            convert_options=pcsv.ConvertOptions(column_types={n: pa.binary() for n in names}, null_values=[""],
-                                                strings_can_be_null=empty_is_null, quoted_strings_can_be_null=False),
+            parse_options=pcsv.ParseOptions(
+                delimiter=delimiter, quote_char=quote, newlines_in_values=True, ignore_empty_lines=False
+            ),  # an empty line: one NULL column
+            convert_options=pcsv.ConvertOptions(
+                column_types={n: pa.binary() for n in names},
+                null_values=[""],
+                strings_can_be_null=empty_is_null,
+                quoted_strings_can_be_null=False,
+            ),
         )
-        self._read = lambda block_size: pcsv.ReadOptions(column_names=names, skip_rows=int(header),
-                                                         block_size=block_size, use_threads=False)
+        self._read = lambda block_size: pcsv.ReadOptions(
+            column_names=names, skip_rows=int(header), block_size=block_size, use_threads=False
+        )
         self._open = pcsv.open_csv
         self._escapes = self.enc.escapes()
         self._null = pa.scalar(self.enc.null.encode(), pa.binary())
@@ -257,8 +277,9 @@ class CsvToHive:
             reader = self._open(stream, read_options=self._read(block_size), **self._options)
             yield from _in_order(self.encode_batch, reader, workers)
         except pa.ArrowInvalid as exc:
-            raise ValueError(f"the CSV does not parse: {exc} (rows are CSV records counted from 1, "
-                             "a header included)") from exc
+            raise ValueError(
+                f"the CSV does not parse: {exc} (rows are CSV records counted from 1, a header included)"
+            ) from exc
 
     def encode_batch(self, batch) -> tuple[memoryview, int]:
         fields = []

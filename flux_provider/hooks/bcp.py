@@ -143,10 +143,19 @@ class BcpHook(BaseHook):
     conn_type = "mssql"
     hook_name = "SQL Server bulk copy (bcp)"
 
-    def __init__(self, mssql_conn_id: str = default_conn_name, *, executable: str | None = None,
-                 batch_size: int | None = None, packet_size: int | None = None, max_errors: int | None = None,
-                 error_file: str | None = None, hints: str | None = None, log_every: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        mssql_conn_id: str = default_conn_name,
+        *,
+        executable: str | None = None,
+        batch_size: int | None = None,
+        packet_size: int | None = None,
+        max_errors: int | None = None,
+        error_file: str | None = None,
+        hints: str | None = None,
+        log_every: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         super().__init__()
         self.mssql_conn_id = mssql_conn_id
         self.executable, self.batch_size, self.packet_size = executable, batch_size, packet_size
@@ -167,7 +176,8 @@ class BcpHook(BaseHook):
             f"no bulk copy tool found (looked for {', '.join(c for c in candidates if c)}). Install Microsoft's "
             "mssql-tools18 (bcp) or FreeTDS (Debian: apt-get install freetds-bin), set the connection extra "
             "'bcp_path', or use engine='dbapi'",
-            error_class=ErrorClass.CONFIG, step="export",
+            error_class=ErrorClass.CONFIG,
+            step="export",
         )
 
     def build_command(self, query: str, out_path: str, *, field_terminator: str, row_terminator: str) -> BcpCommand:
@@ -195,31 +205,52 @@ class BcpHook(BaseHook):
             packet_flag = "-a"
             encrypt = str(extra.get("encrypt", "")).lower()
             if encrypt:
-                argv += ["-Y" + {"mandatory": "m", "optional": "o", "strict": "s", "true": "m", "false": "o",
-                                 "yes": "m", "no": "o"}.get(encrypt, encrypt[:1])]
+                argv += [
+                    "-Y"
+                    + {
+                        "mandatory": "m",
+                        "optional": "o",
+                        "strict": "s",
+                        "true": "m",
+                        "false": "o",
+                        "yes": "m",
+                        "no": "o",
+                    }.get(encrypt, encrypt[:1])
+                ]
             if str(extra.get("trust_server_certificate", "")).lower() in ("1", "true", "yes"):
                 argv += ["-u"]
         packet_size = self.packet_size or extra.get("packet_size")
-        for flag, value in (("-b", self.batch_size), (packet_flag, packet_size), ("-m", self.max_errors),
-                            ("-e", self.error_file), ("-h", self.hints)):
+        for flag, value in (
+            ("-b", self.batch_size),
+            (packet_flag, packet_size),
+            ("-m", self.max_errors),
+            ("-e", self.error_file),
+            ("-h", self.hints),
+        ):
             if value not in (None, ""):
                 argv += [flag, str(value)]
         return BcpCommand(argv=argv, stdin=stdin, env=env, flavor=flavor)
 
     # ------------------------------------------------------------ running
-    def export(self, query: str, out_path: str, *, field_terminator: str, row_terminator: str,
-               dataset: str | None = None) -> BcpResult:
+    def export(
+        self, query: str, out_path: str, *, field_terminator: str, row_terminator: str, dataset: str | None = None
+    ) -> BcpResult:
         """Run ``queryout`` into ``out_path``. Raises a classified FluxError on failure."""
-        command = self.build_command(query, out_path, field_terminator=field_terminator,
-                                     row_terminator=row_terminator)
+        command = self.build_command(query, out_path, field_terminator=field_terminator, row_terminator=row_terminator)
         self.log.info("running %s", " ".join(_shell_quote(a) for a in command.redacted()))
         start = self.clock()
         lines: list[str] = []
         progress = _Progress(self, Path(out_path), start, row_terminator)
         self._proc = subprocess.Popen(
-            command.argv, stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=command.env, start_new_session=True,
-            text=True, encoding="utf-8", errors="replace",
+            command.argv,
+            stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=command.env,
+            start_new_session=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
         )
         try:
             if command.stdin is not None:
@@ -241,15 +272,22 @@ class BcpHook(BaseHook):
         errors = [m for m in messages if m.level > 10]
         if exit_code != 0 or rows is None or errors:
             error_class, message = failure_class(messages)
-            detail = (f"Msg {message.number}: {message.text}" if message
-                      else (" ".join(line.strip() for line in lines[-5:]) or "no output"))
+            detail = (
+                f"Msg {message.number}: {message.text}"
+                if message
+                else (" ".join(line.strip() for line in lines[-5:]) or "no output")
+            )
             raise flux_error(
                 f"{command.flavor} exited with code {exit_code}: {detail}",
-                error_class=error_class, dataset=dataset, step="export",
-                server_number=message.number if message else None, exit_code=exit_code,
+                error_class=error_class,
+                dataset=dataset,
+                step="export",
+                server_number=message.number if message else None,
+                exit_code=exit_code,
             )
-        self.log.info("%s copied %d rows in %.1fs (%.0f rows/s)", command.flavor, rows, seconds,
-                      rows / seconds if seconds else 0)
+        self.log.info(
+            "%s copied %d rows in %.1fs (%.0f rows/s)", command.flavor, rows, seconds, rows / seconds if seconds else 0
+        )
         return BcpResult(rows=rows, exit_code=exit_code, seconds=seconds, tool=command.flavor, messages=messages)
 
     def kill(self, grace: float = 5.0) -> None:
@@ -318,8 +356,14 @@ class _Progress:
         while not self._stop.wait(self.hook.log_every):
             elapsed = max(self.hook.clock() - self.started, 1e-9)
             rows = self.reported_rows if self.reported_rows is not None else self.count()
-            self.hook.log.info("bcp running %.0fs: %d rows (%.0f rows/s), %.1f MB written (%.1f MB/s)", elapsed,
-                               rows, rows / elapsed, self._offset / 1e6, self._offset / 1e6 / elapsed)
+            self.hook.log.info(
+                "bcp running %.0fs: %d rows (%.0f rows/s), %.1f MB written (%.1f MB/s)",
+                elapsed,
+                rows,
+                rows / elapsed,
+                self._offset / 1e6,
+                self._offset / 1e6 / elapsed,
+            )
 
 
 def _shell_quote(arg: str) -> str:

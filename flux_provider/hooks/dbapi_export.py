@@ -28,14 +28,17 @@ def _number_and_text(exc: BaseException) -> tuple[int | None, str]:
     if len(args) == 1 and isinstance(args[0], tuple):
         args = args[0]
     number = args[0] if args and isinstance(args[0], int) else None
-    parts = [a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in args[1 if number else 0:]]
+    parts = [a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in args[1 if number else 0 :]]
     text = " ".join(parts).strip()
     client = re.match(r"DB-Lib error message (\d+)", text)
     if client:  # no server message came first: pymssql's number may be stale from an earlier error
         number = int(client.group(1))
     # DB-Library appends "DB-Lib error message N, severity S:" blocks: keep the server's own words first.
-    lines = [line.strip() for line in text.splitlines()
-             if line.strip() and not line.startswith(("DB-Lib error message", "General SQL Server error"))]
+    lines = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.startswith(("DB-Lib error message", "General SQL Server error"))
+    ]
     first = lines[0] if lines else text
     return number, (first.split("DB-Lib error message")[0].strip() or text)
 
@@ -51,8 +54,9 @@ def classify_driver_error(exc: BaseException) -> tuple[ErrorClass, int | None, s
 def _driver_error(exc: BaseException, what: str, dataset: str | None) -> FluxError:
     error_class, number, text = classify_driver_error(exc)
     prefix = f"Msg {number}: " if number is not None else ""
-    return flux_error(f"{what}: {prefix}{text}", error_class=error_class, dataset=dataset, step="export",
-                      server_number=number)
+    return flux_error(
+        f"{what}: {prefix}{text}", error_class=error_class, dataset=dataset, step="export", server_number=number
+    )
 
 
 def is_mssql(hook) -> bool:
@@ -60,9 +64,23 @@ def is_mssql(hook) -> bool:
 
 
 # PostgreSQL type OIDs -> the SQL Server type names used in the export metadata.
-_PG_TYPES = {20: "bigint", 21: "smallint", 23: "int", 16: "bit", 1700: "decimal", 701: "float", 700: "real",
-             25: "nvarchar", 1043: "nvarchar", 1042: "nvarchar", 17: "varbinary", 1082: "date",
-             1114: "datetime2", 1184: "datetimeoffset", 1083: "time"}
+_PG_TYPES = {
+    20: "bigint",
+    21: "smallint",
+    23: "int",
+    16: "bit",
+    1700: "decimal",
+    701: "float",
+    700: "real",
+    25: "nvarchar",
+    1043: "nvarchar",
+    1042: "nvarchar",
+    17: "varbinary",
+    1082: "date",
+    1114: "datetime2",
+    1184: "datetimeoffset",
+    1083: "time",
+}
 
 
 def _from_description(d) -> Column:
@@ -81,8 +99,14 @@ def _from_description(d) -> Column:
         system = f"{type_name}(6)"
     else:
         system = type_name
-    return Column(name=name, type_name=type_name, system_type_name=system, precision=precision, scale=scale,
-                  nullable=d[6] is not False)
+    return Column(
+        name=name,
+        type_name=type_name,
+        system_type_name=system,
+        precision=precision,
+        scale=scale,
+        nullable=d[6] is not False,
+    )
 
 
 def describe(hook, query: str, *, dataset: str | None = None) -> list[Column]:
@@ -97,11 +121,15 @@ def describe(hook, query: str, *, dataset: str | None = None) -> list[Column]:
             rows = [dict(zip(names, row)) for row in cursor.fetchall()]
             return [
                 Column.from_system_type(
-                    r["name"], r["system_type_name"], nullable=bool(r["is_nullable"]),
-                    max_length=int(r["max_length"] or 0), precision=int(r["precision"] or 0),
+                    r["name"],
+                    r["system_type_name"],
+                    nullable=bool(r["is_nullable"]),
+                    max_length=int(r["max_length"] or 0),
+                    precision=int(r["precision"] or 0),
                     scale=int(r["scale"] or 0),
                 )
-                for r in rows if not r.get("is_hidden")
+                for r in rows
+                if not r.get("is_hidden")
             ]
         cursor.execute(f"SELECT * FROM ({query}) flux_describe WHERE 1 = 0")
         return [_from_description(d) for d in cursor.description]
@@ -117,8 +145,9 @@ def describe(hook, query: str, *, dataset: str | None = None) -> list[Column]:
 class DbApiExportEngine:
     """Streams a query's rows into the export file format."""
 
-    def __init__(self, hook, *, fetch_size: int = 10_000, log_every: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, hook, *, fetch_size: int = 10_000, log_every: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ):
         self.hook, self.fetch_size, self.log_every, self.clock = hook, fetch_size, log_every, clock
         self._conn = None
 
@@ -127,8 +156,16 @@ class DbApiExportEngine:
             return conn.cursor(name=f"flux_export_{uuid.uuid4().hex[:8]}")  # server-side: streams
         return conn.cursor()
 
-    def export(self, query: str, out_path: str, columns: list[Column], *, field_terminator: str,
-               row_terminator: str, dataset: str | None = None) -> int:
+    def export(
+        self,
+        query: str,
+        out_path: str,
+        columns: list[Column],
+        *,
+        field_terminator: str,
+        row_terminator: str,
+        dataset: str | None = None,
+    ) -> int:
         field_t, row_t = field_terminator.encode(), row_terminator.encode()
         renderers = [renderer(c) for c in columns]
         names = [c.name for c in columns]
@@ -149,8 +186,9 @@ class DbApiExportEngine:
                         fields = [render(value) for render, value in zip(renderers, row)]
                         for name, raw in zip(names, fields):
                             if field_t in raw or row_t in raw:
-                                raise TerminatorInData(rows + 1, name, field_terminator if field_t in raw
-                                                       else row_terminator)
+                                raise TerminatorInData(
+                                    rows + 1, name, field_terminator if field_t in raw else row_terminator
+                                )
                         line = field_t.join(fields) + row_t
                         out.write(line)
                         written += len(line)
@@ -158,8 +196,9 @@ class DbApiExportEngine:
                     now = self.clock()
                     if now - last_log >= self.log_every:
                         last_log = now
-                        log.info("exported %d rows, %.1f MB, %.0f rows/s", rows, written / 1e6,
-                                 rows / max(now - start, 1e-9))
+                        log.info(
+                            "exported %d rows, %.1f MB, %.0f rows/s", rows, written / 1e6, rows / max(now - start, 1e-9)
+                        )
         except TerminatorInData as exc:
             raise flux_error(str(exc), error_class=ErrorClass.DATA, dataset=dataset, step="export") from exc
         except (FluxError, OSError):
@@ -174,8 +213,13 @@ class DbApiExportEngine:
                 except Exception:  # closing a broken connection may fail; the export already failed or ended
                     pass
         seconds = max(self.clock() - start, 1e-9)
-        log.info("DB-API engine exported %d rows (%.1f MB) in %.1fs (%.0f rows/s)", rows, written / 1e6, seconds,
-                 rows / seconds)
+        log.info(
+            "DB-API engine exported %d rows (%.1f MB) in %.1fs (%.0f rows/s)",
+            rows,
+            written / 1e6,
+            seconds,
+            rows / seconds,
+        )
         return rows
 
     def kill(self) -> None:

@@ -20,6 +20,8 @@ import re
 import threading
 import time
 
+from airflow.sdk.bases.hook import BaseHook
+
 from flux_provider.errors import ErrorClass, FluxError, flux_error
 
 log = logging.getLogger(__name__)
@@ -27,25 +29,56 @@ log = logging.getLogger(__name__)
 _RULES: list[tuple[re.Pattern, ErrorClass]] = [
     # files replaced under a running query (another job rewrote a table it reads): a new try re-lists them
     (re.compile(r"FAILED_READ_FILE\.FILE_NOT_EXIST|underlying files have been updated", re.I), ErrorClass.UNKNOWN),
-    (re.compile(r"PARSE_SYNTAX_ERROR|ParseException|mismatched input|cannot recognize input|"
-                r"INVALID_SQL_SYNTAX|UNSUPPORTED_FEATURE", re.I), ErrorClass.SYNTAX),
-    (re.compile(r"TABLE_OR_VIEW_NOT_FOUND|SCHEMA_NOT_FOUND|DATABASE_NOT_FOUND|UNRESOLVED_COLUMN|"
-                r"UNRESOLVED_ROUTINE|PARTITIONS?_NOT_FOUND|Table not found|Database does not exist|"
-                r"Invalid table alias or column reference|Invalid column reference|NoSuchObjectException|"
-                r"PATH_NOT_FOUND|FileNotFoundException", re.I), ErrorClass.MISSING_OBJECT),
-    (re.compile(r"AccessControlException|Permission denied|AccessDenied|HiveAccessControlException|"
-                r"Forbidden \(Service: Amazon S3", re.I), ErrorClass.PERMISSION),
-    (re.compile(r"CAST_INVALID_INPUT|DIVIDE_BY_ZERO|ARITHMETIC_OVERFLOW|NUMERIC_VALUE_OUT_OF_RANGE|"
-                r"CAST_OVERFLOW|INCOMPATIBLE_DATA_FOR_TABLE|INSERT_COLUMN_ARITY_MISMATCH|"
-                r"DATATYPE_MISMATCH|INCOMPATIBLE_COLUMN_TYPE|NumberFormatException|"
-                r"cannot be cast|Cannot insert into target table because column number", re.I), ErrorClass.DATA),
-    (re.compile(r"TABLE_OR_VIEW_ALREADY_EXISTS|AlreadyExistsException|LOCATION_ALREADY_EXISTS", re.I),
-     ErrorClass.CONFIG),
+    (
+        re.compile(
+            r"PARSE_SYNTAX_ERROR|ParseException|mismatched input|cannot recognize input|"
+            r"INVALID_SQL_SYNTAX|UNSUPPORTED_FEATURE",
+            re.I,
+        ),
+        ErrorClass.SYNTAX,
+    ),
+    (
+        re.compile(
+            r"TABLE_OR_VIEW_NOT_FOUND|SCHEMA_NOT_FOUND|DATABASE_NOT_FOUND|UNRESOLVED_COLUMN|"
+            r"UNRESOLVED_ROUTINE|PARTITIONS?_NOT_FOUND|Table not found|Database does not exist|"
+            r"Invalid table alias or column reference|Invalid column reference|NoSuchObjectException|"
+            r"PATH_NOT_FOUND|FileNotFoundException",
+            re.I,
+        ),
+        ErrorClass.MISSING_OBJECT,
+    ),
+    (
+        re.compile(
+            r"AccessControlException|Permission denied|AccessDenied|HiveAccessControlException|"
+            r"Forbidden \(Service: Amazon S3",
+            re.I,
+        ),
+        ErrorClass.PERMISSION,
+    ),
+    (
+        re.compile(
+            r"CAST_INVALID_INPUT|DIVIDE_BY_ZERO|ARITHMETIC_OVERFLOW|NUMERIC_VALUE_OUT_OF_RANGE|"
+            r"CAST_OVERFLOW|INCOMPATIBLE_DATA_FOR_TABLE|INSERT_COLUMN_ARITY_MISMATCH|"
+            r"DATATYPE_MISMATCH|INCOMPATIBLE_COLUMN_TYPE|NumberFormatException|"
+            r"cannot be cast|Cannot insert into target table because column number",
+            re.I,
+        ),
+        ErrorClass.DATA,
+    ),
+    (
+        re.compile(r"TABLE_OR_VIEW_ALREADY_EXISTS|AlreadyExistsException|LOCATION_ALREADY_EXISTS", re.I),
+        ErrorClass.CONFIG,
+    ),
     (re.compile(r"timed? ?out|TimeoutException", re.I), ErrorClass.TIMEOUT),
     (re.compile(r"SlowDown|503 Service Unavailable|Too many requests", re.I), ErrorClass.THROTTLED),
-    (re.compile(r"Connection refused|Connection reset|Broken pipe|TTransportException|Could not connect|"
-                r"Invalid SessionHandle|Invalid OperationHandle|SparkContext was shut down", re.I),
-     ErrorClass.CONNECTION),
+    (
+        re.compile(
+            r"Connection refused|Connection reset|Broken pipe|TTransportException|Could not connect|"
+            r"Invalid SessionHandle|Invalid OperationHandle|SparkContext was shut down",
+            re.I,
+        ),
+        ErrorClass.CONNECTION,
+    ),
 ]
 
 
@@ -79,19 +112,34 @@ def classify_hive(exc: BaseException) -> ErrorClass:
 
 def first_line(sql: str, limit: int = 160) -> str:
     line = " ".join(sql.split())
-    return line if len(line) <= limit else line[:limit - 3] + "..."
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-class HiveSession:
-    """Statements of one step over one HiveServer2 connection (``hiveserver2_conn_id``).
+class HiveSession(BaseHook):
+    """A hook: the statements of one step over one HiveServer2 connection (``hiveserver2_conn_id``),
+    through Airflow's ``HiveServer2Hook``.
 
-    :param poll_seconds: log a still-running statement at most this often.
+    :param log_every: log a still-running statement at most this often (seconds).
     """
 
-    def __init__(self, hiveserver2_conn_id: str = "hiveserver2_default", *, dataset: str | None = None,
-                 step: str | None = None, schema: str | None = None, log_every: float = 15.0):
+    conn_name_attr = "hiveserver2_conn_id"
+    default_conn_name = "hiveserver2_default"
+    conn_type = "hiveserver2"
+    hook_name = "flux HiveServer2 session (async statements, cancel, classified errors)"
+
+    def __init__(
+        self,
+        hiveserver2_conn_id: str = default_conn_name,
+        *,
+        dataset: str | None = None,
+        step: str | None = None,
+        schema: str | None = None,
+        log_every: float = 15.0,
+    ):
         from airflow.providers.apache.hive.hooks.hive import HiveServer2Hook
 
+        super().__init__()
+        self.hiveserver2_conn_id = hiveserver2_conn_id
         self.hook = HiveServer2Hook(hiveserver2_conn_id=hiveserver2_conn_id)
         self.dataset, self.step, self.schema, self.log_every = dataset, step, schema, log_every
         self._conn = None
@@ -124,8 +172,9 @@ class HiveSession:
 
     def _error(self, what: str, exc: BaseException, error_class: ErrorClass | None = None) -> FluxError:
         error_class = error_class or classify_hive(exc)
-        return flux_error(f"{what}: {server_message(exc)}", error_class=error_class, dataset=self.dataset,
-                          step=self.step)
+        return flux_error(
+            f"{what}: {server_message(exc)}", error_class=error_class, dataset=self.dataset, step=self.step
+        )
 
     # ------------------------------------------------------------------ statements
     def execute(self, sql: str, *, what: str | None = None) -> list[tuple]:
@@ -141,8 +190,12 @@ class HiveSession:
             cursor.execute(sql, async_=True)
             with self._lock:
                 self._cursor = cursor
-            done = (TOperationState.FINISHED_STATE, TOperationState.ERROR_STATE, TOperationState.CANCELED_STATE,
-                    TOperationState.CLOSED_STATE)
+            done = (
+                TOperationState.FINISHED_STATE,
+                TOperationState.ERROR_STATE,
+                TOperationState.CANCELED_STATE,
+                TOperationState.CLOSED_STATE,
+            )
             while True:
                 status = cursor.poll()  # the server long-polls (about 5 s) while the operation runs
                 state = status.operationState
@@ -153,8 +206,12 @@ class HiveSession:
                     last_log = now
                     log.info("data set %s: still running after %.0fs: %s", self.dataset, now - started, label)
             if state == TOperationState.CANCELED_STATE:
-                raise flux_error(f"{label}: cancelled on the server", error_class=ErrorClass.TIMEOUT,
-                                 dataset=self.dataset, step=self.step)
+                raise flux_error(
+                    f"{label}: cancelled on the server",
+                    error_class=ErrorClass.TIMEOUT,
+                    dataset=self.dataset,
+                    step=self.step,
+                )
             if state == TOperationState.ERROR_STATE:
                 raise _ServerError(status.errorMessage or "the operation failed")
             rows = cursor.fetchall() if cursor.description else []

@@ -46,20 +46,34 @@ POINTER = "_published.json"
 FORMAT = "flux-hive-text/1"
 
 _CODES = {
-    "AccessDenied": ErrorClass.PERMISSION, "AllAccessDisabled": ErrorClass.PERMISSION,
-    "InvalidAccessKeyId": ErrorClass.LOGIN, "SignatureDoesNotMatch": ErrorClass.LOGIN,
-    "ExpiredToken": ErrorClass.LOGIN, "NoSuchBucket": ErrorClass.MISSING_OBJECT,
-    "SlowDown": ErrorClass.THROTTLED, "RequestLimitExceeded": ErrorClass.THROTTLED,
-    "ServiceUnavailable": ErrorClass.THROTTLED, "503": ErrorClass.THROTTLED,
-    "RequestTimeout": ErrorClass.TIMEOUT, "InternalError": ErrorClass.CONNECTION, "500": ErrorClass.CONNECTION,
-    "BadDigest": ErrorClass.DATA, "InvalidDigest": ErrorClass.DATA, "EntityTooLarge": ErrorClass.DATA,
+    "AccessDenied": ErrorClass.PERMISSION,
+    "AllAccessDisabled": ErrorClass.PERMISSION,
+    "InvalidAccessKeyId": ErrorClass.LOGIN,
+    "SignatureDoesNotMatch": ErrorClass.LOGIN,
+    "ExpiredToken": ErrorClass.LOGIN,
+    "NoSuchBucket": ErrorClass.MISSING_OBJECT,
+    "SlowDown": ErrorClass.THROTTLED,
+    "RequestLimitExceeded": ErrorClass.THROTTLED,
+    "ServiceUnavailable": ErrorClass.THROTTLED,
+    "503": ErrorClass.THROTTLED,
+    "RequestTimeout": ErrorClass.TIMEOUT,
+    "InternalError": ErrorClass.CONNECTION,
+    "500": ErrorClass.CONNECTION,
+    "BadDigest": ErrorClass.DATA,
+    "InvalidDigest": ErrorClass.DATA,
+    "EntityTooLarge": ErrorClass.DATA,
 }
 
 
 def classify_s3(exc: BaseException) -> ErrorClass:
     """Class of a boto/s3transfer failure: throttling and 5xx transient, access and buckets terminal."""
-    from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, EndpointConnectionError,
-                                     ReadTimeoutError)
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectionClosedError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
 
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
@@ -89,7 +103,7 @@ class UploadedChunk:
     rows: int
     bytes: int
     raw_bytes: int
-    crc32: str               # 8 hex digits, checked by S3 on upload
+    crc32: str  # 8 hex digits, checked by S3 on upload
     skipped: bool = False
 
 
@@ -98,17 +112,27 @@ class RunUpload:
     """The state of one run's upload; :meth:`ChunkUploader.publish` turns it into a manifest."""
 
     bucket: str
-    location: str            # the data set's prefix
-    prefix: str              # this run's prefix (ends with /)
+    location: str  # the data set's prefix
+    prefix: str  # this run's prefix (ends with /)
     chunks: list[UploadedChunk] = field(default_factory=list)
 
 
 class ChunkUploader:
     """Uploads chunks concurrently with bounded memory, then publishes the run."""
 
-    def __init__(self, client, bucket: str, location: str, run_key: str, *, dataset: str | None = None,
-                 extension: str = ".hive", max_inflight: int = 4, transfer_config=None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        client,
+        bucket: str,
+        location: str,
+        run_key: str,
+        *,
+        dataset: str | None = None,
+        extension: str = ".hive",
+        max_inflight: int = 4,
+        transfer_config=None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         from boto3.s3.transfer import TransferConfig
 
         self.client, self.bucket, self.location = client, bucket, location.strip("/")
@@ -187,14 +211,24 @@ class ChunkUploader:
             if len(chunk.data) < self.transfer_config.multipart_threshold:
                 # One PUT from memory with the CRC32, which S3 checks: as fast as s3transfer on a
                 # file, which an upload_fileobj per chunk was not.
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=chunk.data, Metadata=metadata,
-                                       ChecksumCRC32=base64.b64encode(chunk.crc32.to_bytes(4, "big")).decode())
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=chunk.data,
+                    Metadata=metadata,
+                    ChecksumCRC32=base64.b64encode(chunk.crc32.to_bytes(4, "big")).decode(),
+                )
                 return done
             # Multipart through s3transfer, a CRC32 per part (s3transfer aborts its own upload if a
             # part fails). A TransferManager shared by all chunks was tried: no faster here, and it
             # could hang after the endpoint died mid-run.
-            self.client.upload_fileobj(io.BytesIO(chunk.data), self.bucket, key, Config=self.transfer_config,
-                                       ExtraArgs={"Metadata": metadata, "ChecksumAlgorithm": "CRC32"})
+            self.client.upload_fileobj(
+                io.BytesIO(chunk.data),
+                self.bucket,
+                key,
+                Config=self.transfer_config,
+                ExtraArgs={"Metadata": metadata, "ChecksumAlgorithm": "CRC32"},
+            )
             return done
         finally:
             self._slots.release()
@@ -237,26 +271,41 @@ class ChunkUploader:
         try:
             stale = [k for k in self._existing if k not in keep]
             for start in range(0, len(stale), 1000):
-                self.client.delete_objects(Bucket=self.bucket, Delete={
-                    "Objects": [{"Key": k} for k in stale[start:start + 1000]], "Quiet": True})
+                self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in stale[start : start + 1000]], "Quiet": True},
+                )
             if stale:
                 log.info("deleted %d stale objects of an earlier try under %s", len(stale), run.prefix)
             chunks = sorted(run.chunks, key=lambda c: c.key)
             manifest = {
-                "format": FORMAT, "dataset": self.dataset, "run_key": self.run_key,
-                "bucket": self.bucket, "prefix": run.prefix, "location": f"s3://{self.bucket}/{run.prefix}",
-                "rows": sum(c.rows for c in chunks), "bytes": sum(c.bytes for c in chunks),
+                "format": FORMAT,
+                "dataset": self.dataset,
+                "run_key": self.run_key,
+                "bucket": self.bucket,
+                "prefix": run.prefix,
+                "location": f"s3://{self.bucket}/{run.prefix}",
+                "rows": sum(c.rows for c in chunks),
+                "bytes": sum(c.bytes for c in chunks),
                 "raw_bytes": sum(c.raw_bytes for c in chunks),
-                "chunks": [{"key": c.key, "rows": c.rows, "bytes": c.bytes, "raw_bytes": c.raw_bytes,
-                            "crc32": c.crc32} for c in chunks],
+                "chunks": [
+                    {"key": c.key, "rows": c.rows, "bytes": c.bytes, "raw_bytes": c.raw_bytes, "crc32": c.crc32}
+                    for c in chunks
+                ],
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 **manifest_extra,
             }
             self._put_json(run.prefix + MANIFEST, manifest)
-            self._put_json(self._key(POINTER), {
-                "run_key": self.run_key, "prefix": run.prefix, "manifest": run.prefix + MANIFEST,
-                "rows": manifest["rows"], "published_at": manifest["created_at"],
-            })
+            self._put_json(
+                self._key(POINTER),
+                {
+                    "run_key": self.run_key,
+                    "prefix": run.prefix,
+                    "manifest": run.prefix + MANIFEST,
+                    "rows": manifest["rows"],
+                    "published_at": manifest["created_at"],
+                },
+            )
         except FluxError:
             raise
         except Exception as exc:  # classified
@@ -266,8 +315,9 @@ class ChunkUploader:
     def _put_json(self, key: str, payload: dict) -> None:
         body = json.dumps(payload, indent=1).encode()
         digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json",
-                               ChecksumSHA256=digest)
+        self.client.put_object(
+            Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", ChecksumSHA256=digest
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

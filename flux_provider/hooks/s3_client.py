@@ -20,9 +20,11 @@ def s3_config():
     from airflow.configuration import conf
     from botocore.config import Config
 
-    return Config(connect_timeout=conf.getfloat("flux", "s3_connect_timeout", fallback=5.0),
-                  read_timeout=conf.getfloat("flux", "s3_read_timeout", fallback=15.0),
-                  retries={"max_attempts": conf.getint("flux", "s3_max_attempts", fallback=2), "mode": "standard"})
+    return Config(
+        connect_timeout=conf.getfloat("flux", "s3_connect_timeout", fallback=5.0),
+        read_timeout=conf.getfloat("flux", "s3_read_timeout", fallback=15.0),
+        retries={"max_attempts": conf.getint("flux", "s3_max_attempts", fallback=2), "mode": "standard"},
+    )
 
 
 def s3_hook(aws_conn_id: str | None):
@@ -54,11 +56,12 @@ def remove_insert_leftovers(aws_conn_id: str | None, location: str, *, older_tha
     doomed = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
-            relative = item["Key"][len(prefix):]
+            relative = item["Key"][len(prefix) :]
             top = relative.split("/", 1)[0] + ("/" if "/" in relative else "")
             if top.startswith(LEFTOVER_PREFIXES) and item["LastModified"] < older_than:
                 doomed.append(item["Key"])
     for start in range(0, len(doomed), 1000):
-        client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in doomed[start:start + 1000]],
-                                                     "Quiet": True})
+        client.delete_objects(
+            Bucket=bucket, Delete={"Objects": [{"Key": k} for k in doomed[start : start + 1000]], "Quiet": True}
+        )
     return doomed

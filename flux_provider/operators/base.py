@@ -20,8 +20,15 @@ import datetime as dt
 
 from airflow.sdk import BaseOperator
 
-from flux_provider.errors import ERROR_XCOM, ErrorClass, ErrorRecord, FluxError, FluxTerminalError, \
-    FluxTransientError, flux_error
+from flux_provider.errors import (
+    ERROR_XCOM,
+    ErrorClass,
+    ErrorRecord,
+    FluxError,
+    FluxTerminalError,
+    FluxTransientError,
+    flux_error,
+)
 from flux_provider.recovery import Recovery, RecoveryPolicy
 from flux_provider.run_day import VARIABLE as DAY_VARIABLE
 from flux_provider.run_day import render_error_text, run_day
@@ -59,14 +66,19 @@ class FluxOperator(BaseOperator):
         and the fix, and is never retried."""
         dag = context.get("dag") if hasattr(context, "get") else None
         try:
-            context[DAY_VARIABLE] = run_day(context, getattr(dag, "timezone", None),
-                                            dataset=getattr(self, "dataset", None))
+            context[DAY_VARIABLE] = run_day(
+                context, getattr(dag, "timezone", None), dataset=getattr(self, "dataset", None)
+            )
             super().render_template_fields(context, jinja_env)
         except FluxError as exc:
             raise self._recover(context, exc) from exc
         except Exception as exc:
-            error = FluxTerminalError(render_error_text(exc), error_class=ErrorClass.CONFIG,
-                                      dataset=getattr(self, "dataset", None), step=self.step)
+            error = FluxTerminalError(
+                render_error_text(exc),
+                error_class=ErrorClass.CONFIG,
+                dataset=getattr(self, "dataset", None),
+                step=self.step,
+            )
             raise self._recover(context, error) from exc
 
     def _record_day(self, context) -> None:
@@ -102,8 +114,15 @@ class FluxOperator(BaseOperator):
         ti = context.get("ti") if hasattr(context, "get") else None
         record = ErrorRecord.of(exc, dataset=getattr(self, "dataset", None), step=self.step)
         outcome = self.recovery.decide(record, getattr(ti, "try_number", 1) or 1)
-        self.log.error("data set %s %s failed [%s]: %s | rule %r -> %s", record.dataset, self.step,
-                       record.error_class, record.message, outcome.rule, outcome.reason)
+        self.log.error(
+            "data set %s %s failed [%s]: %s | rule %r -> %s",
+            record.dataset,
+            self.step,
+            record.error_class,
+            record.message,
+            outcome.rule,
+            outcome.reason,
+        )
         push = getattr(ti, "xcom_push", None)
         if push is not None:
             try:
@@ -115,7 +134,13 @@ class FluxOperator(BaseOperator):
         if outcome.kind == "skip":
             return AirflowSkipException(f"{outcome.rule}: {outcome.reason} [{record.error_class}] {record.message}")
         if outcome.kind == "retry" and isinstance(exc, FluxError) and exc.terminal:
-            exc = FluxTransientError(str(exc), error_class=ErrorClass.UNKNOWN, dataset=exc.dataset, step=exc.step,
-                                     server_number=exc.server_number, exit_code=exc.exit_code)
+            exc = FluxTransientError(
+                str(exc),
+                error_class=ErrorClass.UNKNOWN,
+                dataset=exc.dataset,
+                step=exc.step,
+                server_number=exc.server_number,
+                exit_code=exc.exit_code,
+            )
         exc.flux_outcome = outcome
         return exc

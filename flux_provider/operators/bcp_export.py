@@ -30,9 +30,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-
 from flux_provider.errors import ErrorClass, FluxError
 from flux_provider.formats import export_file as fmt
+from flux_provider.handoffs import ExportResult
+from flux_provider.hooks.bcp import BcpHook
+from flux_provider.hooks.dbapi_export import DbApiExportEngine, describe, is_mssql
 from flux_provider.identifiers import sqlserver_table
 from flux_provider.operators.base import FluxOperator
 from flux_provider.queries import QueryRefused, check_read_only
@@ -73,13 +75,28 @@ class BcpExportOperator(FluxOperator):
     ui_color = "#c9e4ff"
     step = "export"
 
-    def __init__(self, *, dataset: str, schema: str | None = None, table: str | None = None,
-                 sql: str | None = None, count_sql: str | None = None, mssql_conn_id: str = "mssql_default",
-                 engine: str = "auto", dbapi_conn_id: str | None = None, staging_dir: str | None = None,
-                 field_terminator: str = fmt.DEFAULT_FIELD_TERMINATOR,
-                 row_terminator: str = fmt.DEFAULT_ROW_TERMINATOR, batch_size: int | None = 10_000,
-                 packet_size: int | None = None, max_errors: int | None = None, hints: str | None = None,
-                 bcp_path: str | None = None, fetch_size: int = 10_000, **kwargs):
+    def __init__(
+        self,
+        *,
+        dataset: str,
+        schema: str | None = None,
+        table: str | None = None,
+        sql: str | None = None,
+        count_sql: str | None = None,
+        mssql_conn_id: str = "mssql_default",
+        engine: str = "auto",
+        dbapi_conn_id: str | None = None,
+        staging_dir: str | None = None,
+        field_terminator: str = fmt.DEFAULT_FIELD_TERMINATOR,
+        row_terminator: str = fmt.DEFAULT_ROW_TERMINATOR,
+        batch_size: int | None = 10_000,
+        packet_size: int | None = None,
+        max_errors: int | None = None,
+        hints: str | None = None,
+        bcp_path: str | None = None,
+        fetch_size: int = 10_000,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.dataset, self.schema, self.table, self.sql, self.count_sql = dataset, schema, table, sql, count_sql
         self.mssql_conn_id, self.engine, self.dbapi_conn_id = mssql_conn_id, engine, dbapi_conn_id
@@ -108,8 +125,10 @@ class BcpExportOperator(FluxOperator):
         for name in ("field_terminator", "row_terminator"):
             value = getattr(self, name)
             if len(value) < 2 or "\x00" in value:
-                raise self._fail(f"{name} {value!r} must be at least 2 characters and contain no NUL "
-                                 "(bcp writes NUL for empty strings)")
+                raise self._fail(
+                    f"{name} {value!r} must be at least 2 characters and contain no NUL "
+                    "(bcp writes NUL for empty strings)"
+                )
         if self.field_terminator in self.row_terminator or self.row_terminator in self.field_terminator:
             raise self._fail("field_terminator and row_terminator must not contain one another")
 
@@ -139,11 +158,10 @@ class BcpExportOperator(FluxOperator):
         """Validate, describe the result's columns and build the export query (no data moves yet)."""
         from airflow.providers.microsoft.mssql.hooks.mssql import MsSqlHook
 
-        from flux_provider.hooks.dbapi_export import describe, is_mssql
-
         self._validate()
-        self.dbapi_hook = (MsSqlHook(mssql_conn_id=self.mssql_conn_id) if not self.dbapi_conn_id
-                           else _hook_for(self.dbapi_conn_id))
+        self.dbapi_hook = (
+            MsSqlHook(mssql_conn_id=self.mssql_conn_id) if not self.dbapi_conn_id else _hook_for(self.dbapi_conn_id)
+        )
         mssql = is_mssql(self.dbapi_hook)
         source_table = None
         if self.table:
@@ -155,28 +173,46 @@ class BcpExportOperator(FluxOperator):
         if not self.columns:
             raise self._fail("the query returns no columns", ErrorClass.SYNTAX)
         try:
-            self.query = (source_query if not mssql else fmt.export_query(self.columns, table=source_table)
-                          if source_table else fmt.export_query(self.columns, query=source_query))
+            self.query = (
+                source_query
+                if not mssql
+                else fmt.export_query(self.columns, table=source_table)
+                if source_table
+                else fmt.export_query(self.columns, query=source_query)
+            )
         except ValueError as exc:
             raise self._fail(str(exc)) from exc
         self.chosen_engine = self._choose_engine()
 
     def run_engine(self, out_path: str) -> tuple[int, str]:
         """Export into ``out_path`` (a file or a named pipe) with the chosen engine: (rows, tool)."""
-        from flux_provider.hooks.dbapi_export import DbApiExportEngine
-
         try:
             if self.chosen_engine == "bcp":
-                from flux_provider.hooks.bcp import BcpHook
-
-                self._runner = BcpHook(self.mssql_conn_id, executable=self.bcp_path, batch_size=self.batch_size,
-                                       packet_size=self.packet_size, max_errors=self.max_errors, hints=self.hints)
-                result = self._runner.export(self.query, out_path, field_terminator=self.field_terminator,
-                                             row_terminator=self.row_terminator, dataset=self.dataset)
+                self._runner = BcpHook(
+                    self.mssql_conn_id,
+                    executable=self.bcp_path,
+                    batch_size=self.batch_size,
+                    packet_size=self.packet_size,
+                    max_errors=self.max_errors,
+                    hints=self.hints,
+                )
+                result = self._runner.export(
+                    self.query,
+                    out_path,
+                    field_terminator=self.field_terminator,
+                    row_terminator=self.row_terminator,
+                    dataset=self.dataset,
+                )
                 return result.rows, result.tool
             self._runner = DbApiExportEngine(self.dbapi_hook, fetch_size=self.fetch_size)
-            rows = self._runner.export(self.query, out_path, self.columns, field_terminator=self.field_terminator,
-                                       row_terminator=self.row_terminator, dataset=self.dataset)
+            rows = self._runner.export(
+                self.query,
+                out_path,
+                self.columns,
+                field_terminator=self.field_terminator,
+                row_terminator=self.row_terminator,
+                dataset=self.dataset,
+            )
             return rows, "dbapi"
         finally:
             self._runner = None
@@ -185,8 +221,11 @@ class BcpExportOperator(FluxOperator):
         if self.count_sql:
             expected = self.dbapi_hook.get_first(self.count_sql)[0]
             if int(expected) != rows:
-                raise self._fail(f"exported {rows} rows but the count query returned {expected}; the source "
-                                 "changed during the export or the count query does not match it", ErrorClass.DATA)
+                raise self._fail(
+                    f"exported {rows} rows but the count query returned {expected}; the source "
+                    "changed during the export or the count query does not match it",
+                    ErrorClass.DATA,
+                )
 
     def run(self, context) -> dict:
         started = time.monotonic()
@@ -195,8 +234,13 @@ class BcpExportOperator(FluxOperator):
         self._partial = partial
         for stale in (final, partial):
             stale.unlink(missing_ok=True)
-        self.log.info("data set %s: exporting %d columns with the %s engine to %s", self.dataset, len(self.columns),
-                      self.chosen_engine, final)
+        self.log.info(
+            "data set %s: exporting %d columns with the %s engine to %s",
+            self.dataset,
+            len(self.columns),
+            self.chosen_engine,
+            final,
+        )
         try:
             rows, tool = self.run_engine(str(partial))
             self._verify(partial, rows, len(self.columns))
@@ -208,24 +252,41 @@ class BcpExportOperator(FluxOperator):
             partial.unlink(missing_ok=True)
         size = final.stat().st_size
         seconds = time.monotonic() - started
-        self.log.info("data set %s: exported %d rows, %.1f MB in %.1fs (%.1f MB/s) -> %s", self.dataset, rows,
-                      size / 1e6, seconds, size / 1e6 / max(seconds, 1e-9), final)
-        return self.export_info(path=str(final), rows=rows, size=size, tool=tool, seconds=seconds)
+        self.log.info(
+            "data set %s: exported %d rows, %.1f MB in %.1fs (%.1f MB/s) -> %s",
+            self.dataset,
+            rows,
+            size / 1e6,
+            seconds,
+            size / 1e6 / max(seconds, 1e-9),
+            final,
+        )
+        return self.export_info(path=str(final), rows=rows, size=size, tool=tool, seconds=seconds).to_xcom()
 
-    def export_info(self, *, path: str | None, rows: int | None, size: int | None, tool: str, seconds: float) -> dict:
-        """The XCom the next step needs."""
-        return {
-            "dataset": self.dataset, "path": path, "host": socket.gethostname(), "rows": rows,
-            "bytes": size, "format": fmt.FORMAT, "field_terminator": self.field_terminator,
-            "row_terminator": self.row_terminator, "null": "", "empty_string": "\\0", "engine": self.chosen_engine,
-            "tool": tool, "columns": [c.to_dict() for c in self.columns], "seconds": round(seconds, 3),
-        }
+    def export_info(
+        self, *, path: str | None, rows: int | None, size: int | None, tool: str, seconds: float
+    ) -> ExportResult:
+        """What the next step needs."""
+        return ExportResult(
+            dataset=self.dataset,
+            path=path,
+            host=socket.gethostname(),
+            rows=rows,
+            bytes=size,
+            format=fmt.FORMAT,
+            field_terminator=self.field_terminator,
+            row_terminator=self.row_terminator,
+            null="",
+            empty_string="\\0",
+            engine=self.chosen_engine,
+            tool=tool,
+            columns=[c.to_dict() for c in self.columns],
+            seconds=round(seconds, 3),
+        )
 
     def _choose_engine(self) -> str:
         if self.engine != "auto":
             return self.engine
-        from flux_provider.hooks.bcp import BcpHook
-
         try:
             extra = BcpHook.get_connection(self.mssql_conn_id).extra_dejson
             BcpHook(self.mssql_conn_id, executable=self.bcp_path).find_executable(extra)
@@ -242,7 +303,8 @@ class BcpExportOperator(FluxOperator):
             raise self._fail(
                 f"{path} holds {row_marks} row and {field_marks} field terminators for {rows} rows of {ncols} "
                 "columns: a value contains a terminator, or the file is truncated. Choose other "
-                "field_terminator/row_terminator for this data set", ErrorClass.DATA,
+                "field_terminator/row_terminator for this data set",
+                ErrorClass.DATA,
             )
 
     def on_kill(self) -> None:

@@ -18,20 +18,22 @@ is no hand-off file between hosts: this is the mode to use with CeleryExecutor
 and several workers. Publishing waits for the export's own verdict (exit code,
 server messages, row count, optional count query): a failed export publishes
 nothing. Accepts every ``BcpExportOperator`` argument plus ``s3_location``,
-``aws_conn_id`` and ``upload_options`` (``S3ChunkUploadOperator`` arguments).
+``aws_conn_id`` and ``upload_options`` (the chunking and encoding arguments of
+``S3ChunkUploadOperator``; both use :class:`~flux_provider.hooks.chunked_upload.S3ChunkUploadHook`).
 XCom ``return_value``: the upload's result with the export's under ``export``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
 from collections.abc import Sequence
 
 from flux_provider.errors import ErrorClass
+from flux_provider.hooks.chunked_upload import ChunkSettings, S3ChunkUploadHook
 from flux_provider.operators.bcp_export import BcpExportOperator
-from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
 
 
 class BcpToS3Operator(BcpExportOperator):
@@ -39,12 +41,13 @@ class BcpToS3Operator(BcpExportOperator):
     ui_color = "#d6c9ff"
     step = "export_upload"
 
-    def __init__(self, *, s3_location: str, aws_conn_id: str | None = "aws_default",
-                 upload_options: dict | None = None, **kwargs):
+    def __init__(
+        self, *, s3_location: str, aws_conn_id: str | None = "aws_default", upload_options: dict | None = None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.s3_location, self.aws_conn_id = s3_location, aws_conn_id
         self.upload_options = dict(upload_options or {})
-        self._upload: S3ChunkUploadOperator | None = None
+        self._upload: S3ChunkUploadHook | None = None
 
     def run(self, context) -> dict:
         started = time.monotonic()
@@ -78,22 +81,28 @@ class BcpToS3Operator(BcpExportOperator):
             if "error" in outcome:
                 raise outcome["error"]
             if encoded_rows != outcome["rows"]:
-                raise self._fail(f"the export reported {outcome['rows']} rows but {encoded_rows} arrived "
-                                 "through the pipe", ErrorClass.DATA)
+                raise self._fail(
+                    f"the export reported {outcome['rows']} rows but {encoded_rows} arrived through the pipe",
+                    ErrorClass.DATA,
+                )
             self.check_count(outcome["rows"])
 
-        self._upload = S3ChunkUploadOperator(task_id=f"{self.task_id}.upload", dataset=self.dataset,
-                                             s3_location=self.s3_location, aws_conn_id=self.aws_conn_id,
-                                             export_task_id=None, delete_export=False, **self.upload_options)
+        try:
+            settings = ChunkSettings(**self.upload_options)
+        except TypeError as exc:
+            raise self._fail(f"upload_options: {exc}") from None
+        self._upload = S3ChunkUploadHook(self.aws_conn_id, dataset=self.dataset, settings=settings)
         info = self.export_info(path=None, rows=None, size=None, tool="", seconds=0)
         exporter = threading.Thread(target=export, name="flux-export", daemon=True)
-        self.log.info("data set %s: streaming %s engine -> encoder -> s3 via %s", self.dataset, self.chosen_engine,
-                      pipe)
+        self.log.info(
+            "data set %s: streaming %s engine -> encoder -> s3 via %s", self.dataset, self.chosen_engine, pipe
+        )
         exporter.start()
         try:
             with open(pipe, "rb") as stream:
-                result = self._upload.upload_stream(stream, info, context["ti"].run_id,
-                                                    before_publish=before_publish)
+                result = self._upload.upload_stream(
+                    stream, info, self.s3_location, context["ti"].run_id, before_publish=before_publish
+                )
         except BaseException:
             exporter.join(timeout=0.5)
             if not exporter.is_alive() and "error" in outcome:
@@ -104,11 +113,16 @@ class BcpToS3Operator(BcpExportOperator):
         finally:
             reader_done.set()
             pipe.unlink(missing_ok=True)
-        export_info = self.export_info(path=None, rows=outcome["rows"], size=result["raw_bytes"],
-                                       tool=outcome["tool"], seconds=time.monotonic() - started)
-        return {**result, "export": export_info}
+        export = self.export_info(
+            path=None,
+            rows=outcome["rows"],
+            size=result.raw_bytes,
+            tool=outcome["tool"],
+            seconds=time.monotonic() - started,
+        )
+        return dataclasses.replace(result, export=export).to_xcom()
 
     def on_kill(self) -> None:
         super().on_kill()
         if self._upload is not None:
-            self._upload.on_kill()
+            self._upload.abort()

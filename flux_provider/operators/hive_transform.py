@@ -48,24 +48,26 @@ import json
 import time
 from collections.abc import Sequence
 
-
 from flux_provider.errors import ErrorClass
 from flux_provider.formats import hive_ddl
 from flux_provider.formats.export_file import Column
+from flux_provider.handoffs import TransformResult, UploadResult
 from flux_provider.hooks.hive_session import HiveSession
-from flux_provider.identifiers import hive_identifier
+from flux_provider.hooks.s3_chunks import classify_s3
+from flux_provider.hooks.s3_client import s3_client
+from flux_provider.identifiers import hive_identifier, hive_type
 from flux_provider.operators.base import FluxOperator
-
-_HIVE_TYPE = r"^[A-Za-z]+(\(\s*\d+\s*(,\s*\d+\s*)?\))?$|^(ARRAY|MAP|STRUCT)<[A-Za-z0-9_<>,:() ]+>$"
-
 
 # Every partitioned INSERT runs with all partition columns dynamic (static values become literal
 # columns): Spark then writes to a staging directory and swaps in each partition only after the job
 # succeeded, so a failed transform leaves the previous data. (A *static* INSERT OVERWRITE through
 # Spark's own writer deletes the partition before the job runs; its Hive-writer path keeps the data but
 # shifts dates before 1582 in Parquet.) Apache Hive ignores the spark.* key.
-_DYNAMIC_SETTINGS = ("hive.exec.dynamic.partition=true", "hive.exec.dynamic.partition.mode=nonstrict",
-                     "spark.sql.sources.partitionOverwriteMode=dynamic")
+_DYNAMIC_SETTINGS = (
+    "hive.exec.dynamic.partition=true",
+    "hive.exec.dynamic.partition.mode=nonstrict",
+    "spark.sql.sources.partitionOverwriteMode=dynamic",
+)
 
 
 class HiveTransformOperator(FluxOperator):
@@ -95,14 +97,30 @@ class HiveTransformOperator(FluxOperator):
     ui_color = "#d8f0d2"
     step = "transform"
 
-    def __init__(self, *, dataset: str, database: str, target_table: str, staging_table: str, sql: str,
-                 staging_database: str | None = None, partition: dict | None = None,
-                 dynamic_partitions: Sequence[str] = (), target_columns: dict[str, str] | None = None,
-                 partition_types: dict[str, str] | None = None, target_format: str = "PARQUET",
-                 expect_rows: str | int | None = None, min_rows: int | None = None,
-                 upload_task_id: str | None = "upload", upload: dict | str | None = None,
-                 hiveserver2_conn_id: str = "hiveserver2_default", aws_conn_id: str | None = "aws_default",
-                 timestamp_precision: int = 6, create_database: bool = False, **kwargs):
+    def __init__(
+        self,
+        *,
+        dataset: str,
+        database: str,
+        target_table: str,
+        staging_table: str,
+        sql: str,
+        staging_database: str | None = None,
+        partition: dict | None = None,
+        dynamic_partitions: Sequence[str] = (),
+        target_columns: dict[str, str] | None = None,
+        partition_types: dict[str, str] | None = None,
+        target_format: str = "PARQUET",
+        expect_rows: str | int | None = None,
+        min_rows: int | None = None,
+        upload_task_id: str | None = "upload",
+        upload: dict | str | None = None,
+        hiveserver2_conn_id: str = "hiveserver2_default",
+        aws_conn_id: str | None = "aws_default",
+        timestamp_precision: int = 6,
+        create_database: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.dataset = dataset
         self.database = hive_identifier(database, "database", dataset=dataset)
@@ -110,19 +128,25 @@ class HiveTransformOperator(FluxOperator):
         self.target_table = hive_identifier(target_table, "target table", dataset=dataset)
         self.staging_table = hive_identifier(staging_table, "staging table", dataset=dataset)
         self.sql, self.partition = sql, dict(partition or {})
-        self.dynamic_partitions = [hive_identifier(c, "dynamic partition column", dataset=dataset)
-                                   for c in dynamic_partitions]
+        self.dynamic_partitions = [
+            hive_identifier(c, "dynamic partition column", dataset=dataset) for c in dynamic_partitions
+        ]
         for key in self.partition:
             hive_identifier(key, "partition column", dataset=dataset)
         if set(self.partition) & set(self.dynamic_partitions):
-            raise self._fail(f"partition columns {sorted(set(self.partition) & set(self.dynamic_partitions))} "
-                             "are both static and dynamic; list each in one of partition= or dynamic_partitions=")
+            raise self._fail(
+                f"partition columns {sorted(set(self.partition) & set(self.dynamic_partitions))} "
+                "are both static and dynamic; list each in one of partition= or dynamic_partitions="
+            )
         self.target_columns = None if target_columns is None else self._typed(target_columns, "target column")
         self.partition_types = self._typed(partition_types or {}, "partition column")
         if self.target_columns is not None and set(self.partition_types) != set(self.partition) | set(
-                self.dynamic_partitions):
-            raise self._fail("partition_types must give a type for each partition column "
-                             f"{sorted(set(self.partition) | set(self.dynamic_partitions))}")
+            self.dynamic_partitions
+        ):
+            raise self._fail(
+                "partition_types must give a type for each partition column "
+                f"{sorted(set(self.partition) | set(self.dynamic_partitions))}"
+            )
         if target_format.upper() not in ("PARQUET", "ORC", "TEXTFILE", "AVRO"):
             raise self._fail(f"target_format {target_format!r} is not PARQUET, ORC, TEXTFILE or AVRO")
         self.target_format = target_format.upper()
@@ -148,13 +172,9 @@ class HiveTransformOperator(FluxOperator):
         return f"`{self.database}`.`{self.target_table}`"
 
     def _typed(self, columns: dict[str, str], what: str) -> dict[str, str]:
-        import re
-
-        for name, hive_type in columns.items():
+        for name, column_type in columns.items():
             hive_identifier(name, what, dataset=self.dataset)
-            if not re.match(_HIVE_TYPE, str(hive_type).strip(), re.I):
-                raise self._fail(f"{what} {name!r} has type {hive_type!r}, which is not a Hive type "
-                                 "(e.g. BIGINT, DECIMAL(38,10), STRING, TIMESTAMP)")
+            hive_type(column_type, f"{what} {name!r}", dataset=self.dataset)
         return dict(columns)
 
     def render_template_fields(self, context, jinja_env=None) -> None:
@@ -162,27 +182,28 @@ class HiveTransformOperator(FluxOperator):
         super().render_template_fields(context, jinja_env)
 
     # ------------------------------------------------------------------ inputs
-    def _upload_info(self, context) -> dict:
+    def _upload_info(self, context) -> UploadResult:
         info = self.upload
         if info is None and self.upload_task_id:
             info = context["ti"].xcom_pull(task_ids=self.upload_task_id)
-        if isinstance(info, str):
-            info = json.loads(info)
-        if not isinstance(info, dict) or not {"bucket", "manifest"} <= set(info):
-            raise self._fail(f"no published upload to read: task {self.upload_task_id!r} pushed {info!r}; "
-                             "run the upload step first or pass upload=")
-        return info
-
-    def _manifest(self, info: dict) -> dict:
-        from flux_provider.hooks.s3_chunks import classify_s3
-        from flux_provider.hooks.s3_client import s3_client
-
         try:
-            body = s3_client(self.aws_conn_id).get_object(
-                Bucket=info["bucket"], Key=info["manifest"])["Body"].read()
+            upload = UploadResult.from_xcom(info)
+        except (TypeError, ValueError):
+            upload = None
+        if upload is None or not (upload.bucket and upload.manifest):
+            raise self._fail(
+                f"no published upload to read: task {self.upload_task_id!r} pushed {info!r}; "
+                "run the upload step first or pass upload="
+            )
+        return upload
+
+    def _manifest(self, upload: UploadResult) -> dict:
+        try:
+            body = s3_client(self.aws_conn_id).get_object(Bucket=upload.bucket, Key=upload.manifest)["Body"].read()
         except Exception as exc:  # classified
-            raise self._fail(f"cannot read the manifest s3://{info['bucket']}/{info['manifest']}: {exc}",
-                             classify_s3(exc)) from exc
+            raise self._fail(
+                f"cannot read the manifest s3://{upload.bucket}/{upload.manifest}: {exc}", classify_s3(exc)
+            ) from exc
         return json.loads(body)
 
     # ------------------------------------------------------------------ steps
@@ -209,21 +230,31 @@ class HiveTransformOperator(FluxOperator):
         current = self._fingerprint(hive)
         if current != hive_ddl.ddl_fingerprint(ddl):
             if current is not None:
-                self.log.info("data set %s: the export's columns or encoding changed: re-creating %s "
-                              "(external: no data is deleted)", self.dataset, self.staging_raw)
+                self.log.info(
+                    "data set %s: the export's columns or encoding changed: re-creating %s "
+                    "(external: no data is deleted)",
+                    self.dataset,
+                    self.staging_raw,
+                )
                 hive.execute(f"DROP TABLE IF EXISTS {self.staging_raw}")
             hive.execute(ddl, what=f"create {self.staging_raw}")
-        hive.execute(f"ALTER TABLE {self.staging_raw} ADD IF NOT EXISTS "
-                     f"{hive_ddl.partition_clause({hive_ddl.RUN_PARTITION: run})} "
-                     f"LOCATION {hive_ddl.sql_string(f's3a://{bucket}/{prefix}/')}")
-        hive.execute(hive_ddl.staging_view_ddl(self.staging, self.staging_raw, columns, run),
-                     what=f"point {self.staging} at run {run}")
+        hive.execute(
+            f"ALTER TABLE {self.staging_raw} ADD IF NOT EXISTS "
+            f"{hive_ddl.partition_clause({hive_ddl.RUN_PARTITION: run})} "
+            f"LOCATION {hive_ddl.sql_string(f's3a://{bucket}/{prefix}/')}"
+        )
+        hive.execute(
+            hive_ddl.staging_view_ddl(self.staging, self.staging_raw, columns, run),
+            what=f"point {self.staging} at run {run}",
+        )
         return run, columns
 
     def _fingerprint(self, hive: HiveSession) -> str | None:
         """The ``flux.ddl`` property of the raw table, or None when the table does not exist."""
-        tables = hive.execute(f"SHOW TABLES IN `{self.staging_database}` LIKE '{self.staging_table}_raw'",
-                              what=f"look up {self.staging_raw}")
+        tables = hive.execute(
+            f"SHOW TABLES IN `{self.staging_database}` LIKE '{self.staging_table}_raw'",
+            what=f"look up {self.staging_raw}",
+        )
         if not tables:
             return None
         rows = hive.execute(f"SHOW TBLPROPERTIES {self.staging_raw}", what=f"read {self.staging_raw} properties")
@@ -234,8 +265,11 @@ class HiveTransformOperator(FluxOperator):
             return
         cols = ", ".join(f"`{k}` {v}" for k, v in self.target_columns.items())
         parts = ", ".join(f"`{k}` {v}" for k, v in self.partition_types.items())
-        hive.execute(f"CREATE TABLE IF NOT EXISTS {self.target} ({cols})"
-                     + (f" PARTITIONED BY ({parts})" if parts else "") + f" STORED AS {self.target_format}")
+        hive.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.target} ({cols})"
+            + (f" PARTITIONED BY ({parts})" if parts else "")
+            + f" STORED AS {self.target_format}"
+        )
 
     def _partition_columns(self) -> list[str]:
         return list(self.partition) + self.dynamic_partitions
@@ -246,10 +280,14 @@ class HiveTransformOperator(FluxOperator):
             total = int(hive.scalar(f"SELECT COUNT(*) FROM (\n{self.sql}\n) flux_q", what="count the transform"))
             return {hive_ddl.partition_name(self.partition): total} if total or not self.partition else {}
         dyn = ", ".join(f"`{c}`" for c in self.dynamic_partitions)
-        rows = hive.execute(f"SELECT {dyn}, COUNT(*) FROM (\n{self.sql}\n) flux_q GROUP BY {dyn}",
-                            what="count the transform per partition")
-        return {hive_ddl.partition_name({**self.partition, **dict(zip(self.dynamic_partitions, r[:-1]))}): int(r[-1])
-                for r in rows}
+        rows = hive.execute(
+            f"SELECT {dyn}, COUNT(*) FROM (\n{self.sql}\n) flux_q GROUP BY {dyn}",
+            what="count the transform per partition",
+        )
+        return {
+            hive_ddl.partition_name({**self.partition, **dict(zip(self.dynamic_partitions, r[:-1]))}): int(r[-1])
+            for r in rows
+        }
 
     def count_target(self, hive: HiveSession, partitions: list[str]) -> dict[str, int]:
         if not self._partition_columns():
@@ -257,8 +295,11 @@ class HiveTransformOperator(FluxOperator):
         counts = {}
         for name in partitions:
             predicate = hive_ddl.partition_predicate(hive_ddl.parse_partition_name(name))
-            counts[name] = int(hive.scalar(f"SELECT COUNT(*) FROM {self.target} WHERE {predicate}",
-                                           what=f"count the target partition {name}"))
+            counts[name] = int(
+                hive.scalar(
+                    f"SELECT COUNT(*) FROM {self.target} WHERE {predicate}", what=f"count the target partition {name}"
+                )
+            )
         return counts
 
     def insert(self, hive: HiveSession, expected: dict[str, int]) -> None:
@@ -267,8 +308,10 @@ class HiveTransformOperator(FluxOperator):
         if self._partition_columns():
             if self.partition and not expected:
                 # nothing to write: a static overwrite empties the partition, as a rerun with no rows must
-                hive.execute(f"INSERT OVERWRITE TABLE {self.target} {hive_ddl.partition_clause(self.partition)}"
-                             f"\n{self.sql}", what=f"INSERT OVERWRITE {self.target} (no rows)")
+                hive.execute(
+                    f"INSERT OVERWRITE TABLE {self.target} {hive_ddl.partition_clause(self.partition)}\n{self.sql}",
+                    what=f"INSERT OVERWRITE {self.target} (no rows)",
+                )
                 return
             for setting in _DYNAMIC_SETTINGS:
                 hive.execute(f"SET {setting}")
@@ -276,21 +319,29 @@ class HiveTransformOperator(FluxOperator):
             if self.partition:
                 names = hive.column_names(self.sql)
                 data = [n for n in names if n.lower() not in {c.lower() for c in self.dynamic_partitions}]
-                exprs = ([f"flux_q.`{n}`" for n in data]
-                         + [f"{hive_ddl.sql_string(str(v))} AS `{k}`" for k, v in self.partition.items()]
-                         + [f"flux_q.`{c}`" for c in self.dynamic_partitions])
+                exprs = (
+                    [f"flux_q.`{n}`" for n in data]
+                    + [f"{hive_ddl.sql_string(str(v))} AS `{k}`" for k, v in self.partition.items()]
+                    + [f"flux_q.`{c}`" for c in self.dynamic_partitions]
+                )
                 select = f"SELECT {', '.join(exprs)} FROM (\n{self.sql}\n) flux_q"
         hive.execute(f"INSERT OVERWRITE TABLE {self.target}{clause}\n{select}", what=f"INSERT OVERWRITE {self.target}")
 
     def _check_expectations(self, staging_rows: int, output_rows: int) -> None:
         expected = staging_rows if self.expect_rows == "staging" else self.expect_rows
         if expected is not None and output_rows != expected:
-            raise self._fail(f"the transform yields {output_rows} rows, expected {expected}"
-                             + (" (= staging rows: expect_rows='staging')" if self.expect_rows == "staging" else "")
-                             + f"; nothing was written to {self.target}", ErrorClass.DATA)
+            raise self._fail(
+                f"the transform yields {output_rows} rows, expected {expected}"
+                + (" (= staging rows: expect_rows='staging')" if self.expect_rows == "staging" else "")
+                + f"; nothing was written to {self.target}",
+                ErrorClass.DATA,
+            )
         if self.min_rows is not None and output_rows < self.min_rows:
-            raise self._fail(f"the transform yields {output_rows} rows, fewer than min_rows={self.min_rows}; "
-                             f"nothing was written to {self.target}", ErrorClass.DATA)
+            raise self._fail(
+                f"the transform yields {output_rows} rows, fewer than min_rows={self.min_rows}; "
+                f"nothing was written to {self.target}",
+                ErrorClass.DATA,
+            )
 
     def run(self, context) -> dict:
         if not str(self.sql).strip():
@@ -305,9 +356,10 @@ class HiveTransformOperator(FluxOperator):
             if staging_rows != manifest["rows"]:
                 raise self._fail(
                     f"staging {self.staging} (run {run}) has {staging_rows} rows but the manifest "
-                    f"s3://{manifest['bucket']}/{info['manifest']} records {manifest['rows']}: the upload and its "
+                    f"s3://{manifest['bucket']}/{info.manifest} records {manifest['rows']}: the upload and its "
                     "Hive reading disagree (encoding, delimiters or files changed); nothing was written",
-                    ErrorClass.DATA)
+                    ErrorClass.DATA,
+                )
             self.log.info("data set %s: staging %s has %d rows = manifest", self.dataset, self.staging, staging_rows)
             self.ensure_target(hive)
             expected = self.count_output(hive)
@@ -316,10 +368,16 @@ class HiveTransformOperator(FluxOperator):
             self.insert(hive, expected)
             written = self.count_target(hive, list(expected))
             if written != expected:
-                diff = {k: (expected.get(k), written.get(k)) for k in expected.keys() | written.keys()
-                        if expected.get(k) != written.get(k)}
-                raise self._fail(f"{self.target} holds other row counts than the transform produced "
-                                 f"(partition: (expected, found)) {diff}", ErrorClass.DATA)
+                diff = {
+                    k: (expected.get(k), written.get(k))
+                    for k in expected.keys() | written.keys()
+                    if expected.get(k) != written.get(k)
+                }
+                raise self._fail(
+                    f"{self.target} holds other row counts than the transform produced "
+                    f"(partition: (expected, found)) {diff}",
+                    ErrorClass.DATA,
+                )
         finally:
             statements = hive.statements
             hive.close()
@@ -327,17 +385,33 @@ class HiveTransformOperator(FluxOperator):
         seconds = time.monotonic() - started
         for name, rows in sorted(written.items()):
             self.log.info("data set %s: %s %s: %d rows", self.dataset, self.target, name or "(table)", rows)
-        self.log.info("data set %s: transform done in %.1fs: staging %d rows -> target %d rows in %d partition(s)",
-                      self.dataset, seconds, staging_rows, sum(written.values()), len(written))
-        return {
-            "dataset": self.dataset, "run": run, "staging": self.staging, "target": self.target,
-            "database": self.database, "table": self.target_table,
-            "manifest_rows": manifest["rows"], "staging_rows": staging_rows, "target_rows": sum(written.values()),
-            "partitions": [{"name": k, "values": hive_ddl.parse_partition_name(k), "rows": v}
-                           for k, v in sorted(written.items()) if k],
-            "columns": {c.name: c.hive_type for c in columns},
-            "statements": statements, "seconds": round(seconds, 3),
-        }
+        self.log.info(
+            "data set %s: transform done in %.1fs: staging %d rows -> target %d rows in %d partition(s)",
+            self.dataset,
+            seconds,
+            staging_rows,
+            sum(written.values()),
+            len(written),
+        )
+        return TransformResult(
+            dataset=self.dataset,
+            run=run,
+            staging=self.staging,
+            target=self.target,
+            database=self.database,
+            table=self.target_table,
+            manifest_rows=manifest["rows"],
+            staging_rows=staging_rows,
+            target_rows=sum(written.values()),
+            partitions=[
+                {"name": k, "values": hive_ddl.parse_partition_name(k), "rows": v}
+                for k, v in sorted(written.items())
+                if k
+            ],
+            columns={c.name: c.hive_type for c in columns},
+            statements=statements,
+            seconds=round(seconds, 3),
+        ).to_xcom()
 
     def on_kill(self) -> None:
         if self._session is not None:

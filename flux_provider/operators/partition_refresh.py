@@ -43,10 +43,11 @@ import json
 import time
 from collections.abc import Sequence
 
-
 from flux_provider.errors import ErrorClass, flux_error
 from flux_provider.formats import hive_ddl
+from flux_provider.handoffs import TransformResult
 from flux_provider.hooks.hive_session import HiveSession, classify_hive
+from flux_provider.hooks.s3_client import remove_insert_leftovers, s3_hook
 from flux_provider.identifiers import hive_identifier
 from flux_provider.operators.base import FluxOperator
 
@@ -72,13 +73,26 @@ class PartitionRefreshOperator(FluxOperator):
     ui_color = "#d2e4f0"
     step = "refresh"
 
-    def __init__(self, *, dataset: str, database: str, table: str, partitions: list[dict] | str | None = None,
-                 transform_task_id: str | None = "transform", repair: bool = False,
-                 latest_view: str | None = None, retention_days: int | None = None,
-                 retention_column: str | None = None, retention_reference: str | None = None,
-                 purge: bool = False, analyze: bool = False,
-                 hiveserver2_conn_id: str = "hiveserver2_default", metastore_conn_id: str = "metastore_default",
-                 aws_conn_id: str | None = "aws_default", **kwargs):
+    def __init__(
+        self,
+        *,
+        dataset: str,
+        database: str,
+        table: str,
+        partitions: list[dict] | str | None = None,
+        transform_task_id: str | None = "transform",
+        repair: bool = False,
+        latest_view: str | None = None,
+        retention_days: int | None = None,
+        retention_column: str | None = None,
+        retention_reference: str | None = None,
+        purge: bool = False,
+        analyze: bool = False,
+        hiveserver2_conn_id: str = "hiveserver2_default",
+        metastore_conn_id: str = "metastore_default",
+        aws_conn_id: str | None = "aws_default",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.dataset = dataset
         self.database = hive_identifier(database, "database", dataset=dataset)
@@ -89,8 +103,9 @@ class PartitionRefreshOperator(FluxOperator):
         if retention_days is not None and retention_days < 0:
             raise self._fail(f"retention_days {retention_days} is negative")
         self.retention_days = retention_days
-        self.retention_column = (hive_identifier(retention_column, "retention column", dataset=dataset)
-                                 if retention_column else None)
+        self.retention_column = (
+            hive_identifier(retention_column, "retention column", dataset=dataset) if retention_column else None
+        )
         self.partitions, self.transform_task_id, self.repair = partitions, transform_task_id, repair
         self.retention_reference, self.purge, self.analyze = retention_reference, purge, analyze
         self.hiveserver2_conn_id, self.metastore_conn_id = hiveserver2_conn_id, metastore_conn_id
@@ -109,8 +124,7 @@ class PartitionRefreshOperator(FluxOperator):
         try:
             table = HiveMetastoreHook(metastore_conn_id=self.metastore_conn_id).get_table(self.table, self.database)
         except Exception as exc:  # classified
-            raise self._fail(f"cannot read {self.qualified} from the metastore: {exc}",
-                             classify_hive(exc)) from exc
+            raise self._fail(f"cannot read {self.qualified} from the metastore: {exc}", classify_hive(exc)) from exc
         keys = [(k.name, k.type.lower()) for k in table.partitionKeys or []]
         if not keys:
             raise self._fail(f"{self.qualified} is not partitioned; PartitionRefreshOperator needs partitions")
@@ -138,26 +152,33 @@ class PartitionRefreshOperator(FluxOperator):
     def _requested(self, context) -> list[dict]:
         parts = self.partitions
         if parts is None and self.transform_task_id:
-            pushed = context["ti"].xcom_pull(task_ids=self.transform_task_id) or {}
-            parts = pushed.get("partitions") if isinstance(pushed, dict) else None
+            pushed = context["ti"].xcom_pull(task_ids=self.transform_task_id)
+            try:
+                transform = TransformResult.from_xcom(pushed)
+            except (TypeError, ValueError):
+                transform = None
+            parts = transform.partitions if transform is not None else None
         if isinstance(parts, str):
             parts = json.loads(parts)
         parts = parts or []
         for part in parts:
             if not isinstance(part, dict) or not isinstance(part.get("values"), dict):
-                raise self._fail(f"a partition must be {{'values': {{column: value}}, 'location': optional}}, "
-                                 f"got {part!r}")
+                raise self._fail(
+                    f"a partition must be {{'values': {{column: value}}, 'location': optional}}, got {part!r}"
+                )
         return parts
 
-    def add_partitions(self, hive: HiveSession, requested: list[dict], existing: dict[str, dict],
-                       keys: list[tuple[str, str]]) -> list[str]:
+    def add_partitions(
+        self, hive: HiveSession, requested: list[dict], existing: dict[str, dict], keys: list[tuple[str, str]]
+    ) -> list[str]:
         names = [k for k, _ in keys]
         added = []
         for part in requested:
             values = part["values"]
             if set(values) != set(names):
-                raise self._fail(f"partition {values} does not name exactly the partition columns {names} "
-                                 f"of {self.qualified}")
+                raise self._fail(
+                    f"partition {values} does not name exactly the partition columns {names} of {self.qualified}"
+                )
             values = {k: str(values[k]) for k in names}
             name, location = hive_ddl.partition_name(values), part.get("location")
             clause = hive_ddl.partition_clause(values)
@@ -174,9 +195,11 @@ class PartitionRefreshOperator(FluxOperator):
         if not self.latest_view or not partitions:
             return None
         newest = max(partitions.values(), key=lambda p: _sort_key(p["values"], keys))
-        hive.execute(f"CREATE OR REPLACE VIEW `{self.database}`.`{self.latest_view}` AS SELECT * FROM "
-                     f"{self.qualified} WHERE {hive_ddl.partition_predicate(newest['values'])}",
-                     what=f"point {self.latest_view} at {hive_ddl.partition_name(newest['values'])}")
+        hive.execute(
+            f"CREATE OR REPLACE VIEW `{self.database}`.`{self.latest_view}` AS SELECT * FROM "
+            f"{self.qualified} WHERE {hive_ddl.partition_predicate(newest['values'])}",
+            what=f"point {self.latest_view} at {hive_ddl.partition_name(newest['values'])}",
+        )
         return hive_ddl.partition_name(newest["values"])
 
     def _reference(self, context) -> str:
@@ -195,23 +218,24 @@ class PartitionRefreshOperator(FluxOperator):
         for name, part in partitions.items():
             value = part["values"].get(self.retention_column)
             if value is None:
-                raise self._fail(f"retention_column {self.retention_column!r} is not a partition column of "
-                                 f"{self.qualified}")
+                raise self._fail(
+                    f"retention_column {self.retention_column!r} is not a partition column of {self.qualified}"
+                )
             if name != keep and _date(value, f"partition {name}") < cutoff:
                 old.append(name)
         return sorted(old)
 
     def drop(self, hive: HiveSession, partitions: dict[str, dict], names: list[str], external: bool) -> None:
         for name in names:
-            hive.execute(f"ALTER TABLE {self.qualified} DROP IF EXISTS "
-                         f"{hive_ddl.partition_clause(partitions[name]['values'])}"
-                         + (" PURGE" if self.purge and not external else ""))
+            hive.execute(
+                f"ALTER TABLE {self.qualified} DROP IF EXISTS "
+                f"{hive_ddl.partition_clause(partitions[name]['values'])}"
+                + (" PURGE" if self.purge and not external else "")
+            )
             if self.purge and external:
                 self._delete_files(partitions[name]["location"])
 
     def _delete_files(self, location: str) -> None:
-        from flux_provider.hooks.s3_client import s3_hook
-
         if not location.startswith(("s3://", "s3a://")):
             self.log.warning("data set %s: not deleting %s (not on S3)", self.dataset, location)
             return
@@ -238,43 +262,64 @@ class PartitionRefreshOperator(FluxOperator):
             latest = self.point_latest(hive, partitions, keys)
             dropped = self.expired(partitions, self._reference(context), latest)
             self.drop(hive, partitions, dropped, external)
-            touched = sorted({hive_ddl.partition_name({k: str(p["values"][k]) for k, _ in keys}) for p in requested} - set(dropped))
+            touched = sorted(
+                {hive_ddl.partition_name({k: str(p["values"][k]) for k, _ in keys}) for p in requested} - set(dropped)
+            )
             if self.analyze:
                 for name in touched:
-                    hive.execute(f"ANALYZE TABLE {self.qualified} "
-                                 f"{hive_ddl.partition_clause(partitions[name]['values'])} COMPUTE STATISTICS")
+                    hive.execute(
+                        f"ANALYZE TABLE {self.qualified} "
+                        f"{hive_ddl.partition_clause(partitions[name]['values'])} COMPUTE STATISTICS"
+                    )
         finally:
             statements = hive.statements
             hive.close()
             self._session = None
         cleaned = self._remove_leftovers(began)
         seconds = time.monotonic() - started
-        self.log.info("data set %s: %s: %d partitions (%d added or moved, %d dropped), latest %s, %.1fs",
-                      self.dataset, self.qualified, len(partitions) - len(dropped), len(added), len(dropped),
-                      latest, seconds)
+        self.log.info(
+            "data set %s: %s: %d partitions (%d added or moved, %d dropped), latest %s, %.1fs",
+            self.dataset,
+            self.qualified,
+            len(partitions) - len(dropped),
+            len(added),
+            len(dropped),
+            latest,
+            seconds,
+        )
         return {
-            "dataset": self.dataset, "table": self.qualified, "partitions": len(partitions) - len(dropped),
-            "added": added, "dropped": dropped, "touched": touched, "latest": latest,
+            "dataset": self.dataset,
+            "table": self.qualified,
+            "partitions": len(partitions) - len(dropped),
+            "added": added,
+            "dropped": dropped,
+            "touched": touched,
+            "latest": latest,
             "latest_view": f"`{self.database}`.`{self.latest_view}`" if self.latest_view else None,
-            "statements": statements, "leftovers_removed": cleaned, "seconds": round(seconds, 3),
+            "statements": statements,
+            "leftovers_removed": cleaned,
+            "seconds": round(seconds, 3),
         }
 
     def _remove_leftovers(self, before: dt.datetime) -> int:
         """Staging files of killed INSERTs under the table (``.spark-staging-*``, ``.hive-staging*``) that
         were written before this try began: no later run would ever remove them."""
-        from flux_provider.hooks.s3_client import remove_insert_leftovers
-
         if not getattr(self, "_location", None):
             return 0
         try:
             removed = remove_insert_leftovers(self.aws_conn_id, self._location, older_than=before)
         except Exception as exc:  # housekeeping never fails a refresh that did its work
-            self.log.warning("data set %s: could not remove insert leftovers under %s: %s", self.dataset,
-                             self._location, exc)
+            self.log.warning(
+                "data set %s: could not remove insert leftovers under %s: %s", self.dataset, self._location, exc
+            )
             return 0
         if removed:
-            self.log.info("data set %s: removed %d staging files that killed inserts left under %s",
-                          self.dataset, len(removed), self._location)
+            self.log.info(
+                "data set %s: removed %d staging files that killed inserts left under %s",
+                self.dataset,
+                len(removed),
+                self._location,
+            )
         return len(removed)
 
     def on_kill(self) -> None:
@@ -304,8 +349,9 @@ def _date(value: str, what: str) -> dt.date:
             return dt.datetime.strptime(text if fmt == "%Y-%m-%d" else text[:8], fmt).date()
         except ValueError:
             continue
-    raise flux_error(f"{what}: {value!r} is not a date (YYYY-MM-DD or YYYYMMDD)", error_class=ErrorClass.CONFIG,
-                     step="refresh")
+    raise flux_error(
+        f"{what}: {value!r} is not a date (YYYY-MM-DD or YYYYMMDD)", error_class=ErrorClass.CONFIG, step="refresh"
+    )
 
 
 __all__ = ["PartitionRefreshOperator"]

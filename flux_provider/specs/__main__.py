@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from flux_provider.specs.checks import check_folders
 from flux_provider.specs.factory import load_specs
+from flux_provider.specs.pools import sync_pools
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,8 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "check":
-        from flux_provider.specs.checks import check_folders
-
         report = check_folders(args.folders)
         for error in report.errors:
             print(f"error: {error}", file=sys.stderr)
@@ -40,8 +40,6 @@ def main(argv: list[str] | None = None) -> int:
         for spec in report.specs:
             print(f"ok     {spec.name:<24} {spec.path}")
         return 1 if report.errors or (args.strict and report.warnings) else 0
-
-    from flux_provider.specs.pools import sync_pools
 
     specs, errors = [], []
     for folder in args.folders:

@@ -47,5 +47,7 @@ def describe(cycle: list[str], path_of: Callable[[str], Path | str | None]) -> s
     files = ", ".join(f"{name}: {path_of(name)}" for name in cycle[:-1])
     if len(cycle) == 2:
         return f"the data set {cycle[0]!r} waits for itself (<after>{cycle[0]}</after>) ({files})"
-    return (f"<after> makes a cycle: {' -> '.join(cycle)} (each waits for the next; {files}); once one runs "
-            "they would trigger each other forever")
+    return (
+        f"<after> makes a cycle: {' -> '.join(cycle)} (each waits for the next; {files}); once one runs "
+        "they would trigger each other forever"
+    )

@@ -28,10 +28,15 @@ def check_folders(folders: list[Path | str]) -> Report:
         report.errors += errors
         for spec in specs:
             if spec.name in seen:
-                report.errors.append(SpecError(
-                    spec.path, f"the data set {spec.name!r} is also declared by {seen[spec.name].path}; pools, "
-                               "Assets and DAG ids are global to an Airflow deployment", dataset=spec.name,
-                    fix="rename one of the two data sets (and its file), or deploy only one of the folders"))
+                report.errors.append(
+                    SpecError(
+                        spec.path,
+                        f"the data set {spec.name!r} is also declared by {seen[spec.name].path}; pools, "
+                        "Assets and DAG ids are global to an Airflow deployment",
+                        dataset=spec.name,
+                        fix="rename one of the two data sets (and its file), or deploy only one of the folders",
+                    )
+                )
                 continue
             seen[spec.name] = spec
             report.specs.append(spec)
@@ -39,9 +44,15 @@ def check_folders(folders: list[Path | str]) -> Report:
     in_cycles: set[str] = set()
     for cycle in after_graph.cycles({s.name: s.schedule.after for s in report.specs}):
         first = seen[cycle[0]]
-        report.errors.append(SpecError(first.path, after_graph.describe(cycle, lambda n: seen[n].path),
-                                       element="after", dataset=first.name,
-                                       fix="remove the <after> that closes the cycle"))
+        report.errors.append(
+            SpecError(
+                first.path,
+                after_graph.describe(cycle, lambda n: seen[n].path),
+                element="after",
+                dataset=first.name,
+                fix="remove the <after> that closes the cycle",
+            )
+        )
         in_cycles.update(cycle)
     report.specs = [s for s in report.specs if s.name not in in_cycles]
     for spec in report.specs:
@@ -52,8 +63,9 @@ def check_folders(folders: list[Path | str]) -> Report:
 def templated_text(spec: DatasetSpec) -> dict[str, str]:
     """The spec's templated strings, by where they are."""
     texts = {f"<partition name={p.name!r} value=>": p.value for p in spec.hive.partitions if p.value}
-    texts[f"<transform{' file=' + spec.hive.transform_file.name if spec.hive.transform_file else ''}>"] = \
+    texts[f"<transform{' file=' + spec.hive.transform_file.name if spec.hive.transform_file else ''}>"] = (
         spec.hive.transform_sql
+    )
     if spec.source.query:
         texts["<query>"] = spec.source.query
     if spec.source.count_query:
@@ -67,8 +79,11 @@ def undefined_without_logical_date(spec: DatasetSpec) -> list[str]:
         return []
     from jinja2 import Environment, TemplateSyntaxError, meta
 
-    how = (f"runs after {', '.join(spec.schedule.after)} (Asset-triggered)" if spec.schedule.after
-           else "has no schedule (manual runs may have no logical date)")
+    how = (
+        f"runs after {', '.join(spec.schedule.after)} (Asset-triggered)"
+        if spec.schedule.after
+        else "has no schedule (manual runs may have no logical date)"
+    )
     warnings = []
     for where, text in templated_text(spec).items():
         try:
@@ -78,9 +93,11 @@ def undefined_without_logical_date(spec: DatasetSpec) -> list[str]:
             continue
         used = sorted(names & NEEDS_LOGICAL_DATE)
         if used:
-            warnings.append(f"{spec.path}: {where} uses {', '.join(used)}, but the data set {spec.name!r} {how}: "
-                            f"its runs have no logical date and the task would fail. Write {{{{ {VARIABLE} }}}} "
-                            "instead (the day of the run's data, defined for every run)")
+            warnings.append(
+                f"{spec.path}: {where} uses {', '.join(used)}, but the data set {spec.name!r} {how}: "
+                f"its runs have no logical date and the task would fail. Write {{{{ {VARIABLE} }}}} "
+                "instead (the day of the run's data, defined for every run)"
+            )
     return warnings
 
 
@@ -98,8 +115,10 @@ def skipped_dag_files(folder: Path | str) -> list[str]:
     warnings = []
     for path in sorted(dag_folder.glob("*.py")):
         if b"flux_provider" in path.read_bytes() and not might_contain_dag(str(path), safe_mode):
-            warnings.append(f"{path}: Airflow's safe mode (dag_discovery_safe_mode) skips this file without any "
-                            "import error: it must contain the words 'airflow' and 'dag'. "
-                            "Write the DAG file as the README shows (from airflow.sdk import DAG ... dag: DAG = "
-                            "dag_for(__file__))")
+            warnings.append(
+                f"{path}: Airflow's safe mode (dag_discovery_safe_mode) skips this file without any "
+                "import error: it must contain the words 'airflow' and 'dag'. "
+                "Write the DAG file as the README shows (from airflow.sdk import DAG ... dag: DAG = "
+                "dag_for(__file__))"
+            )
     return warnings

@@ -48,6 +48,7 @@ from flux_provider.specs.parser import SpecError, load_spec, parse_xml
 
 log = logging.getLogger(__name__)
 
+
 def spec_files(folder: Path | str) -> list[Path]:
     folder = Path(folder)
     specs = folder / "specs" if (folder / "specs").is_dir() else folder
@@ -67,17 +68,25 @@ def load_specs(folder: Path | str) -> tuple[list[DatasetSpec], list[SpecError]]:
 
 
 def asset_for(spec: DatasetSpec) -> Asset:
-    return Asset(name=f"flux.{spec.name}", uri=f"s3://{spec.s3_location.split('://', 1)[1]}/_published.json",
-                 group="flux", extra={"hive_table": f"{spec.hive.database}.{spec.hive.target_table}"})
+    return Asset(
+        name=f"flux.{spec.name}",
+        uri=f"s3://{spec.s3_location.split('://', 1)[1]}/_published.json",
+        group="flux",
+        extra={"hive_table": f"{spec.hive.database}.{spec.hive.target_table}"},
+    )
 
 
 def _schedule(spec: DatasetSpec, known: set[str] | None):
     if spec.schedule.after:
         missing = [a for a in spec.schedule.after if known is not None and a not in known]
         if missing:
-            raise SpecError(spec.path, f"<after> names data sets that have no spec here: {missing}",
-                            element="schedule", dataset=spec.name,
-                            fix=f"one of {sorted(known or [])}, or a cron/preset schedule")
+            raise SpecError(
+                spec.path,
+                f"<after> names data sets that have no spec here: {missing}",
+                element="schedule",
+                dataset=spec.name,
+                fix=f"one of {sorted(known or [])}, or a cron/preset schedule",
+            )
         return [Asset.ref(name=f"flux.{name}") for name in spec.schedule.after]
     return spec.schedule.cron
 
@@ -85,14 +94,25 @@ def _schedule(spec: DatasetSpec, known: set[str] | None):
 def doc_md(spec: DatasetSpec) -> str:
     src = spec.source
     source = f"`{src.schema}.{src.table}`" if src.table else "a query"
-    parts = ", ".join(f"{p.name} {p.type}" + (f" = `{p.value}`" if p.value else " (dynamic)")
-                      for p in spec.hive.partitions) or "none"
-    schedule = (f"after {', '.join(spec.schedule.after)}" if spec.schedule.after
-                else f"`{spec.schedule.cron}`" if spec.schedule.cron else "manual")
-    rules = "\n".join(f"{i}. match {_match_text(r.match)} -> {', '.join(a.kind for a in r.actions)}"
-                       for i, r in enumerate(spec.rules, 1))
-    rules += ("\n\n" if rules else "") + ("then the defaults: terminal error classes fail at once, others retry 5 "
-                                          "times a minute apart; then fail and alert")
+    parts = (
+        ", ".join(f"{p.name} {p.type}" + (f" = `{p.value}`" if p.value else " (dynamic)") for p in spec.hive.partitions)
+        or "none"
+    )
+    schedule = (
+        f"after {', '.join(spec.schedule.after)}"
+        if spec.schedule.after
+        else f"`{spec.schedule.cron}`"
+        if spec.schedule.cron
+        else "manual"
+    )
+    rules = "\n".join(
+        f"{i}. match {_match_text(r.match)} -> {', '.join(a.kind for a in r.actions)}"
+        for i, r in enumerate(spec.rules, 1)
+    )
+    rules += ("\n\n" if rules else "") + (
+        "then the defaults: terminal error classes fail at once, others retry 5 "
+        "times a minute apart; then fail and alert"
+    )
     return f"""### Data set `{spec.name}`
 
 {spec.description}
@@ -100,10 +120,10 @@ def doc_md(spec: DatasetSpec) -> str:
 | | |
 | --- | --- |
 | owner | {spec.owner} |
-| alerts | {', '.join(spec.emails + spec.webhooks) or 'none'} |
+| alerts | {", ".join(spec.emails + spec.webhooks) or "none"} |
 | source | {source} on connection `{src.connection}` |
 | export | {spec.export.engine} engine, {spec.export.mode} mode |
-| S3 | `{spec.s3_location}` ({spec.chunking.compression or 'plain'} chunks) |
+| S3 | `{spec.s3_location}` ({spec.chunking.compression or "plain"} chunks) |
 | Hive | `{spec.hive.database}.{spec.hive.staging_table}` -> `{spec.hive.database}.{spec.hive.target_table}` |
 | partitions | {parts} |
 | schedule | {schedule} |
@@ -123,8 +143,13 @@ def doc_md(spec: DatasetSpec) -> str:
 
 
 def _match_text(match) -> str:
-    fields = {"class": match.error_class, "number": match.number, "exit code": match.exit_code,
-              "message": match.message, "step": match.step}
+    fields = {
+        "class": match.error_class,
+        "number": match.number,
+        "exit code": match.exit_code,
+        "message": match.message,
+        "step": match.step,
+    }
     return ", ".join(f"{k} {v!r}" for k, v in fields.items() if v is not None) or "any error"
 
 
@@ -135,14 +160,27 @@ def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
     # every task: the data set's pool, and its recovery rules (which also set retries and their delays)
     recovery = Recovery(rules=spec.rules, emails=spec.emails, webhooks=spec.webhooks)
     common = dict(dataset=spec.name, pool=spec.throttle.pool, recovery=recovery)
-    export_args = dict(schema=src.schema, table=src.table, sql=src.query, count_sql=src.count_query,
-                       mssql_conn_id=src.connection, engine=spec.export.engine, batch_size=spec.export.batch_size,
-                       execution_timeout=timeout)
+    export_args = dict(
+        schema=src.schema,
+        table=src.table,
+        sql=src.query,
+        count_sql=src.count_query,
+        mssql_conn_id=src.connection,
+        engine=spec.export.engine,
+        batch_size=spec.export.batch_size,
+        execution_timeout=timeout,
+    )
     # the export-side tasks' queue: with mode="file" the export and its upload must share a host
     placement = {"queue": spec.export.queue} if spec.export.queue else {}
-    upload_args = dict(chunk_mb=chunking.size_mb, chunk_rows=chunking.rows, compression=chunking.compression,
-                       field_delimiter=chunking.field_delimiter, collection_delimiter=chunking.collection_delimiter,
-                       map_key_delimiter=chunking.map_key_delimiter, null_format=chunking.null_format)
+    upload_args = dict(
+        chunk_mb=chunking.size_mb,
+        chunk_rows=chunking.rows,
+        compression=chunking.compression,
+        field_delimiter=chunking.field_delimiter,
+        collection_delimiter=chunking.collection_delimiter,
+        map_key_delimiter=chunking.map_key_delimiter,
+        null_format=chunking.null_format,
+    )
     with DAG(
         dag_id=spec.dag_id,
         description=(spec.description.splitlines() or [f"flux data set {spec.name}"])[0][:200],
@@ -157,37 +195,69 @@ def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
         params={"flux_spec": str(spec.path.name)},
     ) as dag:
         if spec.export.mode == "streaming":
-            upload = BcpToS3Operator(task_id=EXPORT_UPLOAD, s3_location=spec.s3_location,
-                                     aws_conn_id=spec.s3_connection, upload_options=upload_args,
-                                     **common, **export_args, **placement)
+            upload = BcpToS3Operator(
+                task_id=EXPORT_UPLOAD,
+                s3_location=spec.s3_location,
+                aws_conn_id=spec.s3_connection,
+                upload_options=upload_args,
+                **common,
+                **export_args,
+                **placement,
+            )
             first = upload
         else:
             first = BcpExportOperator(task_id=EXPORT, **common, **export_args, **placement)
-            upload = S3ChunkUploadOperator(task_id=UPLOAD, s3_location=spec.s3_location,
-                                           aws_conn_id=spec.s3_connection, export_task_id=EXPORT, **placement,
-                                           **common, **upload_args)
+            upload = S3ChunkUploadOperator(
+                task_id=UPLOAD,
+                s3_location=spec.s3_location,
+                aws_conn_id=spec.s3_connection,
+                export_task_id=EXPORT,
+                **placement,
+                **common,
+                **upload_args,
+            )
             first >> upload
         static = {p.name: p.value for p in hive.partitions if p.value is not None}
         transform = HiveTransformOperator(
-            task_id=TRANSFORM, upload_task_id=upload.task_id, database=hive.database,
-            staging_table=hive.staging_table, target_table=hive.target_table, sql=hive.transform_sql,
-            partition=static, dynamic_partitions=[p.name for p in hive.partitions if p.value is None],
+            task_id=TRANSFORM,
+            upload_task_id=upload.task_id,
+            database=hive.database,
+            staging_table=hive.staging_table,
+            target_table=hive.target_table,
+            sql=hive.transform_sql,
+            partition=static,
+            dynamic_partitions=[p.name for p in hive.partitions if p.value is None],
             target_columns=hive.columns or None,
             partition_types={p.name: p.type for p in hive.partitions} if hive.columns else None,
-            target_format=hive.format, expect_rows=hive.expect_rows, min_rows=hive.min_rows,
-            hiveserver2_conn_id=hive.connection, aws_conn_id=spec.s3_connection,
-            timestamp_precision=hive.timestamp_precision, create_database=hive.create_database,
-            outlets=[] if hive.partitions else [asset_for(spec)], **common,
+            target_format=hive.format,
+            expect_rows=hive.expect_rows,
+            min_rows=hive.min_rows,
+            hiveserver2_conn_id=hive.connection,
+            aws_conn_id=spec.s3_connection,
+            timestamp_precision=hive.timestamp_precision,
+            create_database=hive.create_database,
+            outlets=[] if hive.partitions else [asset_for(spec)],
+            **common,
         )
         upload >> transform
         if hive.partitions:
             refresh = spec.refresh
             transform >> PartitionRefreshOperator(
-                task_id=REFRESH, database=hive.database, table=hive.target_table, transform_task_id=TRANSFORM,
-                repair=refresh.repair, latest_view=refresh.latest_view, retention_days=refresh.retention_days,
-                retention_column=refresh.retention_column, purge=refresh.purge, analyze=refresh.analyze,
-                hiveserver2_conn_id=hive.connection, metastore_conn_id=hive.metastore,
-                aws_conn_id=spec.s3_connection, outlets=[asset_for(spec)], **common,
+                task_id=REFRESH,
+                database=hive.database,
+                table=hive.target_table,
+                transform_task_id=TRANSFORM,
+                repair=refresh.repair,
+                latest_view=refresh.latest_view,
+                retention_days=refresh.retention_days,
+                retention_column=refresh.retention_column,
+                purge=refresh.purge,
+                analyze=refresh.analyze,
+                hiveserver2_conn_id=hive.connection,
+                metastore_conn_id=hive.metastore,
+                aws_conn_id=spec.s3_connection,
+                outlets=[asset_for(spec)],
+                **common,
             )
     return dag
 
@@ -202,8 +272,13 @@ def build_dags(folder: Path | str, *, strict: bool = False) -> dict[str, object]
     known = {p.stem for p in spec_files(folder)}  # a broken spec is still a data set others may wait for
     by_name = {s.name: s for s in specs}
     for cycle in after_graph.cycles({s.name: s.schedule.after for s in specs}):
-        error = SpecError(by_name[cycle[0]].path, after_graph.describe(cycle, lambda n: by_name[n].path),
-                          element="after", dataset=cycle[0], fix="remove the <after> that closes the cycle")
+        error = SpecError(
+            by_name[cycle[0]].path,
+            after_graph.describe(cycle, lambda n: by_name[n].path),
+            element="after",
+            dataset=cycle[0],
+            fix="remove the <after> that closes the cycle",
+        )
         if strict:
             raise error
         log.error("skipping data sets %s: %s", sorted(set(cycle)), error)
@@ -233,13 +308,19 @@ def dag_for(dag_file: str | Path, spec_name: str | None = None):
     known = {p.stem for p in spec_files(folder)}
     cycle = after_graph.cycle_through(spec.name, _after_reader(folder))
     if cycle:
-        raise SpecError(path, after_graph.describe(cycle, lambda n: folder / f"{n}.xml"), element="after",
-                        dataset=spec.name, fix="remove the <after> that closes the cycle")
+        raise SpecError(
+            path,
+            after_graph.describe(cycle, lambda n: folder / f"{n}.xml"),
+            element="after",
+            dataset=spec.name,
+            fix="remove the <after> that closes the cycle",
+        )
     return build_dag(spec, known=known)
 
 
 def _after_reader(folder: Path):
     """``name -> the data sets it waits for``, reading only the ``<after>`` of the specs asked about."""
+
     def after_of(name: str) -> tuple[str, ...]:
         try:
             root = parse_xml(folder / f"{name}.xml").getroot()

@@ -20,10 +20,10 @@ class Source:
 @dataclass(frozen=True)
 class Export:
     engine: str = "auto"
-    mode: str = "streaming"          # streaming: one export_upload task; file: export then upload
+    mode: str = "streaming"  # streaming: one export_upload task; file: export then upload
     batch_size: int = 10_000
     timeout_minutes: float | None = None
-    queue: str | None = None         # Airflow queue of the export-side tasks (same host for mode="file")
+    queue: str | None = None  # Airflow queue of the export-side tasks (same host for mode="file")
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Chunking:
 class HivePartition:
     name: str
     type: str = "STRING"
-    value: str | None = None         # static (templated) value; None: dynamic
+    value: str | None = None  # static (templated) value; None: dynamic
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,8 @@ class Refresh:
 
 @dataclass(frozen=True)
 class Schedule:
-    cron: str | None = None          # a cron expression or a preset (@daily); None with after=() is manual
-    after: tuple[str, ...] = ()      # run when these data sets' Assets update
+    cron: str | None = None  # a cron expression or a preset (@daily); None with after=() is manual
+    after: tuple[str, ...] = ()  # run when these data sets' Assets update
     start: str = "2026-01-01"
     catchup: bool = False
     timezone: str = "UTC"
@@ -87,7 +87,7 @@ class Throttle:
     initial: int = 2
     min: int = 1
     max: int = 8
-    load_classes: tuple[str, ...] | None = None   # None: the taxonomy's load classes
+    load_classes: tuple[str, ...] | None = None  # None: the taxonomy's load classes
 
 
 @dataclass(frozen=True)
@@ -112,4 +112,3 @@ class DatasetSpec:
     @property
     def dag_id(self) -> str:
         return f"flux_{self.name}"
-

@@ -13,24 +13,39 @@ from functools import lru_cache
 from pathlib import Path
 
 from flux_provider.errors import ErrorClass, FluxTerminalError
-from flux_provider.identifiers import hive_identifier, sqlserver_identifier
+from flux_provider.identifiers import hive_identifier, hive_type, sqlserver_identifier
 from flux_provider.queries import QueryRefused, check_read_only
 from flux_provider.recovery import Action, Match, Rule
-from flux_provider.specs.model import (Chunking, DatasetSpec, Export, Hive, HivePartition, Refresh, Schedule, Source,
-                                       Throttle)
+from flux_provider.specs.model import (
+    Chunking,
+    DatasetSpec,
+    Export,
+    Hive,
+    HivePartition,
+    Refresh,
+    Schedule,
+    Source,
+    Throttle,
+)
 
 XSD = Path(__file__).with_name("dataset.xsd")
 MAX_BYTES = 1_000_000
 _S3_URI = re.compile(r"^s3a?://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/[A-Za-z0-9!_.*'()/=-]*)?$")
-_HIVE_TYPE = re.compile(r"^(TINYINT|SMALLINT|INT|INTEGER|BIGINT|BOOLEAN|FLOAT|DOUBLE|STRING|BINARY|DATE|TIMESTAMP|"
-                        r"DECIMAL(\(\d{1,2}(,\d{1,2})?\))?|VARCHAR\(\d+\)|CHAR\(\d+\))$", re.I)
 
 
 class SpecError(FluxTerminalError):
     """A data-set spec that cannot be used, located to the file, line and element."""
 
-    def __init__(self, path: Path | str, message: str, *, line: int | None = None, element: str | None = None,
-                 fix: str | None = None, dataset: str | None = None):
+    def __init__(
+        self,
+        path: Path | str,
+        message: str,
+        *,
+        line: int | None = None,
+        element: str | None = None,
+        fix: str | None = None,
+        dataset: str | None = None,
+    ):
         self.path, self.line, self.element, self.fix = str(path), line, element, fix
         where = f"{path}:{line}" if line else str(path)
         text = f"{where}: " + (f"<{element}>: " if element else "") + message + (f". Fix: {fix}" if fix else "")
@@ -47,8 +62,14 @@ def _schema():
 def _parser():
     from lxml import etree
 
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                           huge_tree=False, remove_comments=True)
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+    )
 
 
 def parse_xml(path: Path):
@@ -57,28 +78,38 @@ def parse_xml(path: Path):
 
     data = path.read_bytes()
     if len(data) > MAX_BYTES:
-        raise SpecError(path, f"the file has {len(data)} bytes, more than a spec may ({MAX_BYTES})",
-                        fix="a spec describes one data set; move long SQL into a transform file")
+        raise SpecError(
+            path,
+            f"the file has {len(data)} bytes, more than a spec may ({MAX_BYTES})",
+            fix="a spec describes one data set; move long SQL into a transform file",
+        )
     declared = re.match(rb"""\s*<\?xml[^>]*encoding=["']([A-Za-z0-9._-]+)""", data)
     try:
         if declared is None or declared.group(1).lower() in (b"utf-8", b"utf8"):
             data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise SpecError(path, f"the file is not UTF-8: byte {exc.start} (0x{data[exc.start]:02x}, line {line}) "
-                              "cannot be decoded", line=line,
-                        fix="save the file as UTF-8 (most editors: 'Save with encoding'; iconv -f latin1 -t "
-                            "utf-8)") from None
+        raise SpecError(
+            path,
+            f"the file is not UTF-8: byte {exc.start} (0x{data[exc.start]:02x}, line {line}) cannot be decoded",
+            line=line,
+            fix="save the file as UTF-8 (most editors: 'Save with encoding'; iconv -f latin1 -t utf-8)",
+        ) from None
     head = data[:4096].decode("utf-8", "replace")
     if "<!DOCTYPE" in data.decode("utf-8", "replace") or "<!ENTITY" in head:
         line = data[: data.find(b"<!")].count(b"\n") + 1 if b"<!" in data else None
-        raise SpecError(path, "DOCTYPE/ENTITY declarations are not allowed in a spec (they enable XXE and "
-                              "entity-expansion attacks)", line=line, fix="remove the <!DOCTYPE ...> block")
+        raise SpecError(
+            path,
+            "DOCTYPE/ENTITY declarations are not allowed in a spec (they enable XXE and entity-expansion attacks)",
+            line=line,
+            fix="remove the <!DOCTYPE ...> block",
+        )
     try:
         return etree.fromstring(data, _parser()).getroottree()
     except etree.XMLSyntaxError as exc:
-        raise SpecError(path, f"not well-formed XML: {exc.msg}", line=exc.lineno,
-                        fix="check the tags and quoting around that line") from None
+        raise SpecError(
+            path, f"not well-formed XML: {exc.msg}", line=exc.lineno, fix="check the tags and quoting around that line"
+        ) from None
 
 
 def validate_schema(path: Path, tree) -> None:
@@ -91,8 +122,13 @@ def validate_schema(path: Path, tree) -> None:
     where = None
     if element:
         where = element.group(1) + (f" {element.group(2)}=" if element.group(2) else "")
-    raise SpecError(path, message, line=error.line, element=where,
-                    fix=f"see {XSD.name} (shipped in flux_provider/specs) for the allowed elements and values")
+    raise SpecError(
+        path,
+        message,
+        line=error.line,
+        element=where,
+        fix=f"see {XSD.name} (shipped in flux_provider/specs) for the allowed elements and values",
+    )
 
 
 def delimiter(text: str) -> str:
@@ -125,8 +161,9 @@ class _Builder:
         tag = element.tag if element is not None else None
         if tag and attribute:
             tag += f" {attribute}="
-        return SpecError(self.path, message, line=getattr(element, "sourceline", None), element=tag, fix=fix,
-                         dataset=self.name)
+        return SpecError(
+            self.path, message, line=getattr(element, "sourceline", None), element=tag, fix=fix, dataset=self.name
+        )
 
     def ident(self, element, attribute: str, check, what: str, value: str | None = None) -> str:
         value = element.get(attribute) if value is None else value
@@ -134,12 +171,27 @@ class _Builder:
             return check(value, what)
         except FluxTerminalError as exc:
             message = re.sub(r"^\[\w+\] (data set '[^']*'[^:]*: )?", "", str(exc)).split("; fix")[0]
-            raise self.error(element, message,
-                             fix=f"rename the {what} to letters, digits and _ (not starting with a digit)",
-                             attribute=attribute) from None
+            raise self.error(
+                element,
+                message,
+                fix=f"rename the {what} to letters, digits and _ (not starting with a digit)",
+                attribute=attribute,
+            ) from None
 
     def hive_ident(self, element, attribute: str, what: str, value: str | None = None) -> str:
         return self.ident(element, attribute, hive_identifier, what, value)
+
+    def column_type(self, element, attribute: str, what: str, default: str | None = None) -> str:
+        value = element.get(attribute, default)
+        try:
+            return hive_type(value, what, dataset=self.name)
+        except FluxTerminalError:
+            raise self.error(
+                element,
+                f"{value!r} is not a Hive column type",
+                attribute=attribute,
+                fix="BIGINT, INT, DECIMAL(p,s), STRING, VARCHAR(n), TIMESTAMP, DATE, BOOLEAN, BINARY, ARRAY<...>, ...",
+            ) from None
 
     @staticmethod
     def flag(element, attribute: str, default: bool = False) -> bool:
@@ -156,23 +208,37 @@ class _Builder:
         if self.name != self.path.stem:
             other = self.path.with_name(f"{self.name}.xml")
             if other.exists():
-                raise self.error(self.root, f"the data set name {self.name!r} is already declared by {other}",
-                                 fix=f"give this data set a name of its own: name=\"{self.path.stem}\" (the "
-                                     f"file's name), or delete one of {self.path.name} and {other.name}",
-                                 attribute="name")
-            raise self.error(self.root, f"the data set {self.name!r} is in a file named {self.path.name!r}",
-                             fix=f"rename the file to {self.name}.xml (one file per data set, named after it)",
-                             attribute="name")
+                raise self.error(
+                    self.root,
+                    f"the data set name {self.name!r} is already declared by {other}",
+                    fix=f'give this data set a name of its own: name="{self.path.stem}" (the '
+                    f"file's name), or delete one of {self.path.name} and {other.name}",
+                    attribute="name",
+                )
+            raise self.error(
+                self.root,
+                f"the data set {self.name!r} is in a file named {self.path.name!r}",
+                fix=f"rename the file to {self.name}.xml (one file per data set, named after it)",
+                attribute="name",
+            )
         alerts = self.find("alerts")
         hive = self.hive()
         spec = DatasetSpec(
-            name=self.name, path=self.path, owner=self.find("owner").text.strip(),
+            name=self.name,
+            path=self.path,
+            owner=self.find("owner").text.strip(),
             description=(self.find("description").text or "").strip() if self.find("description") is not None else "",
             emails=tuple(e.text.strip() for e in alerts.iter("email")) if alerts is not None else (),
             webhooks=tuple(e.text.strip() for e in alerts.iter("webhook")) if alerts is not None else (),
-            source=self.source(), export=self.export(), chunking=self.chunking(),
-            s3_location=self.s3_location(), s3_connection=self.find("s3").get("connection", "aws_default"),
-            hive=hive, refresh=self.refresh(hive), schedule=self.schedule(), throttle=self.throttle(),
+            source=self.source(),
+            export=self.export(),
+            chunking=self.chunking(),
+            s3_location=self.s3_location(),
+            s3_connection=self.find("s3").get("connection", "aws_default"),
+            hive=hive,
+            refresh=self.refresh(hive),
+            schedule=self.schedule(),
+            throttle=self.throttle(),
             rules=self.rules(),
         )
         for email in spec.emails:
@@ -186,8 +252,11 @@ class _Builder:
         query = self.find("query", el)
         count = self.find("countQuery", el)
         if (table is None) == (query is None):
-            raise self.error(el, "give either table= (with schema=) or a <query>, not both and not neither",
-                             fix='<source schema="dbo" table="titles"/> or <source><query>SELECT ...</query></source>')
+            raise self.error(
+                el,
+                "give either table= (with schema=) or a <query>, not both and not neither",
+                fix='<source schema="dbo" table="titles"/> or <source><query>SELECT ...</query></source>',
+            )
         if table is not None:
             self.ident(el, "table", sqlserver_identifier, "table")
             if schema is not None:
@@ -200,43 +269,68 @@ class _Builder:
                     check_read_only(element.text)
                 except QueryRefused as exc:
                     raise self.error(element, exc.reason, fix=exc.fix) from None
-        return Source(connection=el.get("connection", "mssql_default"), schema=schema, table=table,
-                      query=(query.text or "").strip() if query is not None else None,
-                      count_query=(count.text or "").strip() if count is not None else None)
+        return Source(
+            connection=el.get("connection", "mssql_default"),
+            schema=schema,
+            table=table,
+            query=(query.text or "").strip() if query is not None else None,
+            count_query=(count.text or "").strip() if count is not None else None,
+        )
 
     def export(self) -> Export:
         el = self.find("export")
         if el is None:
             return Export()
-        return Export(engine=el.get("engine", "auto"), mode=el.get("mode", "streaming"),
-                      batch_size=self.number(el, "batchSize", default=10_000),
-                      timeout_minutes=self.number(el, "timeoutMinutes", float), queue=el.get("queue"))
+        return Export(
+            engine=el.get("engine", "auto"),
+            mode=el.get("mode", "streaming"),
+            batch_size=self.number(el, "batchSize", default=10_000),
+            timeout_minutes=self.number(el, "timeoutMinutes", float),
+            queue=el.get("queue"),
+        )
 
     def chunking(self) -> Chunking:
         el = self.find("chunking")
         if el is None:
             return Chunking()
-        delimiters = {a: delimiter(el.get(a, d)) for a, d in (
-            ("fieldDelimiter", "\\001"), ("collectionDelimiter", "\\002"), ("mapKeyDelimiter", "\\003"))}
+        delimiters = {
+            a: delimiter(el.get(a, d))
+            for a, d in (("fieldDelimiter", "\\001"), ("collectionDelimiter", "\\002"), ("mapKeyDelimiter", "\\003"))
+        }
         for attribute, value in delimiters.items():
             if len(value) != 1 or ord(value) > 127 or value in "\n\r\\":
-                raise self.error(el, f"{el.get(attribute)!r} is not one ASCII character other than newline and "
-                                     "backslash", fix=r"write an octal escape like \001", attribute=attribute)
+                raise self.error(
+                    el,
+                    f"{el.get(attribute)!r} is not one ASCII character other than newline and backslash",
+                    fix=r"write an octal escape like \001",
+                    attribute=attribute,
+                )
         if len(set(delimiters.values())) != 3:
-            raise self.error(el, "the field, collection and map-key delimiters must differ",
-                             fix=r"use the Hive defaults \001, \002, \003")
-        return Chunking(size_mb=self.number(el, "sizeMb", float, 32), rows=self.number(el, "rows"),
-                        compression=None if el.get("compression") == "none" else "gzip",
-                        field_delimiter=delimiters["fieldDelimiter"],
-                        collection_delimiter=delimiters["collectionDelimiter"],
-                        map_key_delimiter=delimiters["mapKeyDelimiter"], null_format=el.get("nullFormat", "\\N"))
+            raise self.error(
+                el,
+                "the field, collection and map-key delimiters must differ",
+                fix=r"use the Hive defaults \001, \002, \003",
+            )
+        return Chunking(
+            size_mb=self.number(el, "sizeMb", float, 32),
+            rows=self.number(el, "rows"),
+            compression=None if el.get("compression") == "none" else "gzip",
+            field_delimiter=delimiters["fieldDelimiter"],
+            collection_delimiter=delimiters["collectionDelimiter"],
+            map_key_delimiter=delimiters["mapKeyDelimiter"],
+            null_format=el.get("nullFormat", "\\N"),
+        )
 
     def s3_location(self) -> str:
         el = self.find("s3")
         location = el.get("location")
         if not _S3_URI.match(location) or "//" in location.split("://", 1)[1] or ".." in location:
-            raise self.error(el, f"{location!r} is not an S3 location", attribute="location",
-                             fix="write s3://bucket/prefix (lowercase bucket name, no '..' or '//')")
+            raise self.error(
+                el,
+                f"{location!r} is not an S3 location",
+                attribute="location",
+                fix="write s3://bucket/prefix (lowercase bucket name, no '..' or '//')",
+            )
         return "s3://" + location.split("://", 1)[1].rstrip("/")
 
     def hive(self) -> Hive:
@@ -247,52 +341,68 @@ class _Builder:
         columns = {}
         for col in el.iter("column"):
             name = self.hive_ident(col, "name", "column")
-            if not _HIVE_TYPE.match(col.get("type").strip()):
-                raise self.error(col, f"{col.get('type')!r} is not a Hive column type", attribute="type",
-                                 fix="BIGINT, INT, DECIMAL(p,s), STRING, TIMESTAMP, DATE, BOOLEAN, BINARY, ...")
-            columns[name] = col.get("type").strip().upper()
+            columns[name] = self.column_type(col, "type", f"column {name!r}")
         partitions = []
         for part in el.iter("partition"):
             name = self.hive_ident(part, "name", "partition column")
-            if not _HIVE_TYPE.match(part.get("type", "STRING")):
-                raise self.error(part, f"{part.get('type')!r} is not a Hive type", attribute="type",
-                                 fix="STRING, DATE, INT, ...")
-            partitions.append(HivePartition(name, part.get("type", "STRING").upper(), part.get("value")))
+            part_type = self.column_type(part, "type", f"partition column {name!r}", default="STRING")
+            partitions.append(HivePartition(name, part_type, part.get("value")))
         kinds = ["static" if p.value is not None else "dynamic" for p in partitions]
-        if "dynamic" in kinds and "static" in kinds[kinds.index("dynamic"):]:
-            raise self.error(el, "a static partition (value=) cannot follow a dynamic one",
-                             fix="list static partitions first")
+        if "dynamic" in kinds and "static" in kinds[kinds.index("dynamic") :]:
+            raise self.error(
+                el, "a static partition (value=) cannot follow a dynamic one", fix="list static partitions first"
+            )
         transform = self.find("transform", el)
         sql, file = (transform.text or "").strip(), transform.get("file")
         if bool(sql) == bool(file):
-            raise self.error(transform, "give the transform SQL inline or as file=, not both and not neither",
-                             fix='<transform file="transforms/x.hql"/> or <transform>SELECT ...</transform>')
+            raise self.error(
+                transform,
+                "give the transform SQL inline or as file=, not both and not neither",
+                fix='<transform file="transforms/x.hql"/> or <transform>SELECT ...</transform>',
+            )
         transform_file = None
         if file:
             transform_file = (self.path.parent / file).resolve()
             if not transform_file.is_file():
-                raise self.error(transform, f"the transform file {file!r} does not exist (looked for "
-                                            f"{transform_file})", attribute="file",
-                                 fix="give a path relative to the spec file")
+                raise self.error(
+                    transform,
+                    f"the transform file {file!r} does not exist (looked for {transform_file})",
+                    attribute="file",
+                    fix="give a path relative to the spec file",
+                )
             if transform_file.suffix not in (".sql", ".hql"):
-                raise self.error(transform, f"{file!r} does not end with .sql or .hql", attribute="file",
-                                 fix="rename the file")
+                raise self.error(
+                    transform, f"{file!r} does not end with .sql or .hql", attribute="file", fix="rename the file"
+                )
             sql = transform_file.read_text()
         self._check_partitions_in_transform(transform, sql, partitions)
         expect = self.find("expect", el)
         expect_rows = expect.get("rows") if expect is not None else None
         if expect_rows is not None and expect_rows != "staging":
             if not expect_rows.isdigit():
-                raise self.error(expect, f"{expect_rows!r} is neither 'staging' nor a number of rows",
-                                 attribute="rows", fix='rows="staging" for a 1:1 transform')
+                raise self.error(
+                    expect,
+                    f"{expect_rows!r} is neither 'staging' nor a number of rows",
+                    attribute="rows",
+                    fix='rows="staging" for a 1:1 transform',
+                )
             expect_rows = int(expect_rows)
-        return Hive(connection=el.get("connection", "hiveserver2_default"),
-                    metastore=el.get("metastore", "metastore_default"), database=database,
-                    staging_table=staging, target_table=target, format=el.get("format", "PARQUET"),
-                    columns=columns, partitions=tuple(partitions), transform_sql=sql, transform_file=transform_file,
-                    expect_rows=expect_rows, min_rows=self.number(expect, "minRows"),
-                    create_database=self.flag(el, "createDatabase"),
-                    timestamp_precision=self.number(el, "timestampPrecision", default=6))
+        return Hive(
+            connection=el.get("connection", "hiveserver2_default"),
+            metastore=el.get("metastore", "metastore_default"),
+            database=database,
+            staging_table=staging,
+            target_table=target,
+            format=el.get("format", "PARQUET"),
+            columns=columns,
+            partitions=tuple(partitions),
+            transform_sql=sql,
+            transform_file=transform_file,
+            expect_rows=expect_rows,
+            min_rows=self.number(expect, "minRows"),
+            create_database=self.flag(el, "createDatabase"),
+            timestamp_precision=self.number(el, "timestampPrecision", default=6),
+        )
 
     def _check_partitions_in_transform(self, element, sql: str, partitions: list[HivePartition]) -> None:
         """A dynamic partition column must be an output column of the SELECT, named like the partition."""
@@ -300,8 +410,11 @@ class _Builder:
             if part.value is not None:
                 continue
             if not re.search(rf"(\bAS\s+`?{part.name}`?|[\s,.`]{part.name}`?)\s*(,|\bFROM\b)", sql, re.I):
-                raise self.error(element, f"the dynamic partition column {part.name!r} is not an output column "
-                                          "of the transform", fix=f"select it last: ..., <expr> AS {part.name} FROM ...")
+                raise self.error(
+                    element,
+                    f"the dynamic partition column {part.name!r} is not an output column of the transform",
+                    fix=f"select it last: ..., <expr> AS {part.name} FROM ...",
+                )
 
     def refresh(self, hive: Hive) -> Refresh:
         el = self.find("refresh")
@@ -309,19 +422,35 @@ class _Builder:
             return Refresh()
         days, column = self.number(el, "retentionDays"), el.get("retentionColumn")
         if (days is None) != (column is None):
-            raise self.error(el, "retention needs both retentionDays= and retentionColumn=",
-                             fix='retentionDays="400" retentionColumn="day"')
+            raise self.error(
+                el,
+                "retention needs both retentionDays= and retentionColumn=",
+                fix='retentionDays="400" retentionColumn="day"',
+            )
         if column is not None and column not in {p.name for p in hive.partitions}:
-            raise self.error(el, f"retentionColumn {column!r} is not a partition of the target",
-                             attribute="retentionColumn", fix="name one of the <partition> columns")
+            raise self.error(
+                el,
+                f"retentionColumn {column!r} is not a partition of the target",
+                attribute="retentionColumn",
+                fix="name one of the <partition> columns",
+            )
         if not hive.partitions and (el.get("latestView") or days is not None):
-            raise self.error(el, "the target has no <partition>: there is no newest partition to point at "
-                                 "and nothing to drop", fix="partition the target or remove <refresh>")
+            raise self.error(
+                el,
+                "the target has no <partition>: there is no newest partition to point at and nothing to drop",
+                fix="partition the target or remove <refresh>",
+            )
         latest = el.get("latestView")
         if latest is not None:
             self.hive_ident(el, "latestView", "latest view")
-        return Refresh(latest_view=latest, retention_days=days, retention_column=column,
-                       purge=self.flag(el, "purge"), analyze=self.flag(el, "analyze"), repair=self.flag(el, "repair"))
+        return Refresh(
+            latest_view=latest,
+            retention_days=days,
+            retention_column=column,
+            purge=self.flag(el, "purge"),
+            analyze=self.flag(el, "analyze"),
+            repair=self.flag(el, "repair"),
+        )
 
     def schedule(self) -> Schedule:
         from croniter import croniter
@@ -333,8 +462,11 @@ class _Builder:
         if cron_el is not None:
             cron = (cron_el.text or "").strip()
             if not croniter.is_valid(cron):
-                raise self.error(cron_el, f"{cron!r} is not a cron expression",
-                                 fix="five fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * *'")
+                raise self.error(
+                    cron_el,
+                    f"{cron!r} is not a cron expression",
+                    fix="five fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * *'",
+                )
         elif preset_el is not None and preset_el.text.strip() != "none":
             cron = preset_el.text.strip()
         if self.name in after:
@@ -345,10 +477,12 @@ class _Builder:
 
             pendulum.timezone(tz)
         except Exception:
-            raise self.error(el, f"{tz!r} is not a time zone", attribute="timezone",
-                             fix="an IANA name like UTC or Europe/Paris") from None
-        return Schedule(cron=cron, after=after, start=el.get("start", "2026-01-01"),
-                        catchup=self.flag(el, "catchup"), timezone=tz)
+            raise self.error(
+                el, f"{tz!r} is not a time zone", attribute="timezone", fix="an IANA name like UTC or Europe/Paris"
+            ) from None
+        return Schedule(
+            cron=cron, after=after, start=el.get("start", "2026-01-01"), catchup=self.flag(el, "catchup"), timezone=tz
+        )
 
     def throttle(self) -> Throttle:
         el = self.find("throttle")
@@ -360,8 +494,11 @@ class _Builder:
             raise self.error(el, f"{pool!r} is not a pool name", attribute="pool", fix="letters, digits, _ . -")
         low, initial, high = (self.number(el, a, default=d) for a, d in (("min", 1), ("initial", 2), ("max", 8)))
         if not low <= initial <= high:
-            raise self.error(el, f"the bounds do not hold: min={low} <= initial={initial} <= max={high}",
-                             fix="choose min <= initial <= max")
+            raise self.error(
+                el,
+                f"the bounds do not hold: min={low} <= initial={initial} <= max={high}",
+                fix="choose min <= initial <= max",
+            )
         classes = tuple(el.get("loadClasses").split()) if el.get("loadClasses") else None
         return Throttle(pool=pool, initial=initial, min=low, max=high, load_classes=classes)
 
@@ -377,10 +514,19 @@ class _Builder:
                 try:
                     re.compile(message)
                 except re.error as exc:
-                    raise self.error(match_el, f"message {message!r} is not a regular expression: {exc}",
-                                     attribute="message", fix="escape special characters with \\") from None
-            match = Match(error_class=match_el.get("class"), number=self.number(match_el, "number"),
-                          exit_code=self.number(match_el, "exitCode"), message=message, step=match_el.get("step"))
+                    raise self.error(
+                        match_el,
+                        f"message {message!r} is not a regular expression: {exc}",
+                        attribute="message",
+                        fix="escape special characters with \\",
+                    ) from None
+            match = Match(
+                error_class=match_el.get("class"),
+                number=self.number(match_el, "number"),
+                exit_code=self.number(match_el, "exitCode"),
+                message=message,
+                step=match_el.get("step"),
+            )
             actions = []
             for action in rule:
                 if action.tag == "match":
@@ -389,8 +535,11 @@ class _Builder:
                 actions.append(Action(kind, {k: _typed(v) for k, v in action.attrib.items()}))
             kinds = [a.kind for a in actions]
             if "retry" in kinds and ("fail" in kinds or "skip" in kinds):
-                raise self.error(rule, f"actions {kinds} contradict each other (retry with fail/skip)",
-                                 fix="retry, or fail/skip, optionally with alert and throttleDown")
+                raise self.error(
+                    rule,
+                    f"actions {kinds} contradict each other (retry with fail/skip)",
+                    fix="retry, or fail/skip, optionally with alert and throttleDown",
+                )
             if len(set(kinds)) != len(kinds):
                 raise self.error(rule, f"an action appears twice in {kinds}", fix="list each action once")
             rules.append(Rule(match=match, actions=tuple(actions), name=rule.get("name"), line=rule.sourceline))

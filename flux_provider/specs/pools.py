@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from flux_provider.specs.model import DatasetSpec
+from flux_provider.throttle import store
 
 
 def pool_description(spec: DatasetSpec) -> str:
@@ -26,15 +27,20 @@ def sync_pools(specs: Iterable[DatasetSpec], *, reset: bool = False) -> list[tup
     from airflow.settings import engine
     from airflow.utils.session import create_session
 
-    from flux_provider.throttle import store
-
     store.ensure_tables(engine)
     done = []
     with create_session() as session:
         for spec in specs:
             t = spec.throttle
-            store.upsert_dataset(session, spec.name, t.pool, t.min, t.max, t.initial,
-                                 ",".join(t.load_classes) if t.load_classes else None)
+            store.upsert_dataset(
+                session,
+                spec.name,
+                t.pool,
+                t.min,
+                t.max,
+                t.initial,
+                ",".join(t.load_classes) if t.load_classes else None,
+            )
             name = spec.throttle.pool
             existing = session.query(Pool).filter(Pool.pool == name).one_or_none()
             if existing is None or reset:

@@ -14,6 +14,9 @@ import sys
 
 from sqlalchemy import select
 
+from flux_provider.throttle import store
+from flux_provider.throttle.controller import set_limit
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flux_provider.throttle", description=__doc__.splitlines()[0])
@@ -33,34 +36,51 @@ def main(argv: list[str] | None = None) -> int:
     from airflow.settings import engine
     from airflow.utils.session import create_session
 
-    from flux_provider.throttle import store
-    from flux_provider.throttle.controller import set_limit
-
     store.ensure_tables(engine)
     with create_session() as session:
         if args.command == "show":
             print(f"{'DATA SET':<24}{'POOL':<28}{'SLOTS':>6}{'PINNED':>8}{'BOUNDS':>8}  LAST CHANGE")
             for row in session.execute(select(store.throttle).order_by(store.throttle.c.dataset)).mappings():
                 pool = session.execute(select(Pool).where(Pool.pool == row["pool"])).scalar_one_or_none()
-                last = session.execute(select(store.events).where(store.events.c.dataset == row["dataset"]).order_by(
-                    store.events.c.id.desc()).limit(1)).mappings().first()
+                last = (
+                    session.execute(
+                        select(store.events)
+                        .where(store.events.c.dataset == row["dataset"])
+                        .order_by(store.events.c.id.desc())
+                        .limit(1)
+                    )
+                    .mappings()
+                    .first()
+                )
                 change = f"{last['at']:%Y-%m-%d %H:%M} {last['reason']}" if last else "-"
-                print(f"{row['dataset']:<24}{row['pool']:<28}{pool.slots if pool else '-':>6}"
-                      f"{row['pinned'] if row['pinned'] is not None else '-':>8}{row['low']:>4}-{row['high']:<3}  {change}")
+                print(
+                    f"{row['dataset']:<24}{row['pool']:<28}{pool.slots if pool else '-':>6}"
+                    f"{row['pinned'] if row['pinned'] is not None else '-':>8}"
+                    f"{row['low']:>4}-{row['high']:<3}  {change}"
+                )
             return 0
         try:
             slots = None if args.command == "unpin" else args.slots
-            result = set_limit(session, args.dataset, slots, pin=args.command == "pin",
-                               actor=f"cli {getpass.getuser()}", reason=args.reason)
+            result = set_limit(
+                session,
+                args.dataset,
+                slots,
+                pin=args.command == "pin",
+                actor=f"cli {getpass.getuser()}",
+                reason=args.reason,
+            )
         except KeyError:
-            print(f"error: no data set {args.dataset!r} (run `python -m flux_provider.specs pools sync`)",
-                  file=sys.stderr)
+            print(
+                f"error: no data set {args.dataset!r} (run `python -m flux_provider.specs pools sync`)", file=sys.stderr
+            )
             return 1
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-    print(f"{result['dataset']}: pool {result['pool']} {result['previous']} -> {result['slots']}"
-          + (" (pinned)" if result["pinned"] is not None else ""))
+    print(
+        f"{result['dataset']}: pool {result['pool']} {result['previous']} -> {result['slots']}"
+        + (" (pinned)" if result["pinned"] is not None else "")
+    )
     return 0
 
 

@@ -29,7 +29,7 @@ import threading
 
 from sqlalchemy import and_, or_, select
 
-from flux_provider.errors import ERROR_XCOM
+from flux_provider.errors import ERROR_XCOM, ErrorRecord
 from flux_provider.throttle import store
 from flux_provider.throttle.limits import AIMD, DEFAULT_LOAD_CLASSES, Sample
 
@@ -60,19 +60,25 @@ class Controller:
         for row in session.execute(select(store.throttle)).mappings().all():
             pool = session.execute(select(Pool).where(Pool.pool == row["pool"])).scalar_one_or_none()
             if pool is None:  # pools sync creates it; never leave tasks waiting on a missing pool
-                pool = Pool(pool=row["pool"], slots=row["initial"], description=f"flux data set {row['dataset']}",
-                            include_deferred=False)
+                pool = Pool(
+                    pool=row["pool"],
+                    slots=row["initial"],
+                    description=f"flux data set {row['dataset']}",
+                    include_deferred=False,
+                )
                 session.add(pool)
                 session.flush()
-                store.record_event(session, row["dataset"], None, row["initial"], "pool was missing: created",
-                                   ACTOR, at)
+                store.record_event(
+                    session, row["dataset"], None, row["initial"], "pool was missing: created", ACTOR, at
+                )
             samples = self.collect(session, row["dataset"], row["pool"], since, at)
             target, reason = self.decide(row, pool.slots, samples, at)
             if target != pool.slots:
                 changes.append((row["dataset"], pool.slots, target, reason))
                 store.record_event(session, row["dataset"], pool.slots, target, reason, ACTOR, at)
-                log.info("flux throttle: %s pool %s %d -> %d: %s", row["dataset"], row["pool"], pool.slots, target,
-                         reason)
+                log.info(
+                    "flux throttle: %s pool %s %d -> %d: %s", row["dataset"], row["pool"], pool.slots, target, reason
+                )
                 pool.slots = target
         self.last_tick = at
         return changes
@@ -82,11 +88,19 @@ class Controller:
             return row["pinned"], f"pinned to {row['pinned']}"
         limit = self.limits.get(row["dataset"])
         bounds = (row["low"], row["high"])
-        classes = frozenset(c.strip() for c in row["load_classes"].split(",")) if row["load_classes"] else \
-            DEFAULT_LOAD_CLASSES
+        classes = (
+            frozenset(c.strip() for c in row["load_classes"].split(","))
+            if row["load_classes"]
+            else DEFAULT_LOAD_CLASSES
+        )
         if limit is None or (limit.low, limit.high) != bounds or limit.load_classes != classes:
-            limit = AIMD(low=row["low"], high=row["high"], value=min(max(current, row["low"]), row["high"]),
-                         cooldown=self.period, load_classes=classes)
+            limit = AIMD(
+                low=row["low"],
+                high=row["high"],
+                value=min(max(current, row["low"]), row["high"]),
+                cooldown=self.period,
+                load_classes=classes,
+            )
             self.limits[row["dataset"]] = limit
         elif limit.value != current:  # a person set the slots (unpinned) or the pool was edited: start there
             limit.reset_to(current)
@@ -101,30 +115,63 @@ class Controller:
 
         rows = {}
         for model in (TIH, TI):
-            query = select(model.dag_id, model.run_id, model.task_id, model.map_index, model.try_number,
-                           model.state, model.start_date, model.end_date).where(
-                and_(model.pool == pool, model.end_date > since, model.end_date <= until,
-                     model.state.in_(FINAL)))
+            query = select(
+                model.dag_id,
+                model.run_id,
+                model.task_id,
+                model.map_index,
+                model.try_number,
+                model.state,
+                model.start_date,
+                model.end_date,
+            ).where(and_(model.pool == pool, model.end_date > since, model.end_date <= until, model.state.in_(FINAL)))
             for r in session.execute(query):
                 rows[(r.dag_id, r.run_id, r.task_id, r.try_number)] = r
         samples = []
         for key, r in sorted(rows.items(), key=lambda kv: kv[1].end_date):
             seconds = (r.end_date - r.start_date).total_seconds() if r.start_date else 0.0
             failed = r.state in ("failed", "up_for_retry")
-            report = self.error_report(session, r) if failed else None
-            error_class = (report or {}).get("error_class") or ("unknown" if failed else None)
+            record = self.error_record(session, r) if failed else None
+            error_class = record.error_class if record else ("unknown" if failed else None)
             inflight = self.inflight(session, pool, r.end_date)
-            if not session.execute(select(store.outcomes.c.dag_id).where(and_(
-                    store.outcomes.c.dag_id == key[0], store.outcomes.c.run_id == key[1],
-                    store.outcomes.c.task_id == key[2], store.outcomes.c.try_number == key[3]))).first():
-                session.execute(store.outcomes.insert().values(
-                    dag_id=key[0], run_id=key[1], task_id=key[2], try_number=key[3], dataset=dataset,
-                    state=str(r.state), start_date=r.start_date, end_date=r.end_date, seconds=seconds,
-                    inflight=inflight, error_class=error_class, message=_described(report)))
-            factor = ((report or {}).get("recovery") or {}).get("throttle_down")
+            if not session.execute(
+                select(store.outcomes.c.dag_id).where(
+                    and_(
+                        store.outcomes.c.dag_id == key[0],
+                        store.outcomes.c.run_id == key[1],
+                        store.outcomes.c.task_id == key[2],
+                        store.outcomes.c.try_number == key[3],
+                    )
+                )
+            ).first():
+                session.execute(
+                    store.outcomes.insert().values(
+                        dag_id=key[0],
+                        run_id=key[1],
+                        task_id=key[2],
+                        try_number=key[3],
+                        dataset=dataset,
+                        state=str(r.state),
+                        start_date=r.start_date,
+                        end_date=r.end_date,
+                        seconds=seconds,
+                        inflight=inflight,
+                        error_class=error_class,
+                        message=_described(record),
+                    )
+                )
+            factor = ((record.recovery if record else None) or {}).get("throttle_down")
             throttle_down = float(factor) if factor else None
-            samples.append(Sample(time=r.end_date.timestamp(), latency=seconds, inflight=inflight, failed=failed,
-                                  error_class=error_class, throttle_down=throttle_down))
+            samples.append(
+                Sample(
+                    time=r.end_date.timestamp(),
+                    latency=seconds,
+                    inflight=inflight,
+                    failed=failed,
+                    error_class=error_class,
+                    throttle_down=throttle_down,
+                )
+            )
         return samples
 
     @staticmethod
@@ -136,34 +183,49 @@ class Controller:
 
         total = 0
         for model in (TI, TIH):
-            total += session.execute(select(func.count()).select_from(model).where(and_(
-                model.pool == pool, model.start_date <= moment,
-                or_(model.end_date.is_(None), model.end_date >= moment)))).scalar_one()
+            total += session.execute(
+                select(func.count())
+                .select_from(model)
+                .where(
+                    and_(
+                        model.pool == pool,
+                        model.start_date <= moment,
+                        or_(model.end_date.is_(None), model.end_date >= moment),
+                    )
+                )
+            ).scalar_one()
         return max(total, 1)
 
     @staticmethod
-    def error_report(session, r) -> dict | None:
+    def error_record(session, r) -> ErrorRecord | None:
         from airflow.models.xcom import XComModel
 
-        value = session.execute(select(XComModel.value).where(and_(
-            XComModel.dag_id == r.dag_id, XComModel.run_id == r.run_id, XComModel.task_id == r.task_id,
-            XComModel.map_index == r.map_index, XComModel.key == ERROR_XCOM))).scalar_one_or_none()
+        value = session.execute(
+            select(XComModel.value).where(
+                and_(
+                    XComModel.dag_id == r.dag_id,
+                    XComModel.run_id == r.run_id,
+                    XComModel.task_id == r.task_id,
+                    XComModel.map_index == r.map_index,
+                    XComModel.key == ERROR_XCOM,
+                )
+            )
+        ).scalar_one_or_none()
         if value is None:
             return None
         try:
-            report = store.xcom_value(value)
-        except Exception:  # an unreadable report is an unknown failure
+            return ErrorRecord.from_xcom(store.xcom_value(value))
+        except Exception:  # an unreadable record is an unknown failure
             return None
-        return report if isinstance(report, dict) else None
 
 
-def _described(report: dict | None) -> str | None:
+def _described(record: ErrorRecord | None) -> str | None:
     """The failure's message and what the recovery rules did about it."""
-    if not report:
+    if not record:
         return None
-    decision = report.get("recovery") or {}
+    decision = record.recovery or {}
     suffix = f" | {decision.get('rule')}: {decision.get('reason')}" if decision else ""
-    return f"{report.get('message') or ''}{suffix}"[:4000]
+    return f"{record.message or ''}{suffix}"[:4000]
 
 
 # ------------------------------------------------------------------ people in control
@@ -179,18 +241,31 @@ def set_limit(session, dataset: str, slots: int | None, *, pin: bool, actor: str
     if slots is not None and not 0 <= slots <= 10_000:
         raise ValueError(f"slots {slots} is not between 0 and 10000")
     if slots is not None and not pin and not row["low"] <= slots <= row["high"]:
-        raise ValueError(f"slots {slots} is outside the data set's bounds {row['low']}-{row['high']}; pin it to "
-                         "go outside them")
+        raise ValueError(
+            f"slots {slots} is outside the data set's bounds {row['low']}-{row['high']}; pin it to go outside them"
+        )
     pinned = slots if pin else None
-    session.execute(store.throttle.update().where(store.throttle.c.dataset == dataset).values(
-        pinned=pinned, updated_at=store.now()))
+    session.execute(
+        store.throttle.update().where(store.throttle.c.dataset == dataset).values(pinned=pinned, updated_at=store.now())
+    )
     if slots is not None and pool is not None:
         pool.slots = slots
     what = f"pinned to {slots}" if pin and slots is not None else "unpinned" if slots is None else f"set to {slots}"
-    store.record_event(session, dataset, old, slots if slots is not None else old,
-                       f"{what} by {actor}" + (f": {reason}" if reason else ""), actor)
-    return {"dataset": dataset, "pool": row["pool"], "slots": slots if slots is not None else old,
-            "pinned": pinned, "previous": old}
+    store.record_event(
+        session,
+        dataset,
+        old,
+        slots if slots is not None else old,
+        f"{what} by {actor}" + (f": {reason}" if reason else ""),
+        actor,
+    )
+    return {
+        "dataset": dataset,
+        "pool": row["pool"],
+        "slots": slots if slots is not None else old,
+        "pinned": pinned,
+        "previous": old,
+    }
 
 
 # ------------------------------------------------------------------ the scheduler-side thread

@@ -61,12 +61,12 @@ class AIMD:
     decrease: float = 0.5
     cooldown: float = 60.0
     probe_after: int = 3
-    growth: float = 1.5           # slow start: x growth per saturated clean period
+    growth: float = 1.5  # slow start: x growth per saturated clean period
     severe_fraction: float = 0.2  # at least this share of a period's tasks failing cuts multiplicatively
     load_classes: frozenset[str] = DEFAULT_LOAD_CLASSES
     slow_start: bool = True
-    good: int | None = None       # the highest limit that ran a saturated period without load failures
-    ceiling: int | None = None    # the lowest limit that overloaded the source since
+    good: int | None = None  # the highest limit that ran a saturated period without load failures
+    ceiling: int | None = None  # the lowest limit that overloaded the source since
     _quiet: int = field(default=0, repr=False)
     _probing: bool = field(default=False, repr=False)  # the limit itself grew above ``good``
     _last_decrease: float = field(default=-math.inf, repr=False)
@@ -82,8 +82,13 @@ class AIMD:
 
     def overloaded(self, samples: Sequence[Sample]) -> list[Sample]:
         """Load failures of tasks started since the last decrease (older ones ran under the old limit)."""
-        return [s for s in samples if s.failed and ((s.error_class or "unknown") in self.load_classes or s.throttle_down)
-                and s.time - s.latency >= self._last_decrease]
+        return [
+            s
+            for s in samples
+            if s.failed
+            and ((s.error_class or "unknown") in self.load_classes or s.throttle_down)
+            and s.time - s.latency >= self._last_decrease
+        ]
 
     def saturated(self, samples: Sequence[Sample]) -> bool:
         """The limit was the constraint: some task finished while the pool was (nearly) full."""
@@ -97,9 +102,12 @@ class AIMD:
             if cooling:
                 return Decision(self.value, f"{len(overloaded)} load failures, cooling down after the last decrease")
             factors = [s.throttle_down for s in overloaded if s.throttle_down]
-            return self._overload(now, f"{len(overloaded)} load failure(s) ({_classes(overloaded)})",
-                                  severe=len(overloaded) >= self.severe_fraction * len(samples),
-                                  factor=min(factors) if factors else None)
+            return self._overload(
+                now,
+                f"{len(overloaded)} load failure(s) ({_classes(overloaded)})",
+                severe=len(overloaded) >= self.severe_fraction * len(samples),
+                factor=min(factors) if factors else None,
+            )
         if cooling:
             return Decision(self.value, "cooling down after a decrease")
         if not samples or not self.saturated(samples):
@@ -114,8 +122,9 @@ class AIMD:
             if self._quiet < self.probe_after:
                 return Decision(self.value, f"holding below {self.ceiling}, which overloaded the source")
             self._quiet = 0
-            return self._increase(self.value + 1, f"probing {self.ceiling} again after {self.probe_after} "
-                                                  "quiet periods")
+            return self._increase(
+                self.value + 1, f"probing {self.ceiling} again after {self.probe_after} quiet periods"
+            )
         target = math.ceil(self.value * self.growth) if self.slow_start else self.value + self.increase
         if self.ceiling is not None:
             target = min(target, self.ceiling - 1)
@@ -163,14 +172,3 @@ def _classes(samples: Sequence[Sample]) -> str:
     for s in samples:
         counts[s.error_class or "unknown"] = counts.get(s.error_class or "unknown", 0) + 1
     return ", ".join(f"{k} x{v}" for k, v in sorted(counts.items()))
-
-
-ALGORITHMS = {"aimd": AIMD}
-
-
-def make_limit(algorithm: str, *, low: int, high: int, initial: int, **options) -> AIMD:
-    try:
-        cls = ALGORITHMS[algorithm]
-    except KeyError:
-        raise ValueError(f"unknown limit algorithm {algorithm!r}: one of {sorted(ALGORITHMS)}") from None
-    return cls(low=low, high=high, value=initial, **options)

@@ -17,25 +17,26 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (Column, DateTime, Float, Integer, MetaData, String, Table, Text, and_, or_, select,
-                        update)
+from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, Text, and_, or_, select, update
 
 metadata = MetaData()
 
 throttle = Table(
-    "flux_throttle", metadata,
+    "flux_throttle",
+    metadata,
     Column("dataset", String(250), primary_key=True),
     Column("pool", String(256), nullable=False),
     Column("low", Integer, nullable=False),
     Column("high", Integer, nullable=False),
     Column("initial", Integer, nullable=False),
     Column("pinned", Integer, nullable=True),
-    Column("load_classes", Text, nullable=True),     # comma-separated override, NULL: the taxonomy's
+    Column("load_classes", Text, nullable=True),  # comma-separated override, NULL: the taxonomy's
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 events = Table(
-    "flux_throttle_events", metadata,
+    "flux_throttle_events",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("at", DateTime(timezone=True), nullable=False, index=True),
     Column("dataset", String(250), nullable=False, index=True),
@@ -46,7 +47,8 @@ events = Table(
 )
 
 outcomes = Table(
-    "flux_task_outcomes", metadata,
+    "flux_task_outcomes",
+    metadata,
     Column("dag_id", String(250), primary_key=True),
     Column("run_id", String(250), primary_key=True),
     Column("task_id", String(250), primary_key=True),
@@ -62,7 +64,8 @@ outcomes = Table(
 )
 
 lease = Table(
-    "flux_lease", metadata,
+    "flux_lease",
+    metadata,
     Column("name", String(100), primary_key=True),
     Column("holder", String(250), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
@@ -102,19 +105,25 @@ def acquire_lease(session, name: str, holder: str, seconds: float, at: dt.dateti
         session.execute(lease.insert().values(name=name, holder=holder, expires_at=expires))
         session.flush()
         return True
-    result = session.execute(update(lease).where(and_(lease.c.name == name, or_(
-        lease.c.holder == holder, lease.c.expires_at < at))).values(holder=holder, expires_at=expires))
+    result = session.execute(
+        update(lease)
+        .where(and_(lease.c.name == name, or_(lease.c.holder == holder, lease.c.expires_at < at)))
+        .values(holder=holder, expires_at=expires)
+    )
     return result.rowcount == 1
 
 
-def record_event(session, dataset: str, old: int | None, new: int | None, reason: str, actor: str,
-                 at: dt.datetime | None = None) -> None:
-    session.execute(events.insert().values(at=at or now(), dataset=dataset, old=old, new=new, reason=reason,
-                                           actor=actor))
+def record_event(
+    session, dataset: str, old: int | None, new: int | None, reason: str, actor: str, at: dt.datetime | None = None
+) -> None:
+    session.execute(
+        events.insert().values(at=at or now(), dataset=dataset, old=old, new=new, reason=reason, actor=actor)
+    )
 
 
-def upsert_dataset(session, dataset: str, pool: str, low: int, high: int, initial: int,
-                   load_classes: str | None = None) -> None:
+def upsert_dataset(
+    session, dataset: str, pool: str, low: int, high: int, initial: int, load_classes: str | None = None
+) -> None:
     values = dict(pool=pool, low=low, high=high, initial=initial, load_classes=load_classes, updated_at=now())
     if session.execute(select(throttle.c.dataset).where(throttle.c.dataset == dataset)).first():
         session.execute(update(throttle).where(throttle.c.dataset == dataset).values(**values))

@@ -21,8 +21,14 @@ with DAG(
     default_args={"retries": 3, "retry_delay": timedelta(seconds=1)},
 ):
     # The connection flux_test_bad_password is created by the test with a wrong password.
-    BcpExportOperator(task_id="export", dataset="titles", schema="dbo", table="titles",
-                      mssql_conn_id="flux_test_bad_password", engine="bcp")
+    BcpExportOperator(
+        task_id="export",
+        dataset="titles",
+        schema="dbo",
+        table="titles",
+        mssql_conn_id="flux_test_bad_password",
+        engine="bcp",
+    )
 
 
 with DAG(
@@ -35,24 +41,46 @@ with DAG(
 ):
     # The test fills dbo.pipeline_src in the SQL Server stand-in, then checks Hive.
     (
-        BcpExportOperator(task_id="export", dataset="pipeline", schema="dbo", table="pipeline_src", engine="bcp",
-                          count_sql="SELECT COUNT(*) FROM dbo.pipeline_src")
+        BcpExportOperator(
+            task_id="export",
+            dataset="pipeline",
+            schema="dbo",
+            table="pipeline_src",
+            engine="bcp",
+            count_sql="SELECT COUNT(*) FROM dbo.pipeline_src",
+        )
         # Variables set by the manual-recovery test break a step on purpose: flux_pipeline_bucket (upload),
         # flux_fail_transform (transform), flux_refresh_reference (refresh)
-        >> S3ChunkUploadOperator(task_id="upload", dataset="pipeline",
-                                 s3_location="s3://{{ var.value.get('flux_pipeline_bucket', 'flux') }}/tests/pipeline",
-                                 compression="gzip", chunk_rows=50)
+        >> S3ChunkUploadOperator(
+            task_id="upload",
+            dataset="pipeline",
+            s3_location="s3://{{ var.value.get('flux_pipeline_bucket', 'flux') }}/tests/pipeline",
+            compression="gzip",
+            chunk_rows=50,
+        )
         >> HiveTransformOperator(
-            task_id="transform", dataset="pipeline", database="flux_it", create_database=True,
-            staging_table="pipeline_staging", target_table="pipeline_daily",
-            target_columns={"sessions": "BIGINT", "minutes": "DECIMAL(19,2)"}, partition_types={"day": "STRING"},
+            task_id="transform",
+            dataset="pipeline",
+            database="flux_it",
+            create_database=True,
+            staging_table="pipeline_staging",
+            target_table="pipeline_daily",
+            target_columns={"sessions": "BIGINT", "minutes": "DECIMAL(19,2)"},
+            partition_types={"day": "STRING"},
             dynamic_partitions=["day"],
             sql="SELECT COUNT(*) AS sessions, SUM(minutes) AS minutes, "
-                "{{ 'CAST(\\'x\\' AS INT) + ' if var.value.get('flux_fail_transform', '') else '' }}"
-                "CAST(day AS STRING) AS day FROM {{ staging }} GROUP BY day",
+            "{{ 'CAST(\\'x\\' AS INT) + ' if var.value.get('flux_fail_transform', '') else '' }}"
+            "CAST(day AS STRING) AS day FROM {{ staging }} GROUP BY day",
         )
-        >> PartitionRefreshOperator(task_id="refresh", dataset="pipeline", database="flux_it",
-                                    table="pipeline_daily", latest_view="pipeline_latest", analyze=True,
-                                    retention_days=36500, retention_column="day",
-                                    retention_reference="{{ var.value.get('flux_refresh_reference', '') }}")
+        >> PartitionRefreshOperator(
+            task_id="refresh",
+            dataset="pipeline",
+            database="flux_it",
+            table="pipeline_daily",
+            latest_view="pipeline_latest",
+            analyze=True,
+            retention_days=36500,
+            retention_column="day",
+            retention_reference="{{ var.value.get('flux_refresh_reference', '') }}",
+        )
     )

@@ -14,8 +14,7 @@ from airflow.sdk import DAG
 
 from flux_provider.operators.bcp_export import BcpExportOperator
 from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
-from flux_provider.recovery import Recovery
-from flux_provider.recovery import Action, Match, Rule
+from flux_provider.recovery import Action, Match, Recovery, Rule
 
 with DAG(
     dag_id="flux_test_recovery",
@@ -25,16 +24,43 @@ with DAG(
     tags=["flux-tests"],
 ):
     common = dict(dataset="rec", schema="dbo", engine="dbapi")
-    BcpExportOperator(task_id="deadlock", table="rec_src", **common, recovery=Recovery(rules=(
-        Rule(Match(number=1205), (Action("retry", {"count": 3, "delaySeconds": 3, "backoff": 2}),), name="deadlock"),
-    )))
-    BcpExportOperator(task_id="alert_fail", table="rec_missing", **common, recovery=Recovery(
-        rules=(Rule(Match(error_class="missing_object"), (Action("fail"), Action("alert")), name="gone"),),
-        webhooks=["{{ var.value.flux_test_webhook }}"]))
-    BcpExportOperator(task_id="skipped", table="rec_gone", **common, recovery=Recovery(rules=(
-        Rule(Match(error_class="missing_object"), (Action("skip", {"reason": "rec_gone is rebuilt on Sundays"}),),
-             name="weekly rebuild"),
-    )))
+    BcpExportOperator(
+        task_id="deadlock",
+        table="rec_src",
+        **common,
+        recovery=Recovery(
+            rules=(
+                Rule(
+                    Match(number=1205),
+                    (Action("retry", {"count": 3, "delaySeconds": 3, "backoff": 2}),),
+                    name="deadlock",
+                ),
+            )
+        ),
+    )
+    BcpExportOperator(
+        task_id="alert_fail",
+        table="rec_missing",
+        **common,
+        recovery=Recovery(
+            rules=(Rule(Match(error_class="missing_object"), (Action("fail"), Action("alert")), name="gone"),),
+            webhooks=["{{ var.value.flux_test_webhook }}"],
+        ),
+    )
+    BcpExportOperator(
+        task_id="skipped",
+        table="rec_gone",
+        **common,
+        recovery=Recovery(
+            rules=(
+                Rule(
+                    Match(error_class="missing_object"),
+                    (Action("skip", {"reason": "rec_gone is rebuilt on Sundays"}),),
+                    name="weekly rebuild",
+                ),
+            )
+        ),
+    )
 
 
 with DAG(
@@ -45,8 +71,20 @@ with DAG(
     tags=["flux-tests"],
 ):
     # The test points the connection flux_test_private_s3 at a private SeaweedFS that it stops and restarts.
-    BcpExportOperator(task_id="export", dataset="outage", schema="dbo", table="outage_src", engine="dbapi") >> \
-        S3ChunkUploadOperator(task_id="upload", dataset="outage", s3_location="s3://flux/outage-airflow/data",
-                              aws_conn_id="flux_test_private_s3", recovery=Recovery(rules=(
-                                  Rule(Match(error_class="connection", step="upload"),
-                                       (Action("retry", {"count": 3, "delaySeconds": 20}),), name="s3 down"),)))
+    BcpExportOperator(
+        task_id="export", dataset="outage", schema="dbo", table="outage_src", engine="dbapi"
+    ) >> S3ChunkUploadOperator(
+        task_id="upload",
+        dataset="outage",
+        s3_location="s3://flux/outage-airflow/data",
+        aws_conn_id="flux_test_private_s3",
+        recovery=Recovery(
+            rules=(
+                Rule(
+                    Match(error_class="connection", step="upload"),
+                    (Action("retry", {"count": 3, "delaySeconds": 20}),),
+                    name="s3 down",
+                ),
+            )
+        ),
+    )

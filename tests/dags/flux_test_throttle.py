@@ -22,8 +22,14 @@ with DAG(
 ):
     for name in ("tx", "ty"):
         for i in range(8):
-            BcpExportOperator(task_id=f"{name}{i}", dataset=name, schema="dbo", table=f"{name}_src", engine="dbapi",
-                              pool=f"flux_{name}")
+            BcpExportOperator(
+                task_id=f"{name}{i}",
+                dataset=name,
+                schema="dbo",
+                table=f"{name}_src",
+                engine="dbapi",
+                pool=f"flux_{name}",
+            )
 
 
 # Data set ``tf``: six exports whose source deadlocks; its rule fails them and asks the controller to cut
@@ -35,11 +41,24 @@ with DAG(
     catchup=False,
     tags=["flux-tests"],
 ):
-    from flux_provider.recovery import Recovery
-    from flux_provider.recovery import Action, Match, Rule
+    from flux_provider.recovery import Action, Match, Recovery, Rule
 
-    quarter = Recovery(rules=(Rule(Match(number=1205), (Action("fail"), Action("throttle_down", {"factor": 0.25})),
-                                   name="deadlock: cut to a quarter"),))
+    quarter = Recovery(
+        rules=(
+            Rule(
+                Match(number=1205),
+                (Action("fail"), Action("throttle_down", {"factor": 0.25})),
+                name="deadlock: cut to a quarter",
+            ),
+        )
+    )
     for i in range(6):
-        BcpExportOperator(task_id=f"tf{i}", dataset="tf", schema="dbo", table="tf_src", engine="dbapi", pool="flux_tf",
-                          recovery=quarter)
+        BcpExportOperator(
+            task_id=f"tf{i}",
+            dataset="tf",
+            schema="dbo",
+            table="tf_src",
+            engine="dbapi",
+            pool="flux_tf",
+            recovery=quarter,
+        )

@@ -25,13 +25,15 @@ def main() -> None:
     parser.add_argument("--seed", type=Path, action="append", default=[], help="SQL file(s) to load first")
     parser.add_argument("--debug", action="store_true", help="log every batch")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for seed in args.seed:
         load_seed(args.db, seed.read_bytes().decode("utf-8"))  # not read_text(): it turns CR and CRLF into LF
     server = TdsServer((args.host, args.port), db_path=args.db, database=args.database, users_file=args.users)
-    logging.getLogger("flux_provider.devstack.tds").info("serving TDS on %s:%s (database %s, SQLite %s)",
-                                                           args.host, args.port, args.database, args.db)
+    logging.getLogger("flux_provider.devstack.tds").info(
+        "serving TDS on %s:%s (database %s, SQLite %s)", args.host, args.port, args.database, args.db
+    )
     server.serve_forever()
 
 

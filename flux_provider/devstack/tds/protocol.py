@@ -35,7 +35,7 @@ def packets(kind: int, payload: bytes, size: int, *, last: bool = True) -> bytes
     """Frame ``payload`` into TDS packets of at most ``size`` bytes (the final one flagged EOM if ``last``)."""
     body = size - HEADER.size
     out = bytearray()
-    chunks = [payload[i:i + body] for i in range(0, len(payload), body)] or [b""]
+    chunks = [payload[i : i + body] for i in range(0, len(payload), body)] or [b""]
     for n, chunk in enumerate(chunks):
         status = STATUS_EOM if last and n == len(chunks) - 1 else 0
         out += HEADER.pack(kind, status, len(chunk) + HEADER.size, 0, (n + 1) % 256, 0) + chunk
@@ -56,10 +56,10 @@ def us_varchar(text: str) -> bytes:
 def prelogin_response() -> bytes:
     options = [
         (0x00, bytes([15, 0, 0x07, 0xD0, 0, 0])),  # VERSION 15.0.2000
-        (0x01, b"\x02"),                          # ENCRYPTION: ENCRYPT_NOT_SUP
-        (0x02, b"\x00"),                          # INSTOPT
-        (0x03, b""),                              # THREADID
-        (0x04, b"\x00"),                          # MARS off
+        (0x01, b"\x02"),  # ENCRYPTION: ENCRYPT_NOT_SUP
+        (0x02, b"\x00"),  # INSTOPT
+        (0x03, b""),  # THREADID
+        (0x04, b"\x00"),  # MARS off
     ]
     offset = len(options) * 5 + 1
     table, data = bytearray(), bytearray()
@@ -89,7 +89,7 @@ def parse_login7(payload: bytes) -> Login:
 
     def field(index: int) -> bytes:
         offset, chars = struct.unpack_from("<HH", payload, 36 + 4 * index)
-        return payload[offset:offset + 2 * chars]
+        return payload[offset : offset + 2 * chars]
 
     return Login(
         tds_version=tds_version,
@@ -116,10 +116,16 @@ def envchange_collation() -> bytes:
     return bytes([ENVCHANGE]) + struct.pack("<H", len(body)) + body
 
 
-def message(number: int, text: str, *, state: int = 1, severity: int = 16, server: str = "flux-tds",
-            info: bool = False) -> bytes:
-    body = (struct.pack("<iBB", number, state, severity) + us_varchar(text) + b_varchar(server)
-            + b_varchar("") + struct.pack("<i", 1))
+def message(
+    number: int, text: str, *, state: int = 1, severity: int = 16, server: str = "flux-tds", info: bool = False
+) -> bytes:
+    body = (
+        struct.pack("<iBB", number, state, severity)
+        + us_varchar(text)
+        + b_varchar(server)
+        + b_varchar("")
+        + struct.pack("<i", 1)
+    )
     return bytes([INFO if info else ERROR]) + struct.pack("<H", len(body)) + body
 
 
@@ -134,8 +140,8 @@ def done(status: int = DONE_FINAL, rows: int | None = None, curcmd: int = 0) -> 
 class SqlType:
     """A column's SQL Server type as the server reports it (sp_describe_first_result_set style)."""
 
-    name: str               # int, bigint, bit, decimal, float, nvarchar, varbinary, date, time, datetime2, ...
-    max_length: int = 0     # bytes, as SQL Server reports it (-1 for MAX)
+    name: str  # int, bigint, bit, decimal, float, nvarchar, varbinary, date, time, datetime2, ...
+    max_length: int = 0  # bytes, as SQL Server reports it (-1 for MAX)
     precision: int = 0
     scale: int = 0
 
@@ -153,12 +159,19 @@ class SqlType:
 
 
 _FIXED = {
-    "tinyint": SqlType("tinyint", 1, 3), "smallint": SqlType("smallint", 2, 5),
-    "int": SqlType("int", 4, 10), "integer": SqlType("int", 4, 10), "bigint": SqlType("bigint", 8, 19),
-    "bit": SqlType("bit", 1, 1), "float": SqlType("float", 8, 53), "real": SqlType("real", 4, 24),
-    "date": SqlType("date", 3, 10), "datetime": SqlType("datetime", 8, 23, 3),
+    "tinyint": SqlType("tinyint", 1, 3),
+    "smallint": SqlType("smallint", 2, 5),
+    "int": SqlType("int", 4, 10),
+    "integer": SqlType("int", 4, 10),
+    "bigint": SqlType("bigint", 8, 19),
+    "bit": SqlType("bit", 1, 1),
+    "float": SqlType("float", 8, 53),
+    "real": SqlType("real", 4, 24),
+    "date": SqlType("date", 3, 10),
+    "datetime": SqlType("datetime", 8, 23, 3),
     "smalldatetime": SqlType("datetime", 8, 23, 3),
-    "money": SqlType("decimal", 9, 19, 4), "smallmoney": SqlType("decimal", 5, 10, 4),
+    "money": SqlType("decimal", 9, 19, 4),
+    "smallmoney": SqlType("decimal", 5, 10, 4),
     "uniqueidentifier": SqlType("nvarchar", 72),
 }
 _TYPE_RE = re.compile(r"^\s*(?:TEXT\s+)?([A-Za-z_0-9]+)\s*(?:\(\s*(MAX|\d+)\s*(?:,\s*(\d+)\s*)?\))?", re.I)
@@ -301,12 +314,13 @@ def encoder(sql: SqlType) -> Callable[[object], bytes]:
                 return b"\x00"
             number = context.create_decimal(repr(v) if isinstance(v, float) else str(v))
             unscaled = int(number.quantize(exponent, context=context).scaleb(sql.scale, context=context))
-            if abs(unscaled) >= 10 ** sql.precision:
+            if abs(unscaled) >= 10**sql.precision:
                 raise OverflowError(f"{v} does not fit decimal({sql.precision},{sql.scale})")
             return bytes([1 + width, 1 if unscaled >= 0 else 0]) + abs(unscaled).to_bytes(width, "little")
 
         return enc_decimal
     if name == "nvarchar":
+
         def enc_nvarchar(v) -> bytes:
             if v is None:
                 return b"\xff\xff"
@@ -317,6 +331,7 @@ def encoder(sql: SqlType) -> Callable[[object], bytes]:
 
         return enc_nvarchar
     if name == "varbinary":
+
         def enc_varbinary(v) -> bytes:
             if v is None:
                 return b"\xff\xff"
@@ -325,6 +340,7 @@ def encoder(sql: SqlType) -> Callable[[object], bytes]:
 
         return enc_varbinary
     if name == "date":
+
         def enc_date(v) -> bytes:
             if v is None:
                 return b"\x00"
@@ -346,6 +362,7 @@ def encoder(sql: SqlType) -> Callable[[object], bytes]:
 
         return enc_datetime2
     if name == "datetime":
+
         def enc_datetime(v) -> bytes:
             if v is None:
                 return b"\x00"

@@ -54,9 +54,12 @@ MESSAGES = {
     207: (16, "Invalid column name '{0}'."),
     208: (16, "Invalid object name '{0}'."),
     229: (14, "The SELECT permission was denied on the object '{0}'."),
-    1205: (13, "Transaction (Process ID {spid}) was deadlocked on lock resources with another process and "
-                "has been chosen as the deadlock victim. Rerun the transaction."),
-    4060: (11, "Cannot open database \"{0}\" requested by the login. The login failed."),
+    1205: (
+        13,
+        "Transaction (Process ID {spid}) was deadlocked on lock resources with another process and "
+        "has been chosen as the deadlock victim. Rerun the transaction.",
+    ),
+    4060: (11, 'Cannot open database "{0}" requested by the login. The login failed.'),
     8115: (16, "Arithmetic overflow error converting {0} to data type numeric."),
     18456: (14, "Login failed for user '{0}'."),
     40501: (20, "The service is currently busy. Retry the request after 10 seconds."),
@@ -135,8 +138,12 @@ def _strip_n_literals(sql: str) -> str:
             j = _quoted_end(sql, i)
             out.append(sql[i:j])
             i = j
-        elif ch in "Nn" and i + 1 < n and sql[i + 1] == "'" and (
-                i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_")):
+        elif (
+            ch in "Nn"
+            and i + 1 < n
+            and sql[i + 1] == "'"
+            and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_"))
+        ):
             i += 1
         else:
             out.append(ch)
@@ -145,7 +152,7 @@ def _strip_n_literals(sql: str) -> str:
 
 
 _NUMBER = re.compile(r"(-\s*)?(\d+)(\.\d*)?(?![\w.])")
-_INT64 = (-(2 ** 63), 2 ** 63 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 def _exact_literals(sql: str) -> str:
@@ -192,8 +199,9 @@ def _exact_literals(sql: str) -> str:
                 text = ("-" if sign else "") + whole + (fraction or "")
                 digits = len(whole.lstrip("0")) + len((fraction or ".")[1:])
                 too_long = (fraction is not None and digits > 15) or (
-                    fraction is None and not _INT64[0] <= int(text) <= _INT64[1])
-                out.append(f"'{text}'" if too_long else sql[i:match.end()])
+                    fraction is None and not _INT64[0] <= int(text) <= _INT64[1]
+                )
+                out.append(f"'{text}'" if too_long else sql[i : match.end()])
                 i = match.end()
                 continue
         out.append(ch)
@@ -202,12 +210,12 @@ def _exact_literals(sql: str) -> str:
 
 
 _FMTONLY = re.compile(r"^\s*SET\s+FMTONLY\s+ON\s+(.*?)\s*;?\s*SET\s+FMTONLY\s+OFF\s*;?\s*$", re.I | re.S)
-_DESCRIBE = re.compile(r"^\s*EXEC(?:UTE)?\s+(?:sys\.)?sp_describe_first_result_set\s+(?:@tsql\s*=\s*)?N?'(.*)'\s*$",
-                       re.I | re.S)
+_DESCRIBE = re.compile(
+    r"^\s*EXEC(?:UTE)?\s+(?:sys\.)?sp_describe_first_result_set\s+(?:@tsql\s*=\s*)?N?'(.*)'\s*$", re.I | re.S
+)
 _NOOP = re.compile(r"^\s*(SET\s|BEGIN\s+TRAN|COMMIT|ROLLBACK|IF\s+@@TRANCOUNT|SAVE\s+TRAN)", re.I)
 _USE = re.compile(r"^\s*USE\s+\[?(\w+)\]?\s*$", re.I)
-_CONVERT = re.compile(
-    r"CONVERT\(\s*N?VARCHAR\s*\(\s*(\d+)\s*\)\s*,\s*(\[[^\]]+\]|\w+)\s*(?:,\s*(\d+)\s*)?\)", re.I)
+_CONVERT = re.compile(r"CONVERT\(\s*N?VARCHAR\s*\(\s*(\d+)\s*\)\s*,\s*(\[[^\]]+\]|\w+)\s*(?:,\s*(\d+)\s*)?\)", re.I)
 _ISO = re.compile(r"^(-?\d{1,4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?)?$")
 _CLOCK = re.compile(r"^(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?$")
 
@@ -283,10 +291,14 @@ class Session:
             yield (0, ordinal, name, int(nullable), sql.system_type_name, sql.max_length, sql.precision, sql.scale)
 
     DESCRIBE_COLUMNS = [
-        ("is_hidden", p.SqlType("bit", 1, 1), False), ("column_ordinal", p.SqlType("int", 4, 10), False),
-        ("name", p.SqlType("nvarchar", 256), True), ("is_nullable", p.SqlType("bit", 1, 1), False),
-        ("system_type_name", p.SqlType("nvarchar", 512), True), ("max_length", p.SqlType("smallint", 2, 5), False),
-        ("precision", p.SqlType("tinyint", 1, 3), False), ("scale", p.SqlType("tinyint", 1, 3), False),
+        ("is_hidden", p.SqlType("bit", 1, 1), False),
+        ("column_ordinal", p.SqlType("int", 4, 10), False),
+        ("name", p.SqlType("nvarchar", 256), True),
+        ("is_nullable", p.SqlType("bit", 1, 1), False),
+        ("system_type_name", p.SqlType("nvarchar", 512), True),
+        ("max_length", p.SqlType("smallint", 2, 5), False),
+        ("precision", p.SqlType("tinyint", 1, 3), False),
+        ("scale", p.SqlType("tinyint", 1, 3), False),
     ]
 
     # -------------------------------------------------------------- faults
@@ -386,8 +398,10 @@ class TdsHandler(socketserver.BaseRequestHandler):
                 elif kind == p.ATTENTION:
                     self.send(p.done(p.DONE_ATTN))
                 else:
-                    self.send(p.message(50000, f"flux TDS test server: packet type {kind:#x} is not supported")
-                              + p.done(p.DONE_ERROR))
+                    self.send(
+                        p.message(50000, f"flux TDS test server: packet type {kind:#x} is not supported")
+                        + p.done(p.DONE_ERROR)
+                    )
         except (ConnectionError, OSError):
             return
         finally:
@@ -465,8 +479,16 @@ class TdsHandler(socketserver.BaseRequestHandler):
                 out.append(("sql", statement))
         return out
 
-    def run(self, session: Session, writer: _Writer, kind: str, sql: str, more: int,
-            fail_after: int | None, fail_number: int | None) -> None:
+    def run(
+        self,
+        session: Session,
+        writer: _Writer,
+        kind: str,
+        sql: str,
+        more: int,
+        fail_after: int | None,
+        fail_number: int | None,
+    ) -> None:
         if kind == "noop":
             writer.add(p.done(more))
             return
@@ -501,8 +523,15 @@ class TdsHandler(socketserver.BaseRequestHandler):
 
         self.stream(writer, columns, rows(), more, fail_after, fail_number)
 
-    def stream(self, writer: _Writer, columns, rows: Iterator[tuple], more: int,
-               fail_after: int | None, fail_number: int | None) -> None:
+    def stream(
+        self,
+        writer: _Writer,
+        columns,
+        rows: Iterator[tuple],
+        more: int,
+        fail_after: int | None,
+        fail_number: int | None,
+    ) -> None:
         encoders = [p.encoder(sql) for _, sql, _ in columns]
         writer.add(p.colmetadata(columns))
         count, row_token = 0, bytes([p.ROW])

@@ -1,0 +1,238 @@
+"""The chunked Hive-text upload: an export stream -> encoded chunks -> one published run in S3.
+
+Used by both upload operators (``S3ChunkUploadOperator`` reads an export file,
+``BcpToS3Operator`` a named pipe the export writes into). Reads the stream in
+blocks, encodes whole rows to Hive LazySimpleSerDe text (:mod:`flux_provider.formats.hive_text`),
+cuts chunks at row boundaries (:mod:`flux_provider.formats.chunker`) and uploads
+them concurrently while the next ones encode (:class:`~flux_provider.hooks.s3_chunks.ChunkUploader`);
+the run is published only after every chunk is up and ``before_publish`` agreed.
+Memory: about ``(max_inflight + 2) * chunk_mb + 3 * (encode_workers + 1) * block_mb`` MB.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from airflow.sdk.bases.hook import BaseHook
+
+from flux_provider.errors import ErrorClass, FluxError, flux_error
+from flux_provider.formats.chunker import chunks, return_big_buffers_to_the_os
+from flux_provider.formats.hive_text import BcpToHive, CsvToHive, HiveTextEncoding
+from flux_provider.handoffs import ExportResult, UploadResult
+from flux_provider.hooks.s3_chunks import ChunkUploader, split_s3_url
+from flux_provider.hooks.s3_client import s3_client
+
+
+def run_key_for(run_id: str) -> str:
+    """The S3 key part of an Airflow run id."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", run_id).strip("._") or "run"
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    """How a run is cut, encoded and sent (see ``S3ChunkUploadOperator`` for each field)."""
+
+    chunk_mb: float | None = 32
+    chunk_rows: int | None = None
+    compression: str | None = None
+    gzip_level: int = 6
+    field_delimiter: str = "\x01"
+    collection_delimiter: str = "\x02"
+    map_key_delimiter: str = "\x03"
+    null_format: str = "\\N"
+    max_inflight: int = 4
+    multipart_mb: int = 64
+    block_mb: float = 8
+    encode_workers: int = 2
+
+    def encoding(self) -> HiveTextEncoding:
+        return HiveTextEncoding(
+            field=self.field_delimiter,
+            collection=self.collection_delimiter,
+            map_key=self.map_key_delimiter,
+            null=self.null_format,
+        )
+
+
+def _decoder(export: ExportResult, encoding: HiveTextEncoding) -> BcpToHive | CsvToHive:
+    """The decoder the export's ``format`` asks for: bcp character mode (default) or CSV."""
+    columns = len(export.columns)
+    if export.format == "csv":
+        return CsvToHive(
+            columns,
+            encoding,
+            header=export.extra.get("header", False),
+            delimiter=export.extra.get("delimiter", ","),
+            empty_is_null=export.extra.get("empty_is_null", True),
+        )
+    return BcpToHive(export.field_terminator, export.row_terminator, columns, encoding)
+
+
+class S3ChunkUploadHook(BaseHook):
+    """Encode and upload one run of a data set to ``s3_location`` over the AWS connection's S3 client."""
+
+    conn_name_attr = "aws_conn_id"
+    default_conn_name = "aws_default"
+    hook_name = "flux chunked Hive-text upload to S3"
+
+    def __init__(
+        self,
+        aws_conn_id: str | None = default_conn_name,
+        *,
+        dataset: str,
+        settings: ChunkSettings = ChunkSettings(),
+        log_every: float = 10.0,
+    ):
+        super().__init__()
+        self.aws_conn_id, self.dataset, self.settings, self.log_every = aws_conn_id, dataset, settings, log_every
+        self._uploader: ChunkUploader | None = None
+
+    def _fail(self, message: str, error_class: ErrorClass = ErrorClass.CONFIG) -> FluxError:
+        return flux_error(message, error_class=error_class, dataset=self.dataset, step="upload")
+
+    def upload_stream(
+        self, stream, export: ExportResult, s3_location: str, run_id: str, *, before_publish=None
+    ) -> UploadResult:
+        """Encode and upload everything ``stream`` yields (a file or a pipe), then publish.
+
+        ``before_publish(rows)`` runs after the last chunk is uploaded and before anything is
+        published; raising there (e.g. the export that fed a pipe failed) publishes nothing.
+        """
+        from boto3.s3.transfer import TransferConfig
+
+        settings = self.settings
+        if settings.compression not in (None, "gzip"):
+            raise self._fail(f"compression {settings.compression!r} is not None or 'gzip'")
+        try:
+            bucket, location = split_s3_url(s3_location)
+            encoding = settings.encoding()
+            decoder = _decoder(export, encoding)
+        except ValueError as exc:
+            raise self._fail(str(exc)) from exc
+        client = s3_client(self.aws_conn_id)
+        return_big_buffers_to_the_os()
+        part = settings.multipart_mb * 2**20
+        self._uploader = uploader = ChunkUploader(
+            client,
+            bucket,
+            location,
+            run_key_for(run_id),
+            dataset=self.dataset,
+            extension=".hive.gz" if settings.compression else ".hive",
+            max_inflight=settings.max_inflight,
+            transfer_config=TransferConfig(
+                multipart_threshold=part, multipart_chunksize=part, max_concurrency=2, use_threads=True
+            ),
+        )
+        started = time.monotonic()
+        last_log, rows, raw, sent = started, 0, 0, 0
+        try:
+            run = uploader.start()
+            self.log.info(
+                "data set %s: uploading %s rows from %s to s3://%s/%s",
+                self.dataset,
+                export.rows if export.rows is not None else "?",
+                export.path or "a stream",
+                bucket,
+                run.prefix,
+            )
+            for chunk in chunks(
+                stream,
+                decoder,
+                target_bytes=int(settings.chunk_mb * 2**20) if settings.chunk_mb else None,
+                target_rows=settings.chunk_rows,
+                gzip_level=settings.gzip_level if settings.compression else None,
+                block_size=int(settings.block_mb * 2**20),
+                workers=settings.encode_workers,
+            ):
+                uploader.submit(chunk)
+                rows, raw, sent = rows + chunk.rows, raw + chunk.raw_bytes, sent + len(chunk.data)
+                now = time.monotonic()
+                if now - last_log >= self.log_every:
+                    last_log = now
+                    self._progress(rows, raw, export.rows, now - started)
+            run = uploader.finish()
+            if before_publish is not None:
+                before_publish(rows)
+            if export.rows is not None and rows != export.rows:
+                raise self._fail(f"encoded {rows} rows but the export recorded {export.rows}", ErrorClass.DATA)
+            source = {
+                k: getattr(export, k)
+                for k in ("path", "host", "rows", "bytes", "engine", "tool", "format")
+                if getattr(export, k) is not None
+            }
+            manifest = uploader.publish(
+                {
+                    "columns": export.columns,
+                    "encoding": encoding.to_dict(),
+                    "compression": settings.compression,
+                    "source": source,
+                }
+            )
+        except ValueError as exc:
+            uploader.abort()
+            raise self._fail(
+                f"the export {export.path or '(a stream)'} does not decode, nothing was published: "
+                f"{exc}. Fix the file (or the export's terminators/format) and clear the task",
+                ErrorClass.DATA,
+            ) from exc
+        except BaseException:
+            uploader.abort()
+            raise
+        finally:
+            uploader.close()
+            self._uploader = None
+        seconds = time.monotonic() - started
+        skipped = sum(c.skipped for c in run.chunks)
+        self.log.info(
+            "data set %s: published %d rows in %d chunks (%d reused from an earlier try), %.1f MB "
+            "(%.1f MB on S3) in %.1fs, %.1f MB/s -> s3://%s/%s",
+            self.dataset,
+            manifest["rows"],
+            len(run.chunks),
+            skipped,
+            raw / 1e6,
+            sent / 1e6,
+            seconds,
+            raw / 1e6 / max(seconds, 1e-9),
+            bucket,
+            run.prefix,
+        )
+        return UploadResult(
+            dataset=self.dataset,
+            location=s3_location,
+            bucket=bucket,
+            prefix=run.prefix,
+            manifest=run.prefix + "_manifest.json",
+            rows=manifest["rows"],
+            chunks=len(run.chunks),
+            chunks_reused=skipped,
+            bytes=manifest["bytes"],
+            raw_bytes=manifest["raw_bytes"],
+            compression=settings.compression,
+            encoding=encoding.to_dict(),
+            columns=export.columns,
+            seconds=round(seconds, 3),
+        )
+
+    def _progress(self, rows: int, raw: int, total_rows: int | None, elapsed: float) -> None:
+        rate = raw / 1e6 / max(elapsed, 1e-9)
+        eta = ""
+        if total_rows:
+            eta = f", ETA {max(total_rows - rows, 0) / max(rows / elapsed, 1e-9):.0f}s"
+        self.log.info(
+            "data set %s: %d%s rows, %.1f MB encoded, %.1f MB/s%s",
+            self.dataset,
+            rows,
+            f"/{total_rows}" if total_rows else "",
+            raw / 1e6,
+            rate,
+            eta,
+        )
+
+    def abort(self) -> None:
+        """Abort the run's in-flight multipart uploads (``on_kill``); nothing is published."""
+        if self._uploader is not None:
+            self._uploader.abort()
