@@ -22,9 +22,9 @@ demo: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The tier that needs no service (no stack, no sleeps): a couple of minutes at most.
+# The tier that needs no service (tests/unit: no stack, no sleeps), about a minute.
 unit: setup
-	$(PY) -m pytest -m "not stack" $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 # The layering contracts (import-linter, in pyproject.toml) and the code style (ruff).
 lint: setup

@@ -29,6 +29,7 @@ class ErrorClass(str, enum.Enum):
     SYNTAX = "syntax"  # the SQL is wrong
     DATA = "data"  # a value does not fit, conversion/overflow, corrupt file
     CONFIG = "config"  # a bad spec or parameter (identifier, path, option)
+    CRASH = "crash"  # the try ended without reaching the rules: killed, out of memory, heartbeat lost
     UNKNOWN = "unknown"
 
     @property

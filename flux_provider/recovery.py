@@ -274,6 +274,25 @@ def _retry_policy_base():
     return RetryPolicy
 
 
+_REASON = re.compile(r"^\[(?P<error_class>[a-z_]+)(?: throttleDown=(?P<factor>[0-9.]+))?\] (?P<text>.*)$", re.S)
+
+
+def retry_reason(record: ErrorRecord, outcome: Outcome) -> str:
+    """The reason Airflow stores with a retried try (``retry_reason``, 500 characters, kept per try in
+    ``task_instance_history``): ``[class] rule: decision | message``. Unlike the ``flux_error`` XCom, which
+    the next try clears, it stays with its own try: the throttle controller reads each try's class there."""
+    cut = f" throttleDown={outcome.throttle_down:g}" if outcome.throttle_down else ""
+    return f"[{record.error_class}{cut}] {outcome.rule}: {outcome.reason} | {record.message}"[:500]
+
+
+def parse_retry_reason(text: str | None) -> tuple[str, float | None, str] | None:
+    """(error class, throttleDown factor or None, the rest) of a :func:`retry_reason`, else None."""
+    match = _REASON.match(text or "")
+    if not match:
+        return None
+    return match["error_class"], float(match["factor"]) if match["factor"] else None, match["text"]
+
+
 class RecoveryPolicy(_retry_policy_base()):
     """Airflow's retry policy for a flux task: retries and delays as the data set's rules decided."""
 
@@ -284,13 +303,13 @@ class RecoveryPolicy(_retry_policy_base()):
         from airflow.sdk.definitions.retry_policy import RetryDecision
 
         outcome = getattr(exception, "flux_outcome", None)
+        record = getattr(exception, "flux_record", None) or ErrorRecord.of(exception)
         if outcome is None:  # not through FluxOperator: decide here
-            outcome = self.recovery.decide(ErrorRecord.of(exception), try_number)
+            outcome = self.recovery.decide(record, try_number)
+        reason = retry_reason(record, outcome)
         if outcome.kind == "retry":
-            return RetryDecision.retry(
-                delay=dt.timedelta(seconds=outcome.delay or 0), reason=f"{outcome.rule}: {outcome.reason}"
-            )
-        return RetryDecision.fail(reason=f"{outcome.rule}: {outcome.reason}")
+            return RetryDecision.retry(delay=dt.timedelta(seconds=outcome.delay or 0), reason=reason)
+        return RetryDecision.fail(reason=reason)
 
     def serialize(self) -> dict:
         return {"rules": len(self.recovery.rules)}

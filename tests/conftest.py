@@ -1,4 +1,5 @@
-"""Test tiers: pure tests need nothing; ``stack`` tests use the real local stack.
+"""Two tiers: ``tests/unit/<area>/`` needs no service (``make unit``); ``tests/integration/`` runs on the
+real local stack. Shared data and helpers live in ``tests/support/`` (no test module imports another).
 
 The session fixture ``stack`` brings the suite's own local stack up once (in
 ``.devstack-test``, never the ``.devstack`` of ``make demo``; or reuses a
@@ -16,11 +17,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-# The suite's stack lives in a run directory of its own (its own processes, ports, Airflow database and
-# data), so nothing a test creates (data sets, pools, faults, runs) ever shows in the stack that
-# `make demo` / `make up` use, and a stack the user is working with is never stopped by the suite.
-RUN_DIR = Path(os.environ.get("FLUX_TEST_DEVSTACK_DIR") or REPO / ".devstack-test").resolve()
+from tests.support import REPO, RUN_DIR
 
 # This test process gets its own, throw-away Airflow home: importing Airflow must
 # never write an airflow.cfg into the stack's home (the stack owns that file).
@@ -31,8 +28,12 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 def pytest_collection_modifyitems(config, items):
     """A test that needs the stack (directly or through a fixture) is a ``stack`` test, marked or not:
     ``-m "not stack"`` (``make unit``) is then exactly the tier that needs no service."""
+    unit = REPO / "tests" / "unit"
     for item in items:
-        if "stack" in getattr(item, "fixturenames", ()) and item.get_closest_marker("stack") is None:
+        needs_stack = "stack" in getattr(item, "fixturenames", ())
+        if needs_stack and unit in Path(str(item.path)).parents:
+            raise pytest.UsageError(f"{item.nodeid} needs the stack: it belongs in tests/integration")
+        if needs_stack and item.get_closest_marker("stack") is None:
             item.add_marker(pytest.mark.stack)
     items.sort(key=lambda item: item.get_closest_marker("lifecycle") is not None)
 
@@ -55,6 +56,45 @@ def airflow_client(stack):
 
     env = stack.env()
     return AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])
+
+
+POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+POSTGRES_DB = "flux_test"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> dict:
+    """A PostgreSQL server for the DB-API engine's tests, in a database of the suite's own (``flux_test``).
+
+    This machine kind starts PostgreSQL 15 before the session (127.0.0.1:5432, trust auth for ``postgres``).
+    On a fresh Debian machine: ``apt-get install postgresql`` then ``pg_ctlcluster 15 main start`` (and trust
+    auth on 127.0.0.1 in pg_hba.conf); the test fails with that instruction when no server answers."""
+    import psycopg2
+
+    try:
+        admin = psycopg2.connect(dbname="postgres", connect_timeout=5, **POSTGRES)
+    except psycopg2.OperationalError as exc:
+        pytest.fail(
+            f"no PostgreSQL at {POSTGRES['host']}:{POSTGRES['port']} ({exc}). Start one: "
+            "apt-get install postgresql && pg_ctlcluster 15 main start",
+            pytrace=False,
+        )
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (POSTGRES_DB,))
+        if cur.fetchone() is None:
+            cur.execute(f"CREATE DATABASE {POSTGRES_DB}")
+    admin.close()
+    return {**POSTGRES, "dbname": POSTGRES_DB}
+
+
+@pytest.fixture
+def webhook():
+    """A real local webhook receiver: ``webhook.url``, and ``webhook.received`` (the JSON bodies in order)."""
+    from tests.support.webhook import WebhookReceiver
+
+    with WebhookReceiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture

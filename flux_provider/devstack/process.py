@@ -107,6 +107,23 @@ def _tree(proc: psutil.Process) -> list[psutil.Process]:
     return list(members.values())
 
 
+def _terminate(procs: list[psutil.Process], grace: float) -> list[int]:
+    """SIGTERM each of ``procs``, SIGKILL those still alive after ``grace`` s; the PIDs signalled."""
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    return [p.pid for p in procs]
+
+
 def stop(record: ProcessRecord, *, grace: float = 15.0) -> list[int]:
     """Terminate the process tree of ``record``: SIGTERM, then SIGKILL after ``grace`` s.
 
@@ -116,21 +133,9 @@ def stop(record: ProcessRecord, *, grace: float = 15.0) -> list[int]:
     if proc is None:
         exit_code(record)
         return []
-    members = _tree(proc)
-    for member in members:
-        try:
-            member.send_signal(signal.SIGTERM)
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(members, timeout=grace)
-    for member in alive:
-        try:
-            member.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
+    signalled = _terminate(_tree(proc), grace)
     exit_code(record)
-    return [m.pid for m in members]
+    return signalled
 
 
 def stop_owned(variable: str, value: str, *, grace: float = 10.0) -> list[int]:
@@ -147,19 +152,7 @@ def stop_owned(variable: str, value: str, *, grace: float = 10.0) -> list[int]:
                 owned.append(proc)
         except psutil.Error:  # gone, a zombie, or not ours to read
             continue
-    for proc in owned:
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(owned, timeout=grace)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
-    return [p.pid for p in owned]
+    return _terminate(owned, grace)
 
 
 def tail(path: str | Path, lines: int = 30) -> str:

@@ -142,5 +142,5 @@ class FluxOperator(BaseOperator):
                 server_number=exc.server_number,
                 exit_code=exc.exit_code,
             )
-        exc.flux_outcome = outcome
+        exc.flux_outcome, exc.flux_record = outcome, record
         return exc

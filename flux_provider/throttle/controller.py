@@ -29,7 +29,8 @@ import threading
 
 from sqlalchemy import and_, or_, select
 
-from flux_provider.errors import ERROR_XCOM, ErrorRecord
+from flux_provider.errors import ERROR_XCOM, ErrorClass, ErrorRecord
+from flux_provider.recovery import parse_retry_reason
 from flux_provider.throttle import store
 from flux_provider.throttle.limits import AIMD, DEFAULT_LOAD_CLASSES, Sample
 
@@ -55,9 +56,14 @@ class Controller:
         at = at or store.now()
         if not store.acquire_lease(session, LEASE, self.holder, self.period * 3, at):
             return []
-        since = self.last_tick or at - dt.timedelta(seconds=self.period)
         changes = []
         for row in session.execute(select(store.throttle)).mappings().all():
+            # after a restart (or a lease hand-over) start from what was recorded last, not from memory
+            since = (
+                self.last_tick
+                or store.last_outcome_end(session, row["dataset"])
+                or at - dt.timedelta(seconds=self.period)
+            )
             pool = session.execute(select(Pool).where(Pool.pool == row["pool"])).scalar_one_or_none()
             if pool is None:  # pools sync creates it; never leave tasks waiting on a missing pool
                 pool = Pool(
@@ -109,12 +115,14 @@ class Controller:
 
     # ------------------------------------------------------------------ observations
     def collect(self, session, dataset: str, pool: str, since: dt.datetime, until: dt.datetime) -> list[Sample]:
-        """Tries in ``pool`` that ended in (since, until], stored in ``flux_task_outcomes``, as samples."""
+        """Tries in ``pool`` that ended in (since, until], each recorded once in ``flux_task_outcomes``
+        with its own class, message, duration and load; returned as samples (those of the last three
+        periods: older ones, collected after a restart, ran under another limit)."""
         from airflow.models.taskinstance import TaskInstance as TI
         from airflow.models.taskinstancehistory import TaskInstanceHistory as TIH
 
         rows = {}
-        for model in (TIH, TI):
+        for model in (TIH, TI):  # the current try last: it wins over its own archived copy
             query = select(
                 model.dag_id,
                 model.run_id,
@@ -124,77 +132,104 @@ class Controller:
                 model.state,
                 model.start_date,
                 model.end_date,
+                model.retry_reason,
             ).where(and_(model.pool == pool, model.end_date > since, model.end_date <= until, model.state.in_(FINAL)))
             for r in session.execute(query):
-                rows[(r.dag_id, r.run_id, r.task_id, r.try_number)] = r
+                if r.start_date is not None:  # never ran (upstream failed, cleared before it started)
+                    rows[(r.dag_id, r.run_id, r.task_id, r.map_index, r.try_number)] = r
+        current = self.current_tries(session, rows)
+        recent = until - dt.timedelta(seconds=self.period * 3)
         samples = []
         for key, r in sorted(rows.items(), key=lambda kv: kv[1].end_date):
-            seconds = (r.end_date - r.start_date).total_seconds() if r.start_date else 0.0
+            seconds = (r.end_date - r.start_date).total_seconds()
             failed = r.state in ("failed", "up_for_retry")
-            record = self.error_record(session, r) if failed else None
-            error_class = record.error_class if record else ("unknown" if failed else None)
+            error_class, factor, message = (
+                self.classify(session, r, current.get(key[:4]) == key[4]) if failed else (None, None, None)
+            )
             inflight = self.inflight(session, pool, r.end_date)
-            if not session.execute(
-                select(store.outcomes.c.dag_id).where(
-                    and_(
-                        store.outcomes.c.dag_id == key[0],
-                        store.outcomes.c.run_id == key[1],
-                        store.outcomes.c.task_id == key[2],
-                        store.outcomes.c.try_number == key[3],
-                    )
-                )
-            ).first():
-                session.execute(
-                    store.outcomes.insert().values(
-                        dag_id=key[0],
-                        run_id=key[1],
-                        task_id=key[2],
-                        try_number=key[3],
-                        dataset=dataset,
-                        state=str(r.state),
-                        start_date=r.start_date,
-                        end_date=r.end_date,
-                        seconds=seconds,
-                        inflight=inflight,
-                        error_class=error_class,
-                        message=_described(record),
-                    )
-                )
-            factor = ((record.recovery if record else None) or {}).get("throttle_down")
-            throttle_down = float(factor) if factor else None
-            samples.append(
-                Sample(
-                    time=r.end_date.timestamp(),
-                    latency=seconds,
+            outcome_key = and_(
+                store.outcomes.c.dag_id == key[0],
+                store.outcomes.c.run_id == key[1],
+                store.outcomes.c.task_id == key[2],
+                store.outcomes.c.try_number == key[4],
+            )
+            if session.execute(select(store.outcomes.c.dag_id).where(outcome_key)).first():
+                continue  # recorded (and fed to the limit) once already
+            session.execute(
+                store.outcomes.insert().values(
+                    dag_id=key[0],
+                    run_id=key[1],
+                    task_id=key[2],
+                    try_number=key[4],
+                    dataset=dataset,
+                    state=str(r.state),
+                    start_date=r.start_date,
+                    end_date=r.end_date,
+                    seconds=seconds,
                     inflight=inflight,
-                    failed=failed,
                     error_class=error_class,
-                    throttle_down=throttle_down,
+                    message=message,
                 )
             )
+            if r.end_date >= recent:
+                samples.append(
+                    Sample(
+                        time=r.end_date.timestamp(),
+                        latency=seconds,
+                        inflight=inflight,
+                        failed=failed,
+                        error_class=error_class,
+                        throttle_down=factor,
+                    )
+                )
         return samples
 
     @staticmethod
+    def current_tries(session, rows: dict) -> dict:
+        """``(dag_id, run_id, task_id, map_index) -> try_number`` now on ``task_instance`` for those rows."""
+        from airflow.models.taskinstance import TaskInstance as TI
+
+        out = {}
+        for dag_id, run_id in {(k[0], k[1]) for k in rows}:
+            query = select(TI.task_id, TI.map_index, TI.try_number).where(
+                and_(TI.dag_id == dag_id, TI.run_id == run_id)
+            )
+            for r in session.execute(query):
+                out[(dag_id, run_id, r.task_id, r.map_index)] = r.try_number
+        return out
+
+    def classify(self, session, r, is_current: bool) -> tuple[str, float | None, str | None]:
+        """(class, throttleDown factor, message) of one failed try: from the reason Airflow stored with a
+        retried try (it stays with that try), else from the ``flux_error`` XCom while it is still that try's
+        (the next try clears it), else ``crash``: the try ended without reaching the rules (killed by a
+        signal or the OOM killer, heartbeat lost)."""
+        parsed = parse_retry_reason(r.retry_reason)
+        if parsed is not None:
+            error_class, factor, text = parsed
+            return error_class, factor, text[:4000]
+        record = self.error_record(session, r) if is_current else None
+        if record is not None:
+            factor = (record.recovery or {}).get("throttle_down")
+            return record.error_class, float(factor) if factor else None, _described(record)
+        return ErrorClass.CRASH.value, None, f"try {r.try_number} ended {r.state} without a classified error"
+
+    @staticmethod
     def inflight(session, pool: str, moment: dt.datetime) -> int:
-        """Tries of ``pool`` running at ``moment`` (the one that ended then included)."""
+        """Tries of ``pool`` running at ``moment`` (the one that ended then included), each try once."""
         from airflow.models.taskinstance import TaskInstance as TI
         from airflow.models.taskinstancehistory import TaskInstanceHistory as TIH
-        from sqlalchemy import func
 
-        total = 0
+        running = set()
         for model in (TI, TIH):
-            total += session.execute(
-                select(func.count())
-                .select_from(model)
-                .where(
-                    and_(
-                        model.pool == pool,
-                        model.start_date <= moment,
-                        or_(model.end_date.is_(None), model.end_date >= moment),
-                    )
+            query = select(model.dag_id, model.run_id, model.task_id, model.map_index, model.try_number).where(
+                and_(
+                    model.pool == pool,
+                    model.start_date <= moment,
+                    or_(model.end_date.is_(None), model.end_date >= moment),
                 )
-            ).scalar_one()
-        return max(total, 1)
+            )
+            running.update(tuple(r) for r in session.execute(query))
+        return max(len(running), 1)
 
     @staticmethod
     def error_record(session, r) -> ErrorRecord | None:

@@ -110,6 +110,9 @@ class AIMD:
             )
         if cooling:
             return Decision(self.value, "cooling down after a decrease")
+        crashed = [s for s in samples if s.failed and s.error_class == "crash"]
+        if crashed:  # no verdict on the source: never a reason to grow
+            return Decision(self.value, f"{len(crashed)} tries crashed (killed, out of memory, lost): holding")
         if not samples or not self.saturated(samples):
             return Decision(self.value, "not saturated: no reason to change")
         self.good = max(self.good or 0, self.value)

@@ -96,6 +96,16 @@ def ensure_tables(engine) -> None:
         _ensured.add(key)
 
 
+def last_outcome_end(session, dataset: str) -> dt.datetime | None:
+    """When the last recorded try of ``dataset`` ended (where a restarted controller resumes)."""
+    from sqlalchemy import func
+
+    moment = session.execute(select(func.max(outcomes.c.end_date)).where(outcomes.c.dataset == dataset)).scalar()
+    if moment is not None and moment.tzinfo is None:  # SQLite returns naive UTC
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment
+
+
 def acquire_lease(session, name: str, holder: str, seconds: float, at: dt.datetime | None = None) -> bool:
     """Take or renew the lease ``name`` for ``seconds``; False if another live holder has it."""
     at = at or now()

@@ -2,8 +2,7 @@
 
 Microsoft's bcp cannot be installed here (mssql-tools is not in Debian's or
 PyPI's registries), so its command line is tested as an argument list: a file
-named ``bcp`` stands in for the binary and is never run.
-"""
+named ``bcp`` stands in for the binary and is never run."""
 
 from __future__ import annotations
 
@@ -150,6 +149,7 @@ General SQL Server error: Check messages from the SQL Server
 Msg 20064, Level 2
 Attempt to use Bulk Copy with a non-existent Server table
 """.splitlines(keepends=True)
+
 
 MICROSOFT_OUTPUT = """\
 SQLState = S0002, NativeError = 208

@@ -10,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 import flux_provider
+from tests.support import REPO
 
 
 def _airflow(tmp_path: Path, *args: str) -> str:
@@ -60,9 +61,7 @@ def test_airflow_plugins_loads_flux_from_the_entry_point(tmp_path):
 def test_the_plugins_folder_file_loads_once_beside_the_entry_point(tmp_path):
     """A deployment that also copies plugins/flux_plugin.py into AIRFLOW_HOME/plugins gets one flux plugin."""
     (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "flux_plugin.py").write_text(
-        (Path(__file__).resolve().parent.parent / "plugins" / "flux_plugin.py").read_text()
-    )
+    (tmp_path / "plugins" / "flux_plugin.py").write_text((REPO / "plugins" / "flux_plugin.py").read_text())
     plugins = json.loads(_airflow(tmp_path, "plugins", "-o", "json"))
     flux = [p for p in plugins if p["name"] == "flux"]
     assert len(flux) == 1, [p["source"] for p in plugins]

@@ -13,9 +13,11 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from flux_provider.throttle import store
-from tests.test_bcp_export import inject_fault, seed_table
+from tests.support import ARTIFACTS
+from tests.support.stack import inject_fault, seed_table
 
 pytestmark = pytest.mark.stack
+
 PERIOD = 10  # [flux] throttle_period on the local stack
 
 
@@ -25,14 +27,14 @@ def stack_db(stack):
 
 @pytest.fixture(autouse=True)
 def forget_test_datasets(stack, airflow_client):
-    """Each test's data sets leave no pool or throttle row behind (the demo shares the stack)."""
+    """Each test's data sets leave no pool or throttle row behind."""
     yield
     engine = stack_db(stack)
     with engine.begin() as conn:
         names = [
             r[0]
             for r in conn.execute(select(store.throttle.c.dataset))
-            if r[0].startswith(("auth", "pin", "dash", "tx", "ty", "tf"))
+            if r[0].startswith(("auth", "pin", "dash", "tx", "ty", "tf", "ts", "tk", "td"))
         ]
         conn.execute(store.throttle.delete().where(store.throttle.c.dataset.in_(names)))
     for name in names:
@@ -233,9 +235,6 @@ def test_a_rules_throttle_down_factor_sets_the_cut_under_the_real_scheduler(stac
     finally:
         with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
             conn.execute("DELETE FROM flux_faults WHERE pattern = 'tf_src'")
-
-
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
 def test_dashboard_in_headless_chromium_pins_a_limit(stack, airflow_client, unique):

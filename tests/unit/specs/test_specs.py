@@ -1,39 +1,18 @@
-"""XML data-set specs: validation, safe parsing, the DAG factory, pools, and the sample bundle end to end."""
+"""XML data-set specs (pure): validation, safe parsing, checks across specs, the DAG factory in a DagBag."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import time
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from flux_provider.specs import SpecError, load_spec
 from flux_provider.specs.factory import build_dags, load_specs
-
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE = REPO / "dags" / "specs"
-
-MINIMAL = """<?xml version="1.0"?>
-<dataset name="{name}">
-  <owner>team</owner>
-  <source schema="dbo" table="events"/>
-  <s3 location="s3://flux/events"/>
-  <hive database="media" targetTable="events_daily">
-    <partition name="day"/>
-    <transform>SELECT id, CAST(at AS STRING) AS day FROM {{{{ staging }}}}</transform>
-  </hive>
-  <schedule><cron>0 3 * * *</cron></schedule>
-</dataset>
-"""
-
-
-def write(tmp_path: Path, text: str, name: str = "events") -> Path:
-    path = tmp_path / f"{name}.xml"
-    path.write_text(text)
-    return path
+from tests.support import REPO
+from tests.support.specs import MINIMAL, write
 
 
 def spec_error(tmp_path: Path, text: str, name: str = "events") -> SpecError:
@@ -149,6 +128,7 @@ XXE = """<?xml version="1.0"?>
 <!DOCTYPE dataset [<!ENTITY secret SYSTEM "file:///etc/passwd">]>
 <dataset name="events"><owner>&secret;</owner></dataset>
 """
+
 
 BILLION_LAUGHS = """<?xml version="1.0"?>
 <!DOCTYPE lolz [
@@ -267,84 +247,6 @@ def test_after_must_name_a_known_data_set(tmp_path):
     assert build_dags(folder) == {}
     with pytest.raises(SpecError, match=r"<after> names data sets that have no spec here: \['nothing'\]"):
         build_dags(folder, strict=True)
-
-
-# ------------------------------------------------------------------ on the stack
-@pytest.mark.stack
-def test_the_stack_creates_the_specs_pools_at_start_up(airflow_client):
-    for name in ("flux_titles", "flux_viewing_sessions", "flux_ad_impressions"):
-        pool = airflow_client.request("GET", f"/pools/{name}").json()
-        assert pool["slots"] >= 1 and "flux data set" in pool["description"]
-
-
-@pytest.mark.stack
-def test_pool_sync_creates_missing_pools_and_keeps_changed_slots(stack, tmp_path, airflow_client, unique):
-    import os
-    import subprocess
-    import sys
-
-    folder = tmp_path / "specs"
-    folder.mkdir()
-    name = f"ev_{unique}"
-    write(folder, MINIMAL.format(name=name), name=name)
-    env = {**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]}
-
-    def sync(*extra):
-        return subprocess.run(
-            [sys.executable, "-m", "flux_provider.specs", "pools", "sync", str(tmp_path), *extra],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-
-    assert f"created  pool flux_{name} (2 slots)" in sync()
-    assert airflow_client.request("GET", f"/pools/flux_{name}").json()["slots"] == 2
-    airflow_client.request(
-        "PATCH", f"/pools/flux_{name}", json={"name": f"flux_{name}", "slots": 5, "include_deferred": False}
-    )
-    assert f"kept     pool flux_{name} (5 slots)" in sync()
-    assert f"reset    pool flux_{name} (2 slots)" in sync("--reset")
-    assert airflow_client.request("GET", f"/pools/flux_{name}").json()["slots"] == 2
-
-
-@pytest.mark.stack
-def test_the_sample_bundle_runs_under_the_real_scheduler_and_reconciles_in_hive(stack):
-    """The demo's own code path on small data; row counts checked in Hive against the generated source."""
-    import sqlite3
-
-    from flux_provider.devstack.demo import run_demo
-    from tests.test_hive_transform import records
-
-    env = stack.env()
-    outcomes = run_demo(env, rows=1500)
-    assert [(o.dataset, o.state) for o in outcomes] == [
-        ("titles", "success"),
-        ("subscribers", "success"),
-        ("viewing_sessions", "success"),
-        ("ad_impressions", "success"),
-    ]
-    assert all(o.reconciled for o in outcomes)
-    with sqlite3.connect(env["FLUX_MSSQL_DB"]) as conn:
-        source = {
-            t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-            for t in ("catalog_titles", "subscribers", "viewing_sessions", "ad_impressions")
-        }
-        by_day = dict(conn.execute("SELECT substr(started_at, 1, 10), COUNT(*) FROM viewing_sessions GROUP BY 1"))
-        ads = {}
-        for day, revenue in conn.execute("SELECT substr(shown_at, 1, 10), revenue FROM ad_impressions"):
-            count, total = ads.get(day, (0, Decimal(0)))
-            ads[day] = (count + 1, total + Decimal(revenue))
-    assert records("SELECT COUNT(*) FROM media.titles_latest") == [(source["catalog_titles"],)]
-    assert records("SELECT COUNT(*) FROM media.subscribers_latest") == [(source["subscribers"],)]
-    days = dict(records("SELECT day, SUM(sessions) FROM media.viewing_daily GROUP BY day"))
-    assert {d: days[d] for d in by_day} == by_day
-    hive_ads = {
-        d: (n, Decimal(r))
-        for d, n, r in records("SELECT day, SUM(impressions), SUM(revenue) FROM media.ad_revenue_daily GROUP BY day")
-    }
-    assert {d: hive_ads[d] for d in ads} == ads  # revenue to 6 places, DECIMAL end to end
-    assert sum(n for n, _ in ads.values()) == source["ad_impressions"]
 
 
 # ------------------------------------------------------------------ what a new user trips over
@@ -512,27 +414,3 @@ def test_check_warns_when_a_run_without_logical_date_cannot_render(tmp_path):
     )
     assert "warning" not in run_check(tmp_path)[2]
     assert "warning" not in run_check(REPO / "dags")[2]  # the sample bundle as the README shows it
-
-
-@pytest.mark.stack
-def test_runs_without_a_logical_date_load_their_day(stack, airflow_client):
-    """A manual run triggered with logical_date null (the sample titles spec partitions by {{ flux_day }}):
-    it loads today's partition; with conf {"day": ...} that day's; its Asset event carries the day that
-    the data sets <after> it take."""
-    import datetime as dt
-
-    from tests.test_hive_transform import records
-
-    for dependent in ("flux_viewing_sessions", "flux_ad_impressions"):  # keep the Asset-triggered runs out
-        airflow_client.request("PATCH", f"/dags/{dependent}", json={"is_paused": True})
-    today = dt.datetime.now(dt.timezone.utc).date().isoformat()  # titles' time zone is UTC
-    manual = airflow_client.run_dag("flux_titles", logical_date=None)
-    assert manual.state == "success", manual.task_states
-    chosen = airflow_client.run_dag("flux_titles", conf={"day": "2026-01-05"}, logical_date=None)
-    assert chosen.state == "success", chosen.task_states
-    partitions = {row[0] for row in records("SHOW PARTITIONS media.titles")}
-    assert {f"snapshot_day={today}", "snapshot_day=2026-01-05"} <= partitions
-    events = airflow_client.request(
-        "GET", "/assets/events", params={"source_dag_id": "flux_titles", "source_run_id": chosen.run_id}
-    ).json()["asset_events"]
-    assert [e["extra"].get("day") for e in events] == ["2026-01-05"]

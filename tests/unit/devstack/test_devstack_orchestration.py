@@ -16,6 +16,7 @@ from flux_provider.devstack import ServiceFailed, Stack
 from flux_provider.devstack import ports as port_alloc
 from flux_provider.devstack.process import ProcessRecord, spawn, stop
 from flux_provider.devstack.service import Context, Service
+from tests.support import REPO
 
 
 class FileService(Service):
@@ -145,10 +146,10 @@ def test_state_file_is_private(tmp_path):
 def test_the_suite_runs_its_own_stack_never_the_users():
     """What tests create (data sets, pools, faults, runs) lives in .devstack-test: `make demo` and its
     dashboard, on .devstack, never see it, and the suite never stops a stack a user works with."""
-    from tests.conftest import REPO, RUN_DIR
+    from tests.support import RUN_DIR
 
     assert RUN_DIR != (REPO / ".devstack").resolve() and RUN_DIR.name == ".devstack-test"
-    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    makefile = (REPO / "Makefile").read_text()
     assert "--run-dir .devstack-test down" in makefile  # make down (and CI) stops both
 
 

@@ -3,8 +3,7 @@
 The stand-in is the project's TDS server executing on SQLite: the wire protocol,
 login, result metadata, error numbers and both real clients are real; SQL
 Server's own engine and T-SQL semantics are not (faults such as deadlocks are
-injected through its ``flux_faults`` table).
-"""
+injected through its ``flux_faults`` table)."""
 
 from __future__ import annotations
 
@@ -13,109 +12,17 @@ import threading
 import time
 from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 
 import psutil
 import pytest
 
-from flux_provider.devstack.tds.seed import load_seed
 from flux_provider.errors import ErrorClass, FluxTerminalError, FluxTransientError
 from flux_provider.formats import export_file as fmt
 from flux_provider.operators.bcp_export import BcpExportOperator
+from tests.support.stack import export, inject_fault, seed_table
+from tests.support.values import COLUMNS, NASTY_ROWS, context
 
-pytestmark = pytest.mark.stack  # the PostgreSQL/SQLite tests need no stack fixture
-
-NASTY_DDL = """CREATE TABLE dbo.{name} (
-    id BIGINT NOT NULL, txt NVARCHAR(400), amount DECIMAL(38,10), ratio FLOAT, flag BIT,
-    seen DATETIME2(7), day DATE, blob VARBINARY(300), small INT
-)"""
-
-NASTY_ROWS = [
-    (1, None, None, None, None, None, None, None, None),
-    (2, "", "0.0000000000", 0.0, 0, "2024-02-29 23:59:59.1234567", "2024-02-29", b"", 0),
-    (
-        3,
-        "hive \x01 field \x02 item \x03 key",
-        "9999999999999999999999999999.9999999999",
-        0.1,
-        1,
-        "9999-12-31 23:59:59.9999999",
-        "9999-12-31",
-        bytes(range(256)),
-        2147483647,
-    ),
-    (
-        4,
-        "line\nfeed\r\ncarriage\rtab\tback\\slash",
-        "-9999999999999999999999999999.9999999999",
-        -1e300,
-        0,
-        "0001-01-01 00:00:00.0000000",
-        "0001-01-01",
-        b"\x00",
-        -2147483648,
-    ),
-    (
-        5,
-        "quotes \" ' `, emoji 🎬🍿, accents ü é ñ, CJK 中文",
-        "-0.0000000001",
-        5e-324,
-        1,
-        "2026-11-23 12:00:00.0000001",
-        "2026-11-23",
-        b"\\\n\r\t",
-        7,
-    ),
-    (
-        6,
-        "parts of terminators: \x1f alone, \x1e alone, |~ alone, ~| too",
-        "1.5",
-        1 / 3,
-        1,
-        "2000-01-01 00:00:00.5000000",
-        "2000-01-01",
-        b"\xff",
-        None,
-    ),
-    (9223372036854775807, "max bigint", "1", 1.0, 1, None, None, None, None),
-    (-9223372036854775808, "min bigint", "-1", -1.0, 0, None, None, None, None),
-]
-COLUMNS = ["id", "txt", "amount", "ratio", "flag", "seen", "day", "blob", "small"]
-
-
-def seed_table(stack, name: str, rows=NASTY_ROWS, ddl: str = NASTY_DDL) -> None:
-    """Create and fill a table in the stand-in's SQLite file with exact values (bound, not literals)."""
-    db = Path(stack.env()["FLUX_MSSQL_DB"])
-    load_seed(db, ddl.format(name=name))
-    with sqlite3.connect(db) as conn:
-        marks = ", ".join("?" * len(rows[0]))
-        conn.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
-
-
-def inject_fault(
-    stack,
-    pattern: str,
-    *,
-    error_number: int | None = None,
-    remaining: int = 1,
-    delay_seconds: float = 0,
-    after_rows: int = 0,
-) -> None:
-    with sqlite3.connect(Path(stack.env()["FLUX_MSSQL_DB"])) as conn:
-        conn.execute(
-            "INSERT INTO flux_faults VALUES (?, ?, ?, ?, ?)",
-            (pattern, error_number, remaining, delay_seconds, after_rows),
-        )
-
-
-def context(run_id: str, try_number: int = 1) -> dict:
-    return {"ti": SimpleNamespace(run_id=run_id, try_number=try_number)}
-
-
-def export(tmp_path, unique, **kwargs) -> dict:
-    kwargs.setdefault("dataset", "nasty")
-    op = BcpExportOperator(task_id="export", staging_dir=str(tmp_path), **kwargs)
-    return op.execute(context(f"run_{unique}"))
+pytestmark = pytest.mark.stack  # the PostgreSQL/SQLite tests need no stack fixture, but services
 
 
 def expected_value(column: str, value):
@@ -361,12 +268,12 @@ def _decode_all(result):
     return sorted(decoded(result), key=lambda r: r[0])
 
 
-def test_dbapi_engine_exports_from_postgresql(tmp_path, unique, monkeypatch):
-    """PostgreSQL (the machine's server) through Airflow's PostgresHook, server-side cursor."""
+def test_dbapi_engine_exports_from_postgresql(tmp_path, unique, monkeypatch, postgres):
+    """PostgreSQL (see the ``postgres`` fixture) through Airflow's PostgresHook, server-side cursor."""
     import psycopg2
 
-    monkeypatch.setenv("AIRFLOW_CONN_FLUX_PG", "postgres://postgres@127.0.0.1:5432/test")
-    with psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test") as conn, conn.cursor() as cur:
+    monkeypatch.setenv("AIRFLOW_CONN_FLUX_PG", "postgres://{user}@{host}:{port}/{dbname}".format(**postgres))
+    with psycopg2.connect(**postgres) as conn, conn.cursor() as cur:
         cur.execute(f"CREATE TABLE pg_{unique} (id BIGINT, txt TEXT, amount NUMERIC(30,10), raw BYTEA, flag BOOLEAN)")
         cur.executemany(f"INSERT INTO pg_{unique} VALUES (%s, %s, %s, %s, %s)", PG_ROWS)
     try:
@@ -393,7 +300,7 @@ def test_dbapi_engine_exports_from_postgresql(tmp_path, unique, monkeypatch):
             (3, PG_ROWS[2][1], PG_ROWS[2][2], b"\x00\xff", False),
         ]
     finally:
-        with psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test") as conn, conn.cursor() as cur:
+        with psycopg2.connect(**postgres) as conn, conn.cursor() as cur:
             cur.execute(f"DROP TABLE pg_{unique}")
 
 
@@ -436,22 +343,3 @@ def test_on_kill_kills_the_bcp_process_group_and_removes_the_partial_file(stack,
     assert errors and isinstance(errors[0], FluxTransientError)
     assert _freebcp_children() == []
     assert not list(tmp_path.rglob("*.bcp*"))
-
-
-def test_a_new_try_removes_what_killed_earlier_tries_left(tmp_path):
-    """A try killed by SIGKILL leaves its named pipe (streaming) or .partial file; the next try of the same
-    task removes them, and never another task's files or its own current ones."""
-    import os
-
-    op = BcpExportOperator(
-        task_id="export_upload", dataset="events", schema="dbo", table="events", staging_dir=str(tmp_path)
-    )
-    folder = tmp_path / "events" / "run_1"
-    folder.mkdir(parents=True)
-    os.mkfifo(folder / "export_upload.try1.bcp.fifo")
-    for name in ("export_upload.try1.bcp.partial", "export_upload.try2.bcp", "other.try1.bcp"):
-        (folder / name).write_bytes(b"x")
-    ti = SimpleNamespace(run_id="run_1", try_number=3, map_index=-1)
-    final, _ = op._paths({"ti": ti})
-    assert final == folder / "export_upload.try3.bcp"
-    assert sorted(p.name for p in folder.iterdir()) == ["other.try1.bcp"]

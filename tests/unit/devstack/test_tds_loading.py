@@ -2,8 +2,7 @@
 
 A real TDS server process (``python -m flux_provider.devstack.tds``) with a seed
 file, written to and read back through pymssql (a real driver). The stand-in
-is not SQL Server: what is tested is that it keeps values, not T-SQL semantics.
-"""
+is not SQL Server: what is tested is that it keeps values, not T-SQL semantics."""
 
 from __future__ import annotations
 
@@ -19,10 +18,14 @@ import pytest
 from flux_provider.devstack.ports import allocate
 
 PASSWORD = "s3cret-for-tds"
+
+
 DDL = (
     "CREATE TABLE dbo.hostile (id INT NOT NULL, s NVARCHAR(200) NULL, d DECIMAL(38,10) NULL, "
     "b VARBINARY(50) NULL, t DATETIME2(7) NULL, n BIGINT NULL)"
 )
+
+
 TEXTS = [
     None,
     "",
@@ -35,6 +38,8 @@ TEXTS = [
     "quote ' and \"",
     "é中",
 ]
+
+
 DECIMALS = [
     None,
     Decimal("9999999999999999999999999999.9999999999"),
@@ -42,8 +47,14 @@ DECIMALS = [
     Decimal("0.0000000001"),
     Decimal("0E-10"),
 ]
+
+
 BINARIES = [None, b"", b"\x00", b"\x00\x01\xff", bytes(range(50))]
+
+
 TIMES = [None, "0001-01-01 00:00:00.0000000", "9999-12-31 23:59:59.9999999", "2026-11-27 12:34:56.1234567"]
+
+
 BIGINTS = [None, -(2**63), 2**63 - 1, 0]
 
 

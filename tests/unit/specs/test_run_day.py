@@ -12,6 +12,8 @@ from flux_provider.errors import ErrorClass, FluxTerminalError
 from flux_provider.run_day import run_day
 
 PARIS = pendulum.timezone("Europe/Paris")
+
+
 LATE = dt.datetime(2026, 11, 26, 23, 30, tzinfo=dt.timezone.utc)  # already the 27th in Paris
 
 

@@ -128,3 +128,10 @@ def test_a_rules_throttle_down_factor_sets_the_cut():
     assert decision.value == 2 and "throttleDown x0.25" in decision.reason
     gentle = Sample(time=60, latency=10, inflight=8, failed=True, error_class="deadlock", throttle_down=0.75)
     assert AIMD(value=8).update([gentle] * 5, 60).value == 6  # not the severe default x0.5
+
+
+def test_a_crashed_try_never_grows_the_pool():
+    """A try killed by a signal or the OOM killer says nothing about the source: no growth, no cut."""
+    crash = Sample(time=60, latency=5, inflight=4, failed=True, error_class="crash")
+    decision = AIMD(value=4).update([crash, ok(60, 4), ok(60, 4)], 60)
+    assert decision.value == 4 and "crashed" in decision.reason

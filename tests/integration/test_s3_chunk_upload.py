@@ -22,17 +22,10 @@ from flux_provider.formats import export_file as fmt
 from flux_provider.formats.hive_text import decode
 from flux_provider.hooks.s3_chunks import read_published
 from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator, run_key_for
-from tests.test_bcp_export import NASTY_ROWS, context, export, seed_table
-from tests.test_chunker import gzip_members
-from tests.test_hive_text import csv_bytes
+from tests.support.stack import export, inject_fault, s3, seed_table, upload
+from tests.support.values import NASTY_ROWS, context, csv_bytes, gzip_members
 
 pytestmark = pytest.mark.stack
-
-
-def s3():
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    return S3Hook().get_conn()
 
 
 def keys_under(client, bucket: str, prefix: str) -> list[str]:
@@ -68,13 +61,6 @@ def export_text(info: dict) -> list[list[str | None]]:
         [None if raw == b"" else "" if raw == fmt.EMPTY else raw.decode() for raw in record]
         for record in fmt.iter_records(Path(info["path"]), info["field_terminator"], info["row_terminator"])
     ]
-
-
-def upload(unique: str, info: dict, run_id: str, **kwargs) -> dict:
-    kwargs.setdefault("s3_location", f"s3://flux/tests/{unique}/nasty")
-    kwargs.setdefault("delete_export", False)
-    op = S3ChunkUploadOperator(task_id="upload", dataset="nasty", export=info, **kwargs)
-    return op.execute(context(run_id))
 
 
 @pytest.fixture
@@ -398,7 +384,6 @@ def test_streaming_mode_publishes_the_same_data_with_no_file(stack, tmp_path, un
 
 
 def test_streaming_mode_publishes_nothing_when_the_export_fails(stack, tmp_path, unique):
-    from tests.test_bcp_export import inject_fault
 
     with pytest.raises(FluxTerminalError) as missing:
         stream(stack, tmp_path, unique, f"no_such_{unique}")

@@ -7,36 +7,8 @@ import random
 
 import pytest
 
-from flux_provider.formats import export_file as fmt
 from flux_provider.formats.hive_text import BcpToHive, CsvToHive, HiveTextEncoding, decode
-
-FT, RT = fmt.DEFAULT_FIELD_TERMINATOR, fmt.DEFAULT_ROW_TERMINATOR
-VALUES = [
-    None,
-    "",
-    "plain",
-    "\\",
-    "\\N",
-    "N",
-    "a\x01b",
-    "\x02\x03",
-    "line\nfeed",
-    "cr\rlf\r\n",
-    "tab\t",
-    "emoji 🎬 ü",
-    "\x1f",
-    "|~",
-    "~",
-    "ends with backslash\\",
-    "\x00inside",
-]
-
-
-def bcp_bytes(rows):
-    def raw(v):
-        return b"" if v is None else (fmt.EMPTY if v == "" else v.encode())
-
-    return b"".join(FT.encode().join(raw(v) for v in row) + RT.encode() for row in rows)
+from tests.support.values import FT, RT, VALUES, bcp_bytes, csv_bytes
 
 
 @pytest.mark.parametrize("columns", [1, 2, 3, 5])
@@ -75,13 +47,6 @@ def test_other_delimiters_are_honoured():
     assert decode(encoded, enc) == [["a,b", "k:v;w"]]
     with pytest.raises(ValueError, match="occurs in the export terminators"):
         BcpToHive(FT, RT, 2, HiveTextEncoding(field="|"))
-
-
-def csv_bytes(rows) -> bytes:
-    """RFC 4180 with PostgreSQL's NULL convention: NULL unquoted and empty, every value quoted."""
-    return "".join(
-        ",".join("" if v is None else '"' + v.replace('"', '""') + '"' for v in row) + "\r\n" for row in rows
-    ).encode()
 
 
 def csv_encode(data: bytes, columns: int, **options) -> tuple[bytes, int]:

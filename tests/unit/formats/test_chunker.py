@@ -5,13 +5,12 @@ from __future__ import annotations
 import gzip
 import io
 import random
-import zlib
 
 import pytest
 
 from flux_provider.formats.chunker import chunks
 from flux_provider.formats.hive_text import BcpToHive, decode
-from tests.test_hive_text import FT, RT, VALUES, bcp_bytes
+from tests.support.values import FT, RT, VALUES, bcp_bytes, gzip_members
 
 COLUMNS = 3
 
@@ -47,15 +46,6 @@ def test_chunks_hold_every_row_once_in_order(workers, target_rows, target_bytes)
             assert chunk.raw_bytes >= target_bytes or chunk.rows == target_rows
     if target_bytes == 10**9:
         assert len(out) == 1
-
-
-def gzip_members(data: bytes) -> int:
-    members = 0
-    while data:
-        member = zlib.decompressobj(31)
-        member.decompress(data)
-        data, members = member.unused_data, members + 1
-    return members
 
 
 @pytest.mark.parametrize("workers", [1, 3])

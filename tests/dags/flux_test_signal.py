@@ -1,0 +1,60 @@
+"""DAG for the controller-signal tests (bundle ``flux-tests``): tries whose outcome the controller must
+record exactly, each task in a pool of its own data set.
+
+* ``retried`` (data set ``ts``): the test injects a deadlock (1205) for try 1 and "busy" (40501) for
+  try 2; the rules retry each after 1 s, so the next try starts (and clears the XCom) before the
+  controller's next period; try 3 succeeds;
+* ``killed`` (data set ``tk``): every try kills its own process with SIGKILL (what the OOM killer does);
+* ``doomed`` (data set ``td``): a missing table, failed at once; ``after_doomed`` never runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+
+import pendulum
+from airflow.sdk import DAG
+
+from flux_provider.operators.base import FluxOperator
+from flux_provider.operators.bcp_export import BcpExportOperator
+from flux_provider.recovery import Action, Match, Recovery, Rule
+
+
+class KilledOperator(FluxOperator):
+    """Dies like a task the OOM killer picked: no exception, no rule, no XCom."""
+
+    step = "export"
+
+    def __init__(self, *, dataset: str, **kwargs):
+        super().__init__(**kwargs)
+        self.dataset = dataset
+
+    def run(self, context):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+with DAG(
+    dag_id="flux_test_signal",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["flux-tests"],
+):
+    quick = Recovery(
+        rules=(
+            Rule(Match(number=1205), (Action("retry", {"count": 3, "delaySeconds": 1}),), name="deadlock"),
+            Rule(Match(number=40501), (Action("retry", {"count": 3, "delaySeconds": 1}),), name="busy"),
+        )
+    )
+    BcpExportOperator(
+        task_id="retried", dataset="ts", schema="dbo", table="ts_src", engine="dbapi", pool="flux_ts", recovery=quick
+    )
+    KilledOperator(task_id="killed", dataset="tk", pool="flux_tk", retries=1, retry_delay=dt.timedelta(seconds=1))
+    doomed = BcpExportOperator(
+        task_id="doomed", dataset="td", schema="dbo", table="td_missing", engine="dbapi", pool="flux_td"
+    )
+    doomed >> BcpExportOperator(
+        task_id="after_doomed", dataset="td", schema="dbo", table="td_missing", engine="dbapi", pool="flux_td"
+    )

@@ -1,0 +1,110 @@
+"""Data-set specs on the stack: pools at start-up and by pools sync, the sample bundle under the real scheduler,
+runs without a logical date."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tests.support.specs import MINIMAL, write
+from tests.support.stack import records
+
+
+# ------------------------------------------------------------------ on the stack
+@pytest.mark.stack
+def test_the_stack_creates_the_specs_pools_at_start_up(airflow_client):
+    for name in ("flux_titles", "flux_viewing_sessions", "flux_ad_impressions"):
+        pool = airflow_client.request("GET", f"/pools/{name}").json()
+        assert pool["slots"] >= 1 and "flux data set" in pool["description"]
+
+
+@pytest.mark.stack
+def test_pool_sync_creates_missing_pools_and_keeps_changed_slots(stack, tmp_path, airflow_client, unique):
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    name = f"ev_{unique}"
+    write(folder, MINIMAL.format(name=name), name=name)
+    env = {**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]}
+
+    def sync(*extra):
+        return subprocess.run(
+            [sys.executable, "-m", "flux_provider.specs", "pools", "sync", str(tmp_path), *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    assert f"created  pool flux_{name} (2 slots)" in sync()
+    assert airflow_client.request("GET", f"/pools/flux_{name}").json()["slots"] == 2
+    airflow_client.request(
+        "PATCH", f"/pools/flux_{name}", json={"name": f"flux_{name}", "slots": 5, "include_deferred": False}
+    )
+    assert f"kept     pool flux_{name} (5 slots)" in sync()
+    assert f"reset    pool flux_{name} (2 slots)" in sync("--reset")
+    assert airflow_client.request("GET", f"/pools/flux_{name}").json()["slots"] == 2
+
+
+@pytest.mark.stack
+def test_the_sample_bundle_runs_under_the_real_scheduler_and_reconciles_in_hive(stack):
+    """The demo's own code path on small data; row counts checked in Hive against the generated source."""
+    import sqlite3
+
+    from flux_provider.devstack.demo import run_demo
+
+    env = stack.env()
+    outcomes = run_demo(env, rows=1500)
+    assert [(o.dataset, o.state) for o in outcomes] == [
+        ("titles", "success"),
+        ("subscribers", "success"),
+        ("viewing_sessions", "success"),
+        ("ad_impressions", "success"),
+    ]
+    assert all(o.reconciled for o in outcomes)
+    with sqlite3.connect(env["FLUX_MSSQL_DB"]) as conn:
+        source = {
+            t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            for t in ("catalog_titles", "subscribers", "viewing_sessions", "ad_impressions")
+        }
+        by_day = dict(conn.execute("SELECT substr(started_at, 1, 10), COUNT(*) FROM viewing_sessions GROUP BY 1"))
+        ads = {}
+        for day, revenue in conn.execute("SELECT substr(shown_at, 1, 10), revenue FROM ad_impressions"):
+            count, total = ads.get(day, (0, Decimal(0)))
+            ads[day] = (count + 1, total + Decimal(revenue))
+    assert records("SELECT COUNT(*) FROM media.titles_latest") == [(source["catalog_titles"],)]
+    assert records("SELECT COUNT(*) FROM media.subscribers_latest") == [(source["subscribers"],)]
+    days = dict(records("SELECT day, SUM(sessions) FROM media.viewing_daily GROUP BY day"))
+    assert {d: days[d] for d in by_day} == by_day
+    hive_ads = {
+        d: (n, Decimal(r))
+        for d, n, r in records("SELECT day, SUM(impressions), SUM(revenue) FROM media.ad_revenue_daily GROUP BY day")
+    }
+    assert {d: hive_ads[d] for d in ads} == ads  # revenue to 6 places, DECIMAL end to end
+    assert sum(n for n, _ in ads.values()) == source["ad_impressions"]
+
+
+@pytest.mark.stack
+def test_runs_without_a_logical_date_load_their_day(stack, airflow_client):
+    """A manual run triggered with logical_date null (the sample titles spec partitions by {{ flux_day }}):
+    it loads today's partition; with conf {"day": ...} that day's; its Asset event carries the day that
+    the data sets <after> it take."""
+    import datetime as dt
+
+    for dependent in ("flux_viewing_sessions", "flux_ad_impressions"):  # keep the Asset-triggered runs out
+        airflow_client.request("PATCH", f"/dags/{dependent}", json={"is_paused": True})
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()  # titles' time zone is UTC
+    manual = airflow_client.run_dag("flux_titles", logical_date=None)
+    assert manual.state == "success", manual.task_states
+    chosen = airflow_client.run_dag("flux_titles", conf={"day": "2026-01-05"}, logical_date=None)
+    assert chosen.state == "success", chosen.task_states
+    partitions = {row[0] for row in records("SHOW PARTITIONS media.titles")}
+    assert {f"snapshot_day={today}", "snapshot_day=2026-01-05"} <= partitions
+    events = airflow_client.request(
+        "GET", "/assets/events", params={"source_dag_id": "flux_titles", "source_run_id": chosen.run_id}
+    ).json()["asset_events"]
+    assert [e["extra"].get("day") for e in events] == ["2026-01-05"]

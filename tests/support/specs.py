@@ -1,0 +1,24 @@
+"""A minimal valid spec, and writing specs into a folder (shared by the spec tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MINIMAL = """<?xml version="1.0"?>
+<dataset name="{name}">
+  <owner>team</owner>
+  <source schema="dbo" table="events"/>
+  <s3 location="s3://flux/events"/>
+  <hive database="media" targetTable="events_daily">
+    <partition name="day"/>
+    <transform>SELECT id, CAST(at AS STRING) AS day FROM {{{{ staging }}}}</transform>
+  </hive>
+  <schedule><cron>0 3 * * *</cron></schedule>
+</dataset>
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "events") -> Path:
+    path = tmp_path / f"{name}.xml"
+    path.write_text(text)
+    return path

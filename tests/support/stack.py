@@ -1,0 +1,73 @@
+"""Helpers for tests on the local stack (not tests): load the SQL Server stand-in, inject its faults,
+run the export and upload operators, query Hive."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from flux_provider.devstack.tds.seed import load_seed
+from flux_provider.operators.bcp_export import BcpExportOperator
+from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
+from tests.support.values import NASTY_DDL, NASTY_ROWS, context
+
+
+def seed_table(stack, name: str, rows=NASTY_ROWS, ddl: str = NASTY_DDL) -> None:
+    """Create and fill a table in the stand-in's SQLite file with exact values (bound, not literals)."""
+    db = Path(stack.env()["FLUX_MSSQL_DB"])
+    load_seed(db, ddl.format(name=name))
+    with sqlite3.connect(db) as conn:
+        marks = ", ".join("?" * len(rows[0]))
+        conn.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
+
+
+def inject_fault(
+    stack,
+    pattern: str,
+    *,
+    error_number: int | None = None,
+    remaining: int = 1,
+    delay_seconds: float = 0,
+    after_rows: int = 0,
+) -> None:
+    with sqlite3.connect(Path(stack.env()["FLUX_MSSQL_DB"])) as conn:
+        conn.execute(
+            "INSERT INTO flux_faults VALUES (?, ?, ?, ?, ?)",
+            (pattern, error_number, remaining, delay_seconds, after_rows),
+        )
+
+
+def export(tmp_path, unique, **kwargs) -> dict:
+    kwargs.setdefault("dataset", "nasty")
+    op = BcpExportOperator(task_id="export", staging_dir=str(tmp_path), **kwargs)
+    return op.execute(context(f"run_{unique}"))
+
+
+def s3():
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook().get_conn()
+
+
+def upload(unique: str, info: dict, run_id: str, **kwargs) -> dict:
+    kwargs.setdefault("s3_location", f"s3://flux/tests/{unique}/nasty")
+    kwargs.setdefault("delete_export", False)
+    op = S3ChunkUploadOperator(task_id="upload", dataset="nasty", export=info, **kwargs)
+    return op.execute(context(run_id))
+
+
+# ------------------------------------------------------------------ helpers on the stack
+def hive():
+    from airflow.providers.apache.hive.hooks.hive import HiveServer2Hook
+
+    return HiveServer2Hook()
+
+
+def records(sql: str) -> list[tuple]:
+    conn = hive().get_conn()  # a cursor: the hook's get_records expects results only from SELECT/SHOW
+    try:
+        cursor = conn.cursor()
+        cursor.execute(sql)
+        return [tuple(r) for r in cursor.fetchall()]
+    finally:
+        conn.close()
