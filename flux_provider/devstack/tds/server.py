@@ -16,6 +16,9 @@ What it understands beyond SQLite's SQL:
   precision, scale, nullability of a query's result);
 * column types from the declared types of the tables (``DECIMAL(38,10)`` etc.;
   DECIMAL columns are stored as TEXT so no digit is lost);
+* one process per connection (forked), so parallel sessions use several cores, and a capacity per
+  table (``flux_capacity``, :mod:`flux_provider.devstack.tds.capacity`): above it queries slow down,
+  then fail as deadlock victims, as a loaded SQL Server does;
 * fault injection through the table ``flux_faults`` (see :data:`FAULTS_DDL`):
   a batch containing ``pattern`` fails with SQL Server error ``error_number``
   (e.g. 1205 deadlock victim) ``remaining`` times (-1: always), optionally after
@@ -26,16 +29,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import select
 import socket
 import socketserver
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from flux_provider.devstack.tds import capacity
 from flux_provider.devstack.tds import protocol as p
 
 log = logging.getLogger("flux_provider.devstack.tds")
@@ -63,6 +67,7 @@ MESSAGES = {
     8115: (16, "Arithmetic overflow error converting {0} to data type numeric."),
     18456: (14, "Login failed for user '{0}'."),
     40501: (20, "The service is currently busy. Retry the request after 10 seconds."),
+    -2: (16, "Execution Timeout Expired. The timeout period elapsed prior to completion of the operation."),
     50000: (16, "{0}"),
 }
 
@@ -436,10 +441,16 @@ class TdsHandler(socketserver.BaseRequestHandler):
         text = payload[headers_length:].decode("utf-16-le", "replace") if headers_length < len(payload) else ""
         log.debug("spid %s batch: %s", self.spid, text[:500])
         writer = _Writer(self.request, self.packet_size)
+        admission = None
         try:
             statements = self.statements(text)
-            # Faults hit batches that read or change data, not metadata look-ups or SET statements.
+            # Faults and the capacity model hit batches that read or change data, not metadata look-ups.
             touches_data = any(kind == "sql" for kind, _ in statements)
+            if touches_data and "flux_" not in text.lower():
+                try:
+                    admission = capacity.admit(session.db, text, sleep=self.sleep_unless_gone)
+                except capacity.Overloaded as exc:
+                    raise TdsError(exc.error_number, str(exc), spid=self.spid) from None
             fault = session.fault_for(text) if touches_data else None
             if fault is not None:
                 number, delay, after_rows = fault
@@ -461,6 +472,9 @@ class TdsHandler(socketserver.BaseRequestHandler):
         except Exception as exc:  # a test server must answer, not drop the connection
             log.exception("spid %s: internal error", self.spid)
             writer.add(p.message(50000, f"flux TDS test server internal error: {exc}") + p.done(p.DONE_ERROR))
+        finally:
+            if admission is not None:
+                admission.leave()
         writer.finish()
 
     def statements(self, text: str) -> list[tuple[str, str]]:
@@ -554,21 +568,27 @@ class TdsHandler(socketserver.BaseRequestHandler):
                 raise ConnectionError("client went away")
 
 
-class TdsServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
+class TdsServer(socketserver.ForkingTCPServer):
+    """One process per connection (as SQL Server serves sessions in parallel): N clients use N cores."""
+
     allow_reuse_address = True
+    max_children = 256
 
     def __init__(self, address: tuple[str, int], *, db_path: Path, database: str, users_file: Path):
         self.db_path, self.database, self.users_file = Path(db_path), database, Path(users_file)
-        self._spid, self._lock = 50, threading.Lock()
-        with sqlite3.connect(str(self.db_path)) as db:
-            db.execute(FAULTS_DDL)
+        db = sqlite3.connect(str(self.db_path))
+        try:
+            for ddl in (FAULTS_DDL, capacity.CAPACITY_DDL, capacity.RUNNING_DDL):
+                db.execute(ddl)
+            db.execute("DELETE FROM flux_running")  # what an earlier server's connections left
+            db.commit()
+        finally:
+            db.close()
         super().__init__(address, TdsHandler)
 
     def users(self) -> dict[str, str]:
         return json.loads(self.users_file.read_text())
 
     def next_spid(self) -> int:
-        with self._lock:
-            self._spid += 1
-            return self._spid
+        """The session id of the connection served by this (forked) process."""
+        return 51 + os.getpid() % 30000

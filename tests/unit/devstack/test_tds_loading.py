@@ -6,19 +6,11 @@ is not SQL Server: what is tested is that it keeps values, not T-SQL semantics."
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import time
 from decimal import Decimal
 
-import pymssql
 import pytest
 
-from flux_provider.devstack.ports import allocate
-
-PASSWORD = "s3cret-for-tds"
-
+from tests.support.tds import connect, tds_server
 
 DDL = (
     "CREATE TABLE dbo.hostile (id INT NOT NULL, s NVARCHAR(200) NULL, d DECIMAL(38,10) NULL, "
@@ -87,8 +79,6 @@ def literal(value) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("tds")
-    users = home / "users.json"
-    users.write_text(json.dumps({"flux": PASSWORD}))
     seed_rows = rows()  # U+0000 included: a seed file may hold it inside a literal
     seed = home / "seed.sql"
     seed.write_bytes(
@@ -98,42 +88,12 @@ def server(tmp_path_factory):
             + "".join(f"INSERT INTO dbo.seeded VALUES ({', '.join(map(literal, r))});\r\n" for r in seed_rows)
         ).encode()
     )
-    port = allocate(set())
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flux_provider.devstack.tds",
-            "--port",
-            str(port),
-            "--db",
-            str(home / "db.sqlite"),
-            "--users",
-            str(users),
-            "--seed",
-            str(seed),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            pymssql.connect(
-                server="127.0.0.1", port=port, user="flux", password=PASSWORD, database="flux", login_timeout=2
-            ).close()
-            break
-        except pymssql.Error:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(proc.stderr.read().decode()[-2000:]) from None
-            time.sleep(0.2)
-    yield port, seed_rows
-    proc.terminate()
-    proc.wait(10)
+    with tds_server(home, (seed,)) as (port, _):
+        yield port, seed_rows
 
 
 def read_back(port: int, table: str) -> list[tuple]:
-    conn = pymssql.connect(server="127.0.0.1", port=port, user="flux", password=PASSWORD, database="flux")
+    conn = connect(port)
     try:
         cursor = conn.cursor()
         cursor.execute(f"SELECT id, s, d, b, CONVERT(VARCHAR(27), t, 121), n FROM dbo.{table} ORDER BY id")
@@ -157,9 +117,7 @@ def test_pymssql_parameters_load_exactly(server):
     (``dbcmd``) takes a C string, so the batch is cut at the NUL before it leaves the client, against any
     server. Load such values with a seed file (above) or ``sample_data``."""
     port, _ = server
-    conn = pymssql.connect(
-        server="127.0.0.1", port=port, user="flux", password=PASSWORD, database="flux", autocommit=True
-    )
+    conn = connect(port, autocommit=True)
     try:
         cursor = conn.cursor()
         cursor.execute(DDL)
