@@ -36,6 +36,7 @@ lint: setup
 bench: setup
 	$(PY) benchmarks/export_bench.py $(BENCH_ARGS)
 	$(PY) benchmarks/upload_bench.py $(BENCH_ARGS)
+	$(PY) benchmarks/parallel_bench.py
 	$(PY) benchmarks/throttle_sim.py
 
 setup: system-deps $(STAMP)

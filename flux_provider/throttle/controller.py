@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 LEASE = "throttle-controller"
 ACTOR = "controller"
-FINAL = ("success", "failed", "up_for_retry", "upstream_failed")
+# tries that ran and ended (upstream_failed and skipped tasks never ran, though Airflow gives them dates)
+FINAL = ("success", "failed", "up_for_retry")
 
 
 class Controller:
@@ -135,7 +136,7 @@ class Controller:
                 model.retry_reason,
             ).where(and_(model.pool == pool, model.end_date > since, model.end_date <= until, model.state.in_(FINAL)))
             for r in session.execute(query):
-                if r.start_date is not None:  # never ran (upstream failed, cleared before it started)
+                if r.start_date is not None and r.try_number > 0:  # try 0: never ran (cleared before it started)
                     rows[(r.dag_id, r.run_id, r.task_id, r.map_index, r.try_number)] = r
         current = self.current_tries(session, rows)
         recent = until - dt.timedelta(seconds=self.period * 3)

@@ -123,6 +123,11 @@ def acquire_lease(session, name: str, holder: str, seconds: float, at: dt.dateti
     return result.rowcount == 1
 
 
+def release_lease(session, name: str, holder: str) -> bool:
+    """Give the lease ``name`` up (a controller that stops), so another holder takes over at once."""
+    return session.execute(lease.delete().where(and_(lease.c.name == name, lease.c.holder == holder))).rowcount == 1
+
+
 def record_event(
     session, dataset: str, old: int | None, new: int | None, reason: str, actor: str, at: dt.datetime | None = None
 ) -> None:

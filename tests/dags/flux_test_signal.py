@@ -58,3 +58,14 @@ with DAG(
     doomed >> BcpExportOperator(
         task_id="after_doomed", dataset="td", schema="dbo", table="td_missing", engine="dbapi", pool="flux_td"
     )
+
+
+# Data set ``tr``: one export of a few seconds, for the test that stops the scheduler while it runs.
+with DAG(
+    dag_id="flux_test_resume",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["flux-tests"],
+):
+    BcpExportOperator(task_id="resumed", dataset="tr", schema="dbo", table="tr_src", engine="dbapi", pool="flux_tr")

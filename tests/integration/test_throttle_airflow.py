@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import and_, create_engine, select
 
 from flux_provider.throttle import store
 from tests.support import ARTIFACTS
@@ -34,7 +34,7 @@ def forget_test_datasets(stack, airflow_client):
         names = [
             r[0]
             for r in conn.execute(select(store.throttle.c.dataset))
-            if r[0].startswith(("auth", "pin", "dash", "tx", "ty", "tf", "ts", "tk", "td"))
+            if r[0].startswith(("auth", "pin", "dash", "tx", "ty", "tf", "ts", "tk", "td", "tr"))
         ]
         conn.execute(store.throttle.delete().where(store.throttle.c.dataset.in_(names)))
     for name in names:
@@ -130,6 +130,133 @@ def test_a_pin_holds_against_the_controller_and_every_change_is_recorded(stack, 
     assert history[0]["reason"] == "pinned to 7 by user admin: migration"
     assert history[1]["reason"] == "pinned to 7" and history[2]["reason"].startswith("unpinned by user admin")
     assert all(isinstance(e["at"], dt.datetime) for e in history)
+
+
+def outcomes_of(stack, dataset: str, run_id: str) -> list[dict]:
+    """The tries of one run of ``dataset`` as the controller recorded them (its table; only it writes there)."""
+    with stack_db(stack).connect() as conn:
+        query = (
+            select(store.outcomes)
+            .where(and_(store.outcomes.c.dataset == dataset, store.outcomes.c.run_id == run_id))
+            .order_by(store.outcomes.c.end_date, store.outcomes.c.task_id, store.outcomes.c.try_number)
+        )
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def recorded(stack, dataset: str, run_id: str, count: int, timeout: float = PERIOD * 4) -> list[dict]:
+    """Wait (polling) until the controller recorded ``count`` tries of ``dataset`` in ``run_id``."""
+    deadline = time.monotonic() + timeout
+    while len(rows := outcomes_of(stack, dataset, run_id)) < count and time.monotonic() < deadline:
+        time.sleep(1)
+    return rows
+
+
+def test_each_try_is_recorded_once_with_its_own_class_message_and_load(stack, airflow_client):
+    """Retries that start (and clear the XCom) before the controller's next period keep their own class
+    and message; a try killed with SIGKILL is a crash that never grows its pool; tasks that never ran are not
+    recorded, even when a failed task is cleared with its downstream tasks."""
+    with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
+        conn.execute("DROP TABLE IF EXISTS ts_src")
+        conn.execute("DELETE FROM flux_faults WHERE pattern = 'ts_src'")
+    seed_table(
+        stack, "ts_src", rows=[(1, "a"), (2, "b")], ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, v NVARCHAR(9))"
+    )
+    for dataset in ("ts", "tk", "td"):
+        register(stack, airflow_client, dataset, 1)
+    inject_fault(stack, "ts_src", error_number=1205, remaining=1)  # try 1: deadlock victim
+    inject_fault(stack, "ts_src", error_number=40501, remaining=1)  # try 2: the service is busy
+    result = airflow_client.run_dag("flux_test_signal", timeout=300)
+    assert result.task_states == {
+        "retried": "success",
+        "killed": "failed",
+        "doomed": "failed",
+        "after_doomed": "upstream_failed",
+    }
+
+    retried = recorded(stack, "ts", result.run_id, 3)
+    # (task_instance_history keeps a retried try as "failed")
+    assert [(r["try_number"], r["state"] != "success", r["error_class"]) for r in retried] == [
+        (1, True, "deadlock"),
+        (2, True, "throttled"),
+        (3, False, None),
+    ]
+    assert "deadlock" in retried[0]["message"] and "busy" in retried[1]["message"]  # each its own message
+    assert [r["inflight"] for r in retried] == [1, 1, 1]  # one try ran at a time, each counted once
+
+    killed = recorded(stack, "tk", result.run_id, 2)
+    assert [(r["try_number"], r["error_class"]) for r in killed] == [(1, "crash"), (2, "crash")]
+    deadline = time.monotonic() + PERIOD * 2
+    while time.monotonic() < deadline:  # two more periods: a crash never grows the pool
+        assert slots(airflow_client, "tk") == 1, events(stack, "tk")
+        time.sleep(2)
+
+    airflow_client.request(
+        "POST",
+        "/dags/flux_test_signal/clearTaskInstances",
+        json={
+            "dry_run": False,
+            "dag_run_id": result.run_id,
+            "task_ids": ["doomed"],
+            "include_downstream": True,
+            "only_failed": False,
+            "reset_dag_runs": True,
+        },
+    )
+    assert airflow_client.wait_for_run("flux_test_signal", result.run_id, timeout=300).state == "failed"
+    doomed = recorded(stack, "td", result.run_id, 2)
+    assert [(r["task_id"], r["try_number"], r["error_class"]) for r in doomed] == [
+        ("doomed", 1, "missing_object"),
+        ("doomed", 2, "missing_object"),
+    ]
+
+
+def test_tries_that_end_while_no_controller_runs_are_collected_by_the_next_one(stack, airflow_client):
+    """The scheduler, and the controller inside it, stopped (SIGSTOP) while a try runs and ends (the API server
+    records its end): a controller that starts afterwards, with nothing in memory, resumes from the last recorded
+    try and collects it, though it ended more than a period before."""
+    import psutil
+    from sqlalchemy.orm import Session
+
+    from flux_provider.throttle.controller import LEASE, Controller
+
+    with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
+        conn.execute("DROP TABLE IF EXISTS tr_src")
+        conn.execute("DELETE FROM flux_faults WHERE pattern = 'tr_src'")
+    seed_table(stack, "tr_src", rows=[(1, "a")], ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, v NVARCHAR(9))")
+    register(stack, airflow_client, "tr", 2)
+    first = airflow_client.run_dag("flux_test_resume", timeout=300)
+    assert first.state == "success"
+    assert len(recorded(stack, "tr", first.run_id, 1)) == 1  # the last recorded try: where a new controller resumes
+
+    inject_fault(stack, "tr_src", remaining=1, delay_seconds=6)
+    run_id = airflow_client.trigger("flux_test_resume")
+    deadline = time.monotonic() + 120
+    while airflow_client.task_states("flux_test_resume", run_id).get("resumed") != "running":
+        assert time.monotonic() < deadline, airflow_client.task_states("flux_test_resume", run_id)
+        time.sleep(0.5)
+    scheduler = psutil.Process(stack.load_state()["processes"]["airflow-scheduler"]["pid"])
+    scheduler.suspend()
+    try:
+        while airflow_client.task_states("flux_test_resume", run_id).get("resumed") != "success":
+            assert time.monotonic() < deadline, "the try did not end while the scheduler was stopped"
+            time.sleep(0.5)
+        ended = time.monotonic()
+        with Session(stack_db(stack)) as session:
+            while not store.acquire_lease(session, LEASE, "test-successor", PERIOD * 3):  # the old one expires
+                session.rollback()
+                assert time.monotonic() < deadline + 60
+                time.sleep(1)
+            session.commit()
+            while time.monotonic() - ended < PERIOD + 2:  # more than a period ago: not in a fresh window
+                time.sleep(1)
+            Controller(period=PERIOD, holder="test-successor").tick(session)
+            store.release_lease(session, LEASE, "test-successor")
+            session.commit()
+    finally:
+        scheduler.resume()
+    rows = outcomes_of(stack, "tr", run_id)
+    assert [(r["try_number"], r["state"]) for r in rows] == [(1, "success")]
+    assert airflow_client.wait_for_run("flux_test_resume", run_id, timeout=120).state == "success"
 
 
 def _concurrency_ok(tis: list[dict], history: list[dict], initial: int) -> None:
