@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--parts", default="1,2,4")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    logging.getLogger("airflow.task.hooks").setLevel(logging.WARNING)  # one line per run, not per part
     counts = sorted(int(p) for p in args.parts.split(","))
     if counts[0] != 1:
         raise SystemExit("--parts must include 1 (the baseline)")
