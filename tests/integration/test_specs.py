@@ -98,13 +98,15 @@ def test_runs_without_a_logical_date_load_their_day(stack, airflow_client):
     for dependent in ("flux_viewing_sessions", "flux_ad_impressions"):  # keep the Asset-triggered runs out
         airflow_client.request("PATCH", f"/dags/{dependent}", json={"is_paused": True})
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()  # titles' time zone is UTC
+    # a day within titles' 30-day retention, so a later scheduled run keeps it
+    chosen_day = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=2)).isoformat()
     manual = airflow_client.run_dag("flux_titles", logical_date=None)
     assert manual.state == "success", manual.task_states
-    chosen = airflow_client.run_dag("flux_titles", conf={"day": "2026-01-05"}, logical_date=None)
+    chosen = airflow_client.run_dag("flux_titles", conf={"day": chosen_day}, logical_date=None)
     assert chosen.state == "success", chosen.task_states
     partitions = {row[0] for row in records("SHOW PARTITIONS media.titles")}
-    assert {f"snapshot_day={today}", "snapshot_day=2026-01-05"} <= partitions
+    assert {f"snapshot_day={today}", f"snapshot_day={chosen_day}"} <= partitions
     events = airflow_client.request(
         "GET", "/assets/events", params={"source_dag_id": "flux_titles", "source_run_id": chosen.run_id}
     ).json()["asset_events"]
-    assert [e["extra"].get("day") for e in events] == ["2026-01-05"]
+    assert [e["extra"].get("day") for e in events] == [chosen_day]
