@@ -44,6 +44,7 @@ like the partition column.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Sequence
@@ -54,7 +55,7 @@ from flux_provider.formats.export_file import Column
 from flux_provider.handoffs import TransformResult, UploadResult
 from flux_provider.hooks.hive_session import HiveSession
 from flux_provider.hooks.s3_chunks import classify_s3
-from flux_provider.hooks.s3_client import s3_client
+from flux_provider.hooks.s3_client import remove_insert_leftovers, s3_client
 from flux_provider.identifiers import hive_identifier, hive_type
 from flux_provider.operators.base import FluxOperator
 
@@ -348,7 +349,7 @@ class HiveTransformOperator(FluxOperator):
             raise self._fail("the transform SQL is empty")
         info = self._upload_info(context)
         manifest = self._manifest(info)
-        started = time.monotonic()
+        started, began = time.monotonic(), dt.datetime.now(dt.timezone.utc)
         self._session = hive = HiveSession(self.hiveserver2_conn_id, dataset=self.dataset, step="transform")
         try:
             run, columns = self.ensure_staging(hive, manifest)
@@ -378,6 +379,8 @@ class HiveTransformOperator(FluxOperator):
                     f"(partition: (expected, found)) {diff}",
                     ErrorClass.DATA,
                 )
+            if not self._partition_columns():  # a partitioned target is cleaned by its refresh
+                self._remove_leftovers(hive, began)
         finally:
             statements = hive.statements
             hive.close()
@@ -412,6 +415,25 @@ class HiveTransformOperator(FluxOperator):
             statements=statements,
             seconds=round(seconds, 3),
         ).to_xcom()
+
+    def _remove_leftovers(self, hive: HiveSession, before: dt.datetime) -> None:
+        """Staging files that killed INSERTs left under the (unpartitioned) target, written before this try."""
+        try:
+            rows = hive.execute(f"DESCRIBE FORMATTED {self.target}", what=f"locate {self.target}")
+            location = next((str(r[1]).strip() for r in rows if str(r[0]).strip() == "Location"), None)
+            removed = remove_insert_leftovers(self.aws_conn_id, location, older_than=before) if location else []
+        except Exception as exc:  # housekeeping never fails a transform that did its work
+            self.log.warning(
+                "data set %s: could not remove insert leftovers under %s: %s", self.dataset, self.target, exc
+            )
+            return
+        if removed:
+            self.log.info(
+                "data set %s: removed %d staging files that killed inserts left under %s",
+                self.dataset,
+                len(removed),
+                location,
+            )
 
     def on_kill(self) -> None:
         if self._session is not None:
