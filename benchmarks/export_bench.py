@@ -61,6 +61,25 @@ def generate(db: Path, rows: int) -> None:
         )
 
 
+def stand_in(db: Path, port: int, users: Path) -> subprocess.Popen:
+    """The SQL Server stand-in (TDS server) over ``db`` on ``port`` (the benchmarks' source)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flux_provider.devstack.tds",
+            "--port",
+            str(port),
+            "--db",
+            str(db),
+            "--users",
+            str(users),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -183,21 +202,7 @@ def main() -> None:
             t = time.perf_counter()
             generate(db, rows)
             print(f"generated {rows:,} rows in {time.perf_counter() - t:.1f}s", flush=True)
-            server = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "flux_provider.devstack.tds",
-                    "--port",
-                    str(port),
-                    "--db",
-                    str(db),
-                    "--users",
-                    str(users),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            server = stand_in(db, port, users)
             try:
                 time.sleep(1.5)
                 for engine in ENGINES:

@@ -18,14 +18,12 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from export_bench import free_port, generate
+from export_bench import free_port, generate, stand_in
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -103,21 +101,7 @@ def main() -> None:
     os.environ.setdefault("AIRFLOW_HOME", str(work / "airflow"))
     db = work / "source.sqlite"
     generate(db, args.rows)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flux_provider.devstack.tds",
-            "--port",
-            str(port),
-            "--db",
-            str(db),
-            "--users",
-            str(users),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = stand_in(db, port, users)
     best: dict[int, float] = {}
     try:
         time.sleep(1.5)

@@ -30,7 +30,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +41,7 @@ RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from export_bench import generate, run_measured  # noqa: E402  (the same viewing-sessions table)
+from export_bench import generate, run_measured, stand_in  # noqa: E402  (the same viewing-sessions table)
 
 from flux_provider.formats import export_file as fmt  # noqa: E402
 
@@ -211,21 +210,7 @@ def streaming(work: Path, rows: int, env: dict, client) -> dict:
     generate(db, rows)
     users.write_text(json.dumps({"bench": "bench-pw"}))
     port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flux_provider.devstack.tds",
-            "--port",
-            str(port),
-            "--db",
-            str(db),
-            "--users",
-            str(users),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = stand_in(db, port, users)
     os.environ["AIRFLOW_CONN_BENCH"] = json.dumps(
         {
             "conn_type": "mssql",

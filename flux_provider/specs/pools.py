@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from flux_provider.specs.model import DatasetSpec
-from flux_provider.throttle import store
+from flux_provider.throttle import migrations, store
 
 
 def pool_description(spec: DatasetSpec) -> str:
@@ -27,7 +27,7 @@ def sync_pools(specs: Iterable[DatasetSpec], *, reset: bool = False) -> list[tup
     from airflow.settings import engine
     from airflow.utils.session import create_session
 
-    store.ensure_tables(engine)
+    migrations.ensure_tables(engine)
     done = []
     with create_session() as session:
         for spec in specs:

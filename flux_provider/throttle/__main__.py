@@ -14,7 +14,7 @@ import sys
 
 from sqlalchemy import select
 
-from flux_provider.throttle import store
+from flux_provider.throttle import migrations, store
 from flux_provider.throttle.controller import set_limit
 
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from airflow.settings import engine
     from airflow.utils.session import create_session
 
-    store.ensure_tables(engine)
+    migrations.ensure_tables(engine)
     with create_session() as session:
         if args.command == "show":
             print(f"{'DATA SET':<24}{'POOL':<28}{'SLOTS':>6}{'PINNED':>8}{'BOUNDS':>8}  LAST CHANGE")

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, select
 
 from flux_provider.run_report import stage_rows
-from flux_provider.throttle import store
+from flux_provider.throttle import migrations, store
 from flux_provider.throttle.controller import set_limit
 
 app = FastAPI(title="flux", description="flux data sets: throttle limits and runs", docs_url=None, redoc_url=None)
@@ -73,7 +73,7 @@ def datasets(session: Session, hours: float = 24.0) -> dict:
     from airflow.models.pool import Pool
     from airflow.models.taskinstance import TaskInstance as TI
 
-    store.ensure_tables(session.get_bind())
+    migrations.ensure_tables(session.get_bind())
     since = store.now() - dt.timedelta(hours=hours)
     result = []
     for row in session.execute(select(store.throttle).order_by(store.throttle.c.dataset)).mappings().all():
@@ -185,7 +185,7 @@ def _iso(moment) -> str | None:
 
 @app.get("/api/datasets/{dataset}/events", dependencies=[Depends(_auth_read())])
 def dataset_events(dataset: str, session: Session, limit: int = 200) -> dict:
-    store.ensure_tables(session.get_bind())
+    migrations.ensure_tables(session.get_bind())
     rows = (
         session.execute(
             select(store.events)
@@ -203,7 +203,7 @@ def dataset_events(dataset: str, session: Session, limit: int = 200) -> dict:
 def change_limit(
     dataset: str, change: LimitChange, session: Session, user: Annotated[object, Depends(_user_name())]
 ) -> dict:
-    store.ensure_tables(session.get_bind())
+    migrations.ensure_tables(session.get_bind())
     actor = getattr(user, "get_name", lambda: "someone")()
     try:
         result = set_limit(

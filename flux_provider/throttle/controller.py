@@ -31,7 +31,7 @@ from sqlalchemy import and_, or_, select
 
 from flux_provider.errors import ERROR_XCOM, ErrorClass, ErrorRecord
 from flux_provider.recovery import parse_retry_reason
-from flux_provider.throttle import store
+from flux_provider.throttle import migrations, store
 from flux_provider.throttle.limits import AIMD, DEFAULT_LOAD_CLASSES, Sample
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,7 @@ class Controller:
                 store.outcomes.c.dag_id == key[0],
                 store.outcomes.c.run_id == key[1],
                 store.outcomes.c.task_id == key[2],
+                store.outcomes.c.map_index == key[3],
                 store.outcomes.c.try_number == key[4],
             )
             if session.execute(select(store.outcomes.c.dag_id).where(outcome_key)).first():
@@ -161,6 +162,7 @@ class Controller:
                     dag_id=key[0],
                     run_id=key[1],
                     task_id=key[2],
+                    map_index=key[3],
                     try_number=key[4],
                     dataset=dataset,
                     state=str(r.state),
@@ -328,7 +330,7 @@ def _loop(controller: Controller) -> None:
     from airflow.settings import engine
     from airflow.utils.session import create_session
 
-    store.ensure_tables(engine)
+    migrations.ensure_tables(engine)
     while True:
         started = time.monotonic()
         try:

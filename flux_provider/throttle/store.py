@@ -52,6 +52,7 @@ outcomes = Table(
     Column("dag_id", String(250), primary_key=True),
     Column("run_id", String(250), primary_key=True),
     Column("task_id", String(250), primary_key=True),
+    Column("map_index", Integer, primary_key=True, default=-1),
     Column("try_number", Integer, primary_key=True),
     Column("dataset", String(250), nullable=False, index=True),
     Column("state", String(20), nullable=False),
@@ -83,17 +84,6 @@ def xcom_value(raw):
     from airflow.models.xcom import XComModel
 
     return XComModel.deserialize_value(SimpleNamespace(value=raw))
-
-
-_ensured: set[str] = set()
-
-
-def ensure_tables(engine) -> None:
-    """Create missing tables, once per database and process (the API calls it on every request)."""
-    key = str(engine.url)
-    if key not in _ensured:
-        metadata.create_all(engine, checkfirst=True)
-        _ensured.add(key)
 
 
 def last_outcome_end(session, dataset: str) -> dt.datetime | None:

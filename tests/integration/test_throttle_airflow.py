@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import and_, create_engine, select
 
-from flux_provider.throttle import store
+from flux_provider.throttle import migrations, store
 from tests.support import ARTIFACTS
 from tests.support.stack import inject_fault, seed_table
 
@@ -51,7 +51,7 @@ def register(stack, airflow_client, dataset: str, slots: int, low: int = 1, high
     except Exception:
         airflow_client.request("POST", "/pools", json={"name": pool, "slots": slots, "include_deferred": False})
     engine = stack_db(stack)
-    store.ensure_tables(engine)
+    migrations.ensure_tables(engine)
     with engine.begin() as conn:
         conn.execute(store.throttle.delete().where(store.throttle.c.dataset == dataset))
         conn.execute(

@@ -1,0 +1,128 @@
+"""The provider's own tables in Airflow's metadata database, created and upgraded by numbered migrations.
+
+``flux_schema`` holds the version the database is at; :func:`upgrade` applies
+the migrations above it, in order, each in a transaction of its own (DDL is
+transactional on PostgreSQL and SQLite), and records the new version. A
+database whose tables an older flux made with ``create_all`` (no ``flux_schema``)
+is taken to be at version 1. Works on any SQLAlchemy backend Airflow supports;
+tested on SQLite and PostgreSQL.
+
+To change a table: add a migration at the end of :data:`MIGRATIONS` (never edit
+one that shipped) and the matching definition in :mod:`flux_provider.throttle.store`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, select, text
+
+from flux_provider.throttle.store import events, lease, outcomes, throttle
+
+log = logging.getLogger(__name__)
+
+schema_version = Table(
+    "flux_schema", MetaData(), Column("name", String(50), primary_key=True), Column("version", Integer, nullable=False)
+)
+
+
+def _v1_create_tables(conn) -> None:
+    """Version 1: the throttle's tables as flux 0.1 created them."""
+    legacy = MetaData()
+    Table("flux_task_outcomes", legacy, *_columns(keep_indexes=True, without={"map_index"}))
+    for table in (throttle, events, lease):
+        table.create(conn, checkfirst=True)
+    legacy.create_all(conn, checkfirst=True)
+
+
+def _v2_outcomes_by_map_index(conn) -> None:
+    """Version 2: ``flux_task_outcomes`` keyed by map index too (the parts of a split export are mapped task
+    instances of one task). Rebuilt and copied: a primary key cannot be altered on SQLite."""
+    staging = Table("flux_task_outcomes_v2", MetaData(), *_columns(keep_indexes=False))
+    staging.create(conn)
+    names = [c.name for c in outcomes.columns if c.name != "map_index"]
+    listed = ", ".join(names)
+    conn.execute(
+        text(f"INSERT INTO flux_task_outcomes_v2 ({listed}, map_index) SELECT {listed}, -1 FROM flux_task_outcomes")
+    )
+    conn.execute(text("DROP TABLE flux_task_outcomes"))
+    conn.execute(text("ALTER TABLE flux_task_outcomes_v2 RENAME TO flux_task_outcomes"))
+    for index in outcomes.indexes:
+        index.create(conn)
+
+
+def _columns(*, keep_indexes: bool, without: frozenset | set = frozenset()) -> list[Column]:
+    """Fresh copies of ``flux_task_outcomes``' columns (indexes by name follow the table they are made on)."""
+    return [
+        Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable, index=bool(c.index and keep_indexes))
+        for c in outcomes.columns
+        if c.name not in without
+    ]
+
+
+#: (version, what it does, how): applied in order, each once.
+MIGRATIONS: list[tuple[int, str, Callable]] = [
+    (1, "the throttle's tables", _v1_create_tables),
+    (2, "flux_task_outcomes keyed by map index", _v2_outcomes_by_map_index),
+]
+LATEST = MIGRATIONS[-1][0]
+
+
+_ensured: set[str] = set()
+
+
+def ensure_tables(engine) -> None:
+    """Create or upgrade the tables, once per database and process (the API calls it on every request)."""
+    key = str(engine.url)
+    if key not in _ensured:
+        upgrade(engine)
+        _ensured.add(key)
+
+
+def current_version(conn) -> int:
+    """The version the database is at: 0 when empty, 1 for tables an older flux made without versions."""
+    names = set(inspect(conn).get_table_names())
+    if "flux_schema" in names:
+        version = conn.execute(select(schema_version.c.version).where(schema_version.c.name == "flux")).scalar()
+        if version is not None:
+            return int(version)
+    return 1 if "flux_throttle" in names else 0
+
+
+def upgrade(engine, target: int = LATEST) -> int:
+    """Apply the migrations up to ``target``; returns the version the database is at afterwards.
+
+    Several processes may upgrade at once (schedulers, API workers): each migration runs in a
+    transaction that first writes the version row, which serialises them (a row lock on PostgreSQL,
+    the write lock on SQLite); the one that comes second finds the work done."""
+    from sqlalchemy.exc import IntegrityError
+
+    with engine.begin() as conn:
+        schema_version.create(conn, checkfirst=True)
+    try:
+        with engine.begin() as conn:
+            if conn.execute(select(schema_version.c.version).where(schema_version.c.name == "flux")).first() is None:
+                conn.execute(schema_version.insert().values(name="flux", version=current_version(conn)))
+    except IntegrityError:  # another process wrote the row first
+        pass
+    version = 0
+    for number, what, step in MIGRATIONS:
+        with engine.begin() as conn:
+            conn.execute(  # the lock: nobody else migrates until this transaction ends
+                schema_version.update().where(schema_version.c.name == "flux").values(version=schema_version.c.version)
+            )
+            version = current_version(conn)
+            if version >= number or number > target:
+                continue
+            step(conn)
+            _set_version(conn, number)
+            version = number
+        log.info("flux tables: migrated to version %d (%s)", number, what)
+    return version
+
+
+def _set_version(conn, number: int) -> None:
+    updated = conn.execute(schema_version.update().where(schema_version.c.name == "flux").values(version=number))
+    if updated.rowcount == 0:
+        conn.execute(schema_version.insert().values(name="flux", version=number))
