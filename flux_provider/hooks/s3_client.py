@@ -15,6 +15,10 @@ connection's own ``extra.config_kwargs`` still win over these defaults.
 
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger(__name__)
+
 
 def s3_config():
     from airflow.configuration import conf
@@ -44,24 +48,32 @@ def s3_client(aws_conn_id: str | None):
 LEFTOVER_PREFIXES = (".spark-staging-", ".hive-staging", "_temporary/")
 
 
-def remove_insert_leftovers(aws_conn_id: str | None, location: str, *, older_than) -> list[str]:
+def remove_insert_leftovers(
+    aws_conn_id: str | None, location: str | None, *, older_than, dataset: str | None = None
+) -> int:
     """Delete the staging objects that killed INSERTs left under ``location`` (``s3://`` or ``s3a://``),
-    written before ``older_than`` (an aware datetime: a write still running is never touched).
-    Returns the keys deleted."""
-    if not location.startswith(("s3://", "s3a://")):
-        return []
+    written before ``older_than`` (an aware datetime: a write still running is never touched). Returns how
+    many were deleted. Housekeeping: a failure is logged, never raised (the step that calls it did its work)."""
+    if not location or not location.startswith(("s3://", "s3a://")):
+        return 0
     bucket, _, prefix = location.split("://", 1)[1].partition("/")
     prefix = prefix.rstrip("/") + "/" if prefix else ""
-    client = s3_client(aws_conn_id)
-    doomed = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            relative = item["Key"][len(prefix) :]
-            top = relative.split("/", 1)[0] + ("/" if "/" in relative else "")
-            if top.startswith(LEFTOVER_PREFIXES) and item["LastModified"] < older_than:
-                doomed.append(item["Key"])
-    for start in range(0, len(doomed), 1000):
-        client.delete_objects(
-            Bucket=bucket, Delete={"Objects": [{"Key": k} for k in doomed[start : start + 1000]], "Quiet": True}
+    try:
+        hook = s3_hook(aws_conn_id)
+        doomed = []
+        for page in hook.get_conn().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                relative = item["Key"][len(prefix) :]
+                top = relative.split("/", 1)[0] + ("/" if "/" in relative else "")
+                if top.startswith(LEFTOVER_PREFIXES) and item["LastModified"] < older_than:
+                    doomed.append(item["Key"])
+        if doomed:
+            hook.delete_objects(bucket=bucket, keys=doomed)  # in batches of 1000
+    except Exception as exc:  # boto raises many unrelated types; none may fail the step
+        log.warning("data set %s: could not remove insert leftovers under %s: %s", dataset, location, exc)
+        return 0
+    if doomed:
+        log.info(
+            "data set %s: removed %d staging files that killed inserts left under %s", dataset, len(doomed), location
         )
-    return doomed
+    return len(doomed)

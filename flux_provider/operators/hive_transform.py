@@ -49,7 +49,7 @@ import json
 import time
 from collections.abc import Sequence
 
-from flux_provider.errors import ErrorClass
+from flux_provider.errors import ErrorClass, FluxError
 from flux_provider.formats import hive_ddl
 from flux_provider.formats.export_file import Column
 from flux_provider.handoffs import TransformResult, UploadResult
@@ -420,20 +420,11 @@ class HiveTransformOperator(FluxOperator):
         """Staging files that killed INSERTs left under the (unpartitioned) target, written before this try."""
         try:
             rows = hive.execute(f"DESCRIBE FORMATTED {self.target}", what=f"locate {self.target}")
-            location = next((str(r[1]).strip() for r in rows if str(r[0]).strip() == "Location"), None)
-            removed = remove_insert_leftovers(self.aws_conn_id, location, older_than=before) if location else []
-        except Exception as exc:  # housekeeping never fails a transform that did its work
-            self.log.warning(
-                "data set %s: could not remove insert leftovers under %s: %s", self.dataset, self.target, exc
-            )
+        except FluxError as exc:  # housekeeping never fails a transform that did its work
+            self.log.warning("data set %s: could not locate %s to clean it: %s", self.dataset, self.target, exc)
             return
-        if removed:
-            self.log.info(
-                "data set %s: removed %d staging files that killed inserts left under %s",
-                self.dataset,
-                len(removed),
-                location,
-            )
+        location = next((str(r[1]).strip() for r in rows if str(r[0]).strip() == "Location"), None)
+        remove_insert_leftovers(self.aws_conn_id, location, older_than=before, dataset=self.dataset)
 
     def on_kill(self) -> None:
         if self._session is not None:

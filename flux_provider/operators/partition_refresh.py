@@ -275,7 +275,8 @@ class PartitionRefreshOperator(FluxOperator):
             statements = hive.statements
             hive.close()
             self._session = None
-        cleaned = self._remove_leftovers(began)
+        # staging files of killed INSERTs under the table, written before this try: no later run removes them
+        cleaned = remove_insert_leftovers(self.aws_conn_id, self._location, older_than=began, dataset=self.dataset)
         seconds = time.monotonic() - started
         self.log.info(
             "data set %s: %s: %d partitions (%d added or moved, %d dropped), latest %s, %.1fs",
@@ -300,27 +301,6 @@ class PartitionRefreshOperator(FluxOperator):
             "leftovers_removed": cleaned,
             "seconds": round(seconds, 3),
         }
-
-    def _remove_leftovers(self, before: dt.datetime) -> int:
-        """Staging files of killed INSERTs under the table (``.spark-staging-*``, ``.hive-staging*``) that
-        were written before this try began: no later run would ever remove them."""
-        if not getattr(self, "_location", None):
-            return 0
-        try:
-            removed = remove_insert_leftovers(self.aws_conn_id, self._location, older_than=before)
-        except Exception as exc:  # housekeeping never fails a refresh that did its work
-            self.log.warning(
-                "data set %s: could not remove insert leftovers under %s: %s", self.dataset, self._location, exc
-            )
-            return 0
-        if removed:
-            self.log.info(
-                "data set %s: removed %d staging files that killed inserts left under %s",
-                self.dataset,
-                len(removed),
-                self._location,
-            )
-        return len(removed)
 
     def on_kill(self) -> None:
         if self._session is not None:
