@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from flux_provider.specs.parser import SpecError
+
 
 def cycle_through(start: str, after_of: Callable[[str], Iterable[str]]) -> list[str] | None:
     """The data sets of a cycle that runs through ``start`` (``[start, ..., start]``), or None.
@@ -42,12 +44,16 @@ def cycles(after: dict[str, Iterable[str]]) -> list[list[str]]:
     return found
 
 
-def describe(cycle: list[str], path_of: Callable[[str], Path | str | None]) -> str:
-    """``a -> b -> a`` with the file of each data set."""
+def cycle_error(cycle: list[str], path_of: Callable[[str], Path | str]) -> SpecError:
+    """The error of a cycle, located at its first data set's file: ``a -> b -> a`` with each file."""
     files = ", ".join(f"{name}: {path_of(name)}" for name in cycle[:-1])
     if len(cycle) == 2:
-        return f"the data set {cycle[0]!r} waits for itself (<after>{cycle[0]}</after>) ({files})"
-    return (
-        f"<after> makes a cycle: {' -> '.join(cycle)} (each waits for the next; {files}); once one runs "
-        "they would trigger each other forever"
+        message = f"the data set {cycle[0]!r} waits for itself (<after>{cycle[0]}</after>) ({files})"
+    else:
+        message = (
+            f"<after> makes a cycle: {' -> '.join(cycle)} (each waits for the next; {files}); once one runs "
+            "they would trigger each other forever"
+        )
+    return SpecError(
+        path_of(cycle[0]), message, element="after", dataset=cycle[0], fix="remove the <after> that closes the cycle"
     )

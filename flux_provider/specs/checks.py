@@ -43,16 +43,7 @@ def check_folders(folders: list[Path | str]) -> Report:
         report.warnings += skipped_dag_files(folder)
     in_cycles: set[str] = set()
     for cycle in after_graph.cycles({s.name: s.schedule.after for s in report.specs}):
-        first = seen[cycle[0]]
-        report.errors.append(
-            SpecError(
-                first.path,
-                after_graph.describe(cycle, lambda n: seen[n].path),
-                element="after",
-                dataset=first.name,
-                fix="remove the <after> that closes the cycle",
-            )
-        )
+        report.errors.append(after_graph.cycle_error(cycle, lambda n: seen[n].path))
         in_cycles.update(cycle)
     report.specs = [s for s in report.specs if s.name not in in_cycles]
     for spec in report.specs:

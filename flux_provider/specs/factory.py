@@ -272,13 +272,7 @@ def build_dags(folder: Path | str, *, strict: bool = False) -> dict[str, object]
     known = {p.stem for p in spec_files(folder)}  # a broken spec is still a data set others may wait for
     by_name = {s.name: s for s in specs}
     for cycle in after_graph.cycles({s.name: s.schedule.after for s in specs}):
-        error = SpecError(
-            by_name[cycle[0]].path,
-            after_graph.describe(cycle, lambda n: by_name[n].path),
-            element="after",
-            dataset=cycle[0],
-            fix="remove the <after> that closes the cycle",
-        )
+        error = after_graph.cycle_error(cycle, lambda n: by_name[n].path)
         if strict:
             raise error
         log.error("skipping data sets %s: %s", sorted(set(cycle)), error)
@@ -308,13 +302,7 @@ def dag_for(dag_file: str | Path, spec_name: str | None = None):
     known = {p.stem for p in spec_files(folder)}
     cycle = after_graph.cycle_through(spec.name, _after_reader(folder))
     if cycle:
-        raise SpecError(
-            path,
-            after_graph.describe(cycle, lambda n: folder / f"{n}.xml"),
-            element="after",
-            dataset=spec.name,
-            fix="remove the <after> that closes the cycle",
-        )
+        raise after_graph.cycle_error(cycle, lambda n: folder / f"{n}.xml")
     return build_dag(spec, known=known)
 
 
