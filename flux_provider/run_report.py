@@ -12,16 +12,20 @@ from typing import Any
 
 from flux_provider.handoffs import ExportResult, TransformResult, UploadResult
 
-#: Task ids of a factory-built data set DAG.
+#: Task ids of a factory-built data set DAG (a split one: plan -> export_upload (mapped) -> publish -> ...).
 EXPORT, UPLOAD, EXPORT_UPLOAD, TRANSFORM, REFRESH = "export", "upload", "export_upload", "transform", "refresh"
+PLAN, PUBLISH = "plan", "publish"
 
 
 def stage_rows(xcom: Callable[[str], Any]) -> dict:
     """Rows at each stage of one run, from ``xcom(task_id)`` (that task's return value, or None).
 
-    ``reconciled``: export rows = upload rows = staging rows (None before the transform ran).
+    ``reconciled``: export rows = upload rows = staging rows (None before the transform ran);
+    ``parts``: rows per part of a split run (``[]`` otherwise).
     """
-    upload = UploadResult.from_xcom(xcom(EXPORT_UPLOAD) or xcom(UPLOAD)) or UploadResult()
+    upload = UploadResult.from_xcom(xcom(PUBLISH) or xcom(EXPORT_UPLOAD) or xcom(UPLOAD)) or UploadResult()
+    if upload.extra.get("part"):  # one part of a split run that is not published yet
+        upload = UploadResult()
     export = upload.export or ExportResult.from_xcom(xcom(EXPORT)) or ExportResult()
     transform = TransformResult.from_xcom(xcom(TRANSFORM)) or TransformResult()
     exported, uploaded, staged = export.rows, upload.rows, transform.staging_rows
@@ -32,4 +36,5 @@ def stage_rows(xcom: Callable[[str], Any]) -> dict:
         "target": transform.target_rows,
         "partitions": len(transform.partitions or []),
         "reconciled": None if staged is None else exported == uploaded == staged,
+        "parts": [{"part": p.get("part"), "rows": p.get("rows")} for p in upload.extra.get("parts") or []],
     }

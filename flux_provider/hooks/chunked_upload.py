@@ -21,7 +21,7 @@ from flux_provider.errors import ErrorClass, FluxError, flux_error
 from flux_provider.formats.chunker import chunks, return_big_buffers_to_the_os
 from flux_provider.formats.hive_text import BcpToHive, CsvToHive, HiveTextEncoding
 from flux_provider.handoffs import ExportResult, UploadResult
-from flux_provider.hooks.s3_chunks import ChunkUploader, split_s3_url
+from flux_provider.hooks.s3_chunks import MANIFEST, ChunkUploader, part_manifest_key, split_s3_url
 from flux_provider.hooks.s3_client import s3_client
 
 
@@ -93,12 +93,24 @@ class S3ChunkUploadHook(BaseHook):
         return flux_error(message, error_class=error_class, dataset=self.dataset, step="upload")
 
     def upload_stream(
-        self, stream, export: ExportResult, s3_location: str, run_id: str, *, before_publish=None
+        self,
+        stream,
+        export: ExportResult,
+        s3_location: str,
+        run_id: str,
+        *,
+        before_publish=None,
+        part: str | None = None,
+        prefix: str | None = None,
     ) -> UploadResult:
         """Encode and upload everything ``stream`` yields (a file or a pipe), then publish.
 
         ``before_publish(rows)`` runs after the last chunk is uploaded and before anything is
-        published; raising there (e.g. the export that fed a pipe failed) publishes nothing.
+        published; raising there (e.g. the export that fed a pipe failed) publishes nothing; it may
+        return the export's final :class:`ExportResult` (rows, tool), which the manifest then records.
+        With ``part`` (and the run's ``prefix``, fixed by the split plan) the stream is one part of a
+        split run: it is uploaded as that part's chunks and completed with a part manifest; the run
+        is published once all parts are (:func:`~flux_provider.hooks.s3_chunks.publish_parts`).
         """
         from boto3.s3.transfer import TransferConfig
 
@@ -113,7 +125,7 @@ class S3ChunkUploadHook(BaseHook):
             raise self._fail(str(exc)) from exc
         client = s3_client(self.aws_conn_id)
         return_big_buffers_to_the_os()
-        part = settings.multipart_mb * 2**20
+        part_bytes = settings.multipart_mb * 2**20
         self._uploader = uploader = ChunkUploader(
             client,
             bucket,
@@ -122,8 +134,10 @@ class S3ChunkUploadHook(BaseHook):
             dataset=self.dataset,
             extension=".hive.gz" if settings.compression else ".hive",
             max_inflight=settings.max_inflight,
+            part=part,
+            prefix=prefix,
             transfer_config=TransferConfig(
-                multipart_threshold=part, multipart_chunksize=part, max_concurrency=2, use_threads=True
+                multipart_threshold=part_bytes, multipart_chunksize=part_bytes, max_concurrency=2, use_threads=True
             ),
         )
         started = time.monotonic()
@@ -155,7 +169,7 @@ class S3ChunkUploadHook(BaseHook):
                     self._progress(rows, raw, export.rows, now - started)
             run = uploader.finish()
             if before_publish is not None:
-                before_publish(rows)
+                export = before_publish(rows) or export
             if export.rows is not None and rows != export.rows:
                 raise self._fail(f"encoded {rows} rows but the export recorded {export.rows}", ErrorClass.DATA)
             source = {
@@ -163,7 +177,8 @@ class S3ChunkUploadHook(BaseHook):
                 for k in ("path", "host", "rows", "bytes", "engine", "tool", "format")
                 if getattr(export, k) is not None
             }
-            manifest = uploader.publish(
+            complete = uploader.publish_part if part else uploader.publish
+            manifest = complete(
                 {
                     "columns": export.columns,
                     "encoding": encoding.to_dict(),
@@ -187,9 +202,10 @@ class S3ChunkUploadHook(BaseHook):
         seconds = time.monotonic() - started
         skipped = sum(c.skipped for c in run.chunks)
         self.log.info(
-            "data set %s: published %d rows in %d chunks (%d reused from an earlier try), %.1f MB "
+            "data set %s: %s %d rows in %d chunks (%d reused from an earlier try), %.1f MB "
             "(%.1f MB on S3) in %.1fs, %.1f MB/s -> s3://%s/%s",
             self.dataset,
+            f"part {part} uploaded" if part else "published",
             manifest["rows"],
             len(run.chunks),
             skipped,
@@ -205,7 +221,7 @@ class S3ChunkUploadHook(BaseHook):
             location=s3_location,
             bucket=bucket,
             prefix=run.prefix,
-            manifest=run.prefix + "_manifest.json",
+            manifest=part_manifest_key(run.prefix, part) if part else run.prefix + MANIFEST,
             rows=manifest["rows"],
             chunks=len(run.chunks),
             chunks_reused=skipped,
@@ -215,6 +231,7 @@ class S3ChunkUploadHook(BaseHook):
             encoding=encoding.to_dict(),
             columns=export.columns,
             seconds=round(seconds, 3),
+            extra={"part": part} if part else {},
         )
 
     def _progress(self, rows: int, raw: int, total_rows: int | None, elapsed: float) -> None:

@@ -6,6 +6,11 @@ Layout under a data set's location ``s3://bucket/prefix``::
     runs/<run_key>/_manifest.json         written last: chunks, rows, bytes, checksums, schema, encoding
     _published.json                       the pointer: which run is current (one PUT, atomic)
 
+A split run (several parts, each its own task) names its chunks after the part
+(``runs/<run_key>/p03-00000.hive.gz``) and each part, when complete, writes
+``runs/<run_key>/_parts/p03.json``; :func:`publish_parts` then writes the one
+manifest of all parts and the pointer. Hive skips ``_``-prefixed files and folders.
+
 Protocol: a run writes into the first generation prefix ``runs/<run_key>/``,
 ``runs/<run_key>.1/``, ... that has no manifest yet, so a complete run is never
 rewritten (a Hive partition may point at it) while a failed try's prefix is
@@ -43,7 +48,9 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "_manifest.json"
 POINTER = "_published.json"
+PARTS = "_parts/"
 FORMAT = "flux-hive-text/1"
+PART_FORMAT = "flux-hive-text-part/1"
 
 _CODES = {
     "AccessDenied": ErrorClass.PERMISSION,
@@ -132,11 +139,15 @@ class ChunkUploader:
         max_inflight: int = 4,
         transfer_config=None,
         clock: Callable[[], float] = time.monotonic,
+        part: str | None = None,
+        prefix: str | None = None,
     ):
+        """``part``: this uploader writes one part of a split run, into ``prefix`` (fixed by the plan)."""
         from boto3.s3.transfer import TransferConfig
 
         self.client, self.bucket, self.location = client, bucket, location.strip("/")
         self.run_key, self.dataset, self.extension = run_key, dataset, extension
+        self.part, self.fixed_prefix = part, prefix
         self.max_inflight, self.clock = max_inflight, clock
         self.transfer_config = transfer_config or TransferConfig()
         self._slots = threading.BoundedSemaphore(max_inflight)
@@ -152,50 +163,49 @@ class ChunkUploader:
         return f"{self.location}/{relative}" if self.location else relative
 
     # ------------------------------------------------------------------ start
+    @property
+    def _chunk_name(self) -> str:
+        return self.part or "part"
+
     def start(self) -> RunUpload:
-        """Choose this run's prefix, abort multipart uploads a killed try left there, list its chunks."""
+        """Choose this run's prefix, abort multipart uploads a killed try left there, list its chunks.
+
+        A part only ever touches its own chunks: the other parts of the run upload beside it."""
         try:
-            generation = 0
-            while True:
-                name = self.run_key if generation == 0 else f"{self.run_key}.{generation}"
-                prefix = self._key(f"runs/{name}/")
-                if not self._exists(prefix + MANIFEST):
-                    break
-                generation += 1
-            uploads = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix).get("Uploads", [])
+            if self.fixed_prefix is None:
+                prefix = run_prefix(self.client, self.bucket, self.location, self.run_key)
+            else:
+                prefix = self.fixed_prefix
+                if _exists(self.client, self.bucket, prefix + MANIFEST):
+                    raise flux_error(
+                        f"part {self.part}: the run s3://{self.bucket}/{prefix} is already published and is never "
+                        "rewritten. Clear the run's plan task with this one (a new plan uploads a new generation)",
+                        error_class=ErrorClass.CONFIG,
+                        dataset=self.dataset,
+                        step="upload",
+                    )
+            mine = prefix + f"{self._chunk_name}-"
+            uploads = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=mine).get("Uploads", [])
             for upload in uploads:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
             if uploads:
-                log.info("aborted %d multipart uploads left under %s by an earlier try", len(uploads), prefix)
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                for item in page.get("Contents", []):
-                    self._existing.add(item["Key"])
+                log.info("aborted %d multipart uploads left under %s by an earlier try", len(uploads), mine)
+            self._existing.update(_list(self.client, self.bucket, mine))
         except FluxError:
             raise
         except Exception as exc:  # boto raises many unrelated types; all are classified
             raise self._error(f"preparing s3://{self.bucket}/{self.location}", exc) from exc
         if self._existing:
-            log.info("resuming %s: %d objects from an earlier try", prefix, len(self._existing))
+            log.info("resuming %s: %d objects from an earlier try", mine, len(self._existing))
         self.run = RunUpload(self.bucket, self.location, prefix)
         return self.run
-
-    def _exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-            return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
 
     # ------------------------------------------------------------------ chunks
     def submit(self, chunk) -> None:
         """Queue ``chunk`` for upload; blocks while ``max_inflight`` chunks are in flight."""
         self._raise_failed()
         self._slots.acquire()
-        key = f"{self.run.prefix}part-{chunk.index:05d}{self.extension}"
+        key = f"{self.run.prefix}{self._chunk_name}-{chunk.index:05d}{self.extension}"
         self._futures.append(self._pool.submit(self._upload, key, chunk))
 
     def _upload(self, key: str, chunk) -> UploadedChunk:
@@ -257,70 +267,211 @@ class ChunkUploader:
         if self.run is None:
             return
         try:
-            uploads = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self.run.prefix)
+            mine = self.run.prefix + f"{self._chunk_name}-"
+            uploads = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=mine)
             for upload in uploads.get("Uploads", []):
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
         except Exception as exc:  # cleanup is best effort: the next try aborts leftovers at start
             log.warning("could not abort multipart uploads under %s: %s", self.run.prefix, exc)
 
     # ------------------------------------------------------------------ publish
+    def _delete_stale(self) -> None:
+        keep = {c.key for c in self.run.chunks}
+        stale = [k for k in self._existing if k not in keep]
+        _delete(self.client, self.bucket, stale)
+        if stale:
+            log.info("deleted %d stale objects of an earlier try under %s", len(stale), self.run.prefix)
+
     def publish(self, manifest_extra: dict) -> dict:
         """Delete stale objects, write the manifest, then switch the pointer. Returns the manifest."""
         run = self.run
-        keep = {c.key for c in run.chunks}
         try:
-            stale = [k for k in self._existing if k not in keep]
-            for start in range(0, len(stale), 1000):
-                self.client.delete_objects(
-                    Bucket=self.bucket,
-                    Delete={"Objects": [{"Key": k} for k in stale[start : start + 1000]], "Quiet": True},
-                )
-            if stale:
-                log.info("deleted %d stale objects of an earlier try under %s", len(stale), run.prefix)
-            chunks = sorted(run.chunks, key=lambda c: c.key)
-            manifest = {
-                "format": FORMAT,
-                "dataset": self.dataset,
-                "run_key": self.run_key,
-                "bucket": self.bucket,
-                "prefix": run.prefix,
-                "location": f"s3://{self.bucket}/{run.prefix}",
-                "rows": sum(c.rows for c in chunks),
-                "bytes": sum(c.bytes for c in chunks),
-                "raw_bytes": sum(c.raw_bytes for c in chunks),
-                "chunks": [
-                    {"key": c.key, "rows": c.rows, "bytes": c.bytes, "raw_bytes": c.raw_bytes, "crc32": c.crc32}
-                    for c in chunks
-                ],
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                **manifest_extra,
-            }
-            self._put_json(run.prefix + MANIFEST, manifest)
-            self._put_json(
-                self._key(POINTER),
-                {
-                    "run_key": self.run_key,
-                    "prefix": run.prefix,
-                    "manifest": run.prefix + MANIFEST,
-                    "rows": manifest["rows"],
-                    "published_at": manifest["created_at"],
-                },
-            )
+            self._delete_stale()
+            manifest = _summary(self.bucket, run.prefix, run.chunks, format=FORMAT, dataset=self.dataset)
+            manifest = {"run_key": self.run_key, **manifest, **manifest_extra}
+            _put_json(self.client, self.bucket, run.prefix + MANIFEST, manifest)
+            _point(self.client, self.bucket, self._key(POINTER), self.run_key, run.prefix, manifest)
         except FluxError:
             raise
         except Exception as exc:  # classified
             raise self._error(f"publishing s3://{self.bucket}/{run.prefix}", exc) from exc
         return manifest
 
-    def _put_json(self, key: str, payload: dict) -> None:
-        body = json.dumps(payload, indent=1).encode()
-        digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
-        self.client.put_object(
-            Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", ChecksumSHA256=digest
-        )
+    def publish_part(self, manifest_extra: dict) -> dict:
+        """A part of a split run is complete: delete its stale chunks and write ``_parts/<part>.json``
+        (the run itself is published once, by :func:`publish_parts`). Returns the part's manifest."""
+        run = self.run
+        try:
+            self._delete_stale()
+            manifest = _summary(self.bucket, run.prefix, run.chunks, format=PART_FORMAT, dataset=self.dataset)
+            manifest = {"part": self.part, "run_key": self.run_key, **manifest, **manifest_extra}
+            _put_json(self.client, self.bucket, part_manifest_key(run.prefix, self.part), manifest)
+        except FluxError:
+            raise
+        except Exception as exc:  # classified
+            raise self._error(f"writing part {self.part} of s3://{self.bucket}/{run.prefix}", exc) from exc
+        return manifest
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def run_prefix(client, bucket: str, location: str, run_key: str) -> str:
+    """The first generation prefix of ``run_key`` (``runs/<key>/``, ``runs/<key>.1/``, ...) not yet published."""
+    location = location.strip("/")
+    generation = 0
+    while True:
+        name = run_key if generation == 0 else f"{run_key}.{generation}"
+        prefix = f"{location}/runs/{name}/" if location else f"runs/{name}/"
+        if not _exists(client, bucket, prefix + MANIFEST):
+            return prefix
+        generation += 1
+
+
+def part_manifest_key(prefix: str, part: str) -> str:
+    return f"{prefix}{PARTS}{part}.json"
+
+
+def publish_parts(
+    client,
+    bucket: str,
+    location: str,
+    prefix: str,
+    run_key: str,
+    parts: list[str],
+    *,
+    dataset: str | None = None,
+    before_publish: Callable[[list[dict]], None] | None = None,
+) -> dict:
+    """Publish a split run once every part is complete: one manifest of all parts' chunks, then the pointer.
+
+    Every part named in ``parts`` must have written its part manifest, and all must agree on columns,
+    encoding and compression; objects under the prefix that no part lists (chunks of an earlier plan
+    with other parts) are deleted first; ``before_publish(part_manifests)`` may still refuse. Raises
+    before writing anything otherwise."""
+    from botocore.exceptions import ClientError
+
+    def fail(message: str, error_class: ErrorClass) -> FluxError:
+        return flux_error(message, error_class=error_class, dataset=dataset, step="publish")
+
+    location = location.strip("/")
+    manifests = []
+    try:
+        if _exists(client, bucket, prefix + MANIFEST):
+            raise fail(
+                f"s3://{bucket}/{prefix} is already published; clear the plan task to load the run again",
+                ErrorClass.CONFIG,
+            )
+        for part in parts:
+            key = part_manifest_key(prefix, part)
+            try:
+                manifests.append(json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read()))
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                    raise
+                raise fail(
+                    f"part {part} has no manifest at s3://{bucket}/{key}: it did not complete; "
+                    "clear its task (and this one) to run it again",
+                    ErrorClass.MISSING_OBJECT,
+                ) from None
+        if not manifests:
+            raise fail("the plan has no parts: nothing to publish", ErrorClass.CONFIG)
+        first = manifests[0]
+        for other in manifests[1:]:
+            for name in ("columns", "encoding", "compression"):
+                if other.get(name) != first.get(name):
+                    raise fail(
+                        f"parts {first['part']} and {other['part']} disagree on their {name}: every part of a "
+                        "run must return the same columns, encoded the same way. Make the data set's queries "
+                        "select the same columns",
+                        ErrorClass.DATA,
+                    )
+        if before_publish is not None:
+            before_publish(manifests)
+        chunks = [UploadedChunk(**c) for m in manifests for c in m["chunks"]]
+        keep = {c.key for c in chunks}
+        stale = [k for k in _list(client, bucket, prefix) if k not in keep and not k.startswith(prefix + PARTS)]
+        _delete(client, bucket, stale)
+        if stale:
+            log.info("deleted %d objects under %s that no part of this run lists", len(stale), prefix)
+        manifest = {
+            "run_key": run_key,
+            **_summary(bucket, prefix, chunks, format=FORMAT, dataset=dataset),
+            "columns": first.get("columns"),
+            "encoding": first.get("encoding"),
+            "compression": first.get("compression"),
+            "parts": [
+                {"part": m["part"], "rows": m["rows"], "chunks": len(m["chunks"]), "source": m.get("source")}
+                for m in manifests
+            ],
+        }
+        _put_json(client, bucket, prefix + MANIFEST, manifest)
+        _point(client, bucket, f"{location}/{POINTER}" if location else POINTER, run_key, prefix, manifest)
+    except FluxError:
+        raise
+    except Exception as exc:  # classified
+        raise flux_error(
+            f"publishing s3://{bucket}/{prefix}: {exc}", error_class=classify_s3(exc), dataset=dataset, step="publish"
+        ) from exc
+    return manifest
+
+
+def _summary(bucket: str, prefix: str, chunks: list[UploadedChunk], *, format: str, dataset: str | None) -> dict:
+    chunks = sorted(chunks, key=lambda c: c.key)
+    return {
+        "format": format,
+        "dataset": dataset,
+        "bucket": bucket,
+        "prefix": prefix,
+        "location": f"s3://{bucket}/{prefix}",
+        "rows": sum(c.rows for c in chunks),
+        "bytes": sum(c.bytes for c in chunks),
+        "raw_bytes": sum(c.raw_bytes for c in chunks),
+        "chunks": [
+            {"key": c.key, "rows": c.rows, "bytes": c.bytes, "raw_bytes": c.raw_bytes, "crc32": c.crc32} for c in chunks
+        ],
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _point(client, bucket: str, pointer_key: str, run_key: str, prefix: str, manifest: dict) -> None:
+    pointer = {
+        "run_key": run_key,
+        "prefix": prefix,
+        "manifest": prefix + MANIFEST,
+        "rows": manifest["rows"],
+        "published_at": manifest["created_at"],
+    }
+    _put_json(client, bucket, pointer_key, pointer)
+
+
+def _put_json(client, bucket: str, key: str, payload: dict) -> None:
+    body = json.dumps(payload, indent=1).encode()
+    digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", ChecksumSHA256=digest)
+
+
+def _exists(client, bucket: str, key: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+        return True
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+
+
+def _list(client, bucket: str, prefix: str) -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def _delete(client, bucket: str, keys: list[str]) -> None:
+    for start in range(0, len(keys), 1000):
+        batch = [{"Key": k} for k in keys[start : start + 1000]]
+        client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
 
 
 def read_published(client, bucket: str, location: str) -> tuple[dict, dict]:

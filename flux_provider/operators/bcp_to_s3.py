@@ -21,6 +21,16 @@ nothing. Accepts every ``BcpExportOperator`` argument plus ``s3_location``,
 ``aws_conn_id`` and ``upload_options`` (the chunking and encoding arguments of
 ``S3ChunkUploadOperator``; both use :class:`~flux_provider.hooks.chunked_upload.S3ChunkUploadHook`).
 XCom ``return_value``: the upload's result with the export's under ``export``.
+
+One part of a split export (what the DAG factory maps over a data set's plan)::
+
+    BcpToS3Operator.partial(task_id="export_upload", dataset="viewing_sessions", s3_location=...,
+                            map_index_template="{{ task.part['name'] }}").expand(part=plan.output)
+
+``part`` is one item of :class:`~flux_provider.operators.split_plan.SplitPlanOperator`'s
+plan: its query and count replace ``sql``/``table`` and ``count_sql``; it uploads
+into the run prefix the plan fixed, as that part's chunks, and completes with a
+part manifest instead of publishing (``PublishRunOperator`` publishes the run).
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import time
 from collections.abc import Sequence
 
 from flux_provider.errors import ErrorClass
+from flux_provider.handoffs import ExportResult
 from flux_provider.hooks.chunked_upload import ChunkSettings, S3ChunkUploadHook
 from flux_provider.operators.bcp_export import BcpExportOperator
 
@@ -42,15 +53,28 @@ class BcpToS3Operator(BcpExportOperator):
     step = "export_upload"
 
     def __init__(
-        self, *, s3_location: str, aws_conn_id: str | None = "aws_default", upload_options: dict | None = None, **kwargs
+        self,
+        *,
+        s3_location: str,
+        aws_conn_id: str | None = "aws_default",
+        upload_options: dict | None = None,
+        part: dict | None = None,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         self.s3_location, self.aws_conn_id = s3_location, aws_conn_id
         self.upload_options = dict(upload_options or {})
+        self.part = part
         self._upload: S3ChunkUploadHook | None = None
+
+    def _fail(self, message: str, error_class: ErrorClass = ErrorClass.CONFIG):
+        return super()._fail(f"part {self.part['name']}: {message}" if self.part else message, error_class)
 
     def run(self, context) -> dict:
         started = time.monotonic()
+        if self.part:
+            self.table = self.schema = None
+            self.sql, self.count_sql = self.part["sql"], self.part.get("count_sql")
         self.prepare()
         final, _ = self._paths(context)
         pipe = final.with_name(final.name + ".fifo")
@@ -76,7 +100,7 @@ class BcpToS3Operator(BcpExportOperator):
                     except OSError:  # ENXIO: the reader has not opened the pipe yet
                         time.sleep(0.02)
 
-        def before_publish(encoded_rows: int) -> None:
+        def before_publish(encoded_rows: int) -> ExportResult:
             exporter.join()
             if "error" in outcome:
                 raise outcome["error"]
@@ -86,6 +110,7 @@ class BcpToS3Operator(BcpExportOperator):
                     ErrorClass.DATA,
                 )
             self.check_count(outcome["rows"])
+            return dataclasses.replace(info, rows=outcome["rows"], tool=outcome["tool"])
 
         try:
             settings = ChunkSettings(**self.upload_options)
@@ -101,7 +126,13 @@ class BcpToS3Operator(BcpExportOperator):
         try:
             with open(pipe, "rb") as stream:
                 result = self._upload.upload_stream(
-                    stream, info, self.s3_location, context["ti"].run_id, before_publish=before_publish
+                    stream,
+                    info,
+                    self.s3_location,
+                    context["ti"].run_id,
+                    before_publish=before_publish,
+                    part=self.part["name"] if self.part else None,
+                    prefix=self.part["prefix"] if self.part else None,
                 )
         except BaseException:
             exporter.join(timeout=0.5)

@@ -34,14 +34,18 @@ from pathlib import Path
 
 import pendulum
 from airflow.sdk import DAG, Asset
+from airflow.timetables.interval import CronDataIntervalTimetable
 
+from flux_provider.operators.base import DEFAULT_RETRY_DELAY
 from flux_provider.operators.bcp_export import BcpExportOperator
 from flux_provider.operators.bcp_to_s3 import BcpToS3Operator
 from flux_provider.operators.hive_transform import HiveTransformOperator
 from flux_provider.operators.partition_refresh import PartitionRefreshOperator
+from flux_provider.operators.publish_run import PublishRunOperator
 from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
-from flux_provider.recovery import Recovery
-from flux_provider.run_report import EXPORT, EXPORT_UPLOAD, REFRESH, TRANSFORM, UPLOAD
+from flux_provider.operators.split_plan import SplitPlanOperator
+from flux_provider.recovery import Recovery, RecoveryPolicy
+from flux_provider.run_report import EXPORT, EXPORT_UPLOAD, PLAN, PUBLISH, REFRESH, TRANSFORM, UPLOAD
 from flux_provider.specs import after_graph
 from flux_provider.specs.model import DatasetSpec
 from flux_provider.specs.parser import SpecError, load_spec, parse_xml
@@ -88,6 +92,10 @@ def _schedule(spec: DatasetSpec, known: set[str] | None):
                 fix=f"one of {sorted(known or [])}, or a cron/preset schedule",
             )
         return [Asset.ref(name=f"flux.{name}") for name in spec.schedule.after]
+    split = spec.source.split
+    if split and split.every and spec.schedule.cron:
+        # a time split exports each run's data interval: Airflow 3's cron default gives runs none
+        return CronDataIntervalTimetable(spec.schedule.cron, timezone=spec.schedule.timezone)
     return spec.schedule.cron
 
 
@@ -194,7 +202,9 @@ def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
         default_args={"owner": spec.owner},
         params={"flux_spec": str(spec.path.name)},
     ) as dag:
-        if spec.export.mode == "streaming":
+        if src.is_split:
+            upload = _split_export(spec, common, export_args, upload_args, placement)
+        elif spec.export.mode == "streaming":
             upload = BcpToS3Operator(
                 task_id=EXPORT_UPLOAD,
                 s3_location=spec.s3_location,
@@ -260,6 +270,55 @@ def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
                 **common,
             )
     return dag
+
+
+def _split_export(spec: DatasetSpec, common: dict, export_args: dict, upload_args: dict, placement: dict):
+    """plan -> one mapped export_upload per part (all in the data set's pool) -> publish; returns publish."""
+    src, split = spec.source, spec.source.split
+    plan = SplitPlanOperator(
+        task_id=PLAN,
+        schema=src.schema,
+        table=src.table,
+        sql=src.query,
+        queries=src.queries or None,
+        column=split.column if split else None,
+        parts=split.parts if split else None,
+        every=split.every if split else None,
+        reconcile=bool(src.count_query),
+        s3_location=spec.s3_location,
+        aws_conn_id=spec.s3_connection,
+        mssql_conn_id=src.connection,
+        **common,
+    )
+    recovery = common["recovery"]
+    part_args = {k: v for k, v in export_args.items() if k not in ("schema", "table", "sql", "count_sql")}
+    parts = BcpToS3Operator.partial(
+        task_id=EXPORT_UPLOAD,
+        s3_location=spec.s3_location,
+        aws_conn_id=spec.s3_connection,
+        upload_options=upload_args,
+        map_index_template="{{ task.part['name'] }}",
+        # a mapped task's retries are read by the scheduler before the operator exists: give them here
+        retries=recovery.max_retries,
+        retry_delay=DEFAULT_RETRY_DELAY,
+        retry_policy=RecoveryPolicy(recovery),
+        **common,
+        **part_args,
+        **placement,
+    ).expand(part=plan.output)
+    publish = PublishRunOperator(
+        task_id=PUBLISH,
+        plan_task_id=PLAN,
+        s3_location=spec.s3_location,
+        aws_conn_id=spec.s3_connection,
+        # named queries may overlap: their total is checked against the count query; a range or window
+        # split cannot overlap, and each of its parts is checked against its own count
+        count_sql=src.count_query if src.queries else None,
+        mssql_conn_id=src.connection,
+        **common,
+    )
+    plan >> parts >> publish
+    return publish
 
 
 def build_dags(folder: Path | str, *, strict: bool = False) -> dict[str, object]:

@@ -9,12 +9,27 @@ from flux_provider.recovery import Rule
 
 
 @dataclass(frozen=True)
+class Split:
+    """``<split>``: cut the export into parts by key range (``parts``) or time window (``every``)."""
+
+    column: str
+    parts: int | None = None
+    every: str | None = None  # day | hour
+
+
+@dataclass(frozen=True)
 class Source:
     connection: str
     schema: str | None
     table: str | None
     query: str | None
     count_query: str | None
+    split: Split | None = None
+    queries: tuple[tuple[str, str], ...] = ()  # several named <query>: one part each
+
+    @property
+    def is_split(self) -> bool:
+        return self.split is not None or bool(self.queries)
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,10 @@ from flux_provider.specs.model import (
     Refresh,
     Schedule,
     Source,
+    Split,
     Throttle,
 )
+from flux_provider.splits import MAX_PARTS
 
 XSD = Path(__file__).with_name("dataset.xsd")
 MAX_BYTES = 1_000_000
@@ -241,6 +243,7 @@ class _Builder:
             throttle=self.throttle(),
             rules=self.rules(),
         )
+        self.check_split(spec)
         for email in spec.emails:
             if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
                 raise self.error(alerts, f"{email!r} is not an e-mail address", fix="write name@domain")
@@ -249,7 +252,8 @@ class _Builder:
     def source(self) -> Source:
         el = self.find("source")
         schema, table = el.get("schema"), el.get("table")
-        query = self.find("query", el)
+        queries = el.findall("query")
+        query = queries[0] if queries else None
         count = self.find("countQuery", el)
         if (table is None) == (query is None):
             raise self.error(
@@ -261,21 +265,94 @@ class _Builder:
             self.ident(el, "table", sqlserver_identifier, "table")
             if schema is not None:
                 self.ident(el, "schema", sqlserver_identifier, "schema")
-        if query is not None and not (query.text or "").strip():
-            raise self.error(query, "the query is empty", fix="write the SELECT to export")
-        for element in (query, count):
+        for element in queries:
+            if not (element.text or "").strip():
+                raise self.error(element, "the query is empty", fix="write the SELECT to export")
+        for element in (*queries, count):
             if element is not None and (element.text or "").strip():
                 try:
                     check_read_only(element.text)
                 except QueryRefused as exc:
                     raise self.error(element, exc.reason, fix=exc.fix) from None
+        named = self.named_queries(queries)
         return Source(
             connection=el.get("connection", "mssql_default"),
             schema=schema,
             table=table,
-            query=(query.text or "").strip() if query is not None else None,
+            query=(query.text or "").strip() if query is not None and not named else None,
             count_query=(count.text or "").strip() if count is not None else None,
+            split=self.split(self.find("split", el), named),
+            queries=named,
         )
+
+    def check_split(self, spec: DatasetSpec) -> None:
+        source = self.find("source")
+        if spec.source.is_split and spec.export.mode != "streaming":
+            raise self.error(
+                self.find("export"),
+                "a split export runs each part as one streaming task: mode 'file' cannot be split",
+                fix='<export mode="streaming"/> (the default), or remove the <split>/named queries',
+                attribute="mode",
+            )
+        if spec.source.split and spec.source.split.every and not spec.schedule.cron:
+            raise self.error(
+                self.find("split", source),
+                f"a split every {spec.source.split.every} exports each run's data interval, and this data set's "
+                "runs have none (they run <after> other data sets, or only by hand)",
+                fix="give the data set a <cron> schedule, or split by parts=",
+                attribute="every",
+            )
+
+    def named_queries(self, queries) -> tuple[tuple[str, str], ...]:
+        """Several ``<query name=...>``: one part each (a single query is the data set's query)."""
+        if len(queries) < 2:
+            return ()
+        names: dict[str, int] = {}
+        for element in queries:
+            name = element.get("name")
+            if not name:
+                raise self.error(
+                    element,
+                    "with several <query> elements each is a part of the export and needs a name",
+                    fix='<query name="eu">SELECT ...</query> (letters, digits and _)',
+                )
+            if name.lower() in names:
+                raise self.error(
+                    element,
+                    f"the query name {name!r} is already used on line {names[name.lower()]}",
+                    fix="give each <query> a name of its own",
+                    attribute="name",
+                )
+            names[name.lower()] = element.sourceline
+        if len(queries) > MAX_PARTS:
+            raise self.error(queries[0], f"{len(queries)} queries: at most {MAX_PARTS} parts per run")
+        return tuple((e.get("name"), e.text.strip()) for e in queries)
+
+    def split(self, el, named) -> Split | None:
+        if el is None:
+            return None
+        if named:
+            raise self.error(
+                el,
+                "a <split> cuts one table or query into parts; the named <query> elements are parts already",
+                fix="remove the <split>, or keep one query and split it",
+            )
+        column = self.ident(el, "column", sqlserver_identifier, "split column")
+        parts, every = self.number(el, "parts"), el.get("every")
+        if (parts is None) == (every is None):
+            raise self.error(
+                el,
+                "give exactly one of parts= (key ranges) or every= (one part per day or hour of the run)",
+                fix=f'<split column="{column}" parts="8"/> or <split column="{column}" every="day"/>',
+            )
+        if parts is not None and parts > MAX_PARTS:
+            raise self.error(
+                el,
+                f"parts={parts}: at most {MAX_PARTS} parts per run (each is a task and a query on the source)",
+                fix="the pool bounds how many run at once; 4 to 64 parts is typical",
+                attribute="parts",
+            )
+        return Split(column=column, parts=parts, every=every)
 
     def export(self) -> Export:
         el = self.find("export")

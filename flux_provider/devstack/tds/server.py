@@ -12,6 +12,7 @@ What it understands beyond SQLite's SQL:
   (no-ops), ``USE db``, ``N'...'`` literals, ``[bracketed]`` names, ``dbo.table``
   and ``<database>.dbo.table``, ``@@VERSION`` / ``@@SPID`` / ``@@TRANCOUNT``;
 * ``SET FMTONLY ON <query> SET FMTONLY OFF`` (metadata only, as freebcp sends);
+* ``CONVERT(VARCHAR(n), <date/time>, 121)`` and ``CONVERT(datetime2, '<literal>', 120)`` (split bounds);
 * ``EXEC sp_describe_first_result_set @tsql = N'<query>'`` (name, types,
   precision, scale, nullability of a query's result);
 * column types from the declared types of the tables (``DECIMAL(38,10)`` etc.;
@@ -221,6 +222,9 @@ _DESCRIBE = re.compile(
 _NOOP = re.compile(r"^\s*(SET\s|BEGIN\s+TRAN|COMMIT|ROLLBACK|IF\s+@@TRANCOUNT|SAVE\s+TRAN)", re.I)
 _USE = re.compile(r"^\s*USE\s+\[?(\w+)\]?\s*$", re.I)
 _CONVERT = re.compile(r"CONVERT\(\s*N?VARCHAR\s*\(\s*(\d+)\s*\)\s*,\s*(\[[^\]]+\]|\w+)\s*(?:,\s*(\d+)\s*)?\)", re.I)
+# CONVERT(datetime2, 'yyyy-mm-dd hh:mi:ss', 120) (how split bounds are written): the literal itself, which
+# compares as the stored ISO text does
+_CONVERT_LITERAL = re.compile(r"CONVERT\(\s*(?:date|datetime2?|smalldatetime)\s*,\s*('[^']*')\s*,\s*\d+\s*\)", re.I)
 _ISO = re.compile(r"^(-?\d{1,4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?)?$")
 _CLOCK = re.compile(r"^(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?$")
 
@@ -269,6 +273,7 @@ class Session:
         sql = re.sub(r"@@SPID", str(self.spid), sql, flags=re.I)
         sql = re.sub(r"@@TRANCOUNT", "0", sql, flags=re.I)
         sql = _CONVERT.sub(lambda m: f"flux_convert({m.group(2)}, {m.group(1)}, {m.group(3) or 'NULL'})", sql)
+        sql = _CONVERT_LITERAL.sub(r"\1", sql)
         if re.match(r"^\s*CREATE\s+TABLE", sql, re.I):
             sql = _DECIMAL_DDL.sub(r"TEXT \1", sql)
         return sql

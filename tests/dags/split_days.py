@@ -1,0 +1,7 @@
+"""Data set split_days (bundle ``flux-tests``, specs/split_days.xml): see tests/integration/test_splits.py."""
+
+from airflow.sdk import DAG
+
+from flux_provider.specs.factory import dag_for
+
+dag: DAG = dag_for(__file__)

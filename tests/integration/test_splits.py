@@ -1,0 +1,225 @@
+"""Split exports on the stack: parts as mapped tasks under the real scheduler, one publish per run, exact rows.
+
+The source is the SQL Server stand-in (real freebcp and pymssql over TDS); the data sets are
+``tests/dags/specs/split_*.xml``, all over ``dbo.split_src`` (nullable keys, three days, hostile text).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from flux_provider import splits
+from flux_provider.hooks.chunked_upload import run_key_for
+from flux_provider.hooks.s3_chunks import read_published
+from flux_provider.run_report import stage_rows
+from tests.support.stack import inject_fault, records, s3
+from tests.support.values import VALUES
+
+pytestmark = pytest.mark.stack
+
+DDL = "CREATE TABLE dbo.split_src (k BIGINT, at DATETIME2(3) NOT NULL, txt NVARCHAR(200))"
+FIRST_DAY = dt.datetime(2026, 3, 1)
+TEXTS = [v for v in VALUES if v is None or "\x00" not in v]  # NUL inside NVARCHAR: bcp's own marker
+
+
+def source_rows(count: int = 3000) -> list[tuple]:
+    rows = []
+    for i in range(1, count + 1):
+        at = FIRST_DAY + dt.timedelta(seconds=i * 3 * 86_400 // (count + 1))
+        rows.append((None if i % 97 == 0 else i, at.isoformat(" ", "milliseconds"), TEXTS[i % len(TEXTS)]))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def source(stack) -> list[tuple]:
+    from flux_provider.devstack.tds.seed import load_seed
+
+    db = Path(stack.env()["FLUX_MSSQL_DB"])
+    rows = source_rows()
+    load_seed(db, f"DROP TABLE IF EXISTS dbo.split_src;\n{DDL};")
+    with sqlite3.connect(db) as conn:
+        conn.executemany("INSERT INTO split_src VALUES (?, ?, ?)", rows)
+    return rows
+
+
+def clear_faults(stack) -> None:
+    with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
+        conn.execute("DELETE FROM flux_faults")
+
+
+def parts_of(client, dag_id: str, run_id: str) -> dict[str, dict]:
+    """The mapped export tasks of a run by their part name (Airflow's rendered map index)."""
+    items = client.request(
+        "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"task_id_pattern": "export_upload"}
+    ).json()["task_instances"]
+    return {ti["rendered_map_index"]: ti for ti in items if ti["task_id"] == "export_upload"}
+
+
+def published(location: str) -> tuple[dict, dict]:
+    return read_published(s3(), "flux", location)
+
+
+def by_key(rows) -> list[tuple]:
+    return sorted(rows, key=lambda r: (r[0] is None, r[0] or 0, r[1] is None, r[1] or ""))
+
+
+def test_a_key_range_split_runs_its_parts_in_the_pool_and_loads_every_row_once(stack, airflow_client, source):
+    """4 key ranges + the NULL keys' part; a deadlock on one part retries that part alone."""
+    clear_faults(stack)
+    inject_fault(stack, "[k] IS NULL", error_number=1205, remaining=1)  # the NULL part's first try
+    run = airflow_client.run_dag("flux_split_keys")
+    assert run.state == "success", run.task_states
+    parts = parts_of(airflow_client, "flux_split_keys", run.run_id)
+    assert sorted(parts) == ["p00", "p01", "p02", "p03", "pnull"]
+    assert all(ti["pool"] == "flux_split_keys" for ti in parts.values())
+    assert {name: ti["try_number"] for name, ti in parts.items()} == {
+        "p00": 1,
+        "p01": 1,
+        "p02": 1,
+        "p03": 1,
+        "pnull": 2,
+    }
+
+    pointer, manifest = published("tests/split_keys")
+    assert pointer["manifest"] == manifest["prefix"] + "_manifest.json"
+    assert f"/runs/{run_key_for(run.run_id)}/" in manifest["prefix"]
+    per_part = {p["part"]: p["rows"] for p in manifest["parts"]}
+    assert per_part["pnull"] == sum(1 for k, _, _ in source if k is None)
+    assert sum(per_part.values()) == manifest["rows"] == len(source)
+    assert {c["key"].rsplit("/", 1)[1].split("-")[0] for c in manifest["chunks"]} == set(per_part)
+
+    loaded = records("SELECT k, txt FROM flux_tests.split_keys")
+    assert by_key(loaded) == by_key([(k, txt) for k, _, txt in source])  # exact, hostile text and NULLs included
+    rows = stage_rows(lambda task: airflow_client.xcom("flux_split_keys", run.run_id, task))
+    assert rows["reconciled"] and rows["exported"] == rows["staged"] == len(source)
+    assert sorted(p["part"] for p in rows["parts"]) == sorted(per_part)
+
+
+def test_a_failed_part_publishes_nothing_and_its_rerun_keeps_the_other_parts(stack, airflow_client, source):
+    clear_faults(stack)
+    before, _ = published("tests/split_keys")
+    keys = [k for k, _, _ in source if k is not None]
+    second = splits.integer_bounds(min(keys), max(keys), 4)[0]
+    inject_fault(stack, f"[k] >= {second} AND", error_number=208, remaining=-1)  # part p01: a terminal error
+    run = airflow_client.run_dag("flux_split_keys")
+    assert run.state == "failed"
+    parts = parts_of(airflow_client, "flux_split_keys", run.run_id)
+    assert parts["p01"]["state"] == "failed" and parts["p01"]["try_number"] == 1  # terminal: not retried
+    others = ["p00", "p02", "p03", "pnull"]
+    assert {n: t["state"] for n, t in parts.items() if n != "p01"} == dict.fromkeys(others, "success")
+    assert run.task_states["publish"] == "upstream_failed"
+    assert published("tests/split_keys")[0] == before  # nothing published
+
+    clear_faults(stack)
+    airflow_client.request(
+        "POST",
+        "/dags/flux_split_keys/clearTaskInstances",
+        json={
+            "dry_run": False,
+            "dag_run_id": run.run_id,
+            "task_ids": [["export_upload", parts["p01"]["map_index"]]],
+            "include_downstream": True,
+            "only_failed": False,
+        },
+    )
+    rerun = airflow_client.wait_for_run("flux_split_keys", run.run_id)
+    assert rerun.state == "success", rerun.task_states
+    after = parts_of(airflow_client, "flux_split_keys", run.run_id)
+    assert after["p01"]["try_number"] == 2
+    assert {n: t["try_number"] for n, t in after.items() if n != "p01"} == dict.fromkeys(others, 1)  # not rerun
+    pointer, manifest = published("tests/split_keys")
+    assert pointer["prefix"] != before["prefix"] and manifest["rows"] == len(source)
+    assert by_key(records("SELECT k, txt FROM flux_tests.split_keys")) == by_key([(k, t) for k, _, t in source])
+
+
+def test_a_time_split_exports_one_part_per_day_of_the_data_interval(stack, airflow_client, source):
+    clear_faults(stack)
+    without = airflow_client.run_dag("flux_split_days")  # no logical date: no interval to export
+    assert without.state == "failed" and without.task_states["plan"] == "failed"
+    assert without.task_states["publish"] == "upstream_failed"
+
+    run = airflow_client.run_dag("flux_split_days", logical_date="2026-03-04T00:00:00Z")
+    assert run.state == "success", run.task_states
+    assert sorted(parts_of(airflow_client, "flux_split_days", run.run_id)) == ["p00", "p01", "p02"]
+    expected: dict[str, int] = {}
+    for _, at, _ in source:
+        expected[at[:10]] = expected.get(at[:10], 0) + 1
+    assert dict(records("SELECT day, COUNT(*) FROM flux_tests.split_days GROUP BY day")) == expected
+    _, manifest = published("tests/split_days")
+    assert [p["rows"] for p in manifest["parts"]] == [expected[d] for d in sorted(expected)]
+
+
+def test_named_queries_are_parts_checked_against_the_count(stack, airflow_client, source):
+    clear_faults(stack)
+    run = airflow_client.run_dag("flux_split_queries")
+    assert run.state == "success", run.task_states
+    assert sorted(parts_of(airflow_client, "flux_split_queries", run.run_id)) == ["high", "low", "nokey"]
+    assert by_key(records("SELECT k, txt FROM flux_tests.split_queries")) == by_key([(k, t) for k, _, t in source])
+
+
+# ------------------------------------------------------------------ bad input, through the operators
+def context(run_id: str, plan: list | None = None) -> dict:
+    ti = SimpleNamespace(run_id=run_id, try_number=1, map_index=-1, xcom_pull=lambda task_ids: plan)
+    return {"ti": ti}
+
+
+def plan_error(unique, **kwargs) -> str:
+    from flux_provider.errors import FluxError
+    from flux_provider.operators.split_plan import SplitPlanOperator
+
+    plan = SplitPlanOperator(
+        task_id="plan", dataset="bad", s3_location=f"s3://flux/tests/{unique}/bad", schema="dbo", **kwargs
+    )
+    with pytest.raises(FluxError) as failure:
+        plan.execute(context(f"run_{unique}"))
+    assert failure.value.error_class.value == "config" and failure.value.terminal
+    return str(failure.value)
+
+
+def test_a_split_column_that_is_missing_or_not_a_key_is_a_clear_error(stack, source, unique):
+    missing = plan_error(unique, table="split_src", column="nope", parts=4)
+    assert "the split column 'nope' is not a column of split_src" in missing and "<split column=...>" in missing
+    text = plan_error(unique, table="split_src", column="txt", parts=4)
+    assert "the split column 'txt' is nvarchar(200): a key-range split needs an integer" in text
+
+
+def test_overlapping_named_queries_fail_at_publish_and_publish_nothing(stack, source, unique):
+    from flux_provider.errors import FluxError
+    from flux_provider.operators.bcp_to_s3 import BcpToS3Operator
+    from flux_provider.operators.publish_run import PublishRunOperator
+    from flux_provider.operators.split_plan import SplitPlanOperator
+
+    location = f"s3://flux/tests/{unique}/overlap"
+    queries = [
+        ("a", "SELECT k, txt FROM dbo.split_src WHERE k < 2000"),
+        ("b", "SELECT k, txt FROM dbo.split_src WHERE k >= 1000"),  # 1000..1999 twice, NULL keys never
+    ]
+    run_id = f"run_{unique}"
+    plan = SplitPlanOperator(task_id="plan", dataset="overlap", s3_location=location, queries=queries).execute(
+        context(run_id)
+    )
+    for index, part in enumerate(plan):
+        export = BcpToS3Operator(task_id="export_upload", dataset="overlap", s3_location=location, part=part)
+        ctx = context(run_id)
+        ctx["ti"].map_index = index
+        export.execute(ctx)
+    publish = PublishRunOperator(
+        task_id="publish", dataset="overlap", s3_location=location, count_sql="SELECT COUNT(*) FROM dbo.split_src"
+    )
+    with pytest.raises(FluxError) as failure:
+        publish.execute(context(run_id, plan))
+    message = str(failure.value)
+    assert failure.value.error_class.value == "data"
+    keys = [k for k, _, _ in source if k is not None]
+    low, high = sum(1 for k in keys if k < 2000), sum(1 for k in keys if k >= 1000)
+    assert f"the parts hold {low + high} rows (a {low}, b {high})" in message
+    assert f"but the count query returned {len(source)}" in message and "Nothing was published" in message
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError):
+        published(f"tests/{unique}/overlap")
