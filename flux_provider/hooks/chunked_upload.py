@@ -102,6 +102,7 @@ class S3ChunkUploadHook(BaseHook):
         before_publish=None,
         part: str | None = None,
         prefix: str | None = None,
+        day: str | None = None,
     ) -> UploadResult:
         """Encode and upload everything ``stream`` yields (a file or a pipe), then publish.
 
@@ -111,6 +112,7 @@ class S3ChunkUploadHook(BaseHook):
         With ``part`` (and the run's ``prefix``, fixed by the split plan) the stream is one part of a
         split run: it is uploaded as that part's chunks and completed with a part manifest; the run
         is published once all parts are (:func:`~flux_provider.hooks.s3_chunks.publish_parts`).
+        ``day``: the run's day (``{{ flux_day }}``); the data set's pointer never moves to an older day.
         """
         from boto3.s3.transfer import TransferConfig
 
@@ -184,6 +186,7 @@ class S3ChunkUploadHook(BaseHook):
                     "encoding": encoding.to_dict(),
                     "compression": settings.compression,
                     "source": source,
+                    "day": day,
                 }
             )
         except ValueError as exc:

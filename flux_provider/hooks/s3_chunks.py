@@ -342,6 +342,7 @@ def publish_parts(
     *,
     dataset: str | None = None,
     before_publish: Callable[[list[dict]], None] | None = None,
+    day: str | None = None,
 ) -> dict:
     """Publish a split run once every part is complete: one manifest of all parts' chunks, then the pointer.
 
@@ -400,6 +401,7 @@ def publish_parts(
             "columns": first.get("columns"),
             "encoding": first.get("encoding"),
             "compression": first.get("compression"),
+            "day": day,
             "parts": [
                 {"part": m["part"], "rows": m["rows"], "chunks": len(m["chunks"]), "source": m.get("source")}
                 for m in manifests
@@ -435,11 +437,34 @@ def _summary(bucket: str, prefix: str, chunks: list[UploadedChunk], *, format: s
 
 
 def _point(client, bucket: str, pointer_key: str, run_key: str, prefix: str, manifest: dict) -> None:
+    """Point the data set at this run, unless it already points at a run of a later day (runs of several
+    days load at once in a catch-up: the one that finishes last is not always the newest)."""
+    from botocore.exceptions import ClientError
+
+    day = manifest.get("day")
+    if day:
+        try:
+            current = json.loads(client.get_object(Bucket=bucket, Key=pointer_key)["Body"].read())
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+            current = {}
+        if str(current.get("day") or "") > day:
+            log.info(
+                "kept s3://%s/%s at day %s: run %s loads the older day %s",
+                bucket,
+                pointer_key,
+                current["day"],
+                run_key,
+                day,
+            )
+            return
     pointer = {
         "run_key": run_key,
         "prefix": prefix,
         "manifest": prefix + MANIFEST,
         "rows": manifest["rows"],
+        "day": day,
         "published_at": manifest["created_at"],
     }
     _put_json(client, bucket, pointer_key, pointer)

@@ -45,6 +45,7 @@ from flux_provider.errors import ErrorClass
 from flux_provider.handoffs import ExportResult
 from flux_provider.hooks.chunked_upload import ChunkSettings, S3ChunkUploadHook
 from flux_provider.operators.bcp_export import BcpExportOperator
+from flux_provider.run_day import VARIABLE as DAY_VARIABLE
 
 
 class BcpToS3Operator(BcpExportOperator):
@@ -133,6 +134,7 @@ class BcpToS3Operator(BcpExportOperator):
                     before_publish=before_publish,
                     part=self.part["name"] if self.part else None,
                     prefix=self.part["prefix"] if self.part else None,
+                    day=context.get(DAY_VARIABLE),
                 )
         except BaseException:
             exporter.join(timeout=0.5)

@@ -45,6 +45,7 @@ like the partition column.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -158,10 +159,17 @@ class HiveTransformOperator(FluxOperator):
         self.hiveserver2_conn_id, self.aws_conn_id = hiveserver2_conn_id, aws_conn_id
         self.timestamp_precision, self.create_database = timestamp_precision, create_database
         self._session: HiveSession | None = None
+        self._run_view: str | None = None
 
     # ------------------------------------------------------------------ names
     @property
     def staging(self) -> str:
+        """The view the transform reads: this run's own (several runs of a data set may transform at once)."""
+        return f"`{self.staging_database}`.`{self._run_view or self.staging_table}`"
+
+    @property
+    def staging_latest(self) -> str:
+        """``<staging_table>``: the last run transformed, for people to query."""
         return f"`{self.staging_database}`.`{self.staging_table}`"
 
     @property
@@ -179,6 +187,10 @@ class HiveTransformOperator(FluxOperator):
         return dict(columns)
 
     def render_template_fields(self, context, jinja_env=None) -> None:
+        run_id = context.get("run_id") if hasattr(context, "get") else None
+        if run_id:
+            digest = hashlib.sha1(str(run_id).encode()).hexdigest()[:10]
+            self._run_view = f"{self.staging_table[:100]}_run_{digest}"
         context["staging"], context["target"] = self.staging, self.target
         super().render_template_fields(context, jinja_env)
 
@@ -238,7 +250,13 @@ class HiveTransformOperator(FluxOperator):
                     self.staging_raw,
                 )
                 hive.execute(f"DROP TABLE IF EXISTS {self.staging_raw}")
-            hive.execute(ddl, what=f"create {self.staging_raw}")
+            try:
+                hive.execute(ddl, what=f"create {self.staging_raw}")
+            except FluxError:
+                if self._fingerprint(hive) != hive_ddl.ddl_fingerprint(ddl):
+                    raise
+                # another run of the data set created the same table at the same moment
+
         hive.execute(
             f"ALTER TABLE {self.staging_raw} ADD IF NOT EXISTS "
             f"{hive_ddl.partition_clause({hive_ddl.RUN_PARTITION: run})} "
@@ -248,6 +266,13 @@ class HiveTransformOperator(FluxOperator):
             hive_ddl.staging_view_ddl(self.staging, self.staging_raw, columns, run),
             what=f"point {self.staging} at run {run}",
         )
+        if self.staging != self.staging_latest:
+            try:
+                hive.execute(hive_ddl.staging_view_ddl(self.staging_latest, self.staging_raw, columns, run))
+            except FluxError as exc:  # a convenience view: another run may be replacing it right now
+                self.log.warning(
+                    "data set %s: could not point %s at run %s: %s", self.dataset, self.staging_latest, run, exc
+                )
         return run, columns
 
     def _fingerprint(self, hive: HiveSession) -> str | None:
@@ -382,6 +407,11 @@ class HiveTransformOperator(FluxOperator):
             if not self._partition_columns():  # a partitioned target is cleaned by its refresh
                 self._remove_leftovers(hive, began)
         finally:
+            if self.staging != self.staging_latest:
+                try:
+                    hive.execute(f"DROP VIEW IF EXISTS {self.staging}")
+                except FluxError as exc:  # housekeeping never fails a transform
+                    self.log.warning("data set %s: could not drop %s: %s", self.dataset, self.staging, exc)
             statements = hive.statements
             hive.close()
             self._session = None
@@ -399,7 +429,7 @@ class HiveTransformOperator(FluxOperator):
         return TransformResult(
             dataset=self.dataset,
             run=run,
-            staging=self.staging,
+            staging=self.staging_latest,
             target=self.target,
             database=self.database,
             table=self.target_table,

@@ -33,6 +33,7 @@ from flux_provider.hooks.s3_chunks import MANIFEST, publish_parts, split_s3_url
 from flux_provider.hooks.s3_client import s3_client
 from flux_provider.operators.base import FluxOperator
 from flux_provider.queries import QueryRefused, check_read_only
+from flux_provider.run_day import VARIABLE as DAY_VARIABLE
 
 
 class PublishRunOperator(FluxOperator):
@@ -83,6 +84,7 @@ class PublishRunOperator(FluxOperator):
             names,
             dataset=self.dataset,
             before_publish=self._check_total,
+            day=context.get(DAY_VARIABLE),
         )
         sources = [p.get("source") or {} for p in manifest["parts"]]
         tools = sorted({s.get("tool") for s in sources if s.get("tool")})

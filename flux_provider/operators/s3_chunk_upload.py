@@ -44,6 +44,7 @@ from flux_provider.errors import ErrorClass
 from flux_provider.handoffs import ExportResult
 from flux_provider.hooks.chunked_upload import ChunkSettings, S3ChunkUploadHook, run_key_for
 from flux_provider.operators.base import FluxOperator
+from flux_provider.run_day import VARIABLE as DAY_VARIABLE
 
 
 class S3ChunkUploadOperator(FluxOperator):
@@ -156,7 +157,9 @@ class S3ChunkUploadOperator(FluxOperator):
     def run(self, context) -> dict:
         export = self._export_info(context)
         with open(export.path, "rb") as stream:
-            result = self.hook().upload_stream(stream, export, self.s3_location, context["ti"].run_id)
+            result = self.hook().upload_stream(
+                stream, export, self.s3_location, context["ti"].run_id, day=context.get(DAY_VARIABLE)
+            )
         if self.delete_export:
             Path(export.path).unlink(missing_ok=True)
         return result.to_xcom()

@@ -134,7 +134,8 @@ def doc_md(spec: DatasetSpec) -> str:
 | S3 | `{spec.s3_location}` ({spec.chunking.compression or "plain"} chunks) |
 | Hive | `{spec.hive.database}.{spec.hive.staging_table}` -> `{spec.hive.database}.{spec.hive.target_table}` |
 | partitions | {parts} |
-| schedule | {schedule} |
+| split | {_split_text(spec)} |
+| schedule | {schedule} (at most {spec.schedule.max_active_runs} run(s) at once) |
 | pool | `{spec.throttle.pool}`: {spec.throttle.initial} slots (adaptive {spec.throttle.min}-{spec.throttle.max}) |
 | spec | `{spec.path.name}` |
 
@@ -148,6 +149,17 @@ def doc_md(spec: DatasetSpec) -> str:
 {spec.hive.transform_sql}
 ```
 """
+
+
+def _split_text(spec: DatasetSpec) -> str:
+    split, queries = spec.source.split, spec.source.queries
+    if queries:
+        return f"{len(queries)} named queries: {', '.join(name for name, _ in queries)}"
+    if split is None:
+        return "none: one query"
+    if split.every:
+        return f"one part per {split.every} of the data interval, by `{split.column}`"
+    return f"{split.parts} key ranges of `{split.column}` (and its NULLs)"
 
 
 def _match_text(match) -> str:
@@ -195,7 +207,7 @@ def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
         schedule=_schedule(spec, known),
         start_date=pendulum.parse(spec.schedule.start, tz=spec.schedule.timezone),
         catchup=spec.schedule.catchup,
-        max_active_runs=1,  # the staging view of a data set shows one run at a time
+        max_active_runs=spec.schedule.max_active_runs,  # each run transforms through a staging view of its own
         doc_md=doc_md(spec),
         tags=["flux", f"owner:{spec.owner}"],
         # retries, delays and alerts come from the recovery rules (flux_provider.recovery)

@@ -94,6 +94,7 @@ class Schedule:
     start: str = "2026-01-01"
     catchup: bool = False
     timezone: str = "UTC"
+    max_active_runs: int = 1  # each run has its own staging view; their queries share the data set's pool
 
 
 @dataclass(frozen=True)

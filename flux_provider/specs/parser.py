@@ -558,7 +558,12 @@ class _Builder:
                 el, f"{tz!r} is not a time zone", attribute="timezone", fix="an IANA name like UTC or Europe/Paris"
             ) from None
         return Schedule(
-            cron=cron, after=after, start=el.get("start", "2026-01-01"), catchup=self.flag(el, "catchup"), timezone=tz
+            cron=cron,
+            after=after,
+            start=el.get("start", "2026-01-01"),
+            catchup=self.flag(el, "catchup"),
+            timezone=tz,
+            max_active_runs=self.number(el, "maxActiveRuns", default=1),
         )
 
     def throttle(self) -> Throttle:
