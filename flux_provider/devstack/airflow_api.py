@@ -64,6 +64,13 @@ class AirflowClient:
             raise AirflowApiError(f"{method} {path}: HTTP {response.status_code} {response.text[:300]}")
         return response
 
+    def plugin(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """A request to a plugin's app mounted in the API server (``/flux/api/...``), logged in."""
+        response = self._http.request(method, path, headers=self._headers(), **kwargs)
+        if response.status_code >= 400:
+            raise AirflowApiError(f"{method} {path}: HTTP {response.status_code} {response.text[:300]}")
+        return response
+
     def wait_for_dag(self, dag_id: str, timeout: float = 120.0) -> dict:
         """Wait until the dag-processor has parsed ``dag_id``; raise with its import error if any."""
         deadline = self._clock() + timeout

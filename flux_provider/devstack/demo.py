@@ -9,7 +9,12 @@
    updated, as they would in production;
 3. waits for all four runs, prints one row per data set (rows exported,
    uploaded, in staging, written to the target; partitions; duration; pool
-   slots; reconciled?) and where to look.
+   slots; reconciled?) and where to look;
+4. viewing_sessions is split (``<split column="session_id" parts="8"/>``) over a
+   source table of capacity 3 (``flux_capacity``: a 4th query at once slows
+   down, a 5th is a deadlock victim): the demo prints each part (rows, tries,
+   when it ran) beside the pool's slots over the run, as the throttle controller
+   set them.
 
 Exit code 0 only if every run succeeded and reconciled (export rows = upload
 rows = staging rows, which the transform also checked against the manifest).
@@ -20,16 +25,20 @@ recomputed.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flux_provider.devstack.airflow_api import AirflowClient
 from flux_provider.devstack.sample_data import generate
-from flux_provider.run_report import stage_rows
+from flux_provider.devstack.tds.capacity import CAPACITY_DDL
+from flux_provider.run_report import EXPORT_UPLOAD, stage_rows
 
 DIMENSIONS = ("titles", "subscribers")
 FACTS = ("viewing_sessions", "ad_impressions")
+#: The split fact's source table and its capacity in the stand-in (queries at full speed at once).
+SPLIT_FACT, SPLIT_CAPACITY = "viewing_sessions", 3
 
 
 @dataclass
@@ -44,6 +53,8 @@ class Outcome:
     target: int | None = None
     partitions: int | None = None
     slots: int | None = None
+    parts: list[dict] = field(default_factory=list)  # a split run: name, rows, tries, state, start, end
+    slot_changes: list[dict] = field(default_factory=list)  # the pool's changes during the run
 
     @property
     def reconciled(self) -> bool:
@@ -113,12 +124,47 @@ def _outcome(client: AirflowClient, dataset: str, dag_id: str, run: dict) -> Out
         out.slots = client.request("GET", f"/pools/{pool}").json()["slots"]
     except Exception:  # reported as unknown
         out.slots = None
+    rows_of = {p["part"]: p["rows"] for p in rows["parts"]}
+    if rows_of:
+        tis = client.request(
+            "GET",
+            f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances",
+            params={"task_id_pattern": EXPORT_UPLOAD, "limit": 1000},
+        ).json()["task_instances"]
+        out.parts = [
+            {
+                "part": ti["rendered_map_index"],
+                "rows": rows_of.get(ti["rendered_map_index"]),
+                "tries": ti["try_number"],
+                "state": ti["state"],
+                "start": ti["start_date"],
+                "end": ti["end_date"],
+            }
+            for ti in sorted(tis, key=lambda t: t["map_index"])
+            if ti["task_id"] == EXPORT_UPLOAD
+        ]
+        events = client.plugin("GET", f"/flux/api/datasets/{dataset}/events").json()["events"]
+        begin, end = _moment(final.get("start_date")), _moment(final.get("end_date"))
+        out.slot_changes = [e for e in reversed(events) if begin and end and begin <= _moment(e["at"]) <= end]
     return out
+
+
+def limit_capacity(db: Path, table: str, capacity: int) -> None:
+    """The stand-in's capacity model on ``table`` (:mod:`flux_provider.devstack.tds.capacity`)."""
+    with sqlite3.connect(db) as conn:
+        conn.execute(CAPACITY_DDL)
+        conn.execute(
+            "INSERT OR REPLACE INTO flux_capacity (pattern, capacity, slowdown_seconds, fail_excess) "
+            "VALUES (?, ?, 0.5, 2)",
+            (table, capacity),
+        )
 
 
 def run_demo(env: dict[str, str], rows: int, *, dags_prefix: str = "flux_", timeout: float = 900) -> list[Outcome]:
     counts = generate(Path(env["FLUX_MSSQL_DB"]), rows)
     print("sample source: " + ", ".join(f"dbo.{k} {v} rows" for k, v in counts.items()))
+    limit_capacity(Path(env["FLUX_MSSQL_DB"]), SPLIT_FACT, SPLIT_CAPACITY)
+    print(f"dbo.{SPLIT_FACT} answers {SPLIT_CAPACITY} queries at once at full speed (the stand-in's capacity model)")
     client = AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])
     for name in DIMENSIONS + FACTS:
         client.wait_for_dag(dags_prefix + name)
@@ -136,6 +182,43 @@ def run_demo(env: dict[str, str], rows: int, *, dags_prefix: str = "flux_", time
     return outcomes
 
 
+def _moment(text: str | None) -> dt.datetime | None:
+    """An ISO time from Airflow's API or the flux API (naive ones are UTC)."""
+    if not text:
+        return None
+    moment = dt.datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def _parts_table(o: Outcome) -> str:
+    """Each part of a split run (when it ran, rows, tries) beside the pool's slots over the run."""
+    starts = [_moment(p["start"]) for p in o.parts if p["start"]]
+    zero = min(starts) if starts else None
+
+    def offset(text: str | None) -> str:
+        moment = _moment(text)
+        if moment is None or zero is None:
+            return "-"
+        return f"{(moment - zero).total_seconds():+.1f}s"
+
+    lines = [
+        f"\n{o.dataset}: {len(o.parts)} parts, each one query in pool flux_{o.dataset}",
+        f"{'PART':<8}{'ROWS':>8}{'TRIES':>7}{'STATE':>9}{'START':>9}{'END':>9}",
+    ]
+    for p in o.parts:
+        rows = "-" if p["rows"] is None else str(p["rows"])
+        lines.append(
+            f"{p['part']:<8}{rows:>8}{p['tries']:>7}{p['state']:>9}{offset(p['start']):>9}{offset(p['end']):>9}"
+        )
+    if o.slot_changes:
+        lines.append("pool slots during the run (throttle controller):")
+        for e in o.slot_changes:
+            lines.append(f"  {offset(e['at']):>8}  {e['old']} -> {e['new']}  {e['actor']}: {e['reason']}")
+    else:
+        lines.append(f"pool slots during the run: {o.slots}, unchanged (no load errors, not saturated long enough)")
+    return "\n".join(lines)
+
+
 def report(outcomes: list[Outcome], env: dict[str, str]) -> bool:
     def cell(value) -> str:
         return "-" if value is None else str(value)
@@ -151,6 +234,9 @@ def report(outcomes: list[Outcome], env: dict[str, str]) -> bool:
             f"{cell(o.target):>8}{cell(o.partitions):>6}{o.seconds:>9.1f}{cell(o.slots):>6}  "
             f"{'yes' if o.reconciled else 'NO'}"
         )
+    for o in outcomes:
+        if o.parts:
+            print(_parts_table(o))
     ok = all(o.reconciled for o in outcomes)
     print(f"\n{'every data set ran and reconciled' if ok else 'SOME DATA SETS FAILED OR DID NOT RECONCILE'}")
     print(

@@ -55,7 +55,7 @@ def test_the_sample_bundle_runs_under_the_real_scheduler_and_reconciles_in_hive(
     """The demo's own code path on small data; row counts checked in Hive against the generated source."""
     import sqlite3
 
-    from flux_provider.devstack.demo import run_demo
+    from flux_provider.devstack.demo import report, run_demo
 
     env = stack.env()
     outcomes = run_demo(env, rows=1500)
@@ -66,6 +66,7 @@ def test_the_sample_bundle_runs_under_the_real_scheduler_and_reconciles_in_hive(
         ("ad_impressions", "success"),
     ]
     assert all(o.reconciled for o in outcomes)
+    assert report(outcomes, env)  # the demo's table, and the split fact's parts beside its pool's slots
     with sqlite3.connect(env["FLUX_MSSQL_DB"]) as conn:
         source = {
             t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
@@ -86,6 +87,11 @@ def test_the_sample_bundle_runs_under_the_real_scheduler_and_reconciles_in_hive(
     }
     assert {d: hive_ads[d] for d in ads} == ads  # revenue to 6 places, DECIMAL end to end
     assert sum(n for n, _ in ads.values()) == source["ad_impressions"]
+    fact = outcomes[2]  # viewing_sessions: 8 key ranges of session_id
+    parts = {p["part"]: p["rows"] for p in fact.parts}
+    # the stand-in describes every column of a view as nullable, so the plan adds the (empty) NULL part
+    assert sorted(parts) == [f"p{i:02d}" for i in range(8)] + ["pnull"] and parts["pnull"] == 0
+    assert sum(parts.values()) == fact.exported == source["viewing_sessions"]
 
 
 @pytest.mark.stack
