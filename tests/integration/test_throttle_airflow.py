@@ -6,23 +6,17 @@ import datetime as dt
 import re
 import sqlite3
 import time
-from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import and_, create_engine, select
+from sqlalchemy import and_, select
 
 from flux_provider.throttle import migrations, store
 from tests.support import ARTIFACTS
 from tests.support.stack import inject_fault, seed_table
+from tests.support.throttle import PERIOD, concurrency_ok, events, slots, stack_db
 
 pytestmark = pytest.mark.stack
-
-PERIOD = 10  # [flux] throttle_period on the local stack
-
-
-def stack_db(stack):
-    return create_engine(f"sqlite:///{Path(stack.env()['AIRFLOW_HOME']) / 'airflow.db'}")
 
 
 @pytest.fixture(autouse=True)
@@ -66,20 +60,6 @@ def register(stack, airflow_client, dataset: str, slots: int, low: int = 1, high
                 updated_at=store.now(),
             )
         )
-
-
-def slots(airflow_client, dataset: str) -> int:
-    return airflow_client.request("GET", f"/pools/flux_{dataset}").json()["slots"]
-
-
-def events(stack, dataset: str) -> list[dict]:
-    with stack_db(stack).connect() as conn:
-        return [
-            dict(r)
-            for r in conn.execute(
-                select(store.events).where(store.events.c.dataset == dataset).order_by(store.events.c.id)
-            ).mappings()
-        ]
 
 
 def client_as(stack, user: str | None) -> httpx.Client:
@@ -259,30 +239,6 @@ def test_tries_that_end_while_no_controller_runs_are_collected_by_the_next_one(s
     assert airflow_client.wait_for_run("flux_test_resume", run_id, timeout=120).state == "success"
 
 
-def _concurrency_ok(tis: list[dict], history: list[dict], initial: int) -> None:
-    """Whenever the scheduler admitted a task into the pool (queued it), the tasks holding slots (queued or
-    running, it included) did not exceed the slots in effect then. (A task queued before a shrink may start
-    running after it: shrinking never pre-empts, so the admission time is what the pool controls.)"""
-
-    def slots_at(moment):
-        value = initial
-        for e in history:
-            if e["at"].replace(tzinfo=dt.timezone.utc) <= moment and e["new"] is not None:
-                value = e["new"]
-        return value
-
-    spans = [
-        (dt.datetime.fromisoformat(t["queued_when"]), dt.datetime.fromisoformat(t["end_date"]))
-        for t in tis
-        if t["queued_when"] and t["end_date"]
-    ]
-    assert spans
-    for admitted, _ in spans:
-        holding = sum(1 for q, e in spans if q <= admitted < e)
-        # a pool change reaches the scheduler at its next loop: allow the slots of one second before
-        assert holding <= max(slots_at(admitted), slots_at(admitted - dt.timedelta(seconds=1))), (admitted, holding)
-
-
 def test_load_errors_shrink_only_that_data_sets_pool_and_it_grows_back(stack, airflow_client):
     """tx's source deadlocks (1205, load class) while ty's is healthy; then tx recovers."""
     for name in ("tx", "ty"):
@@ -332,7 +288,7 @@ def test_load_errors_shrink_only_that_data_sets_pool_and_it_grows_back(stack, ai
         tis = airflow_client.request(
             "GET", f"/dags/flux_test_throttle/dagRuns/{result.run_id}/taskInstances", params={"limit": 100}
         ).json()["task_instances"]
-        _concurrency_ok([t for t in tis if t["task_id"].startswith("tx")], history, 4)
+        concurrency_ok([t for t in tis if t["task_id"].startswith("tx")], history, 4)
     with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
         conn.execute("DELETE FROM flux_faults WHERE pattern IN ('tx_src', 'ty_src')")
 

@@ -1,0 +1,155 @@
+"""The adaptive pool on real load, end to end under the real scheduler: a data set split into 16 parts over a
+source table of capacity 3 that drops to 1 and returns to 3 (the stand-in's capacity model, each query held
+4 s), while another data set on a healthy table runs beside it.
+
+What is checked, from Airflow's and the controller's own records: the pool comes down to the capacity within
+3 controller periods of the first overload, shrinks after the drop, grows back after the recovery, never
+admits more task instances than its slots at that moment, every run loads every row exactly, and the
+healthy data set's pool is never cut.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from flux_provider.throttle import store
+from tests.support import REPO
+from tests.support.stack import inject_fault, records
+from tests.support.throttle import PERIOD, concurrency_ok, events, slots, stack_db
+
+pytestmark = pytest.mark.stack
+
+DATASET, DAG_ID, HEALTHY = "split_capacity", "flux_split_capacity", "split_keys"
+ROWS = 1600
+QUERY_SECONDS = 4
+
+
+def set_capacity(stack, capacity: int) -> None:
+    with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO flux_capacity (pattern, capacity, slowdown_seconds, fail_excess, error_number) "
+            "VALUES ('cap_src', ?, 1.0, 2, 1205)",
+            (capacity,),
+        )
+
+
+@pytest.fixture(scope="module")
+def source(stack):
+    from flux_provider.devstack.tds.seed import load_seed
+
+    subprocess.run(  # the test data sets' pools and bounds as their specs say (a reused stack may differ)
+        [sys.executable, "-m", "flux_provider.specs", "pools", "sync", "--reset", str(REPO / "tests" / "dags")],
+        env={**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]},
+        check=True,
+        capture_output=True,
+    )
+    db = Path(stack.env()["FLUX_MSSQL_DB"])
+    load_seed(db, "DROP TABLE IF EXISTS dbo.cap_src;\nCREATE TABLE dbo.cap_src (id INT NOT NULL, txt NVARCHAR(40));")
+    with sqlite3.connect(db) as conn:
+        conn.executemany("INSERT INTO cap_src VALUES (?, ?)", [(i, f"row {i}") for i in range(1, ROWS + 1)])
+        # the healthy data set's table (test_splits.py fills it with more), no capacity limit on it
+        conn.execute("CREATE TABLE IF NOT EXISTS split_src (k BIGINT, at DATETIME2(3) NOT NULL, txt NVARCHAR(200))")
+        if not conn.execute("SELECT COUNT(*) FROM split_src").fetchone()[0]:
+            conn.executemany(
+                "INSERT INTO split_src VALUES (?, '2026-03-01 00:00:00.000', 'x')", [(i,) for i in range(1, 101)]
+            )
+        conn.execute("DELETE FROM flux_faults WHERE pattern = 'cap_src'")
+    inject_fault(stack, "cap_src", remaining=-1, delay_seconds=QUERY_SECONDS)  # each query holds the table 4 s
+    yield
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM flux_faults WHERE pattern = 'cap_src'")
+        conn.execute("DELETE FROM flux_capacity WHERE pattern = 'cap_src'")
+
+
+def first_overload(stack, since: dt.datetime) -> dt.datetime | None:
+    with stack_db(stack).connect() as conn:
+        ends = [
+            r.end_date.replace(tzinfo=dt.timezone.utc)
+            for r in conn.execute(
+                select(store.outcomes.c.end_date).where(
+                    store.outcomes.c.dataset == DATASET,
+                    store.outcomes.c.error_class == "deadlock",
+                )
+            )
+        ]
+    ends = [e for e in ends if e >= since]
+    return min(ends) if ends else None
+
+
+def wait_for_slots(airflow_client, predicate, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while not predicate(slots(airflow_client, DATASET)) and time.monotonic() < deadline:
+        time.sleep(2)
+    return slots(airflow_client, DATASET)
+
+
+def run(airflow_client) -> str:
+    result = airflow_client.run_dag(DAG_ID, timeout=900)
+    assert result.state == "success", result.task_states  # the retries carry every part through
+    return result.run_id
+
+
+def test_the_pool_finds_the_sources_capacity_follows_it_down_and_grows_back(stack, airflow_client, source):
+    began = dt.datetime.now(dt.timezone.utc)
+    assert slots(airflow_client, DATASET) == 8
+    healthy_before = slots(airflow_client, HEALTHY)
+    runs = []
+
+    # capacity 3: 8 slots overload it, the pool comes down to the capacity
+    set_capacity(stack, 3)
+    airflow_client.wait_for_dag(HEALTHY)
+    healthy_run = airflow_client.trigger(f"flux_{HEALTHY}")  # the healthy data set, at the same time
+    runs.append(run(airflow_client))
+    overloaded = first_overload(stack, began)
+    assert overloaded is not None, "8 parts at once on a table of capacity 3 must overload it"
+    settled = wait_for_slots(airflow_client, lambda n: n <= 4, PERIOD * 4)
+    assert 2 <= settled <= 4, events(stack, DATASET)
+    at_capacity = [
+        e["at"].replace(tzinfo=dt.timezone.utc)
+        for e in events(stack, DATASET)
+        if e["new"] is not None and e["new"] <= 4 and e["at"].replace(tzinfo=dt.timezone.utc) >= began
+    ]
+    assert at_capacity and (min(at_capacity) - overloaded).total_seconds() <= 3 * PERIOD + 5, events(stack, DATASET)
+    assert airflow_client.wait_for_run(f"flux_{HEALTHY}", healthy_run).state == "success"
+
+    # the capacity drops to 1: the pool follows it down
+    set_capacity(stack, 1)
+    dropped = dt.datetime.now(dt.timezone.utc)
+    runs.append(run(airflow_client))
+    shrunk = wait_for_slots(airflow_client, lambda n: n <= 2, PERIOD * 4)
+    assert shrunk <= 2 and first_overload(stack, dropped) is not None, events(stack, DATASET)
+
+    # back to 3: quiet runs let it grow again
+    set_capacity(stack, 3)
+    for _ in range(4):
+        runs.append(run(airflow_client))
+        if slots(airflow_client, DATASET) > shrunk:
+            break
+    grown = wait_for_slots(airflow_client, lambda n: n > shrunk, PERIOD * 3)
+    assert grown > shrunk, events(stack, DATASET)
+
+    # never more task instances at once than the slots in effect, across every run
+    history = [e for e in events(stack, DATASET) if e["at"].replace(tzinfo=dt.timezone.utc) >= began]
+    for run_id in runs:
+        tis = airflow_client.request(
+            "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", params={"limit": 100}
+        ).json()["task_instances"]
+        concurrency_ok([t for t in tis if t["task_id"] == "export_upload"], history, 8)
+    assert sorted(records("SELECT id FROM flux_tests.split_capacity")) == [(i,) for i in range(1, ROWS + 1)]
+
+    # the healthy data set was never cut
+    cuts = [
+        e
+        for e in events(stack, HEALTHY)
+        if e["at"].replace(tzinfo=dt.timezone.utc) >= began and e["new"] is not None and e["new"] < healthy_before
+    ]
+    assert not cuts and slots(airflow_client, HEALTHY) >= healthy_before
