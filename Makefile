@@ -38,6 +38,7 @@ bench: setup
 	$(PY) benchmarks/upload_bench.py $(BENCH_ARGS)
 	$(PY) benchmarks/parallel_bench.py
 	$(PY) benchmarks/throttle_sim.py
+	$(PY) benchmarks/adaptive_bench.py --down
 
 setup: system-deps $(STAMP)
 
@@ -53,9 +54,10 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 up: setup
 	$(DEVSTACK) up
 
-# Stops the stack of `make up`/`make demo` and the suite's own (.devstack-test).
+# Stops the stack of `make up`/`make demo`, the suite's own (.devstack-test) and the benchmarks' (.devstack-bench).
 down:
 	@if [ -x $(PY) ]; then $(DEVSTACK) down; $(DEVSTACK) --run-dir .devstack-test down; \
+	$(DEVSTACK) --run-dir .devstack-bench down; \
 	else echo "no .venv: nothing to stop"; fi
 
 status:

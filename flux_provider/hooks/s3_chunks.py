@@ -356,13 +356,21 @@ def publish_parts(
         return flux_error(message, error_class=error_class, dataset=dataset, step="publish")
 
     location = location.strip("/")
+    pointer_key = f"{location}/{POINTER}" if location else POINTER
     manifests = []
     try:
         if _exists(client, bucket, prefix + MANIFEST):
-            raise fail(
-                f"s3://{bucket}/{prefix} is already published; clear the plan task to load the run again",
-                ErrorClass.CONFIG,
-            )
+            done = json.loads(client.get_object(Bucket=bucket, Key=prefix + MANIFEST)["Body"].read())
+            if [p["part"] for p in done.get("parts") or []] != list(parts):
+                raise fail(
+                    f"s3://{bucket}/{prefix} is already published with other parts; clear the plan task to load "
+                    "the run again",
+                    ErrorClass.CONFIG,
+                )
+            # an earlier try of this task published it and died before reporting: finish its work
+            log.info("s3://%s/%s was published by an earlier try: pointing at it", bucket, prefix)
+            _point(client, bucket, pointer_key, run_key, prefix, done)
+            return done
         for part in parts:
             key = part_manifest_key(prefix, part)
             try:
@@ -408,7 +416,7 @@ def publish_parts(
             ],
         }
         _put_json(client, bucket, prefix + MANIFEST, manifest)
-        _point(client, bucket, f"{location}/{POINTER}" if location else POINTER, run_key, prefix, manifest)
+        _point(client, bucket, pointer_key, run_key, prefix, manifest)
     except FluxError:
         raise
     except Exception as exc:  # classified

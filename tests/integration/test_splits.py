@@ -290,3 +290,32 @@ def test_overlapping_named_queries_fail_at_publish_and_publish_nothing(stack, so
     assert f"the parts hold {low + high} rows (a {low}, b {high})" in message
     assert f"but the count query returned {len(source)}" in message and "Nothing was published" in message
     assert pointer_or_none(f"tests/{unique}/overlap") is None
+
+
+def test_a_publish_that_died_after_writing_is_finished_by_its_retry(stack, source, unique):
+    """The manifest and pointer were written, then the try died before reporting: the retry finds the run
+    published with the same parts and returns it instead of failing or writing it twice."""
+    from flux_provider.operators.bcp_to_s3 import BcpToS3Operator
+    from flux_provider.operators.publish_run import PublishRunOperator
+    from flux_provider.operators.split_plan import SplitPlanOperator
+
+    location, run_id = f"s3://flux/tests/{unique}/again", f"run_{unique}"
+    queries = [
+        ("low", "SELECT k, txt FROM dbo.split_src WHERE k < 1500"),
+        ("rest", "SELECT k, txt FROM dbo.split_src WHERE k >= 1500 OR k IS NULL"),
+    ]
+    plan = SplitPlanOperator(task_id="plan", dataset="again", s3_location=location, queries=queries).execute(
+        context(run_id)
+    )
+    for index, part in enumerate(plan):
+        ctx = context(run_id)
+        ctx["ti"].map_index = index
+        BcpToS3Operator(task_id="export_upload", dataset="again", s3_location=location, part=part).execute(ctx)
+    publish = PublishRunOperator(
+        task_id="publish", dataset="again", s3_location=location, count_sql="SELECT COUNT(*) FROM dbo.split_src"
+    )
+    first = publish.execute(context(run_id, plan))
+    pointer = pointer_or_none(f"tests/{unique}/again")
+    again = publish.execute(context(run_id, plan))
+    assert again["manifest"] == first["manifest"] and again["rows"] == first["rows"] == len(source)
+    assert pointer_or_none(f"tests/{unique}/again") == pointer
