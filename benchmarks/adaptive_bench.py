@@ -132,7 +132,8 @@ def one_run(client, env: dict, label: str) -> dict:
         "seconds": round(seconds, 1),
         "rows_per_s": round(ROWS / seconds, 1),
         "queries_failed": len(failed),
-        "retries": len(tries) - 16,
+        "parts": len({o["map_index"] for o in tries}),
+        "retries": len(tries) - len({o["map_index"] for o in tries}),
         "cut_after_s": first_cut(env, began, overload) if label.startswith("adaptive") else None,
         "slots_after": slots,
     }
