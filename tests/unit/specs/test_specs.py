@@ -185,7 +185,8 @@ def test_the_sample_bundle_has_no_import_errors_and_one_dag_per_spec():
     for spec in specs:
         dag = bag.dags[spec.dag_id]
         streaming = spec.export.mode == "streaming"
-        chain = (["export_upload"] if streaming else ["export", "upload"]) + ["transform", "refresh"]
+        export = ["plan", "export_upload", "publish"] if spec.source.is_split else ["export_upload"]
+        chain = (export if streaming else ["export", "upload"]) + ["transform", "refresh"]
         assert sorted(t.task_id for t in dag.tasks) == sorted(chain)
         for upstream, downstream in zip(chain, chain[1:]):
             assert downstream in dag.get_task(upstream).downstream_task_ids
@@ -196,6 +197,7 @@ def test_the_sample_bundle_has_no_import_errors_and_one_dag_per_spec():
     assert type(bag.dags["flux_viewing_sessions"].timetable).__name__ == "AssetTriggeredTimetable"
     assert bag.dags["flux_titles"].get_task("transform").partition == {"snapshot_day": "{{ flux_day }}"}
     assert bag.dags["flux_viewing_sessions"].get_task("transform").dynamic_partitions == ["day"]
+    assert bag.dags["flux_viewing_sessions"].get_task("export_upload").is_mapped  # 8 key ranges, one task each
 
 
 def test_a_broken_spec_is_an_import_error_of_its_own_file_only(tmp_path):
