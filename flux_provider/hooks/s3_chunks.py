@@ -350,7 +350,6 @@ def publish_parts(
     encoding and compression; objects under the prefix that no part lists (chunks of an earlier plan
     with other parts) are deleted first; ``before_publish(part_manifests)`` may still refuse. Raises
     before writing anything otherwise."""
-    from botocore.exceptions import ClientError
 
     def fail(message: str, error_class: ErrorClass) -> FluxError:
         return flux_error(message, error_class=error_class, dataset=dataset, step="publish")
@@ -359,8 +358,8 @@ def publish_parts(
     pointer_key = f"{location}/{POINTER}" if location else POINTER
     manifests = []
     try:
-        if _exists(client, bucket, prefix + MANIFEST):
-            done = json.loads(client.get_object(Bucket=bucket, Key=prefix + MANIFEST)["Body"].read())
+        done = _get_json(client, bucket, prefix + MANIFEST)
+        if done is not None:
             if [p["part"] for p in done.get("parts") or []] != list(parts):
                 raise fail(
                     f"s3://{bucket}/{prefix} is already published with other parts; clear the plan task to load "
@@ -373,16 +372,14 @@ def publish_parts(
             return done
         for part in parts:
             key = part_manifest_key(prefix, part)
-            try:
-                manifests.append(json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read()))
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-                    raise
+            manifest = _get_json(client, bucket, key)
+            if manifest is None:
                 raise fail(
                     f"part {part} has no manifest at s3://{bucket}/{key}: it did not complete; "
                     "clear its task (and this one) to run it again",
                     ErrorClass.MISSING_OBJECT,
-                ) from None
+                )
+            manifests.append(manifest)
         if not manifests:
             raise fail("the plan has no parts: nothing to publish", ErrorClass.CONFIG)
         first = manifests[0]
@@ -447,16 +444,9 @@ def _summary(bucket: str, prefix: str, chunks: list[UploadedChunk], *, format: s
 def _point(client, bucket: str, pointer_key: str, run_key: str, prefix: str, manifest: dict) -> None:
     """Point the data set at this run, unless it already points at a run of a later day (runs of several
     days load at once in a catch-up: the one that finishes last is not always the newest)."""
-    from botocore.exceptions import ClientError
-
     day = manifest.get("day")
     if day:
-        try:
-            current = json.loads(client.get_object(Bucket=bucket, Key=pointer_key)["Body"].read())
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-                raise
-            current = {}
+        current = _get_json(client, bucket, pointer_key) or {}
         if str(current.get("day") or "") > day:
             log.info(
                 "kept s3://%s/%s at day %s: run %s loads the older day %s",
@@ -484,15 +474,33 @@ def _put_json(client, bucket: str, key: str, payload: dict) -> None:
     client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", ChecksumSHA256=digest)
 
 
-def _exists(client, bucket: str, key: str) -> bool:
+def _is_missing(exc: BaseException) -> bool:
     from botocore.exceptions import ClientError
 
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in (
+        "404",
+        "NoSuchKey",
+        "NotFound",
+    )
+
+
+def _exists(client, bucket: str, key: str) -> bool:
     try:
         client.head_object(Bucket=bucket, Key=key)
         return True
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+    except Exception as exc:
+        if _is_missing(exc):
             return False
+        raise
+
+
+def _get_json(client, bucket: str, key: str) -> dict | None:
+    """The JSON object at ``key``, or None when there is none."""
+    try:
+        return json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except Exception as exc:
+        if _is_missing(exc):
+            return None
         raise
 
 
