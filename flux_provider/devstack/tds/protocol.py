@@ -13,7 +13,7 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Context, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 # Packet types
 SQL_BATCH, RPC, TABULAR_RESULT, ATTENTION, LOGIN7, PRELOGIN = 0x01, 0x03, 0x04, 0x06, 0x10, 0x12
@@ -257,12 +257,19 @@ def colmetadata(columns: list[tuple[str, SqlType, bool]]) -> bytes:
     return bytes(out)
 
 
+_PLAIN_DECIMAL = re.compile(r"^(-?\d+)(?:\.(\d*))?$")
 _DT_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?$")
 _TIME_RE = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?$")
 
 
 def _parse_datetime(value) -> tuple[dt.date, int]:
     """(date, 100-ns ticks since midnight) from an ISO text or a datetime/date."""
+    if isinstance(value, str) and 10 <= len(value) <= 26 and value[4:5] == "-":
+        # Fast path (the C parser) for texts with at most microseconds; 7 fractional digits take the regex.
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass
     if isinstance(value, dt.datetime):
         ticks = ((value.hour * 60 + value.minute) * 60 + value.second) * 10_000_000 + value.microsecond * 10
         return value.date(), ticks
@@ -307,13 +314,18 @@ def encoder(sql: SqlType) -> Callable[[object], bytes]:
         return lambda v: b"\x00" if v is None else b"\x08" + struct.pack("<d", float(v))
     if name in ("decimal", "numeric"):
         width, exponent = _decimal_bytes(sql.precision), Decimal(1).scaleb(-sql.scale)
-        context = Context(prec=80)
+        context = Context(prec=80, rounding=ROUND_HALF_UP)  # as SQL Server rounds: half away from zero
 
         def enc_decimal(v) -> bytes:
             if v is None:
                 return b"\x00"
-            number = context.create_decimal(repr(v) if isinstance(v, float) else str(v))
-            unscaled = int(number.quantize(exponent, context=context).scaleb(sql.scale, context=context))
+            match = _PLAIN_DECIMAL.match(v) if isinstance(v, str) else None
+            if match and len(match.group(2) or "") <= sql.scale:  # exact text: scale it without Decimal
+                whole, fraction = match.group(1), match.group(2) or ""
+                unscaled = int(whole + fraction + "0" * (sql.scale - len(fraction)))
+            else:
+                number = context.create_decimal(repr(v) if isinstance(v, float) else str(v))
+                unscaled = int(number.quantize(exponent, context=context).scaleb(sql.scale, context=context))
             if abs(unscaled) >= 10**sql.precision:
                 raise OverflowError(f"{v} does not fit decimal({sql.precision},{sql.scale})")
             return bytes([1 + width, 1 if unscaled >= 0 else 0]) + abs(unscaled).to_bytes(width, "little")
@@ -358,7 +370,7 @@ def encoder(sql: SqlType) -> Callable[[object], bytes]:
             if v is None:
                 return b"\x00"
             day, ticks = _parse_datetime(v)
-            return bytes([size]) + _scaled_time(ticks, sql.scale) + (day - _DATE_ZERO).days.to_bytes(3, "little")
+            return bytes([size]) + _scaled_time(ticks, sql.scale) + (day.toordinal() - 1).to_bytes(3, "little")
 
         return enc_datetime2
     if name == "datetime":

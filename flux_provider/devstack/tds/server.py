@@ -38,6 +38,7 @@ import socketserver
 import sqlite3
 import time
 from collections.abc import Iterator
+from operator import call
 from pathlib import Path
 
 from flux_provider.devstack.tds import capacity
@@ -558,7 +559,7 @@ class TdsHandler(socketserver.BaseRequestHandler):
             if fail_after is not None and count >= fail_after:
                 raise TdsError(fail_number, "injected fault", spid=self.spid)
             try:
-                writer.add(row_token + b"".join(enc(value) for enc, value in zip(encoders, row)))
+                writer.add(row_token + b"".join(map(call, encoders, row)))
             except (ArithmeticError, ValueError) as exc:
                 raise TdsError(8115 if isinstance(exc, ArithmeticError) else 50000, str(exc), spid=self.spid) from exc
             count += 1

@@ -94,3 +94,29 @@ def test_decimal_encoding_is_exact_and_overflow_is_refused():
     assert raw[0] == 17 and raw[1] == 1 and int.from_bytes(raw[2:], "little") == 10**38 - 1
     with pytest.raises(OverflowError):
         enc("99999999999999999999999999999.0")
+
+
+@pytest.mark.parametrize(
+    ("text", "unscaled"),
+    [("12.5", 1250), ("-0.50", -50), ("7", 700), ("3.", 300), ("1.005", 101), ("-1.004", -100), ("1e2", 10000)],
+)
+def test_decimal_text_encodes_to_the_same_unscaled_value_as_decimal_arithmetic(text, unscaled):
+    """The plain-text fast path and the Decimal path (more digits than the scale: rounded) agree."""
+    raw = encoder(SqlType("decimal", 17, 12, 2))(text)
+    assert raw[0] == 9 and raw[1] == (1 if unscaled >= 0 else 0)
+    assert int.from_bytes(raw[2:], "little") == abs(unscaled)
+
+
+@pytest.mark.parametrize(
+    ("text", "days", "ticks"),
+    [
+        ("2026-01-02 03:04:05.123", 739617, ((3 * 60 + 4) * 60 + 5) * 10_000_000 + 1_230_000),
+        ("2026-01-02T03:04:05.123456", 739617, ((3 * 60 + 4) * 60 + 5) * 10_000_000 + 1_234_560),
+        ("2026-01-02 03:04:05.1234567", 739617, ((3 * 60 + 4) * 60 + 5) * 10_000_000 + 1_234_567),
+        ("2026-01-02", 739617, 0),
+    ],
+)
+def test_datetime2_text_keeps_every_digit_up_to_100_ns(text, days, ticks):
+    raw = encoder(SqlType("datetime2", 8, 27, 7))(text)
+    assert raw[0] == 8
+    assert int.from_bytes(raw[1:6], "little") == ticks and int.from_bytes(raw[6:9], "little") == days
