@@ -32,12 +32,13 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Benchmarks (not part of the suite): prints a table, writes benchmarks/results/*.json and *.svg.
+# Benchmarks (not part of the suite): prints a table, writes benchmarks/results/*.json and *.png.
 bench: setup
 	$(PY) benchmarks/export_bench.py $(BENCH_ARGS)
 	$(PY) benchmarks/upload_bench.py $(BENCH_ARGS)
 	$(PY) benchmarks/parallel_bench.py
 	$(PY) benchmarks/throttle_sim.py
+	$(PY) benchmarks/e2e_bench.py
 	$(PY) benchmarks/adaptive_bench.py --down
 
 setup: system-deps $(STAMP)

@@ -36,16 +36,17 @@ QUERY = "SELECT * FROM dbo.sessions"
 DEVICES = ["tv", "phone", "tablet", "web", "console"]
 
 
-def generate(db: Path, rows: int) -> None:
+def generate(db: Path, rows: int, table: str = "sessions") -> None:
+    """``rows`` viewing sessions as SQLite table ``table`` (the stand-in serves it as ``dbo.<table>``)."""
     rnd = random.Random(42)
     with sqlite3.connect(db) as conn:
-        conn.execute("DROP TABLE IF EXISTS sessions")
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
         conn.execute(
-            "CREATE TABLE sessions (session_id BIGINT NOT NULL, subscriber_id BIGINT, title NVARCHAR(100), "
+            f"CREATE TABLE {table} (session_id BIGINT NOT NULL, subscriber_id BIGINT, title NVARCHAR(100), "
             "started_at DATETIME2(3), seconds INT, revenue TEXT DECIMAL(12,2), device NVARCHAR(20))"
         )
         conn.executemany(
-            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 (
                     i,

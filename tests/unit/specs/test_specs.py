@@ -200,6 +200,15 @@ def test_the_sample_bundle_has_no_import_errors_and_one_dag_per_spec():
     assert bag.dags["flux_viewing_sessions"].get_task("export_upload").is_mapped  # 8 key ranges, one task each
 
 
+def test_the_benchmark_bundle_parses_so_make_bench_does_not_rot():
+    """benchmarks/dags: the adaptive and end-to-end data sets and the stock chain they are compared with."""
+    bag = dagbag(REPO / "benchmarks" / "dags")
+    assert bag.import_errors == {}
+    assert set(bag.dags) == {"flux_bench_capacity", "flux_bench_e2e", "stock_chain"}
+    assert [t.task_id for t in bag.dags["stock_chain"].topological_sort()] == ["sql_to_s3", "s3_to_hive", "transform"]
+    assert bag.dags["flux_bench_e2e"].get_task("export_upload").is_mapped
+
+
 def test_a_broken_spec_is_an_import_error_of_its_own_file_only(tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(REPO / "dags", bundle)
