@@ -55,10 +55,11 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 up: setup
 	$(DEVSTACK) up
 
-# Stops the stack of `make up`/`make demo`, the suite's own (.devstack-test) and the benchmarks' (.devstack-bench).
+# Stops the stack of `make up`/`make demo`, the suite's own (.devstack-test, .devstack-cluster-test) and the
+# benchmarks' (.devstack-bench).
 down:
 	@if [ -x $(PY) ]; then $(DEVSTACK) down; $(DEVSTACK) --run-dir .devstack-test down; \
-	$(DEVSTACK) --run-dir .devstack-bench down; \
+	$(DEVSTACK) --run-dir .devstack-bench down; $(DEVSTACK) --run-dir .devstack-cluster-test down; \
 	else echo "no .venv: nothing to stop"; fi
 
 status:
@@ -73,4 +74,4 @@ constraints:
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 clean: down
-	rm -rf .devstack .devstack-test $(VENV)
+	rm -rf .devstack .devstack-test .devstack-cluster-test .devstack-bench $(VENV)

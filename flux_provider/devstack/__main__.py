@@ -39,7 +39,14 @@ def main(argv: list[str] | None = None) -> int:
         help="an extra DAG bundle for Airflow (repeatable)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start the stack (or reuse a healthy one) and wait until every service answers")
+    up = sub.add_parser("up", help="start the stack (or reuse a healthy one) and wait until every service answers")
+    up.add_argument(
+        "--cluster",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the cluster shape: PostgreSQL, CeleryExecutor on Redis, two schedulers, a triggerer, two workers "
+        "(default: the shape the stack has, else the light embedded one)",
+    )
     sub.add_parser("down", help="stop every process of the stack")
     sub.add_parser("status", help="each service: port, PID, health (exit 1 if any is not healthy)")
     sub.add_parser("env", help="print `export` lines for a shell or test")
@@ -64,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
 
     bundles = dict(item.split("=", 1) for item in args.dag_bundle)
     # no --dag-bundle: keep the bundles the running stack was started with
-    stack = Stack(run_dir=args.run_dir, dags_folder=args.dags_folder, dag_bundles=bundles or None)
+    stack = Stack(
+        run_dir=args.run_dir,
+        dags_folder=args.dags_folder,
+        dag_bundles=bundles or None,
+        cluster=getattr(args, "cluster", None),
+    )
     try:
         if args.command == "up":
             stack.up()

@@ -1,5 +1,7 @@
 """Airflow 3 itself: SQLite metadata DB in the run directory, LocalExecutor,
-API server (UI + REST + execution API), scheduler and dag-processor.
+API server (UI + REST + execution API), scheduler and dag-processor; in the
+cluster stack PostgreSQL, CeleryExecutor, two schedulers, a triggerer and two
+workers (see ``cluster``).
 
 All settings live in ``<run>/airflow/airflow.cfg`` so any ``airflow`` command
 run with ``AIRFLOW_HOME=<run>/airflow`` sees the same deployment. Login is
@@ -14,6 +16,7 @@ import configparser
 import json
 from pathlib import Path
 
+from flux_provider.devstack import cluster
 from flux_provider.devstack.service import Context, Service
 
 ADMIN_USER = "admin"
@@ -28,6 +31,12 @@ def airflow_env(ctx: Context) -> dict[str, str]:
     env = ctx.base_env()
     env["AIRFLOW_HOME"] = str(airflow_home(ctx))
     return env
+
+
+def metadata_db(ctx: Context) -> str:
+    if ctx.cluster:
+        return cluster.databases(ctx).sql_alchemy_conn
+    return f"sqlite:///{airflow_home(ctx) / 'airflow.db'}"
 
 
 def _http_json(url: str, timeout: float = 5.0) -> dict:
@@ -71,7 +80,7 @@ class AirflowInit(Service):
                     "simple_auth_manager_passwords_file": str(home / "passwords.json"),
                     "execution_api_server_url": f"http://127.0.0.1:{api}/execution/",
                 },
-                "database": {"sql_alchemy_conn": f"sqlite:///{home / 'airflow.db'}"},
+                "database": {"sql_alchemy_conn": metadata_db(ctx)},
                 "api": {
                     "host": "127.0.0.1",
                     "port": str(api),
@@ -95,6 +104,10 @@ class AirflowInit(Service):
                 "flux": {"throttle_period": "10"},
             }
         )
+        if ctx.cluster:
+            cluster.ensure_database(ctx)
+            for section, values in cluster.airflow_settings(ctx).items():
+                cfg.read_dict({section: values})
         cfg_path = home / "airflow.cfg"
         with open(cfg_path, "w") as fh:
             cfg.write(fh)
@@ -163,18 +176,44 @@ class AirflowApiServer(_AirflowComponent):
             "FLUX_AIRFLOW_PASSWORD": ctx.secrets["airflow_admin_password"],
             "FLUX_AIRFLOW_VIEWER": VIEWER_USER,
             "FLUX_AIRFLOW_VIEWER_PASSWORD": ctx.secrets["airflow_viewer_password"],
+            # the metadata DB (SQLAlchemy URL), for tests that read what Airflow recorded
+            "FLUX_AIRFLOW_DB": metadata_db(ctx),
         }
 
 
 class AirflowScheduler(_AirflowComponent):
-    name = "airflow-scheduler"
-    port = "airflow_scheduler"
+    """A scheduler (the cluster stack runs two: ``airflow-scheduler`` and ``airflow-scheduler-2``)."""
+
     component = "scheduler"
+
+    def __init__(self, number: int = 1):
+        self.name = "airflow-scheduler" if number == 1 else f"airflow-scheduler-{number}"
+        self.port = "airflow_scheduler" if number == 1 else f"airflow_scheduler_{number}"
+        self.port_blocks = {} if number == 1 else {self.port: (0,)}
+
+    def environ(self, ctx: Context) -> dict[str, str]:
+        env = airflow_env(ctx)
+        env["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT"] = str(ctx.ports[self.port])
+        return env
 
     def check(self, ctx: Context) -> str:
         import httpx
 
-        httpx.get(ctx.url("airflow_scheduler", "/health"), timeout=5).raise_for_status()
+        httpx.get(ctx.url(self.port, "/health"), timeout=5).raise_for_status()
+        return "heartbeat ok"
+
+
+class AirflowTriggerer(_AirflowComponent):
+    """Runs deferred tasks' triggers (the cluster stack; Airflow's home page shows it as up)."""
+
+    name = "airflow-triggerer"
+    after = ("airflow-init", "airflow-api-server")
+    component = "triggerer"
+
+    def check(self, ctx: Context) -> str:
+        status = self.health(ctx)["triggerer"]["status"]
+        if status != "healthy":
+            raise RuntimeError(f"triggerer heartbeat is {status}")
         return "heartbeat ok"
 
 
@@ -188,3 +227,38 @@ class AirflowDagProcessor(_AirflowComponent):
         if status != "healthy":
             raise RuntimeError(f"dag processor heartbeat is {status}")
         return f"parsing {ctx.dags_folder}"
+
+
+class CeleryWorker(Service):
+    """One Celery worker, presenting itself as host ``flux-worker-<n>``."""
+
+    after = ("airflow-init", "airflow-api-server")
+    ready_timeout = 120.0
+
+    def __init__(self, number: int):
+        self.number, self.host = number, cluster.WORKER_HOSTS[number - 1]
+        self.name = f"airflow-worker-{number}"
+        self.port = f"airflow_worker_log_{number}"
+        self.port_blocks = {self.port: (0,)}
+
+    def environ(self, ctx: Context) -> dict[str, str]:
+        env = airflow_env(ctx)
+        env["FLUX_HOSTNAME"] = self.host
+        env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(ctx.ports[self.port])
+        return env
+
+    def command(self, ctx: Context) -> list[str]:
+        return [ctx.python, "-m", "airflow", "celery", "worker", "--celery-hostname", f"celery@{self.host}"]
+
+    def check(self, ctx: Context) -> str:
+        from celery import Celery
+
+        own = cluster.databases(ctx)
+        app = Celery(broker=own.broker_url, broker_transport_options={"global_keyprefix": own.key_prefix})
+        try:
+            answers = app.control.ping(destination=[f"celery@{self.host}"], timeout=2.0)
+        finally:
+            app.close()
+        if not answers:
+            raise RuntimeError(f"celery@{self.host} does not answer a ping on {own.broker_url}")
+        return f"celery@{self.host}, broker {own.broker_url}"

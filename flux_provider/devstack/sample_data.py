@@ -1,7 +1,9 @@
 """The media company's source data, generated deterministically into the SQL Server stand-in.
 
 ``python -m flux_provider.devstack.sample_data --rows 20000`` (re)creates four
-tables in the stand-in's database (``$FLUX_MSSQL_DB``, or ``--db``):
+tables in the stand-in's database (``$FLUX_MSSQL_DB``, or ``--db``), or with
+``--mssql-conn mssql_default`` in a real SQL Server (the init job of
+``docker-compose.yaml``):
 
 * ``dbo.catalog_titles``: 200 titles (genre, runtime, release date, original?);
 * ``dbo.subscribers``: ``rows // 20`` subscribers (country, plan, monthly fee);
@@ -63,9 +65,41 @@ DAYS = 3
 
 
 def generate(db: Path, rows: int, *, seed: int = 7, end: dt.date = dt.date(2026, 3, 4)) -> dict[str, int]:
-    """(Re)create and fill the four source tables; returns rows per table."""
-    rng = random.Random(seed)
+    """(Re)create and fill the four source tables in the stand-in's SQLite file; returns rows per table."""
+    tables = sample_rows(rows, seed=seed, end=end)
     load_seed(db, DDL)
+    with sqlite3.connect(db) as conn:
+        for name, data in tables.items():
+            conn.executemany(f"INSERT INTO {name} VALUES ({', '.join('?' * len(data[0]))})", data)
+    return {name: len(data) for name, data in tables.items()}
+
+
+def load_into_sql_server(conn_id: str, rows: int, *, seed: int = 7, batch: int = 500) -> dict[str, int]:
+    """The same tables and rows into a real SQL Server (or the stand-in) through ``conn_id``: the init job
+    of ``docker-compose.yaml``. Multi-row INSERTs of ``batch`` rows with bound values, one commit per table."""
+    from airflow.providers.microsoft.mssql.hooks.mssql import MsSqlHook
+
+    tables = sample_rows(rows, seed=seed)
+    conn = MsSqlHook(mssql_conn_id=conn_id).get_conn()
+    try:
+        cursor = conn.cursor()
+        for statement in filter(None, (s.strip() for s in DDL.split(";"))):
+            cursor.execute(statement)
+        for name, data in tables.items():
+            marks = "(" + ", ".join(["%s"] * len(data[0])) + ")"
+            for start in range(0, len(data), batch):
+                chunk = data[start : start + batch]
+                values = [v for row in chunk for v in row]
+                cursor.execute(f"INSERT INTO dbo.{name} VALUES " + ", ".join([marks] * len(chunk)), tuple(values))
+            conn.commit()
+    finally:
+        conn.close()
+    return {name: len(data) for name, data in tables.items()}
+
+
+def sample_rows(rows: int, *, seed: int = 7, end: dt.date = dt.date(2026, 3, 4)) -> dict[str, list[tuple]]:
+    """The four tables' rows (deterministic for ``rows`` and ``seed``)."""
+    rng = random.Random(seed)
     titles = [
         (
             i,
@@ -111,16 +145,12 @@ def generate(db: Path, rows: int, *, seed: int = 7, end: dt.date = dt.date(2026,
                     rng.random() < 0.03,
                 )
             )
-    tables = {
+    return {
         "catalog_titles": titles,
         "subscribers": subscribers,
         "viewing_sessions": sessions,
         "ad_impressions": impressions,
     }
-    with sqlite3.connect(db) as conn:
-        for name, data in tables.items():
-            conn.executemany(f"INSERT INTO {name} VALUES ({', '.join('?' * len(data[0]))})", data)
-    return {name: len(data) for name, data in tables.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,10 +158,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=20_000, help="viewing sessions (other tables scale with it)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--db", default=os.environ.get("FLUX_MSSQL_DB"), help="the stand-in's SQLite file")
+    parser.add_argument(
+        "--mssql-conn", metavar="CONN_ID", help="load a SQL Server through this Airflow connection instead"
+    )
     args = parser.parse_args(argv)
-    if not args.db:
+    if args.mssql_conn:
+        counts = load_into_sql_server(args.mssql_conn, args.rows, seed=args.seed)
+    elif not args.db:
         parser.error("no --db and no $FLUX_MSSQL_DB: start the stack and run under `devstack env`")
-    counts = generate(Path(args.db), args.rows, seed=args.seed)
+    else:
+        counts = generate(Path(args.db), args.rows, seed=args.seed)
     for name, count in counts.items():
         print(f"dbo.{name:<18} {count:>10} rows")
     return 0

@@ -43,6 +43,8 @@ class Context:
     dag_bundles: dict[str, str] = field(default_factory=dict)
     #: Every service's Airflow connections (conn_id -> connection dict), filled by the stack.
     connections: dict[str, dict] = field(default_factory=dict)
+    #: The cluster-shaped stack (PostgreSQL, Celery, two schedulers, two workers): see ``devstack.cluster``.
+    cluster: bool = False
 
     @property
     def python(self) -> str:

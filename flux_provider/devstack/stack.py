@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flux_provider.devstack import ports as port_alloc
-from flux_provider.devstack.airflow import AirflowApiServer, AirflowDagProcessor, AirflowInit, AirflowScheduler
+from flux_provider.devstack.airflow import (
+    AirflowApiServer,
+    AirflowDagProcessor,
+    AirflowInit,
+    AirflowScheduler,
+    AirflowTriggerer,
+    CeleryWorker,
+)
 from flux_provider.devstack.hive import HiveMetastore, SparkThriftServer
 from flux_provider.devstack.jars import ensure_s3a_jars
 from flux_provider.devstack.mssql import TdsStandIn
@@ -43,6 +50,18 @@ SERVICES: list[Service] = [
     AirflowApiServer(),
     AirflowScheduler(),
     AirflowDagProcessor(),
+]
+
+#: The cluster-shaped stack (``up --cluster``, see ``devstack.cluster``): the same services, Airflow on
+#: PostgreSQL with CeleryExecutor, two schedulers, a triggerer and two workers standing for two hosts.
+CLUSTER_SERVICES: list[Service] = [
+    *SERVICES[:-2],
+    AirflowScheduler(1),
+    AirflowScheduler(2),
+    AirflowDagProcessor(),
+    AirflowTriggerer(),
+    CeleryWorker(1),
+    CeleryWorker(2),
 ]
 
 #: Set in every service's environment (and so inherited by everything it starts) to the run directory.
@@ -100,6 +119,7 @@ class Stack:
         services: list[Service] | None = None,
         echo: Callable[[str], None] = print,
         dag_bundles: dict[str, Path] | None = None,
+        cluster: bool | None = None,
     ):
         self.run_dir = Path(run_dir or default_run_dir()).resolve()
         self.dags_folder = Path(dags_folder or default_dags_folder()).resolve()
@@ -107,9 +127,11 @@ class Stack:
         self.dag_bundles = (
             None if dag_bundles is None else {name: str(Path(path).resolve()) for name, path in dag_bundles.items()}
         )
-        self.services = services if services is not None else SERVICES
         self.echo = echo
         self.state_file = self.run_dir / "state.json"
+        # None: the shape the running stack was started with (a plain `up` never changes it)
+        self.cluster = bool(self.load_state().get("cluster")) if cluster is None else cluster
+        self.services = services if services is not None else CLUSTER_SERVICES if self.cluster else SERVICES
 
     # ----------------------------------------------------------------- state
     def load_state(self) -> dict:
@@ -146,6 +168,7 @@ class Stack:
             dags_folder=Path(state.get("dags_folder", self.dags_folder)),
             jars=[Path(j) for j in state.get("jars", [])],
             dag_bundles=state.get("dag_bundles", {}),
+            cluster=bool(state.get("cluster")),
         )
         for service in self.services:
             ctx.connections.update(service.connections(ctx))
@@ -159,7 +182,9 @@ class Stack:
             if self.dag_bundles is None:
                 self.dag_bundles = state.get("dag_bundles", {})
             same_dags = (
-                state.get("dags_folder") == str(self.dags_folder) and state.get("dag_bundles", {}) == self.dag_bundles
+                state.get("dags_folder") == str(self.dags_folder)
+                and state.get("dag_bundles", {}) == self.dag_bundles
+                and bool(state.get("cluster")) == self.cluster
             )
             if state.get("processes") and same_dags:
                 unhealthy = {s.name for s in self._status(state) if s.state not in ("healthy", "done")}
@@ -179,7 +204,7 @@ class Stack:
                 self._stop_all(state, only=restart)
                 return self._start(state, timeout_scale, keep=set(kept))
             if state.get("processes"):
-                self.echo("the running stack serves other DAG folders: stopping it first")
+                self.echo("the running stack serves other DAG folders or has another shape: stopping it first")
                 self._stop_all(state)
             return self._start(state, timeout_scale)
 
@@ -218,6 +243,7 @@ class Stack:
             "processes": {name: raw for name, raw in previous.get("processes", {}).items() if name in keep},
             "started": previous.get("started", time.time()) if keep else time.time(),
             "mssql_seed": os.environ.get("FLUX_MSSQL_SEED", ""),
+            "cluster": self.cluster,
         }
         if any(service.needs_s3a_jars for service in self.services):
             self.echo("checking the s3a jars (the first run downloads them once)")
@@ -338,7 +364,9 @@ class Stack:
     def _stop_all(self, state: dict, only: set[str] | None = None) -> list[int]:
         """Stop the services (``only`` those named), tree by tree; stopping all also stops orphans."""
         pids: list[int] = []
-        for name in reversed([s.name for s in self.services]):
+        known = [s.name for s in self.services]
+        # a stack of the other shape (cluster or not) has services this one does not list: stop those first
+        for name in [n for n in state.get("processes", {}) if n not in known] + known[::-1]:
             raw = state.get("processes", {}).get(name)
             if raw and (only is None or name in only):
                 signalled = stop(ProcessRecord.from_dict(raw))

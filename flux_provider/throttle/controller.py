@@ -55,7 +55,8 @@ class Controller:
         from airflow.models.pool import Pool
 
         at = at or store.now()
-        if not store.acquire_lease(session, LEASE, self.holder, self.period * 3, at):
+        # held for two periods: a holder that dies (SIGKILL, lost host) is replaced within three
+        if not store.acquire_lease(session, LEASE, self.holder, self.period * 2, at):
             return []
         changes = []
         for row in session.execute(select(store.throttle)).mappings().all():

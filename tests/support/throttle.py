@@ -4,7 +4,6 @@ the check that a pool was never overrun."""
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 from sqlalchemy import create_engine, select
 
@@ -14,7 +13,7 @@ PERIOD = 10  # [flux] throttle_period on the local stack
 
 
 def stack_db(stack):
-    return create_engine(f"sqlite:///{Path(stack.env()['AIRFLOW_HOME']) / 'airflow.db'}")
+    return create_engine(stack.env()["FLUX_AIRFLOW_DB"])  # SQLite, or PostgreSQL on the cluster stack
 
 
 def slots(airflow_client, dataset: str) -> int:

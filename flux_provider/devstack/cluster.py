@@ -1,0 +1,101 @@
+"""The cluster-shaped local stack (``up --cluster``): Airflow as a real deployment runs it.
+
+Airflow's metadata DB on PostgreSQL, CeleryExecutor with Redis as the broker,
+**two** schedulers (the throttle controller's lease decides which one acts),
+**two** Celery workers that present themselves as two hosts (``flux-worker-1``
+and ``flux-worker-2``: the name Airflow records for every task instance, the
+Celery node name and the worker's own log server), a triggerer and the
+dag-processor, beside the same S3, SQL Server stand-in and Hive services as
+the embedded stack.
+
+It uses the PostgreSQL and Redis servers already running on the machine (this
+machine kind starts both; on a fresh Debian machine: ``apt-get install
+postgresql redis-server``), without disturbing their other users: a database
+of its own (``flux_<hash of the run directory>``) and a Redis database index
+plus a key prefix of its own. Where they live: ``$FLUX_POSTGRES_URL``
+(default ``postgresql://postgres@127.0.0.1:5432/postgres``, a login allowed to
+create databases) and ``$FLUX_REDIS_URL`` (default ``redis://127.0.0.1:6379``).
+
+Celery's result backend is the metadata database (``db+postgresql``), which is
+Airflow's own default and keeps task results out of the shared Redis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from flux_provider.devstack.service import Context, DevstackError
+
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
+#: The workers' host names (what Airflow records as a task instance's hostname).
+WORKER_HOSTS = ("flux-worker-1", "flux-worker-2")
+
+
+@dataclass(frozen=True)
+class ClusterDatabases:
+    """Where one cluster stack keeps its metadata and its broker queues."""
+
+    database: str  # the PostgreSQL database of this run directory
+    sql_alchemy_conn: str
+    broker_url: str
+    key_prefix: str
+
+    @property
+    def result_backend(self) -> str:
+        return "db+" + self.sql_alchemy_conn
+
+
+def databases(ctx: Context) -> ClusterDatabases:
+    digest = hashlib.sha1(str(ctx.run_dir).encode()).hexdigest()
+    name = f"flux_{digest[:10]}"
+    server = urlsplit(os.environ.get("FLUX_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    own = urlunsplit(("postgresql+psycopg2", server.netloc, f"/{name}", "", ""))
+    redis = os.environ.get("FLUX_REDIS_URL", DEFAULT_REDIS_URL).rstrip("/")
+    index = 1 + int(digest[10:14], 16) % 15  # 1..15: index 0 is where other users of the server look first
+    return ClusterDatabases(name, own, f"{redis}/{index}", f"flux-{digest[:10]}:")
+
+
+def ensure_database(ctx: Context) -> None:
+    """Create this stack's PostgreSQL database unless it exists (it survives restarts, as airflow.db does)."""
+    import psycopg2
+
+    own = databases(ctx)
+    url = os.environ.get("FLUX_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    try:
+        conn = psycopg2.connect(url, connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        raise DevstackError(
+            f"the cluster stack needs PostgreSQL at {urlsplit(url).hostname}:{urlsplit(url).port or 5432} "
+            f"($FLUX_POSTGRES_URL): {str(exc).strip()}. Start it (Debian: apt-get install postgresql; "
+            "service postgresql start) or point $FLUX_POSTGRES_URL at a server where this login may create "
+            "databases"
+        ) from None
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (own.database,))
+            if cursor.fetchone() is None:
+                cursor.execute(f'CREATE DATABASE "{own.database}"')
+    finally:
+        conn.close()
+
+
+def airflow_settings(ctx: Context) -> dict[str, dict[str, str]]:
+    """The airflow.cfg sections that make the embedded configuration a cluster's."""
+    own = databases(ctx)
+    return {
+        "core": {"executor": "CeleryExecutor", "hostname_callable": "flux_provider.devstack.hosts.hostname"},
+        "database": {"sql_alchemy_conn": own.sql_alchemy_conn},
+        "celery": {
+            "broker_url": own.broker_url,
+            "result_backend": own.result_backend,
+            "worker_concurrency": "4",
+        },
+        "celery_broker_transport_options": {"global_keyprefix": own.key_prefix, "visibility_timeout": "21600"},
+        # a try whose worker died is given up after 30 s (Airflow's default: 300) and retried elsewhere
+        "scheduler": {"task_instance_heartbeat_timeout": "30"},
+    }

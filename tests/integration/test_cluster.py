@@ -1,0 +1,287 @@
+"""The cluster-shaped stack (``devstack up --cluster``): Airflow on PostgreSQL, CeleryExecutor on Redis, two
+schedulers, a triggerer and two Celery workers standing for two hosts, beside the real S3, Hive and SQL
+Server stand-in. Run alone with ``make test PYTEST_ARGS='-m cluster'``.
+
+The module brings its own stack up in ``.devstack-cluster-test`` (its own PostgreSQL database and Redis
+index) and stops it at the end, so the rest of the suite does not share the two cores with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from flux_provider.run_report import stage_rows
+from flux_provider.throttle import store
+from tests.support import REPO
+from tests.support.throttle import PERIOD, concurrency_ok
+
+pytestmark = [pytest.mark.cluster, pytest.mark.stack]
+
+RUN_DIR = REPO / ".devstack-cluster-test"
+HOSTS = {"flux-worker-1", "flux-worker-2"}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from flux_provider.devstack import Stack
+
+    stack = Stack(run_dir=RUN_DIR, dags_folder=REPO / "dags", dag_bundles={}, cluster=True)
+    stack.up()
+    yield stack
+    stack.down()
+
+
+@pytest.fixture(scope="module")
+def db(cluster):
+    return create_engine(cluster.env()["FLUX_AIRFLOW_DB"])
+
+
+@pytest.fixture(scope="module")
+def demo(cluster):
+    """The sample bundle through the cluster's schedulers and workers (``devstack demo``), once."""
+    result = subprocess.run(
+        [sys.executable, "-m", "flux_provider.devstack", "--run-dir", str(RUN_DIR), "demo", "--rows", "8000"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def scheduler_pids(cluster) -> dict[int, str]:
+    processes = cluster.load_state()["processes"]
+    return {processes[name]["pid"]: name for name in ("airflow-scheduler", "airflow-scheduler-2")}
+
+
+def lease_holder(db) -> tuple[int, dt.datetime] | None:
+    with db.connect() as conn:
+        row = conn.execute(select(store.lease).where(store.lease.c.name == "throttle-controller")).first()
+    return (int(row.holder.rsplit(":", 1)[1]), row.expires_at) if row else None
+
+
+def test_the_cluster_runs_airflow_on_postgres_with_celery_two_schedulers_a_triggerer_and_two_workers(cluster, db):
+    names = {s.name: s.state for s in cluster.status()}
+    for service in ("airflow-scheduler", "airflow-scheduler-2", "airflow-triggerer", "airflow-worker-1"):
+        assert names[service] == "healthy", names
+    assert names["airflow-worker-2"] == "healthy"
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT version()")).scalar().startswith("PostgreSQL")
+        # the provider's own tables, made by its numbered migrations on PostgreSQL
+        assert conn.execute(text("SELECT version FROM flux_schema")).scalar() >= 2
+        jobs = conn.execute(text("SELECT job_type, count(*) FROM job WHERE state = 'running' GROUP BY job_type")).all()
+    assert dict(jobs).get("SchedulerJob") == 2 and dict(jobs).get("TriggererJob") == 1
+
+
+def test_the_sample_bundle_runs_and_reconciles_with_tasks_on_both_workers(demo, db):
+    assert "every data set ran and reconciled" in demo
+    with db.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT dag_id, task_id, map_index, state, hostname, queued_dttm, end_date FROM task_instance "
+                "WHERE dag_id LIKE 'flux_%'"
+            )
+        ).all()
+    assert {r.state for r in rows} == {"success"}, [r for r in rows if r.state != "success"]
+    assert {r.hostname for r in rows} == HOSTS  # both workers ran tasks, each under the host it stands for
+    # the split fact's parts, spread over both workers, never held more tasks than its pool's slots
+    parts = [
+        {"queued_when": r.queued_dttm.isoformat(), "end_date": r.end_date.isoformat()}
+        for r in rows
+        if r.dag_id == "flux_viewing_sessions" and r.task_id == "export_upload"
+    ]
+    assert len(parts) >= 8
+    with db.connect() as conn:
+        history = [
+            dict(e)
+            for e in conn.execute(
+                select(store.events).where(store.events.c.dataset == "viewing_sessions").order_by(store.events.c.id)
+            ).mappings()
+        ]
+    concurrency_ok(parts, history, 4)
+
+
+def client_of(cluster):
+    from flux_provider.devstack.airflow_api import AirflowClient
+
+    env = cluster.env()
+    return AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])
+
+
+def kill_host(pid: int) -> int:
+    """SIGKILL every process of a worker's session (the worker, its task processes, their freebcp): as if
+    its host died. Returns how many were killed."""
+    import psutil
+
+    victims = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) == pid:
+                victims.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    for proc in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+    return len(victims)
+
+
+def test_a_worker_killed_mid_export_is_retried_on_the_other_and_the_load_is_exact(cluster, db, demo):
+    """A worker host dies (every process of it SIGKILLed) while parts of the split fact export: Airflow gives
+    the lost tries up (heartbeat timeout, 30 s on this stack) and retries them on the other worker; the run
+    publishes every row once, and no multipart upload is left open."""
+    import sqlite3
+    from pathlib import Path
+
+    env = cluster.env()
+    client = client_of(cluster)
+    source = Path(env["FLUX_MSSQL_DB"])
+    with sqlite3.connect(source) as conn:  # each export query of the fact takes 6 s: long enough to be cut
+        conn.execute("DELETE FROM flux_faults")
+        conn.execute("INSERT INTO flux_faults VALUES ('viewing_sessions', NULL, -1, 6, 0)")
+        expected = conn.execute("SELECT COUNT(*) FROM viewing_sessions").fetchone()[0]
+    victim = cluster.load_state()["processes"]["airflow-worker-1"]["pid"]
+    try:
+        run_id = client.trigger("flux_viewing_sessions")
+        deadline = time.monotonic() + 180
+        while True:
+            with db.connect() as conn:
+                busy = conn.execute(
+                    text(
+                        "SELECT count(*) FROM task_instance WHERE dag_id = 'flux_viewing_sessions' AND run_id = :r "
+                        "AND task_id = 'export_upload' AND state = 'running' AND hostname = 'flux-worker-1'"
+                    ),
+                    {"r": run_id},
+                ).scalar()
+            if busy:
+                break
+            assert time.monotonic() < deadline, "no part ran on flux-worker-1"
+            time.sleep(0.5)
+        time.sleep(2)  # in the middle of its query
+        assert kill_host(victim) >= 2
+        result = client.wait_for_run("flux_viewing_sessions", run_id, timeout=600)
+    finally:
+        with sqlite3.connect(source) as conn:
+            conn.execute("DELETE FROM flux_faults")
+    assert result.state == "success"
+    with db.connect() as conn:
+        parts = conn.execute(
+            text(
+                "SELECT map_index, try_number, hostname FROM task_instance WHERE dag_id = 'flux_viewing_sessions' "
+                "AND run_id = :r AND task_id = 'export_upload'"
+            ),
+            {"r": run_id},
+        ).all()
+        lost = conn.execute(
+            text(
+                "SELECT map_index, hostname FROM task_instance_history WHERE dag_id = 'flux_viewing_sessions' "
+                "AND run_id = :r AND task_id = 'export_upload' AND hostname = 'flux-worker-1'"
+            ),
+            {"r": run_id},
+        ).all()
+    assert lost, "no try of a part was lost with flux-worker-1"
+    for map_index, _ in lost:  # each lost part ran again, on the host that was still alive
+        retried = next(p for p in parts if p.map_index == map_index)
+        assert retried.try_number >= 2 and retried.hostname == "flux-worker-2"
+    rows = stage_rows(lambda task_id: client.xcom("flux_viewing_sessions", run_id, task_id))
+    assert rows["exported"] == rows["uploaded"] == rows["staged"] == expected and rows["reconciled"]
+    assert sum(p["rows"] for p in rows["parts"]) == expected
+    open_uploads = boto_client(env).list_multipart_uploads(Bucket="flux").get("Uploads", [])
+    assert [u["Key"] for u in open_uploads if "viewing_sessions" in u["Key"]] == []
+    cluster.up()  # the stack restarts the dead worker
+    assert all(s.state in ("healthy", "done") for s in cluster.status())
+
+
+def boto_client(env: dict):
+    import boto3
+
+    conn = json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])
+    return boto3.client(
+        "s3",
+        endpoint_url=conn["extra"]["endpoint_url"],
+        region_name=conn["extra"]["region_name"],
+        aws_access_key_id=conn["login"],
+        aws_secret_access_key=conn["password"],
+    )
+
+
+def test_one_controller_acts_and_the_other_scheduler_takes_over_a_kill_9_within_3_periods(cluster, db, demo):
+    env = cluster.env()
+    client = client_of(cluster)
+    throttle = [sys.executable, "-m", "flux_provider.throttle"]
+    cli_env = {**os.environ, "AIRFLOW_HOME": env["AIRFLOW_HOME"]}
+    subprocess.run([*throttle, "pin", "titles", "1", "--reason", "failover test"], env=cli_env, check=True)
+
+    schedulers = scheduler_pids(cluster)
+    holder = lease_holder(db)
+    assert holder is not None and holder[0] in schedulers, (holder, schedulers)  # exactly one acts: a scheduler
+    acting = holder[0]
+    other = next(pid for pid in schedulers if pid != acting)
+    time.sleep(PERIOD + 1)
+    assert lease_holder(db)[0] == acting  # the other scheduler runs a controller too, and does not act
+
+    os.kill(acting, signal.SIGKILL)
+    killed = time.monotonic()
+    while lease_holder(db)[0] != other:
+        assert time.monotonic() - killed < 3 * PERIOD + 2, "the lease was not taken over within 3 periods"
+        time.sleep(0.5)
+    took = time.monotonic() - killed
+
+    # the new controller enforces the pin a person set before the failover: an outside edit is put back
+    pool = client.request("GET", "/pools/flux_titles").json()
+    client.request(
+        "PATCH",
+        "/pools/flux_titles",
+        json={"name": "flux_titles", "slots": 5, "include_deferred": pool["include_deferred"]},
+    )
+    deadline = time.monotonic() + 3 * PERIOD
+    while client.request("GET", "/pools/flux_titles").json()["slots"] != 1:
+        assert time.monotonic() < deadline, "the pin did not survive the failover"
+        time.sleep(1)
+    subprocess.run([*throttle, "unpin", "titles", "--reason", "failover test"], env=cli_env, check=True)
+    print(f"lease taken over {took:.1f}s after SIGKILL (period {PERIOD}s)")
+    cluster.up()  # the stack restarts the killed scheduler
+    assert all(s.state in ("healthy", "done") for s in cluster.status())
+
+
+def test_the_sample_source_loads_into_sql_server_through_pymssql(cluster, demo, monkeypatch):
+    """docker-compose.yaml's source-loader: the generated sample rows through a SQL Server connection (here the
+    cluster stack's stand-in; SQL Server 2022 itself cannot run here), read back exactly."""
+    import decimal
+
+    from flux_provider.devstack.sample_data import load_into_sql_server, sample_rows
+
+    env = cluster.env()
+    monkeypatch.setenv("AIRFLOW_CONN_MSSQL_DEFAULT", env["AIRFLOW_CONN_MSSQL_DEFAULT"])
+    counts = load_into_sql_server("mssql_default", 300)
+    expected = sample_rows(300)
+    assert counts == {name: len(rows) for name, rows in expected.items()}
+
+    def plain(value):
+        if isinstance(value, dt.datetime):
+            return value.isoformat(" ", "milliseconds")
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        return str(value) if isinstance(value, decimal.Decimal) else value
+
+    from airflow.providers.microsoft.mssql.hooks.mssql import MsSqlHook
+
+    conn = MsSqlHook(mssql_conn_id="mssql_default").get_conn()
+    try:
+        cursor = conn.cursor()
+        for name, rows in expected.items():
+            cursor.execute(f"SELECT * FROM dbo.{name} ORDER BY 1")
+            assert [tuple(plain(v) for v in row) for row in cursor.fetchall()] == rows, name
+    finally:
+        conn.close()
