@@ -30,6 +30,7 @@ class ErrorClass(str, enum.Enum):
     DATA = "data"  # a value does not fit, conversion/overflow, corrupt file
     CONFIG = "config"  # a bad spec or parameter (identifier, path, option)
     CRASH = "crash"  # the try ended without reaching the rules: killed, out of memory, heartbeat lost
+    SUPERSEDED = "superseded"  # a newer try of the same run published: this one was given up (a zombie)
     UNKNOWN = "unknown"
 
     @property
@@ -50,6 +51,7 @@ _TERMINAL = {
     ErrorClass.SYNTAX,
     ErrorClass.DATA,
     ErrorClass.CONFIG,
+    ErrorClass.SUPERSEDED,
 }
 _LOAD = {ErrorClass.TIMEOUT, ErrorClass.DEADLOCK, ErrorClass.THROTTLED, ErrorClass.CONNECTION}
 

@@ -103,6 +103,7 @@ class S3ChunkUploadHook(BaseHook):
         part: str | None = None,
         prefix: str | None = None,
         day: str | None = None,
+        attempt: int | None = None,
     ) -> UploadResult:
         """Encode and upload everything ``stream`` yields (a file or a pipe), then publish.
 
@@ -113,6 +114,8 @@ class S3ChunkUploadHook(BaseHook):
         split run: it is uploaded as that part's chunks and completed with a part manifest; the run
         is published once all parts are (:func:`~flux_provider.hooks.s3_chunks.publish_parts`).
         ``day``: the run's day (``{{ flux_day }}``); the data set's pointer never moves to an older day.
+        ``attempt``: the task's try number; a try that a newer try of the same run superseded (Airflow gave
+        it up and retried it elsewhere) is refused before it deletes or publishes anything.
         """
         from boto3.s3.transfer import TransferConfig
 
@@ -138,6 +141,7 @@ class S3ChunkUploadHook(BaseHook):
             max_inflight=settings.max_inflight,
             part=part,
             prefix=prefix,
+            attempt=attempt,
             transfer_config=TransferConfig(
                 multipart_threshold=part_bytes, multipart_chunksize=part_bytes, max_concurrency=2, use_threads=True
             ),

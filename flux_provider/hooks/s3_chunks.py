@@ -141,13 +141,15 @@ class ChunkUploader:
         clock: Callable[[], float] = time.monotonic,
         part: str | None = None,
         prefix: str | None = None,
+        attempt: int | None = None,
     ):
-        """``part``: this uploader writes one part of a split run, into ``prefix`` (fixed by the plan)."""
+        """``part``: this uploader writes one part of a split run, into ``prefix`` (fixed by the plan).
+        ``attempt``: the task's try number; a try never publishes over a newer try of the same run."""
         from boto3.s3.transfer import TransferConfig
 
         self.client, self.bucket, self.location = client, bucket, location.strip("/")
         self.run_key, self.dataset, self.extension = run_key, dataset, extension
-        self.part, self.fixed_prefix = part, prefix
+        self.part, self.fixed_prefix, self.attempt = part, prefix, attempt
         self.max_inflight, self.clock = max_inflight, clock
         self.transfer_config = transfer_config or TransferConfig()
         self._slots = threading.BoundedSemaphore(max_inflight)
@@ -286,11 +288,15 @@ class ChunkUploader:
         """Delete stale objects, write the manifest, then switch the pointer. Returns the manifest."""
         run = self.run
         try:
+            pointer_key = self._key(POINTER)
+            _refuse_if_superseded(
+                self.client, self.bucket, run.prefix, pointer_key, self.run_key, self.attempt, self.dataset
+            )
             self._delete_stale()
             manifest = _summary(self.bucket, run.prefix, run.chunks, format=FORMAT, dataset=self.dataset)
-            manifest = {"run_key": self.run_key, **manifest, **manifest_extra}
+            manifest = {"run_key": self.run_key, **manifest, **manifest_extra, "try": self.attempt}
             _put_json(self.client, self.bucket, run.prefix + MANIFEST, manifest)
-            _point(self.client, self.bucket, self._key(POINTER), self.run_key, run.prefix, manifest)
+            _point(self.client, self.bucket, pointer_key, self.run_key, run.prefix, manifest, dataset=self.dataset)
         except FluxError:
             raise
         except Exception as exc:  # classified
@@ -343,6 +349,7 @@ def publish_parts(
     dataset: str | None = None,
     before_publish: Callable[[list[dict]], None] | None = None,
     day: str | None = None,
+    attempt: int | None = None,
 ) -> dict:
     """Publish a split run once every part is complete: one manifest of all parts' chunks, then the pointer.
 
@@ -358,6 +365,7 @@ def publish_parts(
     pointer_key = f"{location}/{POINTER}" if location else POINTER
     manifests = []
     try:
+        _refuse_if_superseded(client, bucket, prefix, pointer_key, run_key, attempt, dataset)
         done = _get_json(client, bucket, prefix + MANIFEST)
         if done is not None:
             if [p["part"] for p in done.get("parts") or []] != list(parts):
@@ -368,7 +376,7 @@ def publish_parts(
                 )
             # an earlier try of this task published it and died before reporting: finish its work
             log.info("s3://%s/%s was published by an earlier try: pointing at it", bucket, prefix)
-            _point(client, bucket, pointer_key, run_key, prefix, done)
+            _point(client, bucket, pointer_key, run_key, prefix, {**done, "try": attempt}, dataset=dataset)
             return done
         for part in parts:
             key = part_manifest_key(prefix, part)
@@ -407,13 +415,14 @@ def publish_parts(
             "encoding": first.get("encoding"),
             "compression": first.get("compression"),
             "day": day,
+            "try": attempt,
             "parts": [
                 {"part": m["part"], "rows": m["rows"], "chunks": len(m["chunks"]), "source": m.get("source")}
                 for m in manifests
             ],
         }
         _put_json(client, bucket, prefix + MANIFEST, manifest)
-        _point(client, bucket, pointer_key, run_key, prefix, manifest)
+        _point(client, bucket, pointer_key, run_key, prefix, manifest, dataset=dataset)
     except FluxError:
         raise
     except Exception as exc:  # classified
@@ -441,13 +450,61 @@ def _summary(bucket: str, prefix: str, chunks: list[UploadedChunk], *, format: s
     }
 
 
-def _point(client, bucket: str, pointer_key: str, run_key: str, prefix: str, manifest: dict) -> None:
+def _superseded(bucket: str, where: str, newer: int, attempt: int, dataset: str | None) -> FluxError:
+    return flux_error(
+        f"superseded: try {newer} of this run already published s3://{bucket}/{where}; this try ({attempt}) was "
+        "given up by Airflow (its worker was cut off or too slow to heartbeat) and publishes nothing",
+        error_class=ErrorClass.SUPERSEDED,
+        dataset=dataset,
+        step="publish",
+    )
+
+
+def _newer_try(doc: dict | None, run_key: str, attempt: int | None) -> int | None:
+    """The try number of ``doc`` (a manifest or the pointer) if it is a newer try of the same run."""
+    if attempt is None or not doc or doc.get("run_key") != run_key:
+        return None
+    theirs = doc.get("try")
+    return theirs if isinstance(theirs, int) and theirs > attempt else None
+
+
+def _refuse_if_superseded(
+    client, bucket: str, prefix: str, pointer_key: str, run_key: str, attempt: int | None, dataset: str | None
+) -> None:
+    """Before a try deletes or writes anything of a run: refuse if a newer try of it published already."""
+    for key in (prefix + MANIFEST, pointer_key):
+        newer = _newer_try(_get_json(client, bucket, key), run_key, attempt)
+        if newer is not None:
+            raise _superseded(bucket, key, newer, attempt, dataset)
+
+
+#: A conditional pointer write that lost a race is re-read and decided again, at most this often.
+POINTER_RACES = 5
+
+
+def _point(
+    client,
+    bucket: str,
+    pointer_key: str,
+    run_key: str,
+    prefix: str,
+    manifest: dict,
+    *,
+    dataset: str | None = None,
+) -> None:
     """Point the data set at this run, unless it already points at a run of a later day (runs of several
-    days load at once in a catch-up: the one that finishes last is not always the newest)."""
-    day = manifest.get("day")
-    if day:
-        current = _get_json(client, bucket, pointer_key) or {}
-        if str(current.get("day") or "") > day:
+    days load at once in a catch-up: the one that finishes last is not always the newest), or at a newer
+    try of this run (a try Airflow gave up and retried elsewhere must not publish over its successor).
+
+    The write is conditional on the pointer read (S3 ``If-Match`` its ETag, ``If-None-Match: *`` when
+    there is none): if another writer changed it in between, it is read and decided again."""
+    day, attempt = manifest.get("day"), manifest.get("try")
+    for _ in range(POINTER_RACES):
+        current, etag = _get_json_and_etag(client, bucket, pointer_key)
+        newer = _newer_try(current, run_key, attempt)
+        if newer is not None:
+            raise _superseded(bucket, pointer_key, newer, attempt, dataset)
+        if day and str((current or {}).get("day") or "") > day:
             log.info(
                 "kept s3://%s/%s at day %s: run %s loads the older day %s",
                 bucket,
@@ -457,21 +514,48 @@ def _point(client, bucket: str, pointer_key: str, run_key: str, prefix: str, man
                 day,
             )
             return
-    pointer = {
-        "run_key": run_key,
-        "prefix": prefix,
-        "manifest": prefix + MANIFEST,
-        "rows": manifest["rows"],
-        "day": day,
-        "published_at": manifest["created_at"],
-    }
-    _put_json(client, bucket, pointer_key, pointer)
+        pointer = {
+            "run_key": run_key,
+            "prefix": prefix,
+            "manifest": prefix + MANIFEST,
+            "rows": manifest["rows"],
+            "day": day,
+            "try": attempt,
+            "published_at": manifest["created_at"],
+        }
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            _put_json(client, bucket, pointer_key, pointer, **condition)
+            return
+        except Exception as exc:
+            if not _lost_race(exc):
+                raise
+            log.info("s3://%s/%s changed while this run published: reading it again", bucket, pointer_key)
+    raise flux_error(
+        f"s3://{bucket}/{pointer_key} changed {POINTER_RACES} times while this run published: other writers keep "
+        "moving it. Check that one data set is not loaded by two deployments at once",
+        error_class=ErrorClass.THROTTLED,
+        dataset=dataset,
+        step="publish",
+    )
 
 
-def _put_json(client, bucket: str, key: str, payload: dict) -> None:
+def _lost_race(exc: BaseException) -> bool:
+    """A conditional write refused because the object changed (412), or was created meanwhile (409)."""
+    response = getattr(exc, "response", None) or {}
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status in (409, 412) or response.get("Error", {}).get("Code") in (
+        "PreconditionFailed",
+        "ConditionalRequestConflict",
+    )
+
+
+def _put_json(client, bucket: str, key: str, payload: dict, **condition) -> None:
     body = json.dumps(payload, indent=1).encode()
     digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
-    client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", ChecksumSHA256=digest)
+    client.put_object(
+        Bucket=bucket, Key=key, Body=body, ContentType="application/json", ChecksumSHA256=digest, **condition
+    )
 
 
 def _is_missing(exc: BaseException) -> bool:
@@ -496,12 +580,18 @@ def _exists(client, bucket: str, key: str) -> bool:
 
 def _get_json(client, bucket: str, key: str) -> dict | None:
     """The JSON object at ``key``, or None when there is none."""
+    return _get_json_and_etag(client, bucket, key)[0]
+
+
+def _get_json_and_etag(client, bucket: str, key: str) -> tuple[dict | None, str | None]:
+    """The JSON object at ``key`` and its ETag, or (None, None) when there is none."""
     try:
-        return json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        response = client.get_object(Bucket=bucket, Key=key)
     except Exception as exc:
         if _is_missing(exc):
-            return None
+            return None, None
         raise
+    return json.loads(response["Body"].read()), response.get("ETag")
 
 
 def _list(client, bucket: str, prefix: str) -> list[str]:

@@ -40,6 +40,12 @@ __all__ = ["ERROR_XCOM", "FluxOperator"]
 DEFAULT_RETRY_DELAY = dt.timedelta(seconds=60)
 
 
+def try_number(context) -> int | None:
+    """This try's number (Airflow counts from 1), or None outside a task run."""
+    number = getattr(context.get("ti"), "try_number", None)
+    return number if isinstance(number, int) else None
+
+
 class FluxOperator(BaseOperator):
     """Base of the flux operators (``dataset`` names the data set; ``step`` the stage).
 

@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from flux_provider.errors import ErrorClass
 from flux_provider.handoffs import ExportResult
 from flux_provider.hooks.chunked_upload import ChunkSettings, S3ChunkUploadHook
+from flux_provider.operators.base import try_number
 from flux_provider.operators.bcp_export import BcpExportOperator
 from flux_provider.run_day import VARIABLE as DAY_VARIABLE
 
@@ -135,6 +136,7 @@ class BcpToS3Operator(BcpExportOperator):
                     part=self.part["name"] if self.part else None,
                     prefix=self.part["prefix"] if self.part else None,
                     day=context.get(DAY_VARIABLE),
+                    attempt=try_number(context),
                 )
         except BaseException:
             exporter.join(timeout=0.5)

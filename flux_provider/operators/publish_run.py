@@ -31,7 +31,7 @@ from flux_provider.errors import ErrorClass
 from flux_provider.handoffs import ExportResult, UploadResult
 from flux_provider.hooks.s3_chunks import MANIFEST, publish_parts, split_s3_url
 from flux_provider.hooks.s3_client import s3_client
-from flux_provider.operators.base import FluxOperator
+from flux_provider.operators.base import FluxOperator, try_number
 from flux_provider.queries import QueryRefused, check_read_only
 from flux_provider.run_day import VARIABLE as DAY_VARIABLE
 
@@ -85,6 +85,7 @@ class PublishRunOperator(FluxOperator):
             dataset=self.dataset,
             before_publish=self._check_total,
             day=context.get(DAY_VARIABLE),
+            attempt=try_number(context),
         )
         sources = [p.get("source") or {} for p in manifest["parts"]]
         tools = sorted({s.get("tool") for s in sources if s.get("tool")})

@@ -43,7 +43,7 @@ from pathlib import Path
 from flux_provider.errors import ErrorClass
 from flux_provider.handoffs import ExportResult
 from flux_provider.hooks.chunked_upload import ChunkSettings, S3ChunkUploadHook, run_key_for
-from flux_provider.operators.base import FluxOperator
+from flux_provider.operators.base import FluxOperator, try_number
 from flux_provider.run_day import VARIABLE as DAY_VARIABLE
 
 
@@ -158,7 +158,12 @@ class S3ChunkUploadOperator(FluxOperator):
         export = self._export_info(context)
         with open(export.path, "rb") as stream:
             result = self.hook().upload_stream(
-                stream, export, self.s3_location, context["ti"].run_id, day=context.get(DAY_VARIABLE)
+                stream,
+                export,
+                self.s3_location,
+                context["ti"].run_id,
+                day=context.get(DAY_VARIABLE),
+                attempt=try_number(context),
             )
         if self.delete_export:
             Path(export.path).unlink(missing_ok=True)

@@ -209,6 +209,112 @@ def test_a_resumed_try_reuses_only_chunks_with_the_same_bytes(stack, unique):
     assert bodies == [changed, second]
 
 
+# ---------------------------------------------------------------- a zombie try
+PLAIN = {"compression": None}  # what a manifest says of uncompressed chunks
+
+
+def uploaded(client, location: str, run_key: str, attempt: int, data: bytes, **kwargs):
+    """One try of a run, uploaded but not published (what a try has done when its worker is cut off)."""
+    from flux_provider.formats.chunker import Chunk
+    from flux_provider.hooks.s3_chunks import ChunkUploader
+
+    uploader = ChunkUploader(client, "flux", location, run_key, dataset="zombie", attempt=attempt, **kwargs)
+    uploader.start()
+    uploader.submit(Chunk(0, data, data.count(b"\n"), len(data)))
+    uploader.finish()
+    return uploader
+
+
+def test_a_superseded_try_cannot_publish_over_its_successor_whatever_the_order(stack, unique):
+    """Airflow gave try 1 up (its worker was cut off) and ran try 2 elsewhere. Whichever publishes first,
+    the pointer ends at try 2; try 1 publishing after try 2 is refused before it deletes or writes anything."""
+    from flux_provider.errors import FluxError
+
+    client = s3()
+    # try 2 first, then the zombie
+    location = f"tests/{unique}/late-zombie"
+    zombie = uploaded(client, location, "run", 1, b"z\x01old\n" * 10)
+    successor = uploaded(client, location, "run", 2, b"s\x01new\n" * 10)
+    successor.publish(PLAIN)
+    before = {k: client.head_object(Bucket="flux", Key=k)["ETag"] for k in keys_under(client, "flux", location)}
+    with pytest.raises(FluxError) as refused:
+        zombie.publish(PLAIN)
+    assert refused.value.error_class is ErrorClass.SUPERSEDED and refused.value.error_class.terminal
+    assert "superseded: try 2 of this run already published" in str(refused.value)
+    after = {k: client.head_object(Bucket="flux", Key=k)["ETag"] for k in keys_under(client, "flux", location)}
+    assert after == before  # nothing deleted, nothing rewritten
+    pointer, manifest = read_published(client, "flux", location)
+    assert pointer["try"] == manifest["try"] == 2
+    assert download_rows(client, manifest) == [["s", "new"]] * 10
+
+    # the zombie first, then try 2: try 2 publishes a new generation and the pointer moves to it
+    location = f"tests/{unique}/early-zombie"
+    uploaded(client, location, "run", 1, b"z\x01old\n" * 10).publish(PLAIN)
+    successor = uploaded(client, location, "run", 2, b"s\x01new\n" * 10)
+    successor.publish(PLAIN)
+    pointer, manifest = read_published(client, "flux", location)
+    assert pointer["try"] == 2 and pointer["prefix"].endswith("/runs/run.1/")
+    assert download_rows(client, manifest) == [["s", "new"]] * 10
+
+
+class RacingClient:
+    """The real S3 client, except that just before the first conditional write of the pointer another writer
+    (try 3 of the same run) puts its own pointer: the conditional write then meets a real 412."""
+
+    def __init__(self, client, pointer_key: str, run_key: str):
+        self.client, self.pointer_key, self.run_key, self.refusals = client, pointer_key, run_key, []
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def put_object(self, **kwargs):
+        conditional = "IfMatch" in kwargs or "IfNoneMatch" in kwargs
+        if kwargs["Key"] == self.pointer_key and conditional and not self.refusals:
+            body = json.dumps({"run_key": self.run_key, "prefix": "elsewhere/", "manifest": "x", "try": 3})
+            self.client.put_object(Bucket=kwargs["Bucket"], Key=self.pointer_key, Body=body.encode())
+            try:
+                return self.client.put_object(**kwargs)
+            except Exception as exc:
+                self.refusals.append(exc.response["Error"]["Code"])
+                raise
+        return self.client.put_object(**kwargs)
+
+
+@pytest.mark.parametrize("pointer_exists", [False, True], ids=["if-none-match", "if-match"])
+def test_the_pointer_write_is_conditional_and_a_lost_race_is_decided_again(stack, unique, pointer_exists):
+    """SeaweedFS refuses a conditional write on a pointer that changed after it was read (If-Match its ETag,
+    or If-None-Match * when there was none); the publisher reads it again and sees it was superseded."""
+    from flux_provider.errors import FluxError
+
+    client = s3()
+    location = f"tests/{unique}/race"
+    if pointer_exists:  # an earlier run (another day) is published: the write is If-Match on its ETag
+        uploaded(client, location, "yesterday", 1, b"y\x01y\n").publish(PLAIN)
+    racing = RacingClient(client, f"{location}/_published.json", "run")
+    with pytest.raises(FluxError) as refused:
+        uploaded(racing, location, "run", 1, b"z\x01z\n").publish(PLAIN)
+    assert racing.refusals in (["PreconditionFailed"], ["ConditionalRequestConflict"])
+    assert refused.value.error_class is ErrorClass.SUPERSEDED
+    pointer = json.loads(client.get_object(Bucket="flux", Key=f"{location}/_published.json")["Body"].read())
+    assert pointer["try"] == 3  # the other writer's pointer stands
+
+
+def test_a_superseded_publish_task_of_a_split_run_is_refused(stack, unique):
+    from flux_provider.errors import FluxError
+    from flux_provider.hooks.s3_chunks import publish_parts
+
+    client = s3()
+    location = f"tests/{unique}/split"
+    prefix = f"{location}/runs/run/"
+    uploaded(client, location, "run", 1, b"p\x01p\n" * 3, part="p00", prefix=prefix).publish_part({})
+    published = publish_parts(client, "flux", location, prefix, "run", ["p00"], attempt=2)
+    assert published["try"] == 2 and published["rows"] == 3
+    with pytest.raises(FluxError) as refused:
+        publish_parts(client, "flux", location, prefix, "run", ["p00"], attempt=1)
+    assert refused.value.error_class is ErrorClass.SUPERSEDED
+    assert read_published(client, "flux", location)[0]["try"] == 2
+
+
 # ---------------------------------------------------------------- crash and outage
 def big_export(path: Path, rows: int, columns: int = 5) -> dict:
     """A synthetic bcp export file (what BcpExportOperator writes), ~200 bytes a row."""

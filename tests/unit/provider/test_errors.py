@@ -44,6 +44,7 @@ def test_terminal_classes_stop_airflow_retries_and_transient_ones_do_not(error_c
         ErrorClass.SYNTAX,
         ErrorClass.DATA,
         ErrorClass.CONFIG,
+        ErrorClass.SUPERSEDED,  # a zombie try: its successor did the work
     ):
         assert isinstance(exc, FluxTerminalError) and isinstance(exc, AirflowFailException)
     else:
