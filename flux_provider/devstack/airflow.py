@@ -105,7 +105,7 @@ class AirflowInit(Service):
             }
         )
         if ctx.cluster:
-            cluster.ensure_database(ctx)
+            cluster.ensure_database(ctx, marker=home / "cluster-database")
             for section, values in cluster.airflow_settings(ctx).items():
                 cfg.read_dict({section: values})
         cfg_path = home / "airflow.cfg"

@@ -59,8 +59,10 @@ def databases(ctx: Context) -> ClusterDatabases:
     return ClusterDatabases(name, own, f"{redis}/{index}", f"flux-{digest[:10]}:")
 
 
-def ensure_database(ctx: Context) -> None:
-    """Create this stack's PostgreSQL database unless it exists (it survives restarts, as airflow.db does)."""
+def ensure_database(ctx: Context, marker) -> None:
+    """This stack's PostgreSQL database: kept across restarts (as airflow.db is), but made anew when the run
+    directory is new (``marker``, a file in it, is missing): a database left by a deleted run directory of
+    the same path holds connections encrypted with other secrets. The stack's Redis keys go with it."""
     import psycopg2
 
     own = databases(ctx)
@@ -74,14 +76,38 @@ def ensure_database(ctx: Context) -> None:
             "service postgresql start) or point $FLUX_POSTGRES_URL at a server where this login may create "
             "databases"
         ) from None
+    fresh = not marker.exists()
     try:
         conn.autocommit = True
         with conn.cursor() as cursor:
+            if fresh:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{own.database}" WITH (FORCE)')
             cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (own.database,))
             if cursor.fetchone() is None:
                 cursor.execute(f'CREATE DATABASE "{own.database}"')
     finally:
         conn.close()
+    if fresh:
+        _forget_queues(own)
+        marker.write_text(own.database + "\n")
+
+
+def _forget_queues(own: ClusterDatabases) -> None:
+    """Delete the Redis keys under this stack's prefix (queued tasks of a stack that is gone)."""
+    import redis
+
+    client = redis.Redis.from_url(own.broker_url, socket_connect_timeout=5)
+    try:
+        keys = list(client.scan_iter(match=own.key_prefix + "*", count=500))
+        if keys:
+            client.delete(*keys)
+    except redis.ConnectionError as exc:
+        raise DevstackError(
+            f"the cluster stack needs Redis at {own.broker_url} ($FLUX_REDIS_URL): {exc}. Start it (Debian: "
+            "apt-get install redis-server) or point $FLUX_REDIS_URL at one"
+        ) from None
+    finally:
+        client.close()
 
 
 def airflow_settings(ctx: Context) -> dict[str, dict[str, str]]:

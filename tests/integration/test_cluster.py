@@ -203,6 +203,69 @@ def test_a_worker_killed_mid_export_is_retried_on_the_other_and_the_load_is_exac
     assert all(s.state in ("healthy", "done") for s in cluster.status())
 
 
+def task_processes(ti_id: str) -> list:
+    """The processes of one running try: Airflow's supervisor (in a Celery pool process), the task process it
+    forked (titled ``airflow worker -- <task instance id>``) and the task's children (freebcp)."""
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline"]):
+        if " ".join(proc.info["cmdline"] or []).strip() == f"airflow worker -- {ti_id}":
+            return [proc.parent(), proc, *proc.children(recursive=True)]
+    return []
+
+
+def test_a_try_cut_off_mid_export_never_publishes_over_its_successor(cluster, db, demo):
+    """A try is cut off (its processes stopped: no heartbeat) while it streams; Airflow gives it up and runs
+    the task again; once the retry has published, the old try is let go on. The pointer stays the retry's,
+    and the run loads every row."""
+    import sqlite3
+    from pathlib import Path
+
+    env = cluster.env()
+    client = client_of(cluster)
+    source = Path(env["FLUX_MSSQL_DB"])
+    with sqlite3.connect(source) as conn:  # every batch on the table waits 6 s: the try is cut off mid-export
+        conn.execute("DELETE FROM flux_faults")
+        conn.execute("INSERT INTO flux_faults VALUES ('catalog_titles', NULL, -1, 6, 0)")
+        expected = conn.execute("SELECT COUNT(*) FROM catalog_titles").fetchone()[0]
+    stopped = []
+    try:
+        run_id = client.trigger("flux_titles")
+        query = text(
+            "SELECT id, try_number, state, hostname FROM task_instance WHERE dag_id = 'flux_titles' "
+            "AND run_id = :r AND task_id = 'export_upload'"
+        )
+        deadline = time.monotonic() + 180
+        while not stopped:
+            with db.connect() as conn:
+                ti = conn.execute(query, {"r": run_id}).first()
+            if ti and ti.state == "running":
+                time.sleep(3)  # inside its export
+                stopped = [p for p in task_processes(str(ti.id)) if p is not None]
+            assert time.monotonic() < deadline, "the export never ran"
+            time.sleep(0.5)
+        for proc in stopped:
+            proc.send_signal(signal.SIGSTOP)
+        cut = ti
+        result = client.wait_for_run("flux_titles", run_id, timeout=600)
+        assert result.state == "success"
+        with db.connect() as conn:
+            final = conn.execute(query, {"r": run_id}).first()
+        assert final.try_number > cut.try_number  # Airflow gave the cut-off try up and ran it again
+    finally:
+        for proc in stopped:
+            with contextlib.suppress(Exception):
+                proc.send_signal(signal.SIGCONT)
+        with sqlite3.connect(source) as conn:
+            conn.execute("DELETE FROM flux_faults")
+    time.sleep(20)  # the old try goes on: its supervisor learns it was given up, or its publish is refused
+    s3 = boto_client(env)
+    pointer = json.loads(s3.get_object(Bucket="flux", Key="media/titles/_published.json")["Body"].read())
+    assert pointer["try"] == final.try_number and pointer["rows"] == expected
+    rows = stage_rows(lambda task_id: client.xcom("flux_titles", run_id, task_id))
+    assert rows["exported"] == rows["uploaded"] == rows["staged"] == expected and rows["reconciled"]
+
+
 def boto_client(env: dict):
     import boto3
 
