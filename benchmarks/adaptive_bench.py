@@ -42,7 +42,9 @@ DATASET, DAG_ID, ROWS, PERIOD = "bench_capacity", "flux_bench_capacity", 1600, 1
 
 
 def bring_up():
+    """The benchmarks' stack (bundle ``benchmarks/dags``), its pools reset as the specs say, and a REST client."""
     from flux_provider.devstack import Stack
+    from flux_provider.devstack.airflow_api import AirflowClient
 
     stack = Stack(
         run_dir=REPO / ".devstack-bench", dags_folder=REPO / "dags", dag_bundles={"flux-bench": HERE / "dags"}
@@ -50,7 +52,14 @@ def bring_up():
     stack.up()
     env = stack.env()
     os.environ.update({k: v for k, v in env.items() if k != "AIRFLOW_HOME"})
-    return stack, env
+    subprocess.run(  # the data sets' pools and bounds as their specs say
+        [sys.executable, "-m", "flux_provider.specs", "pools", "sync", "--reset", str(HERE / "dags")],
+        env={**os.environ, "AIRFLOW_HOME": env["AIRFLOW_HOME"]},
+        check=True,
+        capture_output=True,
+    )
+    client = AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])
+    return stack, env, client
 
 
 def prepare_source(env: dict, query_seconds: float) -> None:
@@ -153,17 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--down", action="store_true", help="stop the benchmark stack afterwards")
     args = parser.parse_args(argv)
 
-    from flux_provider.devstack.airflow_api import AirflowClient
-
-    stack, env = bring_up()
-    subprocess.run(  # the data set's pool and bounds as its spec says
-        [sys.executable, "-m", "flux_provider.specs", "pools", "sync", "--reset", str(HERE / "dags")],
-        env={**os.environ, "AIRFLOW_HOME": env["AIRFLOW_HOME"]},
-        check=True,
-        capture_output=True,
-    )
+    stack, env, client = bring_up()
     prepare_source(env, args.query_seconds)
-    client = AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])
     client.wait_for_dag(DAG_ID)
     print(f"{ROWS} rows in 16 parts; source capacity 3, each query {args.query_seconds:.0f} s; period {PERIOD} s\n")
     header = f"{'CONFIG':<18}{'STATE':<9}{'SECONDS':>8}{'ROWS/S':>9}{'FAILED':>8}{'RETRIES':>9}{'CUT S':>8}{'SLOTS':>7}"

@@ -39,7 +39,7 @@ import sys
 import threading
 from pathlib import Path
 
-from adaptive_bench import HERE, RESULTS, bring_up
+from adaptive_bench import RESULTS, bring_up
 from export_bench import generate
 
 CHAINS = {"flux": "flux_bench_e2e", "stock": "stock_chain"}
@@ -179,18 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--down", action="store_true", help="stop the benchmark stack afterwards")
     args = parser.parse_args(argv)
 
-    from flux_provider.devstack.airflow_api import AirflowClient
-
-    stack, env = bring_up()
-    subprocess.run(  # the data sets' pools as their specs say
-        [sys.executable, "-m", "flux_provider.specs", "pools", "sync", "--reset", str(HERE / "dags")],
-        env={**os.environ, "AIRFLOW_HOME": env["AIRFLOW_HOME"]},
-        check=True,
-        capture_output=True,
-    )
+    stack, env, client = bring_up()
     prepare_source(env, args.rows)
     prepare_stock(env)
-    client = AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])
     for dag_id in CHAINS.values():
         client.wait_for_dag(dag_id)
     header = (

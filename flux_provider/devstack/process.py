@@ -89,7 +89,7 @@ def exit_code(record: ProcessRecord) -> int | None:
     return os.waitstatus_to_exitcode(status)
 
 
-def _tree(proc: psutil.Process) -> list[psutil.Process]:
+def session_tree(proc: psutil.Process) -> list[psutil.Process]:
     """The process, its descendants and every other member of its session."""
     members = {proc.pid: proc}
     try:
@@ -133,7 +133,7 @@ def stop(record: ProcessRecord, *, grace: float = 15.0) -> list[int]:
     if proc is None:
         exit_code(record)
         return []
-    signalled = _terminate(_tree(proc), grace)
+    signalled = _terminate(session_tree(proc), grace)
     exit_code(record)
     return signalled
 

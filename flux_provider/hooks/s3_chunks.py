@@ -289,8 +289,9 @@ class ChunkUploader:
         run = self.run
         try:
             pointer_key = self._key(POINTER)
+            published = _get_json(self.client, self.bucket, run.prefix + MANIFEST)
             _refuse_if_superseded(
-                self.client, self.bucket, run.prefix, pointer_key, self.run_key, self.attempt, self.dataset
+                self.client, self.bucket, run.prefix, pointer_key, self.run_key, self.attempt, self.dataset, published
             )
             self._delete_stale()
             manifest = _summary(self.bucket, run.prefix, run.chunks, format=FORMAT, dataset=self.dataset)
@@ -365,8 +366,8 @@ def publish_parts(
     pointer_key = f"{location}/{POINTER}" if location else POINTER
     manifests = []
     try:
-        _refuse_if_superseded(client, bucket, prefix, pointer_key, run_key, attempt, dataset)
         done = _get_json(client, bucket, prefix + MANIFEST)
+        _refuse_if_superseded(client, bucket, prefix, pointer_key, run_key, attempt, dataset, done)
         if done is not None:
             if [p["part"] for p in done.get("parts") or []] != list(parts):
                 raise fail(
@@ -450,32 +451,29 @@ def _summary(bucket: str, prefix: str, chunks: list[UploadedChunk], *, format: s
     }
 
 
-def _superseded(bucket: str, where: str, newer: int, attempt: int, dataset: str | None) -> FluxError:
-    return flux_error(
-        f"superseded: try {newer} of this run already published s3://{bucket}/{where}; this try ({attempt}) was "
-        "given up by Airflow (its worker was cut off or too slow to heartbeat) and publishes nothing",
-        error_class=ErrorClass.SUPERSEDED,
-        dataset=dataset,
-        step="publish",
-    )
-
-
-def _newer_try(doc: dict | None, run_key: str, attempt: int | None) -> int | None:
-    """The try number of ``doc`` (a manifest or the pointer) if it is a newer try of the same run."""
+def _refuse_if_newer(doc: dict | None, bucket: str, key: str, run_key: str, attempt: int | None, dataset) -> None:
+    """Raise ``superseded`` if ``doc`` (the manifest or the pointer at ``key``) was written by a newer try
+    of the same run."""
     if attempt is None or not doc or doc.get("run_key") != run_key:
-        return None
+        return
     theirs = doc.get("try")
-    return theirs if isinstance(theirs, int) and theirs > attempt else None
+    if isinstance(theirs, int) and theirs > attempt:
+        raise flux_error(
+            f"superseded: try {theirs} of this run already published s3://{bucket}/{key}; this try ({attempt}) "
+            "was given up by Airflow (its worker was cut off or too slow to heartbeat) and publishes nothing",
+            error_class=ErrorClass.SUPERSEDED,
+            dataset=dataset,
+            step="publish",
+        )
 
 
 def _refuse_if_superseded(
-    client, bucket: str, prefix: str, pointer_key: str, run_key: str, attempt: int | None, dataset: str | None
+    client, bucket: str, prefix: str, pointer_key: str, run_key: str, attempt: int | None, dataset, manifest
 ) -> None:
-    """Before a try deletes or writes anything of a run: refuse if a newer try of it published already."""
-    for key in (prefix + MANIFEST, pointer_key):
-        newer = _newer_try(_get_json(client, bucket, key), run_key, attempt)
-        if newer is not None:
-            raise _superseded(bucket, key, newer, attempt, dataset)
+    """Before a try deletes or writes anything of a run: refuse if a newer try of it published already
+    (``manifest``: the run's manifest as the caller read it, or None)."""
+    _refuse_if_newer(manifest, bucket, prefix + MANIFEST, run_key, attempt, dataset)
+    _refuse_if_newer(_get_json(client, bucket, pointer_key), bucket, pointer_key, run_key, attempt, dataset)
 
 
 #: A conditional pointer write that lost a race is re-read and decided again, at most this often.
@@ -501,9 +499,7 @@ def _point(
     day, attempt = manifest.get("day"), manifest.get("try")
     for _ in range(POINTER_RACES):
         current, etag = _get_json_and_etag(client, bucket, pointer_key)
-        newer = _newer_try(current, run_key, attempt)
-        if newer is not None:
-            raise _superseded(bucket, pointer_key, newer, attempt, dataset)
+        _refuse_if_newer(current, bucket, pointer_key, run_key, attempt, dataset)
         if day and str((current or {}).get("day") or "") > day:
             log.info(
                 "kept s3://%s/%s at day %s: run %s loads the older day %s",

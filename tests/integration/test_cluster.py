@@ -124,16 +124,12 @@ def kill_host(pid: int) -> int:
     its host died. Returns how many were killed."""
     import psutil
 
-    victims = []
-    for proc in psutil.process_iter():
-        try:
-            if os.getsid(proc.pid) == pid:
-                victims.append(proc)
-        except (ProcessLookupError, PermissionError, psutil.Error):
-            continue
+    from flux_provider.devstack.process import session_tree
+
+    victims = session_tree(psutil.Process(pid))
     for proc in victims:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
     return len(victims)
 
 
