@@ -244,11 +244,24 @@ class CeleryWorker(Service):
     def environ(self, ctx: Context) -> dict[str, str]:
         env = airflow_env(ctx)
         env["FLUX_HOSTNAME"] = self.host
+        env["FLUX_STAGING_DIR"] = str(cluster.staging_dir(ctx))  # each host's own disk there (on_own_disk)
         env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(ctx.ports[self.port])
         return env
 
     def command(self, ctx: Context) -> list[str]:
-        return [ctx.python, "-m", "airflow", "celery", "worker", "--celery-hostname", f"celery@{self.host}"]
+        queues = f"default,{self.host}"  # Airflow's [operators] default_queue, and the host's own
+        worker = [
+            ctx.python,
+            "-m",
+            "airflow",
+            "celery",
+            "worker",
+            "-q",
+            queues,
+            "--celery-hostname",
+            f"celery@{self.host}",
+        ]
+        return cluster.on_own_disk(ctx, self.host, worker)
 
     def check(self, ctx: Context) -> str:
         from celery import Celery

@@ -6,7 +6,13 @@ Airflow's metadata DB on PostgreSQL, CeleryExecutor with Redis as the broker,
 and ``flux-worker-2``: the name Airflow records for every task instance, the
 Celery node name and the worker's own log server), a triggerer and the
 dag-processor, beside the same S3, SQL Server stand-in and Hive services as
-the embedded stack.
+the embedded stack. Each worker host has a local disk of its own for export
+files: the workers all stage under ``<run dir>/staging`` (their
+``$FLUX_STAGING_DIR``), but each runs in a mount namespace of its own where
+that folder is ``<run dir>/hosts/<host>/staging``, so a file written on one
+host is not there on the other, as between real hosts (this needs root, as
+``unshare --mount`` does; without it the workers share the folder). Each
+host also serves a queue named after itself beside ``default``.
 
 It uses the PostgreSQL and Redis servers already running on the machine (this
 machine kind starts both; on a fresh Debian machine: ``apt-get install
@@ -33,6 +39,21 @@ DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 #: The workers' host names (what Airflow records as a task instance's hostname).
 WORKER_HOSTS = ("flux-worker-1", "flux-worker-2")
+
+
+def staging_dir(ctx: Context, host: str | None = None):
+    """Where the workers stage export files (``host`` None), or what that folder is on worker ``host``
+    (its own disk: the other host does not see it)."""
+    return ctx.run_dir / "hosts" / host / "staging" if host else ctx.run_dir / "staging"
+
+
+def on_own_disk(ctx: Context, host: str, command: list[str]) -> list[str]:
+    """``command`` in a mount namespace of its own where the staging folder is ``host``'s own disk."""
+    if os.geteuid() != 0:  # unshare --mount needs root: the workers share the staging folder
+        return command
+    script = 'mkdir -p "$0" "$1" && mount --bind "$0" "$1" && shift && exec "$@"'
+    own, shared = staging_dir(ctx, host), staging_dir(ctx)
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(own), str(shared), *command]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ Subclasses implement :meth:`FluxOperator.run`. When it fails, ``execute``:
 from __future__ import annotations
 
 import datetime as dt
+import socket
 
 from airflow.sdk import BaseOperator
 
@@ -46,6 +47,12 @@ def try_number(context) -> int | None:
     return number if isinstance(number, int) else None
 
 
+def this_host(context) -> str:
+    """The host this try runs on, as Airflow records it (``[core] hostname_callable``; the machine's name
+    outside a task run)."""
+    return getattr(context.get("ti"), "hostname", None) or socket.gethostname()
+
+
 class FluxOperator(BaseOperator):
     """Base of the flux operators (``dataset`` names the data set; ``step`` the stage).
 
@@ -54,6 +61,7 @@ class FluxOperator(BaseOperator):
     """
 
     step: str = "step"
+    host: str | None = None  # where this try runs (set by execute)
 
     def __init__(self, *, recovery=None, **kwargs):
         recovery = recovery or Recovery()
@@ -107,6 +115,7 @@ class FluxOperator(BaseOperator):
         return flux_error(message, error_class=error_class, dataset=getattr(self, "dataset", None), step=self.step)
 
     def execute(self, context):
+        self.host = this_host(context)
         try:
             result = self.run(context)
         except Exception as exc:

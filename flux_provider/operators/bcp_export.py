@@ -270,7 +270,7 @@ class BcpExportOperator(FluxOperator):
         return ExportResult(
             dataset=self.dataset,
             path=path,
-            host=socket.gethostname(),
+            host=self.host or socket.gethostname(),
             rows=rows,
             bytes=size,
             format=fmt.FORMAT,

@@ -128,7 +128,7 @@ class S3ChunkUploadOperator(FluxOperator):
                 "run the export step first or pass export="
             )
         path = Path(export.path)
-        here = socket.gethostname()
+        here = self.host or socket.gethostname()
         if not path.exists():
             if export.host and export.host != here:
                 raise self._fail(

@@ -35,7 +35,12 @@ HOSTS = {"flux-worker-1", "flux-worker-2"}
 def cluster():
     from flux_provider.devstack import Stack
 
-    stack = Stack(run_dir=RUN_DIR, dags_folder=REPO / "dags", dag_bundles={}, cluster=True)
+    stack = Stack(
+        run_dir=RUN_DIR,
+        dags_folder=REPO / "dags",
+        dag_bundles={"flux-cluster-tests": REPO / "tests" / "cluster_dags"},
+        cluster=True,
+    )
     stack.up()
     yield stack
     stack.down()
@@ -90,7 +95,7 @@ def test_the_sample_bundle_runs_and_reconciles_with_tasks_on_both_workers(demo, 
         rows = conn.execute(
             text(
                 "SELECT dag_id, task_id, map_index, state, hostname, queued_dttm, end_date FROM task_instance "
-                "WHERE dag_id LIKE 'flux_%'"
+                "WHERE dag_id IN ('flux_titles', 'flux_subscribers', 'flux_ad_impressions', 'flux_viewing_sessions')"
             )
         ).all()
     assert {r.state for r in rows} == {"success"}, [r for r in rows if r.state != "success"]
@@ -344,3 +349,56 @@ def test_the_sample_source_loads_into_sql_server_through_pymssql(cluster, demo, 
             assert [tuple(plain(v) for v in row) for row in cursor.fetchall()] == rows, name
     finally:
         conn.close()
+
+
+def test_a_file_handed_to_another_host_fails_at_once_and_one_host_queue_works(cluster, db, demo):
+    """Each worker host has its own staging disk. A file-mode export on flux-worker-1 handed to an upload on
+    flux-worker-2 fails at once (a configuration error: no retry) naming both hosts, and publishes nothing;
+    the same hand-off through one host's queue (a spec's ``<export mode="file" queue=...>``) loads exactly."""
+    from flux_provider.devstack import cluster as cluster_layout
+    from flux_provider.errors import ERROR_XCOM, ErrorRecord
+    from flux_provider.handoffs import ExportResult
+
+    env = cluster.env()
+    client = client_of(cluster)
+    s3 = boto_client(env)
+    for leftover in s3.list_objects_v2(Bucket="flux", Prefix="tests/handoff_across/").get("Contents", []):
+        s3.delete_object(Bucket="flux", Key=leftover["Key"])  # of an earlier run of this test
+    across = client.run_dag("flux_test_handoff_across_hosts", timeout=300)
+    assert across.state == "failed" and across.task_states == {"export": "success", "upload": "failed"}
+    with db.connect() as conn:
+        tis = {
+            r.task_id: r
+            for r in conn.execute(
+                text("SELECT task_id, try_number, hostname FROM task_instance WHERE dag_id = :d AND run_id = :r"),
+                {"d": across.dag_id, "r": across.run_id},
+            )
+        }
+    assert tis["export"].hostname == "flux-worker-1" and tis["upload"].hostname == "flux-worker-2"
+    assert tis["upload"].try_number == 1  # the DAG allows 2 retries: a configuration error uses none
+    export = ExportResult.from_xcom(client.xcom(across.dag_id, across.run_id, "export"))
+    assert export.host == "flux-worker-1"
+    # both hosts stage under one path, each on its own disk: the file is only on flux-worker-1's
+    ctx = cluster.context()
+    relative = os.path.relpath(export.path, cluster_layout.staging_dir(ctx))
+    assert not relative.startswith("..")
+    kept = cluster_layout.staging_dir(ctx, "flux-worker-1") / relative
+    assert kept.stat().st_size == export.bytes  # kept for a re-run on the right host
+    assert not (cluster_layout.staging_dir(ctx, "flux-worker-2") / relative).exists()
+    error = ErrorRecord.from_xcom(client.xcom(across.dag_id, across.run_id, "upload", key=ERROR_XCOM))
+    assert error.error_class == "config" and error.step == "upload"
+    assert "written on host 'flux-worker-1' but this task runs on 'flux-worker-2'" in error.message
+    assert s3.list_objects_v2(Bucket="flux", Prefix="tests/handoff_across/").get("KeyCount", 0) == 0
+
+    one = client.run_dag("flux_handoff_one_host", timeout=300)
+    assert one.state == "success", one.task_states
+    with db.connect() as conn:
+        hosts = dict(
+            conn.execute(
+                text("SELECT task_id, hostname FROM task_instance WHERE dag_id = :d AND run_id = :r"),
+                {"d": one.dag_id, "r": one.run_id},
+            ).all()
+        )
+    assert hosts["export"] == hosts["upload"] == "flux-worker-2", hosts
+    rows = stage_rows(lambda task_id: client.xcom(one.dag_id, one.run_id, task_id))
+    assert rows["exported"] == rows["uploaded"] == rows["staged"] == rows["target"] > 0 and rows["reconciled"]
