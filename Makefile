@@ -9,7 +9,7 @@ CONSTRAINTS := constraints/constraints-3.11.txt
 STAMP       := $(VENV)/.flux-installed
 DEVSTACK    := $(PY) -m flux_provider.devstack
 
-.PHONY: demo test unit lint bench up down status env setup system-deps constraints clean
+.PHONY: demo test unit lint bench up down status env setup system-deps constraints vendor clean
 
 # The main job: the sample media bundle (dags/specs/*.xml) through the real scheduler; exit 0 only if
 # every data set ran and reconciled. DEMO_ROWS scales the generated source (viewing sessions).
@@ -72,6 +72,13 @@ env:
 constraints:
 	{ sed -n '1,3p' $(CONSTRAINTS); $(PY) -m pip freeze --exclude-editable | grep -vi '^airflow-provider-flux' | sort -f; } > $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+
+# The dashboard's chart library (uPlot), as ui/package-lock.json pins it, copied into the package: the
+# built files are committed and ship in the wheel, so neither `make setup` nor a deployment needs npm.
+vendor:
+	cd ui && npm ci --no-audit --no-fund
+	cp ui/node_modules/uplot/dist/uPlot.iife.min.js ui/node_modules/uplot/dist/uPlot.min.css flux_provider/throttle/static/
+	cp ui/node_modules/uplot/LICENSE flux_provider/throttle/static/uPlot.LICENSE
 
 clean: down
 	rm -rf .devstack .devstack-test .devstack-cluster-test .devstack-bench $(VENV)

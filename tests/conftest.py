@@ -42,7 +42,13 @@ def pytest_collection_modifyitems(config, items):
 def stack():
     from flux_provider.devstack import Stack
 
-    stack = Stack(run_dir=RUN_DIR, dags_folder=REPO / "dags", dag_bundles={"flux-tests": REPO / "tests" / "dags"})
+    fleet = RUN_DIR / "fleet"  # data sets a test generates (the dashboard's fifty): empty until then
+    fleet.mkdir(parents=True, exist_ok=True)
+    stack = Stack(
+        run_dir=RUN_DIR,
+        dags_folder=REPO / "dags",
+        dag_bundles={"flux-tests": REPO / "tests" / "dags", "flux-fleet": fleet},
+    )
     stack.up()
     env = stack.env()
     env.pop("AIRFLOW_HOME")

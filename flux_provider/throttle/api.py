@@ -2,31 +2,36 @@
 
 Every route sits behind Airflow's own auth (the UI's session cookie or a
 ``Bearer`` token from ``/auth/token``): reading needs a logged-in user, changing
-a limit needs permission to edit pools (``requires_access_pool("PUT")``).
+a limit needs permission to edit pools (``requires_access_pool("PUT")``). The
+OpenAPI description is at ``/flux/openapi.json``.
 
-* ``GET  /flux/``                                     the dashboard page (self-contained HTML)
-* ``GET  /flux/api/datasets``                         every data set: limit, pin, tasks, runs, errors
-* ``GET  /flux/api/datasets/{dataset}/events``        its limit changes
-* ``POST /flux/api/datasets/{dataset}/limit``         ``{"slots": 3, "pin": true, "reason": "..."}``
-                                                     (``slots: null`` unpins; ``pin: false`` sets once)
-"""
+* ``GET  /flux/``                                  the dashboard page (its files under ``/flux/static/``)
+* ``GET  /flux/api/datasets``                      the overview: one row per data set, filtered, sorted, paged
+* ``GET  /flux/api/datasets/{dataset}``            one data set: runs stage by stage, last errors
+* ``GET  /flux/api/datasets/{dataset}/timeline``   slots, running, queued, limit changes, errors over time
+* ``GET  /flux/api/datasets/{dataset}/events``     its limit changes, paged
+* ``POST /flux/api/datasets/{dataset}/limit``      ``{"slots": 3, "pin": true, "reason": "..."}``
+                                                  (``slots: null`` unpins; ``pin: false`` sets once)"""
 
 from __future__ import annotations
 
-import datetime as dt
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import HTMLResponse
+from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 
-from flux_provider.run_report import stage_rows
-from flux_provider.throttle import migrations, store
+from flux_provider.throttle import migrations, overview, store
 from flux_provider.throttle.controller import set_limit
 
-app = FastAPI(title="flux", description="flux data sets: throttle limits and runs", docs_url=None, redoc_url=None)
+app = FastAPI(
+    title="flux",
+    description="flux data sets: health, runs, errors and throttle limits (behind Airflow's auth)",
+    docs_url=None,
+    redoc_url=None,
+)
 
 
 def _auth_read():
@@ -62,141 +67,171 @@ class LimitChange(BaseModel):
     reason: str | None = Field(None, max_length=500)
 
 
-@app.get("/", response_class=HTMLResponse, dependencies=[Depends(_auth_read())])
+@app.get("/", response_class=HTMLResponse, dependencies=[Depends(_auth_read())], include_in_schema=False)
 def dashboard() -> str:
     return resources.files("flux_provider.throttle").joinpath("dashboard.html").read_text()
 
 
-@app.get("/api/datasets", dependencies=[Depends(_auth_read())])
-def datasets(session: Session, hours: float = 24.0) -> dict:
-    from airflow.models.dagrun import DagRun
-    from airflow.models.pool import Pool
-    from airflow.models.taskinstance import TaskInstance as TI
+#: Files the page loads, bundled in the package (deployments are often offline: no CDN).
+STATIC = {"uPlot.iife.min.js": "text/javascript", "uPlot.min.css": "text/css", "dashboard.js": "text/javascript"}
 
+
+@app.get("/static/{name}", dependencies=[Depends(_auth_read())], include_in_schema=False)
+def static(name: str) -> Response:
+    if name not in STATIC:
+        raise HTTPException(404, f"no file {name!r}")
+    body = resources.files("flux_provider.throttle").joinpath("static", name).read_bytes()
+    return Response(body, media_type=STATIC[name], headers={"Cache-Control": "private, max-age=300"})
+
+
+class Run(BaseModel):
+    run_id: str
+    state: str
+    start: str | None
+    end: str | None
+    url: str = Field(description="the run in the Airflow UI")
+    rows: dict[str, int | None] = Field(description="rows exported, uploaded, staged and written (target)")
+    reconciled: bool | None = Field(description="exported = uploaded = staged (null before the transform ran)")
+    parts: list[dict] = Field(description="rows per part of a split run")
+
+
+class Change(BaseModel):
+    at: str | None
+    old: int | None
+    new: int | None
+    reason: str
+    actor: str
+
+
+class DatasetRow(BaseModel):
+    dataset: str
+    dag_id: str
+    owner: str | None
+    health: str = Field(description="failing, throttled, pinned, paused, running, ok (or orphaned: no DAG)")
+    pool: str
+    slots: int | None
+    bounds: list[int] = Field(description="[min, max] the controller moves the slots in")
+    initial: int
+    pinned: int | None = Field(description="the slots a person pinned (null: the controller decides)")
+    running: int
+    queued: int
+    paused: bool | None
+    next_run: str | None = Field(description="when the scheduler creates the next run (null: none scheduled)")
+    last_run: Run | None
+    rows: int | None = Field(description="rows the last run exported")
+    reconciled: bool | None
+    errors: dict[str, int] = Field(description="failed tries in the window by error class")
+    last_change: Change | None = Field(description="the last limit change in the window")
+    url: str
+
+
+class Overview(BaseModel):
+    total: int = Field(description="data sets that match the filters")
+    counts: dict[str, int] = Field(description="data sets per health state (all of them, before filtering)")
+    offset: int
+    limit: int
+    sort: str
+    order: str
+    hours: float
+    now: str
+    items: list[DatasetRow]
+
+
+@app.get("/api/datasets", dependencies=[Depends(_auth_read())], response_model=Overview)
+def datasets(
+    session: Session,
+    q: Annotated[str | None, Query(description="part of the data set's name")] = None,
+    owner: Annotated[str | None, Query(description="part of the owner's name")] = None,
+    health: Annotated[list[str] | None, Query(description="only these health states (repeat the parameter)")] = None,
+    sort: Annotated[str, Query(description=f"one of {', '.join(overview.SORT_KEYS)}")] = "health",
+    order: Annotated[Literal["asc", "desc"], Query()] = "asc",
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    hours: Annotated[float, Query(gt=0, le=24 * 31, description="the window of errors and changes")] = 24.0,
+) -> dict:
+    """Every data set, one row each: health, last and next run, rows, slots, errors by class, owner.
+
+    Sorted by ``sort`` (health: failing first), then by name; paged by ``offset`` and ``limit``."""
     migrations.ensure_tables(session.get_bind())
-    since = store.now() - dt.timedelta(hours=hours)
-    result = []
-    for row in session.execute(select(store.throttle).order_by(store.throttle.c.dataset)).mappings().all():
-        dataset, dag_id = row["dataset"], f"flux_{row['dataset']}"
-        pool = session.execute(select(Pool).where(Pool.pool == row["pool"])).scalar_one_or_none()
-        states = dict(
-            session.execute(
-                select(TI.state, func.count())
-                .where(and_(TI.pool == row["pool"], TI.state.in_(("running", "queued", "scheduled"))))
-                .group_by(TI.state)
-            ).all()
+    states = [s for value in health or [] for s in value.split(",") if s]
+    unknown = set(states) - {*overview.HEALTH, overview.ORPHANED}
+    if unknown:
+        raise HTTPException(
+            422, f"unknown health state(s) {sorted(unknown)}: one of {overview.HEALTH + (overview.ORPHANED,)}"
         )
-        outcomes = (
-            session.execute(
-                select(store.outcomes)
-                .where(and_(store.outcomes.c.dataset == dataset, store.outcomes.c.end_date >= since))
-                .order_by(store.outcomes.c.end_date)
-            )
-            .mappings()
-            .all()
+    try:
+        return overview.overview(
+            session,
+            q=q,
+            owner=owner,
+            health=states,
+            sort=sort,
+            descending=order == "desc",
+            offset=offset,
+            limit=limit,
+            hours=hours,
         )
-        errors: dict[str, int] = {}
-        for o in outcomes:
-            if o["error_class"]:
-                errors[o["error_class"]] = errors.get(o["error_class"], 0) + 1
-        latencies = sorted(o["seconds"] for o in outcomes if o["state"] == "success" and o["seconds"] is not None)
-        runs = (
-            session.execute(select(DagRun).where(DagRun.dag_id == dag_id).order_by(DagRun.run_after.desc()).limit(5))
-            .scalars()
-            .all()
-        )
-        events = (
-            session.execute(
-                select(store.events)
-                .where(and_(store.events.c.dataset == dataset, store.events.c.at >= since))
-                .order_by(store.events.c.at)
-            )
-            .mappings()
-            .all()
-        )
-        result.append(
-            {
-                "dataset": dataset,
-                "dag_id": dag_id,
-                "pool": row["pool"],
-                "slots": pool.slots if pool else None,
-                "pinned": row["pinned"],
-                "bounds": [row["low"], row["high"]],
-                "initial": row["initial"],
-                "running": states.get("running", 0),
-                "queued": states.get("queued", 0) + states.get("scheduled", 0),
-                "errors": errors,
-                "tries": len(outcomes),
-                "last_errors": [
-                    {
-                        "at": _iso(o["end_date"]),
-                        "task_id": o["task_id"],
-                        "try_number": o["try_number"],
-                        "class": o["error_class"],
-                        "message": (o["message"] or "")[:300],
-                    }
-                    for o in outcomes
-                    if o["error_class"]
-                ][-3:],
-                "latency_p50": latencies[len(latencies) // 2] if latencies else None,
-                "runs": [_run(session, r) for r in runs],
-                "timeline": {
-                    "limit": [
-                        {"at": _iso(e["at"]), "slots": e["new"], "reason": e["reason"], "actor": e["actor"]}
-                        for e in events
-                    ],
-                    "errors": [
-                        {"at": _iso(o["end_date"]), "class": o["error_class"]} for o in outcomes if o["error_class"]
-                    ],
-                },
-            }
-        )
-    return {"datasets": result, "hours": hours, "now": _iso(store.now())}
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
-def _run(session, run) -> dict:
-    from airflow.models.xcom import XComModel
-
-    values = {}
-    for task_id, value in session.execute(
-        select(XComModel.task_id, XComModel.value).where(
-            and_(XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id, XComModel.key == "return_value")
-        )
-    ):
-        try:
-            values[task_id] = store.xcom_value(value)
-        except Exception:  # shown as missing
-            continue
-    rows = stage_rows(values.get)
-    return {
-        "run_id": run.run_id,
-        "state": str(run.state),
-        "start": _iso(run.start_date),
-        "end": _iso(run.end_date),
-        "rows": {k: rows[k] for k in ("exported", "uploaded", "staged", "target")},
-        "reconciled": rows["reconciled"],
-        "url": f"/dags/{run.dag_id}/runs/{run.run_id}",
-    }
+@app.get("/api/datasets/{dataset}", dependencies=[Depends(_auth_read())])
+def dataset_detail(
+    dataset: str,
+    session: Session,
+    runs: Annotated[int, Query(ge=1, le=100, description="how many of the last runs")] = 10,
+    errors: Annotated[int, Query(ge=1, le=200, description="how many of the last errors")] = 20,
+) -> dict:
+    """One data set: its overview row, its last runs stage by stage (rows, parts, durations, hosts, links to
+    each task's log) and its last errors (class, message, the rule that fired and its action, the try's log)."""
+    migrations.ensure_tables(session.get_bind())
+    found = overview.detail(session, dataset, runs=runs, errors=errors)
+    if found is None:
+        raise HTTPException(404, f"no data set {dataset!r} (run `python -m flux_provider.specs pools sync`)")
+    return found
 
 
-def _iso(moment) -> str | None:
-    return moment.isoformat() if moment else None
+@app.get("/api/datasets/{dataset}/timeline", dependencies=[Depends(_auth_read())])
+def dataset_timeline(
+    dataset: str,
+    session: Session,
+    hours: Annotated[float, Query(gt=0, le=24 * 31, description="the window: 24 for a day, 168 for a week")] = 24.0,
+) -> dict:
+    """Slots, running and queued tries of the data set's pool over the window, as step series on one time
+    axis (``series.t`` in epoch seconds; each value holds until the next moment), every limit change with
+    its reason and actor, and failed tries by error class per bucket (``errors``)."""
+    migrations.ensure_tables(session.get_bind())
+    found = overview.timeline(session, dataset, hours=hours)
+    if found is None:
+        raise HTTPException(404, f"no data set {dataset!r} (run `python -m flux_provider.specs pools sync`)")
+    return found
 
 
 @app.get("/api/datasets/{dataset}/events", dependencies=[Depends(_auth_read())])
-def dataset_events(dataset: str, session: Session, limit: int = 200) -> dict:
+def dataset_events(
+    dataset: str,
+    session: Session,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> dict:
+    """The data set's limit changes, newest first (time, old and new slots, reason, actor)."""
     migrations.ensure_tables(session.get_bind())
+    where = store.events.c.dataset == dataset
+    total = session.execute(select(func.count()).select_from(store.events).where(where)).scalar()
     rows = (
         session.execute(
-            select(store.events)
-            .where(store.events.c.dataset == dataset)
-            .order_by(store.events.c.at.desc())
-            .limit(min(limit, 1000))
+            select(store.events).where(where).order_by(store.events.c.id.desc()).offset(offset).limit(limit)
         )
         .mappings()
         .all()
     )
-    return {"dataset": dataset, "events": [{**dict(r), "at": _iso(r["at"])} for r in rows]}
+    return {
+        "dataset": dataset,
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "events": [{**dict(r), "at": overview.iso(r["at"])} for r in rows],
+    }
 
 
 @app.post("/api/datasets/{dataset}/limit", dependencies=[Depends(_auth_edit())])

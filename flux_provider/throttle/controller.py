@@ -263,8 +263,8 @@ def _described(record: ErrorRecord | None) -> str | None:
     if not record:
         return None
     decision = record.recovery or {}
-    suffix = f" | {decision.get('rule')}: {decision.get('reason')}" if decision else ""
-    return f"{record.message or ''}{suffix}"[:4000]
+    prefix = f"{decision.get('rule')}: {decision.get('reason')} | " if decision else ""  # as a retry reason's
+    return f"{prefix}{record.message or ''}"[:4000]
 
 
 # ------------------------------------------------------------------ people in control

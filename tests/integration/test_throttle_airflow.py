@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import and_, select
 
 from flux_provider.throttle import migrations, store
-from tests.support import ARTIFACTS
 from tests.support.stack import inject_fault, seed_table
 from tests.support.throttle import PERIOD, concurrency_ok, events, slots, stack_db
 
@@ -318,68 +317,6 @@ def test_a_rules_throttle_down_factor_sets_the_cut_under_the_real_scheduler(stac
     finally:
         with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
             conn.execute("DELETE FROM flux_faults WHERE pattern = 'tf_src'")
-
-
-def test_dashboard_in_headless_chromium_pins_a_limit(stack, airflow_client, unique):
-    import re
-
-    from selenium import webdriver
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    dataset = f"dash{unique[:6]}"
-    register(stack, airflow_client, dataset, 2, low=1, high=6)
-    views = [v for p in airflow_client.request("GET", "/plugins").json()["plugins"] for v in p["external_views"]]
-    assert {"name": "Data sets", "href": "/flux/", "url_route": "flux-datasets"}.items() <= next(
-        v for v in views if v["name"] == "Data sets"
-    ).items()
-    page = client_as(stack, "admin").get("/flux/").text
-    assert not re.search(r"""(src|href)=["']https?://""", page) and "<script src" not in page  # no external assets
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1366,900",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    try:
-        env = stack.env()
-        token = client_as(stack, "admin").headers["Authorization"].split(" ", 1)[1]
-        driver.get(env["FLUX_AIRFLOW_URL"] + "/api/v2/version")
-        driver.add_cookie({"name": "_token", "value": token, "path": "/"})
-        driver.get(env["FLUX_AIRFLOW_URL"] + "/flux/")
-        # the page re-renders its cards after a change (and every 15 s): a card found before may go stale
-        wait = WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,))
-        card = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, f'.card[data-dataset="{dataset}"]')))
-        names = {c.get_attribute("data-dataset") for c in driver.find_elements(By.CSS_SELECTOR, ".card")}
-        assert {"titles", "subscribers", "viewing_sessions", "ad_impressions", dataset} <= names
-        assert card.find_element(By.CSS_SELECTOR, "[data-role=slots]").text == "2"
-        field = card.find_element(By.NAME, "slots")
-        field.clear()
-        field.send_keys("5")
-        card.find_element(By.CSS_SELECTOR, "button[name=pin]").click()
-        wait.until(
-            lambda d: d.find_element(By.CSS_SELECTOR, f'.card[data-dataset="{dataset}"] [data-role=slots]').text == "5"
-        )
-        assert slots(airflow_client, dataset) == 5
-        assert events(stack, dataset)[-1]["reason"] == "pinned to 5 by user admin: from the dashboard"
-        assert "pinned" in driver.find_element(By.CSS_SELECTOR, f'.card[data-dataset="{dataset}"] h2').text
-        ARTIFACTS.mkdir(exist_ok=True)
-        driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
-    finally:
-        driver.quit()
-    assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
 
 
 def test_the_cli_pins_sets_and_unpins_with_a_record(stack, airflow_client, unique):
