@@ -31,7 +31,7 @@ OWNERS = ("ads-data", "content-data", "growth", "finance", "platform")
 N = 50
 
 # kind of data set by i % 10
-KIND = {0: "failing", 1: "failing", 2: "failing", 3: "throttled", 4: "pinned", 5: "paused", 6: "ok"}
+KIND = {0: "failing", 1: "failing", 2: "failing", 3: "throttled", 4: "pinned", 5: "paused", 6: "ok", 7: "split"}
 
 
 def kind(i: int) -> str:
@@ -47,7 +47,7 @@ def spec(i: int) -> str:
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <dataset name="{name(i)}">
   <owner>{OWNERS[i % len(OWNERS)]}</owner>
-  <source schema="dbo" table="{table}"/>
+  <source schema="dbo" table="{table}">{'<split column="id" parts="2"/>' if kind(i) == "split" else ""}</source>
   <export engine="bcp" mode="streaming"/>
   <chunking rows="1000"/>
   <s3 location="s3://flux/tests/fleet/{name(i)}"/>
@@ -136,7 +136,7 @@ def fleet(stack, airflow_client):
     runs = {
         i: trigger(airflow_client, f"flux_{name(i)}")
         for i in range(N)
-        if kind(i) in ("failing", "throttled", "pinned", "ok")
+        if kind(i) in ("failing", "throttled", "pinned", "ok", "split")
     }
     results = {i: airflow_client.wait_for_run(f"flux_{name(i)}", run_id, timeout=900) for i, run_id in runs.items()}
     for i in range(N):
@@ -193,12 +193,13 @@ def test_the_overview_has_one_row_per_data_set_with_its_health(stack, fleet):
     rows = {r["dataset"]: r for r in page["items"]}
     for i in range(N):
         row, expected = rows[name(i)], kind(i)
-        assert row["health"] == ("paused" if expected == "never" else expected), (name(i), row)  # new DAGs start paused
+        health = {"never": "paused", "split": "ok"}.get(expected, expected)  # new DAGs start paused
+        assert row["health"] == health, (name(i), row)
         assert row["owner"] == OWNERS[i % len(OWNERS)]
         assert row["bounds"] == [1, 4]
         if expected in ("never", "paused"):
             assert row["last_run"] is None and row["rows"] is None
-        if expected in ("ok", "pinned", "throttled"):
+        if expected in ("ok", "pinned", "throttled", "split"):
             assert row["last_run"]["state"] == "success"
             assert row["rows"] == 40 and row["reconciled"] is True
         if expected == "failing":
@@ -269,6 +270,11 @@ def test_one_data_set_shows_runs_stage_by_stage_and_its_errors_with_rule_and_log
         assert stage["seconds"] > 0 and stage["state"] == "success"
         assert stage["log_url"].startswith(f"/dags/flux_{name(6)}/runs/")
         assert f"/tasks/{stage['task_id']}" in stage["log_url"]
+
+    split = admin.get(f"/flux/api/datasets/{name(7)}").json()["runs"][0]  # rows per part, each part a task
+    assert sum(p["rows"] for p in split["parts"]) == split["rows"]["target"] == 40 and len(split["parts"]) >= 2
+    parts = next(s for s in split["stages"] if s["task_id"] == "export_upload")
+    assert parts["parts"] == len(split["parts"]) and parts["seconds"] > 0
 
     failing = admin.get(f"/flux/api/datasets/{name(0)}").json()
     error = failing["last_errors"][0]
@@ -411,8 +417,8 @@ def test_the_overview_page_sorts_and_filters_like_the_api(stack, fleet, browser)
     click(browser, 'th[data-sort="health"] button')
     wait.until(lambda d: table_names(d)[:15] == sorted(name(i) for i in range(N) if kind(i) == "failing"))
     ARTIFACTS.mkdir(exist_ok=True)
-    browser.save_screenshot(str(ARTIFACTS / "dashboard-overview.png"))
-    assert (ARTIFACTS / "dashboard-overview.png").stat().st_size > 20_000
+    browser.save_screenshot(str(ARTIFACTS / "dashboard-sorted.png"))
+    assert (ARTIFACTS / "dashboard-sorted.png").stat().st_size > 20_000
 
 
 def test_the_chart_plots_the_apis_points_and_the_errors_link_to_the_log(stack, fleet, browser):
@@ -446,6 +452,16 @@ def test_the_chart_plots_the_apis_points_and_the_errors_link_to_the_log(stack, f
     assert "deadlock" in error_row.text and "busy →" in error_row.text
     link = error_row.find_element(By.CSS_SELECTOR, "a").get_attribute("href")
     assert f"/dags/flux_{name(3)}/runs/" in link and link.endswith("?try_number=1")
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element(By.ID, "hours")).select_by_value("1")  # the last hour, closer
+    wait.until(lambda d: d.execute_script("return window.flux.timeline.hours") == 1)
+    wait.until(
+        lambda d: (
+            d.execute_script("return window.flux.charts.slots.data[0][0]")
+            == d.execute_script("return window.flux.timeline.start")
+        )
+    )
     browser.save_screenshot(str(ARTIFACTS / "dashboard-dataset.png"))
 
 
@@ -496,6 +512,7 @@ def test_the_page_sits_in_airflows_navigation_and_follows_its_theme(stack, fleet
     open_as(browser, stack, "admin", "/plugin/flux-datasets")
     light = framed_background()
     browser.switch_to.default_content()
+    browser.save_screenshot(str(ARTIFACTS / "dashboard-overview.png"))
     browser.execute_script("localStorage.setItem('theme', 'dark')")  # what Airflow's theme switch stores
     browser.refresh()
     dark = framed_background()

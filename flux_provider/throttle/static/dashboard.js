@@ -196,7 +196,7 @@ function renderDetail({d, t}) {
       <span class="muted" data-role="msg"></span>
     </form>
     <h2>Slots, running and queued
-      <select id="hours" aria-label="window">${[[24, "24 h"], [168, "7 d"]].map(([h, l]) =>
+      <select id="hours" aria-label="window">${[[1, "1 h"], [24, "24 h"], [168, "7 d"]].map(([h, l]) =>
         `<option value="${h}" ${h === state.hours ? "selected" : ""}>${l}</option>`).join("")}</select></h2>
     <div class="chart" id="slots-chart"><div class="tip" id="tip"></div></div>
     <h2>Errors by class</h2>
