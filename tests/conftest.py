@@ -41,13 +41,16 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def stack():
     from flux_provider.devstack import Stack
+    from tests.support.git_bundle import ensure_repository
 
     fleet = RUN_DIR / "fleet"  # data sets a test generates (the dashboard's fifty): empty until then
     fleet.mkdir(parents=True, exist_ok=True)
+    repository = RUN_DIR / "git" / "flux-bundle.git"  # a GitDagBundle's remote (test_git_bundle.py)
+    ensure_repository(repository)
     stack = Stack(
         run_dir=RUN_DIR,
         dags_folder=REPO / "dags",
-        dag_bundles={"flux-tests": REPO / "tests" / "dags", "flux-fleet": fleet},
+        dag_bundles={"flux-tests": REPO / "tests" / "dags", "flux-fleet": fleet, "flux-git": f"git:{repository}#dags"},
     )
     stack.up()
     env = stack.env()

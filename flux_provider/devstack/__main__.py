@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="NAME=FOLDER",
-        help="an extra DAG bundle for Airflow (repeatable)",
+        help="an extra DAG bundle for Airflow (repeatable); NAME=git:REPOSITORY[#SUBDIR] is a GitDagBundle "
+        "tracking main",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the stack (or reuse a healthy one) and wait until every service answers")

@@ -47,11 +47,26 @@ def _http_json(url: str, timeout: float = 5.0) -> dict:
     return response.json()
 
 
+GIT = "git:"  # a bundle given as ``git:<repository>[#<subdir>]`` is a GitDagBundle tracking ``main``
+
+
 def _bundles(ctx: Context) -> list[dict]:
     local = "airflow.dag_processing.bundles.local.LocalDagBundle"
     return [{"name": "dags-folder", "classpath": local, "kwargs": {}}] + [
-        {"name": name, "classpath": local, "kwargs": {"path": path}} for name, path in sorted(ctx.dag_bundles.items())
+        _git_bundle(name, where)
+        if where.startswith(GIT)
+        else {"name": name, "classpath": local, "kwargs": {"path": where}}
+        for name, where in sorted(ctx.dag_bundles.items())
     ]
+
+
+def _git_bundle(name: str, where: str) -> dict:
+    """Airflow's GitDagBundle on a repository (a path or URL): versioned, each run keeps its commit."""
+    repository, _, subdir = where[len(GIT) :].partition("#")
+    kwargs = {"repo_url": repository, "tracking_ref": "main", "refresh_interval": 10}
+    if subdir:
+        kwargs["subdir"] = subdir
+    return {"name": name, "classpath": "airflow.providers.git.bundles.git.GitDagBundle", "kwargs": kwargs}
 
 
 class AirflowInit(Service):
@@ -131,7 +146,8 @@ class AirflowInit(Service):
 
     def command(self, ctx: Context) -> list[str]:
         # Pools the data-set specs name exist before the scheduler starts: a task in a missing pool never runs.
-        folders = [str(ctx.dags_folder), *map(str, ctx.dag_bundles.values())]
+        # (a git bundle's pools are synced where its repository is deployed from, like a cluster's)
+        folders = [str(ctx.dags_folder), *(w for w in ctx.dag_bundles.values() if not w.startswith(GIT))]
         script = (
             '"$0" -m airflow db migrate && "$0" -m airflow connections import --overwrite "$1" && '
             'shift && "$0" -m flux_provider.specs pools sync "$@"'

@@ -118,14 +118,14 @@ class Stack:
         dags_folder: Path | None = None,
         services: list[Service] | None = None,
         echo: Callable[[str], None] = print,
-        dag_bundles: dict[str, Path] | None = None,
+        dag_bundles: dict[str, Path | str] | None = None,
         cluster: bool | None = None,
     ):
         self.run_dir = Path(run_dir or default_run_dir()).resolve()
         self.dags_folder = Path(dags_folder or default_dags_folder()).resolve()
         # None: the bundles the running stack was started with (a plain `up` never drops them)
         self.dag_bundles = (
-            None if dag_bundles is None else {name: str(Path(path).resolve()) for name, path in dag_bundles.items()}
+            None if dag_bundles is None else {name: _bundle_place(where) for name, where in dag_bundles.items()}
         )
         self.echo = echo
         self.state_file = self.run_dir / "state.json"
@@ -381,3 +381,15 @@ class Stack:
                 self.echo(f"stopped {len(orphans)} orphaned processes (their parent service had died)")
             pids.extend(orphans)
         return pids
+
+
+def _bundle_place(where: Path | str) -> str:
+    """A bundle's folder as an absolute path, or ``git:<repository>[#<subdir>]`` with a local repository's
+    path made absolute."""
+    text = str(where)
+    if not text.startswith("git:"):
+        return str(Path(text).resolve())
+    repository, hash_, subdir = text[4:].partition("#")
+    if "://" not in repository and not repository.startswith("git@"):
+        repository = str(Path(repository).resolve())
+    return f"git:{repository}{hash_}{subdir}"
