@@ -33,6 +33,13 @@ def airflow_env(ctx: Context) -> dict[str, str]:
     return env
 
 
+def lineage_file(ctx: Context) -> Path:
+    """Where the stack's OpenLineage events go (the file transport; the folder is made at start)."""
+    folder = ctx.run_dir / "openlineage"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "events.jsonl"
+
+
 def metadata_db(ctx: Context) -> str:
     if ctx.cluster:
         return cluster.databases(ctx).sql_alchemy_conn
@@ -117,6 +124,11 @@ class AirflowInit(Service):
                 "dag_processor": {"refresh_interval": "15", "dag_bundle_config_list": json.dumps(_bundles(ctx))},
                 # the throttle controller's period (default 60 s): short here so tests see it act
                 "flux": {"throttle_period": "10"},
+                # every task's and run's OpenLineage events, one JSON per line
+                "openlineage": {
+                    "namespace": "flux-devstack",
+                    "transport": json.dumps({"type": "file", "log_file_path": str(lineage_file(ctx)), "append": True}),
+                },
             }
         )
         if ctx.cluster:

@@ -62,6 +62,7 @@ class FluxOperator(BaseOperator):
 
     step: str = "step"
     host: str | None = None  # where this try runs (set by execute)
+    flux_result = None  # what this try returned (its XCom), for lineage
 
     def __init__(self, *, recovery=None, **kwargs):
         recovery = recovery or Recovery()
@@ -110,6 +111,29 @@ class FluxOperator(BaseOperator):
     def run(self, context):
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ OpenLineage (flux_provider.operators.lineage)
+    def lineage(self, complete: bool) -> tuple[list, list] | None:
+        """(inputs, outputs) of this step for OpenLineage; ``complete``: after a successful run (with counts)."""
+        return None
+
+    def get_openlineage_facets_on_start(self):
+        return self._lineage(complete=False)
+
+    def get_openlineage_facets_on_complete(self, task_instance):
+        return self._lineage(complete=self.flux_result is not None)
+
+    def _lineage(self, complete: bool):
+        try:
+            found = self.lineage(complete)
+            if found is None:
+                return None
+            from flux_provider.operators import lineage
+
+            return lineage.operator_lineage(*found)
+        except Exception as exc:  # lineage never fails a task
+            self.log.warning("data set %s %s: lineage not reported: %s", getattr(self, "dataset", None), self.step, exc)
+            return None
+
     def _fail(self, message: str, error_class: ErrorClass = ErrorClass.CONFIG) -> FluxError:
         """A classified failure of this operator's step of its data set (terminal or transient by class)."""
         return flux_error(message, error_class=error_class, dataset=getattr(self, "dataset", None), step=self.step)
@@ -120,6 +144,7 @@ class FluxOperator(BaseOperator):
             result = self.run(context)
         except Exception as exc:
             raise self._recover(context, exc) from exc
+        self.flux_result = result
         self._record_day(context)
         return result
 

@@ -263,6 +263,34 @@ class BcpExportOperator(FluxOperator):
         )
         return self.export_info(path=str(final), rows=rows, size=size, tool=tool, seconds=seconds).to_xcom()
 
+    def source_lineage(self) -> list:
+        """The table or the query's tables this export reads (SQL Server sources only)."""
+        from flux_provider.operators import lineage
+
+        if self.dbapi_conn_id and self.dbapi_conn_id != self.mssql_conn_id:
+            return []
+        part = getattr(self, "part", None) or {}
+        sql = part.get("sql") or self.sql
+        table = None if part else self.table
+        return lineage.mssql_inputs(self.mssql_conn_id, schema=self.schema, table=table, sql=sql)
+
+    def lineage(self, complete: bool) -> tuple[list, list]:
+        from flux_provider.operators import lineage
+
+        inputs = self.source_lineage()
+        export = ExportResult.from_xcom(self.flux_result) if complete else None
+        if export is None or not export.path:
+            return inputs, []
+        output = lineage.file_output(
+            export.host or self.host,
+            export.path,
+            rows=export.rows,
+            size=export.bytes,
+            columns=lineage.export_columns(export.columns),
+            source=inputs[0] if len(inputs) == 1 else None,
+        )
+        return inputs, [output]
+
     def export_info(
         self, *, path: str | None, rows: int | None, size: int | None, tool: str, seconds: float
     ) -> ExportResult:

@@ -42,7 +42,7 @@ import time
 from collections.abc import Sequence
 
 from flux_provider.errors import ErrorClass
-from flux_provider.handoffs import ExportResult
+from flux_provider.handoffs import ExportResult, UploadResult
 from flux_provider.hooks.chunked_upload import ChunkSettings, S3ChunkUploadHook
 from flux_provider.operators.base import try_number
 from flux_provider.operators.bcp_export import BcpExportOperator
@@ -71,6 +71,21 @@ class BcpToS3Operator(BcpExportOperator):
 
     def _fail(self, message: str, error_class: ErrorClass = ErrorClass.CONFIG):
         return super()._fail(f"part {self.part['name']}: {message}" if self.part else message, error_class)
+
+    def lineage(self, complete: bool) -> tuple[list, list]:
+        from flux_provider.operators import lineage
+
+        inputs = self.source_lineage()
+        upload = UploadResult.from_xcom(self.flux_result) if complete else None
+        export = upload.export if upload else None
+        output = lineage.export_output(
+            self.s3_location,
+            rows=upload.rows if upload else None,
+            size=upload.bytes if upload else None,
+            columns=lineage.export_columns(export.columns if export else None),
+            source=inputs[0] if len(inputs) == 1 else None,
+        )
+        return inputs, [output]
 
     def run(self, context) -> dict:
         started = time.monotonic()

@@ -369,10 +369,46 @@ class HiveTransformOperator(FluxOperator):
                 ErrorClass.DATA,
             )
 
+    upload_used: UploadResult | None = None  # the upload this try read (for lineage)
+
+    def lineage(self, complete: bool) -> tuple[list, list]:
+        """The data set's S3 location (read through the staging table) and the tables the SQL joins -> the
+        target table, with the rows and partitions written; columns 1:1 when the SQL copies them unchanged."""
+        from flux_provider.operators import lineage
+
+        hive = lineage.hive_namespace(self.hiveserver2_conn_id)
+        upload = self.upload_used
+        location = upload.location if upload else None
+        if location and not location.startswith("s3://"):
+            location = f"s3://{upload.bucket}/{location}"
+        staging_names = {self.staging_table, self._run_view or self.staging_table}
+        inputs = []
+        if location:
+            staging = (hive, f"{self.staging_database}.{self.staging_table}")
+            inputs.append(lineage.s3_location_dataset(location, staging=staging))
+        for name in lineage.query_tables(str(self.sql), "hive", self.database):
+            database, _, table = name.partition(".")
+            if not (database == self.staging_database and table in staging_names):
+                inputs.append(lineage.hive_dataset(hive, name))
+        result = TransformResult.from_xcom(self.flux_result) if complete else None
+        columns = list(((result.columns if result else None) or self.target_columns or {}).items())
+        copied = inputs[0] if location and len(inputs) == 1 else None
+        if copied is not None and not lineage.copies_columns_unchanged(str(self.sql), [c for c, _ in columns]):
+            copied = None
+        output = lineage.target_output(
+            hive,
+            f"{self.database}.{self.target_table}",
+            rows=result.target_rows if result else None,
+            columns=columns,
+            identity_from=copied,
+            partitions=result.partitions if result else None,
+        )
+        return inputs, [output]
+
     def run(self, context) -> dict:
         if not str(self.sql).strip():
             raise self._fail("the transform SQL is empty")
-        info = self._upload_info(context)
+        info = self.upload_used = self._upload_info(context)
         manifest = self._manifest(info)
         started, began = time.monotonic(), dt.datetime.now(dt.timezone.utc)
         self._session = hive = HiveSession(self.hiveserver2_conn_id, dataset=self.dataset, step="transform")

@@ -247,6 +247,17 @@ class PartitionRefreshOperator(FluxOperator):
             hook.delete_objects(bucket=bucket, keys=keys)
         self.log.info("data set %s: deleted %d files under %s", self.dataset, len(keys), location)
 
+    def lineage(self, complete: bool) -> tuple[list, list] | None:
+        """The target table -> its latest view (what a refresh publishes for readers)."""
+        from flux_provider.operators import lineage
+
+        if not self.latest_view:
+            return None
+        hive = lineage.hive_namespace(self.hiveserver2_conn_id)
+        return [lineage.hive_dataset(hive, f"{self.database}.{self.table}")], [
+            lineage.hive_dataset(hive, f"{self.database}.{self.latest_view}")
+        ]
+
     def run(self, context) -> dict:
         started = time.monotonic()
         began = dt.datetime.now(dt.timezone.utc)

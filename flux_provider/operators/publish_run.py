@@ -65,6 +65,19 @@ class PublishRunOperator(FluxOperator):
         self.dataset, self.s3_location, self.plan_task_id = dataset, s3_location, plan_task_id
         self.count_sql, self.mssql_conn_id, self.aws_conn_id = count_sql, mssql_conn_id, aws_conn_id
 
+    def lineage(self, complete: bool) -> tuple[list, list]:
+        from flux_provider.operators import lineage
+
+        upload = UploadResult.from_xcom(self.flux_result) if complete else None
+        output = lineage.export_output(
+            self.s3_location,
+            rows=upload.rows if upload else None,
+            size=upload.bytes if upload else None,
+            columns=None,
+            source=None,
+        )
+        return [], [output]
+
     def run(self, context) -> dict:
         started = time.monotonic()
         plan = context["ti"].xcom_pull(task_ids=self.plan_task_id)

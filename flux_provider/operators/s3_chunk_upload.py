@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flux_provider.errors import ErrorClass
-from flux_provider.handoffs import ExportResult
+from flux_provider.handoffs import ExportResult, UploadResult
 from flux_provider.hooks.chunked_upload import ChunkSettings, S3ChunkUploadHook, run_key_for
 from flux_provider.operators.base import FluxOperator, try_number
 from flux_provider.run_day import VARIABLE as DAY_VARIABLE
@@ -113,6 +113,7 @@ class S3ChunkUploadOperator(FluxOperator):
         )
         self.delete_export = delete_export
         self._hook: S3ChunkUploadHook | None = None
+        self.export_used: ExportResult | None = None  # the export this try uploaded (for lineage)
 
     def _export_info(self, context) -> ExportResult:
         info = self.export
@@ -154,8 +155,23 @@ class S3ChunkUploadOperator(FluxOperator):
         self._hook = S3ChunkUploadHook(self.aws_conn_id, dataset=self.dataset, settings=self.settings)
         return self._hook
 
+    def lineage(self, complete: bool) -> tuple[list, list] | None:
+        from flux_provider.operators import lineage
+
+        upload = UploadResult.from_xcom(self.flux_result) if complete else None
+        export = self.export_used
+        inputs = [lineage.file_input(export.host, export.path)] if export and export.path else []
+        output = lineage.export_output(
+            self.s3_location,
+            rows=upload.rows if upload else None,
+            size=upload.bytes if upload else None,
+            columns=lineage.export_columns(export.columns if export else None),
+            source=inputs[0] if inputs else None,
+        )
+        return inputs, [output]
+
     def run(self, context) -> dict:
-        export = self._export_info(context)
+        export = self.export_used = self._export_info(context)
         with open(export.path, "rb") as stream:
             result = self.hook().upload_stream(
                 stream,
