@@ -3,7 +3,8 @@
 * ``fastapi_apps``: ``/flux`` in the API server (dashboard page and REST API,
   behind Airflow's auth; see :mod:`flux_provider.throttle.api`);
 * ``external_views``: "Data sets" in the UI's Browse menu, showing that page;
-* ``listeners``: starts the throttle controller in the scheduler.
+* ``listeners``: starts the throttle controller in the scheduler;
+* ``deadline_references``: :class:`~flux_provider.deadlines.FinishBy` (a spec's ``<deadline finishBy=>``).
 
 Loaded through the ``airflow.plugins`` entry point when the provider is
 pip-installed (Airflow's default ``lazy_discover_providers`` does not load
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from flux_provider.deadlines import FinishBy
 from flux_provider.throttle import listener
 from flux_provider.throttle.api import app
 
@@ -35,3 +37,4 @@ class FluxPlugin(AirflowPlugin):
         }
     ]
     listeners = [listener]
+    deadline_references = [FinishBy]

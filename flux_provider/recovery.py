@@ -209,27 +209,55 @@ class Recovery:
             f"[flux] {payload['dataset']} {payload['step']}: {payload['error_class']} -> {outcome.kind} "
             f"({outcome.rule})"
         )
-        for url in self.webhooks:
-            try:
-                notifier = WebhookNotifier(url, payload)
-                notifier.render_template_fields(context)
-                notifier.notify(context)
-            except Exception as exc:  # an alert that cannot be sent must not change the task's outcome
-                log.warning("alert to %s failed: %s", url, exc)
-        if self.emails:
-            try:
-                from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+        send_alert(subject, payload, self.emails, self.webhooks, context, smtp_conn_id=self.smtp_conn_id)
 
-                body = "<br>".join(f"<b>{k}</b>: {v}" for k, v in payload.items())
-                SmtpNotifier(
-                    from_email=None,
-                    to=list(self.emails),
-                    smtp_conn_id=self.smtp_conn_id,
-                    subject=subject,
-                    html_content=body,
-                ).notify(context)
-            except Exception as exc:  # as above
-                log.warning("alert e-mail to %s failed: %s", ", ".join(self.emails), exc)
+
+def send_alert(subject: str, payload: dict, emails, webhooks, context, *, smtp_conn_id: str = "smtp_default") -> None:
+    """POST ``payload`` to each webhook and e-mail it to ``emails``; a channel that fails is logged, never raised
+    (an alert must not change what happens to the run)."""
+    for url in webhooks:
+        try:
+            notifier = WebhookNotifier(url, payload)
+            notifier.render_template_fields(context or {})
+            notifier.notify(context or {})
+        except Exception as exc:
+            log.warning("alert to %s failed: %s", url, exc)
+    if not emails:
+        return
+    body = "<br>".join(f"<b>{k}</b>: {v}" for k, v in payload.items())
+    try:
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        SmtpNotifier(
+            from_email=None, to=list(emails), smtp_conn_id=smtp_conn_id, subject=subject, html_content=body
+        ).notify(context or {})
+        return
+    except Exception as exc:
+        # an executor callback (a deadline's) may not read connections in Airflow 3: Airflow's [smtp] settings
+        log.info("e-mail through %s not possible (%s): using Airflow's [smtp] settings", smtp_conn_id, exc)
+    try:
+        _mail_with_smtp_settings(subject, body, list(emails))
+    except Exception as exc:
+        log.warning("alert e-mail to %s failed: %s", ", ".join(emails), exc)
+
+
+def _mail_with_smtp_settings(subject: str, html: str, to: list[str]) -> None:
+    """Send an HTML mail with Airflow's ``[smtp]`` settings (host, port, TLS, sender; no login)."""
+    import smtplib
+    from email.message import EmailMessage
+
+    from airflow.sdk.configuration import conf
+
+    message = EmailMessage()
+    message["Subject"], message["To"] = subject, ", ".join(to)
+    message["From"] = conf.get("smtp", "smtp_mail_from", fallback="airflow@localhost")
+    message.set_content(html, subtype="html")
+    host, port = conf.get("smtp", "smtp_host", fallback="localhost"), conf.getint("smtp", "smtp_port", fallback=25)
+    client = smtplib.SMTP_SSL if conf.getboolean("smtp", "smtp_ssl", fallback=False) else smtplib.SMTP
+    with client(host, port, timeout=conf.getint("smtp", "smtp_timeout", fallback=30)) as smtp:
+        if conf.getboolean("smtp", "smtp_starttls", fallback=False):
+            smtp.starttls()
+        smtp.send_message(message)
 
 
 def _base_notifier():

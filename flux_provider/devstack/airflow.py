@@ -124,6 +124,14 @@ class AirflowInit(Service):
                 "dag_processor": {"refresh_interval": "15", "dag_bundle_config_list": json.dumps(_bundles(ctx))},
                 # the throttle controller's period (default 60 s): short here so tests see it act
                 "flux": {"throttle_period": "10"},
+                # e-mail (alerts from places that cannot read connections, like deadline callbacks) to the sink
+                "smtp": {
+                    "smtp_host": "127.0.0.1",
+                    "smtp_port": str(ctx.ports["smtp"]),
+                    "smtp_starttls": "False",
+                    "smtp_ssl": "False",
+                    "smtp_mail_from": "flux-devstack@localhost",
+                },
                 # every task's and run's OpenLineage events, one JSON per line
                 "openlineage": {
                     "namespace": "flux-devstack",

@@ -32,6 +32,7 @@ from flux_provider.devstack.airflow import (
 )
 from flux_provider.devstack.hive import HiveMetastore, SparkThriftServer
 from flux_provider.devstack.jars import ensure_s3a_jars
+from flux_provider.devstack.mail import MailSink
 from flux_provider.devstack.mssql import TdsStandIn
 from flux_provider.devstack.process import ProcessRecord, exit_code, spawn, stop, stop_owned, tail
 from flux_provider.devstack.s3 import SeaweedS3
@@ -44,6 +45,7 @@ log = logging.getLogger("flux_provider.devstack")
 SERVICES: list[Service] = [
     SeaweedS3(),
     TdsStandIn(),
+    MailSink(),
     HiveMetastore(),
     SparkThriftServer(),
     AirflowInit(),
@@ -70,6 +72,7 @@ OWNER_ENV = "FLUX_DEVSTACK_OWNER"
 #: Single ports every stack allocates (blocks come from ``Service.port_blocks``).
 SINGLE_PORTS = (
     "mssql",
+    "smtp",
     "metastore",
     "hiveserver2",
     "airflow_api",

@@ -36,6 +36,7 @@ import pendulum
 from airflow.sdk import DAG, Asset
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from flux_provider.deadlines import alert_for
 from flux_provider.operators.base import DEFAULT_RETRY_DELAY
 from flux_provider.operators.bcp_export import BcpExportOperator
 from flux_provider.operators.bcp_to_s3 import BcpToS3Operator
@@ -213,6 +214,7 @@ def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
         # retries, delays and alerts come from the recovery rules (flux_provider.recovery)
         default_args={"owner": spec.owner},
         params={"flux_spec": str(spec.path.name)},
+        deadline=alert_for(spec),
     ) as dag:
         if src.is_split:
             upload = _split_export(spec, common, export_args, upload_args, placement)

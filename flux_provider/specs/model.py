@@ -98,6 +98,16 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class Deadline:
+    """When a run must have finished: ``finish_by`` (HH:MM in ``timezone``, the first at or after the run was
+    due) or ``within_minutes`` of being queued."""
+
+    finish_by: str | None = None
+    within_minutes: float | None = None
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
 class Throttle:
     pool: str
     initial: int = 2
@@ -124,6 +134,7 @@ class DatasetSpec:
     schedule: Schedule
     throttle: Throttle
     rules: tuple[Rule, ...]
+    deadline: Deadline | None = None
 
     @property
     def dag_id(self) -> str:

@@ -19,6 +19,7 @@ from flux_provider.recovery import Action, Match, Rule
 from flux_provider.specs.model import (
     Chunking,
     DatasetSpec,
+    Deadline,
     Export,
     Hive,
     HivePartition,
@@ -242,6 +243,7 @@ class _Builder:
             schedule=self.schedule(),
             throttle=self.throttle(),
             rules=self.rules(),
+            deadline=self.deadline(),
         )
         self.check_split(spec)
         for email in spec.emails:
@@ -565,6 +567,37 @@ class _Builder:
             timezone=tz,
             max_active_runs=self.number(el, "maxActiveRuns", default=1),
         )
+
+    def deadline(self) -> Deadline | None:
+        el = self.find("deadline")
+        if el is None:
+            return None
+        finish_by, within = el.get("finishBy"), el.get("withinMinutes")
+        if (finish_by is None) == (within is None):
+            raise self.error(
+                el,
+                "give either finishBy= or withinMinutes=",
+                fix='<deadline finishBy="06:00" timezone="Europe/Amsterdam"/> or <deadline withinMinutes="90"/>',
+            )
+        if finish_by is not None:
+            hour, _, minute = finish_by.partition(":")
+            if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60 and len(minute) == 2):
+                raise self.error(
+                    el, f"{finish_by!r} is not a time of day", attribute="finishBy", fix="HH:MM, e.g. 06:00"
+                )
+        tz = el.get("timezone") or self.find("schedule").get("timezone", "UTC")
+        try:
+            import pendulum
+
+            pendulum.timezone(tz)
+        except Exception:
+            raise self.error(
+                el, f"{tz!r} is not a time zone", attribute="timezone", fix="an IANA name like UTC or Europe/Paris"
+            ) from None
+        minutes = float(within) if within is not None else None
+        if minutes is not None and minutes <= 0:
+            raise self.error(el, "withinMinutes must be more than 0", attribute="withinMinutes")
+        return Deadline(finish_by=finish_by, within_minutes=minutes, timezone=tz)
 
     def throttle(self) -> Throttle:
         el = self.find("throttle")
