@@ -550,15 +550,7 @@ class _Builder:
             cron = preset_el.text.strip()
         if self.name in after:
             raise self.error(el, f"the data set waits for itself ({self.name!r})", fix="remove that <after>")
-        tz = el.get("timezone", "UTC")
-        try:
-            import pendulum
-
-            pendulum.timezone(tz)
-        except Exception:
-            raise self.error(
-                el, f"{tz!r} is not a time zone", attribute="timezone", fix="an IANA name like UTC or Europe/Paris"
-            ) from None
+        tz = self.time_zone(el, el.get("timezone", "UTC"))
         return Schedule(
             cron=cron,
             after=after,
@@ -567,6 +559,18 @@ class _Builder:
             timezone=tz,
             max_active_runs=self.number(el, "maxActiveRuns", default=1),
         )
+
+    def time_zone(self, el, tz: str) -> str:
+        """``tz`` if it is an IANA time zone, else a spec error on ``el``'s ``timezone``."""
+        try:
+            import pendulum
+
+            pendulum.timezone(tz)
+        except Exception:
+            raise self.error(
+                el, f"{tz!r} is not a time zone", attribute="timezone", fix="an IANA name like UTC or Europe/Paris"
+            ) from None
+        return tz
 
     def deadline(self) -> Deadline | None:
         el = self.find("deadline")
@@ -585,15 +589,7 @@ class _Builder:
                 raise self.error(
                     el, f"{finish_by!r} is not a time of day", attribute="finishBy", fix="HH:MM, e.g. 06:00"
                 )
-        tz = el.get("timezone") or self.find("schedule").get("timezone", "UTC")
-        try:
-            import pendulum
-
-            pendulum.timezone(tz)
-        except Exception:
-            raise self.error(
-                el, f"{tz!r} is not a time zone", attribute="timezone", fix="an IANA name like UTC or Europe/Paris"
-            ) from None
+        tz = self.time_zone(el, el.get("timezone") or self.find("schedule").get("timezone", "UTC"))
         minutes = float(within) if within is not None else None
         if minutes is not None and minutes <= 0:
             raise self.error(el, "withinMinutes must be more than 0", attribute="withinMinutes")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import and_, select
 
-from flux_provider.throttle import migrations, store
+from flux_provider.throttle import store
 from tests.support.stack import inject_fault, seed_table
 from tests.support.throttle import PERIOD, concurrency_ok, events, slots, stack_db
 
@@ -35,30 +35,28 @@ def forget_test_datasets(stack, airflow_client):
 
 
 def register(stack, airflow_client, dataset: str, slots: int, low: int = 1, high: int = 8) -> None:
-    """What `pools sync` does for a spec: the pool and the data set's throttle row."""
-    pool = f"flux_{dataset}"
-    try:
-        airflow_client.request(
-            "PATCH", f"/pools/{pool}", json={"name": pool, "slots": slots, "include_deferred": False}
-        )
-    except Exception:
-        airflow_client.request("POST", "/pools", json={"name": pool, "slots": slots, "include_deferred": False})
-    engine = stack_db(stack)
-    migrations.ensure_tables(engine)
-    with engine.begin() as conn:
-        conn.execute(store.throttle.delete().where(store.throttle.c.dataset == dataset))
-        conn.execute(
-            store.throttle.insert().values(
-                dataset=dataset,
-                pool=pool,
-                low=low,
-                high=high,
-                initial=slots,
-                pinned=None,
-                load_classes=None,
-                updated_at=store.now(),
-            )
-        )
+    """A data set as a deploy job makes it: a spec with these bounds, then ``pools sync --reset`` (its pool at
+    ``slots``, its throttle row with the bounds)."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from tests.support.specs import MINIMAL
+
+    folder = Path(tempfile.mkdtemp(prefix="flux-register-"))
+    throttle = f'<throttle initial="{slots}" min="{low}" max="{high}"/>'
+    (folder / f"{dataset}.xml").write_text(
+        MINIMAL.format(name=dataset).replace("</schedule>", f"</schedule>\n  {throttle}")
+    )
+    subprocess.run(
+        [sys.executable, "-m", "flux_provider.specs", "pools", "sync", "--reset", str(folder)],
+        env={**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]},
+        check=True,
+        capture_output=True,
+    )
+    assert slots == airflow_client.request("GET", f"/pools/flux_{dataset}").json()["slots"]
 
 
 def client_as(stack, user: str | None) -> httpx.Client:
