@@ -4,7 +4,8 @@
   behind Airflow's auth; see :mod:`flux_provider.throttle.api`);
 * ``external_views``: "Data sets" in the UI's Browse menu, showing that page;
 * ``listeners``: starts the throttle controller in the scheduler;
-* ``deadline_references``: :class:`~flux_provider.deadlines.FinishBy` (a spec's ``<deadline finishBy=>``).
+* ``deadline_references``: :class:`~flux_provider.deadlines.FinishBy` (a spec's ``<deadline finishBy=>``);
+* ``timetables``: the calendar-aware cron timetables of :mod:`flux_provider.specs.timetable`.
 
 Loaded through the ``airflow.plugins`` entry point when the provider is
 pip-installed (Airflow's default ``lazy_discover_providers`` does not load
@@ -18,6 +19,7 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 
 from flux_provider.deadlines import FinishBy
+from flux_provider.specs.timetable import CalendarCronDataInterval, CalendarCronTrigger
 from flux_provider.throttle import listener
 from flux_provider.throttle.api import app
 
@@ -38,3 +40,4 @@ class FluxPlugin(AirflowPlugin):
     ]
     listeners = [listener]
     deadline_references = [FinishBy]
+    timetables = [CalendarCronTrigger, CalendarCronDataInterval]

@@ -50,6 +50,7 @@ from flux_provider.run_report import EXPORT, EXPORT_UPLOAD, PLAN, PUBLISH, REFRE
 from flux_provider.specs import after_graph
 from flux_provider.specs.model import DatasetSpec
 from flux_provider.specs.parser import SpecError, load_spec, parse_xml
+from flux_provider.specs.timetable import CalendarCronDataInterval, CalendarCronTrigger
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +94,15 @@ def _schedule(spec: DatasetSpec, known: set[str] | None):
                 fix=f"one of {sorted(known or [])}, or a cron/preset schedule",
             )
         return [Asset.ref(name=f"flux.{name}") for name in spec.schedule.after]
-    split = spec.source.split
-    if split and split.every and spec.schedule.cron:
+    split, cron, zone = spec.source.split, spec.schedule.cron, spec.schedule.timezone
+    if cron and spec.calendar is not None and not cron.startswith("@once"):
+        if split and split.every:
+            return CalendarCronDataInterval(cron, zone, calendar=spec.calendar)
+        return CalendarCronTrigger(cron, timezone=zone, calendar=spec.calendar)
+    if split and split.every and cron:
         # a time split exports each run's data interval: Airflow 3's cron default gives runs none
-        return CronDataIntervalTimetable(spec.schedule.cron, timezone=spec.schedule.timezone)
-    return spec.schedule.cron
+        return CronDataIntervalTimetable(cron, timezone=zone)
+    return cron
 
 
 def doc_md(spec: DatasetSpec) -> str:

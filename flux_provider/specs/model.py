@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from flux_provider.calendars import Calendar
 from flux_provider.recovery import Rule
 
 
@@ -135,6 +136,7 @@ class DatasetSpec:
     throttle: Throttle
     rules: tuple[Rule, ...]
     deadline: Deadline | None = None
+    calendar: Calendar | None = None  # holidays and maintenance windows (flux_provider.calendars)
 
     @property
     def dag_id(self) -> str:

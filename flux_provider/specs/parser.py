@@ -12,6 +12,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from flux_provider.calendars import DAYS, Calendar, Window
 from flux_provider.errors import ErrorClass, FluxTerminalError
 from flux_provider.identifiers import hive_identifier, hive_type, sqlserver_identifier
 from flux_provider.queries import QueryRefused, check_read_only
@@ -244,6 +245,7 @@ class _Builder:
             throttle=self.throttle(),
             rules=self.rules(),
             deadline=self.deadline(),
+            calendar=self.calendar(),
         )
         self.check_split(spec)
         for email in spec.emails:
@@ -572,6 +574,55 @@ class _Builder:
             ) from None
         return tz
 
+    def calendar(self) -> Calendar | None:
+        """The spec's <calendar>, or the shared calendar file it names (``file=``, relative to the spec)."""
+        el = self.find("calendar")
+        if el is None:
+            return None
+        source = el
+        if el.get("file"):
+            path = (self.path.parent / el.get("file")).resolve()
+            if not path.is_file():
+                raise self.error(el, f"no calendar file {path}", attribute="file", fix="a path relative to the spec")
+            source = parse_xml(path).getroot()
+            if source.tag != "calendar" or len(el):
+                raise self.error(
+                    el,
+                    f"{path.name} must hold one <calendar> and the spec's <calendar file=> nothing else",
+                    fix='<calendar timezone="..."><window .../></calendar> in the file',
+                )
+        zone = self.time_zone(el, el.get("timezone") or source.get("timezone") or "UTC")
+        windows = []
+        for window in source.iter("window"):
+            for attribute in ("start", "end"):
+                self.clock(window, attribute)
+            days = tuple(self.weekday(window, d) for d in (window.get("days") or "").replace(",", " ").split())
+            if window.get("date") and days:
+                raise self.error(window, "a window has days= or date=, not both", fix="two windows")
+            windows.append(
+                Window(
+                    start=window.get("start"),
+                    end=window.get("end"),
+                    days=days,
+                    date=window.get("date"),
+                    reason=window.get("reason") or "",
+                )
+            )
+        holidays = tuple(h.get("date") for h in source.iter("holiday"))
+        return Calendar(timezone=zone, holidays=holidays, windows=tuple(windows))
+
+    def clock(self, el, attribute: str) -> str:
+        value = el.get(attribute) or ""
+        hour, _, minute = value.partition(":")
+        if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60 and len(minute) == 2):
+            raise self.error(el, f"{value!r} is not a time of day", attribute=attribute, fix="HH:MM, e.g. 06:00")
+        return value
+
+    def weekday(self, el, name: str) -> int:
+        if name.lower()[:3] not in DAYS:
+            raise self.error(el, f"{name!r} is not a day of the week", attribute="days", fix="mon tue ... sun")
+        return DAYS.index(name.lower()[:3])
+
     def deadline(self) -> Deadline | None:
         el = self.find("deadline")
         if el is None:
@@ -584,11 +635,7 @@ class _Builder:
                 fix='<deadline finishBy="06:00" timezone="Europe/Amsterdam"/> or <deadline withinMinutes="90"/>',
             )
         if finish_by is not None:
-            hour, _, minute = finish_by.partition(":")
-            if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60 and len(minute) == 2):
-                raise self.error(
-                    el, f"{finish_by!r} is not a time of day", attribute="finishBy", fix="HH:MM, e.g. 06:00"
-                )
+            self.clock(el, "finishBy")
         tz = self.time_zone(el, el.get("timezone") or self.find("schedule").get("timezone", "UTC"))
         minutes = float(within) if within is not None else None
         if minutes is not None and minutes <= 0:

@@ -29,6 +29,7 @@ import threading
 
 from sqlalchemy import and_, or_, select
 
+from flux_provider import calendars
 from flux_provider.errors import ERROR_XCOM, ErrorClass, ErrorRecord
 from flux_provider.recovery import parse_retry_reason
 from flux_provider.throttle import migrations, store
@@ -80,7 +81,9 @@ class Controller:
                     session, row["dataset"], None, row["initial"], "pool was missing: created", ACTOR, at
                 )
             samples = self.collect(session, row["dataset"], row["pool"], since, at)
-            target, reason = self.decide(row, pool.slots, samples, at)
+            target, reason = self.calendar_says(session, row, pool.slots, at) or self.decide(
+                row, pool.slots, samples, at
+            )
             if target != pool.slots:
                 changes.append((row["dataset"], pool.slots, target, reason))
                 store.record_event(session, row["dataset"], pool.slots, target, reason, ACTOR, at)
@@ -90,6 +93,32 @@ class Controller:
                 pool.slots = target
         self.last_tick = at
         return changes
+
+    @staticmethod
+    def calendar_says(session, row, current: int, at: dt.datetime) -> tuple[int, str] | None:
+        """Inside one of the data set's maintenance windows: 0 slots (a pin still wins). Just after it: the slots
+        it had before (from the event that emptied the pool). Otherwise None: the limit decides."""
+        if row["pinned"] is not None:
+            return None
+        calendar = calendars.Calendar.from_json(row.get("calendar"))
+        window = calendars.window_at(calendar, at)
+        if window is not None:
+            return 0, calendars.describe(calendar, window)
+        if current != 0:
+            return None
+        last = (
+            session.execute(
+                select(store.events)
+                .where(store.events.c.dataset == row["dataset"])
+                .order_by(store.events.c.id.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        if last and last["new"] == 0 and last["reason"].startswith(calendars.WINDOW_REASON) and last["old"]:
+            return last["old"], f"{calendars.WINDOW_REASON} over: back to {last['old']}"
+        return None
 
     def decide(self, row, current: int, samples: list[Sample], at: dt.datetime) -> tuple[int, str]:
         if row["pinned"] is not None:

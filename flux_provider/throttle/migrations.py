@@ -31,7 +31,16 @@ def _v1_create_tables(conn) -> None:
     """Version 1: the throttle's tables as flux 0.1 created them."""
     legacy = MetaData()
     Table("flux_task_outcomes", legacy, *_columns(keep_indexes=True, without={"map_index"}))
-    for table in (throttle, events, lease):
+    Table(  # as flux 0.1 made it: the calendar column came with version 3
+        "flux_throttle",
+        legacy,
+        *(
+            Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+            for c in throttle.columns
+            if c.name != "calendar"
+        ),
+    )
+    for table in (events, lease):
         table.create(conn, checkfirst=True)
     legacy.create_all(conn, checkfirst=True)
 
@@ -52,6 +61,14 @@ def _v2_outcomes_by_map_index(conn) -> None:
         index.create(conn)
 
 
+def _v3_calendar(conn) -> None:
+    """Version 3: ``flux_throttle.calendar``, the data set's holidays and maintenance windows."""
+    from sqlalchemy import inspect
+
+    if "calendar" not in {c["name"] for c in inspect(conn).get_columns("flux_throttle")}:
+        conn.execute(text("ALTER TABLE flux_throttle ADD COLUMN calendar TEXT"))
+
+
 def _columns(*, keep_indexes: bool, without: frozenset | set = frozenset()) -> list[Column]:
     """Fresh copies of ``flux_task_outcomes``' columns (indexes by name follow the table they are made on)."""
     return [
@@ -65,6 +82,7 @@ def _columns(*, keep_indexes: bool, without: frozenset | set = frozenset()) -> l
 MIGRATIONS: list[tuple[int, str, Callable]] = [
     (1, "the throttle's tables", _v1_create_tables),
     (2, "flux_task_outcomes keyed by map index", _v2_outcomes_by_map_index),
+    (3, "flux_throttle.calendar", _v3_calendar),
 ]
 LATEST = MIGRATIONS[-1][0]
 

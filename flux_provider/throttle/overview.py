@@ -5,7 +5,7 @@
 * :func:`detail`: one data set's runs (rows and duration per stage, parts, links to each task's log) and
   its last errors (class, message, the rule that fired and what it did, a link to the failing try's log);
 * :func:`timeline`: slots, running and queued over a window as aligned step series, every limit change
-  (reason, actor), and errors by class per bucket on the same time axis.
+  (reason, actor), errors by class per bucket on the same time axis, and the data set's maintenance windows.
 
 A data set is a row of ``flux_throttle`` (made by ``pools sync``) whose DAG Airflow knows; rows whose DAG
 is gone (a deleted spec, a test's leftover) are counted as ``orphaned`` and listed only when asked for.
@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from sqlalchemy import and_, func, or_, select
 
+from flux_provider import calendars
 from flux_provider.run_report import EXPORT, EXPORT_UPLOAD, PUBLISH, TRANSFORM, UPLOAD, stage_rows
 from flux_provider.throttle import store
 
@@ -477,6 +478,12 @@ def timeline(session, dataset: str, *, hours: float = 24.0, until: dt.datetime |
         "bounds": [row["low"], row["high"]],
         "changes": [{"t": _utc(c["at"]).timestamp(), **_event(c)} for c in inside],
         "errors": {"bucket_seconds": bucket, "t": edges, "classes": by_class},
+        "windows": [
+            {"start": w.start.timestamp(), "end": w.end.timestamp(), "reason": w.reason}
+            for w in calendars.windows_between(calendar, start, end)
+        ]
+        if (calendar := calendars.Calendar.from_json(row.get("calendar")))
+        else [],
     }
 
 

@@ -31,6 +31,7 @@ throttle = Table(
     Column("initial", Integer, nullable=False),
     Column("pinned", Integer, nullable=True),
     Column("load_classes", Text, nullable=True),  # comma-separated override, NULL: the taxonomy's
+    Column("calendar", Text, nullable=True),  # the spec's holidays and windows (flux_provider.calendars JSON)
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -127,9 +128,18 @@ def record_event(
 
 
 def upsert_dataset(
-    session, dataset: str, pool: str, low: int, high: int, initial: int, load_classes: str | None = None
+    session,
+    dataset: str,
+    pool: str,
+    low: int,
+    high: int,
+    initial: int,
+    load_classes: str | None = None,
+    calendar: str | None = None,
 ) -> None:
-    values = dict(pool=pool, low=low, high=high, initial=initial, load_classes=load_classes, updated_at=now())
+    values = dict(
+        pool=pool, low=low, high=high, initial=initial, load_classes=load_classes, calendar=calendar, updated_at=now()
+    )
     if session.execute(select(throttle.c.dataset).where(throttle.c.dataset == dataset)).first():
         session.execute(update(throttle).where(throttle.c.dataset == dataset).values(**values))
     else:

@@ -198,6 +198,9 @@ function renderDetail({d, t}) {
     <h2>Slots, running and queued
       <select id="hours" aria-label="window">${[[1, "1 h"], [24, "24 h"], [168, "7 d"]].map(([h, l]) =>
         `<option value="${h}" ${h === state.hours ? "selected" : ""}>${l}</option>`).join("")}</select></h2>
+    ${(t.windows || []).length ? `<div class="muted" data-role="windows">shaded: maintenance windows (${t.windows
+      .map(w => `${when(new Date(w.start * 1000).toISOString())}–${when(new Date(w.end * 1000).toISOString())}${w.reason ? " " + esc(w.reason) : ""}`)
+      .join(", ")})</div>` : ""}
     <div class="chart" id="slots-chart"><div class="tip" id="tip"></div></div>
     <h2>Errors by class</h2>
     <div class="chart" id="errors-chart"></div>
@@ -264,8 +267,15 @@ function drawCharts(t) {
   const axis = {stroke: css("--muted"), grid: {stroke: css("--line")}, ticks: {stroke: css("--line")}};
   const stepped = uPlot.paths.stepped({align: 1});
   const s = t.series;
-  const markers = {hooks: {draw: [u => {  // a dashed line at every limit change
-    const ctx = u.ctx; ctx.save(); ctx.strokeStyle = css("--pinned"); ctx.setLineDash([4, 3]); ctx.lineWidth = 1;
+  const markers = {hooks: {draw: [u => {  // maintenance windows shaded, a dashed line at every limit change
+    const ctx = u.ctx; ctx.save();
+    ctx.fillStyle = css("--paused") + "33";
+    for (const w of t.windows || []) {
+      const x0 = Math.max(u.valToPos(w.start, "x", true), u.bbox.left);
+      const x1 = Math.min(u.valToPos(w.end, "x", true), u.bbox.left + u.bbox.width);
+      if (x1 > x0) ctx.fillRect(x0, u.bbox.top, x1 - x0, u.bbox.height);
+    }
+    ctx.strokeStyle = css("--pinned"); ctx.setLineDash([4, 3]); ctx.lineWidth = 1;
     for (const c of t.changes) {
       const x = Math.round(u.valToPos(c.t, "x", true));
       ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height); ctx.stroke();

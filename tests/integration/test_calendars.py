@@ -1,0 +1,113 @@
+"""Business calendars on the stack, with a short real window (no long sleeps): a data set whose source has a
+maintenance window starting now. The controller holds its pool at 0 during the window and gives the slots back
+after it, recording both; its timetable (registered by the plugin) puts the run due inside the window at the
+window's end, and that is when the scheduler starts it; the dashboard's timeline shows the window."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from flux_provider.devstack.tds.seed import load_seed
+from tests.support import RUN_DIR
+from tests.support.throttle import PERIOD, events, slots, stack_db
+
+pytestmark = pytest.mark.stack
+
+SPECS = RUN_DIR / "fleet" / "specs"  # the stack's bundle of generated data sets (flux-fleet)
+
+
+def spec(name: str, day: str, start: str, end: str) -> str:
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<dataset name="{name}">
+  <owner>flux-tests</owner>
+  <source schema="dbo" table="calendar_src"/>
+  <export engine="bcp" mode="streaming"/>
+  <s3 location="s3://flux/tests/{name}"/>
+  <hive database="flux_tests" targetTable="{name}" createDatabase="true">
+    <column name="id" type="INT"/>
+    <transform>SELECT id FROM {{{{ staging }}}}</transform>
+  </hive>
+  <schedule><cron>* * * * *</cron></schedule>
+  <calendar timezone="UTC"><window date="{day}" start="{start}" end="{end}" reason="vendor patching"/></calendar>
+  <throttle initial="3" min="1" max="4"/>
+</dataset>
+"""
+
+
+def test_a_maintenance_window_empties_the_pool_moves_the_run_and_gives_the_slots_back(stack, airflow_client, unique):
+    db = stack_db(stack)
+    name = f"cal_{unique[:6]}"
+    source = Path(stack.env()["FLUX_MSSQL_DB"])
+    load_seed(source, "DROP TABLE IF EXISTS dbo.calendar_src;\nCREATE TABLE dbo.calendar_src (id INT NOT NULL);")
+    with sqlite3.connect(source) as conn:
+        conn.executemany("INSERT INTO calendar_src VALUES (?)", [(i,) for i in range(5)])
+    now = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
+    begin, end = now, now + dt.timedelta(minutes=3)  # a window that has just begun
+    for old in SPECS.glob("cal_*.xml"):
+        old.unlink()
+    SPECS.mkdir(parents=True, exist_ok=True)
+    (SPECS / f"{name}.xml").write_text(spec(name, begin.date().isoformat(), f"{begin:%H:%M}", f"{end:%H:%M}"))
+    subprocess.run(
+        [sys.executable, "-m", "flux_provider.specs", "pools", "sync", str(SPECS.parent)],
+        env={**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]},
+        check=True,
+        capture_output=True,
+    )
+    dag_id = f"flux_{name}"
+    airflow_client.wait_for_dag(dag_id, timeout=120)
+
+    deadline = time.monotonic() + PERIOD * 4
+    while slots(airflow_client, name) != 0:
+        assert time.monotonic() < deadline, events(stack, name)
+        time.sleep(1)
+    held = events(stack, name)[-1]
+    assert (held["old"], held["new"], held["actor"]) == (3, 0, "controller")
+    assert held["reason"] == f"maintenance window until {end:%Y-%m-%d %H:%M} UTC: vendor patching"
+
+    with db.connect() as conn:  # the next run is due when the window ends, not at the next minute
+        due = conn.execute(text("SELECT next_dagrun_create_after FROM dag WHERE dag_id = :d"), {"d": dag_id}).scalar()
+    due = due.replace(tzinfo=dt.timezone.utc) if due.tzinfo is None else due
+    assert due == end, (due, end)
+    timeline = airflow_client.plugin("GET", f"/flux/api/datasets/{name}/timeline", params={"hours": 1}).json()
+    assert [(w["start"], w["end"], w["reason"]) for w in timeline["windows"]] == [
+        (begin.timestamp(), end.timestamp(), "vendor patching")
+    ]
+    airflow_client.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+    try:
+        deadline = time.monotonic() + (end - dt.datetime.now(dt.timezone.utc)).total_seconds() + PERIOD * 6
+        while slots(airflow_client, name) != 3:
+            assert time.monotonic() < deadline, events(stack, name)
+            time.sleep(2)
+        back = events(stack, name)[-1]
+        assert (back["old"], back["new"], back["reason"]) == (0, 3, "maintenance window over: back to 3")
+        assert back["at"].replace(tzinfo=dt.timezone.utc) >= end
+        deadline = time.monotonic() + 120
+        while True:  # the scheduler creates the moved run once the window is over
+            with db.connect() as conn:
+                first = conn.execute(
+                    text(
+                        "SELECT run_after, queued_at, logical_date FROM dag_run WHERE dag_id = :d ORDER BY id LIMIT 1"
+                    ),
+                    {"d": dag_id},
+                ).first()
+            if first is not None and first.queued_at is not None:
+                break
+            assert time.monotonic() < deadline, "the run due in the window never started"
+            time.sleep(2)
+    finally:
+        airflow_client.request("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
+    run_after, queued = (v.replace(tzinfo=dt.timezone.utc) if v.tzinfo is None else v for v in first[:2])
+    assert run_after == end and queued >= end
+    logical = (
+        first.logical_date.replace(tzinfo=dt.timezone.utc) if first.logical_date.tzinfo is None else first.logical_date
+    )
+    assert begin <= logical < end  # the run keeps the time it was due at
