@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 LEASE = "throttle-controller"
 ACTOR = "controller"
+#: How far each period looks back before the last one: a try's end date is set a moment before its final
+#: state is committed, so a try that ended just before a tick can show up as final only after it.
+LATE = dt.timedelta(seconds=30)
 # tries that ran and ended (upstream_failed and skipped tasks never ran, though Airflow gives them dates)
 FINAL = ("success", "failed", "up_for_retry")
 
@@ -66,7 +69,7 @@ class Controller:
                 self.last_tick
                 or store.last_outcome_end(session, row["dataset"])
                 or at - dt.timedelta(seconds=self.period)
-            )
+            ) - LATE  # a try's end date is written before its final state: look back (each try is kept once)
             pool = session.execute(select(Pool).where(Pool.pool == row["pool"])).scalar_one_or_none()
             if pool is None:  # pools sync creates it; never leave tasks waiting on a missing pool
                 pool = Pool(

@@ -155,6 +155,9 @@ def fleet(stack, airflow_client):
         if recorded and throttled:
             break
         time.sleep(2)
+    else:
+        late = [n for n, r in rows.items() if (r["health"] == "failing" and not r["errors"])]
+        raise AssertionError(f"the controller did not record these failures in time: {late}")
     yield results
     with sqlite3.connect(db) as conn:
         conn.execute("DELETE FROM flux_faults WHERE pattern LIKE 'fleet_busy_%'")
