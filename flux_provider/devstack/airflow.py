@@ -121,7 +121,13 @@ class AirflowInit(Service):
                     "scheduler_health_check_server_host": "127.0.0.1",
                     "scheduler_health_check_server_port": str(ctx.ports["airflow_scheduler"]),
                 },
-                "dag_processor": {"refresh_interval": "15", "dag_bundle_config_list": json.dumps(_bundles(ctx))},
+                "dag_processor": {
+                    "refresh_interval": "15",
+                    "dag_bundle_config_list": json.dumps(_bundles(ctx)),
+                    # the stack's own clones of git bundles (Airflow's default, /tmp/airflow/dag_bundles, is
+                    # shared by every Airflow on the machine: two stacks with a bundle of one name would mix)
+                    "dag_bundle_storage_path": str(home / "dag_bundles"),
+                },
                 # the throttle controller's period (default 60 s): short here so tests see it act
                 "flux": {"throttle_period": "10"},
                 # e-mail (alerts from places that cannot read connections, like deadline callbacks) to the sink

@@ -89,7 +89,7 @@ def test_a_spec_committed_during_a_run_changes_only_the_runs_after_it(stack, air
     )
     wait_for_version(db, first)
 
-    inject_fault(stack, "git_src", remaining=1, delay_seconds=45)  # the export query waits: the run is in flight
+    inject_fault(stack, "git_src", remaining=1, delay_seconds=90)  # the export query waits: the run is in flight
     try:
         run_id = airflow_client.trigger("flux_git_bundle")
         write(work, "upper(txt)")
