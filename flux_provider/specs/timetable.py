@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pendulum
+from airflow.timetables.base import DataInterval
 from airflow.timetables.interval import CronDataIntervalTimetable
 from airflow.timetables.trigger import CronTriggerTimetable
 
@@ -37,6 +38,15 @@ class _CalendarMixin:
         info = super().next_dagrun_info(
             last_automated_data_interval=last_automated_data_interval, restriction=restriction
         )
+        last = last_automated_data_interval
+        moved = calendars.window_at(self.calendar, last.end) if last is not None else None
+        if info is not None and moved is not None and info.run_after <= moved.end:
+            # the last run was due in a window and ran at its end: it stands for the fire at that end too
+            # (two runs at one moment would share a run id)
+            end = pendulum.instance(moved.end)
+            info = super().next_dagrun_info(
+                last_automated_data_interval=DataInterval(end, end), restriction=restriction
+            )
         for _ in range(MAX_SKIPS):
             if info is None:
                 return None

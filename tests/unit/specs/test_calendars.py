@@ -66,19 +66,36 @@ def trigger(calendar: Calendar, cron: str = "0 * * * *") -> CalendarCronTrigger:
     return CalendarCronTrigger(cron, timezone=pendulum.timezone(AMS), calendar=calendar)
 
 
+RESTRICTION = TimeRestriction(earliest=pendulum.datetime(2026, 1, 1, tz="UTC"), latest=None, catchup=True)
+
+
 def after(timetable, last_end: dt.datetime):
     interval = DataInterval(pendulum.instance(last_end), pendulum.instance(last_end))
-    restriction = TimeRestriction(earliest=pendulum.datetime(2026, 1, 1, tz="UTC"), latest=None, catchup=True)
-    return timetable.next_dagrun_info(last_automated_data_interval=interval, restriction=restriction)
+    return timetable.next_dagrun_info(last_automated_data_interval=interval, restriction=RESTRICTION)
 
 
 def test_a_run_due_in_a_window_runs_when_it_ends_with_its_own_logical_date():
     timetable = trigger(Calendar(timezone=AMS, windows=(SUNDAY_NIGHT,)))
-    due = after(timetable, utc(2026, 11, 29, 0, 0))  # the next hourly run: 02:00 Sunday there, in the window
-    assert due.data_interval.end == utc(2026, 11, 29, 1, 0)  # its logical time is unchanged
+    due = after(timetable, utc(2026, 11, 28, 23, 0))  # the next hourly run: 01:00 Sunday there, in the window
+    assert due.data_interval.end == utc(2026, 11, 29, 0, 0)  # its logical time is unchanged
     assert due.run_after == utc(2026, 11, 29, 2, 0)  # it runs when the window ends (03:00 there)
     free = after(timetable, utc(2026, 11, 29, 2, 0))
     assert free.run_after == free.data_interval.end == utc(2026, 11, 29, 3, 0)
+
+
+def test_the_run_after_a_moved_one_is_due_after_the_window_never_at_the_same_moment():
+    """Run ids come from the moment a run is due: the run moved to a window's end stands for the fire at that end
+    (two runs due at one moment would collide and stop the scheduler)."""
+    timetable = trigger(Calendar(timezone=AMS, windows=(SUNDAY_NIGHT,)))
+    moved = after(timetable, utc(2026, 11, 28, 23, 0))
+    following = timetable.next_dagrun_info(last_automated_data_interval=moved.data_interval, restriction=RESTRICTION)
+    assert moved.run_after == utc(2026, 11, 29, 2, 0) and following.run_after == utc(2026, 11, 29, 3, 0)
+    for flavour in (
+        CalendarCronDataInterval("0 * * * *", pendulum.timezone(AMS), Calendar(timezone=AMS, windows=(SUNDAY_NIGHT,))),
+    ):
+        first = after(flavour, utc(2026, 11, 28, 23, 0))
+        second = flavour.next_dagrun_info(last_automated_data_interval=first.data_interval, restriction=RESTRICTION)
+        assert first.run_after == utc(2026, 11, 29, 2, 0) and second.run_after > first.run_after
 
 
 def test_runs_due_on_a_holiday_are_skipped():
