@@ -41,10 +41,10 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def stack():
     from flux_provider.devstack import Stack
+    from tests.support.fleet import ensure_bundle
     from tests.support.git_bundle import ensure_repository
 
-    fleet = RUN_DIR / "fleet"  # data sets a test generates (the dashboard's fifty): empty until then
-    fleet.mkdir(parents=True, exist_ok=True)
+    fleet = ensure_bundle(RUN_DIR / "fleet")  # data sets tests generate (the dashboard's fifty, ...)
     repository = RUN_DIR / "git" / "flux-bundle.git"  # a GitDagBundle's remote (test_git_bundle.py)
     ensure_repository(repository)
     stack = Stack(

@@ -21,6 +21,7 @@ import pytest
 
 from flux_provider.devstack.tds.seed import load_seed
 from tests.support import ARTIFACTS, RUN_DIR
+from tests.support.fleet import ensure_bundle
 from tests.support.stack import inject_fault
 from tests.support.throttle import PERIOD, events, slots
 
@@ -67,19 +68,6 @@ def spec(i: int) -> str:
 """
 
 
-FLEET_DAGS = '''"""The generated fleet of data sets (tests/integration/test_dashboard.py): every spec of specs/."""
-
-from pathlib import Path
-
-from airflow.sdk import DAG
-
-from flux_provider.specs.factory import build_dags
-
-dags: dict[str, DAG] = build_dags(Path(__file__).parent / "specs")
-globals().update(dags)
-'''
-
-
 def write_fleet(indices, extra: dict[str, str] | None = None) -> None:
     """The fleet's specs are exactly ``indices`` (and ``extra``: name -> spec): others are deleted."""
     folder = FLEET / "specs"
@@ -90,7 +78,7 @@ def write_fleet(indices, extra: dict[str, str] | None = None) -> None:
             old.unlink()
     for file, text in wanted.items():
         (folder / file).write_text(text)
-    (FLEET / "fleet.py").write_text(FLEET_DAGS)
+    ensure_bundle(FLEET)
 
 
 def pools_sync(stack) -> None:
