@@ -42,16 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'DATA SET':<24}{'POOL':<28}{'SLOTS':>6}{'PINNED':>8}{'BOUNDS':>8}  LAST CHANGE")
             for row in session.execute(select(store.throttle).order_by(store.throttle.c.dataset)).mappings():
                 pool = session.execute(select(Pool).where(Pool.pool == row["pool"])).scalar_one_or_none()
-                last = (
-                    session.execute(
-                        select(store.events)
-                        .where(store.events.c.dataset == row["dataset"])
-                        .order_by(store.events.c.id.desc())
-                        .limit(1)
-                    )
-                    .mappings()
-                    .first()
-                )
+                last = store.last_event(session, row["dataset"])
                 change = f"{last['at']:%Y-%m-%d %H:%M} {last['reason']}" if last else "-"
                 print(
                     f"{row['dataset']:<24}{row['pool']:<28}{pool.slots if pool else '-':>6}"

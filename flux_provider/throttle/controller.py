@@ -109,16 +109,7 @@ class Controller:
             return 0, calendars.describe(calendar, window)
         if current != 0:
             return None
-        last = (
-            session.execute(
-                select(store.events)
-                .where(store.events.c.dataset == row["dataset"])
-                .order_by(store.events.c.id.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
+        last = store.last_event(session, row["dataset"])
         if last and last["new"] == 0 and last["reason"].startswith(calendars.WINDOW_REASON) and last["old"]:
             return last["old"], f"{calendars.WINDOW_REASON} over: back to {last['old']}"
         return None

@@ -119,6 +119,12 @@ def release_lease(session, name: str, holder: str) -> bool:
     return session.execute(lease.delete().where(and_(lease.c.name == name, lease.c.holder == holder))).rowcount == 1
 
 
+def last_event(session, dataset: str):
+    """The data set's last limit change (a row mapping), or None."""
+    query = select(events).where(events.c.dataset == dataset).order_by(events.c.id.desc()).limit(1)
+    return session.execute(query).mappings().first()
+
+
 def record_event(
     session, dataset: str, old: int | None, new: int | None, reason: str, actor: str, at: dt.datetime | None = None
 ) -> None:
