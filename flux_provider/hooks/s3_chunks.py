@@ -19,7 +19,10 @@ uploading, multipart uploads left under that prefix by a killed try are
 aborted; on failure the in-flight ones are aborted. After the last chunk,
 objects in the prefix that are not part of this run (stale chunks of an earlier
 try) are deleted, the manifest is written, and only then the pointer. A reader
-that follows pointer -> manifest never sees half a run.
+that follows pointer -> manifest never sees half a run. A try that Airflow gave
+up (a zombie) writes no chunk once the run is published, never publishes over a
+newer try (the pointer write is conditional), and :func:`changed_since_published`
+lets a reader refuse a run whose chunks changed after it was published.
 
 Chunks below the multipart threshold go up in one PUT each with a CRC32 that S3
 checks; larger ones as s3transfer multipart uploads with a CRC32 per part.
@@ -220,6 +223,8 @@ class ChunkUploader:
                 if head.get("Metadata") == metadata and head.get("ContentLength") == len(chunk.data):
                     done.skipped = True
                     return done
+            if _exists(self.client, self.bucket, self.run.prefix + MANIFEST):
+                raise self._superseded()
             if len(chunk.data) < self.transfer_config.multipart_threshold:
                 # One PUT from memory with the CRC32, which S3 checks: as fast as s3transfer on a
                 # file, which an upload_fileobj per chunk was not.
@@ -245,10 +250,24 @@ class ChunkUploader:
         finally:
             self._slots.release()
 
+    def _superseded(self) -> FluxError:
+        """A run's prefix is never rewritten once published: an uploader that finds it published was
+        overtaken by a newer try of the same run (this one is a zombie)."""
+        return flux_error(
+            f"superseded: s3://{self.bucket}/{self.run.prefix} was published by another try while this try "
+            f"({self.attempt}) was uploading to it; Airflow gave this try up (its worker was cut off or too slow "
+            "to heartbeat) and it writes nothing more",
+            error_class=ErrorClass.SUPERSEDED,
+            dataset=self.dataset,
+            step="upload",
+        )
+
     def _raise_failed(self) -> None:
         for future in self._futures:
             if future.done() and future.exception() is not None:
                 exc = future.exception()
+                if isinstance(exc, FluxError):
+                    raise exc
                 raise self._error(f"uploading to s3://{self.bucket}/{self.run.prefix}", exc) from exc
 
     def finish(self) -> RunUpload:
@@ -256,6 +275,8 @@ class ChunkUploader:
         for future in self._futures:
             try:
                 self.run.chunks.append(future.result())
+            except FluxError:
+                raise
             except Exception as exc:  # classified below, whatever boto raised
                 raise self._error(f"uploading to s3://{self.bucket}/{self.run.prefix}", exc) from exc
         self._futures.clear()
@@ -431,6 +452,39 @@ def publish_parts(
             f"publishing s3://{bucket}/{prefix}: {exc}", error_class=classify_s3(exc), dataset=dataset, step="publish"
         ) from exc
     return manifest
+
+
+def changed_since_published(client, manifest: dict, *, workers: int = 8) -> list[str]:
+    """What under a published run's prefix differs from its manifest: a chunk missing, resized or rewritten
+    (its ``flux-crc32``), or an object no chunk lists that Hive would read. A try that Airflow gave up (a
+    zombie) stops at its next chunk once its successor published, but a chunk it had in flight still lands.
+    Empty when the run is intact. One LIST and one HEAD per chunk."""
+    bucket, prefix = manifest["bucket"], manifest["prefix"]
+    chunks = {c["key"]: c for c in manifest["chunks"]}
+    found = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        found.update((item["Key"], item["Size"]) for item in page.get("Contents", []))
+    problems = [f"{key} is missing" for key in chunks if key not in found]
+    problems += [
+        f"{key} is not in the manifest"
+        for key in found
+        if key not in chunks and not any(p.startswith(("_", ".")) for p in key[len(prefix) :].split("/"))
+    ]
+    sized = [key for key in chunks if key in found and found[key] == chunks[key]["bytes"]]
+    problems += [
+        f"{key} has {found[key]} bytes, the manifest {chunks[key]['bytes']}"
+        for key in chunks
+        if key in found and key not in sized
+    ]
+
+    def crc32(key: str) -> str | None:
+        return client.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("flux-crc32")
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3-check") as pool:
+        for key, found_crc in zip(sized, pool.map(crc32, sized)):
+            if found_crc != chunks[key]["crc32"]:
+                problems.append(f"{key} was rewritten (CRC32 {found_crc}, the manifest {chunks[key]['crc32']})")
+    return problems
 
 
 def _summary(bucket: str, prefix: str, chunks: list[UploadedChunk], *, format: str, dataset: str | None) -> dict:

@@ -30,6 +30,7 @@ from flux_provider.errors import (
     FluxTransientError,
     flux_error,
 )
+from flux_provider.hooks.s3_client import remove_insert_leftovers
 from flux_provider.recovery import Recovery, RecoveryPolicy
 from flux_provider.run_day import VARIABLE as DAY_VARIABLE
 from flux_provider.run_day import render_error_text, run_day
@@ -51,6 +52,19 @@ def this_host(context) -> str:
     """The host this try runs on, as Airflow records it (``[core] hostname_callable``; the machine's name
     outside a task run)."""
     return getattr(context.get("ti"), "hostname", None) or socket.gethostname()
+
+
+def runs_beside(context) -> int | None:
+    """How many other runs of this DAG are running now (their INSERTs may be writing under a shared table):
+    0 outside an Airflow task run (an operator called directly), None when Airflow cannot say."""
+    ti = context.get("ti")
+    count = getattr(ti, "get_dr_count", None)
+    if count is None:
+        return 0
+    try:
+        return max(0, int(count(dag_id=ti.dag_id, states=["running"])) - 1)
+    except Exception:  # the API server is away: housekeeping waits for a run that can tell
+        return None
 
 
 class FluxOperator(BaseOperator):
@@ -133,6 +147,21 @@ class FluxOperator(BaseOperator):
         except Exception as exc:  # lineage never fails a task
             self.log.warning("data set %s %s: lineage not reported: %s", getattr(self, "dataset", None), self.step, exc)
             return None
+
+    def clean_insert_leftovers(self, context, aws_conn_id: str | None, location: str | None, began) -> int:
+        """Remove what killed INSERTs left under a table's ``location`` (written before ``began``, this try's
+        start), unless another run of the DAG is running: its INSERT may be writing there right now (a
+        catch-up with maxActiveRuns > 1). A later run that runs alone removes them then."""
+        beside = runs_beside(context)
+        if beside != 0:
+            self.log.info(
+                "data set %s: %s other run(s) running: insert leftovers under %s are left to a run alone",
+                self.dataset,
+                "unknown" if beside is None else beside,
+                location,
+            )
+            return 0
+        return remove_insert_leftovers(aws_conn_id, location, older_than=began, dataset=self.dataset)
 
     def _fail(self, message: str, error_class: ErrorClass = ErrorClass.CONFIG) -> FluxError:
         """A classified failure of this operator's step of its data set (terminal or transient by class)."""

@@ -55,8 +55,8 @@ from flux_provider.formats import hive_ddl
 from flux_provider.formats.export_file import Column
 from flux_provider.handoffs import TransformResult, UploadResult
 from flux_provider.hooks.hive_session import HiveSession
-from flux_provider.hooks.s3_chunks import classify_s3
-from flux_provider.hooks.s3_client import remove_insert_leftovers, s3_client
+from flux_provider.hooks.s3_chunks import changed_since_published, classify_s3
+from flux_provider.hooks.s3_client import s3_client
 from flux_provider.identifiers import hive_identifier, hive_type
 from flux_provider.operators.base import FluxOperator
 
@@ -217,7 +217,20 @@ class HiveTransformOperator(FluxOperator):
             raise self._fail(
                 f"cannot read the manifest s3://{upload.bucket}/{upload.manifest}: {exc}", classify_s3(exc)
             ) from exc
-        return json.loads(body)
+        manifest = json.loads(body)
+        try:
+            problems = changed_since_published(s3_client(self.aws_conn_id), manifest)
+        except Exception as exc:  # classified
+            raise self._fail(f"cannot check the published run {manifest['location']}: {exc}", classify_s3(exc)) from exc
+        if problems:
+            raise self._fail(
+                f"the run {manifest['location']} changed after it was published: {'; '.join(problems[:5])}"
+                + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
+                + ". A try Airflow gave up (a zombie) may have kept writing; nothing was read. Clear the upload "
+                "task to upload the run again (a new generation)",
+                ErrorClass.DATA,
+            )
+        return manifest
 
     # ------------------------------------------------------------------ steps
     def ensure_staging(self, hive: HiveSession, manifest: dict) -> tuple[str, list[hive_ddl.StagingColumn]]:
@@ -441,7 +454,7 @@ class HiveTransformOperator(FluxOperator):
                     ErrorClass.DATA,
                 )
             if not self._partition_columns():  # a partitioned target is cleaned by its refresh
-                self._remove_leftovers(hive, began)
+                self._remove_leftovers(context, hive, began)
         finally:
             if self.staging != self.staging_latest:
                 try:
@@ -482,7 +495,7 @@ class HiveTransformOperator(FluxOperator):
             seconds=round(seconds, 3),
         ).to_xcom()
 
-    def _remove_leftovers(self, hive: HiveSession, before: dt.datetime) -> None:
+    def _remove_leftovers(self, context, hive: HiveSession, before: dt.datetime) -> None:
         """Staging files that killed INSERTs left under the (unpartitioned) target, written before this try."""
         try:
             rows = hive.execute(f"DESCRIBE FORMATTED {self.target}", what=f"locate {self.target}")
@@ -490,7 +503,7 @@ class HiveTransformOperator(FluxOperator):
             self.log.warning("data set %s: could not locate %s to clean it: %s", self.dataset, self.target, exc)
             return
         location = next((str(r[1]).strip() for r in rows if str(r[0]).strip() == "Location"), None)
-        remove_insert_leftovers(self.aws_conn_id, location, older_than=before, dataset=self.dataset)
+        self.clean_insert_leftovers(context, self.aws_conn_id, location, before)
 
     def on_kill(self) -> None:
         if self._session is not None:

@@ -47,7 +47,7 @@ from flux_provider.errors import ErrorClass, flux_error
 from flux_provider.formats import hive_ddl
 from flux_provider.handoffs import TransformResult
 from flux_provider.hooks.hive_session import HiveSession, classify_hive
-from flux_provider.hooks.s3_client import remove_insert_leftovers, s3_hook
+from flux_provider.hooks.s3_client import s3_hook
 from flux_provider.identifiers import hive_identifier
 from flux_provider.operators.base import FluxOperator
 
@@ -287,7 +287,7 @@ class PartitionRefreshOperator(FluxOperator):
             hive.close()
             self._session = None
         # staging files of killed INSERTs under the table, written before this try: no later run removes them
-        cleaned = remove_insert_leftovers(self.aws_conn_id, self._location, older_than=began, dataset=self.dataset)
+        cleaned = self.clean_insert_leftovers(context, self.aws_conn_id, self._location, began)
         seconds = time.monotonic() - started
         self.log.info(
             "data set %s: %s: %d partitions (%d added or moved, %d dropped), latest %s, %.1fs",

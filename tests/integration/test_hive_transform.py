@@ -193,17 +193,36 @@ def test_a_failure_in_the_middle_of_the_transform_keeps_the_previous_partition(n
     assert target_rows(db) == EXPECTED
 
 
-def test_staging_count_mismatch_fails_before_the_target_is_touched(nasty_upload, db, unique):
-    client = s3()
+def zombie_rewrote(client, manifest: dict, change: str) -> str:
+    """What a try that Airflow gave up (a zombie) can leave under a run its successor published: the one
+    chunk it had in flight, or a file lost behind the manifest's back. Returns the problem's wording."""
+    chunk = manifest["chunks"][0]
+    if change == "deleted":
+        client.delete_object(Bucket="flux", Key=chunk["key"])
+        return f"{chunk['key']} is missing"
+    if change == "extra":
+        extra = manifest["prefix"] + "part-00099.hive.gz"
+        client.put_object(Bucket="flux", Key=extra, Body=b"zombie", Metadata={"flux-crc32": "00000000"})
+        return f"{extra} is not in the manifest"
+    body = client.get_object(Bucket="flux", Key=chunk["key"])["Body"].read()
+    rewritten = bytes(reversed(body))  # same size, other bytes (a re-export in another row order)
+    client.put_object(Bucket="flux", Key=chunk["key"], Body=rewritten, Metadata={"flux-crc32": "0badc0de"})
+    return f"{chunk['key']} was rewritten (CRC32 0badc0de, the manifest {chunk['crc32']})"
+
+
+@pytest.mark.parametrize("change", ["rewritten", "deleted", "extra"])
+def test_a_run_changed_after_it_was_published_is_refused_before_anything_is_read(nasty_upload, db, unique, change):
     from flux_provider.hooks.s3_chunks import read_published
 
+    client = s3()
     _, manifest = read_published(client, "flux", f"tests/{unique}/nasty")
-    client.delete_object(Bucket="flux", Key=manifest["chunks"][0]["key"])  # a file lost behind the manifest's back
+    problem = zombie_rewrote(client, manifest, change)
     with pytest.raises(FluxTerminalError) as failure:
         nasty_transform(nasty_upload, db, unique)
     message = str(failure.value)
     assert failure.value.error_class is ErrorClass.DATA
-    assert f"has {len(NASTY_ROWS) - 3} rows but the manifest" in message and "nothing was written" in message
+    assert f"the run {manifest['location']} changed after it was published: {problem}" in message
+    assert "nothing was read" in message and "Clear the upload task" in message
     assert not records(f"SHOW TABLES IN {db} LIKE 'nasty'")  # the target was never created
 
 

@@ -257,6 +257,30 @@ def test_a_superseded_try_cannot_publish_over_its_successor_whatever_the_order(s
     assert download_rows(client, manifest) == [["s", "new"]] * 10
 
 
+def test_a_zombie_still_uploading_stops_at_its_next_chunk_once_its_successor_published(stack, unique):
+    """Try 1 is cut off mid-upload, try 2 uploads the run (resuming the same prefix) and publishes it; when
+    try 1 comes back it writes no further chunk into the published run: it fails as superseded."""
+    from flux_provider.errors import FluxError
+    from flux_provider.formats.chunker import Chunk
+
+    client = s3()
+    location = f"tests/{unique}/zombie-mid-upload"
+    zombie = uploaded(client, location, "run", 1, b"z\x01old\n" * 10)  # chunk 0 up, chunk 1 still to come
+    successor = uploaded(client, location, "run", 2, b"s\x01new\n" * 10)
+    successor.publish(PLAIN)
+    before = {k: client.head_object(Bucket="flux", Key=k)["ETag"] for k in keys_under(client, "flux", location)}
+    data = b"z\x01late\n" * 10
+    zombie.submit(Chunk(1, data, 10, len(data)))
+    with pytest.raises(FluxError) as refused:
+        zombie.finish()
+    assert refused.value.error_class is ErrorClass.SUPERSEDED
+    assert "was published by another try while this try (1) was uploading to it" in str(refused.value)
+    after = {k: client.head_object(Bucket="flux", Key=k)["ETag"] for k in keys_under(client, "flux", location)}
+    assert after == before  # no chunk of the zombie landed in the published run
+    pointer, manifest = read_published(client, "flux", location)
+    assert pointer["try"] == 2 and download_rows(client, manifest) == [["s", "new"]] * 10
+
+
 class RacingClient:
     """The real S3 client, except that just before the first conditional write of the pointer another writer
     (try 3 of the same run) puts its own pointer: the conditional write then meets a real 412."""

@@ -210,3 +210,39 @@ def test_hiveserver2_failures_classify(text, expected):
     from flux_provider.hooks.hive_session import classify_hive
 
     assert classify_hive(RuntimeError(text)) is expected
+
+
+class CountingTaskInstance:
+    """Answers get_dr_count as the Task SDK's RuntimeTaskInstance does (through the supervisor, which asks the
+    API server: no server here), or fails like it when the API server is away."""
+
+    dag_id = "flux_events"
+
+    def __init__(self, running: int | None):
+        self.running, self.asked = running, []
+
+    def get_dr_count(self, dag_id, states=None):
+        self.asked.append((dag_id, states))
+        if self.running is None:
+            raise ConnectionError("the API server is away")
+        return self.running
+
+
+@pytest.mark.parametrize("running, beside", [(1, 0), (3, 2), (None, None)])
+def test_insert_leftovers_wait_while_another_run_of_the_dag_may_be_writing(running, beside, caplog, capsys):
+    """A catch-up (maxActiveRuns > 1) runs INSERTs into one table at once: a refresh must not take another
+    run's staging files for a killed INSERT's. It cleans only when its own run is the only one running."""
+    from flux_provider.operators.base import runs_beside
+    from flux_provider.operators.partition_refresh import PartitionRefreshOperator
+
+    ti = CountingTaskInstance(running)
+    assert runs_beside({"ti": ti}) == beside
+    assert ti.asked == [("flux_events", ["running"])]
+    assert runs_beside({"ti": object()}) == 0  # an operator called outside Airflow
+    op = PartitionRefreshOperator(task_id="refresh", dataset="events", database="d", table="t")
+    # a location no cleanup can reach: alone, the housekeeping runs (and finds nothing); beside others, it waits
+    removed = op.clean_insert_leftovers({"ti": ti}, None, "file:///nowhere", dt.datetime.now(dt.timezone.utc))
+    assert removed == 0
+    logged = caplog.text + "".join(capsys.readouterr())  # Airflow's task logger may write to the console
+    waited = "are left to a run alone" in logged
+    assert waited is (beside != 0)
