@@ -271,22 +271,52 @@ class AirflowDagProcessor(_AirflowComponent):
         return f"parsing {ctx.dags_folder}"
 
 
-class CeleryWorker(Service):
-    """One Celery worker, presenting itself as host ``flux-worker-<n>``."""
+class HostNetwork(Service):
+    """The machine's side of worker host ``flux-worker-<n>``'s network: the stack's ports as Unix sockets
+    (``devstack.netpipe gateway``), the only way out of the host's network namespace. SIGSTOP it and the
+    host is cut off while its processes live on."""
 
-    after = ("airflow-init", "airflow-api-server")
+    def __init__(self, number: int):
+        self.host = cluster.WORKER_HOSTS[number - 1]
+        self.name = f"{self.host}-network"
+
+    def command(self, ctx: Context) -> list[str]:
+        ports = [str(p) for p in cluster.reachable_ports(ctx)]
+        return [
+            ctx.python,
+            "-m",
+            "flux_provider.devstack.netpipe",
+            "gateway",
+            str(cluster.network_dir(ctx, self.host)),
+            *ports,
+        ]
+
+    def check(self, ctx: Context) -> str:
+        import socket
+
+        sock = cluster.network_dir(ctx, self.host) / f"{ctx.ports['airflow_api']}.sock"
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.settimeout(2.0)
+            conn.connect(str(sock))
+        return f"{len(cluster.reachable_ports(ctx))} ports through {sock.parent}"
+
+
+class CeleryWorker(Service):
+    """One Celery worker on host ``flux-worker-<n>`` (its own disk, name and network: ``cluster.own_host``)."""
+
     ready_timeout = 120.0
 
     def __init__(self, number: int):
         self.number, self.host = number, cluster.WORKER_HOSTS[number - 1]
         self.name = f"airflow-worker-{number}"
+        self.after = ("airflow-init", "airflow-api-server", f"{self.host}-network")
         self.port = f"airflow_worker_log_{number}"
         self.port_blocks = {self.port: (0,)}
 
     def environ(self, ctx: Context) -> dict[str, str]:
         env = airflow_env(ctx)
         env["FLUX_HOSTNAME"] = self.host
-        env["FLUX_STAGING_DIR"] = str(cluster.staging_dir(ctx))  # each host's own disk there (on_own_disk)
+        env["FLUX_STAGING_DIR"] = str(cluster.staging_dir(ctx))  # each host's own disk there (own_host)
         env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(ctx.ports[self.port])
         return env
 
@@ -303,7 +333,7 @@ class CeleryWorker(Service):
             "--celery-hostname",
             f"celery@{self.host}",
         ]
-        return cluster.on_own_disk(ctx, self.host, worker)
+        return cluster.own_host(ctx, self.host, worker)
 
     def check(self, ctx: Context) -> str:
         from celery import Celery

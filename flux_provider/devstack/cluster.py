@@ -10,9 +10,12 @@ the embedded stack. Each worker host has a local disk of its own for export
 files: the workers all stage under ``<run dir>/staging`` (their
 ``$FLUX_STAGING_DIR``), but each runs in a mount namespace of its own where
 that folder is ``<run dir>/hosts/<host>/staging``, so a file written on one
-host is not there on the other, as between real hosts (this needs root, as
-``unshare --mount`` does; without it the workers share the folder). Each
-host also serves a queue named after itself beside ``default``.
+host is not there on the other, as between real hosts; a UTS namespace with
+the host's name; and a network namespace with only a loopback, whose one way
+out is the host's pipe of the stack's ports (``devstack.netpipe``). This
+needs root, as ``unshare`` does; without it the workers share the machine's
+folder and network. Each host also serves a queue named after itself beside
+``default``.
 
 It uses the PostgreSQL and Redis servers already running on the machine (this
 machine kind starts both; on a fresh Debian machine: ``apt-get install
@@ -47,13 +50,46 @@ def staging_dir(ctx: Context, host: str | None = None):
     return ctx.run_dir / "hosts" / host / "staging" if host else ctx.run_dir / "staging"
 
 
-def on_own_disk(ctx: Context, host: str, command: list[str]) -> list[str]:
-    """``command`` in a mount namespace of its own where the staging folder is ``host``'s own disk."""
-    if os.geteuid() != 0:  # unshare --mount needs root: the workers share the staging folder
+def network_dir(ctx: Context, host: str):
+    """Where host ``host``'s network meets the machine's: one Unix socket per port (``devstack.netpipe``)."""
+    return ctx.run_dir / "hosts" / host / "net"
+
+
+def reachable_ports(ctx: Context) -> list[int]:
+    """The ports a worker host reaches on the machine: every service of the stack (S3, the SQL Server
+    stand-in, Hive, mail, Airflow's API server) and PostgreSQL and Redis; not the workers' own log servers."""
+    ports = {port for name, port in ctx.ports.items() if not name.startswith("airflow_worker_log")}
+    for url in (os.environ.get("FLUX_POSTGRES_URL", DEFAULT_POSTGRES_URL), databases(ctx).broker_url):
+        parts = urlsplit(url)
+        if parts.hostname not in ("127.0.0.1", "localhost"):
+            raise DevstackError(
+                f"the cluster stack's workers reach the machine's loopback only; {url} is elsewhere. Point "
+                "$FLUX_POSTGRES_URL and $FLUX_REDIS_URL at servers on this machine"
+            )
+        ports.add(parts.port or {"postgresql": 5432, "redis": 6379}[parts.scheme.split("+")[0]])
+    return sorted(ports)
+
+
+def own_host(ctx: Context, host: str, command: list[str]) -> list[str]:
+    """``command`` on a host of its own: namespaces where the staging folder is ``host``'s own disk (mount),
+    the host name is ``host`` (UTS), and the network is a loopback whose only way out is the host's
+    ``netpipe`` to the machine's services (net: no file, port or address of another host is reachable).
+    Needs root, as ``unshare`` does; without it the workers share the machine's disk and network."""
+    if os.geteuid() != 0:
         return command
-    script = 'mkdir -p "$0" "$1" && mount --bind "$0" "$1" && shift && exec "$@"'
-    own, shared = staging_dir(ctx, host), staging_dir(ctx)
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(own), str(shared), *command]
+    ports = [str(p) for p in reachable_ports(ctx)]
+    script = (
+        'mkdir -p "$0" "$1" && mount --bind "$0" "$1" && ip link set lo up && hostname "$2" || exit 1\n'
+        f'"$3" -m flux_provider.devstack.netpipe loopback "$4" {" ".join(ports)} &\n'
+        # the pipe's last port answers once all are bound
+        f"for _ in $(seq 200); do (: >/dev/tcp/127.0.0.1/{ports[-1]}) 2>/dev/null && break; sleep 0.05; done\n"
+        'shift 4 && exec "$@"'
+    )
+    own, shared, pipe = staging_dir(ctx, host), staging_dir(ctx), network_dir(ctx, host)
+    return [
+        *("unshare", "--mount", "--uts", "--net", "--propagation", "private", "bash", "-c", script),
+        *(str(own), str(shared), host, ctx.python, str(pipe), *command),
+    ]
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from flux_provider.devstack.airflow import (
     AirflowScheduler,
     AirflowTriggerer,
     CeleryWorker,
+    HostNetwork,
 )
 from flux_provider.devstack.hive import HiveMetastore, SparkThriftServer
 from flux_provider.devstack.jars import ensure_s3a_jars
@@ -62,6 +63,8 @@ CLUSTER_SERVICES: list[Service] = [
     AirflowScheduler(2),
     AirflowDagProcessor(),
     AirflowTriggerer(),
+    HostNetwork(1),
+    HostNetwork(2),
     CeleryWorker(1),
     CeleryWorker(2),
 ]

@@ -89,6 +89,40 @@ def test_the_cluster_runs_airflow_on_postgres_with_celery_two_schedulers_a_trigg
     assert dict(jobs).get("SchedulerJob") == 2 and dict(jobs).get("TriggererJob") == 1
 
 
+def in_host(cluster, host: str, *command: str) -> subprocess.CompletedProcess:
+    """``command`` in worker host ``host``'s network and UTS namespaces (``nsenter``)."""
+    pid = cluster.load_state()["processes"][f"airflow-worker-{host.rsplit('-', 1)[1]}"]["pid"]
+    return subprocess.run(
+        ["nsenter", "-t", str(pid), "--net", "--uts", *command], capture_output=True, text=True, timeout=30
+    )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a host's own namespaces need root (unshare), as on CI")
+def test_each_worker_is_a_host_with_its_own_name_and_network(cluster):
+    """A worker host has its own host name and a network of its own: it reaches the stack's services (S3,
+    Airflow's API server, PostgreSQL) through its pipe, and no other port of the machine (one this test
+    opens is not there); its processes live in namespaces other than the machine's."""
+    import socket
+    from urllib.parse import urlsplit
+
+    ctx = cluster.context()
+    postgres = urlsplit(os.environ.get("FLUX_POSTGRES_URL", "postgresql://127.0.0.1:5432")).port or 5432
+    probe = "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=3)"
+    with socket.socket() as here:
+        here.bind(("127.0.0.1", 0))
+        here.listen()
+        elsewhere = here.getsockname()[1]
+        for host in sorted(HOSTS):
+            assert in_host(cluster, host, "hostname").stdout.strip() == host
+            for port in (ctx.ports["s3"], ctx.ports["airflow_api"], postgres):
+                reached = in_host(cluster, host, sys.executable, "-c", probe, str(port))
+                assert reached.returncode == 0, (host, port, reached.stderr[-500:])
+            refused = in_host(cluster, host, sys.executable, "-c", probe, str(elsewhere))
+            assert refused.returncode != 0 and "ConnectionRefusedError" in refused.stderr
+            pid = cluster.load_state()["processes"][f"airflow-worker-{host.rsplit('-', 1)[1]}"]["pid"]
+            assert os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+
+
 def test_the_sample_bundle_runs_and_reconciles_with_tasks_on_both_workers(demo, db):
     assert "every data set ran and reconciled" in demo
     with db.connect() as conn:
