@@ -6,10 +6,7 @@ window's end, and that is when the scheduler starts it; the dashboard's timeline
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +15,7 @@ from sqlalchemy import text
 
 from flux_provider.devstack.tds.seed import load_seed
 from tests.support import RUN_DIR
+from tests.support.stack import pools_sync
 from tests.support.throttle import PERIOD, events, slots, stack_db
 
 pytestmark = pytest.mark.stack
@@ -62,12 +60,7 @@ def test_a_maintenance_window_empties_the_pool_moves_the_run_and_gives_the_slots
         old.unlink()
     SPECS.mkdir(parents=True, exist_ok=True)
     (SPECS / f"{name}.xml").write_text(spec(name, begin.date().isoformat(), f"{begin:%H:%M}", f"{end:%H:%M}"))
-    subprocess.run(
-        [sys.executable, "-m", "flux_provider.specs", "pools", "sync", str(SPECS.parent)],
-        env={**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]},
-        check=True,
-        capture_output=True,
-    )
+    pools_sync(stack, SPECS.parent)
     dag_id = f"flux_{name}"
     airflow_client.wait_for_dag(dag_id, timeout=120)
 

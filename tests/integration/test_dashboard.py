@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import pytest
 from flux_provider.devstack.tds.seed import load_seed
 from tests.support import ARTIFACTS, RUN_DIR
 from tests.support.fleet import ensure_bundle
-from tests.support.stack import inject_fault
+from tests.support.stack import inject_fault, pools_sync
 from tests.support.throttle import PERIOD, events, slots
 
 pytestmark = pytest.mark.stack
@@ -81,17 +79,6 @@ def write_fleet(indices, extra: dict[str, str] | None = None) -> None:
     ensure_bundle(FLEET)
 
 
-def pools_sync(stack) -> None:
-    import os
-
-    subprocess.run(
-        [sys.executable, "-m", "flux_provider.specs", "pools", "sync", str(FLEET)],
-        env={**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]},
-        check=True,
-        capture_output=True,
-    )
-
-
 def client_as(stack, user: str) -> httpx.Client:
     env = stack.env()
     client = httpx.Client(base_url=env["FLUX_AIRFLOW_URL"], timeout=60)
@@ -115,7 +102,7 @@ def fleet(stack, airflow_client):
     for i in busy:  # the first query of each deadlocks: its rule retries it and throttles the pool down
         inject_fault(stack, f"fleet_busy_{i:02d}", error_number=1205, remaining=1)
     write_fleet(range(N))
-    pools_sync(stack)
+    pools_sync(stack, FLEET)
     admin = client_as(stack, "admin")
     deadline = time.monotonic() + 180
     while overview(admin, q="fleet_", limit=1)["total"] != N:  # the DAGs parsed (those of an earlier run gone)
@@ -235,7 +222,7 @@ def test_a_data_set_whose_spec_is_deleted_is_listed_only_as_orphaned(stack, flee
     as a data set, it is counted as orphaned and listed when asked for."""
     admin = client_as(stack, "admin")
     write_fleet(range(N), extra={"orphan_fleet": spec(6).replace(name(6), "orphan_fleet")})
-    pools_sync(stack)
+    pools_sync(stack, FLEET)
     deadline = time.monotonic() + 120
     while "orphan_fleet" not in {r["dataset"] for r in overview(admin, q="orphan_fleet")["items"]}:
         assert time.monotonic() < deadline, "the new data set never showed up"
@@ -521,7 +508,7 @@ def test_first_paint_with_two_hundred_data_sets_is_measured(stack, fleet, browse
 
     admin = client_as(stack, "admin")
     write_fleet(range(200))  # 150 more data sets that never ran
-    pools_sync(stack)
+    pools_sync(stack, FLEET)
     try:
         deadline = time.monotonic() + 180
         while overview(admin, q="fleet_", limit=1)["total"] < 200:

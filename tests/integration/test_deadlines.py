@@ -5,10 +5,7 @@ server); a run that finishes in time alerts nobody and its deadline is dropped."
 from __future__ import annotations
 
 import mailbox
-import os
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +14,7 @@ from sqlalchemy import text
 
 from flux_provider.devstack.tds.seed import load_seed
 from tests.support import RUN_DIR
-from tests.support.stack import inject_fault
+from tests.support.stack import inject_fault, pools_sync
 from tests.support.throttle import stack_db
 from tests.support.webhook import WebhookReceiver
 
@@ -68,12 +65,7 @@ def test_a_run_past_its_deadline_alerts_by_webhook_and_email_and_one_in_time_ale
             old.unlink()  # of an earlier run of this test
         (SPECS / f"{late_name}.xml").write_text(spec(late_name, '<deadline withinMinutes="0.2"/>', webhook.url))
         (SPECS / f"{kept_name}.xml").write_text(spec(kept_name, '<deadline withinMinutes="10"/>', webhook.url))
-        subprocess.run(
-            [sys.executable, "-m", "flux_provider.specs", "pools", "sync", str(SPECS.parent)],
-            env={**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]},
-            check=True,
-            capture_output=True,
-        )
+        pools_sync(stack, SPECS.parent)
         airflow_client.wait_for_dag(f"flux_{late_name}", timeout=120)
         airflow_client.wait_for_dag(f"flux_{kept_name}", timeout=120)
 

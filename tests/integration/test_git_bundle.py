@@ -7,10 +7,7 @@ in flight. The run finishes with the spec of its own commit (bundle versioning),
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +17,7 @@ from sqlalchemy import text
 from flux_provider.devstack.tds.seed import load_seed
 from tests.support import RUN_DIR
 from tests.support.git_bundle import commit, ensure_repository
-from tests.support.stack import inject_fault, records
+from tests.support.stack import inject_fault, pools_sync, records
 from tests.support.throttle import stack_db
 
 pytestmark = pytest.mark.stack
@@ -81,12 +78,7 @@ def test_a_spec_committed_during_a_run_changes_only_the_runs_after_it(stack, air
         conn.execute("DELETE FROM flux_faults WHERE pattern = 'git_src'")
     write(work, "txt")
     first = commit(work, "git_bundle: copy txt")
-    subprocess.run(  # the deploy job's step: the data set's pool (from the repository's checkout)
-        [sys.executable, "-m", "flux_provider.specs", "pools", "sync", str(work / "dags")],
-        env={**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]},
-        check=True,
-        capture_output=True,
-    )
+    pools_sync(stack, work / "dags")  # the deploy job's step: the data set's pool (from the repository's checkout)
     wait_for_version(db, first)
 
     inject_fault(stack, "git_src", remaining=1, delay_seconds=90)  # the export query waits: the run is in flight

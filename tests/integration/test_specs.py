@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from tests.support.specs import MINIMAL, write
-from tests.support.stack import records
+from tests.support.stack import pools_sync, records
 
 
 # ------------------------------------------------------------------ on the stack
@@ -21,24 +21,14 @@ def test_the_stack_creates_the_specs_pools_at_start_up(airflow_client):
 
 @pytest.mark.stack
 def test_pool_sync_creates_missing_pools_and_keeps_changed_slots(stack, tmp_path, airflow_client, unique):
-    import os
-    import subprocess
-    import sys
 
     folder = tmp_path / "specs"
     folder.mkdir()
     name = f"ev_{unique}"
     write(folder, MINIMAL.format(name=name), name=name)
-    env = {**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]}
 
     def sync(*extra):
-        return subprocess.run(
-            [sys.executable, "-m", "flux_provider.specs", "pools", "sync", str(tmp_path), *extra],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        return pools_sync(stack, tmp_path, *extra)
 
     assert f"created  pool flux_{name} (2 slots)" in sync()
     assert airflow_client.request("GET", f"/pools/flux_{name}").json()["slots"] == 2

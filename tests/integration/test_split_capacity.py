@@ -11,10 +11,7 @@ healthy data set's pool is never cut.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +19,7 @@ from sqlalchemy import select
 
 from flux_provider.throttle import store
 from tests.support import REPO
-from tests.support.stack import inject_fault, records
+from tests.support.stack import inject_fault, pools_sync, records
 from tests.support.throttle import PERIOD, concurrency_ok, events, slots, stack_db
 
 pytestmark = pytest.mark.stack
@@ -45,12 +42,7 @@ def set_capacity(stack, capacity: int) -> None:
 def source(stack):
     from flux_provider.devstack.tds.seed import load_seed
 
-    subprocess.run(  # the test data sets' pools and bounds as their specs say (a reused stack may differ)
-        [sys.executable, "-m", "flux_provider.specs", "pools", "sync", "--reset", str(REPO / "tests" / "dags")],
-        env={**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]},
-        check=True,
-        capture_output=True,
-    )
+    pools_sync(stack, REPO / "tests" / "dags", "--reset")  # the test data sets' pools as their specs say now
     db = Path(stack.env()["FLUX_MSSQL_DB"])
     load_seed(db, "DROP TABLE IF EXISTS dbo.cap_src;\nCREATE TABLE dbo.cap_src (id INT NOT NULL, txt NVARCHAR(40));")
     with sqlite3.connect(db) as conn:

@@ -20,7 +20,7 @@ from flux_provider.hooks.chunked_upload import run_key_for
 from flux_provider.hooks.s3_chunks import read_published
 from flux_provider.run_report import stage_rows
 from tests.support import REPO
-from tests.support.stack import inject_fault, records, s3
+from tests.support.stack import inject_fault, pools_sync, records, s3
 from tests.support.values import VALUES
 
 pytestmark = pytest.mark.stack
@@ -40,19 +40,11 @@ def source_rows(count: int = 3000) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def source(stack) -> list[tuple]:
-    import os
-    import subprocess
-    import sys
 
     from flux_provider.devstack.tds.seed import load_seed
 
     # the split data sets' pools and bounds as their specs say now (a reused stack may hold older ones)
-    subprocess.run(
-        [sys.executable, "-m", "flux_provider.specs", "pools", "sync", "--reset", str(REPO / "tests" / "dags")],
-        env={**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]},
-        check=True,
-        capture_output=True,
-    )
+    pools_sync(stack, REPO / "tests" / "dags", "--reset")
     db = Path(stack.env()["FLUX_MSSQL_DB"])
     rows = source_rows()
     load_seed(db, f"DROP TABLE IF EXISTS dbo.split_src;\n{DDL};")

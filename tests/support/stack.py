@@ -3,13 +3,28 @@ run the export and upload operators, query Hive."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 from flux_provider.devstack.tds.seed import load_seed
 from flux_provider.operators.bcp_export import BcpExportOperator
 from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
 from tests.support.values import NASTY_DDL, NASTY_ROWS, context
+
+
+def pools_sync(stack, folder, *options: str) -> str:
+    """``pools sync`` of the specs under ``folder`` into the stack's Airflow, as a deploy job runs it (a
+    ``--reset`` puts back the bounds and pins a reused stack may hold from an earlier run). Returns its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "flux_provider.specs", "pools", "sync", *options, str(folder)],
+        env={**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 def seed_table(stack, name: str, rows=NASTY_ROWS, ddl: str = NASTY_DDL) -> None:
