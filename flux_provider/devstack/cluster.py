@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from flux_provider.devstack.service import Context, DevstackError
@@ -51,8 +52,12 @@ def staging_dir(ctx: Context, host: str | None = None):
 
 
 def network_dir(ctx: Context, host: str):
-    """Where host ``host``'s network meets the machine's: one Unix socket per port (``devstack.netpipe``)."""
-    return ctx.run_dir / "hosts" / host / "net"
+    """Where host ``host``'s network meets the machine's: one Unix socket per port (``devstack.netpipe``).
+    Under the run directory, or under /tmp when that path is too long for a socket's (108 bytes)."""
+    folder = ctx.run_dir / "hosts" / host / "net"
+    if len(str(folder / "65535.sock")) < 100:
+        return folder
+    return Path("/tmp") / f"flux-net-{hashlib.sha1(str(ctx.run_dir).encode()).hexdigest()[:10]}" / host
 
 
 def reachable_ports(ctx: Context) -> list[int]:
