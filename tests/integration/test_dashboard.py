@@ -289,6 +289,15 @@ def test_the_timeline_has_slots_running_queued_and_every_change(stack, fleet):
     )
 
 
+def waiting(browser, seconds: float):
+    """A wait whose conditions may look at elements the page re-renders meanwhile (it redraws a data set's
+    page after a change): a stale element is looked up again, as a missing one is."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, seconds, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+
+
 def slots_now(stack, dataset: str) -> int:
     from flux_provider.devstack.airflow_api import AirflowClient
 
@@ -366,10 +375,9 @@ def click(driver, css: str) -> None:
 
 def test_the_overview_page_sorts_and_filters_like_the_api(stack, fleet, browser):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     admin = client_as(stack, "admin")
-    wait = WebDriverWait(browser, 30)
+    wait = waiting(browser, 30)
     open_as(browser, stack, "admin")
     wait.until(lambda d: d.execute_script("return window.flux.timings.firstPaint"))
     api_default = [r["dataset"] for r in overview(admin)["items"]]
@@ -401,11 +409,10 @@ def test_the_overview_page_sorts_and_filters_like_the_api(stack, fleet, browser)
 
 def test_the_chart_plots_the_apis_points_and_the_errors_link_to_the_log(stack, fleet, browser):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     admin = client_as(stack, "admin")
     open_as(browser, stack, "admin", f"/flux/#/{name(3)}")
-    wait = WebDriverWait(browser, 30)
+    wait = waiting(browser, 30)
     wait.until(lambda d: d.execute_script("return window.flux.charts.slots && window.flux.charts.errors"))
     plotted = browser.execute_script("return window.flux.charts.slots.data")
     shown = browser.execute_script("return window.flux.timeline")  # the API answer the page drew
@@ -445,16 +452,27 @@ def test_the_chart_plots_the_apis_points_and_the_errors_link_to_the_log(stack, f
 
 def test_a_viewer_cannot_change_a_limit_and_an_admin_can_with_a_reason(stack, fleet, browser):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     dataset = name(7)
     changes = len(events(stack, dataset))
-    wait = WebDriverWait(browser, 30)
+    wait = waiting(browser, 30)
+
+    def pin(slots: str, reason: str = "") -> None:
+        """Fill the limit form and press Pin, again from the start if the page redrew it meanwhile."""
+
+        def act(d) -> bool:
+            form = d.find_element(By.CSS_SELECTOR, "form.limit")
+            form.find_element(By.NAME, "slots").clear()
+            form.find_element(By.NAME, "slots").send_keys(slots)
+            form.find_element(By.NAME, "reason").clear()
+            form.find_element(By.NAME, "reason").send_keys(reason)
+            form.find_element(By.CSS_SELECTOR, "button[name=pin]").click()
+            return True
+
+        wait.until(act)
+
     open_as(browser, stack, "viewer", f"/flux/#/{dataset}")
-    form = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "form.limit"))
-    form.find_element(By.NAME, "slots").clear()
-    form.find_element(By.NAME, "slots").send_keys("2")
-    form.find_element(By.CSS_SELECTOR, "button[name=pin]").click()
+    pin("2")
     wait.until(lambda d: "refused (403" in d.find_element(By.CSS_SELECTOR, "form.limit [data-role=msg]").text)
     # nothing of the viewer's: no pin, no change by a user (the controller may still move a saturated split
     # data set's limit meanwhile, as it should)
@@ -462,16 +480,12 @@ def test_a_viewer_cannot_change_a_limit_and_an_admin_can_with_a_reason(stack, fl
     assert [e for e in events(stack, dataset)[changes:] if e["actor"].startswith("user ")] == []
 
     open_as(browser, stack, "admin", f"/flux/#/{dataset}")
-    form = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "form.limit"))
-    form.find_element(By.NAME, "slots").clear()
-    form.find_element(By.NAME, "slots").send_keys("2")
-    form.find_element(By.NAME, "reason").send_keys("vendor maintenance")
-    form.find_element(By.CSS_SELECTOR, "button[name=pin]").click()
+    pin("2", "vendor maintenance")
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-role=slots]").text == "2")
     assert slots_now(stack, dataset) == 2
     last = events(stack, dataset)[-1]
     assert last["actor"] == "user admin" and "vendor maintenance" in last["reason"]
-    browser.find_element(By.CSS_SELECTOR, "form.limit button[name=unpin]").click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "form.limit button[name=unpin]").click() or True)
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "form.limit button[name=unpin]").get_attribute("disabled"))
     assert events(stack, dataset)[-1]["new"] is None or "unpinned" in events(stack, dataset)[-1]["reason"]
 
@@ -479,9 +493,8 @@ def test_a_viewer_cannot_change_a_limit_and_an_admin_can_with_a_reason(stack, fl
 def test_the_page_sits_in_airflows_navigation_and_follows_its_theme(stack, fleet, browser):
     """Browse -> Data sets in Airflow's own UI shows the page in its frame, light or dark as Airflow is."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 60)
+    wait = waiting(browser, 60)
 
     def framed_background() -> str:
         browser.switch_to.default_content()
@@ -507,7 +520,6 @@ def test_the_page_sits_in_airflows_navigation_and_follows_its_theme(stack, fleet
 def test_first_paint_with_two_hundred_data_sets_is_measured(stack, fleet, browser):
     """Not a timed test: writes the measurement (two hundred data sets and more, the page's first paint of
     the table after navigation, best of three) to ``tests/artifacts/dashboard-first-paint.txt``."""
-    from selenium.webdriver.support.ui import WebDriverWait
 
     admin = client_as(stack, "admin")
     write_fleet(range(200))  # 150 more data sets that never ran
@@ -521,7 +533,7 @@ def test_first_paint_with_two_hundred_data_sets_is_measured(stack, fleet, browse
         timings = []
         for _ in range(3):
             open_as(browser, stack, "admin")
-            WebDriverWait(browser, 60).until(lambda d: d.execute_script("return window.flux.timings.firstPaint"))
+            waiting(browser, 60).until(lambda d: d.execute_script("return window.flux.timings.firstPaint"))
             timings.append(round(browser.execute_script("return window.flux.timings.firstPaint")))
     finally:
         write_fleet(range(N))  # the rest of the suite shares the stack: back to fifty
