@@ -282,12 +282,14 @@ def test_a_host_network_reaches_the_machine_only_through_its_pipe(tmp_path):
                 "ip link set lo up || exit 1\n"
                 f'{sys.executable} -m flux_provider.devstack.netpipe loopback "$0" "$1" >/dev/null &\n'
                 "for _ in $(seq 200); do (: >/dev/tcp/127.0.0.1/$1) 2>/dev/null && break; sleep 0.05; done\n"
-                '"$2" -c "$3" "$1" "$4"; rc=$?; kill %1; exit $rc'
+                'exec "$2" -c "$3" "$1" "$4"'
             )
             done = subprocess.run(
                 [
-                    "unshare",
+                    "unshare",  # a PID namespace too: the pipe's half inside dies with bash, whatever happens
                     "--net",
+                    "--pid",
+                    "--fork",
                     "bash",
                     "-c",
                     inside,
