@@ -18,8 +18,10 @@ Example::
 
 What it does, in order, through ``HiveServer2Hook`` (one session):
 
-1. reads the run's manifest from S3 (the upload's XCom says where) and makes
-   sure ``<staging_table>_raw`` (external text table, one ``flux_run``
+1. reads the run's manifest from S3 (the upload's XCom says where), checks
+   the run's objects against it (every chunk there with its size and CRC32,
+   no other file Hive would read: a try Airflow gave up may have kept
+   writing) and makes sure ``<staging_table>_raw`` (external text table, one ``flux_run``
    partition per run) and the view ``<staging_table>`` exist with exact types
    (see :mod:`flux_provider.formats.hive_ddl`), the delimiters, escape and NULL
    format the manifest records; gzip chunks are read as such by extension;
