@@ -461,20 +461,19 @@ def changed_since_published(client, manifest: dict, *, workers: int = 8) -> list
     Empty when the run is intact. One LIST and one HEAD per chunk."""
     bucket, prefix = manifest["bucket"], manifest["prefix"]
     chunks = {c["key"]: c for c in manifest["chunks"]}
-    found = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        found.update((item["Key"], item["Size"]) for item in page.get("Contents", []))
-    problems = [f"{key} is missing" for key in chunks if key not in found]
+    found = _sizes(client, bucket, prefix)
+    problems, sized = [], []
+    for key, chunk in chunks.items():
+        if key not in found:
+            problems.append(f"{key} is missing")
+        elif found[key] != chunk["bytes"]:
+            problems.append(f"{key} has {found[key]} bytes, the manifest {chunk['bytes']}")
+        else:
+            sized.append(key)
     problems += [
         f"{key} is not in the manifest"
         for key in found
         if key not in chunks and not any(p.startswith(("_", ".")) for p in key[len(prefix) :].split("/"))
-    ]
-    sized = [key for key in chunks if key in found and found[key] == chunks[key]["bytes"]]
-    problems += [
-        f"{key} has {found[key]} bytes, the manifest {chunks[key]['bytes']}"
-        for key in chunks
-        if key in found and key not in sized
     ]
 
     def crc32(key: str) -> str | None:
@@ -644,9 +643,14 @@ def _get_json_and_etag(client, bucket: str, key: str) -> tuple[dict | None, str 
     return json.loads(response["Body"].read()), response.get("ETag")
 
 
-def _list(client, bucket: str, prefix: str) -> list[str]:
+def _sizes(client, bucket: str, prefix: str) -> dict[str, int]:
+    """Every object under ``prefix``: key -> size."""
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+    return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
+
+
+def _list(client, bucket: str, prefix: str) -> list[str]:
+    return list(_sizes(client, bucket, prefix))
 
 
 def _delete(client, bucket: str, keys: list[str]) -> None:

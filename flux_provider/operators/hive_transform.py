@@ -213,15 +213,16 @@ class HiveTransformOperator(FluxOperator):
         return upload
 
     def _manifest(self, upload: UploadResult) -> dict:
+        client = s3_client(self.aws_conn_id)
         try:
-            body = s3_client(self.aws_conn_id).get_object(Bucket=upload.bucket, Key=upload.manifest)["Body"].read()
+            body = client.get_object(Bucket=upload.bucket, Key=upload.manifest)["Body"].read()
         except Exception as exc:  # classified
             raise self._fail(
                 f"cannot read the manifest s3://{upload.bucket}/{upload.manifest}: {exc}", classify_s3(exc)
             ) from exc
         manifest = json.loads(body)
         try:
-            problems = changed_since_published(s3_client(self.aws_conn_id), manifest)
+            problems = changed_since_published(client, manifest)
         except Exception as exc:  # classified
             raise self._fail(f"cannot check the published run {manifest['location']}: {exc}", classify_s3(exc)) from exc
         if problems:

@@ -89,9 +89,14 @@ def test_the_cluster_runs_airflow_on_postgres_with_celery_two_schedulers_a_trigg
     assert dict(jobs).get("SchedulerJob") == 2 and dict(jobs).get("TriggererJob") == 1
 
 
+def worker_pid(cluster, host: str) -> int:
+    """The PID of the Celery worker standing for ``host`` (``flux-worker-<n>``)."""
+    return cluster.load_state()["processes"][f"airflow-worker-{host.rsplit('-', 1)[1]}"]["pid"]
+
+
 def in_host(cluster, host: str, *command: str) -> subprocess.CompletedProcess:
     """``command`` in worker host ``host``'s network and UTS namespaces (``nsenter``)."""
-    pid = cluster.load_state()["processes"][f"airflow-worker-{host.rsplit('-', 1)[1]}"]["pid"]
+    pid = worker_pid(cluster, host)
     return subprocess.run(
         ["nsenter", "-t", str(pid), "--net", "--uts", *command], capture_output=True, text=True, timeout=30
     )
@@ -119,8 +124,7 @@ def test_each_worker_is_a_host_with_its_own_name_and_network(cluster):
                 assert reached.returncode == 0, (host, port, reached.stderr[-500:])
             refused = in_host(cluster, host, sys.executable, "-c", probe, str(elsewhere))
             assert refused.returncode != 0 and "ConnectionRefusedError" in refused.stderr
-            pid = cluster.load_state()["processes"][f"airflow-worker-{host.rsplit('-', 1)[1]}"]["pid"]
-            assert os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+            assert os.stat(f"/proc/{worker_pid(cluster, host)}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
 
 
 def test_the_sample_bundle_runs_and_reconciles_with_tasks_on_both_workers(demo, db):
