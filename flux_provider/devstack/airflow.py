@@ -204,6 +204,10 @@ class AirflowApiServer(_AirflowComponent):
     port = "airflow_api"
     component = "api-server"
 
+    def command(self, ctx: Context) -> list[str]:
+        command = super().command(ctx)
+        return cluster.resolving_hosts(ctx, command) if ctx.cluster else command
+
     def check(self, ctx: Context) -> str:
         status = self.health(ctx)["metadatabase"]["status"]
         if status != "healthy":
@@ -273,8 +277,8 @@ class AirflowDagProcessor(_AirflowComponent):
 
 class HostNetwork(Service):
     """The machine's side of worker host ``flux-worker-<n>``'s network: the stack's ports as Unix sockets
-    (``devstack.netpipe gateway``), the only way out of the host's network namespace. SIGSTOP it and the
-    host is cut off while its processes live on."""
+    (``devstack.netpipe gateway``), the host's only way to them (they listen on the machine's loopback).
+    SIGSTOP it and the host is cut off while its processes live on."""
 
     def __init__(self, number: int):
         self.host = cluster.WORKER_HOSTS[number - 1]
@@ -317,7 +321,8 @@ class CeleryWorker(Service):
         env = airflow_env(ctx)
         env["FLUX_HOSTNAME"] = self.host
         env["FLUX_STAGING_DIR"] = str(cluster.staging_dir(ctx))  # each host's own disk there (own_host)
-        env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(ctx.ports[self.port])
+        if not cluster.own_hosts():  # hosts of their own each serve logs on the one port the API server asks
+            env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(ctx.ports[self.port])
         return env
 
     def command(self, ctx: Context) -> list[str]:
@@ -333,7 +338,7 @@ class CeleryWorker(Service):
             "--celery-hostname",
             f"celery@{self.host}",
         ]
-        return cluster.own_host(ctx, self.host, worker)
+        return cluster.own_host(ctx, self.host, worker, logs=airflow_home(ctx) / "logs")
 
     def check(self, ctx: Context) -> str:
         from celery import Celery

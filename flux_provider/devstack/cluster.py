@@ -10,11 +10,15 @@ the embedded stack. Each worker host has a local disk of its own for export
 files: the workers all stage under ``<run dir>/staging`` (their
 ``$FLUX_STAGING_DIR``), but each runs in a mount namespace of its own where
 that folder is ``<run dir>/hosts/<host>/staging``, so a file written on one
-host is not there on the other, as between real hosts; a UTS namespace with
-the host's name; and a network namespace with only a loopback, whose one way
-out is the host's pipe of the stack's ports (``devstack.netpipe``). This
+host is not there on the other, as between real hosts (its task logs too: the
+API server reads them from the host's log server, as in a deployment without
+remote logging); a UTS namespace with the host's name; and a network
+namespace of its own, with an address of its own on a link to the machine
+(``address``: the API server resolves the host names to them) and the
+host's pipe of the stack's ports as its one way to the stack's services,
+which listen on the machine's loopback only (``devstack.netpipe``). This
 needs root, as ``unshare`` does; without it the workers share the machine's
-folder and network. Each host also serves a queue named after itself beside
+folders and network. Each host also serves a queue named after itself beside
 ``default``.
 
 It uses the PostgreSQL and Redis servers already running on the machine (this
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -43,6 +48,11 @@ DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 #: The workers' host names (what Airflow records as a task instance's hostname).
 WORKER_HOSTS = ("flux-worker-1", "flux-worker-2")
+
+
+def own_hosts() -> bool:
+    """Whether the workers get hosts of their own (namespaces need root, as ``unshare`` does)."""
+    return os.geteuid() == 0
 
 
 def staging_dir(ctx: Context, host: str | None = None):
@@ -60,6 +70,24 @@ def network_dir(ctx: Context, host: str):
     return Path("/tmp") / f"flux-net-{hashlib.sha1(str(ctx.run_dir).encode()).hexdigest()[:10]}" / host
 
 
+@dataclass(frozen=True)
+class HostAddress:
+    """Worker host's link to the machine: a veth pair, ``link`` on the machine's side (``machine``) and
+    ``eth0`` in the host (``host``), a /30 of 169.254.0.0/16 (link-local: no real network uses it)."""
+
+    link: str
+    machine: str
+    host: str
+
+
+def address(ctx: Context, host: str) -> HostAddress:
+    """Host ``host``'s address: one /30 per worker in a /24 of this run directory's own."""
+    digest = hashlib.sha1(str(ctx.run_dir).encode()).hexdigest()
+    number = WORKER_HOSTS.index(host) + 1
+    net, base = 1 + int(digest[14:16], 16) % 250, 4 * (number - 1)
+    return HostAddress(f"fx{digest[:6]}h{number}", f"169.254.{net}.{base + 1}", f"169.254.{net}.{base + 2}")
+
+
 def reachable_ports(ctx: Context) -> list[int]:
     """The ports a worker host reaches on the machine: every service of the stack (S3, the SQL Server
     stand-in, Hive, mail, Airflow's API server) and PostgreSQL and Redis; not the workers' own log servers."""
@@ -75,26 +103,53 @@ def reachable_ports(ctx: Context) -> list[int]:
     return sorted(ports)
 
 
-def own_host(ctx: Context, host: str, command: list[str]) -> list[str]:
-    """``command`` on a host of its own: namespaces where the staging folder is ``host``'s own disk (mount),
-    the host name is ``host`` (UTS), and the network is a loopback whose only way out is the host's
-    ``netpipe`` to the machine's services (net: no file, port or address of another host is reachable).
-    Needs root, as ``unshare`` does; without it the workers share the machine's disk and network."""
-    if os.geteuid() != 0:
+def own_host(ctx: Context, host: str, command: list[str], logs: Path) -> list[str]:
+    """``command`` on a host of its own, in namespaces where:
+
+    * the staging folder and the task log folder ``logs`` are ``host``'s own disk (mount);
+    * the host name is ``host`` (UTS);
+    * the network (net) has a loopback, whose only way to the machine's services is the host's ``netpipe``,
+      and ``eth0`` with the host's own ``address``, linked to the machine (which reaches the host's log
+      server there). No file or loopback port of another host is reachable.
+
+    The link goes away with the namespace. Needs root, as ``unshare`` does; without it the workers share
+    the machine's disk and network."""
+    if not own_hosts():
         return command
+    q, ip = shlex.quote, address(ctx, host)
     ports = [str(p) for p in reachable_ports(ctx)]
-    script = (
-        'mkdir -p "$0" "$1" && mount --bind "$0" "$1" && ip link set lo up && hostname "$2" || exit 1\n'
-        f'"$3" -m flux_provider.devstack.netpipe loopback "$4" {" ".join(ports)} &\n'
-        # the pipe's last port answers once all are bound
-        f"for _ in $(seq 200); do (: >/dev/tcp/127.0.0.1/{ports[-1]}) 2>/dev/null && break; sleep 0.05; done\n"
-        'shift 4 && exec "$@"'
+    disks = ((staging_dir(ctx, host), staging_dir(ctx)), (ctx.run_dir / "hosts" / host / "logs", logs))
+    machine = 'nsenter --net="/proc/$PPID/ns/net"'  # the machine's network: where the stack started us
+    script = "\n".join(
+        [
+            *(f"mkdir -p {q(str(a))} {q(str(b))} && mount --bind {q(str(a))} {q(str(b))} || exit 1" for a, b in disks),
+            f"hostname {q(host)} && ip link set lo up || exit 1",
+            f"{machine} ip link del {ip.link} 2>/dev/null",  # a link left by an earlier try of this host
+            f"ip link add eth0 type veth peer name {ip.link} netns $PPID && ip addr add {ip.host}/30 dev eth0 "
+            f"&& ip link set eth0 up || exit 1",
+            f"{machine} ip addr add {ip.machine}/30 dev {ip.link} && {machine} ip link set {ip.link} up || exit 1",
+            f"{q(ctx.python)} -m flux_provider.devstack.netpipe loopback {q(str(network_dir(ctx, host)))} "
+            f"{' '.join(ports)} &",
+            # the pipe's last port answers once all are bound
+            f"for _ in $(seq 200); do (: >/dev/tcp/127.0.0.1/{ports[-1]}) 2>/dev/null && break; sleep 0.05; done",
+            'exec "$@"',
+        ]
     )
-    own, shared, pipe = staging_dir(ctx, host), staging_dir(ctx), network_dir(ctx, host)
-    return [
-        *("unshare", "--mount", "--uts", "--net", "--propagation", "private", "bash", "-c", script),
-        *(str(own), str(shared), host, ctx.python, str(pipe), *command),
-    ]
+    return ["unshare", "--mount", "--uts", "--net", "--propagation", "private", "bash", "-c", script, host, *command]
+
+
+def resolving_hosts(ctx: Context, command: list[str]) -> list[str]:
+    """``command`` where the worker hosts' names resolve to their addresses: a mount namespace whose
+    /etc/hosts is the machine's plus theirs (as a container's is), so the API server reaches a host's log
+    server by the name Airflow recorded for the task. Without own hosts, ``command`` as it is."""
+    if not own_hosts():
+        return command
+    hosts = ctx.run_dir / "hosts" / "etc-hosts"
+    hosts.parent.mkdir(parents=True, exist_ok=True)
+    machine = Path("/etc/hosts").read_text() if Path("/etc/hosts").exists() else "127.0.0.1 localhost\n"
+    hosts.write_text(machine.rstrip("\n") + "\n" + "".join(f"{address(ctx, h).host} {h}\n" for h in WORKER_HOSTS))
+    script = 'mount --bind "$0" /etc/hosts && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(hosts), *command]
 
 
 @dataclass(frozen=True)

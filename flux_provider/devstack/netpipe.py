@@ -1,9 +1,9 @@
-"""The only way out of a worker host's network namespace: TCP ports piped through Unix sockets.
+"""A worker host's way to the stack's services: TCP ports piped through Unix sockets.
 
-A cluster worker runs in a network namespace of its own (``devstack.cluster.own_host``): it has a loopback
-and nothing else, so it reaches the stack's services only through this pipe, as a real host reaches them
-only through its network. Two halves, one per side, meet at Unix sockets in a folder both see (a socket
-file crosses network namespaces; a TCP port does not)::
+A cluster worker runs in a network namespace of its own (``devstack.cluster.own_host``), and the stack's
+services listen on the machine's loopback only, so the host reaches them only through this pipe, as a real
+host reaches them only through its network. Two halves, one per side, meet at Unix sockets in a folder both
+see (a socket file crosses network namespaces; a TCP port does not)::
 
     python -m flux_provider.devstack.netpipe gateway  <folder> <port>...  # machine: <port>.sock -> 127.0.0.1:<port>
     python -m flux_provider.devstack.netpipe loopback <folder> <port>...  # worker: 127.0.0.1:<port> -> <port>.sock

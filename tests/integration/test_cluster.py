@@ -102,17 +102,24 @@ def in_host(cluster, host: str, *command: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="a host's own namespaces need root (unshare), as on CI")
+OWN_HOSTS = pytest.mark.skipif(os.geteuid() != 0, reason="a host's own namespaces need root (unshare), as on CI")
+
+
+@OWN_HOSTS
 def test_each_worker_is_a_host_with_its_own_name_and_network(cluster):
     """A worker host has its own host name and a network of its own: it reaches the stack's services (S3,
     Airflow's API server, PostgreSQL) through its pipe, and no other port of the machine (one this test
-    opens is not there); its processes live in namespaces other than the machine's."""
+    opens is not there); it has an address of its own, where the machine reaches its log server (and the
+    machine's loopback does not); its processes live in namespaces other than the machine's."""
     import socket
     from urllib.parse import urlsplit
+
+    from flux_provider.devstack import cluster as shape
 
     ctx = cluster.context()
     postgres = urlsplit(os.environ.get("FLUX_POSTGRES_URL", "postgresql://127.0.0.1:5432")).port or 5432
     probe = "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=3)"
+    logs = ctx.ports["airflow_worker_log"]  # the port the API server asks every host's log server on
     with socket.socket() as here:
         here.bind(("127.0.0.1", 0))
         here.listen()
@@ -125,6 +132,12 @@ def test_each_worker_is_a_host_with_its_own_name_and_network(cluster):
             refused = in_host(cluster, host, sys.executable, "-c", probe, str(elsewhere))
             assert refused.returncode != 0 and "ConnectionRefusedError" in refused.stderr
             assert os.stat(f"/proc/{worker_pid(cluster, host)}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+            own = shape.address(ctx, host).host
+            assert f"inet {own}/30" in in_host(cluster, host, "ip", "-4", "-o", "addr", "show", "eth0").stdout
+            socket.create_connection((own, logs), timeout=5).close()  # its log server, at its own address
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", logs), timeout=5)  # no host serves on the machine's loopback
+    assert len({shape.address(ctx, h).host for h in HOSTS}) == len(HOSTS)
 
 
 def test_the_sample_bundle_runs_and_reconciles_with_tasks_on_both_workers(demo, db):
@@ -153,6 +166,38 @@ def test_the_sample_bundle_runs_and_reconciles_with_tasks_on_both_workers(demo, 
             ).mappings()
         ]
     concurrency_ok(parts, history, 4)
+
+
+@OWN_HOSTS
+def test_the_ui_reads_a_tasks_log_from_the_log_server_of_the_host_that_ran_it(cluster, demo, db):
+    """Task logs stay on the disk of the host that wrote them (no shared log folder, no remote logging): the
+    API server, as the UI asks it, fetches each from that host's log server, by the host name Airflow
+    recorded and the host's own address."""
+    port = cluster.context().ports["airflow_worker_log"]
+    with db.connect() as conn:
+        tasks = conn.execute(
+            text(
+                "SELECT DISTINCT ON (hostname) hostname, dag_id, run_id, task_id, map_index, try_number "
+                "FROM task_instance WHERE dag_id = 'flux_titles' AND state = 'success' ORDER BY hostname, task_id"
+            )
+        ).all()
+    assert {t.hostname for t in tasks} == HOSTS, tasks
+    client = client_of(cluster)
+    for task in tasks:
+        path = f"dag_id={task.dag_id}/run_id={task.run_id}/task_id={task.task_id}"
+        logs = cluster.run_dir / "hosts" / task.hostname / "logs"
+        assert list(logs.glob(f"{path}/**/attempt={task.try_number}.log")), f"not on {task.hostname}'s disk"
+        assert not list((cluster.run_dir / "airflow" / "logs").glob(f"{path}/**/*.log"))  # nor on the machine's
+        response = client.request(
+            "GET",
+            f"/dags/{task.dag_id}/dagRuns/{task.run_id}/taskInstances/{task.task_id}/logs/{task.try_number}",
+            params={"full_content": "true", "map_index": task.map_index},
+            headers={"Accept": "application/json"},
+        )
+        response.raise_for_status()
+        events = [e.get("event", "") if isinstance(e, dict) else str(e) for e in response.json()["content"]]
+        assert any(e.startswith(f"http://{task.hostname}:{port}/log/") for e in events), events[:10]
+        assert "::group::Post Execute" in events, events[:40]  # the task's own log, to its successful end
 
 
 def client_of(cluster):

@@ -316,3 +316,36 @@ def test_a_host_network_folder_fits_a_unix_socket_path(tmp_path):
     for run_dir in (tmp_path, tmp_path / ("deep" * 30)):
         ctx = Context(run_dir=run_dir, ports={}, secrets={}, dags_folder=tmp_path)
         assert len(str(cluster.network_dir(ctx, "flux-worker-1") / "65535.sock")) < 108
+
+
+def test_each_host_has_an_address_of_its_own_in_a_link_local_net_of_its_run_directory(tmp_path):
+    import ipaddress
+
+    from flux_provider.devstack import cluster
+
+    def addresses(run_dir):
+        ctx = Context(run_dir=run_dir, ports={}, secrets={}, dags_folder=tmp_path)
+        return [cluster.address(ctx, host) for host in cluster.WORKER_HOSTS]
+
+    mine = addresses(tmp_path / "a")
+    links = {ipaddress.ip_interface(f"{a.host}/30").network for a in mine}
+    assert len(links) == len(mine) and all(ipaddress.ip_interface(f"{a.machine}/30").network in links for a in mine)
+    assert all(ipaddress.ip_address(a.host).is_link_local and len(a.link) <= 15 for a in mine)  # IFNAMSIZ
+    assert {a.link for a in mine}.isdisjoint(a.link for a in addresses(tmp_path / "b"))  # two stacks, two links
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a mount namespace needs root (unshare), as on CI")
+def test_the_api_servers_namespace_resolves_the_host_names_and_the_machine_does_not_change(tmp_path):
+    import subprocess
+
+    from flux_provider.devstack import cluster
+
+    ctx = Context(run_dir=tmp_path, ports={}, secrets={}, dags_folder=tmp_path)
+    machine = Path("/etc/hosts").read_text()
+    inside = subprocess.run(
+        cluster.resolving_hosts(ctx, ["getent", "hosts", *cluster.WORKER_HOSTS]), capture_output=True, text=True
+    )
+    assert inside.returncode == 0, inside.stderr
+    resolved = dict(reversed(line.split()) for line in inside.stdout.splitlines())
+    assert resolved == {host: cluster.address(ctx, host).host for host in cluster.WORKER_HOSTS}
+    assert Path("/etc/hosts").read_text() == machine
