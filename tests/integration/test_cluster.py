@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.stack]
 
 RUN_DIR = REPO / ".devstack-cluster-test"
 HOSTS = {"flux-worker-1", "flux-worker-2"}
+DEMO_DAGS = "('flux_titles', 'flux_subscribers', 'flux_ad_impressions', 'flux_viewing_sessions')"  # the sample bundle
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +147,7 @@ def test_the_sample_bundle_runs_and_reconciles_with_tasks_on_both_workers(demo, 
         rows = conn.execute(
             text(
                 "SELECT dag_id, task_id, map_index, state, hostname, queued_dttm, end_date FROM task_instance "
-                "WHERE dag_id IN ('flux_titles', 'flux_subscribers', 'flux_ad_impressions', 'flux_viewing_sessions')"
+                f"WHERE dag_id IN {DEMO_DAGS}"
             )
         ).all()
     assert {r.state for r in rows} == {"success"}, [r for r in rows if r.state != "success"]
@@ -178,7 +179,7 @@ def test_the_ui_reads_a_tasks_log_from_the_log_server_of_the_host_that_ran_it(cl
         tasks = conn.execute(
             text(
                 "SELECT DISTINCT ON (hostname) hostname, dag_id, run_id, task_id, map_index, try_number "
-                "FROM task_instance WHERE dag_id = 'flux_titles' AND state = 'success' ORDER BY hostname, task_id"
+                f"FROM task_instance WHERE dag_id IN {DEMO_DAGS} AND state = 'success' ORDER BY hostname, task_id"
             )
         ).all()
     assert {t.hostname for t in tasks} == HOSTS, tasks
