@@ -145,9 +145,6 @@ class AirflowInit(Service):
                 },
             }
         )
-        if not ctx.cluster:  # a busy moment waits for SQLite's lock instead of failing the scheduler
-            cfg["database"]["sql_alchemy_connect_args"] = "flux_provider.devstack.sqlite_db.CONNECT_ARGS"
-            cfg["database"]["sql_alchemy_connect_args_async"] = "flux_provider.devstack.sqlite_db.ASYNC_CONNECT_ARGS"
         if ctx.cluster:
             cluster.ensure_database(ctx, marker=home / "cluster-database")
             for section, values in cluster.airflow_settings(ctx).items():
