@@ -95,7 +95,7 @@ def outcomes(env: dict, run_id: str) -> list[dict]:
 
     from flux_provider.throttle import store
 
-    engine = create_engine(f"sqlite:///{Path(env['AIRFLOW_HOME']) / 'airflow.db'}")
+    engine = create_engine(env["FLUX_AIRFLOW_DB"])
     with engine.connect() as conn:
         return [
             dict(r)
@@ -112,7 +112,7 @@ def first_cut(env: dict, since: dt.datetime, overload: dt.datetime | None) -> fl
 
     if overload is None:
         return None
-    engine = create_engine(f"sqlite:///{Path(env['AIRFLOW_HOME']) / 'airflow.db'}")
+    engine = create_engine(env["FLUX_AIRFLOW_DB"])
     with engine.connect() as conn:
         cuts = [
             r.at.replace(tzinfo=dt.timezone.utc)

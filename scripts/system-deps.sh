@@ -9,12 +9,16 @@ declare -A NEED=(
   [freebcp]=freetds-bin            # FreeTDS bulk copy: the bcp engine of BcpExportOperator
   [chromium]=chromium              # headless browser for the dashboard test
   [chromedriver]=chromium-driver   # WebDriver for it
+  [redis-server]=redis-server      # the cluster stack's Celery broker, where the machine runs none
 )
 
 missing=()
 for cmd in "${!NEED[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
 done
+# Airflow's metadata DB: the stack runs a private PostgreSQL where the machine has none (Debian keeps the
+# server programs off PATH)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

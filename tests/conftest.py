@@ -67,34 +67,27 @@ def airflow_client(stack):
     return AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])
 
 
-POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 POSTGRES_DB = "flux_test"
 
 
 @pytest.fixture(scope="session")
-def postgres() -> dict:
-    """A PostgreSQL server for the DB-API engine's tests, in a database of the suite's own (``flux_test``).
+def postgres(stack) -> dict:
+    """The stack's PostgreSQL server (the machine's, or the stack's private one) in a database of the suite's
+    own (``flux_test``), for the DB-API engine's and the migrations' tests."""
+    from urllib.parse import urlsplit
 
-    This machine kind starts PostgreSQL 15 before the session (127.0.0.1:5432, trust auth for ``postgres``).
-    On a fresh Debian machine: ``apt-get install postgresql`` then ``pg_ctlcluster 15 main start`` (and trust
-    auth on 127.0.0.1 in pg_hba.conf); the test fails with that instruction when no server answers."""
     import psycopg2
 
-    try:
-        admin = psycopg2.connect(dbname="postgres", connect_timeout=5, **POSTGRES)
-    except psycopg2.OperationalError as exc:
-        pytest.fail(
-            f"no PostgreSQL at {POSTGRES['host']}:{POSTGRES['port']} ({exc}). Start one: "
-            "apt-get install postgresql && pg_ctlcluster 15 main start",
-            pytrace=False,
-        )
+    server = urlsplit(stack.env()["FLUX_POSTGRES_URL"])
+    where = {"host": server.hostname, "port": server.port or 5432, "user": server.username or "postgres"}
+    admin = psycopg2.connect(dbname="postgres", connect_timeout=5, **where)
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (POSTGRES_DB,))
         if cur.fetchone() is None:
             cur.execute(f"CREATE DATABASE {POSTGRES_DB}")
     admin.close()
-    return {**POSTGRES, "dbname": POSTGRES_DB}
+    return {**where, "dbname": POSTGRES_DB}
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from flux_provider.devstack.service import DevstackError
-from flux_provider.devstack.stack import Stack
+from flux_provider.devstack.stack import UP, Stack
 
 
 def _print_status(stack: Stack) -> bool:
@@ -18,7 +18,7 @@ def _print_status(stack: Stack) -> bool:
     print(f"{'SERVICE':<24}{'PORT':>7}{'PID':>9}  {'STATE':<12}DETAIL")
     for row in rows:
         print(f"{row.name:<24}{row.port or '-':>7}{row.pid or '-':>9}  {row.state:<12}{row.detail}")
-    return all(row.state in ("healthy", "done") for row in rows)
+    return all(row.state in UP for row in rows)
 
 
 def main(argv: list[str] | None = None) -> int:

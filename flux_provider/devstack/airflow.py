@@ -1,7 +1,7 @@
-"""Airflow 3 itself: SQLite metadata DB in the run directory, LocalExecutor,
-API server (UI + REST + execution API), scheduler and dag-processor; in the
-cluster stack PostgreSQL, CeleryExecutor, two schedulers, a triggerer and two
-workers (see ``cluster``).
+"""Airflow 3 itself: metadata DB on PostgreSQL (a database of the stack's own,
+``devstack.databases``), LocalExecutor, API server (UI + REST + execution
+API), scheduler and dag-processor; in the cluster stack CeleryExecutor, two
+schedulers, a triggerer and two workers (see ``cluster``).
 
 All settings live in ``<run>/airflow/airflow.cfg`` so any ``airflow`` command
 run with ``AIRFLOW_HOME=<run>/airflow`` sees the same deployment. Login is
@@ -41,9 +41,8 @@ def lineage_file(ctx: Context) -> Path:
 
 
 def metadata_db(ctx: Context) -> str:
-    if ctx.cluster:
-        return cluster.databases(ctx).sql_alchemy_conn
-    return f"sqlite:///{airflow_home(ctx) / 'airflow.db'}"
+    """Airflow's metadata DB: the stack's own database on its PostgreSQL server (``devstack.databases``)."""
+    return cluster.databases(ctx).sql_alchemy_conn
 
 
 def _http_json(url: str, timeout: float = 5.0) -> dict:
@@ -80,6 +79,7 @@ class AirflowInit(Service):
     """One-shot: write airflow.cfg, migrate the DB, import the stack's connections."""
 
     name = "airflow-init"
+    after = ("postgres", "redis")  # the private servers, where the stack runs them
     oneshot = True
     ready_timeout = 300.0
 
@@ -145,8 +145,8 @@ class AirflowInit(Service):
                 },
             }
         )
+        cluster.ensure_database(ctx, marker=home / "metadata-database")
         if ctx.cluster:
-            cluster.ensure_database(ctx, marker=home / "cluster-database")
             for section, values in cluster.airflow_settings(ctx).items():
                 cfg.read_dict({section: values})
         cfg_path = home / "airflow.cfg"
@@ -224,6 +224,8 @@ class AirflowApiServer(_AirflowComponent):
             "FLUX_AIRFLOW_VIEWER_PASSWORD": ctx.secrets["airflow_viewer_password"],
             # the metadata DB (SQLAlchemy URL), for tests that read what Airflow recorded
             "FLUX_AIRFLOW_DB": metadata_db(ctx),
+            # its server (a login that may create databases: the suite's DB-API engine tests use one)
+            "FLUX_POSTGRES_URL": ctx.postgres_url,
         }
 
 

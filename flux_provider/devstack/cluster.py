@@ -21,13 +21,10 @@ needs root, as ``unshare`` does; without it the workers share the machine's
 folders and network. Each host also serves a queue named after itself beside
 ``default``.
 
-It uses the PostgreSQL and Redis servers already running on the machine (this
-machine kind starts both; on a fresh Debian machine: ``apt-get install
-postgresql redis-server``), without disturbing their other users: a database
-of its own (``flux_<hash of the run directory>``) and a Redis database index
-plus a key prefix of its own. Where they live: ``$FLUX_POSTGRES_URL``
-(default ``postgresql://postgres@127.0.0.1:5432/postgres``, a login allowed to
-create databases) and ``$FLUX_REDIS_URL`` (default ``redis://127.0.0.1:6379``).
+Its metadata DB and its Celery broker are on the stack's PostgreSQL and Redis
+(``devstack.databases``: the machine's servers where they answer, else private
+ones in the run directory): a database of its own (``flux_<hash of the run
+directory>``) and a Redis database index plus a key prefix of its own.
 
 Celery's result backend is the metadata database (``db+postgresql``), which is
 Airflow's own default and keeps task results out of the shared Redis.
@@ -44,8 +41,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 from flux_provider.devstack.service import Context, DevstackError
 
-DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 #: The workers' host names (what Airflow records as a task instance's hostname).
 WORKER_HOSTS = ("flux-worker-1", "flux-worker-2")
 
@@ -92,7 +87,7 @@ def reachable_ports(ctx: Context) -> list[int]:
     """The ports a worker host reaches on the machine: every service of the stack (S3, the SQL Server
     stand-in, Hive, mail, Airflow's API server) and PostgreSQL and Redis; not the workers' own log servers."""
     ports = {port for name, port in ctx.ports.items() if not name.startswith("airflow_worker_log")}
-    for url in (os.environ.get("FLUX_POSTGRES_URL", DEFAULT_POSTGRES_URL), databases(ctx).broker_url):
+    for url in (ctx.postgres_url, databases(ctx).broker_url):
         parts = urlsplit(url)
         if parts.hostname not in ("127.0.0.1", "localhost"):
             raise DevstackError(
@@ -169,26 +164,26 @@ class ClusterDatabases:
 def databases(ctx: Context) -> ClusterDatabases:
     digest = hashlib.sha1(str(ctx.run_dir).encode()).hexdigest()
     name = f"flux_{digest[:10]}"
-    server = urlsplit(os.environ.get("FLUX_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    server = urlsplit(ctx.postgres_url)
     own = urlunsplit(("postgresql+psycopg2", server.netloc, f"/{name}", "", ""))
-    redis = os.environ.get("FLUX_REDIS_URL", DEFAULT_REDIS_URL).rstrip("/")
+    redis = ctx.redis_url.rstrip("/")
     index = 1 + int(digest[10:14], 16) % 15  # 1..15: index 0 is where other users of the server look first
     return ClusterDatabases(name, own, f"{redis}/{index}", f"flux-{digest[:10]}:")
 
 
 def ensure_database(ctx: Context, marker) -> None:
-    """This stack's PostgreSQL database: kept across restarts (as airflow.db is), but made anew when the run
-    directory is new (``marker``, a file in it, is missing): a database left by a deleted run directory of
-    the same path holds connections encrypted with other secrets. The stack's Redis keys go with it."""
+    """This stack's PostgreSQL database: kept across restarts, but made anew when the run directory is new
+    (``marker``, a file in it, is missing): a database left by a deleted run directory of the same path holds
+    connections encrypted with other secrets. A cluster stack's Redis keys go with it."""
     import psycopg2
 
     own = databases(ctx)
-    url = os.environ.get("FLUX_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    url = ctx.postgres_url
     try:
         conn = psycopg2.connect(url, connect_timeout=5)
     except psycopg2.OperationalError as exc:
         raise DevstackError(
-            f"the cluster stack needs PostgreSQL at {urlsplit(url).hostname}:{urlsplit(url).port or 5432} "
+            f"the stack needs PostgreSQL at {urlsplit(url).hostname}:{urlsplit(url).port or 5432} "
             f"($FLUX_POSTGRES_URL): {str(exc).strip()}. Start it (Debian: apt-get install postgresql; "
             "service postgresql start) or point $FLUX_POSTGRES_URL at a server where this login may create "
             "databases"
@@ -204,8 +199,9 @@ def ensure_database(ctx: Context, marker) -> None:
                 cursor.execute(f'CREATE DATABASE "{own.database}"')
     finally:
         conn.close()
-    if fresh:
+    if fresh and ctx.cluster:
         _forget_queues(own)
+    if fresh:
         marker.write_text(own.database + "\n")
 
 

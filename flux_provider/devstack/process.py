@@ -32,13 +32,21 @@ class ProcessRecord:
     pid: int
     create_time: float
     log: str
+    #: Sent to the process alone before the tree is terminated (PostgreSQL: SIGINT, its fast shutdown;
+    #: a SIGTERM to each of its backends would look like crashes to it). 0: the tree gets SIGTERM at once.
+    stop_signal: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping) -> ProcessRecord:
-        return cls(pid=int(data["pid"]), create_time=float(data["create_time"]), log=str(data["log"]))
+        return cls(
+            pid=int(data["pid"]),
+            create_time=float(data["create_time"]),
+            log=str(data["log"]),
+            stop_signal=int(data.get("stop_signal", 0)),
+        )
 
     def process(self) -> psutil.Process | None:
         """The live process, or None if it exited (or the PID now belongs to another)."""
@@ -56,7 +64,7 @@ class ProcessRecord:
         return self.process() is not None
 
 
-def spawn(argv: Sequence[str], *, log: Path, env: Mapping[str, str], cwd: Path) -> ProcessRecord:
+def spawn(argv: Sequence[str], *, log: Path, env: Mapping[str, str], cwd: Path, stop_signal: int = 0) -> ProcessRecord:
     """Start ``argv`` detached in its own session, stdout+stderr appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
@@ -73,7 +81,8 @@ def spawn(argv: Sequence[str], *, log: Path, env: Mapping[str, str], cwd: Path) 
             close_fds=True,
         )
     _CHILDREN[proc.pid] = proc
-    return ProcessRecord(pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(), log=str(log))
+    started = psutil.Process(proc.pid).create_time()
+    return ProcessRecord(pid=proc.pid, create_time=started, log=str(log), stop_signal=int(stop_signal))
 
 
 def exit_code(record: ProcessRecord) -> int | None:
@@ -133,7 +142,17 @@ def stop(record: ProcessRecord, *, grace: float = 15.0) -> list[int]:
     if proc is None:
         exit_code(record)
         return []
-    signalled = _terminate(session_tree(proc), grace)
+    tree = session_tree(proc)
+    if record.stop_signal:
+        try:
+            proc.send_signal(record.stop_signal)
+            proc.wait(timeout=grace)
+        except psutil.TimeoutExpired:
+            pass
+        except psutil.Error:
+            pass
+    signalled = _terminate([p for p in tree if p.is_running()], grace)
+    signalled = sorted(set(signalled) | ({proc.pid} if record.stop_signal else set()))
     exit_code(record)
     return signalled
 

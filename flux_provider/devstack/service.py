@@ -43,8 +43,13 @@ class Context:
     dag_bundles: dict[str, str] = field(default_factory=dict)
     #: Every service's Airflow connections (conn_id -> connection dict), filled by the stack.
     connections: dict[str, dict] = field(default_factory=dict)
-    #: The cluster-shaped stack (PostgreSQL, Celery, two schedulers, two workers): see ``devstack.cluster``.
+    #: The cluster-shaped stack (Celery, two schedulers, two workers): see ``devstack.cluster``.
     cluster: bool = False
+    #: The PostgreSQL server of Airflow's metadata and the Redis of the cluster's broker (``devstack.databases``).
+    postgres_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    redis_url: str = "redis://127.0.0.1:6379"
+    #: The private servers this stack runs itself (where the machine has none): ``postgres``, ``redis``.
+    private: tuple[str, ...] = ()
 
     @property
     def python(self) -> str:
@@ -85,6 +90,12 @@ class Service:
     ready_timeout: float = 120.0
     #: True if the service needs the s3a jars (``Context.jars``).
     needs_s3a_jars: bool = False
+    #: Sent to the service's process alone before its tree gets SIGTERM (0: none).
+    stop_signal: int = 0
+
+    def enabled(self, ctx: Context) -> bool:
+        """Whether this stack runs the service (a private server only where the machine has none)."""
+        return True
 
     def prepare(self, ctx: Context) -> None:
         """Write config files under ``ctx.home(self.name)``; called before ``command``."""

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from flux_provider.devstack import databases
 from flux_provider.devstack import ports as port_alloc
 from flux_provider.devstack.airflow import (
     AirflowApiServer,
@@ -44,6 +45,7 @@ log = logging.getLogger("flux_provider.devstack")
 #: Every service of the stack, in start order. Add new services (e.g. the SQL
 #: Server stand-in for bcp) here; ``after`` expresses what each waits for.
 SERVICES: list[Service] = [
+    databases.PrivatePostgres(),
     SeaweedS3(),
     TdsStandIn(),
     MailSink(),
@@ -58,6 +60,7 @@ SERVICES: list[Service] = [
 #: The cluster-shaped stack (``up --cluster``, see ``devstack.cluster``): the same services, Airflow on
 #: PostgreSQL with CeleryExecutor, two schedulers, a triggerer and two workers standing for two hosts.
 CLUSTER_SERVICES: list[Service] = [
+    databases.PrivateRedis(),
     *SERVICES[:-2],
     AirflowScheduler(1),
     AirflowScheduler(2),
@@ -74,6 +77,8 @@ OWNER_ENV = "FLUX_DEVSTACK_OWNER"
 
 #: Single ports every stack allocates (blocks come from ``Service.port_blocks``).
 SINGLE_PORTS = (
+    "postgres",
+    "redis",
     "mssql",
     "smtp",
     "metastore",
@@ -106,12 +111,16 @@ def _new_secrets() -> dict[str, str]:
     }
 
 
+#: States of a service that a working stack may have.
+UP = ("healthy", "done", "machine's")
+
+
 @dataclass
 class ServiceStatus:
     name: str
     port: int | None
     pid: int | None
-    state: str  # healthy | unhealthy | dead | done | not started
+    state: str  # healthy | unhealthy | dead | done | not started | machine's (a server the stack does not run)
     detail: str
 
 
@@ -175,6 +184,9 @@ class Stack:
             jars=[Path(j) for j in state.get("jars", [])],
             dag_bundles=state.get("dag_bundles", {}),
             cluster=bool(state.get("cluster")),
+            postgres_url=state.get("postgres_url", databases.MACHINE_POSTGRES_URL),
+            redis_url=state.get("redis_url", databases.MACHINE_REDIS_URL),
+            private=tuple(state.get("private", ())),
         )
         for service in self.services:
             ctx.connections.update(service.connections(ctx))
@@ -193,7 +205,7 @@ class Stack:
                 and bool(state.get("cluster")) == self.cluster
             )
             if state.get("processes") and same_dags:
-                unhealthy = {s.name for s in self._status(state) if s.state not in ("healthy", "done")}
+                unhealthy = {s.name for s in self._status(state) if s.state not in UP}
                 if state.get("mssql_seed", "") != os.environ.get("FLUX_MSSQL_SEED", ""):
                     self.echo(
                         f"FLUX_MSSQL_SEED changed ({state.get('mssql_seed') or 'none'} -> "
@@ -251,20 +263,29 @@ class Stack:
             "mssql_seed": os.environ.get("FLUX_MSSQL_SEED", ""),
             "cluster": self.cluster,
         }
+        servers = (
+            {k: previous[k] for k in ("postgres_url", "redis_url", "private")}
+            if keep and "postgres_url" in previous
+            else databases.choose(state["ports"], cluster=self.cluster)
+        )
+        state.update(servers)
+        for name in servers["private"]:
+            self.echo(f"the stack runs a private {name} server (none of the machine's answers, or one was asked for)")
         if any(service.needs_s3a_jars for service in self.services):
             self.echo("checking the s3a jars (the first run downloads them once)")
             state["jars"] = [str(p) for p in ensure_s3a_jars()]
         self._save_state(state)
         ctx = self.context(state)
-        pending = [service for service in self.services if service.name not in keep]
-        healthy: set[str] = set(keep)
+        pending = [service for service in self.services if service.name not in keep and service.enabled(ctx)]
+        healthy: set[str] = set(keep) | {service.name for service in self.services if not service.enabled(ctx)}
+        listed = {service.name for service in self.services}  # `after` a service of the other shape: none
         started: dict[str, float] = {}
         last_error: dict[str, str] = {}
         try:
             while pending:
                 for service in list(pending):
                     if service.name not in started:
-                        if not set(service.after) <= healthy:
+                        if not set(service.after) & listed <= healthy:
                             continue
                         service.prepare(ctx)
                         # the owner mark lets `down` find processes whose parent died (orphans)
@@ -273,6 +294,7 @@ class Stack:
                             log=ctx.home("logs") / f"{service.name}.log",
                             env={**service.environ(ctx), OWNER_ENV: str(self.run_dir)},
                             cwd=ctx.home(service.name),
+                            stop_signal=service.stop_signal,
                         )
                         state["processes"][service.name] = record.to_dict()
                         self._save_state(state)
@@ -322,6 +344,9 @@ class Stack:
         ctx = self.context(state)
         out = []
         for service in self.services:
+            if not service.enabled(ctx):
+                out.append(ServiceStatus(service.name, None, None, "machine's", "the stack uses the machine's server"))
+                continue
             port = ctx.ports.get(service.port) if service.port else None
             raw = state.get("processes", {}).get(service.name)
             if raw is None:
