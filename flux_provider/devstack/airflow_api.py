@@ -57,14 +57,9 @@ class AirflowClient:
         return {"Authorization": f"Bearer {self._token}"}
 
     def request(self, method: str, path: str, *, headers: dict | None = None, **kwargs) -> httpx.Response:
-        for attempt in range(5):
-            response = self._http.request(
-                method, "/api/v2" + path, headers={**self._headers(), **(headers or {})}, **kwargs
-            )
-            # the local stack's SQLite is sometimes locked by the scheduler: an idempotent request is repeated
-            if response.status_code != 500 or method not in ("GET", "PATCH", "PUT", "DELETE") or attempt == 4:
-                break
-            self._sleep(1 + attempt)
+        response = self._http.request(
+            method, "/api/v2" + path, headers={**self._headers(), **(headers or {})}, **kwargs
+        )
         if response.status_code >= 400:
             raise AirflowApiError(f"{method} {path}: HTTP {response.status_code} {response.text[:300]}")
         return response
