@@ -24,43 +24,18 @@ import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from flux_provider.formats.export_file import EMPTY, row_blocks
+from flux_provider.formats.hive_encoding import HiveTextEncoding
+
+__all__ = ["BadRow", "BcpToHive", "CsvToHive", "HiveTextEncoding", "decode"]
 
 #: Bytes the encoder escapes; the export's terminators must not contain any of them.
 _SPECIAL = (b"\\", b"\r", b"\n", b"\x00", b"\x01", b"\x02", b"\x03")
-
-
-@dataclass(frozen=True)
-class HiveTextEncoding:
-    field: str = "\x01"
-    collection: str = "\x02"
-    map_key: str = "\x03"
-    row: str = "\n"
-    null: str = "\\N"
-    escape: str = "\\"
-
-    def __post_init__(self):
-        delimiters = [self.field, self.collection, self.map_key]
-        if any(len(d) != 1 for d in delimiters) or len(set(delimiters)) != 3:
-            raise ValueError(f"Hive delimiters must be three distinct single characters, got {delimiters!r}")
-        if self.row != "\n":
-            raise ValueError("Hive text tables only support '\\n' as the line delimiter")
-        if self.escape != "\\":
-            raise ValueError("only the backslash escape is supported")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def escapes(self) -> list[tuple[bytes, bytes]]:
-        """(byte, its escape) inside values, the backslash first."""
-        delimiters = [d.encode() for d in (self.field, self.collection, self.map_key)]
-        return [(b"\\", b"\\\\")] + [(d, b"\\" + d) for d in delimiters] + [(b"\n", b"\\n"), (b"\r", b"\\r")]
 
 
 class BcpToHive:

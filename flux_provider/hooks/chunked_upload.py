@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from airflow.sdk.bases.hook import BaseHook
 
 from flux_provider.errors import ErrorClass, FluxError, flux_error
-from flux_provider.formats.chunker import chunks, return_big_buffers_to_the_os
-from flux_provider.formats.hive_text import BcpToHive, CsvToHive, HiveTextEncoding
+from flux_provider.formats.hive_encoding import HiveTextEncoding
 from flux_provider.handoffs import ExportResult, UploadResult
 from flux_provider.hooks.s3_chunks import MANIFEST, ChunkUploader, part_manifest_key, split_s3_url
 from flux_provider.hooks.s3_client import s3_client
@@ -56,8 +55,10 @@ class ChunkSettings:
         )
 
 
-def _decoder(export: ExportResult, encoding: HiveTextEncoding) -> BcpToHive | CsvToHive:
+def _decoder(export: ExportResult, encoding: HiveTextEncoding):
     """The decoder the export's ``format`` asks for: bcp character mode (default) or CSV."""
+    from flux_provider.formats.hive_text import BcpToHive, CsvToHive  # Arrow: at run time, not at DAG parse
+
     columns = len(export.columns)
     if export.format == "csv":
         return CsvToHive(
@@ -128,6 +129,8 @@ class S3ChunkUploadHook(BaseHook):
             decoder = _decoder(export, encoding)
         except ValueError as exc:
             raise self._fail(str(exc)) from exc
+        from flux_provider.formats.chunker import chunks, return_big_buffers_to_the_os  # Arrow, at run time
+
         client = s3_client(self.aws_conn_id)
         return_big_buffers_to_the_os()
         part_bytes = settings.multipart_mb * 2**20

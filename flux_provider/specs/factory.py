@@ -36,7 +36,6 @@ import pendulum
 from airflow.sdk import DAG, Asset
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from flux_provider.deadlines import alert_for
 from flux_provider.operators.base import DEFAULT_RETRY_DELAY
 from flux_provider.operators.bcp_export import BcpExportOperator
 from flux_provider.operators.bcp_to_s3 import BcpToS3Operator
@@ -61,24 +60,30 @@ def spec_files(folder: Path | str) -> list[Path]:
     return sorted(specs.glob("*.xml"))
 
 
-def load_specs(folder: Path | str) -> tuple[list[DatasetSpec], list[SpecError]]:
+def load_specs(folder: Path | str, *, check_queries: bool = True) -> tuple[list[DatasetSpec], list[SpecError]]:
     """Every spec of ``folder`` that loads, and the errors of those that do not (names are unique: a
     spec's file is named after its data set)."""
     specs, errors = [], []
     for path in spec_files(folder):
         try:
-            specs.append(load_spec(path))
+            specs.append(load_spec(path, check_queries=check_queries))
         except SpecError as exc:
             errors.append(exc)
     return specs, errors
 
 
 def asset_for(spec: DatasetSpec) -> Asset:
+    """The data set's Asset ``flux.<name>``: its URI is its name, and where it is published is in ``extra``.
+
+    An ``s3://`` URI would make Airflow load every provider's URI normaliser (boto3 and the S3 hook among
+    them) when the DAG file is parsed: about half a CPU second per file, every parse."""
     return Asset(
         name=f"flux.{spec.name}",
-        uri=f"s3://{spec.s3_location.split('://', 1)[1]}/_published.json",
         group="flux",
-        extra={"hive_table": f"{spec.hive.database}.{spec.hive.target_table}"},
+        extra={
+            "published": f"s3://{spec.s3_location.split('://', 1)[1]}/_published.json",
+            "hive_table": f"{spec.hive.database}.{spec.hive.target_table}",
+        },
     )
 
 
@@ -179,6 +184,16 @@ def _match_text(match) -> str:
     return ", ".join(f"{k} {v!r}" for k, v in fields.items() if v is not None) or "any error"
 
 
+def _deadline(spec: DatasetSpec):
+    """The spec's ``DeadlineAlert``, or None. Its module registers a custom deadline reference, which loads
+    Airflow's deadline models (a quarter of a CPU second): only DAG files of specs with a deadline pay that."""
+    if spec.deadline is None:
+        return None
+    from flux_provider.deadlines import alert_for
+
+    return alert_for(spec)
+
+
 def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
     """The DAG of one data set."""
     src, hive, chunking = spec.source, spec.hive, spec.chunking
@@ -219,7 +234,7 @@ def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
         # retries, delays and alerts come from the recovery rules (flux_provider.recovery)
         default_args={"owner": spec.owner},
         params={"flux_spec": str(spec.path.name)},
-        deadline=alert_for(spec),
+        deadline=_deadline(spec),
     ) as dag:
         if src.is_split:
             upload = _split_export(spec, common, export_args, upload_args, placement)
@@ -342,7 +357,7 @@ def _split_export(spec: DatasetSpec, common: dict, export_args: dict, upload_arg
 
 def build_dags(folder: Path | str, *, strict: bool = False) -> dict[str, object]:
     """``{dag_id: DAG}`` for every spec of ``folder``; broken specs are logged and skipped (or raised)."""
-    specs, errors = load_specs(folder)
+    specs, errors = load_specs(folder, check_queries=False)  # checked by `specs check` and before each export
     for error in errors:
         if strict:
             raise error
@@ -376,8 +391,11 @@ def dag_for(dag_file: str | Path, spec_name: str | None = None):
     path = folder / f"{spec_name or dag_file.stem}.xml"
     if not path.is_file():
         raise SpecError(path, "no such spec", fix=f"create {path.name} or pass spec_name= to dag_for")
-    spec = load_spec(path)
-    known = {p.stem for p in spec_files(folder)}
+    spec = load_spec(path, check_queries=False)  # checked by `specs check` and before each export
+    # the data sets it waits for exist: one look per name (the folder is listed only to name the choices)
+    after = spec.schedule.after
+    found = all((folder / f"{name}.xml").is_file() for name in after)
+    known = {spec.name, *after} if found else {p.stem for p in spec_files(folder)}
     cycle = after_graph.cycle_through(spec.name, _after_reader(folder))
     if cycle:
         raise after_graph.cycle_error(cycle, lambda n: folder / f"{n}.xml")

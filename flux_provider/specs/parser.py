@@ -144,17 +144,22 @@ def delimiter(text: str) -> str:
     return text
 
 
-def load_spec(path: Path | str) -> DatasetSpec:
-    """Parse, validate and check one spec file."""
+def load_spec(path: Path | str, *, check_queries: bool = True) -> DatasetSpec:
+    """Parse, validate and check one spec file.
+
+    ``check_queries=False`` skips the T-SQL parse of free queries (:func:`~flux_provider.queries.check_read_only`,
+    sqlglot): DAG files load specs that way, so parsing a DAG imports no SQL parser. ``specs check`` checks them,
+    and so does the export before it runs one (a refused query fails the task at once, as a configuration
+    error)."""
     path = Path(path)
     tree = parse_xml(path)
     validate_schema(path, tree)
-    return _Builder(path, tree.getroot()).build()
+    return _Builder(path, tree.getroot(), check_queries=check_queries).build()
 
 
 class _Builder:
-    def __init__(self, path: Path, root):
-        self.path, self.root = path, root
+    def __init__(self, path: Path, root, *, check_queries: bool = True):
+        self.path, self.root, self.check_queries = path, root, check_queries
         self.name = root.get("name")
 
     # ------------------------------------------------------------------ helpers
@@ -272,7 +277,7 @@ class _Builder:
         for element in queries:
             if not (element.text or "").strip():
                 raise self.error(element, "the query is empty", fix="write the SELECT to export")
-        for element in (*queries, count):
+        for element in (*queries, count) if self.check_queries else ():
             if element is not None and (element.text or "").strip():
                 try:
                     check_read_only(element.text)
