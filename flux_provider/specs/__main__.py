@@ -7,6 +7,9 @@
   skip); exit code 1 if any is broken (or, with ``--strict``, any warning).
 * ``pools sync [--reset]``: create the pools the valid specs name (Airflow's
   metadata database must be reachable, as for ``airflow pools``).
+
+Both warn about a data set whose pool may hold more slots than the executor
+runs at once (``[core] parallelism``): those slots would never be used.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flux_provider.specs.checks import check_folders
+from flux_provider.specs.checks import beyond_the_executor, check_folders
 from flux_provider.specs.factory import load_specs
 from flux_provider.specs.pools import sync_pools
 
@@ -48,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         errors += failed
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
+    for warning in beyond_the_executor(specs):
+        print(f"warning: {warning}", file=sys.stderr)
     for name, slots, action in sync_pools(specs, reset=args.reset):
         print(f"{action:<8} pool {name} ({slots} slots)")
     return 0

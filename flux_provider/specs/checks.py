@@ -48,7 +48,34 @@ def check_folders(folders: list[Path | str]) -> Report:
     report.specs = [s for s in report.specs if s.name not in in_cycles]
     for spec in report.specs:
         report.warnings += undefined_without_logical_date(spec)
+    report.warnings += beyond_the_executor(report.specs)
     return report
+
+
+def executor_slots() -> int:
+    """How many tasks one scheduler's executor runs at once (``[core] parallelism``): every pool together
+    never runs more, whatever its slots."""
+    from airflow.configuration import conf
+
+    return conf.getint("core", "parallelism", fallback=32)
+
+
+def beyond_the_executor(specs: list[DatasetSpec], slots: int | None = None) -> list[str]:
+    """Warnings for data sets whose pool may hold more slots than the executor can ever run at once: the
+    slots above it are never used, and nothing else says so."""
+    slots = executor_slots() if slots is None else slots
+    warnings = []
+    for spec in specs:
+        t = spec.throttle
+        top = max(t.max, t.initial)
+        if slots and top > slots:
+            warnings.append(
+                f"{spec.path}: <throttle>: the data set {spec.name!r} may run {top} tasks at once (max={t.max}, "
+                f"initial={t.initial}), but the executor runs at most {slots} ([core] parallelism): slots above "
+                f"{slots} are never used. Raise [core] parallelism (and the workers' concurrency) or lower max "
+                "(the README's 'Sizing for N data sets')"
+            )
+    return warnings
 
 
 def templated_text(spec: DatasetSpec) -> dict[str, str]:

@@ -425,3 +425,17 @@ def test_check_warns_when_a_run_without_logical_date_cannot_render(tmp_path):
     )
     assert "warning" not in run_check(tmp_path)[2]
     assert "warning" not in run_check(REPO / "dags")[2]  # the sample bundle as the README shows it
+
+
+def test_check_warns_when_a_pool_may_grow_beyond_the_executor(tmp_path, monkeypatch):
+    """A pool's slots above [core] parallelism are never used: check says so, naming the data set."""
+    monkeypatch.setenv("AIRFLOW__CORE__PARALLELISM", "8")
+    write(tmp_path, MINIMAL.format(name="small").replace("</schedule>", '</schedule>\n  <throttle max="8"/>'), "small")
+    write(tmp_path, MINIMAL.format(name="wide").replace("</schedule>", '</schedule>\n  <throttle max="12"/>'), "wide")
+    code, out, err = run_check(tmp_path)
+    assert code == 0 and "ok     wide" in out
+    assert "the data set 'wide' may run 12 tasks at once (max=12, initial=2)" in err
+    assert "executor runs at most 8 ([core] parallelism)" in err and "'small'" not in err
+    assert run_check("--strict", tmp_path)[0] == 1
+    monkeypatch.setenv("AIRFLOW__CORE__PARALLELISM", "16")
+    assert "warning" not in run_check(tmp_path)[2]
