@@ -55,22 +55,30 @@ class Controller:
 
     # ------------------------------------------------------------------ one period
     def tick(self, session, at: dt.datetime | None = None) -> list[tuple[str, int, int, str]]:
-        """One control period; returns the changes made as (dataset, old, new, reason)."""
+        """One control period; returns the changes made as (dataset, old, new, reason).
+
+        A fixed number of queries whatever the number of data sets (each of them is one bulk query over all
+        the throttled pools), plus one per failed try whose class only its XCom tells."""
         from airflow.models.pool import Pool
 
         at = at or store.now()
         # held for two periods: a holder that dies (SIGKILL, lost host) is replaced within three
         if not store.acquire_lease(session, LEASE, self.holder, self.period * 2, at):
             return []
+        rows = session.execute(select(store.throttle)).mappings().all()
+        names = [row["pool"] for row in rows]
+        pools = {p.pool: p for p in session.execute(select(Pool).where(Pool.pool.in_(names))).scalars()} if rows else {}
+        # after a restart (or a lease hand-over) start from what was recorded last, not from memory
+        resume = {} if self.last_tick else store.last_outcome_ends(session)
+        since = {
+            row["dataset"]: (self.last_tick or resume.get(row["dataset"]) or at - dt.timedelta(seconds=self.period))
+            - LATE  # a try's end date is written before its final state: look back (each try is kept once)
+            for row in rows
+        }
+        samples = self.collect(session, {row["pool"]: row["dataset"] for row in rows}, since, at) if rows else {}
         changes = []
-        for row in session.execute(select(store.throttle)).mappings().all():
-            # after a restart (or a lease hand-over) start from what was recorded last, not from memory
-            since = (
-                self.last_tick
-                or store.last_outcome_end(session, row["dataset"])
-                or at - dt.timedelta(seconds=self.period)
-            ) - LATE  # a try's end date is written before its final state: look back (each try is kept once)
-            pool = session.execute(select(Pool).where(Pool.pool == row["pool"])).scalar_one_or_none()
+        for row in rows:
+            pool = pools.get(row["pool"])
             if pool is None:  # pools sync creates it; never leave tasks waiting on a missing pool
                 pool = Pool(
                     pool=row["pool"],
@@ -83,9 +91,8 @@ class Controller:
                 store.record_event(
                     session, row["dataset"], None, row["initial"], "pool was missing: created", ACTOR, at
                 )
-            samples = self.collect(session, row["dataset"], row["pool"], since, at)
             target, reason = self.calendar_says(session, row, pool.slots, at) or self.decide(
-                row, pool.slots, samples, at
+                row, pool.slots, samples.get(row["dataset"], []), at
             )
             if target != pool.slots:
                 changes.append((row["dataset"], pool.slots, target, reason))
@@ -139,13 +146,18 @@ class Controller:
         return decision.value, decision.reason
 
     # ------------------------------------------------------------------ observations
-    def collect(self, session, dataset: str, pool: str, since: dt.datetime, until: dt.datetime) -> list[Sample]:
-        """Tries in ``pool`` that ended in (since, until], each recorded once in ``flux_task_outcomes``
-        with its own class, message, duration and load; returned as samples (those of the last three
-        periods: older ones, collected after a restart, ran under another limit)."""
+    def collect(
+        self, session, datasets: dict[str, str], since: dict[str, dt.datetime], until: dt.datetime
+    ) -> dict[str, list[Sample]]:
+        """Tries in the pools of ``datasets`` (pool -> data set) that ended in (since[data set], until], each
+        recorded once in ``flux_task_outcomes`` with its own class, message, duration and load; returned per
+        data set as samples (those of the last three periods: older ones, collected after a restart, ran under
+        another limit)."""
         from airflow.models.taskinstance import TaskInstance as TI
         from airflow.models.taskinstancehistory import TaskInstanceHistory as TIH
 
+        earliest = min(since.values())
+        pools = list(datasets)
         rows = {}
         for model in (TIH, TI):  # the current try last: it wins over its own archived copy
             query = select(
@@ -155,34 +167,47 @@ class Controller:
                 model.map_index,
                 model.try_number,
                 model.state,
+                model.pool,
                 model.start_date,
                 model.end_date,
                 model.retry_reason,
-            ).where(and_(model.pool == pool, model.end_date > since, model.end_date <= until, model.state.in_(FINAL)))
+            ).where(
+                and_(
+                    model.pool.in_(pools),
+                    model.end_date > earliest,
+                    model.end_date <= until,
+                    model.state.in_(FINAL),
+                )
+            )
             for r in session.execute(query):
-                if r.start_date is not None and r.try_number > 0:  # try 0: never ran (cleared before it started)
+                # try 0 never ran (cleared before it started)
+                if r.start_date is not None and r.try_number > 0 and r.end_date > since[datasets[r.pool]]:
                     rows[(r.dag_id, r.run_id, r.task_id, r.map_index, r.try_number)] = r
-        current = self.current_tries(session, rows)
+        if not rows:
+            return {}
+        recorded = self.recorded(session, rows)
+        fresh = {key: r for key, r in rows.items() if key not in recorded}
+        current = self.current_tries(session, fresh)
+        # a failed try's XCom is still its own while it is the task instance's current try
+        failed_now = {
+            key[:4]
+            for key, r in fresh.items()
+            if r.state in ("failed", "up_for_retry") and current.get(key[:4]) == key[4]
+        }
+        records = self.error_records(session, failed_now)
+        running = self.running(session, pools, earliest, until)
         recent = until - dt.timedelta(seconds=self.period * 3)
-        samples = []
-        for key, r in sorted(rows.items(), key=lambda kv: kv[1].end_date):
+        samples: dict[str, list[Sample]] = {}
+        inserts = []
+        for key, r in sorted(fresh.items(), key=lambda kv: kv[1].end_date):
+            dataset = datasets[r.pool]
             seconds = (r.end_date - r.start_date).total_seconds()
             failed = r.state in ("failed", "up_for_retry")
-            error_class, factor, message = (
-                self.classify(session, r, current.get(key[:4]) == key[4]) if failed else (None, None, None)
-            )
-            inflight = self.inflight(session, pool, r.end_date)
-            outcome_key = and_(
-                store.outcomes.c.dag_id == key[0],
-                store.outcomes.c.run_id == key[1],
-                store.outcomes.c.task_id == key[2],
-                store.outcomes.c.map_index == key[3],
-                store.outcomes.c.try_number == key[4],
-            )
-            if session.execute(select(store.outcomes.c.dag_id).where(outcome_key)).first():
-                continue  # recorded (and fed to the limit) once already
-            session.execute(
-                store.outcomes.insert().values(
+            record = records.get(key[:4]) if current.get(key[:4]) == key[4] else None
+            error_class, factor, message = self.classify(r, record) if failed else (None, None, None)
+            inflight = max(sum(1 for start, end in running.get(r.pool, ()) if _overlaps(start, end, r.end_date)), 1)
+            inserts.append(
+                dict(
                     dag_id=key[0],
                     run_id=key[1],
                     task_id=key[2],
@@ -199,7 +224,7 @@ class Controller:
                 )
             )
             if r.end_date >= recent:
-                samples.append(
+                samples.setdefault(dataset, []).append(
                     Sample(
                         time=r.end_date.timestamp(),
                         latency=seconds,
@@ -209,76 +234,112 @@ class Controller:
                         throttle_down=factor,
                     )
                 )
+        if inserts:
+            session.execute(store.outcomes.insert(), inserts)
         return samples
+
+    @staticmethod
+    def recorded(session, rows: dict) -> set[tuple]:
+        """The keys of ``rows`` already in ``flux_task_outcomes`` (recorded, and fed to a limit, once)."""
+        o = store.outcomes.c
+        query = select(o.dag_id, o.run_id, o.task_id, o.map_index, o.try_number).where(
+            and_(o.dag_id.in_({k[0] for k in rows}), o.run_id.in_({k[1] for k in rows}))
+        )
+        return {tuple(r) for r in session.execute(query)} & set(rows)
 
     @staticmethod
     def current_tries(session, rows: dict) -> dict:
         """``(dag_id, run_id, task_id, map_index) -> try_number`` now on ``task_instance`` for those rows."""
         from airflow.models.taskinstance import TaskInstance as TI
 
-        out = {}
-        for dag_id, run_id in {(k[0], k[1]) for k in rows}:
-            query = select(TI.task_id, TI.map_index, TI.try_number).where(
-                and_(TI.dag_id == dag_id, TI.run_id == run_id)
+        if not rows:
+            return {}
+        runs = {(k[0], k[1]) for k in rows}
+        query = select(TI.dag_id, TI.run_id, TI.task_id, TI.map_index, TI.try_number).where(
+            and_(TI.dag_id.in_({d for d, _ in runs}), TI.run_id.in_({r for _, r in runs}))
+        )
+        return {
+            (r.dag_id, r.run_id, r.task_id, r.map_index): r.try_number
+            for r in session.execute(query)
+            if (r.dag_id, r.run_id) in runs
+        }
+
+    @staticmethod
+    def running(session, pools: list[str], since: dt.datetime, until: dt.datetime) -> dict[str, list[tuple]]:
+        """``pool -> [(start, end or None)]``: every try of those pools that ran at some moment in
+        [since, until], each try once (a task instance and its archived copy are one try)."""
+        from airflow.models.taskinstance import TaskInstance as TI
+        from airflow.models.taskinstancehistory import TaskInstanceHistory as TIH
+
+        tries = {}
+        for model in (TI, TIH):
+            query = select(
+                model.dag_id,
+                model.run_id,
+                model.task_id,
+                model.map_index,
+                model.try_number,
+                model.pool,
+                model.start_date,
+                model.end_date,
+            ).where(
+                and_(
+                    model.pool.in_(pools),
+                    model.start_date <= until,
+                    or_(model.end_date.is_(None), model.end_date >= since),
+                )
             )
             for r in session.execute(query):
-                out[(dag_id, run_id, r.task_id, r.map_index)] = r.try_number
+                tries.setdefault((r.dag_id, r.run_id, r.task_id, r.map_index, r.try_number), r)
+        out: dict[str, list[tuple]] = {}
+        for r in tries.values():
+            out.setdefault(r.pool, []).append((r.start_date, r.end_date))
         return out
 
-    def classify(self, session, r, is_current: bool) -> tuple[str, float | None, str | None]:
+    @staticmethod
+    def classify(r, record: ErrorRecord | None) -> tuple[str, float | None, str | None]:
         """(class, throttleDown factor, message) of one failed try: from the reason Airflow stored with a
-        retried try (it stays with that try), else from the ``flux_error`` XCom while it is still that try's
-        (the next try clears it), else ``crash``: the try ended without reaching the rules (killed by a
-        signal or the OOM killer, heartbeat lost)."""
+        retried try (it stays with that try), else from its ``flux_error`` XCom ``record`` (None when the
+        next try cleared it), else ``crash``: the try ended without reaching the rules (killed by a signal or
+        the OOM killer, heartbeat lost)."""
         parsed = parse_retry_reason(r.retry_reason)
         if parsed is not None:
             error_class, factor, text = parsed
             return error_class, factor, text[:4000]
-        record = self.error_record(session, r) if is_current else None
         if record is not None:
             factor = (record.recovery or {}).get("throttle_down")
             return record.error_class, float(factor) if factor else None, _described(record)
         return ErrorClass.CRASH.value, None, f"try {r.try_number} ended {r.state} without a classified error"
 
     @staticmethod
-    def inflight(session, pool: str, moment: dt.datetime) -> int:
-        """Tries of ``pool`` running at ``moment`` (the one that ended then included), each try once."""
-        from airflow.models.taskinstance import TaskInstance as TI
-        from airflow.models.taskinstancehistory import TaskInstanceHistory as TIH
-
-        running = set()
-        for model in (TI, TIH):
-            query = select(model.dag_id, model.run_id, model.task_id, model.map_index, model.try_number).where(
-                and_(
-                    model.pool == pool,
-                    model.start_date <= moment,
-                    or_(model.end_date.is_(None), model.end_date >= moment),
-                )
-            )
-            running.update(tuple(r) for r in session.execute(query))
-        return max(len(running), 1)
-
-    @staticmethod
-    def error_record(session, r) -> ErrorRecord | None:
+    def error_records(session, keys: set[tuple]) -> dict[tuple, ErrorRecord]:
+        """``(dag_id, run_id, task_id, map_index) -> ErrorRecord`` of the ``flux_error`` XComs of ``keys``."""
         from airflow.models.xcom import XComModel
 
-        value = session.execute(
-            select(XComModel.value).where(
-                and_(
-                    XComModel.dag_id == r.dag_id,
-                    XComModel.run_id == r.run_id,
-                    XComModel.task_id == r.task_id,
-                    XComModel.map_index == r.map_index,
-                    XComModel.key == ERROR_XCOM,
-                )
+        if not keys:
+            return {}
+        query = select(XComModel.dag_id, XComModel.run_id, XComModel.task_id, XComModel.map_index, XComModel.value)
+        query = query.where(
+            and_(
+                XComModel.key == ERROR_XCOM,
+                XComModel.dag_id.in_({k[0] for k in keys}),
+                XComModel.run_id.in_({k[1] for k in keys}),
             )
-        ).scalar_one_or_none()
-        if value is None:
-            return None
-        try:
-            return ErrorRecord.from_xcom(store.xcom_value(value))
-        except Exception:  # an unreadable record is an unknown failure
-            return None
+        )
+        out = {}
+        for dag_id, run_id, task_id, map_index, value in session.execute(query):
+            key = (dag_id, run_id, task_id, map_index)
+            if key in keys:
+                try:
+                    out[key] = ErrorRecord.from_xcom(store.xcom_value(value))
+                except Exception:  # an unreadable record is an unknown failure
+                    continue
+        return out
+
+
+def _overlaps(start: dt.datetime, end: dt.datetime | None, moment: dt.datetime) -> bool:
+    """A try that ran from ``start`` to ``end`` (None: still running) was running at ``moment``."""
+    return start <= moment and (end is None or end >= moment)
 
 
 def _described(record: ErrorRecord | None) -> str | None:

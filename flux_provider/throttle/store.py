@@ -87,14 +87,16 @@ def xcom_value(raw):
     return XComModel.deserialize_value(SimpleNamespace(value=raw))
 
 
-def last_outcome_end(session, dataset: str) -> dt.datetime | None:
-    """When the last recorded try of ``dataset`` ended (where a restarted controller resumes)."""
+def last_outcome_ends(session) -> dict[str, dt.datetime]:
+    """When the last recorded try of each data set ended (where a restarted controller resumes)."""
     from sqlalchemy import func
 
-    moment = session.execute(select(func.max(outcomes.c.end_date)).where(outcomes.c.dataset == dataset)).scalar()
-    if moment is not None and moment.tzinfo is None:  # SQLite returns naive UTC
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment
+    query = select(outcomes.c.dataset, func.max(outcomes.c.end_date)).group_by(outcomes.c.dataset)
+    return {
+        dataset: moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)  # SQLite returns naive UTC
+        for dataset, moment in session.execute(query)
+        if moment is not None
+    }
 
 
 def acquire_lease(session, name: str, holder: str, seconds: float, at: dt.datetime | None = None) -> bool:
