@@ -40,6 +40,7 @@ bench: setup
 	$(PY) benchmarks/throttle_sim.py
 	$(PY) benchmarks/e2e_bench.py
 	$(PY) benchmarks/adaptive_bench.py --down
+	$(PY) benchmarks/fleet_bench.py
 
 setup: system-deps $(STAMP)
 

@@ -67,6 +67,13 @@ def runs_beside(context) -> int | None:
         return None
 
 
+def hive_partition(run: str) -> str:
+    """``PARTITION (flux_run='<run>')`` of the raw staging table."""
+    from flux_provider.formats import hive_ddl
+
+    return hive_ddl.partition_clause({hive_ddl.RUN_PARTITION: run})
+
+
 class FluxOperator(BaseOperator):
     """Base of the flux operators (``dataset`` names the data set; ``step`` the stage).
 
@@ -162,6 +169,58 @@ class FluxOperator(BaseOperator):
             )
             return 0
         return remove_insert_leftovers(aws_conn_id, location, older_than=began, dataset=self.dataset)
+
+    def prune_landing(self, context, hive, own_run: str | None) -> dict:
+        """Apply the data set's landing rule (``self.landing``, a :class:`~flux_provider.hooks.landing.Landing`)
+        once this run's load is done: drop the raw staging table's partitions of the generations it removes,
+        then their objects. Unless another run of the DAG is running (its generation is not this one's to
+        judge), and never failing the load that did its work: what is left waits for the next run."""
+        from flux_provider.hooks import landing
+        from flux_provider.hooks.s3_chunks import split_s3_url
+        from flux_provider.hooks.s3_client import s3_client
+
+        where = getattr(self, "landing", None)
+        if where is None:
+            return {}
+        rule, raw_table = where.rule, where.raw_table
+        beside = runs_beside(context)
+        if beside != 0:
+            self.log.info("data set %s: other runs are running: landing retention waits for a run alone", self.dataset)
+            return {"skipped": "other runs running"}
+        bucket, location = split_s3_url(where.s3_location)
+        try:
+            client = s3_client(getattr(self, "aws_conn_id", None))
+            runs = landing.landing_runs(client, bucket, location)
+            keep = {own_run, landing.published_run(client, bucket, location)} - {None}
+            doomed = landing.to_remove(runs, rule, keep, dt.datetime.now(dt.timezone.utc))
+            if doomed:
+                hive.execute(
+                    f"ALTER TABLE {raw_table} DROP IF EXISTS " + ", ".join(hive_partition(r.name) for r in doomed),
+                    what=f"drop {len(doomed)} landed run(s) from {raw_table}",
+                )
+                objects = landing.remove(client, bucket, doomed)
+            else:
+                objects = 0
+        except Exception as exc:  # housekeeping never fails a load that did its work
+            self.log.warning("data set %s: landing retention left for the next run: %s", self.dataset, exc)
+            return {"error": str(exc)[:500]}
+        freed = sum(r.bytes for r in doomed)
+        self.log.info(
+            "data set %s: landing retention (keep %d runs, %g days): removed %d run(s), %d objects, %.1f MB; %d kept",
+            self.dataset,
+            rule.keep_runs,
+            rule.keep_days,
+            len(doomed),
+            objects,
+            freed / 1e6,
+            len(runs) - len(doomed),
+        )
+        return {
+            "removed": [r.name for r in doomed],
+            "objects": objects,
+            "bytes": freed,
+            "kept": len(runs) - len(doomed),
+        }
 
     def _fail(self, message: str, error_class: ErrorClass = ErrorClass.CONFIG) -> FluxError:
         """A classified failure of this operator's step of its data set (terminal or transient by class)."""

@@ -93,6 +93,8 @@ class HiveTransformOperator(FluxOperator):
     :param upload: that XCom dict itself (templated), instead of ``upload_task_id``.
     :param timestamp_precision: fractional second digits the Hive engine keeps (Spark 6, Hive 9).
     :param create_database: create missing databases (default: a missing database is an error).
+    :param landing: a :class:`~flux_provider.hooks.landing.Landing`: the landed runs its rule removes once the
+        load is done (the spec's factory gives it to the DAG's last task).
     """
 
     template_fields: Sequence[str] = ("sql", "partition", "upload")
@@ -123,9 +125,11 @@ class HiveTransformOperator(FluxOperator):
         aws_conn_id: str | None = "aws_default",
         timestamp_precision: int = 6,
         create_database: bool = False,
+        landing=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.landing = landing
         self.dataset = dataset
         self.database = hive_identifier(database, "database", dataset=dataset)
         self.staging_database = hive_identifier(staging_database or database, "staging database", dataset=dataset)
@@ -458,6 +462,7 @@ class HiveTransformOperator(FluxOperator):
                 )
             if not self._partition_columns():  # a partitioned target is cleaned by its refresh
                 self._remove_leftovers(context, hive, began)
+            landed = self.prune_landing(context, hive, run)
         finally:
             if self.staging != self.staging_latest:
                 try:
@@ -496,6 +501,7 @@ class HiveTransformOperator(FluxOperator):
             columns={c.name: c.hive_type for c in columns},
             statements=statements,
             seconds=round(seconds, 3),
+            extra={"landing": landed} if landed else {},
         ).to_xcom()
 
     def _remove_leftovers(self, context, hive: HiveSession, before: dt.datetime) -> None:

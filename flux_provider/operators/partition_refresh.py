@@ -67,6 +67,8 @@ class PartitionRefreshOperator(FluxOperator):
         what it just wrote; outside a flux run the logical date, else the run's start).
     :param purge: delete the files of dropped partitions too.
     :param analyze: compute statistics for the partitions added or refreshed.
+    :param landing: a :class:`~flux_provider.hooks.landing.Landing`: the landed runs its rule removes after the
+        refresh (the spec's factory gives it to the DAG's last task).
     """
 
     template_fields: Sequence[str] = ("partitions", "retention_reference")
@@ -91,6 +93,7 @@ class PartitionRefreshOperator(FluxOperator):
         hiveserver2_conn_id: str = "hiveserver2_default",
         metastore_conn_id: str = "metastore_default",
         aws_conn_id: str | None = "aws_default",
+        landing=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -110,6 +113,7 @@ class PartitionRefreshOperator(FluxOperator):
         self.retention_reference, self.purge, self.analyze = retention_reference, purge, analyze
         self.hiveserver2_conn_id, self.metastore_conn_id = hiveserver2_conn_id, metastore_conn_id
         self.aws_conn_id = aws_conn_id
+        self.landing = landing  # flux_provider.hooks.landing.Landing: pruned after the refresh
         self._session: HiveSession | None = None
 
     @property
@@ -149,6 +153,15 @@ class PartitionRefreshOperator(FluxOperator):
         return result
 
     # ------------------------------------------------------------------ steps
+    def _transformed_run(self, context) -> str | None:
+        """The landed run the transform of this DAG run read (its ``flux_run`` partition)."""
+        if not self.transform_task_id:
+            return None
+        try:
+            return TransformResult.from_xcom(context["ti"].xcom_pull(task_ids=self.transform_task_id)).run
+        except (TypeError, ValueError, AttributeError):
+            return None
+
     def _requested(self, context) -> list[dict]:
         parts = self.partitions
         if parts is None and self.transform_task_id:
@@ -282,6 +295,7 @@ class PartitionRefreshOperator(FluxOperator):
                         f"ANALYZE TABLE {self.qualified} "
                         f"{hive_ddl.partition_clause(partitions[name]['values'])} COMPUTE STATISTICS"
                     )
+            landed = self.prune_landing(context, hive, self._transformed_run(context))
         finally:
             statements = hive.statements
             hive.close()
@@ -310,6 +324,7 @@ class PartitionRefreshOperator(FluxOperator):
             "latest_view": f"`{self.database}`.`{self.latest_view}`" if self.latest_view else None,
             "statements": statements,
             "leftovers_removed": cleaned,
+            "landing": landed,
             "seconds": round(seconds, 3),
         }
 

@@ -36,6 +36,7 @@ import pendulum
 from airflow.sdk import DAG, Asset
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from flux_provider.hooks.landing import Landing
 from flux_provider.operators.base import DEFAULT_RETRY_DELAY
 from flux_provider.operators.bcp_export import BcpExportOperator
 from flux_provider.operators.bcp_to_s3 import BcpToS3Operator
@@ -261,6 +262,11 @@ def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
                 **upload_args,
             )
             first >> upload
+        landing = Landing(
+            s3_location=spec.s3_location,
+            raw_table=f"`{hive.database}`.`{hive.staging_table}_raw`",
+            rule=spec.landing,
+        )
         static = {p.name: p.value for p in hive.partitions if p.value is not None}
         transform = HiveTransformOperator(
             task_id=TRANSFORM,
@@ -281,6 +287,7 @@ def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
             timestamp_precision=hive.timestamp_precision,
             create_database=hive.create_database,
             outlets=[] if hive.partitions else [asset_for(spec)],
+            landing=None if hive.partitions else landing,  # the last task prunes the landed runs
             **common,
         )
         upload >> transform
@@ -301,6 +308,7 @@ def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
                 metastore_conn_id=hive.metastore,
                 aws_conn_id=spec.s3_connection,
                 outlets=[asset_for(spec)],
+                landing=landing,
                 **common,
             )
     return dag

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flux_provider.calendars import Calendar
+from flux_provider.hooks.landing import LandingRule
 from flux_provider.recovery import Rule
 
 
@@ -137,6 +138,7 @@ class DatasetSpec:
     rules: tuple[Rule, ...]
     deadline: Deadline | None = None
     calendar: Calendar | None = None  # holidays and maintenance windows (flux_provider.calendars)
+    landing: LandingRule = LandingRule()  # what of runs/ and the raw staging table outlives the runs
 
     @property
     def dag_id(self) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from flux_provider.calendars import DAYS, Calendar, Window
 from flux_provider.errors import ErrorClass, FluxTerminalError
+from flux_provider.hooks.landing import LandingRule
 from flux_provider.identifiers import hive_identifier, hive_type, sqlserver_identifier
 from flux_provider.queries import QueryRefused, check_read_only
 from flux_provider.recovery import Action, Match, Rule
@@ -251,6 +252,7 @@ class _Builder:
             rules=self.rules(),
             deadline=self.deadline(),
             calendar=self.calendar(),
+            landing=self.landing(),
         )
         self.check_split(spec)
         for email in spec.emails:
@@ -405,6 +407,13 @@ class _Builder:
             collection_delimiter=delimiters["collectionDelimiter"],
             map_key_delimiter=delimiters["mapKeyDelimiter"],
             null_format=el.get("nullFormat", "\\N"),
+        )
+
+    def landing(self) -> LandingRule:
+        el, default = self.find("s3"), LandingRule()
+        return LandingRule(
+            keep_runs=self.number(el, "keepRuns", int, default.keep_runs),
+            keep_days=self.number(el, "keepDays", float, default.keep_days),
         )
 
     def s3_location(self) -> str:

@@ -1,0 +1,251 @@
+"""A fleet of data sets on one Airflow: what each DAG file costs to parse, flux vs hand-written stock DAGs, and
+what one throttle-controller period costs, for 50, 200 and 300 generated data sets (a tenth of them split).
+
+    .venv/bin/python benchmarks/fleet_bench.py [--sizes 50 200 300] [--repeat 3]
+
+**Parse cost.** Airflow's DAG processor forks a child per file from a parent that has imported Airflow, and the
+child parses the file: whatever the file imports besides Airflow is paid by every file at every parse (every
+30 s by default). The benchmark does exactly that: a parent imports ``airflow.sdk`` and Airflow's models, then
+forks one child per file, and the children's CPU time (user + system, from ``RUSAGE_CHILDREN``) is summed per
+loop over all files. Both fleets describe the same data sets with the same tasks and Assets:
+
+* flux: ``specs/<name>.xml`` plus a two-line DAG file (``dag_for(__file__)``) per data set;
+* stock: one hand-written DAG file per data set: ``SqlToS3Operator -> S3ToHiveOperator -> HiveOperator``
+  (transform) ``-> HiveOperator`` (partition refresh), in the data set's pool, on its cron, with an ``s3://``
+  Asset as the last task's outlet.
+
+The loop time is the CPU of one loop divided by the processor's two parsing processes (``[dag_processor]
+parsing_processes`` = 2): under the 30 s interval, the processor keeps its interval.
+
+**Controller.** ``controller_bench.measure``: one period over N throttled data sets with a week of tries each.
+
+Writes ``benchmarks/results/fleet_bench.json`` and ``fleet_bench.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+TEMPLATE = ROOT / "dags" / "specs" / "titles.xml"
+PARSING_PROCESSES = 2
+INTERVAL = 30.0
+
+FLUX_DAG = '''"""The data set {name}, built from specs/{name}.xml by flux_provider's DAG factory."""
+
+from airflow.sdk import DAG
+
+from flux_provider.specs.factory import dag_for
+
+dag: DAG = dag_for(__file__)
+'''
+
+STOCK_DAG = '''"""The data set {name}, hand-written with the stock operators (the same tasks and Asset as flux's)."""
+
+import pendulum
+from airflow.providers.amazon.aws.transfers.sql_to_s3 import SqlToS3Operator
+from airflow.providers.apache.hive.operators.hive import HiveOperator
+from airflow.providers.apache.hive.transfers.s3_to_hive import S3ToHiveOperator
+from airflow.sdk import DAG, Asset
+
+FIELDS = {{"title_id": "INT", "title": "STRING", "genre": "STRING", "runtime_minutes": "INT", "released": "DATE",
+          "is_original": "BOOLEAN"}}
+PUBLISHED = Asset(name="stock.{name}", uri="s3://flux/media/{name}/_published.json", group="stock")
+
+with DAG(
+    dag_id="stock_{name}",
+    schedule="0 2 * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["stock", "owner:content-data"],
+    default_args={{"owner": "content-data", "pool": "stock_{name}", "retries": 3}},
+) as dag:
+    export = SqlToS3Operator(
+        task_id="{export}",
+        query="SELECT * FROM dbo.catalog_{name}",
+        sql_conn_id="mssql_default",
+        aws_conn_id="aws_default",
+        s3_bucket="flux",
+        s3_key="media/{name}/{{{{ ds }}}}/data.csv",
+        replace=True,
+        file_format="csv",
+        pd_kwargs={{"header": False, "index": False}},
+    )
+    stage = S3ToHiveOperator(
+        task_id="stage",
+        s3_key="s3://flux/media/{name}/{{{{ ds }}}}/data.csv",
+        field_dict=FIELDS,
+        hive_table="media.{name}_staging",
+        delimiter=",",
+        create=True,
+        recreate=True,
+        aws_conn_id="aws_default",
+    )
+    transform = HiveOperator(
+        task_id="transform",
+        hql="INSERT OVERWRITE TABLE media.{name} PARTITION (snapshot_day='{{{{ ds }}}}') "
+        "SELECT title_id, title, genre, runtime_minutes, released, is_original FROM media.{name}_staging",
+    )
+    refresh = HiveOperator(
+        task_id="refresh",
+        hql="MSCK REPAIR TABLE media.{name}; CREATE OR REPLACE VIEW media.{name}_latest AS "
+        "SELECT * FROM media.{name} WHERE snapshot_day = '{{{{ ds }}}}'",
+        outlets=[PUBLISHED],
+    )
+    export >> stage >> transform >> refresh
+'''
+
+
+def flux_fleet(folder: Path, size: int) -> list[Path]:
+    (folder / "specs").mkdir(parents=True)
+    text = TEMPLATE.read_text()
+    files = []
+    for n in range(size):
+        name = f"fleet_{n:03d}"
+        spec = text.replace('name="titles"', f'name="{name}"').replace("media/titles", f"media/{name}")
+        spec = spec.replace('"titles_staging"', f'"{name}_staging"').replace(
+            'targetTable="titles"', f'targetTable="{name}"'
+        )
+        spec = spec.replace('"titles_latest"', f'"{name}_latest"')
+        if n % 10 == 0:  # a tenth are split: four key ranges, one mapped export per part
+            spec = spec.replace(
+                'table="catalog_titles">', 'table="catalog_titles">\n    <split column="title_id" parts="4"/>'
+            )
+        (folder / "specs" / f"{name}.xml").write_text(spec)
+        path = folder / f"{name}.py"
+        path.write_text(FLUX_DAG.format(name=name))
+        files.append(path)
+    return files
+
+
+def stock_fleet(folder: Path, size: int) -> list[Path]:
+    folder.mkdir(parents=True)
+    files = []
+    for n in range(size):
+        name = f"fleet_{n:03d}"
+        path = folder / f"{name}.py"
+        path.write_text(STOCK_DAG.format(name=name, export="export" if n % 10 else "export_parts"))
+        files.append(path)
+    return files
+
+
+def parse_loop(files: list[Path]) -> dict:
+    """One DAG-processor loop over ``files``: a forked child per file; the children's CPU seconds."""
+    import runpy
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    failures = []
+    for path in files:
+        pid = os.fork()
+        if pid == 0:  # the child parses one file, as the processor's child does
+            code = 0
+            try:
+                namespace = runpy.run_path(str(path))
+                if not any(type(v).__name__ == "DAG" for v in namespace.values()):
+                    code = 3
+            except BaseException:  # noqa: BLE001 - reported to the parent by exit code
+                code = 2
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            failures.append(path.name)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if failures:
+        raise RuntimeError(f"{len(failures)} files did not build a DAG, e.g. {failures[:3]}")
+    return {"files": len(files), "cpu_s": cpu, "per_file_s": cpu / len(files)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 300])
+    parser.add_argument("--repeat", type=int, default=3, help="loops per fleet (the best is reported)")
+    parser.add_argument("--no-controller", action="store_true", help="skip the controller (needs PostgreSQL)")
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="flux-fleet-bench-"))
+    os.environ["AIRFLOW_HOME"] = str(home / "airflow")
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    import airflow.models  # noqa: F401 - what the processor's parent has imported before it forks
+    import airflow.sdk  # noqa: F401
+
+    rows = []
+    try:
+        for size in args.sizes:
+            flux_files = flux_fleet(home / f"flux_{size}", size)
+            stock_files = stock_fleet(home / f"stock_{size}", size)
+            flux = min((parse_loop(flux_files) for _ in range(args.repeat)), key=lambda r: r["cpu_s"])
+            stock = min((parse_loop(stock_files) for _ in range(args.repeat)), key=lambda r: r["cpu_s"])
+            row = {
+                "datasets": size,
+                "flux_parse_cpu_s": flux["cpu_s"],
+                "stock_parse_cpu_s": stock["cpu_s"],
+                "flux_per_file_s": flux["per_file_s"],
+                "stock_per_file_s": stock["per_file_s"],
+                "flux_loop_s": flux["cpu_s"] / PARSING_PROCESSES,
+                "stock_loop_s": stock["cpu_s"] / PARSING_PROCESSES,
+            }
+            if not args.no_controller:
+                from benchmarks.controller_bench import measure
+
+                period = measure(size)
+                row["controller_first_s"], row["controller_steady_s"] = period["first_s"], period["steady_s"]
+            rows.append(row)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+    header = (
+        f"{'data sets':>9} {'flux s/file':>11} {'stock s/file':>12} {'flux/stock':>10} "
+        f"{'flux loop s':>11} {'stock loop s':>12} {'ctl first s':>11} {'ctl steady s':>12}"
+    )
+    print(header)
+    for r in rows:
+        print(
+            f"{r['datasets']:>9} {r['flux_per_file_s']:>11.3f} {r['stock_per_file_s']:>12.3f} "
+            f"{r['flux_per_file_s'] / r['stock_per_file_s']:>10.2f} {r['flux_loop_s']:>11.1f} "
+            f"{r['stock_loop_s']:>12.1f} {r.get('controller_first_s', float('nan')):>11.3f} "
+            f"{r.get('controller_steady_s', float('nan')):>12.3f}"
+        )
+    print(f"goals: flux/stock <= 1.00 per file; flux loop < {INTERVAL:.0f} s at 300; controller < 1 s a period")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "fleet_bench.json").write_text(json.dumps(rows, indent=2))
+    try:
+        from benchmarks.plot import panels
+    except ImportError:
+        return
+    groups = [str(r["datasets"]) for r in rows]
+    charts = [
+        (
+            "DAG-processor CPU per loop (s)",
+            groups,
+            {"flux": [r["flux_parse_cpu_s"] for r in rows], "stock": [r["stock_parse_cpu_s"] for r in rows]},
+            "CPU s",
+        )
+    ]
+    if not args.no_controller:
+        charts.append(
+            (
+                "controller period (s)",
+                groups,
+                {
+                    "first after a start": [r["controller_first_s"] for r in rows],
+                    "steady": [r["controller_steady_s"] for r in rows],
+                },
+                "s",
+            )
+        )
+    panels(RESULTS / "fleet_bench.png", charts)
+
+
+if __name__ == "__main__":
+    main()
