@@ -42,6 +42,8 @@ from pathlib import Path
 from adaptive_bench import RESULTS, bring_up
 from export_bench import generate
 
+from flux_provider.run_report import stage_times
+
 CHAINS = {"flux": "flux_bench_e2e", "stock": "stock_chain"}
 TARGETS = {"flux": "flux_bench.e2e_sessions", "stock": "flux_bench.stock_sessions"}
 TABLE = "bench_sessions"
@@ -152,6 +154,7 @@ def one_run(client, chain: str, rows: int) -> dict:
             "peak_rss_mb": round(memory.peaks.get(ti["id"], 0.0)),
             "peak_uss_mb": round(memory.unique.get(ti["id"], 0.0)),
         }
+    stages = stage_times(run["start_date"], tis["task_instances"])
     loaded = target_rows(chain) if result.state == "success" else 0
     row = {
         "chain": chain,
@@ -162,6 +165,7 @@ def one_run(client, chain: str, rows: int) -> dict:
         "peak_task_rss_mb": max((t["peak_rss_mb"] for t in tasks.values()), default=0),
         "peak_task_uss_mb": max((t["peak_uss_mb"] for t in tasks.values()), default=0),
         "tasks": tasks,
+        "stages": stages,
     }
     busiest = max(tasks, key=lambda t: tasks[t]["peak_rss_mb"]) if tasks else "-"
     print(
@@ -169,6 +173,8 @@ def one_run(client, chain: str, rows: int) -> dict:
         f"{row['peak_task_rss_mb']:>10}{row['peak_task_uss_mb']:>10}  {busiest}",
         flush=True,
     )
+    # where the time went: waiting for the scheduler + for a slot and the task's start + the task itself
+    print("        " + "  ".join(f"{s['task']} {s['gap']}+{s['queued']}+{s['ran']}" for s in stages), flush=True)
     return row
 
 

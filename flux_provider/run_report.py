@@ -38,3 +38,35 @@ def stage_rows(xcom: Callable[[str], Any]) -> dict:
         "reconciled": None if staged is None else exported == uploaded == staged,
         "parts": [{"part": p.get("part"), "rows": p.get("rows")} for p in upload.extra.get("parts") or []],
     }
+
+
+def stage_times(run_start: str, task_instances: list[dict]) -> list[dict]:
+    """Where one run's time went, task by task, from Airflow's own dates (the REST API's task instances):
+
+    * ``gap``: from the end of the tasks it waited for (or the run's start) until the scheduler queued it;
+    * ``queued``: from queued until the task process started (executor slot, process start-up);
+    * ``ran``: the task itself (its start to its end).
+
+    Tasks in start order; a mapped task's instances one row each (``task[index]``); times in seconds."""
+    import datetime as dt
+
+    def at(text: str | None) -> dt.datetime | None:
+        return dt.datetime.fromisoformat(text) if text else None
+
+    rows, ended = [], [at(run_start)]
+    for ti in sorted(task_instances, key=lambda t: t.get("start_date") or ""):
+        queued, start, end = at(ti.get("queued_when")), at(ti.get("start_date")), at(ti.get("end_date"))
+        if start is None:
+            continue
+        before = max((e for e in ended if e is not None and e <= (queued or start)), default=None)
+        name = ti["task_id"] if ti.get("map_index", -1) < 0 else f"{ti['task_id']}[{ti['map_index']}]"
+        rows.append(
+            {
+                "task": name,
+                "gap": round(((queued or start) - before).total_seconds(), 2) if before else None,
+                "queued": round((start - queued).total_seconds(), 2) if queued else None,
+                "ran": round((end - start).total_seconds(), 2) if end else None,
+            }
+        )
+        ended.append(end)
+    return rows

@@ -33,7 +33,7 @@ from pathlib import Path
 from flux_provider.devstack.airflow_api import AirflowClient
 from flux_provider.devstack.sample_data import generate
 from flux_provider.devstack.tds.capacity import CAPACITY_DDL
-from flux_provider.run_report import EXPORT_UPLOAD, stage_rows
+from flux_provider.run_report import EXPORT_UPLOAD, stage_rows, stage_times
 
 DIMENSIONS = ("titles", "subscribers")
 FACTS = ("viewing_sessions", "ad_impressions")
@@ -55,6 +55,7 @@ class Outcome:
     slots: int | None = None
     parts: list[dict] = field(default_factory=list)  # a split run: name, rows, tries, state, start, end
     slot_changes: list[dict] = field(default_factory=list)  # the pool's changes during the run
+    stages: list[dict] = field(default_factory=list)  # where the run's time went (run_report.stage_times)
 
     @property
     def reconciled(self) -> bool:
@@ -119,6 +120,8 @@ def _outcome(client: AirflowClient, dataset: str, dag_id: str, run: dict) -> Out
         out.seconds = (
             dt.datetime.fromisoformat(final["end_date"]) - dt.datetime.fromisoformat(final["start_date"])
         ).total_seconds()
+        listed = client.request("GET", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances?limit=100").json()
+        out.stages = stage_times(final["start_date"], listed["task_instances"])
     pool = f"flux_{dataset}"
     try:
         out.slots = client.request("GET", f"/pools/{pool}").json()["slots"]
@@ -219,6 +222,10 @@ def _parts_table(o: Outcome) -> str:
     return "\n".join(lines)
 
 
+def _s(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.1f}"
+
+
 def report(outcomes: list[Outcome], env: dict[str, str]) -> bool:
     def cell(value) -> str:
         return "-" if value is None else str(value)
@@ -237,6 +244,12 @@ def report(outcomes: list[Outcome], env: dict[str, str]) -> bool:
     for o in outcomes:
         if o.parts:
             print(_parts_table(o))
+    print("\nwhere each run's time went (s): gap = waiting for the scheduler, queued = waiting for a slot and")
+    print("the task process to start, ran = the task itself")
+    for o in outcomes:
+        if o.stages:
+            cells = "  ".join(f"{s['task']} {_s(s['gap'])}+{_s(s['queued'])}+{_s(s['ran'])}" for s in o.stages)
+            print(f"  {o.dataset:<18}{cells}")
     ok = all(o.reconciled for o in outcomes)
     print(f"\n{'every data set ran and reconciled' if ok else 'SOME DATA SETS FAILED OR DID NOT RECONCILE'}")
     print(
