@@ -18,10 +18,12 @@ Redis database index with a key prefix of its own.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -120,13 +122,24 @@ class PrivatePostgres(Service):
         return self.name in ctx.private
 
     def data_dir(self, ctx: Context) -> Path:
-        return ctx.home(self.name) / "data"
+        """``<run dir>/postgres/data``; where the unprivileged owner cannot reach the run directory (a folder
+        above it without o+x, such as a private temp folder), a folder of this run directory's own under
+        ``/var/tmp/flux-postgres``."""
+        home = ctx.home(self.name)
+        if os.geteuid() != 0 or all(p.stat().st_mode & stat.S_IXOTH for p in (home, *home.parents)):
+            return home / "data"
+        digest = hashlib.sha1(str(ctx.run_dir).encode()).hexdigest()[:12]
+        return Path("/var/tmp/flux-postgres") / digest / "data"
 
     def prepare(self, ctx: Context) -> None:
         data = self.data_dir(ctx)
         if (data / "PG_VERSION").exists():
-            return
+            if (ctx.run_dir / "airflow" / "metadata-database").exists():
+                return
+            shutil.rmtree(data)  # left by a deleted run directory of the same path: start anew
         data.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0 and not str(data).startswith(str(ctx.run_dir)):
+            data.parent.chmod(0o755)
         if os.geteuid() == 0:
             _as_owner(["true"])  # names the fix when the user is missing
             owner = pwd.getpwnam(POSTGRES_USER)
