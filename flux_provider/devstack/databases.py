@@ -73,8 +73,8 @@ def choose(ports: dict[str, int], *, cluster: bool) -> dict[str, str | list[str]
         postgres = f"postgresql://{POSTGRES_USER}@127.0.0.1:{ports['postgres']}/postgres"
         private.append(PrivatePostgres.name)
     redis = os.environ.get("FLUX_REDIS_URL") or MACHINE_REDIS_URL
-    wanted = redis == PRIVATE or ("FLUX_REDIS_URL" not in os.environ and not redis_answers(redis))
-    if cluster and wanted:
+    # only the cluster shape has a broker: the embedded stack never probes for one
+    if cluster and (redis == PRIVATE or ("FLUX_REDIS_URL" not in os.environ and not redis_answers(redis))):
         redis = f"redis://127.0.0.1:{ports['redis']}"
         private.append(PrivateRedis.name)
     return {"postgres_url": postgres, "redis_url": redis, "private": private}
