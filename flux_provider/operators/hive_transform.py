@@ -25,13 +25,15 @@ What it does, in order, through ``HiveServer2Hook`` (one session):
    partition per run) and the view ``<staging_table>`` exist with exact types
    (see :mod:`flux_provider.formats.hive_ddl`), the delimiters, escape and NULL
    format the manifest records; gzip chunks are read as such by extension;
-2. reconciles: ``COUNT(*)`` of the view must equal the manifest's rows, else it
-   fails before touching the target;
-3. counts the transform's rows per target partition and checks the
-   expectations (``expect_rows``, ``min_rows``) before writing anything;
-4. ``INSERT OVERWRITE TABLE target PARTITION (...) <sql>`` (dynamic partition
-   mode set in the session when needed), then counts the target's rows in each
-   written partition and fails if they differ from step 3.
+2. creates the target if ``target_columns`` are given, then counts in one
+   statement the view's rows and the transform's rows per target partition.
+   The view's count must equal the manifest's rows, and the transform's must
+   meet the expectations (``expect_rows``, ``min_rows``), else it fails before
+   touching the target;
+3. ``INSERT OVERWRITE TABLE target PARTITION (...) <sql>`` (dynamic partition
+   mode set in the session when needed), then counts the target's rows in the
+   written partitions (one grouped statement) and fails if they differ from
+   step 2.
 
 A failure at any point leaves the target as it was (Hive and Spark write an
 INSERT OVERWRITE to a temporary location and move it in at the end). XCom
@@ -297,13 +299,12 @@ class HiveTransformOperator(FluxOperator):
 
     def _fingerprint(self, hive: HiveSession) -> str | None:
         """The ``flux.ddl`` property of the raw table, or None when the table does not exist."""
-        tables = hive.execute(
-            f"SHOW TABLES IN `{self.staging_database}` LIKE '{self.staging_table}_raw'",
-            what=f"look up {self.staging_raw}",
-        )
-        if not tables:
-            return None
-        rows = hive.execute(f"SHOW TBLPROPERTIES {self.staging_raw}", what=f"read {self.staging_raw} properties")
+        try:
+            rows = hive.execute(f"SHOW TBLPROPERTIES {self.staging_raw}", what=f"read {self.staging_raw} properties")
+        except FluxError as exc:
+            if exc.error_class is ErrorClass.MISSING_OBJECT:
+                return None
+            raise
         return dict((r[0], r[1]) for r in rows if len(r) >= 2).get("flux.ddl", "")
 
     def ensure_target(self, hive: HiveSession) -> None:
@@ -320,32 +321,49 @@ class HiveTransformOperator(FluxOperator):
     def _partition_columns(self) -> list[str]:
         return list(self.partition) + self.dynamic_partitions
 
-    def count_output(self, hive: HiveSession) -> dict[str, int]:
-        """Rows the transform yields per written partition (``day=2024-01-01/...``; ``""`` if unpartitioned)."""
+    def count_rows(self, hive: HiveSession) -> tuple[int, dict[str, int]]:
+        """The staging view's rows, and the rows the transform yields per written partition
+        (``day=2024-01-01/...``; ``""`` if unpartitioned), in one statement."""
         if not self.dynamic_partitions:
-            total = int(hive.scalar(f"SELECT COUNT(*) FROM (\n{self.sql}\n) flux_q", what="count the transform"))
-            return {hive_ddl.partition_name(self.partition): total} if total or not self.partition else {}
+            rows = hive.execute(
+                f"SELECT flux_s.n, flux_t.n FROM (SELECT COUNT(*) AS n FROM {self.staging}) flux_s\n"
+                f"CROSS JOIN (SELECT COUNT(*) AS n FROM (\n{self.sql}\n) flux_q) flux_t",
+                what="count the staging rows and the transform",
+            )
+            staging, total = (int(v) for v in rows[0])
+            return staging, ({hive_ddl.partition_name(self.partition): total} if total or not self.partition else {})
         dyn = ", ".join(f"`{c}`" for c in self.dynamic_partitions)
         rows = hive.execute(
-            f"SELECT {dyn}, COUNT(*) FROM (\n{self.sql}\n) flux_q GROUP BY {dyn}",
-            what="count the transform per partition",
+            f"SELECT 0 AS flux_k, {', '.join('CAST(NULL AS STRING)' for _ in self.dynamic_partitions)}, COUNT(*) "
+            f"FROM {self.staging}\nUNION ALL\n"
+            f"SELECT 1, {_as_strings(self.dynamic_partitions)}, COUNT(*) FROM (\n{self.sql}\n) flux_q GROUP BY {dyn}",
+            what="count the staging rows and the transform per partition",
         )
-        return {
-            hive_ddl.partition_name({**self.partition, **dict(zip(self.dynamic_partitions, r[:-1]))}): int(r[-1])
+        staging = sum(int(r[-1]) for r in rows if int(r[0]) == 0)
+        output = {
+            hive_ddl.partition_name({**self.partition, **dict(zip(self.dynamic_partitions, r[1:-1]))}): int(r[-1])
             for r in rows
+            if int(r[0]) == 1
         }
+        return staging, output
 
     def count_target(self, hive: HiveSession, partitions: list[str]) -> dict[str, int]:
-        if not self._partition_columns():
+        """The target's rows in each written partition, in one statement."""
+        columns = self._partition_columns()
+        if not columns:
             return {"": int(hive.scalar(f"SELECT COUNT(*) FROM {self.target}", what="count the target"))}
-        counts = {}
-        for name in partitions:
-            predicate = hive_ddl.partition_predicate(hive_ddl.parse_partition_name(name))
-            counts[name] = int(
-                hive.scalar(
-                    f"SELECT COUNT(*) FROM {self.target} WHERE {predicate}", what=f"count the target partition {name}"
-                )
-            )
+        if not partitions:
+            return {}
+        where = " OR ".join(
+            f"({hive_ddl.partition_predicate(hive_ddl.parse_partition_name(name))})" for name in partitions
+        )
+        rows = hive.execute(
+            f"SELECT {_as_strings(columns)}, COUNT(*) FROM {self.target} WHERE {where} "
+            f"GROUP BY {', '.join(f'`{c}`' for c in columns)}",
+            what=f"count the target's {len(partitions)} written partition(s)",
+        )
+        counts = dict.fromkeys(partitions, 0)
+        counts.update({hive_ddl.partition_name(dict(zip(columns, r[:-1]))): int(r[-1]) for r in rows})
         return counts
 
     def insert(self, hive: HiveSession, expected: dict[str, int]) -> None:
@@ -363,10 +381,15 @@ class HiveTransformOperator(FluxOperator):
                 hive.execute(f"SET {setting}")
             clause = " " + hive_ddl.partition_clause(dict.fromkeys(self._partition_columns()))
             if self.partition:
-                names = hive.column_names(self.sql)
-                data = [n for n in names if n.lower() not in {c.lower() for c in self.dynamic_partitions}]
+                # static values go in before the dynamic columns, which the SELECT ends with
+                if self.dynamic_partitions:
+                    names = hive.column_names(self.sql)
+                    dynamic = {c.lower() for c in self.dynamic_partitions}
+                    data = [f"flux_q.`{n}`" for n in names if n.lower() not in dynamic]
+                else:
+                    data = ["flux_q.*"]
                 exprs = (
-                    [f"flux_q.`{n}`" for n in data]
+                    data
                     + [f"{hive_ddl.sql_string(str(v))} AS `{k}`" for k, v in self.partition.items()]
                     + [f"flux_q.`{c}`" for c in self.dynamic_partitions]
                 )
@@ -434,7 +457,8 @@ class HiveTransformOperator(FluxOperator):
         self._session = hive = HiveSession(self.hiveserver2_conn_id, dataset=self.dataset, step="transform")
         try:
             run, columns = self.ensure_staging(hive, manifest)
-            staging_rows = int(hive.scalar(f"SELECT COUNT(*) FROM {self.staging}", what="count the staging rows"))
+            self.ensure_target(hive)  # before the counts: a transform may read its own target
+            staging_rows, expected = self.count_rows(hive)
             if staging_rows != manifest["rows"]:
                 raise self._fail(
                     f"staging {self.staging} (run {run}) has {staging_rows} rows but the manifest "
@@ -443,8 +467,6 @@ class HiveTransformOperator(FluxOperator):
                     ErrorClass.DATA,
                 )
             self.log.info("data set %s: staging %s has %d rows = manifest", self.dataset, self.staging, staging_rows)
-            self.ensure_target(hive)
-            expected = self.count_output(hive)
             output_rows = sum(expected.values())
             self._check_expectations(staging_rows, output_rows)
             self.insert(hive, expected)
@@ -517,6 +539,11 @@ class HiveTransformOperator(FluxOperator):
     def on_kill(self) -> None:
         if self._session is not None:
             self._session.cancel()
+
+
+def _as_strings(columns: Sequence[str]) -> str:
+    """Partition values as Hive names them (``CAST(... AS STRING)``), so counts key by partition name."""
+    return ", ".join(f"CAST(`{c}` AS STRING)" for c in columns)
 
 
 __all__ = ["HiveTransformOperator"]

@@ -303,6 +303,12 @@ def test_dynamic_partitions_refresh_latest_view_and_airflow_sensors(stack, tmp_p
     first = [(1, "2024-01-01", "10.50"), (2, "2024-01-01", "1.25"), (3, "2024-01-02", "7.00")]
     result = daily_transform(daily_upload(stack, tmp_path, unique, first, "a"), db, unique, "a")
     assert [(p["name"], p["rows"]) for p in result["partitions"]] == [("day=2024-01-01", 1), ("day=2024-01-02", 1)]
+    # the counts are batched: one statement before the INSERT, one after, however many partitions
+    counts = [s["statement"] for s in result["statements"] if s["statement"].startswith("count")]
+    assert counts == [
+        "count the staging rows and the transform per partition",
+        "count the target's 2 written partition(s)",
+    ]
     out = refresh(
         dataset="events",
         database=db,

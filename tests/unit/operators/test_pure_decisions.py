@@ -62,14 +62,57 @@ def test_a_dynamic_partition_insert_sets_dynamic_mode_and_names_the_partition_co
 
 def test_a_static_partition_becomes_a_quoted_literal_column_written_dynamically():
     """Static values go in as literals (quotes escaped), so the write is all-dynamic: a failed job keeps
-    the previous partition."""
-    session = RecordingSession(columns=["id", "name"])
+    the previous partition. With no dynamic column the SELECT's own columns need not be looked up."""
+    session = RecordingSession()
     op = transform(sql="SELECT id, name FROM s", partition={"day": "2024-01-01' OR '1"})
     op.insert(session, {"day=2024-01-01' OR '1": 2})
     insert = session.statements[-1]
     assert insert.startswith("INSERT OVERWRITE TABLE `media`.`events_daily` PARTITION (`day`)\n")
-    assert "flux_q.`id`, flux_q.`name`, '2024-01-01\\' OR \\'1' AS `day`" in insert
+    assert "SELECT flux_q.*, '2024-01-01\\' OR \\'1' AS `day` FROM" in insert
     assert insert.endswith("FROM (\nSELECT id, name FROM s\n) flux_q")
+
+
+def test_static_values_go_between_the_data_and_the_dynamic_columns():
+    session = RecordingSession(columns=["id", "name", "hour"])
+    op = transform(sql="SELECT id, name, hour FROM s", partition={"day": "2024-01-01"}, dynamic_partitions=["hour"])
+    op.insert(session, {"day=2024-01-01/hour=3": 2})
+    assert "SELECT flux_q.`id`, flux_q.`name`, '2024-01-01' AS `day`, flux_q.`hour` FROM" in session.statements[-1]
+
+
+class AnsweringSession(RecordingSession):
+    """Answers each statement with the next of ``answers`` (rows as PyHive returns them)."""
+
+    def __init__(self, *answers):
+        super().__init__()
+        self.answers = list(answers)
+
+    def execute(self, sql, what=None):
+        self.statements.append(sql)
+        return self.answers.pop(0)
+
+    def scalar(self, sql, what=None):
+        return self.execute(sql, what)[0][0]
+
+
+def test_the_staging_rows_and_the_transform_are_counted_in_one_statement():
+    session = AnsweringSession([(0, None, 5), (1, "2024-01-01", 3), (1, "2024-01-02", 2)])
+    op = transform(sql="SELECT id, day FROM s", dynamic_partitions=["day"])
+    assert op.count_rows(session) == (5, {"day=2024-01-01": 3, "day=2024-01-02": 2})
+    assert len(session.statements) == 1
+    assert "GROUP BY `day`" in session.statements[0] and "UNION ALL" in session.statements[0]
+
+    session = AnsweringSession([(7, 0)])
+    assert transform(sql="SELECT id FROM s", partition={"day": "2024-01-01"}).count_rows(session) == (7, {})
+    session = AnsweringSession([(7, 7)])
+    assert transform(sql="SELECT id FROM s").count_rows(session) == (7, {"": 7})
+
+
+def test_the_written_partitions_are_counted_in_one_statement_and_a_missing_one_counts_zero():
+    session = AnsweringSession([("2024-01-01", 3)])
+    op = transform(sql="SELECT id, day FROM s", dynamic_partitions=["day"])
+    assert op.count_target(session, ["day=2024-01-01", "day=2024-01-02"]) == {"day=2024-01-01": 3, "day=2024-01-02": 0}
+    (statement,) = session.statements
+    assert "WHERE (`day` = '2024-01-01') OR (`day` = '2024-01-02') GROUP BY `day`" in statement
 
 
 def test_a_static_partition_with_no_rows_is_emptied_by_a_static_overwrite():
