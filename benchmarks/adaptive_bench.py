@@ -37,17 +37,23 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))  # tests.support
 RESULTS = HERE / "results"
 DATASET, DAG_ID, ROWS, PERIOD = "bench_capacity", "flux_bench_capacity", 1600, 10
 
 
 def bring_up():
-    """The benchmarks' stack (bundle ``benchmarks/dags``), its pools reset as the specs say, and a REST client."""
+    """The benchmarks' stack (bundles ``benchmarks/dags`` and fleet_bench's fleet), its pools reset as the
+    specs say, and a REST client."""
     from flux_provider.devstack import Stack
     from flux_provider.devstack.airflow_api import AirflowClient
+    from tests.support.fleet import ensure_bundle
 
+    fleet = ensure_bundle(REPO / ".devstack-bench" / "fleet")  # fleet_bench's generated data sets
     stack = Stack(
-        run_dir=REPO / ".devstack-bench", dags_folder=REPO / "dags", dag_bundles={"flux-bench": HERE / "dags"}
+        run_dir=REPO / ".devstack-bench",
+        dags_folder=REPO / "dags",
+        dag_bundles={"flux-bench": HERE / "dags", "flux-bench-fleet": fleet},
     )
     stack.up()
     env = stack.env()

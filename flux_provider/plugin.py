@@ -7,6 +7,11 @@
 * ``deadline_references``: :class:`~flux_provider.deadlines.FinishBy` (a spec's ``<deadline finishBy=>``);
 * ``timetables``: the calendar-aware cron timetables of :mod:`flux_provider.specs.timetable`.
 
+Loading it also imports the DAG factory (its operators) and compiles the spec
+schema. Airflow's DAG processor loads plugins once, then forks a child per DAG
+file: the children inherit both, so a flux DAG file pays only for reading its
+spec and building its DAG, at every parse of every file.
+
 Loaded through the ``airflow.plugins`` entry point when the provider is
 pip-installed (Airflow's default ``lazy_discover_providers`` does not load
 plugins declared only in provider info). Deployments that load plugins from
@@ -19,9 +24,13 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 
 from flux_provider.deadlines import FinishBy
+from flux_provider.specs import factory as _dag_factory  # noqa: F401 - see the docstring
+from flux_provider.specs import parser
 from flux_provider.specs.timetable import CalendarCronDataInterval, CalendarCronTrigger
 from flux_provider.throttle import listener
 from flux_provider.throttle.api import app
+
+parser.preload()
 
 
 class FluxPlugin(AirflowPlugin):

@@ -57,6 +57,11 @@ class SpecError(FluxTerminalError):
         super().__init__(text, error_class=ErrorClass.CONFIG, dataset=dataset, step="spec")
 
 
+def preload() -> None:
+    """Compile the spec schema now, in a process that forks the ones that parse specs (see the plugin)."""
+    _schema()
+
+
 @lru_cache(maxsize=1)
 def _schema():
     from lxml import etree
