@@ -5,7 +5,11 @@ The session fixture ``stack`` brings the suite's own local stack up once (in
 ``.devstack-test``, never the ``.devstack`` of ``make demo``; or reuses a
 healthy one in that run directory) and exports its connections
 (``AIRFLOW_CONN_*``) into this process, so Airflow's own hooks reach the real
-services. Tests marked ``lifecycle`` stop the shared stack and always run last.
+services.
+
+Order: the tier that needs no service first; then the ``cluster`` module, which brings its own stack up and
+down before the shared one starts, so the two never share the machine's two cores; then the tests on the
+shared stack; last the ``lifecycle`` tests, which stop it.
 """
 
 from __future__ import annotations
@@ -35,7 +39,15 @@ def pytest_collection_modifyitems(config, items):
             raise pytest.UsageError(f"{item.nodeid} needs the stack: it belongs in tests/integration")
         if needs_stack and item.get_closest_marker("stack") is None:
             item.add_marker(pytest.mark.stack)
-    items.sort(key=lambda item: item.get_closest_marker("lifecycle") is not None)
+
+    def tier(item) -> int:
+        if item.get_closest_marker("lifecycle") is not None:
+            return 3
+        if unit in Path(str(item.path)).parents:
+            return 0
+        return 1 if item.get_closest_marker("cluster") is not None else 2
+
+    items.sort(key=tier)
 
 
 @pytest.fixture(scope="session")

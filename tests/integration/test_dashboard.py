@@ -109,7 +109,7 @@ def fleet(stack, airflow_client):
         assert time.monotonic() < deadline, overview(admin, q="fleet_", limit=1)["total"]
         time.sleep(3)
     runs = {
-        i: trigger(airflow_client, f"flux_{name(i)}")
+        i: airflow_client.trigger(f"flux_{name(i)}")
         for i in range(N)
         if kind(i) in ("failing", "throttled", "pinned", "ok", "split")
     }
@@ -136,20 +136,6 @@ def fleet(stack, airflow_client):
     yield results
     with sqlite3.connect(db) as conn:
         conn.execute("DELETE FROM flux_faults WHERE pattern LIKE 'fleet_busy_%'")
-
-
-def trigger(airflow_client, dag_id: str) -> str:
-    """Trigger ``dag_id``; again when the API server's SQLite was locked by the scheduler (HTTP 500)."""
-    from flux_provider.devstack.airflow_api import AirflowApiError
-
-    for attempt in range(5):
-        try:
-            return airflow_client.trigger(dag_id)
-        except AirflowApiError as exc:
-            if "HTTP 500" not in str(exc) or attempt == 4:
-                raise
-            time.sleep(2)
-    raise AssertionError("unreachable")
 
 
 def overview(client: httpx.Client, **params) -> dict:
