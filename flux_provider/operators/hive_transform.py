@@ -259,10 +259,11 @@ class HiveTransformOperator(FluxOperator):
         base = prefix.rsplit("/", 1)[0]
         run = prefix.rsplit("/", 1)[1]
         ddl = hive_ddl.raw_table_ddl(self.staging_raw, columns, manifest["encoding"], f"s3a://{bucket}/{base}/")
-        if self.create_database:
+        current = self._fingerprint(hive)
+        if self.create_database and (current is None or self.database != self.staging_database):
+            # the raw table exists: so does its database
             for database in {self.database, self.staging_database}:
                 hive.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
-        current = self._fingerprint(hive)
         if current != hive_ddl.ddl_fingerprint(ddl):
             if current is not None:
                 self.log.info(
