@@ -18,6 +18,12 @@ CONFIG_OPTIONS = {
         "string",
         "/tmp/flux-staging",
     ),
+    "lost_try_retry_delay": (
+        "Seconds before Airflow retries a try that ended without reaching the recovery rules (killed by a "
+        "signal or the OOM killer, its worker or heartbeat lost). An operator's own retry_delay wins.",
+        "float",
+        "60",
+    ),
     "throttle_period": (
         "Seconds between two decisions of the throttle controller (in the scheduler). Make it "
         "at least as long as a data set's tasks usually run.",

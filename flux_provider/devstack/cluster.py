@@ -235,6 +235,8 @@ def airflow_settings(ctx: Context) -> dict[str, dict[str, str]]:
             "worker_concurrency": "4",
         },
         "celery_broker_transport_options": {"global_keyprefix": own.key_prefix, "visibility_timeout": "21600"},
-        # a try whose worker died is given up after 30 s (Airflow's default: 300) and retried elsewhere
+        # a try whose worker died is given up after 30 s (Airflow's default: 300) and retried elsewhere 5 s
+        # later (the provider's default: 60)
         "scheduler": {"task_instance_heartbeat_timeout": "30"},
+        "flux": {"lost_try_retry_delay": "5"},
     }

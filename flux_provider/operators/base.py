@@ -37,9 +37,14 @@ from flux_provider.run_day import render_error_text, run_day
 
 __all__ = ["ERROR_XCOM", "FluxOperator"]
 
-#: Airflow's own wait before the next try when a try dies without reaching the rules (killed by a
-#: signal or the OOM killer, heartbeat lost): the default rule's minute, not Airflow's 300 s.
-DEFAULT_RETRY_DELAY = dt.timedelta(seconds=60)
+
+def lost_try_retry_delay() -> dt.timedelta:
+    """Airflow's own wait before the next try when a try dies without reaching the rules (killed by a
+    signal or the OOM killer, heartbeat lost): ``[flux] lost_try_retry_delay``, by default the default
+    rule's minute, not Airflow's 300 s."""
+    from airflow.configuration import conf
+
+    return dt.timedelta(seconds=conf.getfloat("flux", "lost_try_retry_delay", fallback=60.0))
 
 
 def try_number(context) -> int | None:
@@ -91,7 +96,7 @@ class FluxOperator(BaseOperator):
         if "retries" not in kwargs and "retries" not in (kwargs.get("default_args") or {}):
             kwargs["retries"] = recovery.max_retries  # the rules' counts need that many; an explicit value caps them
         if "retry_delay" not in kwargs and "retry_delay" not in (kwargs.get("default_args") or {}):
-            kwargs["retry_delay"] = DEFAULT_RETRY_DELAY
+            kwargs["retry_delay"] = lost_try_retry_delay()
         super().__init__(**kwargs)
         self.recovery = recovery
 

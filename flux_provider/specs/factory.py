@@ -37,7 +37,7 @@ from airflow.sdk import DAG, Asset
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from flux_provider.hooks.landing import Landing
-from flux_provider.operators.base import DEFAULT_RETRY_DELAY
+from flux_provider.operators.base import lost_try_retry_delay
 from flux_provider.operators.bcp_export import BcpExportOperator
 from flux_provider.operators.bcp_to_s3 import BcpToS3Operator
 from flux_provider.operators.hive_transform import HiveTransformOperator
@@ -342,7 +342,7 @@ def _split_export(spec: DatasetSpec, common: dict, export_args: dict, upload_arg
         map_index_template="{{ task.part['name'] }}",
         # a mapped task's retries are read by the scheduler before the operator exists: give them here
         retries=recovery.max_retries,
-        retry_delay=DEFAULT_RETRY_DELAY,
+        retry_delay=lost_try_retry_delay(),
         retry_policy=RecoveryPolicy(recovery),
         **common,
         **part_args,

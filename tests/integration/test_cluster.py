@@ -344,7 +344,11 @@ def test_a_try_cut_off_mid_export_never_publishes_over_its_successor(cluster, db
                 proc.send_signal(signal.SIGCONT)
         with sqlite3.connect(source) as conn:
             conn.execute("DELETE FROM flux_faults")
-    time.sleep(20)  # the old try goes on: its supervisor learns it was given up, or its publish is refused
+    # the old try goes on until its supervisor learns it was given up, or its publish is refused: it ends
+    import psutil
+
+    _, alive = psutil.wait_procs(stopped[1:], timeout=120)  # the task process and its freebcp
+    assert not alive, f"the cut-off try still runs: {alive}"
     s3 = boto_client(env)
     pointer = json.loads(s3.get_object(Bucket="flux", Key="media/titles/_published.json")["Body"].read())
     assert pointer["try"] == final.try_number and pointer["rows"] == expected

@@ -164,3 +164,25 @@ def test_a_try_killed_outside_the_rules_waits_the_documented_minute():
     ):
         chosen = BcpExportOperator(task_id="b", dataset="d", schema="dbo", table="t")
     assert (default.retry_delay, chosen.retry_delay) == (dt.timedelta(seconds=60), dt.timedelta(seconds=7))
+
+
+def test_the_wait_after_a_lost_try_follows_the_config_option(monkeypatch, tmp_path):
+    """``[flux] lost_try_retry_delay`` sets that wait, for plain and for mapped (split) tasks alike."""
+    import datetime as dt
+
+    import pendulum
+    from airflow.sdk import DAG
+
+    from flux_provider.operators.bcp_export import BcpExportOperator
+    from flux_provider.specs import load_spec
+    from flux_provider.specs.factory import build_dag
+    from tests.support.specs import MINIMAL, write
+
+    monkeypatch.setenv("AIRFLOW__FLUX__LOST_TRY_RETRY_DELAY", "5")
+    with DAG("r5", schedule=None, start_date=pendulum.datetime(2026, 1, 1)):
+        op = BcpExportOperator(task_id="a", dataset="d", schema="dbo", table="t")
+    split = MINIMAL.format(name="events").replace(
+        'table="events"/>', 'table="events"><split column="id" parts="2"/></source>'
+    )
+    mapped = build_dag(load_spec(write(tmp_path, split))).get_task("export_upload")
+    assert op.retry_delay == mapped.partial_kwargs["retry_delay"] == dt.timedelta(seconds=5)
