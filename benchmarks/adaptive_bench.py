@@ -45,8 +45,8 @@ DATASET, DAG_ID, ROWS, PERIOD = "bench_capacity", "flux_bench_capacity", 1600, 1
 def bring_up():
     """The benchmarks' stack (bundles ``benchmarks/dags`` and fleet_bench's fleet), its pools reset as the
     specs say, and a REST client."""
-    from flux_provider.devstack import Stack
-    from flux_provider.devstack.airflow_api import AirflowClient
+    from flux_devstack import Stack
+    from flux_devstack.airflow_api import AirflowClient
     from tests.support.fleet import ensure_bundle
 
     fleet = ensure_bundle(REPO / ".devstack-bench" / "fleet")  # fleet_bench's generated data sets
@@ -69,8 +69,8 @@ def bring_up():
 
 
 def prepare_source(env: dict, query_seconds: float) -> None:
-    from flux_provider.devstack.tds.capacity import CAPACITY_DDL
-    from flux_provider.devstack.tds.seed import load_seed
+    from flux_devstack.tds.capacity import CAPACITY_DDL
+    from flux_devstack.tds.seed import load_seed
 
     db = Path(env["FLUX_MSSQL_DB"])
     load_seed(

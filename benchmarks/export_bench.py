@@ -68,7 +68,7 @@ def stand_in(db: Path, port: int, users: Path) -> subprocess.Popen:
         [
             sys.executable,
             "-m",
-            "flux_provider.devstack.tds",
+            "flux_devstack.tds",
             "--port",
             str(port),
             "--db",

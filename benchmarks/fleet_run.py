@@ -68,7 +68,7 @@ def write_fleet(size: int) -> None:
 
 
 def prepare_source(env: dict) -> None:
-    from flux_provider.devstack import sample_data
+    from flux_devstack import sample_data
 
     sample_data.generate(Path(env["FLUX_MSSQL_DB"]), ROWS)
 

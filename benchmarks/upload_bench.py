@@ -281,8 +281,8 @@ def main() -> None:
     parser.add_argument("--rows", default="1000000,5000000,10000000")
     parser.add_argument("--stream-rows", type=int, default=1_000_000)
     args = parser.parse_args()
-    from flux_provider.devstack import Stack
-    from flux_provider.devstack.s3 import SeaweedS3
+    from flux_devstack import Stack
+    from flux_devstack.s3 import SeaweedS3
 
     RESULTS.mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="flux-upload-bench-"))

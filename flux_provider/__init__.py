@@ -7,14 +7,14 @@ entry point (:func:`get_provider_info`) and its UI/API plugin through the
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"
 
 PACKAGE_NAME = "airflow-provider-flux"
 
 #: The ``[flux]`` options the provider reads: name -> (description, type, default).
 CONFIG_OPTIONS = {
     "staging_dir": (
-        "Folder for export files in file mode (one sub-folder per data set and run); FLUX_STAGING_DIR overrides it.",
+        "Folder for export files in file mode (one sub-folder per data set and run).",
         "string",
         "/tmp/flux-staging",
     ),
@@ -59,7 +59,7 @@ def get_provider_info() -> dict:
         "integrations": [
             {
                 "integration-name": "Flux",
-                "external-doc-url": "https://pypi.org/project/airflow-provider-flux/",
+                "external-doc-url": "https://airflow-provider-flux.readthedocs.io/",
                 "tags": ["software"],
             },
         ],

@@ -52,7 +52,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def stack():
-    from flux_provider.devstack import Stack
+    from flux_devstack import Stack
     from tests.support.fleet import ensure_bundle
     from tests.support.git_bundle import ensure_repository
 
@@ -73,7 +73,7 @@ def stack():
 
 @pytest.fixture(scope="session")
 def airflow_client(stack):
-    from flux_provider.devstack.airflow_api import AirflowClient
+    from flux_devstack.airflow_api import AirflowClient
 
     env = stack.env()
     return AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])

@@ -45,7 +45,7 @@ ENGINES = ("auto", "bcp", "dbapi")
 def default_staging_dir() -> str:
     from airflow.configuration import conf
 
-    return os.environ.get("FLUX_STAGING_DIR") or conf.get("flux", "staging_dir", fallback="/tmp/flux-staging")
+    return conf.get("flux", "staging_dir", fallback="/tmp/flux-staging")
 
 
 def _safe(part: str) -> str:
@@ -63,8 +63,8 @@ class BcpExportOperator(FluxOperator):
     :param mssql_conn_id: Airflow ``mssql`` connection of the source.
     :param engine: ``auto`` (bcp if a tool is installed, else DB-API), ``bcp`` or ``dbapi``.
     :param dbapi_conn_id: connection for the DB-API engine if not the SQL Server one (any DbApiHook).
-    :param staging_dir: where export files go (templated; default ``[flux] staging_dir`` or
-        ``$FLUX_STAGING_DIR`` or ``/tmp/flux-staging``).
+    :param staging_dir: where export files go (templated; default ``[flux] staging_dir``, else
+        ``/tmp/flux-staging``).
     :param field_terminator / row_terminator: multi-character terminators that must not occur in data.
     :param batch_size, packet_size, max_errors, hints, bcp_path: passed to the bcp tool.
     :param fetch_size: rows per fetch for the DB-API engine (bounds its memory).

@@ -113,7 +113,7 @@ def test_bad_password_is_a_login_error(stack, tmp_path, unique, monkeypatch):
 
 
 def test_server_down_is_a_retryable_connection_error(stack, tmp_path, unique, monkeypatch):
-    from flux_provider.devstack.ports import allocate
+    from flux_devstack.ports import allocate
 
     conn = stack.context().connections["mssql_default"] | {"port": allocate(set())}
     monkeypatch.setenv("AIRFLOW_CONN_MSSQL_DOWN", __import__("json").dumps(conn))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from flux_provider.devstack.stack import UP
+from flux_devstack.stack import UP
 
 DAG_ID = "flux_test_burst"
 RUNS = 200

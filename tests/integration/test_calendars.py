@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from flux_provider.devstack.tds.seed import load_seed
+from flux_devstack.tds.seed import load_seed
 from tests.support import RUN_DIR
 from tests.support.stack import pools_sync
 from tests.support.throttle import PERIOD, events, slots, stack_db

@@ -20,7 +20,7 @@ import time
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from flux_provider.devstack.stack import UP
+from flux_devstack.stack import UP
 from flux_provider.run_report import stage_rows
 from flux_provider.throttle import store
 from tests.support import REPO
@@ -35,7 +35,7 @@ DEMO_DAGS = "('flux_titles', 'flux_subscribers', 'flux_ad_impressions', 'flux_vi
 
 @pytest.fixture(scope="module")
 def cluster():
-    from flux_provider.devstack import Stack
+    from flux_devstack import Stack
 
     stack = Stack(
         run_dir=RUN_DIR,
@@ -57,7 +57,7 @@ def db(cluster):
 def demo(cluster):
     """The sample bundle through the cluster's schedulers and workers (``devstack demo``), once."""
     result = subprocess.run(
-        [sys.executable, "-m", "flux_provider.devstack", "--run-dir", str(RUN_DIR), "demo", "--rows", "8000"],
+        [sys.executable, "-m", "flux_devstack", "--run-dir", str(RUN_DIR), "demo", "--rows", "8000"],
         capture_output=True,
         text=True,
         timeout=900,
@@ -116,7 +116,7 @@ def test_each_worker_is_a_host_with_its_own_name_and_network(cluster):
     import socket
     from urllib.parse import urlsplit
 
-    from flux_provider.devstack import cluster as shape
+    from flux_devstack import cluster as shape
 
     ctx = cluster.context()
     postgres = urlsplit(os.environ.get("FLUX_POSTGRES_URL", "postgresql://127.0.0.1:5432")).port or 5432
@@ -203,7 +203,7 @@ def test_the_ui_reads_a_tasks_log_from_the_log_server_of_the_host_that_ran_it(cl
 
 
 def client_of(cluster):
-    from flux_provider.devstack.airflow_api import AirflowClient
+    from flux_devstack.airflow_api import AirflowClient
 
     env = cluster.env()
     return AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])
@@ -214,7 +214,7 @@ def kill_host(pid: int) -> int:
     its host died. Returns how many were killed."""
     import psutil
 
-    from flux_provider.devstack.process import session_tree
+    from flux_devstack.process import session_tree
 
     victims = session_tree(psutil.Process(pid))
     for proc in victims:
@@ -413,7 +413,7 @@ def test_the_sample_source_loads_into_sql_server_through_pymssql(cluster, demo, 
     cluster stack's stand-in; SQL Server 2022 itself cannot run here), read back exactly."""
     import decimal
 
-    from flux_provider.devstack.sample_data import load_into_sql_server, sample_rows
+    from flux_devstack.sample_data import load_into_sql_server, sample_rows
 
     env = cluster.env()
     monkeypatch.setenv("AIRFLOW_CONN_MSSQL_DEFAULT", env["AIRFLOW_CONN_MSSQL_DEFAULT"])
@@ -444,7 +444,7 @@ def test_a_file_handed_to_another_host_fails_at_once_and_one_host_queue_works(cl
     """Each worker host has its own staging disk. A file-mode export on flux-worker-1 handed to an upload on
     flux-worker-2 fails at once (a configuration error: no retry) naming both hosts, and publishes nothing;
     the same hand-off through one host's queue (a spec's ``<export mode="file" queue=...>``) loads exactly."""
-    from flux_provider.devstack import cluster as cluster_layout
+    from flux_devstack import cluster as cluster_layout
     from flux_provider.errors import ERROR_XCOM, ErrorRecord
     from flux_provider.handoffs import ExportResult
 

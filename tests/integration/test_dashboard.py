@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flux_provider.devstack.tds.seed import load_seed
+from flux_devstack.tds.seed import load_seed
 from tests.support import ARTIFACTS, RUN_DIR
 from tests.support.fleet import ensure_bundle
 from tests.support.stack import inject_fault, pools_sync
@@ -285,7 +285,7 @@ def waiting(browser, seconds: float):
 
 
 def slots_now(stack, dataset: str) -> int:
-    from flux_provider.devstack.airflow_api import AirflowClient
+    from flux_devstack.airflow_api import AirflowClient
 
     env = stack.env()
     return slots(

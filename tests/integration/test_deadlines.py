@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from flux_provider.devstack.tds.seed import load_seed
+from flux_devstack.tds.seed import load_seed
 from tests.support import RUN_DIR
 from tests.support.stack import inject_fault, pools_sync
 from tests.support.throttle import stack_db

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from flux_provider.devstack.tds.seed import load_seed
+from flux_devstack.tds.seed import load_seed
 from tests.support import RUN_DIR
 from tests.support.git_bundle import commit, ensure_repository
 from tests.support.stack import inject_fault, pools_sync, records

@@ -24,7 +24,7 @@ def events(stack):
     path = RUN_DIR / "openlineage" / "events.jsonl"
     start = path.stat().st_size if path.exists() else 0
     result = subprocess.run(
-        [sys.executable, "-m", "flux_provider.devstack", "--run-dir", str(RUN_DIR), "demo", "--rows", "3000"],
+        [sys.executable, "-m", "flux_devstack", "--run-dir", str(RUN_DIR), "demo", "--rows", "3000"],
         capture_output=True,
         text=True,
         timeout=1200,

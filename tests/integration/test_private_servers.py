@@ -8,8 +8,8 @@ import psutil
 import psycopg2
 import redis
 
-from flux_provider.devstack import databases
-from flux_provider.devstack.stack import Stack
+from flux_devstack import databases
+from flux_devstack.stack import Stack
 
 
 def test_private_servers_start_serve_and_stop(tmp_path, monkeypatch):

@@ -160,8 +160,8 @@ def test_s3_down_during_upload_is_retried_by_airflow_and_succeeds_once_back(stac
     import sqlite3
     import time
 
-    from flux_provider.devstack import Stack
-    from flux_provider.devstack.s3 import SeaweedS3
+    from flux_devstack import Stack
+    from flux_devstack.s3 import SeaweedS3
 
     with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
         conn.execute("DROP TABLE IF EXISTS outage_src")

@@ -427,8 +427,8 @@ def test_kill_9_mid_upload_then_rerun_publishes_exactly(stack, tmp_path, unique)
 
 def test_s3_down_mid_upload_is_transient_publishes_nothing_and_a_rerun_succeeds(tmp_path, unique, monkeypatch):
     """A private SeaweedFS (not the shared stack's), stopped in the middle of the upload."""
-    from flux_provider.devstack import Stack
-    from flux_provider.devstack.s3 import SeaweedS3
+    from flux_devstack import Stack
+    from flux_devstack.s3 import SeaweedS3
 
     private = Stack(run_dir=tmp_path / "s3stack", dags_folder=tmp_path, services=[SeaweedS3()], echo=lambda _: None)
 

@@ -45,7 +45,7 @@ def test_the_sample_bundle_runs_under_the_real_scheduler_and_reconciles_in_hive(
     """The demo's own code path on small data; row counts checked in Hive against the generated source."""
     import sqlite3
 
-    from flux_provider.devstack.demo import report, run_demo
+    from flux_devstack.demo import report, run_demo
 
     env = stack.env()
     outcomes = run_demo(env, rows=1500)

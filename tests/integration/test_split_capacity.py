@@ -40,7 +40,7 @@ def set_capacity(stack, capacity: int) -> None:
 
 @pytest.fixture(scope="module")
 def source(stack):
-    from flux_provider.devstack.tds.seed import load_seed
+    from flux_devstack.tds.seed import load_seed
 
     pools_sync(stack, REPO / "tests" / "dags", "--reset")  # the test data sets' pools as their specs say now
     db = Path(stack.env()["FLUX_MSSQL_DB"])

@@ -41,7 +41,7 @@ def source_rows(count: int = 3000) -> list[tuple]:
 @pytest.fixture(scope="module")
 def source(stack) -> list[tuple]:
 
-    from flux_provider.devstack.tds.seed import load_seed
+    from flux_devstack.tds.seed import load_seed
 
     # the split data sets' pools and bounds as their specs say now (a reused stack may hold older ones)
     pools_sync(stack, REPO / "tests" / "dags", "--reset")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from flux_provider.devstack.process import ProcessRecord
+from flux_devstack.process import ProcessRecord
 
 pytestmark = [pytest.mark.stack, pytest.mark.lifecycle]
 

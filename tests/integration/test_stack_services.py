@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from flux_provider.devstack.stack import UP
+from flux_devstack.stack import UP
 from tests.support import REPO
 
 pytestmark = pytest.mark.stack
@@ -89,7 +89,7 @@ def test_smoke_dag_succeeds_in_a_real_scheduler_run(stack, airflow_client):
 
 
 def test_status_and_env_cli(stack):
-    cli = [sys.executable, "-m", "flux_provider.devstack", "--run-dir", str(stack.run_dir)]
+    cli = [sys.executable, "-m", "flux_devstack", "--run-dir", str(stack.run_dir)]
     status = subprocess.run([*cli, "status"], capture_output=True, text=True, cwd=REPO)
     assert status.returncode == 0, status.stdout + status.stderr
     lines = status.stdout.splitlines()[1:]

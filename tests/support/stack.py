@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flux_provider.devstack.tds.seed import load_seed
+from flux_devstack.tds.seed import load_seed
 from flux_provider.operators.bcp_export import BcpExportOperator
 from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
 from tests.support.values import NASTY_DDL, NASTY_ROWS, context

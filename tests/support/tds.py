@@ -12,18 +12,18 @@ from pathlib import Path
 
 import pymssql
 
-from flux_provider.devstack.ports import allocate
+from flux_devstack.ports import allocate
 
 PASSWORD = "s3cret-for-tds"
 
 
 @contextlib.contextmanager
 def tds_server(home: Path, seeds: tuple[Path, ...] = ()) -> Iterator[tuple[int, subprocess.Popen]]:
-    """``python -m flux_provider.devstack.tds`` on a free port with its own SQLite file; yields (port, process)."""
+    """``python -m flux_devstack.tds`` on a free port with its own SQLite file; yields (port, process)."""
     users = home / "users.json"
     users.write_text(json.dumps({"flux": PASSWORD}))
     port = allocate(set())
-    argv = [sys.executable, "-m", "flux_provider.devstack.tds", "--port", str(port), "--db", str(home / "db.sqlite")]
+    argv = [sys.executable, "-m", "flux_devstack.tds", "--port", str(port), "--db", str(home / "db.sqlite")]
     argv += ["--users", str(users), *[arg for seed in seeds for arg in ("--seed", str(seed))]]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30

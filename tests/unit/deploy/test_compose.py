@@ -77,8 +77,8 @@ def test_every_service_can_start_once_what_it_waits_for_is_healthy_or_done(compo
 
 
 def stack_connections() -> dict[str, dict]:
-    from flux_provider.devstack.service import Context
-    from flux_provider.devstack.stack import SERVICES
+    from flux_devstack.service import Context
+    from flux_devstack.stack import SERVICES
 
     ctx = Context(
         run_dir=Path("/nonexistent"), ports=defaultdict(lambda: 1), secrets=defaultdict(str), dags_folder=REPO
@@ -133,3 +133,14 @@ def test_the_image_is_the_airflow_the_provider_is_tested_with_and_no_password_is
         argv += (service.get("healthcheck") or {}).get("test", [])
         assert not [a for a in argv if re.search(r"(^|\s)-P(\s|$)|PASSWORD|--password", str(a))], name
     assert "$(FLUX_MSSQL_PASSWORD)" in (REPO / "deploy" / "sqlserver" / "init.sql").read_text()
+
+
+def test_every_module_a_service_runs_is_in_the_image(compose):
+    """A ``python -m <module>`` of a service is either installed (the wheel: flux_provider, Airflow) or copied
+    into the image's working directory (the dev stack's sample data generator, which the wheel lacks)."""
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY .* /opt/flux/(\w+)$", dockerfile, re.M))
+    for name, service in compose["services"].items():
+        argv = service.get("entrypoint") or []
+        if argv[:2] == ["python", "-m"] and argv[2].split(".")[0] not in ("airflow", "flux_provider"):
+            assert argv[2].split(".")[0] in copied and service.get("working_dir") == "/opt/flux", name

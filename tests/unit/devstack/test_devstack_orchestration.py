@@ -12,10 +12,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from flux_provider.devstack import ServiceFailed, Stack
-from flux_provider.devstack import ports as port_alloc
-from flux_provider.devstack.process import ProcessRecord, spawn, stop
-from flux_provider.devstack.service import Context, Service
+from flux_devstack import ServiceFailed, Stack
+from flux_devstack import ports as port_alloc
+from flux_devstack.process import ProcessRecord, spawn, stop
+from flux_devstack.service import Context, Service
 from tests.support import REPO
 
 
@@ -130,7 +130,7 @@ def test_down_without_a_stack_is_harmless(tmp_path):
 
 def test_env_without_a_stack_says_how_to_start_one(tmp_path):
     stack = Stack(run_dir=tmp_path, dags_folder=tmp_path, services=[FileService("x")])
-    with pytest.raises(Exception, match="python -m flux_provider.devstack up"):
+    with pytest.raises(Exception, match="python -m flux_devstack up"):
         stack.env()
 
 
@@ -261,7 +261,7 @@ def test_a_host_network_reaches_the_machine_only_through_its_pipe(tmp_path):
         threading.Thread(target=answer, daemon=True).start()
         folder = tmp_path / "net"
         gateway = subprocess.Popen(
-            [sys.executable, "-m", "flux_provider.devstack.netpipe", "gateway", str(folder), str(port)],
+            [sys.executable, "-m", "flux_devstack.netpipe", "gateway", str(folder), str(port)],
             cwd=REPO,
             stdout=subprocess.PIPE,
             text=True,
@@ -280,7 +280,7 @@ def test_a_host_network_reaches_the_machine_only_through_its_pipe(tmp_path):
             )
             inside = (
                 "ip link set lo up || exit 1\n"
-                f'{sys.executable} -m flux_provider.devstack.netpipe loopback "$0" "$1" >/dev/null &\n'
+                f'{sys.executable} -m flux_devstack.netpipe loopback "$0" "$1" >/dev/null &\n'
                 "for _ in $(seq 200); do (: >/dev/tcp/127.0.0.1/$1) 2>/dev/null && break; sleep 0.05; done\n"
                 'exec "$2" -c "$3" "$1" "$4"'
             )
@@ -311,7 +311,7 @@ def test_a_host_network_reaches_the_machine_only_through_its_pipe(tmp_path):
 
 
 def test_a_host_network_folder_fits_a_unix_socket_path(tmp_path):
-    from flux_provider.devstack import cluster
+    from flux_devstack import cluster
 
     for run_dir in (tmp_path, tmp_path / ("deep" * 30)):
         ctx = Context(run_dir=run_dir, ports={}, secrets={}, dags_folder=tmp_path)
@@ -321,7 +321,7 @@ def test_a_host_network_folder_fits_a_unix_socket_path(tmp_path):
 def test_each_host_has_an_address_of_its_own_in_a_link_local_net_of_its_run_directory(tmp_path):
     import ipaddress
 
-    from flux_provider.devstack import cluster
+    from flux_devstack import cluster
 
     def addresses(run_dir):
         ctx = Context(run_dir=run_dir, ports={}, secrets={}, dags_folder=tmp_path)
@@ -338,7 +338,7 @@ def test_each_host_has_an_address_of_its_own_in_a_link_local_net_of_its_run_dire
 def test_the_api_servers_namespace_resolves_the_host_names_and_the_machine_does_not_change(tmp_path):
     import subprocess
 
-    from flux_provider.devstack import cluster
+    from flux_devstack import cluster
 
     ctx = Context(run_dir=tmp_path, ports={}, secrets={}, dags_folder=tmp_path)
     machine = Path("/etc/hosts").read_text()

@@ -1,6 +1,6 @@
 """The SQL Server stand-in stores exactly what is loaded into it, by every loading path.
 
-A real TDS server process (``python -m flux_provider.devstack.tds``) with a seed
+A real TDS server process (``python -m flux_devstack.tds``) with a seed
 file, written to and read back through pymssql (a real driver). The stand-in
 is not SQL Server: what is tested is that it keeps values, not T-SQL semantics."""
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from flux_provider.devstack.tds.protocol import SqlType, encoder, parse_declared_type
-from flux_provider.devstack.tds.server import _convert_to_varchar, _split_statements, _strip_n_literals
+from flux_devstack.tds.protocol import SqlType, encoder, parse_declared_type
+from flux_devstack.tds.server import _convert_to_varchar, _split_statements, _strip_n_literals
 from flux_provider.formats import export_file as fmt
 
 FT, RT = fmt.DEFAULT_FIELD_TERMINATOR, fmt.DEFAULT_ROW_TERMINATOR

@@ -5,8 +5,8 @@ services listen on the machine's loopback only, so the host reaches them only th
 host reaches them only through its network. Two halves, one per side, meet at Unix sockets in a folder both
 see (a socket file crosses network namespaces; a TCP port does not)::
 
-    python -m flux_provider.devstack.netpipe gateway  <folder> <port>...  # machine: <port>.sock -> 127.0.0.1:<port>
-    python -m flux_provider.devstack.netpipe loopback <folder> <port>...  # worker: 127.0.0.1:<port> -> <port>.sock
+    python -m flux_devstack.netpipe gateway  <folder> <port>...  # machine: <port>.sock -> 127.0.0.1:<port>
+    python -m flux_devstack.netpipe loopback <folder> <port>...  # worker: 127.0.0.1:<port> -> <port>.sock
 
 Stopping the gateway (SIGSTOP) cuts the host off while its processes live on: what a network partition
 does to a real worker.
@@ -63,7 +63,7 @@ async def serve(side: str, folder: Path, ports: list[int]) -> None:
 
 def main(argv: list[str]) -> None:
     if len(argv) < 3 or argv[0] not in ("gateway", "loopback"):
-        sys.exit("usage: python -m flux_provider.devstack.netpipe gateway|loopback <folder> <port>...")
+        sys.exit("usage: python -m flux_devstack.netpipe gateway|loopback <folder> <port>...")
     folder = Path(argv[1])
     folder.mkdir(parents=True, exist_ok=True)
     asyncio.run(serve(argv[0], folder, [int(p) for p in argv[2:]]))

@@ -1,6 +1,6 @@
 """The embedded local stack of real services for development, tests and the demo.
 
-``python -m flux_provider.devstack up | down | status | env | trigger DAG_ID``
+``python -m flux_devstack up | down | status | env | trigger DAG_ID``
 
 S3 on SeaweedFS, a Hive metastore and Spark Thrift Server (HiveServer2) with
 tables on ``s3a://``, and Airflow 3 (SQLite, LocalExecutor, scheduler,
@@ -14,13 +14,13 @@ __all__ = ["DevstackError", "ServiceFailed", "Stack"]
 
 
 def __getattr__(name: str):
-    # Lazy, so `python -m flux_provider.devstack.<module>` does not import the whole stack first.
+    # Lazy, so `python -m flux_devstack.<module>` does not import the whole stack first.
     if name == "Stack":
-        from flux_provider.devstack.stack import Stack
+        from flux_devstack.stack import Stack
 
         return Stack
     if name in ("DevstackError", "ServiceFailed"):
-        from flux_provider.devstack import service
+        from flux_devstack import service
 
         return getattr(service, name)
     raise AttributeError(name)

@@ -1,7 +1,7 @@
 """Hive over S3: a Hive 2.3 metastore (Derby) and Spark Thrift Server as HiveServer2.
 
 Both come from the ``pyspark`` wheel's jars; the s3a filesystem comes from the
-jars in :mod:`flux_provider.devstack.jars`. That hadoop-aws (3.3.1) is older
+jars in :mod:`flux_devstack.jars`. That hadoop-aws (3.3.1) is older
 than pyspark's Hadoop, so duration settings are plain numbers (the newer
 defaults such as ``"60s"`` make it fail with NumberFormatException).
 Note: Hive 2.3's metastore binds all interfaces (it takes no bind host).
@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from flux_provider.devstack.service import Context, DevstackError, Service, require_binary
+from flux_devstack.service import Context, DevstackError, Service, require_binary
 
 # thrift logs every refused connection at ERROR; during start-up that is expected.
 logging.getLogger("thrift.transport.TSocket").setLevel(logging.CRITICAL)

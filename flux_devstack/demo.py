@@ -30,9 +30,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flux_provider.devstack.airflow_api import AirflowClient
-from flux_provider.devstack.sample_data import generate
-from flux_provider.devstack.tds.capacity import CAPACITY_DDL
+from flux_devstack.airflow_api import AirflowClient
+from flux_devstack.sample_data import generate
+from flux_devstack.tds.capacity import CAPACITY_DDL
 from flux_provider.run_report import EXPORT_UPLOAD, stage_rows, stage_times
 
 DIMENSIONS = ("titles", "subscribers")
@@ -153,7 +153,7 @@ def _outcome(client: AirflowClient, dataset: str, dag_id: str, run: dict) -> Out
 
 
 def limit_capacity(db: Path, table: str, capacity: int) -> None:
-    """The stand-in's capacity model on ``table`` (:mod:`flux_provider.devstack.tds.capacity`)."""
+    """The stand-in's capacity model on ``table`` (:mod:`flux_devstack.tds.capacity`)."""
     with sqlite3.connect(db) as conn:
         conn.execute(CAPACITY_DDL)
         conn.execute(

@@ -1,4 +1,4 @@
-"""``python -m flux_provider.devstack up | down | status | env | trigger DAG_ID [--logical-date D] [--conf JSON] |
+"""``python -m flux_devstack up | down | status | env | trigger DAG_ID [--logical-date D] [--conf JSON] |
 demo [--rows N]``."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from flux_provider.devstack.service import DevstackError
-from flux_provider.devstack.stack import UP, Stack
+from flux_devstack.service import DevstackError
+from flux_devstack.stack import UP, Stack
 
 
 def _print_status(stack: Stack) -> bool:
@@ -23,7 +23,7 @@ def _print_status(stack: Stack) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m flux_provider.devstack", description="The flux local stack of real services."
+        prog="python -m flux_devstack", description="The flux local stack of real services."
     )
     parser.add_argument(
         "--run-dir", type=Path, help="state, data and logs (default: $FLUX_DEVSTACK_DIR or ./.devstack)"
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             env = stack.env()
             print(
                 f"\nAirflow UI: {env['FLUX_AIRFLOW_URL']}  (user {env['FLUX_AIRFLOW_USER']}, "
-                f"password: python -m flux_provider.devstack env | grep PASSWORD)"
+                f"password: python -m flux_devstack env | grep PASSWORD)"
             )
             return 0 if ok else 1
         if args.command == "down":
@@ -99,13 +99,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"export {key}={shlex.quote(value)}")
             return 0
         if args.command == "demo":
-            from flux_provider.devstack.demo import report, run_demo
+            from flux_devstack.demo import report, run_demo
 
             stack.up()
             env = stack.env()
             return 0 if report(run_demo(env, args.rows), env) else 1
         if args.command == "trigger":
-            from flux_provider.devstack.airflow_api import AirflowClient
+            from flux_devstack.airflow_api import AirflowClient
 
             env = stack.env()
             client = AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])

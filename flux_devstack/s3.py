@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flux_provider.devstack.service import Context, Service, require_binary
+from flux_devstack.service import Context, Service, require_binary
 
 #: Buckets created at start-up: Hive's warehouse and the data sets' landing bucket.
 BUCKETS = ("warehouse", "flux")

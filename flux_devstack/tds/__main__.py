@@ -1,4 +1,4 @@
-"""``python -m flux_provider.devstack.tds --port P --db FILE --database NAME --users FILE [--seed SQL]``
+"""``python -m flux_devstack.tds --port P --db FILE --database NAME --users FILE [--seed SQL]``
 
 Serves TDS on 127.0.0.1. The users file is JSON ``{"login": "password"}`` (the
 password never appears on a command line). ``--seed`` runs a SQL file on the
@@ -11,12 +11,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from flux_provider.devstack.tds.seed import load_seed
-from flux_provider.devstack.tds.server import TdsServer
+from flux_devstack.tds.seed import load_seed
+from flux_devstack.tds.server import TdsServer
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m flux_provider.devstack.tds")
+    parser = argparse.ArgumentParser(prog="python -m flux_devstack.tds")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db", type=Path, required=True, help="SQLite database file")
@@ -31,7 +31,7 @@ def main() -> None:
     for seed in args.seed:
         load_seed(args.db, seed.read_bytes().decode("utf-8"))  # not read_text(): it turns CR and CRLF into LF
     server = TdsServer((args.host, args.port), db_path=args.db, database=args.database, users_file=args.users)
-    logging.getLogger("flux_provider.devstack.tds").info(
+    logging.getLogger("flux_devstack.tds").info(
         "serving TDS on %s:%s (database %s, SQLite %s)", args.host, args.port, args.database, args.db
     )
     server.serve_forever()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flux_provider.devstack.tds.server import Session, _split_statements
+from flux_devstack.tds.server import Session, _split_statements
 
 
 def load_seed(db_path: Path, sql: str, database: str = "flux") -> int:

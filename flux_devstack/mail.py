@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import smtplib
 
-from flux_provider.devstack.service import Context, Service
+from flux_devstack.service import Context, Service
 
 SENDER = "flux-devstack@localhost"
 

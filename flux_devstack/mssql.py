@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 
-from flux_provider.devstack.service import Context, Service
-from flux_provider.devstack.tds import SEED_DEMO
+from flux_devstack.service import Context, Service
+from flux_devstack.tds import SEED_DEMO
 
 LOGIN, DATABASE = "flux", "flux"
 
@@ -33,7 +33,7 @@ class TdsStandIn(Service):
         return [
             ctx.python,
             "-m",
-            "flux_provider.devstack.tds",
+            "flux_devstack.tds",
             "--port",
             str(ctx.ports["mssql"]),
             "--db",

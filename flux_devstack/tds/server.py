@@ -18,7 +18,7 @@ What it understands beyond SQLite's SQL:
 * column types from the declared types of the tables (``DECIMAL(38,10)`` etc.;
   DECIMAL columns are stored as TEXT so no digit is lost);
 * one process per connection (forked), so parallel sessions use several cores, and a capacity per
-  table (``flux_capacity``, :mod:`flux_provider.devstack.tds.capacity`): above it queries slow down,
+  table (``flux_capacity``, :mod:`flux_devstack.tds.capacity`): above it queries slow down,
   then fail as deadlock victims, as a loaded SQL Server does;
 * fault injection through the table ``flux_faults`` (see :data:`FAULTS_DDL`):
   a batch containing ``pattern`` fails with SQL Server error ``error_number``
@@ -41,10 +41,10 @@ from collections.abc import Iterator
 from operator import call
 from pathlib import Path
 
-from flux_provider.devstack.tds import capacity
-from flux_provider.devstack.tds import protocol as p
+from flux_devstack.tds import capacity
+from flux_devstack.tds import protocol as p
 
-log = logging.getLogger("flux_provider.devstack.tds")
+log = logging.getLogger("flux_devstack.tds")
 
 FAULTS_DDL = """CREATE TABLE IF NOT EXISTS flux_faults (
     pattern TEXT NOT NULL,          -- case-insensitive substring of the SQL batch

@@ -16,8 +16,8 @@ import configparser
 import json
 from pathlib import Path
 
-from flux_provider.devstack import cluster
-from flux_provider.devstack.service import Context, Service
+from flux_devstack import cluster
+from flux_devstack.service import Context, Service
 
 ADMIN_USER = "admin"
 VIEWER_USER = "viewer"
@@ -291,7 +291,7 @@ class HostNetwork(Service):
         return [
             ctx.python,
             "-m",
-            "flux_provider.devstack.netpipe",
+            "flux_devstack.netpipe",
             "gateway",
             str(cluster.network_dir(ctx, self.host)),
             *ports,
@@ -322,7 +322,7 @@ class CeleryWorker(Service):
     def environ(self, ctx: Context) -> dict[str, str]:
         env = airflow_env(ctx)
         env["FLUX_HOSTNAME"] = self.host
-        env["FLUX_STAGING_DIR"] = str(cluster.staging_dir(ctx))  # each host's own disk there (own_host)
+        env["AIRFLOW__FLUX__STAGING_DIR"] = str(cluster.staging_dir(ctx))  # each host's own disk there (own_host)
         if not cluster.own_hosts():  # hosts of their own each serve logs on the one port the API server asks
             env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(ctx.ports[self.port])
         return env

@@ -28,7 +28,7 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flux_provider.devstack.service import Context, DevstackError, Service
+from flux_devstack.service import Context, DevstackError, Service
 
 MACHINE_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 MACHINE_REDIS_URL = "redis://127.0.0.1:6379"

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from flux_provider.devstack import databases
-from flux_provider.devstack import ports as port_alloc
-from flux_provider.devstack.airflow import (
+from flux_devstack import databases
+from flux_devstack import ports as port_alloc
+from flux_devstack.airflow import (
     AirflowApiServer,
     AirflowDagProcessor,
     AirflowInit,
@@ -32,15 +32,15 @@ from flux_provider.devstack.airflow import (
     CeleryWorker,
     HostNetwork,
 )
-from flux_provider.devstack.hive import HiveMetastore, SparkThriftServer
-from flux_provider.devstack.jars import ensure_s3a_jars
-from flux_provider.devstack.mail import MailSink
-from flux_provider.devstack.mssql import TdsStandIn
-from flux_provider.devstack.process import ProcessRecord, exit_code, spawn, stop, stop_owned, tail
-from flux_provider.devstack.s3 import SeaweedS3
-from flux_provider.devstack.service import Context, DevstackError, Service, ServiceFailed
+from flux_devstack.hive import HiveMetastore, SparkThriftServer
+from flux_devstack.jars import ensure_s3a_jars
+from flux_devstack.mail import MailSink
+from flux_devstack.mssql import TdsStandIn
+from flux_devstack.process import ProcessRecord, exit_code, spawn, stop, stop_owned, tail
+from flux_devstack.s3 import SeaweedS3
+from flux_devstack.service import Context, DevstackError, Service, ServiceFailed
 
-log = logging.getLogger("flux_provider.devstack")
+log = logging.getLogger("flux_devstack")
 
 #: Every service of the stack, in start order. Add new services (e.g. the SQL
 #: Server stand-in for bcp) here; ``after`` expresses what each waits for.
@@ -175,7 +175,7 @@ class Stack:
     def context(self, state: dict | None = None) -> Context:
         state = state if state is not None else self.load_state()
         if not state.get("ports"):
-            raise DevstackError(f"no local stack in {self.run_dir}: run `python -m flux_provider.devstack up`")
+            raise DevstackError(f"no local stack in {self.run_dir}: run `python -m flux_devstack up`")
         ctx = Context(
             run_dir=self.run_dir,
             ports=state["ports"],

@@ -8,7 +8,7 @@ Celery node name and the worker's own log server), a triggerer and the
 dag-processor, beside the same S3, SQL Server stand-in and Hive services as
 the embedded stack. Each worker host has a local disk of its own for export
 files: the workers all stage under ``<run dir>/staging`` (their
-``$FLUX_STAGING_DIR``), but each runs in a mount namespace of its own where
+``[flux] staging_dir``), but each runs in a mount namespace of its own where
 that folder is ``<run dir>/hosts/<host>/staging``, so a file written on one
 host is not there on the other, as between real hosts (its task logs too: the
 API server reads them from the host's log server, as in a deployment without
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from flux_provider.devstack.service import Context, DevstackError
+from flux_devstack.service import Context, DevstackError
 
 #: The workers' host names (what Airflow records as a task instance's hostname).
 WORKER_HOSTS = ("flux-worker-1", "flux-worker-2")
@@ -123,8 +123,7 @@ def own_host(ctx: Context, host: str, command: list[str], logs: Path) -> list[st
             f"ip link add eth0 type veth peer name {ip.link} netns $PPID && ip addr add {ip.host}/30 dev eth0 "
             f"&& ip link set eth0 up || exit 1",
             f"{machine} ip addr add {ip.machine}/30 dev {ip.link} && {machine} ip link set {ip.link} up || exit 1",
-            f"{q(ctx.python)} -m flux_provider.devstack.netpipe loopback {q(str(network_dir(ctx, host)))} "
-            f"{' '.join(ports)} &",
+            f"{q(ctx.python)} -m flux_devstack.netpipe loopback {q(str(network_dir(ctx, host)))} {' '.join(ports)} &",
             # the pipe's last port answers once all are bound
             f"for _ in $(seq 200); do (: >/dev/tcp/127.0.0.1/{ports[-1]}) 2>/dev/null && break; sleep 0.05; done",
             'exec "$@"',
@@ -227,7 +226,7 @@ def airflow_settings(ctx: Context) -> dict[str, dict[str, str]]:
     """The airflow.cfg sections that make the embedded configuration a cluster's."""
     own = databases(ctx)
     return {
-        "core": {"executor": "CeleryExecutor", "hostname_callable": "flux_provider.devstack.hosts.hostname"},
+        "core": {"executor": "CeleryExecutor", "hostname_callable": "flux_devstack.hosts.hostname"},
         "database": {"sql_alchemy_conn": own.sql_alchemy_conn},
         "celery": {
             "broker_url": own.broker_url,

@@ -1,6 +1,6 @@
 """The media company's source data, generated deterministically into the SQL Server stand-in.
 
-``python -m flux_provider.devstack.sample_data --rows 20000`` (re)creates four
+``python -m flux_devstack.sample_data --rows 20000`` (re)creates four
 tables in the stand-in's database (``$FLUX_MSSQL_DB``, or ``--db``), or with
 ``--mssql-conn mssql_default`` in a real SQL Server (the init job of
 ``docker-compose.yaml``):
@@ -26,7 +26,7 @@ import random
 import sqlite3
 from pathlib import Path
 
-from flux_provider.devstack.tds.seed import load_seed
+from flux_devstack.tds.seed import load_seed
 
 DDL = """
 DROP TABLE IF EXISTS dbo.catalog_titles;
@@ -154,7 +154,7 @@ def sample_rows(rows: int, *, seed: int = 7, end: dt.date = dt.date(2026, 3, 4))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flux_provider.devstack.sample_data", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m flux_devstack.sample_data", description=__doc__)
     parser.add_argument("--rows", type=int, default=20_000, help="viewing sessions (other tables scale with it)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--db", default=os.environ.get("FLUX_MSSQL_DB"), help="the stand-in's SQLite file")
