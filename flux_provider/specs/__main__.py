@@ -1,48 +1,69 @@
-"""``python -m flux_provider.specs check|pools FOLDER...``: validate specs, create their pools.
+"""``flux-specs check|pools PATH...`` (or ``python -m flux_provider.specs``): validate specs, create their pools.
 
-* ``check``: parse and validate every spec, then what spans specs (one data set
-  name across all folders, no ``<after>`` cycle); prints one line per data set,
-  each error with its file, line and fix, and warnings (a template that a run
-  without a logical date cannot render; a DAG file Airflow's safe mode would
-  skip); exit code 1 if any is broken (or, with ``--strict``, any warning).
-* ``pools sync [--reset]``: create the pools the valid specs name (Airflow's
-  metadata database must be reachable, as for ``airflow pools``).
+* ``check PATH...``: every spec at the paths (files, or folders searched at any
+  depth; XML files whose root element is not ``<dataset>`` are skipped) is
+  parsed and validated, then what spans specs: one data set name throughout,
+  no ``<after>`` cycle. It prints one line per data set, each error with its
+  file, line, element and fix, and warnings (a template that a run without a
+  logical date cannot render; a DAG file Airflow's safe mode would skip; a pool
+  larger than the executor). ``--format json`` prints one JSON document
+  instead, for CI annotations.
+* ``pools sync [--reset] FOLDER...``: create the pools the valid specs name
+  (Airflow's metadata database must be reachable, as for ``airflow pools``).
 
-Both warn about a data set whose pool may hold more slots than the executor
-runs at once (``[core] parallelism``): those slots would never be used.
+Exit codes of ``check``: 0 every spec is valid (warnings allowed, unless
+``--strict``); 1 a spec is invalid (or, with ``--strict``, a warning); 2 there is
+nothing to check: a path does not exist, or no spec was found. Results go to
+standard output; Airflow's own log lines, if any, go to standard error.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
 
-from flux_provider.specs.checks import beyond_the_executor, check_folders
-from flux_provider.specs.factory import load_specs
-from flux_provider.specs.pools import sync_pools
+OK, INVALID, NOTHING = 0, 1, 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flux_provider.specs", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="flux-specs", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="validate specs")
-    check.add_argument("folders", nargs="+")
+    check = sub.add_parser("check", help="validate specs (exit 0 valid, 1 invalid, 2 nothing to check)")
+    check.add_argument("paths", nargs="+", metavar="PATH", help="a spec file, or a folder searched at any depth")
     check.add_argument("--strict", action="store_true", help="warnings fail the check too (exit code 1)")
+    check.add_argument("--format", choices=["text", "json"], default="text", help="text lines, or one JSON document")
     pools = sub.add_parser("pools", help="create the specs' pools")
     pools.add_argument("action", choices=["sync"])
     pools.add_argument("folders", nargs="+")
     pools.add_argument("--reset", action="store_true", help="set existing pools back to their initial slots")
     args = parser.parse_args(argv)
 
+    # Airflow logs as it is imported (to standard output, by default): keep that out of the results
+    with contextlib.redirect_stdout(sys.stderr):
+        from flux_provider.specs.checks import beyond_the_executor, check_paths
+        from flux_provider.specs.factory import load_specs
+        from flux_provider.specs.pools import sync_pools
+
     if args.command == "check":
-        report = check_folders(args.folders)
-        for error in report.errors:
-            print(f"error: {error}", file=sys.stderr)
-        for warning in report.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        for spec in report.specs:
-            print(f"ok     {spec.name:<24} {spec.path}")
-        return 1 if report.errors or (args.strict and report.warnings) else 0
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                report = check_paths(args.paths)
+        except FileNotFoundError as missing:
+            print(f"flux-specs: {missing.args[0]}: no such file or folder", file=sys.stderr)
+            return NOTHING
+        checked = len(report.specs) + len(report.errors)
+        code = INVALID if report.errors or (args.strict and report.warnings) else OK
+        if not checked:
+            code = NOTHING
+        if args.format == "json":
+            print(json.dumps(as_json(report, code), indent=2))
+        else:
+            print_text(report)
+            if not checked:
+                print(f"flux-specs: no spec (an XML file with a <dataset> root) in {' '.join(args.paths)}")
+        return code
 
     specs, errors = [], []
     for folder in args.folders:
@@ -56,6 +77,41 @@ def main(argv: list[str] | None = None) -> int:
     for name, slots, action in sync_pools(specs, reset=args.reset):
         print(f"{action:<8} pool {name} ({slots} slots)")
     return 0
+
+
+def print_text(report) -> None:
+    for error in report.errors:
+        print(f"error: {error}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    for spec in report.specs:
+        print(f"ok     {spec.name:<24} {spec.path}")
+    print(
+        f"{len(report.specs)} valid, {len(report.errors)} invalid, {len(report.warnings)} warnings"
+        + (f"; {len(report.skipped)} other XML files skipped" if report.skipped else "")
+    )
+
+
+def as_json(report, code: int) -> dict:
+    """The report as one document: ``errors`` and ``warnings`` carry ``path`` and ``line`` for annotations."""
+    return {
+        "exit_code": code,
+        "valid": [{"dataset": s.name, "path": str(s.path)} for s in report.specs],
+        "errors": [
+            {
+                "path": e.path,
+                "line": e.line,
+                "element": e.element,
+                "dataset": e.dataset,
+                "message": e.detail,
+                "fix": e.fix,
+                "text": str(e),
+            }
+            for e in report.errors
+        ],
+        "warnings": [{"path": w.path, "line": w.line, "message": w.message, "text": str(w)} for w in report.warnings],
+        "skipped": [str(p) for p in report.skipped],
+    }
 
 
 if __name__ == "__main__":

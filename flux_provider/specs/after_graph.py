@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from flux_provider.specs.parser import SpecError
+from flux_provider.specs.parser import SpecError, element_line
 
 
 def cycle_through(start: str, after_of: Callable[[str], Iterable[str]]) -> list[str] | None:
@@ -54,6 +54,12 @@ def cycle_error(cycle: list[str], path_of: Callable[[str], Path | str]) -> SpecE
             f"<after> makes a cycle: {' -> '.join(cycle)} (each waits for the next; {files}); once one runs "
             "they would trigger each other forever"
         )
+    first = path_of(cycle[0])
     return SpecError(
-        path_of(cycle[0]), message, element="after", dataset=cycle[0], fix="remove the <after> that closes the cycle"
+        first,
+        message,
+        line=element_line(first, "after", cycle[1]),
+        element="after",
+        dataset=cycle[0],
+        fix="remove the <after> that closes the cycle",
     )

@@ -18,6 +18,7 @@ from flux_provider.hooks.landing import LandingRule
 from flux_provider.identifiers import hive_identifier, hive_type, sqlserver_identifier
 from flux_provider.queries import QueryRefused, check_read_only
 from flux_provider.recovery import Action, Match, Rule
+from flux_provider.specs import schema_errors
 from flux_provider.specs.model import (
     Chunking,
     DatasetSpec,
@@ -51,7 +52,7 @@ class SpecError(FluxTerminalError):
         fix: str | None = None,
         dataset: str | None = None,
     ):
-        self.path, self.line, self.element, self.fix = str(path), line, element, fix
+        self.path, self.line, self.element, self.fix, self.detail = str(path), line, element, fix, message
         where = f"{path}:{line}" if line else str(path)
         text = f"{where}: " + (f"<{element}>: " if element else "") + message + (f". Fix: {fix}" if fix else "")
         super().__init__(text, error_class=ErrorClass.CONFIG, dataset=dataset, step="spec")
@@ -122,23 +123,25 @@ def parse_xml(path: Path):
         ) from None
 
 
+def element_line(path: Path | str, tag: str, text: str | None = None) -> int | None:
+    """The line of the first ``<tag>`` of the spec at ``path`` (whose text is ``text``, if given), or None."""
+    try:
+        root = parse_xml(Path(path)).getroot()
+    except (OSError, SpecError):
+        return None
+    for element in root.iter(tag):
+        if text is None or (element.text or "").strip() == text:
+            return element.sourceline
+    return None
+
+
 def validate_schema(path: Path, tree) -> None:
     schema = _schema()
     if schema.validate(tree):
         return
     error = schema.error_log[0]
-    message = re.sub(r"^Element '([^']+)'(, attribute '([^']+)')?: ", "", error.message)
-    element = re.match(r"^Element '([^']+)'(?:, attribute '([^']+)')?", error.message)
-    where = None
-    if element:
-        where = element.group(1) + (f" {element.group(2)}=" if element.group(2) else "")
-    raise SpecError(
-        path,
-        message,
-        line=error.line,
-        element=where,
-        fix=f"see {XSD.name} (shipped in flux_provider/specs) for the allowed elements and values",
-    )
+    explained = schema_errors.explain(error.message)
+    raise SpecError(path, explained.message, line=error.line, element=explained.element, fix=explained.fix)
 
 
 def delimiter(text: str) -> str:
