@@ -7,9 +7,9 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 CONSTRAINTS := constraints/constraints-3.11.txt
 STAMP       := $(VENV)/.flux-installed
-DEVSTACK    := $(PY) -m flux_provider.devstack
+DEVSTACK    := $(PY) -m flux_devstack
 
-.PHONY: demo test unit lint bench up down status env setup system-deps constraints vendor clean
+.PHONY: demo test unit lint docs bench up down status env setup system-deps constraints vendor clean
 
 # The main job: the sample media bundle (dags/specs/*.xml) through the real scheduler; exit 0 only if
 # every data set ran and reconciled. DEMO_ROWS scales the generated source (viewing sessions).
@@ -32,6 +32,13 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The documentation site (docs/, Sphinx + MyST): the generated references rewritten, then built with warnings
+# as errors and its internal links checked. Open docs/_build/html/index.html.
+docs: setup
+	$(PY) docs/reference.py
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	$(PY) -m sphinx -W --keep-going -q -b linkcheck docs docs/_build/linkcheck
+
 # Benchmarks (not part of the suite): prints a table, writes benchmarks/results/*.json and *.png.
 bench: setup
 	$(PY) benchmarks/export_bench.py $(BENCH_ARGS)
@@ -49,8 +56,11 @@ system-deps:
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e ".[devstack,test,bench]"
-	$(PY) -m flux_provider.devstack.jars
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e ".[devstack,test,bench,docs]"
+	# the repository's own packages beside the product (flux_devstack, tests, benchmarks), which the wheel
+	# does not ship, importable from every process of the venv: the stack's services included
+	$(PY) -c 'import pathlib, sys, sysconfig; pathlib.Path(sysconfig.get_path("purelib"), "flux-repo.pth").write_text(sys.argv[1] + "\n")' "$(CURDIR)"
+	$(PY) -m flux_devstack.jars
 	touch $@
 
 up: setup
