@@ -177,7 +177,7 @@ def chunked_upload_only(client, encoded: Path, run_key: str) -> float:
     from boto3.s3.transfer import TransferConfig
 
     from flux_provider.formats.chunker import Chunk
-    from flux_provider.hooks.s3_chunks import ChunkUploader
+    from flux_provider.hooks.chunk_uploader import ChunkUploader
 
     part = 64 * 2**20  # the operator's defaults: 32 MB chunks in one PUT each, 4 at once
     uploader = ChunkUploader(
@@ -196,7 +196,7 @@ def chunked_upload_only(client, encoded: Path, run_key: str) -> float:
             uploader.submit(Chunk(index, data, 0, len(data)))
             index += 1
     uploader.finish()
-    uploader.publish({})
+    uploader.publish()
     uploader.close()
     return time.perf_counter() - start
 

@@ -45,6 +45,38 @@ CONFIG_OPTIONS = {
 }
 
 
+OPERATOR_MODULES = [
+    "flux_provider.operators.bcp_export",
+    "flux_provider.operators.s3_chunk_upload",
+    "flux_provider.operators.bcp_to_s3",
+    "flux_provider.operators.split_plan",
+    "flux_provider.operators.publish_run",
+    "flux_provider.operators.hive_transform",
+    "flux_provider.operators.partition_refresh",
+]
+HOOK_MODULES = [
+    "flux_provider.hooks.bcp",
+    "flux_provider.hooks.dbapi_export",
+    "flux_provider.hooks.s3_chunk_upload",
+    "flux_provider.hooks.hive_session",
+    "flux_provider.hooks.s3_client",
+]
+
+
+def _config() -> dict:
+    """The ``[flux]`` section: `airflow config list` shows it, and every read falls back to its default."""
+    options = {
+        name: {"description": text, "version_added": "0.1.0", "type": kind, "example": None, "default": default}
+        for name, (text, kind, default) in CONFIG_OPTIONS.items()
+    }
+    return {
+        "flux": {
+            "description": "flux_provider: staging files, the throttle controller and the S3 client.",
+            "options": options,
+        }
+    }
+
+
 def get_provider_info() -> dict:
     """Describe the provider to Airflow's ProvidersManager (``airflow providers list``)."""
     return {
@@ -65,48 +97,10 @@ def get_provider_info() -> dict:
         ],
         # BcpHook uses the microsoft-mssql provider's ``mssql`` connection type and the Hive steps the
         # apache-hive provider's ``hiveserver2``/``hive_metastore``: no connection type of our own.
-        "operators": [
-            {
-                "integration-name": "Flux",
-                "python-modules": [
-                    "flux_provider.operators.bcp_export",
-                    "flux_provider.operators.s3_chunk_upload",
-                    "flux_provider.operators.bcp_to_s3",
-                    "flux_provider.operators.hive_transform",
-                    "flux_provider.operators.partition_refresh",
-                ],
-            },
-        ],
-        "hooks": [
-            {
-                "integration-name": "Flux",
-                "python-modules": [
-                    "flux_provider.hooks.bcp",
-                    "flux_provider.hooks.dbapi_export",
-                    "flux_provider.hooks.s3_chunks",
-                    "flux_provider.hooks.hive_session",
-                    "flux_provider.hooks.chunked_upload",
-                    "flux_provider.hooks.s3_client",
-                ],
-            },
-        ],
+        "operators": [{"integration-name": "Flux", "python-modules": OPERATOR_MODULES}],
+        "hooks": [{"integration-name": "Flux", "python-modules": HOOK_MODULES}],
         "connection-types": [],
-        # `airflow config list` shows these; every value is read with this default as its fallback
-        "config": {
-            "flux": {
-                "description": "flux_provider: staging files, the throttle controller and the S3 client.",
-                "options": {
-                    name: {
-                        "description": text,
-                        "version_added": "0.1.0",
-                        "type": kind,
-                        "example": None,
-                        "default": default,
-                    }
-                    for name, (text, kind, default) in CONFIG_OPTIONS.items()
-                },
-            }
-        },
+        "config": _config(),
         "plugins": [
             {"name": "flux", "plugin-class": "flux_provider.plugin.FluxPlugin"},
         ],

@@ -164,7 +164,7 @@ class FluxError(Exception):
         return self.error_class.terminal
 
     def as_dict(self) -> dict:
-        return ErrorRecord.of(self).to_xcom()
+        return ErrorRecord.of(self).to_json()
 
 
 class FluxTerminalError(FluxError, AirflowFailException):
@@ -224,14 +224,14 @@ class ErrorRecord:
     def decided(self, recovery: dict) -> ErrorRecord:
         return replace(self, recovery=recovery)
 
-    def to_xcom(self) -> dict:
+    def to_json(self) -> dict:
         out = asdict(self)
         if out["recovery"] is None:
             del out["recovery"]
         return out
 
     @classmethod
-    def from_xcom(cls, value) -> ErrorRecord | None:
+    def from_json(cls, value) -> ErrorRecord | None:
         if value is None:
             return None
         if isinstance(value, (str, bytes)):

@@ -1,50 +1,24 @@
-"""What each step hands the next, as small typed records (the XCom ``return_value`` of each step).
+"""What each step hands the next: the XCom ``return_value`` of each step, as typed records.
 
-Each record is a frozen dataclass with ``to_xcom()`` (the JSON-ready dict Airflow
-stores; its keys are the public XCom format, documented in the README) and
-``from_xcom(value)`` (accepts that dict, its JSON text, or None). Readers (the next
+Each is a :class:`~flux_provider.records.Record`: its ``to_json()`` is the dict
+Airflow stores (its keys are the public XCom format, see the operators' docs), and
+``from_json(value)`` reads that dict, its JSON text, or None. Readers (the next
 operator, the run report, the dashboard API, the demo) use the fields instead of
-repeating key names; keys a record does not know are kept in ``extra``, so a newer
-writer never breaks an older reader.
+repeating key names.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
-T = TypeVar("T", bound="_Record")
-
-
-class _Record:
-    """``to_xcom`` / ``from_xcom`` for the dataclasses below."""
-
-    extra: dict
-
-    def to_xcom(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        if isinstance(out.get("export"), _Record):
-            out["export"] = out["export"].to_xcom()
-        return {**out, **self.extra}
-
-    @classmethod
-    def from_xcom(cls: type[T], value: Any) -> T | None:
-        if value is None:
-            return None
-        if isinstance(value, (str, bytes)):
-            value = json.loads(value)
-        if not isinstance(value, dict):
-            raise TypeError(f"{cls.__name__}: expected the step's XCom dict, got {type(value).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: v for k, v in value.items() if k in names}
-        return cls(**known, extra={k: v for k, v in value.items() if k not in names})
+from flux_provider.records import Record
 
 
 @dataclass(frozen=True)
-class ExportResult(_Record):
+class ExportResult(Record):
     """Step 1 -> 2: the export file (``path`` None when streamed) and how to read it."""
+
+    KIND = "flux.export"
 
     dataset: str | None = None
     path: str | None = None
@@ -64,8 +38,13 @@ class ExportResult(_Record):
 
 
 @dataclass(frozen=True)
-class UploadResult(_Record):
-    """Step 2 -> 3: the published run in S3 (streaming mode also carries its ``export``)."""
+class UploadResult(Record):
+    """Step 2 -> 3: the published run in S3 (streaming mode also carries its ``export``).
+
+    This is also what publishing returns: the upload operators and ``PublishRunOperator``."""
+
+    KIND = "flux.upload"
+    NESTED = {"export": ExportResult}
 
     dataset: str | None = None
     location: str | None = None
@@ -84,17 +63,12 @@ class UploadResult(_Record):
     export: ExportResult | None = None
     extra: dict = field(default_factory=dict)
 
-    @classmethod
-    def from_xcom(cls, value: Any) -> UploadResult | None:
-        record = super().from_xcom(value)
-        if record is not None and isinstance(record.export, dict):
-            record = dataclasses.replace(record, export=ExportResult.from_xcom(record.export))
-        return record
-
 
 @dataclass(frozen=True)
-class TransformResult(_Record):
+class TransformResult(Record):
     """Step 3 -> 4: rows per stage and the partitions written."""
+
+    KIND = "flux.transform"
 
     dataset: str | None = None
     run: str | None = None

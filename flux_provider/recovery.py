@@ -41,56 +41,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from flux_provider.errors import ErrorRecord
+from flux_provider.rules import DEFAULT_RULES, Action, Match, Rule, matches
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Match:
-    error_class: str | None = None
-    number: int | None = None
-    exit_code: int | None = None
-    message: str | None = None  # a regular expression
-    step: str | None = None
-
-
-@dataclass(frozen=True)
-class Action:
-    kind: str  # retry, throttle_down, fail, skip, alert
-    options: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Rule:
-    match: Match
-    actions: tuple[Action, ...]
-    name: str | None = None
-    line: int | None = None
-
-
-DEFAULT_RULES = (
-    Rule(
-        match=Match(),
-        actions=(Action("retry", {"count": 5, "delaySeconds": 60}), Action("alert")),
-        name="default: 5 retries a minute apart, then fail and alert",
-    ),
-)
-
-
-def matches(match: Match, record: ErrorRecord) -> bool:
-    checks = [
-        (match.error_class, record.error_class),
-        (match.number, record.server_number),
-        (match.exit_code, record.exit_code),
-        (match.step, record.step),
-    ]
-    if any(want is not None and want != got for want, got in checks):
-        return False
-    return match.message is None or re.search(match.message, record.message or "") is not None
-
-
 def _record(report: ErrorRecord | dict) -> ErrorRecord:
-    return report if isinstance(report, ErrorRecord) else ErrorRecord.from_xcom(report)
+    return report if isinstance(report, ErrorRecord) else ErrorRecord.from_json(report)
 
 
 @dataclass(frozen=True)
@@ -341,3 +298,18 @@ class RecoveryPolicy(_retry_policy_base()):
 
     def serialize(self) -> dict:
         return {"rules": len(self.recovery.rules)}
+
+
+__all__ = [
+    "DEFAULT_RULES",
+    "Action",
+    "Match",
+    "Outcome",
+    "Recovery",
+    "RecoveryPolicy",
+    "Rule",
+    "WebhookNotifier",
+    "matches",
+    "retry_reason",
+    "send_alert",
+]

@@ -23,11 +23,11 @@ def stage_rows(xcom: Callable[[str], Any]) -> dict:
     ``reconciled``: export rows = upload rows = staging rows (None before the transform ran);
     ``parts``: rows per part of a split run (``[]`` otherwise).
     """
-    upload = UploadResult.from_xcom(xcom(PUBLISH) or xcom(EXPORT_UPLOAD) or xcom(UPLOAD)) or UploadResult()
+    upload = UploadResult.from_json(xcom(PUBLISH) or xcom(EXPORT_UPLOAD) or xcom(UPLOAD)) or UploadResult()
     if upload.extra.get("part"):  # one part of a split run that is not published yet
         upload = UploadResult()
-    export = upload.export or ExportResult.from_xcom(xcom(EXPORT)) or ExportResult()
-    transform = TransformResult.from_xcom(xcom(TRANSFORM)) or TransformResult()
+    export = upload.export or ExportResult.from_json(xcom(EXPORT)) or ExportResult()
+    transform = TransformResult.from_json(xcom(TRANSFORM)) or TransformResult()
     exported, uploaded, staged = export.rows, upload.rows, transform.staging_rows
     return {
         "exported": exported,

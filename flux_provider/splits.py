@@ -16,9 +16,10 @@ Pure: no Airflow, no connection (the plan operator reads the bounds).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 from flux_provider.identifiers import sqlserver_identifier
+from flux_provider.records import Record
 
 #: At most this many parts per run: each is a task instance and a query against the source.
 MAX_PARTS = 256
@@ -29,16 +30,20 @@ NULL_PART = "pnull"
 
 
 @dataclass(frozen=True)
-class Part:
-    """One query of a split export."""
+class Part(Record):
+    """One query of a split export: what the plan task hands each mapped export task.
 
-    name: str
-    sql: str
+    ``prefix``: the run's S3 prefix, which the plan fixes so that every part (and every retry of a part)
+    uploads into the same run."""
+
+    KIND = "flux.split-part"
+
+    name: str = ""
+    sql: str = ""
     count_sql: str | None = None
     predicate: str | None = None  # the WHERE of a range or window part (None: an explicit query)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    prefix: str | None = None
+    extra: dict = field(default_factory=dict)
 
 
 def part_names(count: int) -> list[str]:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from flux_provider.hooks.s3_chunks import MANIFEST, POINTER
+from flux_provider.run_records import Pointer
+from flux_provider.s3_layout import DatasetLayout
 
 #: S3's DeleteObjects limit.
 DELETE_BATCH = 1000
@@ -57,19 +58,18 @@ class LandingRun:
 
 def landing_runs(client, bucket: str, location: str) -> list[LandingRun]:
     """Every generation under ``s3://bucket/location/runs/``."""
-    base = f"{location.strip('/')}/runs/" if location.strip("/") else "runs/"
+    layout = DatasetLayout(bucket, location)
     found: dict[str, list[dict]] = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=layout.runs_prefix):
         for obj in page.get("Contents", []):
-            name = obj["Key"][len(base) :].split("/", 1)[0]
-            found.setdefault(name, []).append(obj)
+            found.setdefault(layout.generation_of(obj["Key"]), []).append(obj)
     return [
         LandingRun(
             name=name,
             keys=tuple(o["Key"] for o in objs),
             bytes=sum(o["Size"] for o in objs),
             newest=max(o["LastModified"] for o in objs),
-            complete=f"{base}{name}/{MANIFEST}" in {o["Key"] for o in objs},
+            complete=layout.run(name).manifest_key in {o["Key"] for o in objs},
         )
         for name, objs in sorted(found.items())
     ]
@@ -79,13 +79,12 @@ def published_run(client, bucket: str, location: str) -> str | None:
     """The generation the data set's pointer names, or None when nothing is published."""
     import json
 
-    location = location.strip("/")
-    key = f"{location}/{POINTER}" if location else POINTER
+    layout = DatasetLayout(bucket, location)
     try:
-        pointer = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        pointer = Pointer.from_json(json.loads(client.get_object(Bucket=bucket, Key=layout.pointer_key)["Body"].read()))
     except client.exceptions.NoSuchKey:
         return None
-    return pointer["manifest"].rstrip("/").rsplit("/", 2)[-2]
+    return layout.generation_of(pointer.manifest)
 
 
 def to_remove(runs: list[LandingRun], rule: LandingRule, keep: set[str], now: dt.datetime) -> list[LandingRun]:

@@ -21,13 +21,14 @@ log = logging.getLogger(__name__)
 
 
 def s3_config():
-    from airflow.configuration import conf
     from botocore.config import Config
 
+    from flux_provider.config import flux_float, flux_int
+
     return Config(
-        connect_timeout=conf.getfloat("flux", "s3_connect_timeout", fallback=5.0),
-        read_timeout=conf.getfloat("flux", "s3_read_timeout", fallback=15.0),
-        retries={"max_attempts": conf.getint("flux", "s3_max_attempts", fallback=2), "mode": "standard"},
+        connect_timeout=flux_float("s3_connect_timeout"),
+        read_timeout=flux_float("s3_read_timeout"),
+        retries={"max_attempts": flux_int("s3_max_attempts"), "mode": "standard"},
     )
 
 

@@ -42,9 +42,9 @@ def lost_try_retry_delay() -> dt.timedelta:
     """Airflow's own wait before the next try when a try dies without reaching the rules (killed by a
     signal or the OOM killer, heartbeat lost): ``[flux] lost_try_retry_delay``, by default the default
     rule's minute, not Airflow's 300 s."""
-    from airflow.configuration import conf
+    from flux_provider.config import flux_float
 
-    return dt.timedelta(seconds=conf.getfloat("flux", "lost_try_retry_delay", fallback=60.0))
+    return dt.timedelta(seconds=flux_float("lost_try_retry_delay"))
 
 
 def try_number(context) -> int | None:
@@ -181,8 +181,8 @@ class FluxOperator(BaseOperator):
         then their objects. Unless another run of the DAG is running (its generation is not this one's to
         judge), and never failing the load that did its work: what is left waits for the next run."""
         from flux_provider.hooks import landing
-        from flux_provider.hooks.s3_chunks import split_s3_url
         from flux_provider.hooks.s3_client import s3_client
+        from flux_provider.s3_layout import parse_s3_url
 
         where = getattr(self, "landing", None)
         if where is None:
@@ -192,7 +192,7 @@ class FluxOperator(BaseOperator):
         if beside != 0:
             self.log.info("data set %s: other runs are running: landing retention waits for a run alone", self.dataset)
             return {"skipped": "other runs running"}
-        bucket, location = split_s3_url(where.s3_location)
+        bucket, location = parse_s3_url(where.s3_location)
         try:
             client = s3_client(getattr(self, "aws_conn_id", None))
             runs = landing.landing_runs(client, bucket, location)
@@ -259,7 +259,7 @@ class FluxOperator(BaseOperator):
         push = getattr(ti, "xcom_push", None)
         if push is not None:
             try:
-                push(key=ERROR_XCOM, value=record.decided(outcome.as_dict()).to_xcom())
+                push(key=ERROR_XCOM, value=record.decided(outcome.as_dict()).to_json())
             except Exception as push_failed:  # reporting must never hide the real failure
                 self.log.warning("could not record the error class: %s", push_failed)
         if outcome.alert:

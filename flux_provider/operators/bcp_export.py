@@ -43,9 +43,9 @@ ENGINES = ("auto", "bcp", "dbapi")
 
 
 def default_staging_dir() -> str:
-    from airflow.configuration import conf
+    from flux_provider.config import flux_str
 
-    return conf.get("flux", "staging_dir", fallback="/tmp/flux-staging")
+    return flux_str("staging_dir")
 
 
 def _safe(part: str) -> str:
@@ -261,7 +261,7 @@ class BcpExportOperator(FluxOperator):
             size / 1e6 / max(seconds, 1e-9),
             final,
         )
-        return self.export_info(path=str(final), rows=rows, size=size, tool=tool, seconds=seconds).to_xcom()
+        return self.export_info(path=str(final), rows=rows, size=size, tool=tool, seconds=seconds).to_json()
 
     def source_lineage(self) -> list:
         """The table or the query's tables this export reads (SQL Server sources only)."""
@@ -278,7 +278,7 @@ class BcpExportOperator(FluxOperator):
         from flux_provider.operators import lineage
 
         inputs = self.source_lineage()
-        export = ExportResult.from_xcom(self.flux_result) if complete else None
+        export = ExportResult.from_json(self.flux_result) if complete else None
         if export is None or not export.path:
             return inputs, []
         output = lineage.file_output(

@@ -19,7 +19,7 @@ and several workers. Publishing waits for the export's own verdict (exit code,
 server messages, row count, optional count query): a failed export publishes
 nothing. Accepts every ``BcpExportOperator`` argument plus ``s3_location``,
 ``aws_conn_id`` and ``upload_options`` (the chunking and encoding arguments of
-``S3ChunkUploadOperator``; both use :class:`~flux_provider.hooks.chunked_upload.S3ChunkUploadHook`).
+``S3ChunkUploadOperator``; both use :class:`~flux_provider.hooks.s3_chunk_upload.S3ChunkUploadHook`).
 XCom ``return_value``: the upload's result with the export's under ``export``.
 
 One part of a split export (what the DAG factory maps over a data set's plan)::
@@ -43,10 +43,54 @@ from collections.abc import Sequence
 
 from flux_provider.errors import ErrorClass
 from flux_provider.handoffs import ExportResult, UploadResult
-from flux_provider.hooks.chunked_upload import ChunkSettings, S3ChunkUploadHook
+from flux_provider.hooks.s3_chunk_upload import ChunkSettings, S3ChunkUploadHook
 from flux_provider.operators.base import try_number
 from flux_provider.operators.bcp_export import BcpExportOperator
 from flux_provider.run_day import VARIABLE as DAY_VARIABLE
+from flux_provider.splits import Part
+
+
+class PipeExport:
+    """The export engine in a thread, writing into a named pipe that the upload reads."""
+
+    def __init__(self, engine, pipe):
+        self.engine, self.pipe = engine, pipe
+        self.rows: int | None = None
+        self.tool: str | None = None
+        self.error: BaseException | None = None
+        self.reader_done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="flux-export", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.rows, self.tool = self.engine(str(self.pipe))
+        except BaseException as exc:  # handed to the main thread, which decides
+            self.error = exc
+        finally:
+            self._release_reader()
+
+    def _release_reader(self) -> None:
+        """The engine may have failed before opening the pipe: open and close it once a reader is there,
+        so the reader sees EOF instead of waiting forever."""
+        while not self.reader_done.is_set():
+            try:
+                os.close(os.open(self.pipe, os.O_WRONLY | os.O_NONBLOCK))
+                break
+            except FileNotFoundError:
+                break
+            except OSError:  # ENXIO: the reader has not opened the pipe yet
+                time.sleep(0.02)
+
+    def wait(self) -> None:
+        """Wait for the export's own verdict; raise its error."""
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def failed_first(self) -> BaseException | None:
+        """The export's error if it already ended with one (it then explains the upload's failure)."""
+        self.thread.join(timeout=0.5)
+        return self.error if not self.thread.is_alive() else None
 
 
 class BcpToS3Operator(BcpExportOperator):
@@ -66,17 +110,22 @@ class BcpToS3Operator(BcpExportOperator):
         super().__init__(**kwargs)
         self.s3_location, self.aws_conn_id = s3_location, aws_conn_id
         self.upload_options = dict(upload_options or {})
+        self.settings = ChunkSettings.of(self.upload_options, dataset=self.dataset)
         self.part = part
         self._upload: S3ChunkUploadHook | None = None
 
+    def _part(self) -> Part | None:
+        return Part.from_json(self.part) if isinstance(self.part, dict) else None
+
     def _fail(self, message: str, error_class: ErrorClass = ErrorClass.CONFIG):
-        return super()._fail(f"part {self.part['name']}: {message}" if self.part else message, error_class)
+        part = self._part()
+        return super()._fail(f"part {part.name}: {message}" if part else message, error_class)
 
     def lineage(self, complete: bool) -> tuple[list, list]:
         from flux_provider.operators import lineage
 
         inputs = self.source_lineage()
-        upload = UploadResult.from_xcom(self.flux_result) if complete else None
+        upload = UploadResult.from_json(self.flux_result) if complete else None
         export = upload.export if upload else None
         output = lineage.export_output(
             self.s3_location,
@@ -89,57 +138,33 @@ class BcpToS3Operator(BcpExportOperator):
 
     def run(self, context) -> dict:
         started = time.monotonic()
-        if self.part:
+        part = self._part()
+        if part:
             self.table = self.schema = None
-            self.sql, self.count_sql = self.part["sql"], self.part.get("count_sql")
+            self.sql, self.count_sql = part.sql, part.count_sql
         self.prepare()
         final, _ = self._paths(context)
         pipe = final.with_name(final.name + ".fifo")
         pipe.unlink(missing_ok=True)
         os.mkfifo(pipe, 0o600)
-        outcome: dict = {}
-        reader_done = threading.Event()
-
-        def export() -> None:
-            try:
-                outcome["rows"], outcome["tool"] = self.run_engine(str(pipe))
-            except BaseException as exc:  # handed to the main thread, which decides
-                outcome["error"] = exc
-            finally:
-                # The engine may have failed before opening the pipe: open and close it once a reader is
-                # there, so the reader sees EOF instead of waiting forever.
-                while not reader_done.is_set():
-                    try:
-                        os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
-                        break
-                    except FileNotFoundError:
-                        break
-                    except OSError:  # ENXIO: the reader has not opened the pipe yet
-                        time.sleep(0.02)
+        export = PipeExport(self.run_engine, pipe)
+        info = self.export_info(path=None, rows=None, size=None, tool="", seconds=0)
 
         def before_publish(encoded_rows: int) -> ExportResult:
-            exporter.join()
-            if "error" in outcome:
-                raise outcome["error"]
-            if encoded_rows != outcome["rows"]:
+            export.wait()
+            if encoded_rows != export.rows:
                 raise self._fail(
-                    f"the export reported {outcome['rows']} rows but {encoded_rows} arrived through the pipe",
+                    f"the export reported {export.rows} rows but {encoded_rows} arrived through the pipe",
                     ErrorClass.DATA,
                 )
-            self.check_count(outcome["rows"])
-            return dataclasses.replace(info, rows=outcome["rows"], tool=outcome["tool"])
+            self.check_count(export.rows)
+            return dataclasses.replace(info, rows=export.rows, tool=export.tool)
 
-        try:
-            settings = ChunkSettings(**self.upload_options)
-        except TypeError as exc:
-            raise self._fail(f"upload_options: {exc}") from None
-        self._upload = S3ChunkUploadHook(self.aws_conn_id, dataset=self.dataset, settings=settings)
-        info = self.export_info(path=None, rows=None, size=None, tool="", seconds=0)
-        exporter = threading.Thread(target=export, name="flux-export", daemon=True)
+        self._upload = S3ChunkUploadHook(self.aws_conn_id, dataset=self.dataset, settings=self.settings)
         self.log.info(
             "data set %s: streaming %s engine -> encoder -> s3 via %s", self.dataset, self.chosen_engine, pipe
         )
-        exporter.start()
+        export.thread.start()
         try:
             with open(pipe, "rb") as stream:
                 result = self._upload.upload_stream(
@@ -148,29 +173,23 @@ class BcpToS3Operator(BcpExportOperator):
                     self.s3_location,
                     context["ti"].run_id,
                     before_publish=before_publish,
-                    part=self.part["name"] if self.part else None,
-                    prefix=self.part["prefix"] if self.part else None,
+                    part=part.name if part else None,
+                    prefix=part.prefix if part else None,
                     day=context.get(DAY_VARIABLE),
                     attempt=try_number(context),
                 )
         except BaseException:
-            exporter.join(timeout=0.5)
-            if not exporter.is_alive() and "error" in outcome:
-                raise outcome["error"] from None  # the export failed first: its error says why
+            if (first := export.failed_first()) is not None:
+                raise first from None  # the export failed first: its error says why
             self.on_kill()  # the upload failed: stop the export, nobody reads the pipe any more
-            exporter.join(timeout=30)
+            export.thread.join(timeout=30)
             raise
         finally:
-            reader_done.set()
+            export.reader_done.set()
             pipe.unlink(missing_ok=True)
-        export = self.export_info(
-            path=None,
-            rows=outcome["rows"],
-            size=result.raw_bytes,
-            tool=outcome["tool"],
-            seconds=time.monotonic() - started,
-        )
-        return dataclasses.replace(result, export=export).to_xcom()
+        seconds = time.monotonic() - started
+        done = self.export_info(path=None, rows=export.rows, size=result.raw_bytes, tool=export.tool, seconds=seconds)
+        return dataclasses.replace(result, export=done).to_json()
 
     def on_kill(self) -> None:
         super().on_kill()

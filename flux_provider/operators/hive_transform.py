@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import time
 from collections.abc import Sequence
 
@@ -59,10 +58,13 @@ from flux_provider.formats import hive_ddl
 from flux_provider.formats.export_file import Column
 from flux_provider.handoffs import TransformResult, UploadResult
 from flux_provider.hooks.hive_session import HiveSession
-from flux_provider.hooks.s3_chunks import changed_since_published, classify_s3
+from flux_provider.hooks.run_integrity import changed_since_published
 from flux_provider.hooks.s3_client import s3_client
+from flux_provider.hooks.s3_errors import classify_s3
 from flux_provider.identifiers import hive_identifier, hive_type
 from flux_provider.operators.base import FluxOperator
+from flux_provider.run_records import Manifest
+from flux_provider.s3_layout import DatasetLayout
 
 # Every partitioned INSERT runs with all partition columns dynamic (static values become literal
 # columns): Spark then writes to a staging directory and swaps in each partition only after the job
@@ -208,7 +210,7 @@ class HiveTransformOperator(FluxOperator):
         if info is None and self.upload_task_id:
             info = context["ti"].xcom_pull(task_ids=self.upload_task_id)
         try:
-            upload = UploadResult.from_xcom(info)
+            upload = UploadResult.from_json(info)
         except (TypeError, ValueError):
             upload = None
         if upload is None or not (upload.bucket and upload.manifest):
@@ -218,7 +220,7 @@ class HiveTransformOperator(FluxOperator):
             )
         return upload
 
-    def _manifest(self, upload: UploadResult) -> dict:
+    def _manifest(self, upload: UploadResult) -> Manifest:
         client = s3_client(self.aws_conn_id)
         try:
             body = client.get_object(Bucket=upload.bucket, Key=upload.manifest)["Body"].read()
@@ -226,14 +228,14 @@ class HiveTransformOperator(FluxOperator):
             raise self._fail(
                 f"cannot read the manifest s3://{upload.bucket}/{upload.manifest}: {exc}", classify_s3(exc)
             ) from exc
-        manifest = json.loads(body)
+        manifest = Manifest.from_json(body)
         try:
             problems = changed_since_published(client, manifest)
         except Exception as exc:  # classified
-            raise self._fail(f"cannot check the published run {manifest['location']}: {exc}", classify_s3(exc)) from exc
+            raise self._fail(f"cannot check the published run {manifest.location}: {exc}", classify_s3(exc)) from exc
         if problems:
             raise self._fail(
-                f"the run {manifest['location']} changed after it was published: {'; '.join(problems[:5])}"
+                f"the run {manifest.location} changed after it was published: {'; '.join(problems[:5])}"
                 + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
                 + ". A try Airflow gave up (a zombie) may have kept writing; nothing was read. Clear the upload "
                 "task to upload the run again (a new generation)",
@@ -242,10 +244,10 @@ class HiveTransformOperator(FluxOperator):
         return manifest
 
     # ------------------------------------------------------------------ steps
-    def ensure_staging(self, hive: HiveSession, manifest: dict) -> tuple[str, list[hive_ddl.StagingColumn]]:
+    def ensure_staging(self, hive: HiveSession, manifest: Manifest) -> tuple[str, list[hive_ddl.StagingColumn]]:
         """Create/refresh the raw table, the run's partition and the view. Returns (run partition, columns)."""
         columns = []
-        for raw in manifest["columns"]:
+        for raw in manifest.columns or []:
             column = Column.from_dict(raw)
             hive_identifier(column.name, f"column of the export ({column.system_type_name})", dataset=self.dataset)
             staged = hive_ddl.staging_column(column, timestamp_precision=self.timestamp_precision)
@@ -255,10 +257,11 @@ class HiveTransformOperator(FluxOperator):
         lowered = [c.name.lower() for c in columns]
         if len(set(lowered)) != len(lowered):
             raise self._fail(f"the export has columns that differ only in case ({lowered}); Hive names ignore case")
-        bucket, prefix = manifest["bucket"], manifest["prefix"].rstrip("/")
-        base = prefix.rsplit("/", 1)[0]
-        run = prefix.rsplit("/", 1)[1]
-        ddl = hive_ddl.raw_table_ddl(self.staging_raw, columns, manifest["encoding"], f"s3a://{bucket}/{base}/")
+        layout = DatasetLayout.run_of(manifest.bucket, manifest.prefix)
+        run = layout.name
+        ddl = hive_ddl.raw_table_ddl(
+            self.staging_raw, columns, manifest.encoding, f"s3a://{layout.bucket}/{layout.dataset.runs_prefix}"
+        )
         current = self._fingerprint(hive)
         if self.create_database and (current is None or self.database != self.staging_database):
             # the raw table exists: so does its database
@@ -283,7 +286,7 @@ class HiveTransformOperator(FluxOperator):
         hive.execute(
             f"ALTER TABLE {self.staging_raw} ADD IF NOT EXISTS "
             f"{hive_ddl.partition_clause({hive_ddl.RUN_PARTITION: run})} "
-            f"LOCATION {hive_ddl.sql_string(f's3a://{bucket}/{prefix}/')}"
+            f"LOCATION {hive_ddl.sql_string(f's3a://{layout.bucket}/{layout.prefix}')}"
         )
         hive.execute(
             hive_ddl.staging_view_ddl(self.staging, self.staging_raw, columns, run),
@@ -434,7 +437,7 @@ class HiveTransformOperator(FluxOperator):
             database, _, table = name.partition(".")
             if not (database == self.staging_database and table in staging_names):
                 inputs.append(lineage.hive_dataset(hive, name))
-        result = TransformResult.from_xcom(self.flux_result) if complete else None
+        result = TransformResult.from_json(self.flux_result) if complete else None
         columns = list(((result.columns if result else None) or self.target_columns or {}).items())
         copied = inputs[0] if location and len(inputs) == 1 else None
         if copied is not None and not lineage.copies_columns_unchanged(str(self.sql), [c for c, _ in columns]):
@@ -460,52 +463,20 @@ class HiveTransformOperator(FluxOperator):
             run, columns = self.ensure_staging(hive, manifest)
             self.ensure_target(hive)  # before the counts: a transform may read its own target
             staging_rows, expected = self.count_rows(hive)
-            if staging_rows != manifest["rows"]:
-                raise self._fail(
-                    f"staging {self.staging} (run {run}) has {staging_rows} rows but the manifest "
-                    f"s3://{manifest['bucket']}/{info.manifest} records {manifest['rows']}: the upload and its "
-                    "Hive reading disagree (encoding, delimiters or files changed); nothing was written",
-                    ErrorClass.DATA,
-                )
-            self.log.info("data set %s: staging %s has %d rows = manifest", self.dataset, self.staging, staging_rows)
-            output_rows = sum(expected.values())
-            self._check_expectations(staging_rows, output_rows)
+            self._check_staging(staging_rows, manifest, run, info)
+            self._check_expectations(staging_rows, sum(expected.values()))
             self.insert(hive, expected)
-            written = self.count_target(hive, list(expected))
-            if written != expected:
-                diff = {
-                    k: (expected.get(k), written.get(k))
-                    for k in expected.keys() | written.keys()
-                    if expected.get(k) != written.get(k)
-                }
-                raise self._fail(
-                    f"{self.target} holds other row counts than the transform produced "
-                    f"(partition: (expected, found)) {diff}",
-                    ErrorClass.DATA,
-                )
+            written = self._check_written(expected, self.count_target(hive, list(expected)))
             if not self._partition_columns():  # a partitioned target is cleaned by its refresh
                 self._remove_leftovers(context, hive, began)
             landed = self.prune_landing(context, hive, run)
         finally:
-            if self.staging != self.staging_latest:
-                try:
-                    hive.execute(f"DROP VIEW IF EXISTS {self.staging}")
-                except FluxError as exc:  # housekeeping never fails a transform
-                    self.log.warning("data set %s: could not drop %s: %s", self.dataset, self.staging, exc)
+            self._drop_run_view(hive)
             statements = hive.statements
             hive.close()
             self._session = None
         seconds = time.monotonic() - started
-        for name, rows in sorted(written.items()):
-            self.log.info("data set %s: %s %s: %d rows", self.dataset, self.target, name or "(table)", rows)
-        self.log.info(
-            "data set %s: transform done in %.1fs: staging %d rows -> target %d rows in %d partition(s)",
-            self.dataset,
-            seconds,
-            staging_rows,
-            sum(written.values()),
-            len(written),
-        )
+        self._log_done(written, staging_rows, seconds)
         return TransformResult(
             dataset=self.dataset,
             run=run,
@@ -513,7 +484,7 @@ class HiveTransformOperator(FluxOperator):
             target=self.target,
             database=self.database,
             table=self.target_table,
-            manifest_rows=manifest["rows"],
+            manifest_rows=manifest.rows,
             staging_rows=staging_rows,
             target_rows=sum(written.values()),
             partitions=[
@@ -525,7 +496,50 @@ class HiveTransformOperator(FluxOperator):
             statements=statements,
             seconds=round(seconds, 3),
             extra={"landing": landed} if landed else {},
-        ).to_xcom()
+        ).to_json()
+
+    def _check_staging(self, staging_rows: int, manifest: Manifest, run: str, info: UploadResult) -> None:
+        if staging_rows != manifest.rows:
+            raise self._fail(
+                f"staging {self.staging} (run {run}) has {staging_rows} rows but the manifest "
+                f"s3://{manifest.bucket}/{info.manifest} records {manifest.rows}: the upload and its "
+                "Hive reading disagree (encoding, delimiters or files changed); nothing was written",
+                ErrorClass.DATA,
+            )
+        self.log.info("data set %s: staging %s has %d rows = manifest", self.dataset, self.staging, staging_rows)
+
+    def _check_written(self, expected: dict[str, int], written: dict[str, int]) -> dict[str, int]:
+        if written != expected:
+            diff = {
+                k: (expected.get(k), written.get(k))
+                for k in expected.keys() | written.keys()
+                if expected.get(k) != written.get(k)
+            }
+            raise self._fail(
+                f"{self.target} holds other row counts than the transform produced "
+                f"(partition: (expected, found)) {diff}",
+                ErrorClass.DATA,
+            )
+        return written
+
+    def _drop_run_view(self, hive: HiveSession) -> None:
+        if self.staging != self.staging_latest:
+            try:
+                hive.execute(f"DROP VIEW IF EXISTS {self.staging}")
+            except FluxError as exc:  # housekeeping never fails a transform
+                self.log.warning("data set %s: could not drop %s: %s", self.dataset, self.staging, exc)
+
+    def _log_done(self, written: dict[str, int], staging_rows: int, seconds: float) -> None:
+        for name, rows in sorted(written.items()):
+            self.log.info("data set %s: %s %s: %d rows", self.dataset, self.target, name or "(table)", rows)
+        self.log.info(
+            "data set %s: transform done in %.1fs: staging %d rows -> target %d rows in %d partition(s)",
+            self.dataset,
+            seconds,
+            staging_rows,
+            sum(written.values()),
+            len(written),
+        )
 
     def _remove_leftovers(self, context, hive: HiveSession, before: dt.datetime) -> None:
         """Staging files that killed INSERTs left under the (unpartitioned) target, written before this try."""

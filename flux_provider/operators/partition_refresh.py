@@ -158,7 +158,7 @@ class PartitionRefreshOperator(FluxOperator):
         if not self.transform_task_id:
             return None
         try:
-            return TransformResult.from_xcom(context["ti"].xcom_pull(task_ids=self.transform_task_id)).run
+            return TransformResult.from_json(context["ti"].xcom_pull(task_ids=self.transform_task_id)).run
         except (TypeError, ValueError, AttributeError):
             return None
 
@@ -167,7 +167,7 @@ class PartitionRefreshOperator(FluxOperator):
         if parts is None and self.transform_task_id:
             pushed = context["ti"].xcom_pull(task_ids=self.transform_task_id)
             try:
-                transform = TransformResult.from_xcom(pushed)
+                transform = TransformResult.from_json(pushed)
             except (TypeError, ValueError):
                 transform = None
             parts = transform.partitions if transform is not None else None

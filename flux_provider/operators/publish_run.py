@@ -29,11 +29,15 @@ from collections.abc import Sequence
 
 from flux_provider.errors import ErrorClass
 from flux_provider.handoffs import ExportResult, UploadResult
-from flux_provider.hooks.s3_chunks import MANIFEST, publish_parts, split_s3_url
+from flux_provider.hooks.run_store import RunStore
 from flux_provider.hooks.s3_client import s3_client
+from flux_provider.hooks.split_publish import publish_parts
 from flux_provider.operators.base import FluxOperator, try_number
 from flux_provider.queries import QueryRefused, check_read_only
 from flux_provider.run_day import VARIABLE as DAY_VARIABLE
+from flux_provider.run_records import Manifest, PartManifest
+from flux_provider.s3_layout import DatasetLayout
+from flux_provider.splits import Part
 
 
 class PublishRunOperator(FluxOperator):
@@ -68,7 +72,7 @@ class PublishRunOperator(FluxOperator):
     def lineage(self, complete: bool) -> tuple[list, list]:
         from flux_provider.operators import lineage
 
-        upload = UploadResult.from_xcom(self.flux_result) if complete else None
+        upload = UploadResult.from_json(self.flux_result) if complete else None
         output = lineage.export_output(
             self.s3_location,
             rows=upload.rows if upload else None,
@@ -80,67 +84,63 @@ class PublishRunOperator(FluxOperator):
 
     def run(self, context) -> dict:
         started = time.monotonic()
-        plan = context["ti"].xcom_pull(task_ids=self.plan_task_id)
+        plan = [Part.from_json(p) for p in context["ti"].xcom_pull(task_ids=self.plan_task_id) or []]
         if not plan:
             raise self._fail(f"the plan task {self.plan_task_id!r} left no parts: run it first")
         try:
-            bucket, location = split_s3_url(self.s3_location)
+            layout = DatasetLayout.from_url(self.s3_location)
         except ValueError as exc:
             raise self._fail(str(exc)) from None
-        prefix, names = plan[0]["prefix"], [p["name"] for p in plan]
+        run = layout.run_at(plan[0].prefix)
         manifest = publish_parts(
-            s3_client(self.aws_conn_id),
-            bucket,
-            location,
-            prefix,
-            prefix.rstrip("/").rsplit("/", 1)[-1],
-            names,
-            dataset=self.dataset,
+            RunStore(s3_client(self.aws_conn_id), layout, dataset=self.dataset),
+            run,
+            [p.name for p in plan],
             before_publish=self._check_total,
             day=context.get(DAY_VARIABLE),
             attempt=try_number(context),
         )
-        sources = [p.get("source") or {} for p in manifest["parts"]]
+        self.log.info(
+            "data set %s: published %d rows of %d parts (%s) in %d chunks -> %s",
+            self.dataset,
+            manifest.rows,
+            len(plan),
+            ", ".join(f"{p.part} {p.rows}" for p in manifest.parts),
+            len(manifest.chunks),
+            run.url,
+        )
+        return self._result(run.manifest_key, manifest, time.monotonic() - started).to_json()
+
+    def _result(self, manifest_key: str, manifest: Manifest, seconds: float) -> UploadResult:
+        sources = [p.source or {} for p in manifest.parts]
         tools = sorted({s.get("tool") for s in sources if s.get("tool")})
         engines = sorted({s.get("engine") for s in sources if s.get("engine")})
-        exported = sum(s.get("rows") or 0 for s in sources)
-        seconds = time.monotonic() - started
-        self.log.info(
-            "data set %s: published %d rows of %d parts (%s) in %d chunks -> s3://%s/%s",
-            self.dataset,
-            manifest["rows"],
-            len(names),
-            ", ".join(f"{p['part']} {p['rows']}" for p in manifest["parts"]),
-            len(manifest["chunks"]),
-            bucket,
-            prefix,
-        )
         return UploadResult(
             dataset=self.dataset,
             location=self.s3_location,
-            bucket=bucket,
-            prefix=prefix,
-            manifest=prefix + MANIFEST,
-            rows=manifest["rows"],
-            chunks=len(manifest["chunks"]),
-            bytes=manifest["bytes"],
-            raw_bytes=manifest["raw_bytes"],
-            compression=manifest["compression"],
-            encoding=manifest["encoding"],
-            columns=manifest["columns"],
+            bucket=manifest.bucket,
+            prefix=manifest.prefix,
+            manifest=manifest_key,
+            rows=manifest.rows,
+            chunks=len(manifest.chunks),
+            bytes=manifest.bytes,
+            raw_bytes=manifest.raw_bytes,
+            compression=manifest.compression,
+            encoding=manifest.encoding,
+            columns=manifest.columns,
             seconds=round(seconds, 3),
             export=ExportResult(
                 dataset=self.dataset,
-                rows=exported,
-                bytes=manifest["raw_bytes"],
+                rows=sum(s.get("rows") or 0 for s in sources),
+                bytes=manifest.raw_bytes,
                 engine=",".join(engines) or None,
                 tool=",".join(tools) or None,
-                columns=manifest["columns"],
+                columns=manifest.columns,
             ),
-            extra={"parts": manifest["parts"]},
-        ).to_xcom()
+            extra={"parts": [p.to_json() for p in manifest.parts]},
+        )
 
-    def _check_total(self, parts: list[dict]) -> None:
+    def _check_total(self, parts: list[PartManifest]) -> None:
         """The parts' rows must add up to ``count_sql`` (overlapping or missing queries do not)."""
         if not self.count_sql:
             return
@@ -151,9 +151,9 @@ class PublishRunOperator(FluxOperator):
         except QueryRefused as exc:
             raise self._fail(f"count_sql: {exc}") from None
         expected = int(MsSqlHook(mssql_conn_id=self.mssql_conn_id).get_first(self.count_sql)[0])
-        total = sum(p["rows"] for p in parts)
+        total = sum(p.rows for p in parts)
         if total != expected:
-            each = ", ".join(f"{p['part']} {p['rows']}" for p in parts)
+            each = ", ".join(f"{p.part} {p.rows}" for p in parts)
             raise self._fail(
                 f"the parts hold {total} rows ({each}) but the count query returned {expected}: the queries "
                 "overlap or miss rows, or the source changed during the export. Nothing was published; make "

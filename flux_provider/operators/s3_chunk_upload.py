@@ -42,9 +42,10 @@ from pathlib import Path
 
 from flux_provider.errors import ErrorClass
 from flux_provider.handoffs import ExportResult, UploadResult
-from flux_provider.hooks.chunked_upload import ChunkSettings, S3ChunkUploadHook, run_key_for
+from flux_provider.hooks.s3_chunk_upload import ChunkSettings, S3ChunkUploadHook
 from flux_provider.operators.base import FluxOperator, try_number
 from flux_provider.run_day import VARIABLE as DAY_VARIABLE
+from flux_provider.s3_layout import run_key_for
 
 
 class S3ChunkUploadOperator(FluxOperator):
@@ -120,7 +121,7 @@ class S3ChunkUploadOperator(FluxOperator):
         if info is None and self.export_task_id:
             info = context["ti"].xcom_pull(task_ids=self.export_task_id)
         try:
-            export = ExportResult.from_xcom(info)
+            export = ExportResult.from_json(info)
         except (TypeError, ValueError):
             export = None
         if export is None or export.path is None:
@@ -158,7 +159,7 @@ class S3ChunkUploadOperator(FluxOperator):
     def lineage(self, complete: bool) -> tuple[list, list] | None:
         from flux_provider.operators import lineage
 
-        upload = UploadResult.from_xcom(self.flux_result) if complete else None
+        upload = UploadResult.from_json(self.flux_result) if complete else None
         export = self.export_used
         inputs = [lineage.file_input(export.host, export.path)] if export and export.path else []
         output = lineage.export_output(
@@ -183,7 +184,7 @@ class S3ChunkUploadOperator(FluxOperator):
             )
         if self.delete_export:
             Path(export.path).unlink(missing_ok=True)
-        return result.to_xcom()
+        return result.to_json()
 
     def on_kill(self) -> None:
         if self._hook is not None:

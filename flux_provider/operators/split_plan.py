@@ -40,17 +40,19 @@ every part, and every retry of a part, uploads into the same run. XCom
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 
 from flux_provider import splits
 from flux_provider.errors import FluxError
-from flux_provider.hooks.chunked_upload import run_key_for
 from flux_provider.hooks.dbapi_export import describe
-from flux_provider.hooks.s3_chunks import classify_s3, run_prefix, split_s3_url
+from flux_provider.hooks.run_store import RunStore
 from flux_provider.hooks.s3_client import s3_client
+from flux_provider.hooks.s3_errors import classify_s3
 from flux_provider.identifiers import sqlserver_table
 from flux_provider.operators.base import FluxOperator
+from flux_provider.s3_layout import DatasetLayout, run_key_for
 
 
 class SplitPlanOperator(FluxOperator):
@@ -127,7 +129,7 @@ class SplitPlanOperator(FluxOperator):
         for part in planned:
             self.log.info("data set %s: part %s: %s", self.dataset, part.name, part.predicate or part.sql)
         self.log.info("data set %s: %d parts (%s) -> %s", self.dataset, len(planned), how, prefix)
-        return [{**part.to_dict(), "prefix": prefix} for part in planned]
+        return [dataclasses.replace(part, prefix=prefix).to_json() for part in planned]
 
     def _describe(self, hook, column: str, source: str):
         try:
@@ -189,13 +191,13 @@ class SplitPlanOperator(FluxOperator):
 
     def _prefix(self, run_id: str) -> str:
         try:
-            bucket, location = split_s3_url(self.s3_location)
+            layout = DatasetLayout.from_url(self.s3_location)
         except ValueError as exc:
             raise self._fail(str(exc)) from None
         try:
-            return run_prefix(s3_client(self.aws_conn_id), bucket, location, run_key_for(run_id))
+            return RunStore(s3_client(self.aws_conn_id), layout).next_run(run_key_for(run_id)).prefix
         except Exception as exc:  # classified: S3 down is transient
-            raise self._fail(f"cannot read s3://{bucket}/{location}: {exc}", classify_s3(exc)) from exc
+            raise self._fail(f"cannot read {layout.url}: {exc}", classify_s3(exc)) from exc
 
 
 def _moment(value) -> dt.datetime:

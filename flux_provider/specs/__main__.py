@@ -34,36 +34,74 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("paths", nargs="+", metavar="PATH", help="a spec file, or a folder searched at any depth")
     check.add_argument("--strict", action="store_true", help="warnings fail the check too (exit code 1)")
     check.add_argument("--format", choices=["text", "json"], default="text", help="text lines, or one JSON document")
+    plan = sub.add_parser("plan", help="print a data set's plan: its schedule, Asset and tasks")
+    plan.add_argument("name", metavar="NAME", help="a data set's name (its spec NAME.xml) or a spec file")
+    plan.add_argument("--folder", default=".", help="where to look for NAME.xml, at any depth (default: .)")
+    plan.add_argument("--format", choices=["text", "json"], default="text")
     pools = sub.add_parser("pools", help="create the specs' pools")
     pools.add_argument("action", choices=["sync"])
     pools.add_argument("folders", nargs="+")
     pools.add_argument("--reset", action="store_true", help="set existing pools back to their initial slots")
     args = parser.parse_args(argv)
+    return {"check": run_check, "plan": run_plan, "pools": run_pools}[args.command](args)
 
-    # Airflow logs as it is imported (to standard output, by default): keep that out of the results
+
+# Airflow logs as it is imported (to standard output, by default): each command keeps that out of its results
+def run_check(args) -> int:
     with contextlib.redirect_stdout(sys.stderr):
-        from flux_provider.specs.checks import beyond_the_executor, check_paths
-        from flux_provider.specs.factory import load_specs
-        from flux_provider.specs.pools import sync_pools
+        from flux_provider.specs.checks import check_paths
 
-    if args.command == "check":
         try:
-            with contextlib.redirect_stdout(sys.stderr):
-                report = check_paths(args.paths)
+            report = check_paths(args.paths)
         except FileNotFoundError as missing:
             print(f"flux-specs: {missing.args[0]}: no such file or folder", file=sys.stderr)
             return NOTHING
-        checked = len(report.specs) + len(report.errors)
-        code = INVALID if report.errors or (args.strict and report.warnings) else OK
+    checked = len(report.specs) + len(report.errors)
+    code = INVALID if report.errors or (args.strict and report.warnings) else OK
+    if not checked:
+        code = NOTHING
+    if args.format == "json":
+        print(json.dumps(as_json(report, code), indent=2))
+    else:
+        print_text(report)
         if not checked:
-            code = NOTHING
-        if args.format == "json":
-            print(json.dumps(as_json(report, code), indent=2))
-        else:
-            print_text(report)
-            if not checked:
-                print(f"flux-specs: no spec (an XML file with a <dataset> root) in {' '.join(args.paths)}")
-        return code
+            print(f"flux-specs: no spec (an XML file with a <dataset> root) in {' '.join(args.paths)}")
+    return code
+
+
+def run_plan(args) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    with contextlib.redirect_stdout(sys.stderr):
+        from flux_provider.specs.checks import spec_paths
+        from flux_provider.specs.parser import SpecError, load_spec
+        from flux_provider.specs.plan import plan_for
+
+    path = Path(args.name)
+    if not path.is_file():
+        found = [p for p in spec_paths(Path(args.folder))[0] if p.stem == args.name]
+        if not found:
+            print(f"flux-specs: no spec {args.name}.xml under {args.folder}", file=sys.stderr)
+            return NOTHING
+        path = found[0]
+    try:
+        plan = plan_for(load_spec(path, check_queries=False))
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return INVALID
+    if args.format == "json":
+        print(json.dumps(dataclasses.asdict(plan), indent=2, default=str))
+    else:
+        print(plan.text())
+    return OK
+
+
+def run_pools(args) -> int:
+    with contextlib.redirect_stdout(sys.stderr):
+        from flux_provider.specs.checks import beyond_the_executor
+        from flux_provider.specs.factory import load_specs
+        from flux_provider.specs.pools import sync_pools
 
     specs, errors = [], []
     for folder in args.folders:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flux_provider.calendars import Calendar
 from flux_provider.hooks.landing import LandingRule
-from flux_provider.recovery import Rule
+from flux_provider.rules import Rule
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from flux_provider.errors import ErrorClass, FluxTerminalError
 from flux_provider.hooks.landing import LandingRule
 from flux_provider.identifiers import hive_identifier, hive_type, sqlserver_identifier
 from flux_provider.queries import QueryRefused, check_read_only
-from flux_provider.recovery import Action, Match, Rule
+from flux_provider.rules import Action, Match, Rule
 from flux_provider.specs import schema_errors
 from flux_provider.specs.model import (
     Chunking,

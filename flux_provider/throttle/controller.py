@@ -331,7 +331,7 @@ class Controller:
             key = (dag_id, run_id, task_id, map_index)
             if key in keys:
                 try:
-                    out[key] = ErrorRecord.from_xcom(store.xcom_value(value))
+                    out[key] = ErrorRecord.from_json(store.xcom_value(value))
                 except Exception:  # an unreadable record is an unknown failure
                     continue
         return out
@@ -400,9 +400,9 @@ def start_in_background(period: float | None = None) -> threading.Thread | None:
     if _started.is_set():
         return None
     _started.set()
-    from airflow.configuration import conf
+    from flux_provider.config import flux_float
 
-    period = period or conf.getfloat("flux", "throttle_period", fallback=60.0)
+    period = period or flux_float("throttle_period")
     thread = threading.Thread(target=_loop, args=(Controller(period=period),), name="flux-throttle", daemon=True)
     thread.start()
     log.info("flux throttle controller started (period %.0fs)", period)

@@ -465,7 +465,7 @@ def test_a_file_handed_to_another_host_fails_at_once_and_one_host_queue_works(cl
         }
     assert tis["export"].hostname == "flux-worker-1" and tis["upload"].hostname == "flux-worker-2"
     assert tis["upload"].try_number == 1  # the DAG allows 2 retries: a configuration error uses none
-    export = ExportResult.from_xcom(client.xcom(across.dag_id, across.run_id, "export"))
+    export = ExportResult.from_json(client.xcom(across.dag_id, across.run_id, "export"))
     assert export.host == "flux-worker-1"
     # both hosts stage under one path, each on its own disk: the file is only on flux-worker-1's
     ctx = cluster.context()
@@ -474,7 +474,7 @@ def test_a_file_handed_to_another_host_fails_at_once_and_one_host_queue_works(cl
     kept = cluster_layout.staging_dir(ctx, "flux-worker-1") / relative
     assert kept.stat().st_size == export.bytes  # kept for a re-run on the right host
     assert not (cluster_layout.staging_dir(ctx, "flux-worker-2") / relative).exists()
-    error = ErrorRecord.from_xcom(client.xcom(across.dag_id, across.run_id, "upload", key=ERROR_XCOM))
+    error = ErrorRecord.from_json(client.xcom(across.dag_id, across.run_id, "upload", key=ERROR_XCOM))
     assert error.error_class == "config" and error.step == "upload"
     assert "written on host 'flux-worker-1' but this task runs on 'flux-worker-2'" in error.message
     assert s3.list_objects_v2(Bucket="flux", Prefix="tests/handoff_across/").get("KeyCount", 0) == 0

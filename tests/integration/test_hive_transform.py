@@ -212,7 +212,7 @@ def zombie_rewrote(client, manifest: dict, change: str) -> str:
 
 @pytest.mark.parametrize("change", ["rewritten", "deleted", "extra"])
 def test_a_run_changed_after_it_was_published_is_refused_before_anything_is_read(nasty_upload, db, unique, change):
-    from flux_provider.hooks.s3_chunks import read_published
+    from tests.support.stack import read_published
 
     client = s3()
     _, manifest = read_published(client, "flux", f"tests/{unique}/nasty")

@@ -20,7 +20,7 @@ import pytest
 from flux_provider.errors import ErrorClass, FluxTerminalError, FluxTransientError
 from flux_provider.formats import export_file as fmt
 from flux_provider.formats.hive_text import decode
-from flux_provider.hooks.s3_chunks import read_published
+from tests.support.stack import read_published
 from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator, run_key_for
 from tests.support.stack import export, inject_fault, s3, seed_table, upload
 from tests.support.values import NASTY_ROWS, context, csv_bytes, gzip_members
@@ -186,7 +186,7 @@ def test_the_handoff_file_must_be_on_this_host(tmp_path, unique):
 def test_a_resumed_try_reuses_only_chunks_with_the_same_bytes(stack, unique):
     """An earlier try's chunk is skipped only if its CRC32, size and rows match; else it is replaced."""
     from flux_provider.formats.chunker import Chunk
-    from flux_provider.hooks.s3_chunks import ChunkUploader
+    from flux_provider.hooks.chunk_uploader import ChunkUploader
 
     client = s3()
 
@@ -204,8 +204,8 @@ def test_a_resumed_try_reuses_only_chunks_with_the_same_bytes(stack, unique):
     changed = b"a\x01b\n" * 999 + b"a\x01X\n"  # same size and rows, other bytes
     skipped, uploader = try_upload([changed, second])
     assert skipped == {"part-00000.hive": False, "part-00001.hive": True}
-    manifest = uploader.publish({})
-    bodies = [client.get_object(Bucket="flux", Key=c["key"])["Body"].read() for c in manifest["chunks"]]
+    manifest = uploader.publish()
+    bodies = [client.get_object(Bucket="flux", Key=c.key)["Body"].read() for c in manifest.chunks]
     assert bodies == [changed, second]
 
 
@@ -216,7 +216,7 @@ PLAIN = {"compression": None}  # what a manifest says of uncompressed chunks
 def uploaded(client, location: str, run_key: str, attempt: int, data: bytes, **kwargs):
     """One try of a run, uploaded but not published (what a try has done when its worker is cut off)."""
     from flux_provider.formats.chunker import Chunk
-    from flux_provider.hooks.s3_chunks import ChunkUploader
+    from flux_provider.hooks.chunk_uploader import ChunkUploader
 
     uploader = ChunkUploader(client, "flux", location, run_key, dataset="zombie", attempt=attempt, **kwargs)
     uploader.start()
@@ -235,10 +235,10 @@ def test_a_superseded_try_cannot_publish_over_its_successor_whatever_the_order(s
     location = f"tests/{unique}/late-zombie"
     zombie = uploaded(client, location, "run", 1, b"z\x01old\n" * 10)
     successor = uploaded(client, location, "run", 2, b"s\x01new\n" * 10)
-    successor.publish(PLAIN)
+    successor.publish(**PLAIN)
     before = {k: client.head_object(Bucket="flux", Key=k)["ETag"] for k in keys_under(client, "flux", location)}
     with pytest.raises(FluxError) as refused:
-        zombie.publish(PLAIN)
+        zombie.publish(**PLAIN)
     assert refused.value.error_class is ErrorClass.SUPERSEDED and refused.value.error_class.terminal
     assert "superseded: try 2 of this run already published" in str(refused.value)
     after = {k: client.head_object(Bucket="flux", Key=k)["ETag"] for k in keys_under(client, "flux", location)}
@@ -249,9 +249,9 @@ def test_a_superseded_try_cannot_publish_over_its_successor_whatever_the_order(s
 
     # the zombie first, then try 2: try 2 publishes a new generation and the pointer moves to it
     location = f"tests/{unique}/early-zombie"
-    uploaded(client, location, "run", 1, b"z\x01old\n" * 10).publish(PLAIN)
+    uploaded(client, location, "run", 1, b"z\x01old\n" * 10).publish(**PLAIN)
     successor = uploaded(client, location, "run", 2, b"s\x01new\n" * 10)
-    successor.publish(PLAIN)
+    successor.publish(**PLAIN)
     pointer, manifest = read_published(client, "flux", location)
     assert pointer["try"] == 2 and pointer["prefix"].endswith("/runs/run.1/")
     assert download_rows(client, manifest) == [["s", "new"]] * 10
@@ -267,7 +267,7 @@ def test_a_zombie_still_uploading_stops_at_its_next_chunk_once_its_successor_pub
     location = f"tests/{unique}/zombie-mid-upload"
     zombie = uploaded(client, location, "run", 1, b"z\x01old\n" * 10)  # chunk 0 up, chunk 1 still to come
     successor = uploaded(client, location, "run", 2, b"s\x01new\n" * 10)
-    successor.publish(PLAIN)
+    successor.publish(**PLAIN)
     before = {k: client.head_object(Bucket="flux", Key=k)["ETag"] for k in keys_under(client, "flux", location)}
     data = b"z\x01late\n" * 10
     zombie.submit(Chunk(1, data, 10, len(data)))
@@ -313,10 +313,10 @@ def test_the_pointer_write_is_conditional_and_a_lost_race_is_decided_again(stack
     client = s3()
     location = f"tests/{unique}/race"
     if pointer_exists:  # an earlier run (another day) is published: the write is If-Match on its ETag
-        uploaded(client, location, "yesterday", 1, b"y\x01y\n").publish(PLAIN)
+        uploaded(client, location, "yesterday", 1, b"y\x01y\n").publish(**PLAIN)
     racing = RacingClient(client, f"{location}/_published.json", "run")
     with pytest.raises(FluxError) as refused:
-        uploaded(racing, location, "run", 1, b"z\x01z\n").publish(PLAIN)
+        uploaded(racing, location, "run", 1, b"z\x01z\n").publish(**PLAIN)
     assert racing.refusals in (["PreconditionFailed"], ["ConditionalRequestConflict"])
     assert refused.value.error_class is ErrorClass.SUPERSEDED
     pointer = json.loads(client.get_object(Bucket="flux", Key=f"{location}/_published.json")["Body"].read())
@@ -325,16 +325,19 @@ def test_the_pointer_write_is_conditional_and_a_lost_race_is_decided_again(stack
 
 def test_a_superseded_publish_task_of_a_split_run_is_refused(stack, unique):
     from flux_provider.errors import FluxError
-    from flux_provider.hooks.s3_chunks import publish_parts
+    from flux_provider.hooks.run_store import RunStore
+    from flux_provider.hooks.split_publish import publish_parts
+    from flux_provider.s3_layout import DatasetLayout
 
     client = s3()
     location = f"tests/{unique}/split"
     prefix = f"{location}/runs/run/"
-    uploaded(client, location, "run", 1, b"p\x01p\n" * 3, part="p00", prefix=prefix).publish_part({})
-    published = publish_parts(client, "flux", location, prefix, "run", ["p00"], attempt=2)
-    assert published["try"] == 2 and published["rows"] == 3
+    uploaded(client, location, "run", 1, b"p\x01p\n" * 3, part="p00", prefix=prefix).publish_part()
+    store = RunStore(client, DatasetLayout("flux", location))
+    published = publish_parts(store, store.layout.run_at(prefix), ["p00"], attempt=2)
+    assert published.attempt == 2 and published.rows == 3
     with pytest.raises(FluxError) as refused:
-        publish_parts(client, "flux", location, prefix, "run", ["p00"], attempt=1)
+        publish_parts(store, store.layout.run_at(prefix), ["p00"], attempt=1)
     assert refused.value.error_class is ErrorClass.SUPERSEDED
     assert read_published(client, "flux", location)[0]["try"] == 2
 

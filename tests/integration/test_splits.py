@@ -16,8 +16,8 @@ import pytest
 
 from flux_provider import splits
 from flux_provider.handoffs import TransformResult, UploadResult
-from flux_provider.hooks.chunked_upload import run_key_for
-from flux_provider.hooks.s3_chunks import read_published
+from flux_provider.hooks.s3_chunk_upload import run_key_for
+from tests.support.stack import read_published
 from flux_provider.run_report import stage_rows
 from tests.support import REPO
 from tests.support.stack import inject_fault, pools_sync, records, s3
@@ -204,7 +204,7 @@ def test_several_runs_of_a_data_set_load_at_once_each_through_its_own_staging(st
     )
     for run_id, start in zip(run_ids, ("2026-03-07", "2026-03-04", "2026-03-01")):
         end = (dt.date.fromisoformat(start) + dt.timedelta(days=3)).isoformat()
-        transform = TransformResult.from_xcom(airflow_client.xcom(dag_id, run_id, "transform"))
+        transform = TransformResult.from_json(airflow_client.xcom(dag_id, run_id, "transform"))
         interval_rows = sum(rows_per_day(source, start, end).values())  # its own staging, not another run's
         assert transform.manifest_rows == transform.staging_rows == transform.target_rows == interval_rows
     # the pointer: at the newest day any run published, whichever finished last (the scheduler's own run of
@@ -214,7 +214,7 @@ def test_several_runs_of_a_data_set_load_at_once_each_through_its_own_staging(st
     days = [r["data_interval_start"][:10] for r, f in zip(every_run, finished) if f.state == "success"]
     assert published("tests/split_days")[0]["day"] == max(days)
     newest = rows_per_day(source, "2026-03-07", "2026-03-10")
-    publish = UploadResult.from_xcom(airflow_client.xcom(dag_id, run_ids[0], "publish"))
+    publish = UploadResult.from_json(airflow_client.xcom(dag_id, run_ids[0], "publish"))
     manifest = json.loads(s3().get_object(Bucket=publish.bucket, Key=publish.manifest)["Body"].read())
     assert manifest["day"] == "2026-03-07"
     assert [p["rows"] for p in manifest["parts"]] == [newest[d] for d in sorted(newest)]

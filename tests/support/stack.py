@@ -86,3 +86,15 @@ def records(sql: str) -> list[tuple]:
         return [tuple(r) for r in cursor.fetchall()]
     finally:
         conn.close()
+
+
+def read_published(client, bucket: str, location: str) -> tuple[dict, dict]:
+    """The stored JSON of a data set's pointer and of the manifest it names, as S3 holds them."""
+    import json
+
+    from flux_provider.s3_layout import DatasetLayout
+
+    key = DatasetLayout(bucket, location).pointer_key
+    pointer = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    manifest = json.loads(client.get_object(Bucket=bucket, Key=pointer["manifest"])["Body"].read())
+    return pointer, manifest

@@ -43,7 +43,8 @@ def frozen_endpoint():
 def test_a_frozen_s3_endpoint_fails_as_connection_within_the_configured_bound(frozen_endpoint, monkeypatch):
     from botocore.exceptions import BotoCoreError
 
-    from flux_provider.hooks.s3_chunks import ChunkUploader, classify_s3
+    from flux_provider.hooks.chunk_uploader import ChunkUploader
+    from flux_provider.hooks.s3_errors import classify_s3
     from flux_provider.hooks.s3_client import s3_client, s3_config
 
     defaults = s3_config()

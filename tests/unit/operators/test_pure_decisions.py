@@ -229,7 +229,7 @@ def client_error(code, status=400):
     ],
 )
 def test_s3_failures_classify(make, expected):
-    from flux_provider.hooks.s3_chunks import classify_s3
+    from flux_provider.hooks.s3_errors import classify_s3
 
     assert classify_s3(make()) is expected
 

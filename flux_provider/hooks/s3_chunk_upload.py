@@ -4,14 +4,14 @@ Used by both upload operators (``S3ChunkUploadOperator`` reads an export file,
 ``BcpToS3Operator`` a named pipe the export writes into). Reads the stream in
 blocks, encodes whole rows to Hive LazySimpleSerDe text (:mod:`flux_provider.formats.hive_text`),
 cuts chunks at row boundaries (:mod:`flux_provider.formats.chunker`) and uploads
-them concurrently while the next ones encode (:class:`~flux_provider.hooks.s3_chunks.ChunkUploader`);
+them concurrently while the next ones encode (:class:`~flux_provider.hooks.chunk_uploader.ChunkUploader`);
 the run is published only after every chunk is up and ``before_publish`` agreed.
 Memory: about ``(max_inflight + 2) * chunk_mb + 3 * (encode_workers + 1) * block_mb`` MB.
 """
 
 from __future__ import annotations
 
-import re
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -20,13 +20,10 @@ from airflow.sdk.bases.hook import BaseHook
 from flux_provider.errors import ErrorClass, FluxError, flux_error
 from flux_provider.formats.hive_encoding import HiveTextEncoding
 from flux_provider.handoffs import ExportResult, UploadResult
-from flux_provider.hooks.s3_chunks import MANIFEST, ChunkUploader, part_manifest_key, split_s3_url
+from flux_provider.hooks.chunk_uploader import ChunkUploader, RunUpload
 from flux_provider.hooks.s3_client import s3_client
-
-
-def run_key_for(run_id: str) -> str:
-    """The S3 key part of an Airflow run id."""
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", run_id).strip("._") or "run"
+from flux_provider.run_records import PartManifest
+from flux_provider.s3_layout import parse_s3_url, run_key_for
 
 
 @dataclass(frozen=True)
@@ -45,6 +42,21 @@ class ChunkSettings:
     multipart_mb: int = 64
     block_mb: float = 8
     encode_workers: int = 2
+
+    @classmethod
+    def of(cls, options: dict, *, dataset: str | None = None) -> ChunkSettings:
+        """The settings ``options`` names (an operator's ``upload_options``): a wrong name fails at once."""
+        try:
+            return cls(**options)
+        except TypeError:
+            known = ", ".join(f.name for f in dataclasses.fields(cls))
+            unknown = ", ".join(sorted(set(options) - {f.name for f in dataclasses.fields(cls)}))
+            raise flux_error(
+                f"upload_options: {unknown or options!r} is not an upload option; the options are {known}",
+                error_class=ErrorClass.CONFIG,
+                dataset=dataset,
+                step="upload",
+            ) from None
 
     def encoding(self) -> HiveTextEncoding:
         return HiveTextEncoding(
@@ -113,44 +125,20 @@ class S3ChunkUploadHook(BaseHook):
         return the export's final :class:`ExportResult` (rows, tool), which the manifest then records.
         With ``part`` (and the run's ``prefix``, fixed by the split plan) the stream is one part of a
         split run: it is uploaded as that part's chunks and completed with a part manifest; the run
-        is published once all parts are (:func:`~flux_provider.hooks.s3_chunks.publish_parts`).
+        is published once all parts are (:func:`~flux_provider.hooks.split_publish.publish_parts`).
         ``day``: the run's day (``{{ flux_day }}``); the data set's pointer never moves to an older day.
         ``attempt``: the task's try number; a try that a newer try of the same run superseded (Airflow gave
         it up and retried it elsewhere) is refused before it deletes or publishes anything.
         """
-        from boto3.s3.transfer import TransferConfig
-
-        settings = self.settings
-        if settings.compression not in (None, "gzip"):
-            raise self._fail(f"compression {settings.compression!r} is not None or 'gzip'")
+        if self.settings.compression not in (None, "gzip"):
+            raise self._fail(f"compression {self.settings.compression!r} is not None or 'gzip'")
         try:
-            bucket, location = split_s3_url(s3_location)
-            encoding = settings.encoding()
-            decoder = _decoder(export, encoding)
+            bucket, location = parse_s3_url(s3_location)
+            decoder = _decoder(export, self.settings.encoding())
         except ValueError as exc:
             raise self._fail(str(exc)) from exc
-        from flux_provider.formats.chunker import chunks, return_big_buffers_to_the_os  # Arrow, at run time
-
-        client = s3_client(self.aws_conn_id)
-        return_big_buffers_to_the_os()
-        part_bytes = settings.multipart_mb * 2**20
-        self._uploader = uploader = ChunkUploader(
-            client,
-            bucket,
-            location,
-            run_key_for(run_id),
-            dataset=self.dataset,
-            extension=".hive.gz" if settings.compression else ".hive",
-            max_inflight=settings.max_inflight,
-            part=part,
-            prefix=prefix,
-            attempt=attempt,
-            transfer_config=TransferConfig(
-                multipart_threshold=part_bytes, multipart_chunksize=part_bytes, max_concurrency=2, use_threads=True
-            ),
-        )
+        self._uploader = uploader = self._chunk_uploader(bucket, location, run_key_for(run_id), part, prefix, attempt)
         started = time.monotonic()
-        last_log, rows, raw, sent = started, 0, 0, 0
         try:
             run = uploader.start()
             self.log.info(
@@ -161,41 +149,13 @@ class S3ChunkUploadHook(BaseHook):
                 bucket,
                 run.prefix,
             )
-            for chunk in chunks(
-                stream,
-                decoder,
-                target_bytes=int(settings.chunk_mb * 2**20) if settings.chunk_mb else None,
-                target_rows=settings.chunk_rows,
-                gzip_level=settings.gzip_level if settings.compression else None,
-                block_size=int(settings.block_mb * 2**20),
-                workers=settings.encode_workers,
-            ):
-                uploader.submit(chunk)
-                rows, raw, sent = rows + chunk.rows, raw + chunk.raw_bytes, sent + len(chunk.data)
-                now = time.monotonic()
-                if now - last_log >= self.log_every:
-                    last_log = now
-                    self._progress(rows, raw, export.rows, now - started)
+            rows, raw, sent = self._send(stream, decoder, uploader, export.rows, started)
             run = uploader.finish()
             if before_publish is not None:
                 export = before_publish(rows) or export
             if export.rows is not None and rows != export.rows:
                 raise self._fail(f"encoded {rows} rows but the export recorded {export.rows}", ErrorClass.DATA)
-            source = {
-                k: getattr(export, k)
-                for k in ("path", "host", "rows", "bytes", "engine", "tool", "format")
-                if getattr(export, k) is not None
-            }
-            complete = uploader.publish_part if part else uploader.publish
-            manifest = complete(
-                {
-                    "columns": export.columns,
-                    "encoding": encoding.to_dict(),
-                    "compression": settings.compression,
-                    "source": source,
-                    "day": day,
-                }
-            )
+            manifest = self._complete(uploader, export, part, day)
         except ValueError as exc:
             uploader.abort()
             raise self._fail(
@@ -210,35 +170,103 @@ class S3ChunkUploadHook(BaseHook):
             uploader.close()
             self._uploader = None
         seconds = time.monotonic() - started
-        skipped = sum(c.skipped for c in run.chunks)
+        self._log_done(run, manifest, part, raw, sent, seconds)
+        return self._result(s3_location, run, manifest, export, part, seconds)
+
+    def _chunk_uploader(self, bucket, location, run_key, part, prefix, attempt) -> ChunkUploader:
+        from boto3.s3.transfer import TransferConfig
+
+        from flux_provider.formats.chunker import return_big_buffers_to_the_os  # Arrow, at run time
+
+        return_big_buffers_to_the_os()
+        settings = self.settings
+        part_bytes = settings.multipart_mb * 2**20
+        return ChunkUploader(
+            s3_client(self.aws_conn_id),
+            bucket,
+            location,
+            run_key,
+            dataset=self.dataset,
+            extension=".hive.gz" if settings.compression else ".hive",
+            max_inflight=settings.max_inflight,
+            part=part,
+            prefix=prefix,
+            attempt=attempt,
+            transfer_config=TransferConfig(
+                multipart_threshold=part_bytes, multipart_chunksize=part_bytes, max_concurrency=2, use_threads=True
+            ),
+        )
+
+    def _send(self, stream, decoder, uploader: ChunkUploader, total_rows, started: float) -> tuple[int, int, int]:
+        """Encode ``stream`` into chunks and submit each; returns (rows, raw bytes, bytes sent)."""
+        from flux_provider.formats.chunker import chunks  # Arrow, at run time
+
+        settings = self.settings
+        last_log, rows, raw, sent = started, 0, 0, 0
+        for chunk in chunks(
+            stream,
+            decoder,
+            target_bytes=int(settings.chunk_mb * 2**20) if settings.chunk_mb else None,
+            target_rows=settings.chunk_rows,
+            gzip_level=settings.gzip_level if settings.compression else None,
+            block_size=int(settings.block_mb * 2**20),
+            workers=settings.encode_workers,
+        ):
+            uploader.submit(chunk)
+            rows, raw, sent = rows + chunk.rows, raw + chunk.raw_bytes, sent + len(chunk.data)
+            now = time.monotonic()
+            if now - last_log >= self.log_every:
+                last_log = now
+                self._progress(rows, raw, total_rows, now - started)
+        return rows, raw, sent
+
+    def _complete(self, uploader: ChunkUploader, export: ExportResult, part: str | None, day: str | None):
+        """Publish the run (or complete the part) with what the manifest records of the export."""
+        source = {
+            k: getattr(export, k)
+            for k in ("path", "host", "rows", "bytes", "engine", "tool", "format")
+            if getattr(export, k) is not None
+        }
+        fields = dict(
+            columns=export.columns,
+            encoding=self.settings.encoding().to_dict(),
+            compression=self.settings.compression,
+            source=source,
+            day=day,
+        )
+        return uploader.publish_part(**fields) if part else uploader.publish(**fields)
+
+    def _log_done(self, run: RunUpload, manifest, part, raw: int, sent: int, seconds: float) -> None:
         self.log.info(
             "data set %s: %s %d rows in %d chunks (%d reused from an earlier try), %.1f MB "
             "(%.1f MB on S3) in %.1fs, %.1f MB/s -> s3://%s/%s",
             self.dataset,
             f"part {part} uploaded" if part else "published",
-            manifest["rows"],
+            manifest.rows,
             len(run.chunks),
-            skipped,
+            run.reused,
             raw / 1e6,
             sent / 1e6,
             seconds,
             raw / 1e6 / max(seconds, 1e-9),
-            bucket,
+            run.run.bucket,
             run.prefix,
         )
+
+    def _result(self, s3_location: str, run: RunUpload, manifest, export, part, seconds: float) -> UploadResult:
         return UploadResult(
             dataset=self.dataset,
             location=s3_location,
-            bucket=bucket,
+            bucket=run.run.bucket,
             prefix=run.prefix,
-            manifest=part_manifest_key(run.prefix, part) if part else run.prefix + MANIFEST,
-            rows=manifest["rows"],
+            manifest=run.run.part_manifest_key(part) if isinstance(manifest, PartManifest) else run.run.manifest_key,
+            rows=manifest.rows,
             chunks=len(run.chunks),
-            chunks_reused=skipped,
-            bytes=manifest["bytes"],
-            raw_bytes=manifest["raw_bytes"],
-            compression=settings.compression,
-            encoding=encoding.to_dict(),
+            chunks_reused=run.reused,
+            bytes=manifest.bytes,
+            raw_bytes=manifest.raw_bytes,
+            compression=self.settings.compression,
+            encoding=self.settings.encoding().to_dict(),
             columns=export.columns,
             seconds=round(seconds, 3),
             extra={"part": part} if part else {},

@@ -1,0 +1,140 @@
+"""Where a data set's objects live in S3: one object that every step asks, instead of building keys.
+
+Under a data set's location ``s3://bucket/prefix``::
+
+    runs/<generation>/part-00000.hive[.gz]   chunks (immutable once the run is complete)
+    runs/<generation>/p03-00000.hive.gz      chunks of part p03 of a split run
+    runs/<generation>/_parts/p03.json        part p03 is complete (a split run)
+    runs/<generation>/_manifest.json         the run is complete: written last
+    _published.json                          the pointer: which run is current
+
+A generation is ``<run_key>`` for a run's first complete upload, then
+``<run_key>.1``, ``<run_key>.2``, ... (a complete run is never rewritten). Hive
+skips ``_``-prefixed files and folders, so the raw table over ``runs/`` reads only
+chunks. Pure: no Airflow, no client.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MANIFEST = "_manifest.json"
+POINTER = "_published.json"
+PARTS = "_parts/"
+RUNS = "runs/"
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """(bucket, key) of an ``s3://`` URL, by Airflow's own parser; ValueError names what is wrong."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # at run time: boto3 is not for DAG parsing
+
+    try:
+        bucket, key = S3Hook.parse_s3_url(url)
+    except Exception as exc:  # Airflow raises its S3HookUriParseFailure
+        raise ValueError(f"{url!r} is not an s3://bucket/prefix URL: {exc}") from None
+    if not bucket:
+        raise ValueError(f"{url!r} has no bucket")
+    return bucket, key
+
+
+def run_key_for(run_id: str) -> str:
+    """The S3 key part of an Airflow run id."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", run_id).strip("._") or "run"
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    """A data set's location: its bucket and the prefix everything of it is under."""
+
+    bucket: str
+    location: str  # no leading or trailing slash; "" for the bucket's root
+
+    def __post_init__(self):
+        object.__setattr__(self, "location", self.location.strip("/"))
+
+    @classmethod
+    def from_url(cls, url: str) -> DatasetLayout:
+        return cls(*parse_s3_url(url))
+
+    def key(self, relative: str) -> str:
+        return f"{self.location}/{relative}" if self.location else relative
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.location}"
+
+    @property
+    def pointer_key(self) -> str:
+        return self.key(POINTER)
+
+    @property
+    def runs_prefix(self) -> str:
+        return self.key(RUNS)
+
+    def run(self, run_key: str, generation: int = 0) -> RunLayout:
+        """Generation ``generation`` of ``run_key`` (0 is the run key itself)."""
+        return RunLayout(self, run_key if generation == 0 else f"{run_key}.{generation}")
+
+    def run_at(self, prefix: str) -> RunLayout:
+        """The run whose prefix is ``prefix`` (as a manifest or a plan recorded it)."""
+        name = prefix.rstrip("/")[len(self.runs_prefix) :]
+        if not prefix.startswith(self.runs_prefix) or not name or "/" in name:
+            raise ValueError(f"{prefix!r} is not a run under s3://{self.bucket}/{self.runs_prefix}")
+        return RunLayout(self, name)
+
+    @staticmethod
+    def run_of(bucket: str, prefix: str) -> RunLayout:
+        """The run at ``prefix`` (``<location>/runs/<generation>/``), as a manifest records it."""
+        head, _, name = prefix.rstrip("/").rpartition("/")
+        location, _, runs = head.rpartition("/")
+        if runs + "/" != RUNS or not name:
+            raise ValueError(f"s3://{bucket}/{prefix} is not a run: runs are <location>/runs/<generation>/")
+        return RunLayout(DatasetLayout(bucket, location), name)
+
+    def generation_of(self, key: str) -> str | None:
+        """The generation a key under ``runs/`` belongs to, else None."""
+        if not key.startswith(self.runs_prefix):
+            return None
+        return key[len(self.runs_prefix) :].split("/", 1)[0] or None
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """One generation of a run: its prefix and the keys of its chunks, part manifests and manifest."""
+
+    dataset: DatasetLayout
+    name: str  # the generation: "<run_key>" or "<run_key>.<n>"
+
+    @property
+    def bucket(self) -> str:
+        return self.dataset.bucket
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.dataset.runs_prefix}{self.name}/"
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    @property
+    def manifest_key(self) -> str:
+        return self.prefix + MANIFEST
+
+    @property
+    def parts_prefix(self) -> str:
+        return self.prefix + PARTS
+
+    def part_manifest_key(self, part: str) -> str:
+        return f"{self.parts_prefix}{part}.json"
+
+    def chunk_prefix(self, part: str | None) -> str:
+        """The prefix of this run's chunks of ``part`` (``part-`` for a run that is not split)."""
+        return f"{self.prefix}{part or 'part'}-"
+
+    def chunk_key(self, part: str | None, index: int, extension: str) -> str:
+        return f"{self.chunk_prefix(part)}{index:05d}{extension}"
+
+
+__all__ = ["DatasetLayout", "RunLayout", "parse_s3_url", "run_key_for", "MANIFEST", "POINTER"]

@@ -1,0 +1,367 @@
+"""A data set's plan: its DAG as data, between the spec and Airflow (spec -> plan -> DAG).
+
+:func:`plan_for` turns a :class:`~flux_provider.specs.model.DatasetSpec` into a
+:class:`DagPlan`: the schedule, the Asset, and each task with its kind, operator,
+pool and slots, retries, what it reads and writes, and the arguments its operator
+gets. :mod:`flux_provider.specs.render` is the one module that turns a plan into
+Airflow objects. A plan imports no Airflow DAG, operator or timetable: it can be
+printed (``flux-specs plan NAME``) and tested on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from flux_provider.hooks.landing import Landing
+from flux_provider.run_report import EXPORT, EXPORT_UPLOAD, PLAN, PUBLISH, REFRESH, TRANSFORM, UPLOAD
+from flux_provider.s3_layout import POINTER
+from flux_provider.specs.model import DatasetSpec
+
+#: What each kind of task is rendered as.
+OPERATORS = {
+    "export": "BcpExportOperator",
+    "upload": "S3ChunkUploadOperator",
+    "export_upload": "BcpToS3Operator",
+    "plan": "SplitPlanOperator",
+    "export_upload_part": "BcpToS3Operator",
+    "publish": "PublishRunOperator",
+    "transform": "HiveTransformOperator",
+    "refresh": "PartitionRefreshOperator",
+}
+
+
+@dataclass(frozen=True)
+class AssetPlan:
+    """The data set's Asset: ``flux.<name>``, and where it is published."""
+
+    name: str
+    extra: dict[str, str]
+
+
+@dataclass(frozen=True)
+class SchedulePlan:
+    """When runs start: ``kind`` is ``after`` (Assets), ``cron``, ``cron_interval`` (a time split's data
+    intervals), ``calendar`` / ``calendar_interval`` (business calendar), or ``manual``."""
+
+    kind: str
+    cron: str | None = None
+    timezone: str = "UTC"
+    after: tuple[str, ...] = ()
+    start: str = ""
+    catchup: bool = False
+    max_active_runs: int = 1
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """One task: its operator's arguments are ``args`` (with the data set, its pool and recovery rules)."""
+
+    task_id: str
+    kind: str
+    pool: str
+    upstream: tuple[str, ...] = ()
+    pool_slots: int = 1
+    mapped_over: str | None = None  # the task whose output it is mapped over (one task per part)
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    outlets: tuple[str, ...] = ()  # Asset names it updates
+    args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def operator(self) -> str:
+        return OPERATORS[self.kind]
+
+
+@dataclass(frozen=True)
+class DagPlan:
+    """A data set's DAG: ``tasks`` in dependency order."""
+
+    dag_id: str
+    dataset: str
+    owner: str
+    description: str
+    schedule: SchedulePlan
+    asset: AssetPlan
+    pool: str
+    retries: int  # what the recovery rules' retries need (Airflow's ``retries``)
+    tasks: tuple[TaskPlan, ...]
+    deadline: str | None = None
+
+    def task(self, task_id: str) -> TaskPlan:
+        return next(t for t in self.tasks if t.task_id == task_id)
+
+    def edges(self) -> list[tuple[str, str]]:
+        return [(up, t.task_id) for t in self.tasks for up in t.upstream]
+
+    def text(self) -> str:
+        """The plan as a person reads it (what ``flux-specs plan`` prints)."""
+        s = self.schedule
+        when = {"after": f"after {', '.join(s.after)}", "manual": "manual"}.get(s.kind, f"{s.kind} {s.cron!r}")
+        lines = [
+            f"{self.dag_id}: data set {self.dataset} (owner {self.owner})",
+            f"  schedule: {when} in {s.timezone}, from {s.start}, catchup {s.catchup}, "
+            f"at most {s.max_active_runs} run(s) at once",
+            f"  asset: {self.asset.name} ({self.asset.extra['published']})",
+            f"  pool: {self.pool}; retries up to {self.retries} by the recovery rules"
+            + (f"; deadline {self.deadline}" if self.deadline else ""),
+        ]
+        for t in self.tasks:
+            after = f" after {', '.join(t.upstream)}" if t.upstream else ""
+            mapped = f", one per part of {t.mapped_over}" if t.mapped_over else ""
+            lines.append(f"  - {t.task_id}: {t.operator}{mapped}{after}, pool {t.pool} x{t.pool_slots}")
+            lines += [f"      reads {r}" for r in t.reads] + [f"      writes {w}" for w in t.writes]
+            lines += [f"      updates {o}" for o in t.outlets]
+        return "\n".join(lines)
+
+
+def asset_name(dataset: str) -> str:
+    return f"flux.{dataset}"
+
+
+def asset_plan(spec: DatasetSpec) -> AssetPlan:
+    """The data set's Asset ``flux.<name>``: its URI is its name, and where it is published is in ``extra``.
+
+    An ``s3://`` URI would make Airflow load every provider's URI normaliser (boto3 and the S3 hook among
+    them) when the DAG file is parsed: about half a CPU second per file, every parse."""
+    return AssetPlan(
+        name=asset_name(spec.name),
+        extra={
+            "published": f"{spec.s3_location}/{POINTER}",
+            "hive_table": f"{spec.hive.database}.{spec.hive.target_table}",
+        },
+    )
+
+
+def schedule_plan(spec: DatasetSpec) -> SchedulePlan:
+    schedule, split = spec.schedule, spec.source.split
+    kind = "manual"
+    if schedule.after:
+        kind = "after"
+    elif schedule.cron and spec.calendar is not None and not schedule.cron.startswith("@once"):
+        kind = "calendar_interval" if split and split.every else "calendar"
+    elif schedule.cron:
+        # a time split exports each run's data interval: Airflow 3's cron default gives runs none
+        kind = "cron_interval" if split and split.every else "cron"
+    return SchedulePlan(
+        kind=kind,
+        cron=schedule.cron,
+        timezone=schedule.timezone,
+        after=tuple(schedule.after),
+        start=schedule.start,
+        catchup=schedule.catchup,
+        max_active_runs=schedule.max_active_runs,
+    )
+
+
+def plan_for(spec: DatasetSpec) -> DagPlan:
+    """The plan of one data set (see the module)."""
+    from flux_provider.rules import DEFAULT_RULES
+
+    rules = [*spec.rules, *DEFAULT_RULES]
+    retries = max(int(a.options.get("count", 0)) for r in rules for a in r.actions if a.kind == "retry")
+    loading = _split_tasks(spec) if spec.source.is_split else _load_tasks(spec)
+    return DagPlan(
+        dag_id=spec.dag_id,
+        dataset=spec.name,
+        owner=spec.owner,
+        description=(spec.description.splitlines() or [f"flux data set {spec.name}"])[0][:200],
+        schedule=schedule_plan(spec),
+        asset=asset_plan(spec),
+        pool=spec.throttle.pool,
+        retries=retries,
+        tasks=(*loading, *_hive_tasks(spec, upstream=loading[-1].task_id)),
+        deadline=f"{spec.deadline}" if spec.deadline is not None else None,
+    )
+
+
+# ------------------------------------------------------------------ the tasks
+def _task(spec: DatasetSpec, task_id: str, kind: str, **fields) -> TaskPlan:
+    return TaskPlan(task_id=task_id, kind=kind, pool=spec.throttle.pool, **fields)
+
+
+def _source(spec: DatasetSpec) -> str:
+    src = spec.source
+    what = f"{src.schema}.{src.table}" if src.table else "its query"
+    return f"mssql {src.connection}: {what}"
+
+
+def export_args(spec: DatasetSpec) -> dict[str, Any]:
+    src, export = spec.source, spec.export
+    args = dict(
+        schema=src.schema,
+        table=src.table,
+        sql=src.query,
+        count_sql=src.count_query,
+        mssql_conn_id=src.connection,
+        engine=export.engine,
+        batch_size=export.batch_size,
+        execution_timeout_minutes=export.timeout_minutes,
+    )
+    # the export-side tasks' queue: with mode="file" the export and its upload must share a host
+    return {**args, "queue": export.queue} if export.queue else args
+
+
+def upload_args(spec: DatasetSpec) -> dict[str, Any]:
+    chunking = spec.chunking
+    return dict(
+        chunk_mb=chunking.size_mb,
+        chunk_rows=chunking.rows,
+        compression=chunking.compression,
+        field_delimiter=chunking.field_delimiter,
+        collection_delimiter=chunking.collection_delimiter,
+        map_key_delimiter=chunking.map_key_delimiter,
+        null_format=chunking.null_format,
+    )
+
+
+def _s3(spec: DatasetSpec) -> dict[str, Any]:
+    return {"s3_location": spec.s3_location, "aws_conn_id": spec.s3_connection}
+
+
+def _load_tasks(spec: DatasetSpec) -> tuple[TaskPlan, ...]:
+    """export -> upload (file mode), or export_upload (streaming): the run published in S3."""
+    run = f"{spec.s3_location}/runs/<run>/"
+    if spec.export.mode == "streaming":
+        args = {**_s3(spec), "upload_options": upload_args(spec), **export_args(spec)}
+        return (_task(spec, EXPORT_UPLOAD, "export_upload", reads=(_source(spec),), writes=(run,), args=args),)
+    placement = {"queue": spec.export.queue} if spec.export.queue else {}
+    return (
+        _task(spec, EXPORT, "export", reads=(_source(spec),), writes=("a staging file",), args=export_args(spec)),
+        _task(
+            spec,
+            UPLOAD,
+            "upload",
+            upstream=(EXPORT,),
+            reads=("the export file",),
+            writes=(run,),
+            args={**_s3(spec), "export_task_id": EXPORT, **placement, **upload_args(spec)},
+        ),
+    )
+
+
+def _split_tasks(spec: DatasetSpec) -> tuple[TaskPlan, ...]:
+    """plan -> one mapped export_upload per part (all in the data set's pool) -> publish."""
+    src, split = spec.source, spec.source.split
+    plan = dict(
+        schema=src.schema,
+        table=src.table,
+        sql=src.query,
+        queries=src.queries or None,
+        column=split.column if split else None,
+        parts=split.parts if split else None,
+        every=split.every if split else None,
+        reconcile=bool(src.count_query),
+        mssql_conn_id=src.connection,
+        **_s3(spec),
+    )
+    part = {k: v for k, v in export_args(spec).items() if k not in ("schema", "table", "sql", "count_sql")}
+    part = {**_s3(spec), "upload_options": upload_args(spec), **part}
+    # named queries may overlap: their total is checked against the count query; a range or window
+    # split cannot overlap, and each of its parts is checked against its own count
+    count = src.count_query if src.queries else None
+    publish = dict(plan_task_id=PLAN, count_sql=count, mssql_conn_id=src.connection, **_s3(spec))
+    run = f"{spec.s3_location}/runs/<run>/"
+    return (
+        _task(spec, PLAN, "plan", reads=(_source(spec),), args=plan),
+        _task(
+            spec,
+            EXPORT_UPLOAD,
+            "export_upload_part",
+            upstream=(PLAN,),
+            mapped_over=PLAN,
+            reads=(_source(spec),),
+            writes=(f"{run}_parts/<part>.json",),
+            args=part,
+        ),
+        _task(
+            spec,
+            PUBLISH,
+            "publish",
+            upstream=(EXPORT_UPLOAD,),
+            writes=(run, spec.s3_location + "/" + POINTER),
+            args=publish,
+        ),
+    )
+
+
+def _hive_tasks(spec: DatasetSpec, *, upstream: str) -> tuple[TaskPlan, ...]:
+    """transform (-> refresh, for a partitioned target): the last task updates the Asset and prunes the landing."""
+    hive = spec.hive
+    landing = Landing(
+        s3_location=spec.s3_location, raw_table=f"`{hive.database}`.`{hive.staging_table}_raw`", rule=spec.landing
+    )
+    target = f"hive {hive.database}.{hive.target_table}"
+    last = {"outlets": (asset_name(spec.name),), "args": {"landing": landing}}
+    transform = dict(
+        upload_task_id=upstream,
+        database=hive.database,
+        staging_table=hive.staging_table,
+        target_table=hive.target_table,
+        sql=hive.transform_sql,
+        partition={p.name: p.value for p in hive.partitions if p.value is not None},
+        dynamic_partitions=[p.name for p in hive.partitions if p.value is None],
+        target_columns=hive.columns or None,
+        partition_types={p.name: p.type for p in hive.partitions} if hive.columns else None,
+        target_format=hive.format,
+        expect_rows=hive.expect_rows,
+        min_rows=hive.min_rows,
+        hiveserver2_conn_id=hive.connection,
+        aws_conn_id=spec.s3_connection,
+        timestamp_precision=hive.timestamp_precision,
+        create_database=hive.create_database,
+    )
+    reads = (f"hive {hive.database}.{hive.staging_table} over the published run",)
+    if not hive.partitions:
+        args = {**transform, **last["args"]}
+        return (
+            _task(
+                spec,
+                TRANSFORM,
+                "transform",
+                upstream=(upstream,),
+                reads=reads,
+                writes=(target,),
+                outlets=last["outlets"],
+                args=args,
+            ),
+        )
+    refresh = spec.refresh
+    refresh_args = dict(
+        database=hive.database,
+        table=hive.target_table,
+        transform_task_id=TRANSFORM,
+        repair=refresh.repair,
+        latest_view=refresh.latest_view,
+        retention_days=refresh.retention_days,
+        retention_column=refresh.retention_column,
+        purge=refresh.purge,
+        analyze=refresh.analyze,
+        hiveserver2_conn_id=hive.connection,
+        metastore_conn_id=hive.metastore,
+        aws_conn_id=spec.s3_connection,
+        **last["args"],
+    )
+    return (
+        _task(
+            spec,
+            TRANSFORM,
+            "transform",
+            upstream=(upstream,),
+            reads=reads,
+            writes=(target,),
+            args={**transform, "landing": None},
+        ),
+        _task(
+            spec,
+            REFRESH,
+            "refresh",
+            upstream=(TRANSFORM,),
+            writes=(f"{target} partitions",),
+            outlets=last["outlets"],
+            args=refresh_args,
+        ),
+    )
+
+
+__all__ = ["AssetPlan", "DagPlan", "SchedulePlan", "TaskPlan", "plan_for"]

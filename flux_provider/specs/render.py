@@ -1,0 +1,124 @@
+"""Render a :class:`~flux_provider.specs.plan.DagPlan` as an Airflow DAG: the one place plans meet Airflow.
+
+Every task runs in the data set's pool with the data set's recovery rules (which
+also set its retries and their delays); a task mapped over the split plan gets
+them here, because the scheduler reads a mapped task's retries before the
+operator exists.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, Asset
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from flux_provider.operators.base import lost_try_retry_delay
+from flux_provider.operators.bcp_export import BcpExportOperator
+from flux_provider.operators.bcp_to_s3 import BcpToS3Operator
+from flux_provider.operators.hive_transform import HiveTransformOperator
+from flux_provider.operators.partition_refresh import PartitionRefreshOperator
+from flux_provider.operators.publish_run import PublishRunOperator
+from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
+from flux_provider.operators.split_plan import SplitPlanOperator
+from flux_provider.recovery import Recovery, RecoveryPolicy
+from flux_provider.specs.dag_doc import doc_md
+from flux_provider.specs.model import DatasetSpec
+from flux_provider.specs.plan import AssetPlan, DagPlan, SchedulePlan, TaskPlan, asset_plan
+from flux_provider.specs.timetable import CalendarCronDataInterval, CalendarCronTrigger
+
+OPERATOR_CLASSES = {
+    cls.__name__: cls
+    for cls in (
+        BcpExportOperator,
+        S3ChunkUploadOperator,
+        BcpToS3Operator,
+        SplitPlanOperator,
+        PublishRunOperator,
+        HiveTransformOperator,
+        PartitionRefreshOperator,
+    )
+}
+
+
+def asset(plan: AssetPlan) -> Asset:
+    return Asset(name=plan.name, group="flux", extra=dict(plan.extra))
+
+
+def asset_for(spec: DatasetSpec) -> Asset:
+    """The data set's Asset ``flux.<name>`` (see :func:`~flux_provider.specs.plan.asset_plan`)."""
+    return asset(asset_plan(spec))
+
+
+def schedule(plan: SchedulePlan, spec: DatasetSpec):
+    if plan.kind == "after":
+        return [Asset.ref(name=f"flux.{name}") for name in plan.after]
+    if plan.kind == "calendar_interval":
+        return CalendarCronDataInterval(plan.cron, plan.timezone, calendar=spec.calendar)
+    if plan.kind == "calendar":
+        return CalendarCronTrigger(plan.cron, timezone=plan.timezone, calendar=spec.calendar)
+    if plan.kind == "cron_interval":
+        return CronDataIntervalTimetable(plan.cron, timezone=plan.timezone)
+    return plan.cron
+
+
+def _deadline(spec: DatasetSpec):
+    """The spec's ``DeadlineAlert``, or None. Its module registers a custom deadline reference, which loads
+    Airflow's deadline models (a quarter of a CPU second): only DAG files of specs with a deadline pay that."""
+    if spec.deadline is None:
+        return None
+    from flux_provider.deadlines import alert_for
+
+    return alert_for(spec)
+
+
+def render(plan: DagPlan, spec: DatasetSpec) -> DAG:
+    """The DAG of ``plan`` (``spec`` gives what only Airflow objects hold: the calendar, the deadline)."""
+    recovery = Recovery(rules=spec.rules, emails=spec.emails, webhooks=spec.webhooks)
+    with DAG(
+        dag_id=plan.dag_id,
+        description=plan.description,
+        schedule=schedule(plan.schedule, spec),
+        start_date=pendulum.parse(plan.schedule.start, tz=plan.schedule.timezone),
+        catchup=plan.schedule.catchup,
+        max_active_runs=plan.schedule.max_active_runs,  # each run transforms through a staging view of its own
+        doc_md=doc_md(spec),
+        tags=["flux", f"owner:{plan.owner}"],
+        # retries, delays and alerts come from the recovery rules (flux_provider.recovery)
+        default_args={"owner": plan.owner},
+        params={"flux_spec": str(spec.path.name)},
+        deadline=_deadline(spec),
+    ) as dag:
+        tasks = {}
+        for task in plan.tasks:
+            tasks[task.task_id] = _operator(task, plan, recovery, tasks)
+            for up in task.upstream:
+                tasks[up] >> tasks[task.task_id]
+    return dag
+
+
+def _operator(task: TaskPlan, plan: DagPlan, recovery: Recovery, tasks: dict):
+    cls = OPERATOR_CLASSES[task.operator]
+    args = dict(task.args)
+    minutes = args.pop("execution_timeout_minutes", None)
+    if minutes:
+        args["execution_timeout"] = timedelta(minutes=minutes)
+    outlets = [Asset.ref(name=name) if name != plan.asset.name else asset(plan.asset) for name in task.outlets]
+    if outlets:
+        args["outlets"] = outlets
+    common = dict(dataset=plan.dataset, pool=task.pool, pool_slots=task.pool_slots, recovery=recovery)
+    if task.mapped_over is None:
+        return cls(task_id=task.task_id, **common, **args)
+    return cls.partial(
+        task_id=task.task_id,
+        map_index_template="{{ task.part['name'] }}",
+        retries=recovery.max_retries,
+        retry_delay=lost_try_retry_delay(),
+        retry_policy=RecoveryPolicy(recovery),
+        **common,
+        **args,
+    ).expand(part=tasks[task.mapped_over].output)
+
+
+__all__ = ["asset_for", "render"]
