@@ -20,9 +20,8 @@ import pytest
 from flux_provider.errors import ErrorClass, FluxTerminalError, FluxTransientError
 from flux_provider.formats import export_file as fmt
 from flux_provider.formats.hive_text import decode
-from tests.support.stack import read_published
 from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator, run_key_for
-from tests.support.stack import export, inject_fault, s3, seed_table, upload
+from tests.support.stack import export, inject_fault, read_published, s3, seed_table, upload
 from tests.support.values import NASTY_ROWS, context, csv_bytes, gzip_members
 
 pytestmark = pytest.mark.stack

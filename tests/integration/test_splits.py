@@ -17,10 +17,9 @@ import pytest
 from flux_provider import splits
 from flux_provider.handoffs import TransformResult, UploadResult
 from flux_provider.hooks.s3_chunk_upload import run_key_for
-from tests.support.stack import read_published
 from flux_provider.run_report import stage_rows
 from tests.support import REPO
-from tests.support.stack import inject_fault, pools_sync, records, s3
+from tests.support.stack import inject_fault, pools_sync, read_published, records, s3
 from tests.support.values import VALUES
 
 pytestmark = pytest.mark.stack

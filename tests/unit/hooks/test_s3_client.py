@@ -44,8 +44,8 @@ def test_a_frozen_s3_endpoint_fails_as_connection_within_the_configured_bound(fr
     from botocore.exceptions import BotoCoreError
 
     from flux_provider.hooks.chunk_uploader import ChunkUploader
-    from flux_provider.hooks.s3_errors import classify_s3
     from flux_provider.hooks.s3_client import s3_client, s3_config
+    from flux_provider.hooks.s3_errors import classify_s3
 
     defaults = s3_config()
     assert (defaults.connect_timeout, defaults.read_timeout, defaults.retries["max_attempts"]) == (5.0, 15.0, 2)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from importlib import metadata
-import re
 from pathlib import Path
 
 import flux_provider
