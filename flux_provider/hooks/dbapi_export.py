@@ -156,6 +156,28 @@ class DbApiExportEngine:
             return conn.cursor(name=f"flux_export_{uuid.uuid4().hex[:8]}")  # server-side: streams
         return conn.cursor()
 
+    def _write(self, cursor, out, columns: list[Column], field_terminator: str, row_terminator: str, start: float):
+        """Write every row ``cursor`` fetches as terminated text; returns (rows, bytes)."""
+        field_t, row_t = field_terminator.encode(), row_terminator.encode()
+        renderers = [renderer(c) for c in columns]
+        names = [c.name for c in columns]
+        last_log, rows, written = start, 0, 0
+        while batch := cursor.fetchmany(self.fetch_size):
+            for row in batch:
+                fields = [render(value) for render, value in zip(renderers, row)]
+                for name, raw in zip(names, fields):
+                    if field_t in raw or row_t in raw:
+                        raise TerminatorInData(rows + 1, name, field_terminator if field_t in raw else row_terminator)
+                line = field_t.join(fields) + row_t
+                out.write(line)
+                written += len(line)
+            rows += len(batch)
+            now = self.clock()
+            if now - last_log >= self.log_every:
+                last_log = now
+                log.info("exported %d rows, %.1f MB, %.0f rows/s", rows, written / 1e6, rows / max(now - start, 1e-9))
+        return rows, written
+
     def export(
         self,
         query: str,
@@ -166,11 +188,7 @@ class DbApiExportEngine:
         row_terminator: str,
         dataset: str | None = None,
     ) -> int:
-        field_t, row_t = field_terminator.encode(), row_terminator.encode()
-        renderers = [renderer(c) for c in columns]
-        names = [c.name for c in columns]
-        start = last_log = self.clock()
-        rows = written = 0
+        start = self.clock()
         conn = None
         try:
             self._conn = conn = self.hook.get_conn()
@@ -178,27 +196,7 @@ class DbApiExportEngine:
             cursor.arraysize = self.fetch_size
             cursor.execute(query)
             with open(out_path, "wb", buffering=1 << 20) as out:
-                while True:
-                    batch = cursor.fetchmany(self.fetch_size)
-                    if not batch:
-                        break
-                    for row in batch:
-                        fields = [render(value) for render, value in zip(renderers, row)]
-                        for name, raw in zip(names, fields):
-                            if field_t in raw or row_t in raw:
-                                raise TerminatorInData(
-                                    rows + 1, name, field_terminator if field_t in raw else row_terminator
-                                )
-                        line = field_t.join(fields) + row_t
-                        out.write(line)
-                        written += len(line)
-                    rows += len(batch)
-                    now = self.clock()
-                    if now - last_log >= self.log_every:
-                        last_log = now
-                        log.info(
-                            "exported %d rows, %.1f MB, %.0f rows/s", rows, written / 1e6, rows / max(now - start, 1e-9)
-                        )
+                rows, written = self._write(cursor, out, columns, field_terminator, row_terminator, start)
         except TerminatorInData as exc:
             raise flux_error(str(exc), error_class=ErrorClass.DATA, dataset=dataset, step="export") from exc
         except (FluxError, OSError):

@@ -120,34 +120,24 @@ class S3ChunkUploadHook(BaseHook):
     ) -> UploadResult:
         """Encode and upload everything ``stream`` yields (a file or a pipe), then publish.
 
-        ``before_publish(rows)`` runs after the last chunk is uploaded and before anything is
-        published; raising there (e.g. the export that fed a pipe failed) publishes nothing; it may
-        return the export's final :class:`ExportResult` (rows, tool), which the manifest then records.
-        With ``part`` (and the run's ``prefix``, fixed by the split plan) the stream is one part of a
-        split run: it is uploaded as that part's chunks and completed with a part manifest; the run
-        is published once all parts are (:func:`~flux_provider.hooks.split_publish.publish_parts`).
-        ``day``: the run's day (``{{ flux_day }}``); the data set's pointer never moves to an older day.
-        ``attempt``: the task's try number; a try that a newer try of the same run superseded (Airflow gave
-        it up and retried it elsewhere) is refused before it deletes or publishes anything.
+        ``before_publish(rows)`` runs after the last chunk and before anything is published: raising there
+        publishes nothing, and the :class:`ExportResult` it may return is what the manifest records.
+        ``part`` (with the run's ``prefix``, fixed by the split plan): upload one part of a split run and
+        complete it with a part manifest. ``day``: the pointer never moves to an older day. ``attempt``: a
+        try that a newer try of the same run superseded is refused before it deletes or publishes anything.
         """
-        if self.settings.compression not in (None, "gzip"):
-            raise self._fail(f"compression {self.settings.compression!r} is not None or 'gzip'")
-        try:
-            bucket, location = parse_s3_url(s3_location)
-            decoder = _decoder(export, self.settings.encoding())
-        except ValueError as exc:
-            raise self._fail(str(exc)) from exc
+        bucket, location, decoder = self._prepare(s3_location, export)
         self._uploader = uploader = self._chunk_uploader(bucket, location, run_key_for(run_id), part, prefix, attempt)
         started = time.monotonic()
         try:
             run = uploader.start()
+            rows = export.rows if export.rows is not None else "?"
             self.log.info(
-                "data set %s: uploading %s rows from %s to s3://%s/%s",
+                "data set %s: uploading %s rows from %s to %s",
                 self.dataset,
-                export.rows if export.rows is not None else "?",
+                rows,
                 export.path or "a stream",
-                bucket,
-                run.prefix,
+                run.run.url,
             )
             rows, raw, sent = self._send(stream, decoder, uploader, export.rows, started)
             run = uploader.finish()
@@ -172,6 +162,15 @@ class S3ChunkUploadHook(BaseHook):
         seconds = time.monotonic() - started
         self._log_done(run, manifest, part, raw, sent, seconds)
         return self._result(s3_location, run, manifest, export, part, seconds)
+
+    def _prepare(self, s3_location: str, export: ExportResult):
+        """(bucket, location, decoder): a wrong setting fails before anything is read or written."""
+        if self.settings.compression not in (None, "gzip"):
+            raise self._fail(f"compression {self.settings.compression!r} is not None or 'gzip'")
+        try:
+            return (*parse_s3_url(s3_location), _decoder(export, self.settings.encoding()))
+        except ValueError as exc:
+            raise self._fail(str(exc)) from exc
 
     def _chunk_uploader(self, bucket, location, run_key, part, prefix, attempt) -> ChunkUploader:
         from boto3.s3.transfer import TransferConfig

@@ -139,26 +139,8 @@ class HiveTransformOperator(FluxOperator):
         self.staging_database = hive_identifier(staging_database or database, "staging database", dataset=dataset)
         self.target_table = hive_identifier(target_table, "target table", dataset=dataset)
         self.staging_table = hive_identifier(staging_table, "staging table", dataset=dataset)
-        self.sql, self.partition = sql, dict(partition or {})
-        self.dynamic_partitions = [
-            hive_identifier(c, "dynamic partition column", dataset=dataset) for c in dynamic_partitions
-        ]
-        for key in self.partition:
-            hive_identifier(key, "partition column", dataset=dataset)
-        if set(self.partition) & set(self.dynamic_partitions):
-            raise self._fail(
-                f"partition columns {sorted(set(self.partition) & set(self.dynamic_partitions))} "
-                "are both static and dynamic; list each in one of partition= or dynamic_partitions="
-            )
-        self.target_columns = None if target_columns is None else self._typed(target_columns, "target column")
-        self.partition_types = self._typed(partition_types or {}, "partition column")
-        if self.target_columns is not None and set(self.partition_types) != set(self.partition) | set(
-            self.dynamic_partitions
-        ):
-            raise self._fail(
-                "partition_types must give a type for each partition column "
-                f"{sorted(set(self.partition) | set(self.dynamic_partitions))}"
-            )
+        self.sql = sql
+        self._set_partitions(partition, dynamic_partitions, target_columns, partition_types)
         if target_format.upper() not in ("PARQUET", "ORC", "TEXTFILE", "AVRO"):
             raise self._fail(f"target_format {target_format!r} is not PARQUET, ORC, TEXTFILE or AVRO")
         self.target_format = target_format.upper()
@@ -170,6 +152,26 @@ class HiveTransformOperator(FluxOperator):
         self.timestamp_precision, self.create_database = timestamp_precision, create_database
         self._session: HiveSession | None = None
         self._run_view: str | None = None
+
+    def _set_partitions(self, partition, dynamic_partitions, target_columns, partition_types) -> None:
+        dataset = self.dataset
+        self.partition = dict(partition or {})
+        self.dynamic_partitions = [
+            hive_identifier(c, "dynamic partition column", dataset=dataset) for c in dynamic_partitions
+        ]
+        for key in self.partition:
+            hive_identifier(key, "partition column", dataset=dataset)
+        both = set(self.partition) & set(self.dynamic_partitions)
+        if both:
+            raise self._fail(
+                f"partition columns {sorted(both)} are both static and dynamic; list each in one of partition= "
+                "or dynamic_partitions="
+            )
+        self.target_columns = None if target_columns is None else self._typed(target_columns, "target column")
+        self.partition_types = self._typed(partition_types or {}, "partition column")
+        every = set(self.partition) | set(self.dynamic_partitions)
+        if self.target_columns is not None and set(self.partition_types) != every:
+            raise self._fail(f"partition_types must give a type for each partition column {sorted(every)}")
 
     # ------------------------------------------------------------------ names
     @property

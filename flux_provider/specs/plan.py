@@ -285,15 +285,9 @@ def _split_tasks(spec: DatasetSpec) -> tuple[TaskPlan, ...]:
     )
 
 
-def _hive_tasks(spec: DatasetSpec, *, upstream: str) -> tuple[TaskPlan, ...]:
-    """transform (-> refresh, for a partitioned target): the last task updates the Asset and prunes the landing."""
+def transform_args(spec: DatasetSpec, upstream: str) -> dict[str, Any]:
     hive = spec.hive
-    landing = Landing(
-        s3_location=spec.s3_location, raw_table=f"`{hive.database}`.`{hive.staging_table}_raw`", rule=spec.landing
-    )
-    target = f"hive {hive.database}.{hive.target_table}"
-    last = {"outlets": (asset_name(spec.name),), "args": {"landing": landing}}
-    transform = dict(
+    return dict(
         upload_task_id=upstream,
         database=hive.database,
         staging_table=hive.staging_table,
@@ -311,23 +305,11 @@ def _hive_tasks(spec: DatasetSpec, *, upstream: str) -> tuple[TaskPlan, ...]:
         timestamp_precision=hive.timestamp_precision,
         create_database=hive.create_database,
     )
-    reads = (f"hive {hive.database}.{hive.staging_table} over the published run",)
-    if not hive.partitions:
-        args = {**transform, **last["args"]}
-        return (
-            _task(
-                spec,
-                TRANSFORM,
-                "transform",
-                upstream=(upstream,),
-                reads=reads,
-                writes=(target,),
-                outlets=last["outlets"],
-                args=args,
-            ),
-        )
-    refresh = spec.refresh
-    refresh_args = dict(
+
+
+def refresh_args(spec: DatasetSpec) -> dict[str, Any]:
+    hive, refresh = spec.hive, spec.refresh
+    return dict(
         database=hive.database,
         table=hive.target_table,
         transform_task_id=TRANSFORM,
@@ -340,26 +322,31 @@ def _hive_tasks(spec: DatasetSpec, *, upstream: str) -> tuple[TaskPlan, ...]:
         hiveserver2_conn_id=hive.connection,
         metastore_conn_id=hive.metastore,
         aws_conn_id=spec.s3_connection,
-        **last["args"],
     )
+
+
+def _hive_tasks(spec: DatasetSpec, *, upstream: str) -> tuple[TaskPlan, ...]:
+    """transform (-> refresh, for a partitioned target): the last task updates the Asset and prunes the landing."""
+    hive = spec.hive
+    landing = Landing(
+        s3_location=spec.s3_location, raw_table=f"`{hive.database}`.`{hive.staging_table}_raw`", rule=spec.landing
+    )
+    target, outlets = f"hive {hive.database}.{hive.target_table}", (asset_name(spec.name),)
+    reads = (f"hive {hive.database}.{hive.staging_table} over the published run",)
+    transform = dict(upstream=(upstream,), reads=reads, writes=(target,))
+    if not hive.partitions:
+        args = {**transform_args(spec, upstream), "landing": landing}
+        return (_task(spec, TRANSFORM, "transform", outlets=outlets, args=args, **transform),)
     return (
-        _task(
-            spec,
-            TRANSFORM,
-            "transform",
-            upstream=(upstream,),
-            reads=reads,
-            writes=(target,),
-            args={**transform, "landing": None},
-        ),
+        _task(spec, TRANSFORM, "transform", args={**transform_args(spec, upstream), "landing": None}, **transform),
         _task(
             spec,
             REFRESH,
             "refresh",
             upstream=(TRANSFORM,),
             writes=(f"{target} partitions",),
-            outlets=last["outlets"],
-            args=refresh_args,
+            outlets=outlets,
+            args={**refresh_args(spec), "landing": landing},
         ),
     )
 
