@@ -67,3 +67,8 @@ def hive_type(value: str, what: str, *, dataset: str | None = None) -> str:
             dataset=dataset,
         )
     return text.upper()
+
+
+def dag_id_for(dataset: str) -> str:
+    """A data set's DAG id, which is also its pool's default name."""
+    return f"flux_{dataset}"

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 
+from flux_provider.s3_layout import parse_s3_url
+
 log = logging.getLogger(__name__)
 
 
@@ -57,7 +59,7 @@ def remove_insert_leftovers(
     many were deleted. Housekeeping: a failure is logged, never raised (the step that calls it did its work)."""
     if not location or not location.startswith(("s3://", "s3a://")):
         return 0
-    bucket, _, prefix = location.split("://", 1)[1].partition("/")
+    bucket, prefix = parse_s3_url(location)
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     try:
         hook = s3_hook(aws_conn_id)

@@ -50,6 +50,7 @@ from flux_provider.hooks.hive_session import HiveSession, classify_hive
 from flux_provider.hooks.s3_client import s3_hook
 from flux_provider.identifiers import hive_identifier
 from flux_provider.operators.base import FluxOperator
+from flux_provider.s3_layout import parse_s3_url
 
 
 class PartitionRefreshOperator(FluxOperator):
@@ -252,7 +253,7 @@ class PartitionRefreshOperator(FluxOperator):
         if not location.startswith(("s3://", "s3a://")):
             self.log.warning("data set %s: not deleting %s (not on S3)", self.dataset, location)
             return
-        bucket, _, prefix = location.split("://", 1)[1].partition("/")
+        bucket, prefix = parse_s3_url(location)
         prefix = prefix.rstrip("/") + "/"
         hook = s3_hook(self.aws_conn_id)
         keys = hook.list_keys(bucket_name=bucket, prefix=prefix)

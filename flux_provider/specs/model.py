@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flux_provider.calendars import Calendar
 from flux_provider.hooks.landing import LandingRule
+from flux_provider.identifiers import dag_id_for
 from flux_provider.rules import Rule
 
 
@@ -142,4 +143,4 @@ class DatasetSpec:
 
     @property
     def dag_id(self) -> str:
-        return f"flux_{self.name}"
+        return dag_id_for(self.name)

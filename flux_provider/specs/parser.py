@@ -15,7 +15,7 @@ from pathlib import Path
 from flux_provider.calendars import DAYS, Calendar, Window
 from flux_provider.errors import ErrorClass, FluxTerminalError
 from flux_provider.hooks.landing import LandingRule
-from flux_provider.identifiers import hive_identifier, hive_type, sqlserver_identifier
+from flux_provider.identifiers import dag_id_for, hive_identifier, hive_type, sqlserver_identifier
 from flux_provider.queries import QueryRefused, check_read_only
 from flux_provider.rules import Action, Match, Rule
 from flux_provider.specs import schema_errors
@@ -666,7 +666,7 @@ class _Builder:
 
     def throttle(self) -> Throttle:
         el = self.find("throttle")
-        default_pool = f"flux_{self.name}"
+        default_pool = dag_id_for(self.name)
         if el is None:
             return Throttle(pool=default_pool)
         pool = el.get("pool") or default_pool

@@ -21,6 +21,7 @@ from urllib.parse import quote
 from sqlalchemy import and_, func, or_, select
 
 from flux_provider import calendars
+from flux_provider.identifiers import dag_id_for
 from flux_provider.run_report import EXPORT, EXPORT_UPLOAD, PUBLISH, TRANSFORM, UPLOAD, stage_rows
 from flux_provider.throttle import store
 
@@ -42,10 +43,6 @@ SORT_KEYS = (
 )
 _STAGE_TASKS = (EXPORT, UPLOAD, EXPORT_UPLOAD, PUBLISH, TRANSFORM)
 _DECISION = re.compile(r"^(?P<rule>[^|:\n]{1,120}): (?P<action>[^|\n]{1,300}) \| (?P<message>.*)$", re.S)
-
-
-def dag_id_of(dataset: str) -> str:
-    return f"flux_{dataset}"
 
 
 def _utc(moment: dt.datetime | None) -> dt.datetime | None:
@@ -154,7 +151,7 @@ def _rows(session, hours: float) -> list[dict]:
     now = store.now()
     since = now - dt.timedelta(hours=hours)
     throttles = session.execute(select(store.throttle)).mappings().all()
-    dag_ids = [dag_id_of(t["dataset"]) for t in throttles]
+    dag_ids = [dag_id_for(t["dataset"]) for t in throttles]
     pools = [t["pool"] for t in throttles]
     dags = {
         d.dag_id: d
@@ -206,7 +203,7 @@ def _rows(session, hours: float) -> list[dict]:
 
     out = []
     for t in throttles:
-        dataset, dag_id = t["dataset"], dag_id_of(t["dataset"])
+        dataset, dag_id = t["dataset"], dag_id_for(t["dataset"])
         dag, run = dags.get(dag_id), runs.get(dag_id)
         rows = stage_rows(values.get((dag_id, run.run_id), {}).get) if run else None
         row = {
