@@ -34,6 +34,7 @@ from flux_provider.errors import ERROR_XCOM, ErrorClass, ErrorRecord
 from flux_provider.recovery import parse_retry_reason
 from flux_provider.throttle import migrations, store
 from flux_provider.throttle.limits import AIMD, DEFAULT_LOAD_CLASSES, Sample
+from flux_provider.throttle.tries import KEY, pool_tries
 
 log = logging.getLogger(__name__)
 
@@ -153,36 +154,19 @@ class Controller:
         recorded once in ``flux_task_outcomes`` with its own class, message, duration and load; returned per
         data set as samples (those of the last three periods: older ones, collected after a restart, ran under
         another limit)."""
-        from airflow.models.taskinstance import TaskInstance as TI
-        from airflow.models.taskinstancehistory import TaskInstanceHistory as TIH
-
         earliest = min(since.values())
         pools = list(datasets)
-        rows = {}
-        for model in (TIH, TI):  # the current try last: it wins over its own archived copy
-            query = select(
-                model.dag_id,
-                model.run_id,
-                model.task_id,
-                model.map_index,
-                model.try_number,
-                model.state,
-                model.pool,
-                model.start_date,
-                model.end_date,
-                model.retry_reason,
-            ).where(
-                and_(
-                    model.pool.in_(pools),
-                    model.end_date > earliest,
-                    model.end_date <= until,
-                    model.state.in_(FINAL),
-                )
-            )
-            for r in session.execute(query):
-                # try 0 never ran (cleared before it started)
-                if r.start_date is not None and r.try_number > 0 and r.end_date > since[datasets[r.pool]]:
-                    rows[(r.dag_id, r.run_id, r.task_id, r.map_index, r.try_number)] = r
+        ended = pool_tries(
+            session,
+            ("state", "pool", "start_date", "end_date", "retry_reason"),
+            lambda m: and_(m.pool.in_(pools), m.end_date > earliest, m.end_date <= until, m.state.in_(FINAL)),
+        )
+        # try 0 never ran (cleared before it started)
+        rows = {
+            key: r
+            for key, r in ended.items()
+            if r.start_date is not None and r.try_number > 0 and r.end_date > since[datasets[r.pool]]
+        }
         if not rows:
             return {}
         recorded = self.recorded(session, rows)
@@ -200,43 +184,41 @@ class Controller:
         samples: dict[str, list[Sample]] = {}
         inserts = []
         for key, r in sorted(fresh.items(), key=lambda kv: kv[1].end_date):
-            dataset = datasets[r.pool]
-            seconds = (r.end_date - r.start_date).total_seconds()
-            failed = r.state in ("failed", "up_for_retry")
             record = records.get(key[:4]) if current.get(key[:4]) == key[4] else None
-            error_class, factor, message = self.classify(r, record) if failed else (None, None, None)
-            inflight = max(sum(1 for start, end in running.get(r.pool, ()) if _overlaps(start, end, r.end_date)), 1)
-            inserts.append(
-                dict(
-                    dag_id=key[0],
-                    run_id=key[1],
-                    task_id=key[2],
-                    map_index=key[3],
-                    try_number=key[4],
-                    dataset=dataset,
-                    state=str(r.state),
-                    start_date=r.start_date,
-                    end_date=r.end_date,
-                    seconds=seconds,
-                    inflight=inflight,
-                    error_class=error_class,
-                    message=message,
-                )
-            )
+            outcome, sample = self.observe(key, r, datasets[r.pool], record, running.get(r.pool, ()))
+            inserts.append(outcome)
             if r.end_date >= recent:
-                samples.setdefault(dataset, []).append(
-                    Sample(
-                        time=r.end_date.timestamp(),
-                        latency=seconds,
-                        inflight=inflight,
-                        failed=failed,
-                        error_class=error_class,
-                        throttle_down=factor,
-                    )
-                )
+                samples.setdefault(outcome["dataset"], []).append(sample)
         if inserts:
             session.execute(store.outcomes.insert(), inserts)
         return samples
+
+    def observe(self, key: tuple, r, dataset: str, record: ErrorRecord | None, running) -> tuple[dict, Sample]:
+        """One ended try: its ``flux_task_outcomes`` row and its sample (class, duration, tries in flight)."""
+        seconds = (r.end_date - r.start_date).total_seconds()
+        failed = r.state in ("failed", "up_for_retry")
+        error_class, factor, message = self.classify(r, record) if failed else (None, None, None)
+        inflight = max(sum(1 for start, end in running if _overlaps(start, end, r.end_date)), 1)
+        outcome = dict(zip(KEY, key))
+        outcome.update(
+            dataset=dataset,
+            state=str(r.state),
+            start_date=r.start_date,
+            end_date=r.end_date,
+            seconds=seconds,
+            inflight=inflight,
+            error_class=error_class,
+            message=message,
+        )
+        sample = Sample(
+            time=r.end_date.timestamp(),
+            latency=seconds,
+            inflight=inflight,
+            failed=failed,
+            error_class=error_class,
+            throttle_down=factor,
+        )
+        return outcome, sample
 
     @staticmethod
     def recorded(session, rows: dict) -> set[tuple]:
@@ -268,29 +250,11 @@ class Controller:
     def running(session, pools: list[str], since: dt.datetime, until: dt.datetime) -> dict[str, list[tuple]]:
         """``pool -> [(start, end or None)]``: every try of those pools that ran at some moment in
         [since, until], each try once (a task instance and its archived copy are one try)."""
-        from airflow.models.taskinstance import TaskInstance as TI
-        from airflow.models.taskinstancehistory import TaskInstanceHistory as TIH
-
-        tries = {}
-        for model in (TI, TIH):
-            query = select(
-                model.dag_id,
-                model.run_id,
-                model.task_id,
-                model.map_index,
-                model.try_number,
-                model.pool,
-                model.start_date,
-                model.end_date,
-            ).where(
-                and_(
-                    model.pool.in_(pools),
-                    model.start_date <= until,
-                    or_(model.end_date.is_(None), model.end_date >= since),
-                )
-            )
-            for r in session.execute(query):
-                tries.setdefault((r.dag_id, r.run_id, r.task_id, r.map_index, r.try_number), r)
+        tries = pool_tries(
+            session,
+            ("pool", "start_date", "end_date"),
+            lambda m: and_(m.pool.in_(pools), m.start_date <= until, or_(m.end_date.is_(None), m.end_date >= since)),
+        )
         out: dict[str, list[tuple]] = {}
         for r in tries.values():
             out.setdefault(r.pool, []).append((r.start_date, r.end_date))

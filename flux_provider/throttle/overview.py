@@ -16,18 +16,17 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter, defaultdict
-from urllib.parse import quote
-
-from sqlalchemy import and_, func, or_, select
 
 from flux_provider import calendars
 from flux_provider.identifiers import dag_id_for
-from flux_provider.run_report import EXPORT, EXPORT_UPLOAD, PUBLISH, TRANSFORM, UPLOAD, stage_rows
+from flux_provider.run_report import stage_rows
+from flux_provider.throttle import dashboard_queries as reads
 from flux_provider.throttle import store
+from flux_provider.throttle.health import HEALTH, ORPHANED, health_of
+from flux_provider.throttle.links import dag_url, log_url, run_url
+from flux_provider.throttle.series import align, bucket_seconds, busy_steps, error_buckets
+from flux_provider.throttle.series import utc as _utc
 
-#: Health states, most urgent first (the default sort order).
-HEALTH = ("failing", "throttled", "pinned", "paused", "running", "ok")
-ORPHANED = "orphaned"
 SORT_KEYS = (
     "health",
     "dataset",
@@ -41,31 +40,12 @@ SORT_KEYS = (
     "queued",
     "errors",
 )
-_STAGE_TASKS = (EXPORT, UPLOAD, EXPORT_UPLOAD, PUBLISH, TRANSFORM)
 _DECISION = re.compile(r"^(?P<rule>[^|:\n]{1,120}): (?P<action>[^|\n]{1,300}) \| (?P<message>.*)$", re.S)
-
-
-def _utc(moment: dt.datetime | None) -> dt.datetime | None:
-    if moment is not None and moment.tzinfo is None:  # SQLite hands back naive UTC
-        return moment.replace(tzinfo=dt.timezone.utc)
-    return moment
 
 
 def iso(moment: dt.datetime | None) -> str | None:
     moment = _utc(moment)
     return moment.isoformat() if moment else None
-
-
-def run_url(dag_id: str, run_id: str) -> str:
-    return f"/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
-
-
-def log_url(dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int | None = None) -> str:
-    """The task instance's page in the Airflow UI (its log), at ``try_number``."""
-    url = f"{run_url(dag_id, run_id)}/tasks/{quote(task_id, safe='')}"
-    if map_index is not None and map_index >= 0:
-        url += f"/mapped/{map_index}"
-    return url + (f"?try_number={try_number}" if try_number else "")
 
 
 def split_decision(text: str | None) -> tuple[str | None, str | None, str]:
@@ -114,7 +94,7 @@ def _matches(row: dict, q: str | None, owner: str | None, health: list[str] | No
             return False
     elif row["health"] == ORPHANED:
         return False
-    if q and q.lower() not in row["dataset"].lower():
+    if q and reads.lower() not in row["dataset"].lower():
         return False
     return not owner or owner.lower() in (row["owner"] or "").lower()
 
@@ -143,114 +123,49 @@ def _sort_key(sort: str):
 
 
 def _rows(session, hours: float) -> list[dict]:
-    from airflow.models.dag import DagModel
-    from airflow.models.dagrun import DagRun
-    from airflow.models.pool import Pool
-    from airflow.models.taskinstance import TaskInstance as TI
-
-    now = store.now()
-    since = now - dt.timedelta(hours=hours)
-    throttles = session.execute(select(store.throttle)).mappings().all()
+    """One row per data set, from a fixed number of bulk queries."""
+    since = store.now() - dt.timedelta(hours=hours)
+    throttles = reads.throttles(session)
     dag_ids = [dag_id_for(t["dataset"]) for t in throttles]
     pools = [t["pool"] for t in throttles]
-    dags = {
-        d.dag_id: d
-        for d in session.execute(
-            select(
-                DagModel.dag_id,
-                DagModel.is_paused,
-                DagModel.is_stale,
-                DagModel.owners,
-                DagModel.next_dagrun_create_after,
-            ).where(DagModel.dag_id.in_(dag_ids))
-        )
-    }
-    slots = dict(session.execute(select(Pool.pool, Pool.slots).where(Pool.pool.in_(pools))).all())
-    busy: dict[str, Counter] = defaultdict(Counter)
-    for pool, state, n in session.execute(
-        select(TI.pool, TI.state, func.count())
-        .where(and_(TI.pool.in_(pools), TI.state.in_(("running", "queued", "scheduled"))))
-        .group_by(TI.pool, TI.state)
-    ):
-        busy[pool]["queued" if state == "scheduled" else str(state)] += n
-    errors: dict[str, Counter] = defaultdict(Counter)
-    for dataset, error_class, n in session.execute(
-        select(store.outcomes.c.dataset, store.outcomes.c.error_class, func.count())
-        .where(and_(store.outcomes.c.end_date >= since, store.outcomes.c.error_class.is_not(None)))
-        .group_by(store.outcomes.c.dataset, store.outcomes.c.error_class)
-    ):
-        errors[dataset][error_class] += n
-    last_change = {}
-    for e in session.execute(
-        select(store.events).where(store.events.c.at >= since).order_by(store.events.c.id)
-    ).mappings():
-        last_change[e["dataset"]] = e
-    latest = (
-        select(DagRun.dag_id, func.max(DagRun.run_after).label("run_after"))
-        .where(DagRun.dag_id.in_(dag_ids))
-        .group_by(DagRun.dag_id)
-        .subquery()
+    facts = dict(
+        dags=reads.dags(session, dag_ids),
+        slots=reads.pool_slots(session, pools),
+        busy=reads.pool_busy(session, pools),
+        errors=reads.error_counts(session, since),
+        changes=reads.last_changes(session, since),
+        runs=reads.latest_runs(session, dag_ids),
     )
-    runs = {
-        r.dag_id: r
-        for r in session.execute(
-            select(DagRun.dag_id, DagRun.run_id, DagRun.state, DagRun.start_date, DagRun.end_date).join(
-                latest, and_(DagRun.dag_id == latest.c.dag_id, DagRun.run_after == latest.c.run_after)
-            )
-        )
+    facts["values"] = reads.stage_values(session, [(r.dag_id, r.run_id) for r in facts["runs"].values()])
+    return [_row(t, **facts) for t in throttles]
+
+
+def _row(t, *, dags, slots, busy, errors, changes, runs, values) -> dict:
+    dataset, dag_id = t["dataset"], dag_id_for(t["dataset"])
+    dag, run = dags.get(dag_id), runs.get(dag_id)
+    rows = stage_rows(values.get((dag_id, run.run_id), {}).get) if run else None
+    row = {
+        "dataset": dataset,
+        "dag_id": dag_id,
+        "owner": (dag.owners if dag else None) or None,
+        "pool": t["pool"],
+        "slots": slots.get(t["pool"]),
+        "bounds": [t["low"], t["high"]],
+        "initial": t["initial"],
+        "pinned": t["pinned"],
+        "running": busy[t["pool"]]["running"],
+        "queued": busy[t["pool"]]["queued"],
+        "paused": bool(dag.is_paused) if dag else None,
+        "next_run": iso(dag.next_dagrun_create_after) if dag and not dag.is_paused else None,
+        "last_run": _run_summary(run, rows) if run else None,
+        "rows": rows["exported"] if rows else None,
+        "reconciled": rows["reconciled"] if rows else None,
+        "errors": dict(errors.get(dataset, {})),
+        "last_change": _event(changes[dataset]) if dataset in changes else None,
+        "url": dag_url(dag_id),
     }
-    values = _stage_values(session, [(r.dag_id, r.run_id) for r in runs.values()])
-
-    out = []
-    for t in throttles:
-        dataset, dag_id = t["dataset"], dag_id_for(t["dataset"])
-        dag, run = dags.get(dag_id), runs.get(dag_id)
-        rows = stage_rows(values.get((dag_id, run.run_id), {}).get) if run else None
-        row = {
-            "dataset": dataset,
-            "dag_id": dag_id,
-            "owner": (dag.owners if dag else None) or None,
-            "pool": t["pool"],
-            "slots": slots.get(t["pool"]),
-            "bounds": [t["low"], t["high"]],
-            "initial": t["initial"],
-            "pinned": t["pinned"],
-            "running": busy[t["pool"]]["running"],
-            "queued": busy[t["pool"]]["queued"],
-            "paused": bool(dag.is_paused) if dag else None,
-            "next_run": iso(dag.next_dagrun_create_after) if dag and not dag.is_paused else None,
-            "last_run": _run_summary(run, rows) if run else None,
-            "rows": rows["exported"] if rows else None,
-            "reconciled": rows["reconciled"] if rows else None,
-            "errors": dict(errors.get(dataset, {})),
-            "last_change": _event(last_change[dataset]) if dataset in last_change else None,
-            "url": f"/dags/{quote(dag_id, safe='')}",
-        }
-        row["health"] = _health(row, dag)
-        out.append(row)
-    return out
-
-
-def _health(row: dict, dag) -> str:
-    if dag is None or dag.is_stale:
-        return ORPHANED
-    change = row["last_change"]
-    if row["paused"]:
-        return "paused"
-    if row["last_run"] and row["last_run"]["state"] == "failed":
-        return "failing"
-    if row["pinned"] is not None:
-        return "pinned"
-    below = row["slots"] is not None and row["slots"] < row["initial"]
-    if below and not (change and _by_person(change)):  # the controller holds it under its usual size
-        return "throttled"
-    if row["last_run"] and row["last_run"]["state"] in ("running", "queued"):
-        return "running"
-    return "ok"
-
-
-def _by_person(event: dict) -> bool:
-    return str(event["actor"]).startswith(("user ", "cli "))  # the API's and the CLI's actors
+    row["health"] = health_of(row, dag)
+    return row
 
 
 def _event(e) -> dict:
@@ -271,72 +186,22 @@ def _run_summary(run, rows: dict) -> dict:
     }
 
 
-def _stage_values(session, runs: list[tuple[str, str]]) -> dict[tuple[str, str], dict]:
-    """The stage tasks' return values of ``runs``, in one query: ``{(dag_id, run_id): {task_id: value}}``."""
-    from airflow.models.xcom import XComModel
-
-    if not runs:
-        return {}
-    wanted = set(runs)
-    out: dict[tuple[str, str], dict] = defaultdict(dict)
-    query = select(XComModel.dag_id, XComModel.run_id, XComModel.task_id, XComModel.map_index, XComModel.value).where(
-        and_(
-            XComModel.dag_id.in_({d for d, _ in runs}),
-            XComModel.run_id.in_({r for _, r in runs}),
-            XComModel.key == "return_value",
-            XComModel.task_id.in_(_STAGE_TASKS),
-        )
-    )
-    for r in session.execute(query.order_by(XComModel.map_index)):
-        if (r.dag_id, r.run_id) not in wanted:
-            continue
-        try:
-            out[(r.dag_id, r.run_id)][r.task_id] = store.xcom_value(r.value)
-        except Exception:  # an unreadable value shows as missing
-            continue
-    return out
-
-
 # ------------------------------------------------------------------ one data set
 def detail(session, dataset: str, *, runs: int = 10, errors: int = 20, hours: float = 24.0) -> dict | None:
     """One data set: its overview row, its last ``runs`` runs stage by stage, its last ``errors`` errors."""
-    from airflow.models.dagrun import DagRun
-    from airflow.models.taskinstance import TaskInstance as TI
-
     row = next((r for r in _rows(session, hours) if r["dataset"] == dataset), None)
     if row is None:
         return None
     dag_id = row["dag_id"]
-    recent = session.execute(
-        select(DagRun.dag_id, DagRun.run_id, DagRun.state, DagRun.start_date, DagRun.end_date)
-        .where(DagRun.dag_id == dag_id)
-        .order_by(DagRun.run_after.desc())
-        .limit(runs)
-    ).all()
-    values = _stage_values(session, [(r.dag_id, r.run_id) for r in recent])
-    tasks: dict[str, list] = defaultdict(list)
-    if recent:
-        for ti in session.execute(
-            select(
-                TI.run_id, TI.task_id, TI.map_index, TI.state, TI.try_number, TI.start_date, TI.end_date, TI.hostname
-            ).where(and_(TI.dag_id == dag_id, TI.run_id.in_([r.run_id for r in recent])))
-        ):
-            tasks[ti.run_id].append(ti)
+    recent = reads.recent_runs(session, dag_id, runs)
+    values = reads.stage_values(session, [(r.dag_id, r.run_id) for r in recent])
+    tasks = reads.run_tasks(session, dag_id, [r.run_id for r in recent])
     out_runs = []
     for run in recent:
         summary = _run_summary(run, stage_rows(values.get((dag_id, run.run_id), {}).get))
         summary["stages"] = _stages(dag_id, run.run_id, tasks[run.run_id])
         out_runs.append(summary)
-    failures = (
-        session.execute(
-            select(store.outcomes)
-            .where(and_(store.outcomes.c.dataset == dataset, store.outcomes.c.error_class.is_not(None)))
-            .order_by(store.outcomes.c.end_date.desc())
-            .limit(errors)
-        )
-        .mappings()
-        .all()
-    )
+    failures = reads.last_failures(session, dataset, errors)
     return {**row, "runs": out_runs, "last_errors": [_failure(f) for f in failures]}
 
 
@@ -390,82 +255,19 @@ def _failure(f) -> dict:
 def timeline(session, dataset: str, *, hours: float = 24.0, until: dt.datetime | None = None) -> dict | None:
     """Slots, running and queued over the last ``hours`` as aligned step series (``t`` in epoch seconds:
     each value holds from its time to the next), the limit changes, and errors by class per bucket."""
-    from airflow.models.pool import Pool
-    from airflow.models.taskinstance import TaskInstance as TI
-    from airflow.models.taskinstancehistory import TaskInstanceHistory as TIH
-
-    row = session.execute(select(store.throttle).where(store.throttle.c.dataset == dataset)).mappings().first()
+    row = reads.throttle(session, dataset)
     if row is None:
         return None
     end = until or store.now()
     start = end - dt.timedelta(hours=hours)
     t0, t1 = start.timestamp(), end.timestamp()
-    changes = (
-        session.execute(select(store.events).where(store.events.c.dataset == dataset).order_by(store.events.c.id))
-        .mappings()
-        .all()
-    )
-    current = session.execute(select(Pool.slots).where(Pool.pool == row["pool"])).scalar()
-    before = [c for c in changes if _utc(c["at"]).timestamp() <= t0]
-    inside = [c for c in changes if t0 < _utc(c["at"]).timestamp() <= t1]
-    first = before[-1]["new"] if before else (inside[0]["old"] if inside else current)
-    steps = {"slots": [(t0, first)] + [(_utc(c["at"]).timestamp(), c["new"]) for c in inside]}
-
-    tries = {}
-    for model in (TIH, TI):  # the current try last: it wins over its archived copy
-        query = select(
-            model.dag_id,
-            model.run_id,
-            model.task_id,
-            model.map_index,
-            model.try_number,
-            model.queued_dttm,
-            model.start_date,
-            model.end_date,
-        ).where(
-            and_(
-                model.pool == row["pool"],
-                or_(model.end_date.is_(None), model.end_date >= start),
-                or_(model.queued_dttm.is_not(None), model.start_date.is_not(None)),
-            )
-        )
-        for r in session.execute(query):
-            tries[tuple(r[:5])] = r
-    deltas: dict[str, Counter] = {"running": Counter(), "queued": Counter()}
-    for r in tries.values():
-        queued, started, ended = (_utc(r.queued_dttm), _utc(r.start_date), _utc(r.end_date))
-        if queued:
-            deltas["queued"][max(queued.timestamp(), t0)] += 1
-            deltas["queued"][min((started or ended or end).timestamp(), t1)] -= 1
-        if started:
-            deltas["running"][max(started.timestamp(), t0)] += 1
-            deltas["running"][min((ended or end).timestamp(), t1)] -= 1
-    for name, delta in deltas.items():
-        level, series = 0, [(t0, 0)]
-        for moment in sorted(delta):
-            level += delta[moment]
-            if series[-1][0] == moment:
-                series[-1] = (moment, level)
-            else:
-                series.append((moment, level))
-        steps[name] = series
-    t, aligned = _align(steps, t0, t1)
-
-    bucket = _bucket_seconds(hours)
-    edges = [t0 + i * bucket for i in range(int((t1 - t0) // bucket) + 1)]
-    by_class: dict[str, list[int]] = {}
-    failures = session.execute(
-        select(store.outcomes.c.end_date, store.outcomes.c.error_class).where(
-            and_(
-                store.outcomes.c.dataset == dataset,
-                store.outcomes.c.error_class.is_not(None),
-                store.outcomes.c.end_date >= start,
-            )
-        )
-    ).all()
-    for ended, error_class in failures:
-        index = min(int((_utc(ended).timestamp() - t0) // bucket), len(edges) - 1)
-        by_class.setdefault(error_class, [0] * len(edges))[index] += 1
+    inside, slots = _slot_steps(reads.changes(session, dataset), reads.current_slots(session, row["pool"]), t0, t1)
+    steps = {"slots": slots, **busy_steps(reads.tries_since(session, row["pool"], start), t0, t1, end)}
+    t, aligned = align(steps, t0, t1)
+    bucket = bucket_seconds(hours)
+    edges, by_class = error_buckets(reads.failures_since(session, dataset, start), t0, t1, bucket)
+    calendar = calendars.Calendar.from_json(row.get("calendar"))
+    windows = calendars.windows_between(calendar, start, end) if calendar else []
     return {
         "dataset": dataset,
         "hours": hours,
@@ -475,33 +277,16 @@ def timeline(session, dataset: str, *, hours: float = 24.0, until: dt.datetime |
         "bounds": [row["low"], row["high"]],
         "changes": [{"t": _utc(c["at"]).timestamp(), **_event(c)} for c in inside],
         "errors": {"bucket_seconds": bucket, "t": edges, "classes": by_class},
-        "windows": [
-            {"start": w.start.timestamp(), "end": w.end.timestamp(), "reason": w.reason}
-            for w in calendars.windows_between(calendar, start, end)
-        ]
-        if (calendar := calendars.Calendar.from_json(row.get("calendar")))
-        else [],
+        "windows": [{"start": w.start.timestamp(), "end": w.end.timestamp(), "reason": w.reason} for w in windows],
     }
 
 
-def _align(steps: dict[str, list[tuple[float, int]]], t0: float, t1: float) -> tuple[list[float], dict]:
-    """Step series on one time axis: every series' value at every moment any of them changes, and at ``t1``."""
-    moments = sorted({m for series in steps.values() for m, _ in series} | {t0, t1})
-    out: dict[str, list] = {}
-    for name, series in steps.items():
-        values, i, level = [], 0, series[0][1]
-        for moment in moments:
-            while i < len(series) and series[i][0] <= moment:
-                level = series[i][1]
-                i += 1
-            values.append(level)
-        out[name] = values
-    return moments, out
+def _slot_steps(changes: list, current: int | None, t0: float, t1: float) -> tuple[list, list[tuple[float, int]]]:
+    """(the limit changes inside [t0, t1], the slots as a step series over it)."""
+    before = [c for c in changes if _utc(c["at"]).timestamp() <= t0]
+    inside = [c for c in changes if t0 < _utc(c["at"]).timestamp() <= t1]
+    first = before[-1]["new"] if before else (inside[0]["old"] if inside else current)
+    return inside, [(t0, first)] + [(_utc(c["at"]).timestamp(), c["new"]) for c in inside]
 
 
-def _bucket_seconds(hours: float) -> int:
-    """Bucket of the errors chart: about 100 bars over the window, in round minutes."""
-    for minutes in (1, 5, 10, 15, 30, 60, 120, 240, 720, 1440):
-        if hours * 60 / minutes <= 120:
-            return minutes * 60
-    return 1440 * 60
+__all__ = ["HEALTH", "ORPHANED", "SORT_KEYS", "detail", "log_url", "overview", "run_url", "split_decision", "timeline"]

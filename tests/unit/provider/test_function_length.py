@@ -14,9 +14,6 @@ LIMIT = 60
 ALLOWED = {
     "flux_provider/specs/schema_errors.py:explain",
     "flux_provider/specs/parser.py:hive",
-    "flux_provider/throttle/controller.py:collect",
-    "flux_provider/throttle/overview.py:_rows",
-    "flux_provider/throttle/overview.py:timeline",
 }
 
 

@@ -13,6 +13,7 @@ import tomllib
 
 from flux_provider.recovery import retry_reason
 from flux_provider.throttle import api, overview
+from flux_provider.throttle import series as steps
 from flux_provider.throttle.controller import _described
 from tests.support import REPO
 
@@ -42,14 +43,14 @@ def test_a_recorded_failure_splits_into_rule_action_and_message_whichever_path_r
 
 
 def test_step_series_are_aligned_on_every_moment_any_of_them_changes():
-    t, series = overview._align({"slots": [(0, 3), (50, 2)], "running": [(0, 0), (10, 1), (20, 0)]}, 0, 100)
+    t, series = steps.align({"slots": [(0, 3), (50, 2)], "running": [(0, 0), (10, 1), (20, 0)]}, 0, 100)
     assert t == [0, 10, 20, 50, 100]
     assert series == {"slots": [3, 3, 3, 2, 2], "running": [0, 1, 0, 0, 0]}
 
 
 @pytest.mark.parametrize(("hours", "minutes"), [(1, 1), (24, 15), (168, 120), (744, 720)])
 def test_the_errors_chart_has_about_a_hundred_round_buckets(hours, minutes):
-    assert overview._bucket_seconds(hours) == minutes * 60
+    assert steps.bucket_seconds(hours) == minutes * 60
     assert hours * 60 / minutes <= 120
 
 
