@@ -151,13 +151,16 @@ class FluxError(Exception):
         step: str | None = None,
         server_number: int | None = None,
         exit_code: int | None = None,
+        fix: str | None = None,
     ):
+        """``message`` says what is wrong, ``fix`` what to do (kept apart for readers that word their own)."""
         self.error_class = ErrorClass(error_class)
+        self.message, self.fix = message, fix
         self.dataset, self.step = dataset, step
         self.server_number, self.exit_code = server_number, exit_code
         where = " ".join(part for part in (f"data set {dataset!r}" if dataset else "", step or "") if part)
         prefix = f"[{self.error_class.value}] " + (f"{where}: " if where else "")
-        super().__init__(prefix + message)
+        super().__init__(prefix + message + (f"; {fix}" if fix else ""))
 
     @property
     def terminal(self) -> bool:

@@ -15,8 +15,9 @@ _HIVE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 def _identifier(value: str, what: str, pattern: re.Pattern, dialect: str, rules: str, dataset: str | None) -> str:
     if not isinstance(value, str) or not pattern.match(value):
         raise flux_error(
-            f"{what} {value!r} is not a valid {dialect} identifier ({rules}); fix the spec or parameter",
+            f"{what} {value!r} is not a valid {dialect} identifier ({rules})",
             error_class=ErrorClass.CONFIG,
+            fix="fix the spec or parameter",
             dataset=dataset,
         )
     return value

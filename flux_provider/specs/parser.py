@@ -1,24 +1,22 @@
-"""Parse a data-set spec safely, validate it against ``dataset.xsd``, then check what a schema cannot.
+"""Build a :class:`~flux_provider.specs.model.DatasetSpec` from a spec file, checking what a schema cannot.
 
-Safety: the parser refuses any DTD (so no entity can be declared, let alone
-expanded: no XXE, no billion laughs), never touches the network and keeps
-libxml2's size limits. Errors are :class:`SpecError` with the file, line,
+The file is read and validated by :mod:`flux_provider.specs.spec_xml` (XML
+safety, the XSD); this module builds the model and checks identifiers, types,
+queries, splits and rules. Errors are :class:`SpecError` with the file, line,
 element, the bad value and how to fix it.
 """
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from pathlib import Path
 
 from flux_provider.calendars import DAYS, Calendar, Window
-from flux_provider.errors import ErrorClass, FluxTerminalError
+from flux_provider.errors import FluxError
 from flux_provider.hooks.landing import LandingRule
 from flux_provider.identifiers import dag_id_for, hive_identifier, hive_type, sqlserver_identifier
 from flux_provider.queries import QueryRefused, check_read_only
 from flux_provider.rules import Action, Match, Rule
-from flux_provider.specs import schema_errors
 from flux_provider.specs.model import (
     Chunking,
     DatasetSpec,
@@ -32,116 +30,11 @@ from flux_provider.specs.model import (
     Split,
     Throttle,
 )
+from flux_provider.specs.spec_error import SpecError
+from flux_provider.specs.spec_xml import XSD, element_line, parse_xml, preload, validate_schema
 from flux_provider.splits import MAX_PARTS
 
-XSD = Path(__file__).with_name("dataset.xsd")
-MAX_BYTES = 1_000_000
 _S3_URI = re.compile(r"^s3a?://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/[A-Za-z0-9!_.*'()/=-]*)?$")
-
-
-class SpecError(FluxTerminalError):
-    """A data-set spec that cannot be used, located to the file, line and element."""
-
-    def __init__(
-        self,
-        path: Path | str,
-        message: str,
-        *,
-        line: int | None = None,
-        element: str | None = None,
-        fix: str | None = None,
-        dataset: str | None = None,
-    ):
-        self.path, self.line, self.element, self.fix, self.detail = str(path), line, element, fix, message
-        where = f"{path}:{line}" if line else str(path)
-        text = f"{where}: " + (f"<{element}>: " if element else "") + message + (f". Fix: {fix}" if fix else "")
-        super().__init__(text, error_class=ErrorClass.CONFIG, dataset=dataset, step="spec")
-
-
-def preload() -> None:
-    """Compile the spec schema now, in a process that forks the ones that parse specs (see the plugin)."""
-    _schema()
-
-
-@lru_cache(maxsize=1)
-def _schema():
-    from lxml import etree
-
-    return etree.XMLSchema(etree.parse(str(XSD), _parser()))
-
-
-def _parser():
-    from lxml import etree
-
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-    )
-
-
-def parse_xml(path: Path):
-    """The element tree of ``path``, refusing DTDs and entities before libxml2 sees them."""
-    from lxml import etree
-
-    data = path.read_bytes()
-    if len(data) > MAX_BYTES:
-        raise SpecError(
-            path,
-            f"the file has {len(data)} bytes, more than a spec may ({MAX_BYTES})",
-            fix="a spec describes one data set; move long SQL into a transform file",
-        )
-    declared = re.match(rb"""\s*<\?xml[^>]*encoding=["']([A-Za-z0-9._-]+)""", data)
-    try:
-        if declared is None or declared.group(1).lower() in (b"utf-8", b"utf8"):
-            data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise SpecError(
-            path,
-            f"the file is not UTF-8: byte {exc.start} (0x{data[exc.start]:02x}, line {line}) cannot be decoded",
-            line=line,
-            fix="save the file as UTF-8 (most editors: 'Save with encoding'; iconv -f latin1 -t utf-8)",
-        ) from None
-    head = data[:4096].decode("utf-8", "replace")
-    if "<!DOCTYPE" in data.decode("utf-8", "replace") or "<!ENTITY" in head:
-        line = data[: data.find(b"<!")].count(b"\n") + 1 if b"<!" in data else None
-        raise SpecError(
-            path,
-            "DOCTYPE/ENTITY declarations are not allowed in a spec (they enable XXE and entity-expansion attacks)",
-            line=line,
-            fix="remove the <!DOCTYPE ...> block",
-        )
-    try:
-        return etree.fromstring(data, _parser()).getroottree()
-    except etree.XMLSyntaxError as exc:
-        raise SpecError(
-            path, f"not well-formed XML: {exc.msg}", line=exc.lineno, fix="check the tags and quoting around that line"
-        ) from None
-
-
-def element_line(path: Path | str, tag: str, text: str | None = None) -> int | None:
-    """The line of the first ``<tag>`` of the spec at ``path`` (whose text is ``text``, if given), or None."""
-    try:
-        root = parse_xml(Path(path)).getroot()
-    except (OSError, SpecError):
-        return None
-    for element in root.iter(tag):
-        if text is None or (element.text or "").strip() == text:
-            return element.sourceline
-    return None
-
-
-def validate_schema(path: Path, tree) -> None:
-    schema = _schema()
-    if schema.validate(tree):
-        return
-    error = schema.error_log[0]
-    explained = schema_errors.explain(error.message)
-    raise SpecError(path, explained.message, line=error.line, element=explained.element, fix=explained.fix)
 
 
 def delimiter(text: str) -> str:
@@ -187,11 +80,10 @@ class _Builder:
         value = element.get(attribute) if value is None else value
         try:
             return check(value, what)
-        except FluxTerminalError as exc:
-            message = re.sub(r"^\[\w+\] (data set '[^']*'[^:]*: )?", "", str(exc)).split("; fix")[0]
+        except FluxError as exc:
             raise self.error(
                 element,
-                message,
+                exc.message,
                 fix=f"rename the {what} to letters, digits and _ (not starting with a digit)",
                 attribute=attribute,
             ) from None
@@ -203,7 +95,7 @@ class _Builder:
         value = element.get(attribute, default)
         try:
             return hive_type(value, what, dataset=self.name)
-        except FluxTerminalError:
+        except FluxError:
             raise self.error(
                 element,
                 f"{value!r} is not a Hive column type",
@@ -445,51 +337,11 @@ class _Builder:
         for col in el.iter("column"):
             name = self.hive_ident(col, "name", "column")
             columns[name] = self.column_type(col, "type", f"column {name!r}")
-        partitions = []
-        for part in el.iter("partition"):
-            name = self.hive_ident(part, "name", "partition column")
-            part_type = self.column_type(part, "type", f"partition column {name!r}", default="STRING")
-            partitions.append(HivePartition(name, part_type, part.get("value")))
-        kinds = ["static" if p.value is not None else "dynamic" for p in partitions]
-        if "dynamic" in kinds and "static" in kinds[kinds.index("dynamic") :]:
-            raise self.error(
-                el, "a static partition (value=) cannot follow a dynamic one", fix="list static partitions first"
-            )
+        partitions = self.partitions(el)
         transform = self.find("transform", el)
-        sql, file = (transform.text or "").strip(), transform.get("file")
-        if bool(sql) == bool(file):
-            raise self.error(
-                transform,
-                "give the transform SQL inline or as file=, not both and not neither",
-                fix='<transform file="transforms/x.hql"/> or <transform>SELECT ...</transform>',
-            )
-        transform_file = None
-        if file:
-            transform_file = (self.path.parent / file).resolve()
-            if not transform_file.is_file():
-                raise self.error(
-                    transform,
-                    f"the transform file {file!r} does not exist (looked for {transform_file})",
-                    attribute="file",
-                    fix="give a path relative to the spec file",
-                )
-            if transform_file.suffix not in (".sql", ".hql"):
-                raise self.error(
-                    transform, f"{file!r} does not end with .sql or .hql", attribute="file", fix="rename the file"
-                )
-            sql = transform_file.read_text()
+        sql, transform_file = self.transform_sql(transform)
         self._check_partitions_in_transform(transform, sql, partitions)
         expect = self.find("expect", el)
-        expect_rows = expect.get("rows") if expect is not None else None
-        if expect_rows is not None and expect_rows != "staging":
-            if not expect_rows.isdigit():
-                raise self.error(
-                    expect,
-                    f"{expect_rows!r} is neither 'staging' nor a number of rows",
-                    attribute="rows",
-                    fix='rows="staging" for a 1:1 transform',
-                )
-            expect_rows = int(expect_rows)
         return Hive(
             connection=el.get("connection", "hiveserver2_default"),
             metastore=el.get("metastore", "metastore_default"),
@@ -501,11 +353,62 @@ class _Builder:
             partitions=tuple(partitions),
             transform_sql=sql,
             transform_file=transform_file,
-            expect_rows=expect_rows,
+            expect_rows=self.expect_rows(expect),
             min_rows=self.number(expect, "minRows"),
             create_database=self.flag(el, "createDatabase"),
             timestamp_precision=self.number(el, "timestampPrecision", default=6),
         )
+
+    def partitions(self, el) -> list[HivePartition]:
+        partitions = []
+        for part in el.iter("partition"):
+            name = self.hive_ident(part, "name", "partition column")
+            part_type = self.column_type(part, "type", f"partition column {name!r}", default="STRING")
+            partitions.append(HivePartition(name, part_type, part.get("value")))
+        kinds = ["static" if p.value is not None else "dynamic" for p in partitions]
+        if "dynamic" in kinds and "static" in kinds[kinds.index("dynamic") :]:
+            raise self.error(
+                el, "a static partition (value=) cannot follow a dynamic one", fix="list static partitions first"
+            )
+        return partitions
+
+    def transform_sql(self, transform) -> tuple[str, Path | None]:
+        """(the transform's SQL, its file or None): inline, or read from ``file=`` beside the spec."""
+        sql, file = (transform.text or "").strip(), transform.get("file")
+        if bool(sql) == bool(file):
+            raise self.error(
+                transform,
+                "give the transform SQL inline or as file=, not both and not neither",
+                fix='<transform file="transforms/x.hql"/> or <transform>SELECT ...</transform>',
+            )
+        if not file:
+            return sql, None
+        transform_file = (self.path.parent / file).resolve()
+        if not transform_file.is_file():
+            raise self.error(
+                transform,
+                f"the transform file {file!r} does not exist (looked for {transform_file})",
+                attribute="file",
+                fix="give a path relative to the spec file",
+            )
+        if transform_file.suffix not in (".sql", ".hql"):
+            raise self.error(
+                transform, f"{file!r} does not end with .sql or .hql", attribute="file", fix="rename the file"
+            )
+        return transform_file.read_text(), transform_file
+
+    def expect_rows(self, expect) -> str | int | None:
+        rows = expect.get("rows") if expect is not None else None
+        if rows is None or rows == "staging":
+            return rows
+        if not rows.isdigit():
+            raise self.error(
+                expect,
+                f"{rows!r} is neither 'staging' nor a number of rows",
+                attribute="rows",
+                fix='rows="staging" for a 1:1 transform',
+            )
+        return int(rows)
 
     def _check_partitions_in_transform(self, element, sql: str, partitions: list[HivePartition]) -> None:
         """A dynamic partition column must be an output column of the SELECT, named like the partition."""
@@ -736,3 +639,6 @@ def _typed(value: str):
             return float(value)
         except ValueError:
             return value
+
+
+__all__ = ["XSD", "SpecError", "delimiter", "element_line", "load_spec", "parse_xml", "preload", "validate_schema"]
