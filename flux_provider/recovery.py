@@ -35,7 +35,6 @@ import datetime as dt
 import json
 import logging
 import random
-import re
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -259,23 +258,47 @@ def _retry_policy_base():
     return RetryPolicy
 
 
-_REASON = re.compile(r"^\[(?P<error_class>[a-z_]+)(?: throttleDown=(?P<factor>[0-9.]+))?\] (?P<text>.*)$", re.S)
+@dataclass(frozen=True)
+class RetryReason:
+    """What a retried try's ``retry_reason`` says, the one text Airflow keeps per try (500 characters, in
+    ``task_instance_history``): ``[class throttleDown=f] rule: decision | message``. Unlike the ``flux_error``
+    XCom, which the next try clears, it stays with its own try: the throttle controller reads each try's class
+    there, through :meth:`from_text`, the one reader of what :meth:`to_text` writes."""
 
+    error_class: str
+    rule: str | None
+    decision: str | None
+    message: str
+    throttle_down: float | None = None
 
-def retry_reason(record: ErrorRecord, outcome: Outcome) -> str:
-    """The reason Airflow stores with a retried try (``retry_reason``, 500 characters, kept per try in
-    ``task_instance_history``): ``[class] rule: decision | message``. Unlike the ``flux_error`` XCom, which
-    the next try clears, it stays with its own try: the throttle controller reads each try's class there."""
-    cut = f" throttleDown={outcome.throttle_down:g}" if outcome.throttle_down else ""
-    return f"[{record.error_class}{cut}] {outcome.rule}: {outcome.reason} | {record.message}"[:500]
+    LIMIT = 500
 
+    @classmethod
+    def of(cls, record: ErrorRecord, outcome: Outcome) -> RetryReason:
+        return cls(record.error_class, outcome.rule, outcome.reason, record.message or "", outcome.throttle_down)
 
-def parse_retry_reason(text: str | None) -> tuple[str, float | None, str] | None:
-    """(error class, throttleDown factor or None, the rest) of a :func:`retry_reason`, else None."""
-    match = _REASON.match(text or "")
-    if not match:
-        return None
-    return match["error_class"], float(match["factor"]) if match["factor"] else None, match["text"]
+    def to_text(self) -> str:
+        cut = f" throttleDown={self.throttle_down:g}" if self.throttle_down else ""
+        return f"[{self.error_class}{cut}] {self.rule}: {self.decision} | {self.message}"[: self.LIMIT]
+
+    @classmethod
+    def from_text(cls, text: str | None) -> RetryReason | None:
+        """The reason :meth:`to_text` wrote, else None (a reason another policy wrote, or none)."""
+        head, sep, rest = (text or "").partition("] ")
+        words = head[1:].split(" ") if head.startswith("[") and sep else []
+        if not words or not words[0].replace("_", "").isalpha() or not words[0].islower():
+            return None
+        factor = None
+        for word in words[1:]:
+            name, _, value = word.partition("=")
+            if name != "throttleDown":
+                return None
+            factor = float(value)
+        rule, sep, after = rest.partition(": ")
+        decision, sep2, message = after.partition(" | ")
+        if not (sep and sep2) or "|" in rule:
+            return cls(words[0], None, None, rest, factor)
+        return cls(words[0], rule, decision, message, factor)
 
 
 class RecoveryPolicy(_retry_policy_base()):
@@ -291,7 +314,7 @@ class RecoveryPolicy(_retry_policy_base()):
         record = getattr(exception, "flux_record", None) or ErrorRecord.of(exception)
         if outcome is None:  # not through FluxOperator: decide here
             outcome = self.recovery.decide(record, try_number)
-        reason = retry_reason(record, outcome)
+        reason = RetryReason.of(record, outcome).to_text()
         if outcome.kind == "retry":
             return RetryDecision.retry(delay=dt.timedelta(seconds=outcome.delay or 0), reason=reason)
         return RetryDecision.fail(reason=reason)
@@ -310,6 +333,6 @@ __all__ = [
     "Rule",
     "WebhookNotifier",
     "matches",
-    "retry_reason",
+    "RetryReason",
     "send_alert",
 ]

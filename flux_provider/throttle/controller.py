@@ -31,7 +31,7 @@ from sqlalchemy import and_, or_, select
 
 from flux_provider import calendars
 from flux_provider.errors import ERROR_XCOM, ErrorClass, ErrorRecord
-from flux_provider.recovery import parse_retry_reason
+from flux_provider.recovery import RetryReason
 from flux_provider.throttle import migrations, store
 from flux_provider.throttle.limits import AIMD, DEFAULT_LOAD_CLASSES, Sample
 from flux_provider.throttle.tries import KEY, pool_tries
@@ -197,7 +197,7 @@ class Controller:
         """One ended try: its ``flux_task_outcomes`` row and its sample (class, duration, tries in flight)."""
         seconds = (r.end_date - r.start_date).total_seconds()
         failed = r.state in ("failed", "up_for_retry")
-        error_class, factor, message = self.classify(r, record) if failed else (None, None, None)
+        failure = self.classify(r, record) if failed else None
         inflight = max(sum(1 for start, end in running if _overlaps(start, end, r.end_date)), 1)
         outcome = dict(zip(KEY, key))
         outcome.update(
@@ -207,16 +207,18 @@ class Controller:
             end_date=r.end_date,
             seconds=seconds,
             inflight=inflight,
-            error_class=error_class,
-            message=message,
+            error_class=failure.error_class if failure else None,
+            message=failure.message if failure else None,
+            rule=failure.rule if failure else None,
+            action=failure.decision if failure else None,
         )
         sample = Sample(
             time=r.end_date.timestamp(),
             latency=seconds,
             inflight=inflight,
             failed=failed,
-            error_class=error_class,
-            throttle_down=factor,
+            error_class=failure.error_class if failure else None,
+            throttle_down=failure.throttle_down if failure else None,
         )
         return outcome, sample
 
@@ -261,19 +263,27 @@ class Controller:
         return out
 
     @staticmethod
-    def classify(r, record: ErrorRecord | None) -> tuple[str, float | None, str | None]:
-        """(class, throttleDown factor, message) of one failed try: from the reason Airflow stored with a
-        retried try (it stays with that try), else from its ``flux_error`` XCom ``record`` (None when the
-        next try cleared it), else ``crash``: the try ended without reaching the rules (killed by a signal or
-        the OOM killer, heartbeat lost)."""
-        parsed = parse_retry_reason(r.retry_reason)
-        if parsed is not None:
-            error_class, factor, text = parsed
-            return error_class, factor, text[:4000]
+    def classify(r, record: ErrorRecord | None) -> RetryReason:
+        """The class, throttleDown factor, rule, decision and message of one failed try: from the reason Airflow
+        stored with a retried try (it stays with that try), else from its ``flux_error`` XCom ``record`` (None
+        when the next try cleared it), else ``crash``: the try ended without reaching the rules (killed by a
+        signal or the OOM killer, heartbeat lost)."""
+        reason = RetryReason.from_text(r.retry_reason)
+        if reason is not None:
+            return reason
         if record is not None:
-            factor = (record.recovery or {}).get("throttle_down")
-            return record.error_class, float(factor) if factor else None, _described(record)
-        return ErrorClass.CRASH.value, None, f"try {r.try_number} ended {r.state} without a classified error"
+            decision = record.recovery or {}
+            factor = decision.get("throttle_down")
+            return RetryReason(
+                record.error_class,
+                decision.get("rule"),
+                decision.get("reason"),
+                (record.message or "")[:4000],
+                float(factor) if factor else None,
+            )
+        return RetryReason(
+            ErrorClass.CRASH.value, None, None, f"try {r.try_number} ended {r.state} without a classified error"
+        )
 
     @staticmethod
     def error_records(session, keys: set[tuple]) -> dict[tuple, ErrorRecord]:
@@ -304,15 +314,6 @@ class Controller:
 def _overlaps(start: dt.datetime, end: dt.datetime | None, moment: dt.datetime) -> bool:
     """A try that ran from ``start`` to ``end`` (None: still running) was running at ``moment``."""
     return start <= moment and (end is None or end >= moment)
-
-
-def _described(record: ErrorRecord | None) -> str | None:
-    """The failure's message and what the recovery rules did about it."""
-    if not record:
-        return None
-    decision = record.recovery or {}
-    prefix = f"{decision.get('rule')}: {decision.get('reason')} | " if decision else ""  # as a retry reason's
-    return f"{prefix}{record.message or ''}"[:4000]
 
 
 # ------------------------------------------------------------------ people in control

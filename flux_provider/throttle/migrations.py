@@ -30,7 +30,7 @@ schema_version = Table(
 def _v1_create_tables(conn) -> None:
     """Version 1: the throttle's tables as flux 0.1 created them."""
     legacy = MetaData()
-    Table("flux_task_outcomes", legacy, *_columns(keep_indexes=True, without={"map_index"}))
+    Table("flux_task_outcomes", legacy, *_columns(keep_indexes=True, without={"map_index", *V4_COLUMNS}))
     Table(  # as flux 0.1 made it: the calendar column came with version 3
         "flux_throttle",
         legacy,
@@ -48,9 +48,9 @@ def _v1_create_tables(conn) -> None:
 def _v2_outcomes_by_map_index(conn) -> None:
     """Version 2: ``flux_task_outcomes`` keyed by map index too (the parts of a split export are mapped task
     instances of one task). Rebuilt and copied: a primary key cannot be altered on SQLite."""
-    staging = Table("flux_task_outcomes_v2", MetaData(), *_columns(keep_indexes=False))
+    staging = Table("flux_task_outcomes_v2", MetaData(), *_columns(keep_indexes=False, without=V4_COLUMNS))
     staging.create(conn)
-    names = [c.name for c in outcomes.columns if c.name != "map_index"]
+    names = [c.name for c in outcomes.columns if c.name not in ("map_index", *V4_COLUMNS)]
     listed = ", ".join(names)
     conn.execute(
         text(f"INSERT INTO flux_task_outcomes_v2 ({listed}, map_index) SELECT {listed}, -1 FROM flux_task_outcomes")
@@ -69,6 +69,20 @@ def _v3_calendar(conn) -> None:
         conn.execute(text("ALTER TABLE flux_throttle ADD COLUMN calendar TEXT"))
 
 
+#: The columns version 4 added to ``flux_task_outcomes``.
+V4_COLUMNS = frozenset({"rule", "action"})
+
+
+def _v4_outcome_decisions(conn) -> None:
+    """Version 4: ``flux_task_outcomes.rule`` and ``.action``, the recovery rule's decision beside the message
+    (it was part of the message's text)."""
+    from sqlalchemy import inspect
+
+    have = {c["name"] for c in inspect(conn).get_columns("flux_task_outcomes")}
+    for name in sorted(V4_COLUMNS - have):
+        conn.execute(text(f"ALTER TABLE flux_task_outcomes ADD COLUMN {name} TEXT"))
+
+
 def _columns(*, keep_indexes: bool, without: frozenset | set = frozenset()) -> list[Column]:
     """Fresh copies of ``flux_task_outcomes``' columns (indexes by name follow the table they are made on)."""
     return [
@@ -83,6 +97,7 @@ MIGRATIONS: list[tuple[int, str, Callable]] = [
     (1, "the throttle's tables", _v1_create_tables),
     (2, "flux_task_outcomes keyed by map index", _v2_outcomes_by_map_index),
     (3, "flux_throttle.calendar", _v3_calendar),
+    (4, "flux_task_outcomes.rule and .action", _v4_outcome_decisions),
 ]
 LATEST = MIGRATIONS[-1][0]
 

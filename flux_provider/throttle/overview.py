@@ -14,7 +14,6 @@ is gone (a deleted spec, a test's leftover) are counted as ``orphaned`` and list
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections import Counter, defaultdict
 
 from flux_provider import calendars
@@ -40,20 +39,11 @@ SORT_KEYS = (
     "queued",
     "errors",
 )
-_DECISION = re.compile(r"^(?P<rule>[^|:\n]{1,120}): (?P<action>[^|\n]{1,300}) \| (?P<message>.*)$", re.S)
 
 
 def iso(moment: dt.datetime | None) -> str | None:
     moment = _utc(moment)
     return moment.isoformat() if moment else None
-
-
-def split_decision(text: str | None) -> tuple[str | None, str | None, str]:
-    """(rule, action, message) of a recorded failure (``rule: action | message``), or (None, None, text)."""
-    match = _DECISION.match(text or "")
-    if not match:
-        return None, None, text or ""
-    return match["rule"], match["action"], match["message"]
 
 
 # ------------------------------------------------------------------ overview
@@ -236,7 +226,7 @@ def _stages(dag_id: str, run_id: str, tis: list) -> list[dict]:
 
 
 def _failure(f) -> dict:
-    rule, action, message = split_decision(f["message"])
+    rule, action, message = f["rule"], f["action"], f["message"]
     return {
         "at": iso(f["end_date"]),
         "task_id": f["task_id"],
@@ -289,4 +279,4 @@ def _slot_steps(changes: list, current: int | None, t0: float, t1: float) -> tup
     return inside, [(t0, first)] + [(_utc(c["at"]).timestamp(), c["new"]) for c in inside]
 
 
-__all__ = ["HEALTH", "ORPHANED", "SORT_KEYS", "detail", "log_url", "overview", "run_url", "split_decision", "timeline"]
+__all__ = ["HEALTH", "ORPHANED", "SORT_KEYS", "detail", "log_url", "overview", "run_url", "timeline"]

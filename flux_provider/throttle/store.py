@@ -63,6 +63,8 @@ outcomes = Table(
     Column("inflight", Integer, nullable=True),
     Column("error_class", String(40), nullable=True),
     Column("message", Text, nullable=True),
+    Column("rule", Text, nullable=True),  # the recovery rule that decided, and what it decided
+    Column("action", Text, nullable=True),
 )
 
 lease = Table(

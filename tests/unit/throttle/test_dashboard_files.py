@@ -11,35 +11,51 @@ from importlib import resources
 import pytest
 import tomllib
 
-from flux_provider.recovery import retry_reason
 from flux_provider.throttle import api, overview
 from flux_provider.throttle import series as steps
-from flux_provider.throttle.controller import _described
+from flux_provider.throttle.controller import Controller
 from tests.support import REPO
 
 
-def test_a_recorded_failure_splits_into_rule_action_and_message_whichever_path_recorded_it():
+def test_a_failure_has_the_same_rule_action_and_message_whichever_path_recorded_it():
+    """A retried try is read from Airflow's retry reason, the last try from its flux_error XCom: the controller
+    gets the same class, factor, rule, decision and message from both (and the dashboard shows those columns)."""
+    from types import SimpleNamespace
+
     from flux_provider.errors import ErrorRecord
-    from flux_provider.recovery import Outcome
+    from flux_provider.recovery import Outcome, RetryReason
 
     record = ErrorRecord(
-        message="Invalid object name 'dbo.gone'. | with a bar", error_class="missing_object", terminal=True
+        message="Invalid object name 'dbo.gone'. | with a bar: and a colon", error_class="missing_object", terminal=True
     )
-    outcome = Outcome(kind="fail", rule="missing", reason="fail at once")
-    decided = record.decided(outcome.as_dict())
-    from_retry = retry_reason(record, outcome).split("] ", 1)[1]  # what the controller keeps of a retry reason
-    for text in (from_retry, _described(decided)):
-        assert overview.split_decision(text) == (
-            "missing",
-            "fail at once",
-            "Invalid object name 'dbo.gone'. | with a bar",
-        )
-    assert overview.split_decision("try 2 ended failed without a classified error") == (
-        None,
+    outcome = Outcome(kind="fail", rule="missing", reason="fail at once", throttle_down=0.5)
+    try_ = SimpleNamespace(retry_reason=RetryReason.of(record, outcome).to_text(), try_number=1, state="failed")
+    from_retry = Controller.classify(try_, None)
+    from_xcom = Controller.classify(
+        SimpleNamespace(**{**vars(try_), "retry_reason": None}), record.decided(outcome.as_dict())
+    )
+    expected = RetryReason("missing_object", "missing", "fail at once", record.message, 0.5)
+    assert from_retry == from_xcom == expected
+    crash = Controller.classify(SimpleNamespace(retry_reason=None, try_number=2, state="failed"), None)
+    assert (crash.error_class, crash.rule, crash.message) == (
+        "crash",
         None,
         "try 2 ended failed without a classified error",
     )
-    assert overview.split_decision(None) == (None, None, "")
+
+
+def test_a_retry_reason_another_policy_wrote_is_not_read_as_ours():
+    from flux_provider.recovery import RetryReason
+
+    for text in (None, "", "worker lost", "[Not A Class] x", "[deadlock other=1] r: d | m"):
+        assert RetryReason.from_text(text) is None, text
+    assert RetryReason.from_text("[deadlock] no decision here") == RetryReason(
+        "deadlock", None, None, "no decision here"
+    )
+    long = RetryReason("deadlock", "r", "d", "m" * 600).to_text()
+    assert len(long) == RetryReason.LIMIT and RetryReason.from_text(long).message == "m" * (
+        500 - len("[deadlock] r: d | ")
+    )
 
 
 def test_step_series_are_aligned_on_every_moment_any_of_them_changes():

@@ -21,11 +21,11 @@ def primary_key(engine, table: str) -> list[str]:
 
 
 def test_a_fresh_database_gets_the_latest_version(engine):
-    assert migrations.upgrade(engine) == migrations.LATEST == 3
+    assert migrations.upgrade(engine) == migrations.LATEST == 4
     names = set(inspect(engine).get_table_names())
     assert {"flux_throttle", "flux_throttle_events", "flux_task_outcomes", "flux_lease", "flux_schema"} <= names
     assert primary_key(engine, "flux_task_outcomes") == ["dag_id", "run_id", "task_id", "map_index", "try_number"]
-    assert migrations.upgrade(engine) == 3  # idempotent
+    assert migrations.upgrade(engine) == 4  # idempotent
 
 
 def test_an_older_database_is_upgraded_and_keeps_its_rows(engine):
@@ -40,7 +40,7 @@ def test_an_older_database_is_upgraded_and_keeps_its_rows(engine):
             )
         )
     assert "map_index" not in primary_key(engine, "flux_task_outcomes")
-    assert migrations.upgrade(engine) == 3
+    assert migrations.upgrade(engine) == 4
     with engine.begin() as conn:
         rows = conn.execute(select(store.outcomes.c.task_id, store.outcomes.c.map_index)).all()
         assert rows == [("export", -1)]
@@ -73,10 +73,27 @@ def test_a_version_2_database_gets_the_calendar_column_and_keeps_its_data_sets(e
                 "VALUES ('titles', 'flux_titles', 1, 4, 2, '2026-11-27 00:00:00')"
             )
         )
-    assert migrations.upgrade(engine) == 3
+    assert migrations.upgrade(engine) == 4
     with engine.begin() as conn:
         rows = conn.execute(select(store.throttle.c.dataset, store.throttle.c.calendar)).all()
     assert rows == [("titles", None)]
+
+
+def test_a_version_3_database_gets_the_decision_columns_and_keeps_its_outcomes(engine):
+    assert migrations.upgrade(engine, target=3) == 3
+    assert not {"rule", "action"} & {c["name"] for c in inspect(engine).get_columns("flux_task_outcomes")}
+    with engine.begin() as conn:  # a failure recorded before version 4: the decision inside the message
+        conn.execute(
+            text(
+                "INSERT INTO flux_task_outcomes (dag_id, run_id, task_id, map_index, try_number, dataset, state, "
+                "end_date, error_class, message) VALUES ('flux_t', 'r1', 'export', -1, 1, 't', 'failed', "
+                "'2026-11-27 00:00:00', 'deadlock', 'deadlocks: retry 1/5 in 2s | victim')"
+            )
+        )
+    assert migrations.upgrade(engine) == 4
+    with engine.begin() as conn:
+        rows = conn.execute(select(store.outcomes.c.message, store.outcomes.c.rule, store.outcomes.c.action)).all()
+    assert rows == [("deadlocks: retry 1/5 in 2s | victim", None, None)]
 
 
 def test_tables_made_by_create_all_without_a_version_are_version_1(engine):
@@ -85,7 +102,7 @@ def test_tables_made_by_create_all_without_a_version_are_version_1(engine):
         conn.execute(text("DROP TABLE flux_schema"))  # as flux 0.1 left them: tables, no version
     with engine.connect() as conn:
         assert migrations.current_version(conn) == 1
-    assert migrations.upgrade(engine) == 3
+    assert migrations.upgrade(engine) == 4
 
 
 def test_several_upgrades_at_once_all_end_at_the_latest(engine):
