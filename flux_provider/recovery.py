@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from flux_provider.errors import ErrorRecord
-from flux_provider.rules import DEFAULT_RULES, Action, Match, Rule, matches
+from flux_provider.rules import DEFAULT_RULES, Action, Alert, Fail, Match, Retry, Rule, Skip, ThrottleDown, matches
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class Recovery:
     def max_retries(self) -> int:
         """What the task's ``retries`` must allow for every retry rule (the default's 5 included)."""
         rules = [*self.rules, *DEFAULT_RULES]
-        return max(a.options.get("count", 0) for r in rules for a in r.actions if a.kind == "retry")
+        return max(a.count for r in rules for a in r.actions if isinstance(a, Retry))
 
     def rule_for(self, report: ErrorRecord | dict) -> tuple[int, Rule] | None:
         """The first of the data set's rules that matches, else the default rule (index 0)."""
@@ -106,42 +106,33 @@ class Recovery:
             found = (0, DEFAULT_RULES[0])
         index, rule = found
         name = rule.name or f"rule {index}"
-        kinds = {a.kind: a.options for a in rule.actions}
-        alert = "alert" in kinds
-        throttle = kinds["throttle_down"].get("factor", 0.5) if "throttle_down" in kinds else None
-        if "skip" in kinds:
-            return Outcome(
-                "skip",
-                name,
-                kinds["skip"].get("reason", "skipped by a recovery rule"),
-                alert=alert,
-                throttle_down=throttle,
-            )
-        if "retry" in kinds:
-            opts = kinds["retry"]
-            count = int(opts.get("count", 0))
-            if try_number <= count:
-                delay = float(opts.get("delaySeconds", 60)) * float(opts.get("backoff", 1)) ** (try_number - 1)
-                if opts.get("maxDelaySeconds"):
-                    delay = min(delay, float(opts["maxDelaySeconds"]))
-                if opts.get("jitter"):
-                    delay *= self.rng.uniform(0.8, 1.2)
-                return Outcome(
-                    "retry",
-                    name,
-                    f"retry {try_number}/{count} in {delay:.0f}s",
-                    delay=round(delay, 1),
-                    alert=alert and rule is not DEFAULT_RULES[0],
-                    throttle_down=throttle,
-                )
-            return Outcome(
-                "fail",
-                name,
-                f"{count} retries used: fail",
-                alert=alert or rule is DEFAULT_RULES[0],
-                throttle_down=throttle,
-            )
+        by_type = {type(a): a for a in rule.actions}
+        alert = Alert in by_type
+        throttle = by_type[ThrottleDown].factor if ThrottleDown in by_type else None
+        if Skip in by_type:
+            return Outcome("skip", name, by_type[Skip].reason, alert=alert, throttle_down=throttle)
+        if Retry in by_type:
+            return self._retry(by_type[Retry], try_number, name, alert, throttle, default=rule is DEFAULT_RULES[0])
         return Outcome("fail", name, "fail fast", alert=alert, throttle_down=throttle)
+
+    def _retry(self, retry: Retry, try_number: int, name: str, alert: bool, throttle, *, default: bool) -> Outcome:
+        if try_number > retry.count:
+            return Outcome(
+                "fail", name, f"{retry.count} retries used: fail", alert=alert or default, throttle_down=throttle
+            )
+        delay = float(retry.delay_seconds) * float(retry.backoff) ** (try_number - 1)
+        if retry.max_delay_seconds:
+            delay = min(delay, float(retry.max_delay_seconds))
+        if retry.jitter:
+            delay *= self.rng.uniform(0.8, 1.2)
+        return Outcome(
+            "retry",
+            name,
+            f"retry {try_number}/{retry.count} in {delay:.0f}s",
+            delay=round(delay, 1),
+            alert=alert and not default,
+            throttle_down=throttle,
+        )
 
     # ------------------------------------------------------------------ alerts
     def notify(self, context, report: ErrorRecord | dict, outcome: Outcome) -> None:
@@ -326,11 +317,16 @@ class RecoveryPolicy(_retry_policy_base()):
 __all__ = [
     "DEFAULT_RULES",
     "Action",
+    "Alert",
+    "Fail",
     "Match",
     "Outcome",
     "Recovery",
     "RecoveryPolicy",
+    "Retry",
     "Rule",
+    "Skip",
+    "ThrottleDown",
     "WebhookNotifier",
     "matches",
     "RetryReason",

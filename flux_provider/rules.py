@@ -6,7 +6,8 @@ Pure: the spec parser builds these without loading Airflow's task machinery (:mo
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
 from flux_provider.errors import ErrorRecord
 
@@ -21,9 +22,66 @@ class Match:
 
 
 @dataclass(frozen=True)
-class Action:
-    kind: str  # retry, throttle_down, fail, skip, alert
-    options: dict = field(default_factory=dict)
+class Retry:
+    """Try again after ``delay_seconds * backoff ** (try - 1)`` (at most ``max_delay_seconds``, +-20% with
+    ``jitter``) while the try number is at most ``count``; then the task fails."""
+
+    count: int = 0
+    delay_seconds: float = 60
+    backoff: float = 1
+    max_delay_seconds: float | None = None
+    jitter: bool = False
+    kind: ClassVar[str] = "retry"
+
+
+@dataclass(frozen=True)
+class ThrottleDown:
+    """Ask the throttle controller to cut the data set's pool to ``floor(slots * factor)``."""
+
+    factor: float = 0.5
+    kind: ClassVar[str] = "throttle_down"
+
+
+@dataclass(frozen=True)
+class Fail:
+    """No more tries."""
+
+    kind: ClassVar[str] = "fail"
+
+
+@dataclass(frozen=True)
+class Skip:
+    """The task is skipped, with ``reason``."""
+
+    reason: str = "skipped by a recovery rule"
+    kind: ClassVar[str] = "skip"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """Notify the spec's ``<alerts>``."""
+
+    kind: ClassVar[str] = "alert"
+
+
+Action = Retry | ThrottleDown | Fail | Skip | Alert
+#: The spec's element -> the action it makes, and its attributes -> the action's fields.
+ELEMENTS: dict[str, tuple[type, dict[str, str]]] = {
+    "retry": (
+        Retry,
+        {
+            "count": "count",
+            "delaySeconds": "delay_seconds",
+            "backoff": "backoff",
+            "maxDelaySeconds": "max_delay_seconds",
+            "jitter": "jitter",
+        },
+    ),
+    "throttleDown": (ThrottleDown, {"factor": "factor"}),
+    "fail": (Fail, {}),
+    "skip": (Skip, {"reason": "reason"}),
+    "alert": (Alert, {}),
+}
 
 
 @dataclass(frozen=True)
@@ -37,7 +95,7 @@ class Rule:
 DEFAULT_RULES = (
     Rule(
         match=Match(),
-        actions=(Action("retry", {"count": 5, "delaySeconds": 60}), Action("alert")),
+        actions=(Retry(count=5, delay_seconds=60), Alert()),
         name="default: 5 retries a minute apart, then fail and alert",
     ),
 )
@@ -55,4 +113,16 @@ def matches(match: Match, record: ErrorRecord) -> bool:
     return match.message is None or re.search(match.message, record.message or "") is not None
 
 
-__all__ = ["DEFAULT_RULES", "Action", "Match", "Rule", "matches"]
+__all__ = [
+    "DEFAULT_RULES",
+    "ELEMENTS",
+    "Action",
+    "Alert",
+    "Fail",
+    "Match",
+    "Retry",
+    "Rule",
+    "Skip",
+    "ThrottleDown",
+    "matches",
+]

@@ -16,7 +16,7 @@ from flux_provider.errors import FluxError
 from flux_provider.hooks.landing import LandingRule
 from flux_provider.identifiers import dag_id_for, hive_identifier, hive_type, sqlserver_identifier
 from flux_provider.queries import QueryRefused, check_read_only
-from flux_provider.rules import Action, Match, Rule
+from flux_provider.rules import ELEMENTS, Action, Match, Rule
 from flux_provider.specs.model import (
     Chunking,
     DatasetSpec,
@@ -585,6 +585,11 @@ class _Builder:
         classes = tuple(el.get("loadClasses").split()) if el.get("loadClasses") else None
         return Throttle(pool=pool, initial=initial, min=low, max=high, load_classes=classes)
 
+    def action(self, element) -> Action:
+        """The typed action of ``<retry count= .../>``, ``<throttleDown factor=/>``, ``<skip reason=/>``, ..."""
+        kind, fields = ELEMENTS[element.tag]
+        return kind(**{fields[name]: _typed(value) for name, value in element.attrib.items()})
+
     def rules(self) -> tuple[Rule, ...]:
         el = self.find("recovery")
         if el is None:
@@ -610,12 +615,7 @@ class _Builder:
                 message=message,
                 step=match_el.get("step"),
             )
-            actions = []
-            for action in rule:
-                if action.tag == "match":
-                    continue
-                kind = {"throttleDown": "throttle_down"}.get(action.tag, action.tag)
-                actions.append(Action(kind, {k: _typed(v) for k, v in action.attrib.items()}))
+            actions = [self.action(action) for action in rule if action.tag != "match"]
             kinds = [a.kind for a in actions]
             if "retry" in kinds and ("fail" in kinds or "skip" in kinds):
                 raise self.error(

@@ -156,10 +156,10 @@ def schedule_plan(spec: DatasetSpec) -> SchedulePlan:
 
 def plan_for(spec: DatasetSpec) -> DagPlan:
     """The plan of one data set (see the module)."""
-    from flux_provider.rules import DEFAULT_RULES
+    from flux_provider.rules import DEFAULT_RULES, Retry
 
     rules = [*spec.rules, *DEFAULT_RULES]
-    retries = max(int(a.options.get("count", 0)) for r in rules for a in r.actions if a.kind == "retry")
+    retries = max(a.count for r in rules for a in r.actions if isinstance(a, Retry))
     loading = _split_tasks(spec) if spec.source.is_split else _load_tasks(spec)
     return DagPlan(
         dag_id=spec.dag_id,

@@ -14,7 +14,7 @@ from airflow.sdk import DAG
 
 from flux_provider.operators.bcp_export import BcpExportOperator
 from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
-from flux_provider.recovery import Action, Match, Recovery, Rule
+from flux_provider.recovery import Alert, Fail, Match, Recovery, Retry, Rule, Skip
 
 with DAG(
     dag_id="flux_test_recovery",
@@ -32,7 +32,7 @@ with DAG(
             rules=(
                 Rule(
                     Match(number=1205),
-                    (Action("retry", {"count": 3, "delaySeconds": 3, "backoff": 2}),),
+                    (Retry(count=3, delay_seconds=3, backoff=2),),
                     name="deadlock",
                 ),
             )
@@ -43,7 +43,7 @@ with DAG(
         table="rec_missing",
         **common,
         recovery=Recovery(
-            rules=(Rule(Match(error_class="missing_object"), (Action("fail"), Action("alert")), name="gone"),),
+            rules=(Rule(Match(error_class="missing_object"), (Fail(), Alert()), name="gone"),),
             webhooks=["{{ var.value.flux_test_webhook }}"],
         ),
     )
@@ -55,7 +55,7 @@ with DAG(
             rules=(
                 Rule(
                     Match(error_class="missing_object"),
-                    (Action("skip", {"reason": "rec_gone is rebuilt on Sundays"}),),
+                    (Skip(reason="rec_gone is rebuilt on Sundays"),),
                     name="weekly rebuild",
                 ),
             )
@@ -82,7 +82,7 @@ with DAG(
             rules=(
                 Rule(
                     Match(error_class="connection", step="upload"),
-                    (Action("retry", {"count": 3, "delaySeconds": 20}),),
+                    (Retry(count=3, delay_seconds=20),),
                     name="s3 down",
                 ),
             )

@@ -19,7 +19,7 @@ from airflow.sdk import DAG
 
 from flux_provider.operators.base import FluxOperator
 from flux_provider.operators.bcp_export import BcpExportOperator
-from flux_provider.recovery import Action, Match, Recovery, Rule
+from flux_provider.recovery import Match, Recovery, Retry, Rule
 
 
 class KilledOperator(FluxOperator):
@@ -44,8 +44,8 @@ with DAG(
 ):
     quick = Recovery(
         rules=(
-            Rule(Match(number=1205), (Action("retry", {"count": 3, "delaySeconds": 1}),), name="deadlock"),
-            Rule(Match(number=40501), (Action("retry", {"count": 3, "delaySeconds": 1}),), name="busy"),
+            Rule(Match(number=1205), (Retry(count=3, delay_seconds=1),), name="deadlock"),
+            Rule(Match(number=40501), (Retry(count=3, delay_seconds=1),), name="busy"),
         )
     )
     BcpExportOperator(

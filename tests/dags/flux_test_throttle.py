@@ -41,13 +41,13 @@ with DAG(
     catchup=False,
     tags=["flux-tests"],
 ):
-    from flux_provider.recovery import Action, Match, Recovery, Rule
+    from flux_provider.recovery import Fail, Match, Recovery, Rule, ThrottleDown
 
     quarter = Recovery(
         rules=(
             Rule(
                 Match(number=1205),
-                (Action("fail"), Action("throttle_down", {"factor": 0.25})),
+                (Fail(), ThrottleDown(factor=0.25)),
                 name="deadlock: cut to a quarter",
             ),
         )

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from flux_provider.errors import ErrorClass, FluxTerminalError, FluxTransientError
-from flux_provider.recovery import Action, Match, Recovery, RecoveryPolicy, Rule
+from flux_provider.recovery import Alert, Fail, Match, Recovery, RecoveryPolicy, Retry, Rule, Skip, ThrottleDown
 
 
 def report(error_class="deadlock", number=None, exit_code=None, step="export", message="x", terminal=False):
@@ -27,15 +27,15 @@ RULES = (
     Rule(
         Match(number=1205),
         (
-            Action("retry", {"count": 3, "delaySeconds": 20, "backoff": 2, "maxDelaySeconds": 50}),
-            Action("throttle_down", {"factor": 0.5}),
+            Retry(count=3, delay_seconds=20, backoff=2, max_delay_seconds=50),
+            ThrottleDown(factor=0.5),
         ),
         name="deadlock",
     ),
-    Rule(Match(error_class="connection", step="upload"), (Action("retry", {"count": 10, "delaySeconds": 60}),)),
-    Rule(Match(message=r"Invalid object name 'dbo\.tmp_"), (Action("skip", {"reason": "scratch table gone"}),)),
-    Rule(Match(exit_code=137), (Action("fail"), Action("alert"))),
-    Rule(Match(error_class="login"), (Action("retry", {"count": 1, "delaySeconds": 300}), Action("alert"))),
+    Rule(Match(error_class="connection", step="upload"), (Retry(count=10, delay_seconds=60),)),
+    Rule(Match(message=r"Invalid object name 'dbo\.tmp_"), (Skip(reason="scratch table gone"),)),
+    Rule(Match(exit_code=137), (Fail(), Alert())),
+    Rule(Match(error_class="login"), (Retry(count=1, delay_seconds=300), Alert())),
 )
 
 
@@ -73,7 +73,7 @@ def test_first_matching_rule_decides(failure, try_number, expected):
 
 
 def test_jitter_stays_within_20_percent():
-    rules = (Rule(Match(), (Action("retry", {"count": 9, "delaySeconds": 100, "jitter": True}),)),)
+    rules = (Rule(Match(), (Retry(count=9, delay_seconds=100, jitter=True),)),)
     delays = {Recovery(rules=rules, rng=random.Random(seed)).decide(report(), 1).delay for seed in range(50)}
     assert len(delays) > 10 and all(80 <= d <= 120 for d in delays)
 
@@ -98,7 +98,7 @@ def test_an_operator_failure_goes_through_the_rules_with_alert_and_record(tmp_pa
     from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
 
     url = webhook.url
-    rules = (Rule(Match(error_class="config"), (Action("fail"), Action("alert"))),)
+    rules = (Rule(Match(error_class="config"), (Fail(), Alert())),)
     op = S3ChunkUploadOperator(
         task_id="upload", dataset="titles", s3_location="s3://flux/x", recovery=Recovery(rules=rules, webhooks=[url])
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from flux_provider.rules import Retry
 from flux_provider.specs import SpecError, load_spec
 from flux_provider.specs.factory import build_dags, load_specs
 from tests.support import REPO
@@ -111,7 +112,7 @@ def test_recovery_rules_are_parsed_in_order_and_checked(tmp_path):
     spec = load_spec(write(tmp_path, edit("</dataset>", rules)))
     assert [r.name for r in spec.rules] == ["deadlock", None]
     assert spec.rules[0].match.number == 1205 and [a.kind for a in spec.rules[0].actions] == ["retry", "throttle_down"]
-    assert spec.rules[0].actions[0].options == {"count": 3, "delaySeconds": 10, "backoff": 2, "jitter": True}
+    assert spec.rules[0].actions[0] == Retry(count=3, delay_seconds=10, backoff=2, jitter=True)
     bad = rules.replace("<fail/><alert/>", "<retry count='1'/><fail/>")
     assert "contradict each other" in str(spec_error(tmp_path, edit("</dataset>", bad)))
     bad_regex = rules.replace('class="login"', 'message="(unclosed"')

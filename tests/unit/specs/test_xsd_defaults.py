@@ -9,7 +9,7 @@ from importlib import resources
 import pytest
 from lxml import etree
 
-from flux_provider.rules import Action, Match, Rule
+from flux_provider.rules import Match, Retry, Rule, ThrottleDown
 from flux_provider.specs import model
 from flux_provider.specs.parser import load_spec
 from tests.support.specs import MINIMAL, write
@@ -100,7 +100,7 @@ def test_an_action_without_its_attributes_behaves_as_the_xsd_says():
     from flux_provider.recovery import Recovery
 
     defaults = xsd_defaults()
-    rules = (Rule(Match(), (Action("retry", {"count": 3}), Action("throttle_down"))),)
+    rules = (Rule(Match(), (Retry(count=3), ThrottleDown())),)
     recovery = Recovery(rules=rules)
     first = recovery.decide(ErrorRecord(error_class="deadlock", terminal=False, message="x"), 1)
     second = recovery.decide(ErrorRecord(error_class="deadlock", terminal=False, message="x"), 2)
@@ -108,3 +108,5 @@ def test_an_action_without_its_attributes_behaves_as_the_xsd_says():
     assert second.delay == first.delay * float(defaults[("retry", "backoff")])  # no backoff: the same delay
     assert defaults[("retry", "jitter")] == "false" and first.delay == round(first.delay, 1)
     assert first.throttle_down == float(defaults[("throttleDown", "factor")])
+    assert (Retry().delay_seconds, Retry().backoff, Retry().jitter) == (60, 1, False)  # the typed actions agree
+    assert ThrottleDown().factor == 0.5
