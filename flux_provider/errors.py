@@ -11,11 +11,12 @@ error number, exit code) so recovery rules and the dashboard can match on them.
 from __future__ import annotations
 
 import enum
-import json
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from flux_provider.records import Record
 
 
 class ErrorClass(str, enum.Enum):
@@ -189,18 +190,21 @@ ERROR_XCOM = "flux_error"
 
 
 @dataclass(frozen=True)
-class ErrorRecord:
+class ErrorRecord(Record):
     """One failed try, classified, with what the recovery rules decided (``recovery``, an
     ``Outcome.as_dict()``). Stored as the XCom ``flux_error`` of the try."""
 
-    error_class: str
-    terminal: bool
-    message: str
+    KIND = "flux.error"
+
+    error_class: str = ErrorClass.UNKNOWN.value
+    terminal: bool = False
+    message: str = ""
     dataset: str | None = None
     step: str | None = None
     server_number: int | None = None
     exit_code: int | None = None
     recovery: dict | None = None
+    extra: dict = field(default_factory=dict)
 
     @classmethod
     def of(cls, exc: BaseException, *, dataset: str | None = None, step: str | None = None) -> ErrorRecord:
@@ -226,24 +230,3 @@ class ErrorRecord:
 
     def decided(self, recovery: dict) -> ErrorRecord:
         return replace(self, recovery=recovery)
-
-    def to_json(self) -> dict:
-        out = asdict(self)
-        if out["recovery"] is None:
-            del out["recovery"]
-        return out
-
-    @classmethod
-    def from_json(cls, value) -> ErrorRecord | None:
-        if value is None:
-            return None
-        if isinstance(value, (str, bytes)):
-            value = json.loads(value)
-        if not isinstance(value, dict):
-            return None
-        fields = {"error_class", "terminal", "message", "dataset", "step", "server_number", "exit_code", "recovery"}
-        known = {k: v for k, v in value.items() if k in fields}
-        known.setdefault("error_class", ErrorClass.UNKNOWN.value)
-        known.setdefault("terminal", False)
-        known.setdefault("message", "")
-        return cls(**known)

@@ -1,0 +1,172 @@
+"""The controller's decisions at the SQL level: Airflow's own tables (the ORM's schema, on SQLite), tries
+written as Airflow writes them, and one period of the controller read back from pools, events and outcomes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from flux_provider.errors import ErrorRecord
+from flux_provider.recovery import Outcome, RetryReason
+from flux_provider.throttle import migrations, store
+from flux_provider.throttle.controller import Controller
+
+AT = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture
+def engine(tmp_path):
+    from airflow.models import import_all_models
+    from airflow.models.base import Base
+
+    import_all_models()
+    engine = create_engine(f"sqlite:///{tmp_path / 'airflow.db'}")
+    Base.metadata.create_all(engine)
+    migrations.ensure_tables(engine)
+    return engine
+
+
+def data_set(engine, name: str, slots: int, *, pinned: int | None = None) -> None:
+    from airflow.models.pool import Pool
+
+    with engine.begin() as conn:
+        conn.execute(Pool.__table__.insert(), [{"pool": f"flux_{name}", "slots": slots, "include_deferred": False}])
+        conn.execute(
+            store.throttle.insert(),
+            [dict(dataset=name, pool=f"flux_{name}", low=1, high=8, initial=slots, pinned=pinned, updated_at=AT)],
+        )
+
+
+def tries(engine, name: str, *rows: dict, table: str = "task_instance") -> None:
+    """Tries of ``name``'s pool that ended a few seconds before ``AT`` (``rows`` give state, retry_reason, ...)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.taskinstancehistory import TaskInstanceHistory
+
+    model = TaskInstance if table == "task_instance" else TaskInstanceHistory
+    columns = {c.name for c in model.__table__.columns}
+    out = []
+    for n, row in enumerate(rows):
+        end = AT - dt.timedelta(seconds=5 + n)
+        values = dict(
+            id=uuid.uuid4(),
+            task_instance_id=uuid.uuid4(),
+            dag_id=f"flux_{name}",
+            run_id="manual__1",
+            task_id=f"export_upload_{n}",
+            map_index=-1,
+            try_number=1,
+            state="success",
+            start_date=end - dt.timedelta(seconds=30),
+            end_date=end,
+            pool=f"flux_{name}",
+            pool_slots=1,
+            queue="default",
+            priority_weight=1,
+            max_tries=3,
+            hostname="h",
+            unixname="u",
+            operator="BcpToS3Operator",
+            custom_operator_name="",
+            executor_config=b"\x80\x04}\x94.",
+            span_status="not_started",
+            task_display_name="t",
+            retry_reason=None,
+        )
+        values.update(row)
+        out.append({k: v for k, v in values.items() if k in columns})
+    with engine.begin() as conn:
+        conn.execute(model.__table__.insert(), out)
+
+
+def period(engine, controller: Controller, at: dt.datetime = AT):
+    with Session(engine) as session:
+        changes = controller.tick(session, at=at)
+        session.commit()
+    return changes
+
+
+def slots(engine, name: str) -> int:
+    from airflow.models.pool import Pool
+
+    with engine.connect() as conn:
+        return conn.execute(select(Pool.slots).where(Pool.pool == f"flux_{name}")).scalar()
+
+
+def deadlock_reason() -> str:
+    record = ErrorRecord(error_class="deadlock", terminal=False, message="chosen as deadlock victim")
+    outcome = Outcome(kind="retry", rule="deadlocks", reason="retry 1/3 in 2s", throttle_down=0.5)
+    return RetryReason.of(record, outcome).to_text()
+
+
+def test_a_deadlock_with_throttle_down_cuts_the_pool_and_records_each_try_once(engine):
+    data_set(engine, "facts", 4)
+    tries(engine, "facts", {"state": "up_for_retry", "retry_reason": deadlock_reason()}, {}, {})
+    controller = Controller(period=60.0, holder="test")
+    changes = period(engine, controller)
+    assert [(d, old) for d, old, _, _ in changes] == [("facts", 4)] and slots(engine, "facts") == changes[0][2] < 4
+    with engine.connect() as conn:
+        outcomes = conn.execute(
+            select(
+                store.outcomes.c.state, store.outcomes.c.error_class, store.outcomes.c.rule, store.outcomes.c.action
+            ).order_by(store.outcomes.c.task_id)
+        ).all()
+        events = conn.execute(select(store.events.c.old, store.events.c.new, store.events.c.actor)).all()
+    assert outcomes == [
+        ("up_for_retry", "deadlock", "deadlocks", "retry 1/3 in 2s"),
+        ("success", None, None, None),
+        ("success", None, None, None),
+    ]
+    assert events == [(4, changes[0][2], "controller")]
+    period(engine, controller, AT + dt.timedelta(seconds=60))  # the same tries are not counted again
+    with engine.connect() as conn:
+        assert len(conn.execute(select(store.outcomes)).all()) == 3
+
+
+def test_a_pinned_data_set_keeps_its_pin_whatever_fails(engine):
+    data_set(engine, "pinned", 3, pinned=3)
+    tries(engine, "pinned", *[{"state": "up_for_retry", "retry_reason": deadlock_reason()}] * 3)
+    assert period(engine, Controller(period=60.0, holder="test")) == [] and slots(engine, "pinned") == 3
+
+
+def test_a_try_archived_in_the_history_and_current_on_the_task_instance_is_one_try(engine):
+    data_set(engine, "twice", 2)
+    row = {"state": "success", "task_id": "t", "try_number": 1}
+    tries(engine, "twice", row, table="task_instance_history")
+    tries(engine, "twice", row)
+    period(engine, Controller(period=60.0, holder="test"))
+    with engine.connect() as conn:
+        assert len(conn.execute(select(store.outcomes)).all()) == 1
+
+
+def test_the_dashboard_reads_the_cut_the_failure_and_the_running_tries_from_the_same_tables(engine):
+    from flux_provider.throttle import overview
+
+    data_set(engine, "facts", 4)
+    tries(engine, "facts", {"state": "up_for_retry", "retry_reason": deadlock_reason()}, {})
+    tries(engine, "facts", {"state": "running", "task_id": "still", "end_date": None, "start_date": AT})
+    new = period(engine, Controller(period=60.0, holder="test"))[0][2]
+    with Session(engine) as session:
+        line = overview.timeline(session, "facts", hours=1, until=AT + dt.timedelta(seconds=1))
+        listed = overview.overview(
+            session, health=["orphaned"], hours=(store.now() - AT).total_seconds() / 3600 + 1
+        )  # no DAG here: orphaned
+        failure = overview.detail(session, "facts")["last_errors"][0]
+    assert line["series"]["slots"][0] == 4 and line["series"]["slots"][-1] == new
+    running = dict(zip(line["series"]["t"], line["series"]["running"]))
+    assert (
+        max(running.values()) == 2 and running[AT.timestamp()] == 1
+    )  # the two ended tries overlapped; "still" runs on
+    assert sum(line["errors"]["classes"]["deadlock"]) == 1
+    assert [c["new"] for c in line["changes"]] == [new]
+    assert [r["dataset"] for r in listed["items"]] == ["facts"] and listed["counts"]["orphaned"] == 1
+    assert listed["items"][0]["errors"] == {"deadlock": 1} and listed["items"][0]["slots"] == new
+    assert (failure["class"], failure["rule"], failure["action"], failure["message"]) == (
+        "deadlock",
+        "deadlocks",
+        "retry 1/3 in 2s",
+        "chosen as deadlock victim",
+    )
