@@ -115,7 +115,7 @@ def first_line(sql: str, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-class HiveSession(BaseHook):
+class HiveSessionHook(BaseHook):
     """A hook: the statements of one step over one HiveServer2 connection (``hiveserver2_conn_id``),
     through Airflow's ``HiveServer2Hook``.
 
@@ -164,7 +164,7 @@ class HiveSession(BaseHook):
                 pass
             self._conn = None
 
-    def __enter__(self) -> HiveSession:
+    def __enter__(self) -> HiveSessionHook:
         return self
 
     def __exit__(self, *exc) -> None:

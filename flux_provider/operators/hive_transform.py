@@ -57,7 +57,7 @@ from flux_provider.errors import ErrorClass, FluxError
 from flux_provider.formats import hive_ddl
 from flux_provider.formats.export_file import Column
 from flux_provider.handoffs import TransformResult, UploadResult
-from flux_provider.hooks.hive_session import HiveSession
+from flux_provider.hooks.hive_session import HiveSessionHook
 from flux_provider.hooks.run_integrity import changed_since_published
 from flux_provider.hooks.s3_client import s3_client
 from flux_provider.hooks.s3_errors import classify_s3
@@ -150,7 +150,7 @@ class HiveTransformOperator(FluxOperator):
         self.upload_task_id, self.upload = upload_task_id, upload
         self.hiveserver2_conn_id, self.aws_conn_id = hiveserver2_conn_id, aws_conn_id
         self.timestamp_precision, self.create_database = timestamp_precision, create_database
-        self._session: HiveSession | None = None
+        self._session: HiveSessionHook | None = None
         self._run_view: str | None = None
 
     def _set_partitions(self, partition, dynamic_partitions, target_columns, partition_types) -> None:
@@ -246,7 +246,7 @@ class HiveTransformOperator(FluxOperator):
         return manifest
 
     # ------------------------------------------------------------------ steps
-    def ensure_staging(self, hive: HiveSession, manifest: Manifest) -> tuple[str, list[hive_ddl.StagingColumn]]:
+    def ensure_staging(self, hive: HiveSessionHook, manifest: Manifest) -> tuple[str, list[hive_ddl.StagingColumn]]:
         """Create/refresh the raw table, the run's partition and the view. Returns (run partition, columns)."""
         columns = []
         for raw in manifest.columns or []:
@@ -303,7 +303,7 @@ class HiveTransformOperator(FluxOperator):
                 )
         return run, columns
 
-    def _fingerprint(self, hive: HiveSession) -> str | None:
+    def _fingerprint(self, hive: HiveSessionHook) -> str | None:
         """The ``flux.ddl`` property of the raw table, or None when the table does not exist."""
         try:
             rows = hive.execute(f"SHOW TBLPROPERTIES {self.staging_raw}", what=f"read {self.staging_raw} properties")
@@ -313,7 +313,7 @@ class HiveTransformOperator(FluxOperator):
             raise
         return dict((r[0], r[1]) for r in rows if len(r) >= 2).get("flux.ddl", "")
 
-    def ensure_target(self, hive: HiveSession) -> None:
+    def ensure_target(self, hive: HiveSessionHook) -> None:
         if self.target_columns is None:
             return
         cols = ", ".join(f"`{k}` {v}" for k, v in self.target_columns.items())
@@ -327,7 +327,7 @@ class HiveTransformOperator(FluxOperator):
     def _partition_columns(self) -> list[str]:
         return list(self.partition) + self.dynamic_partitions
 
-    def count_rows(self, hive: HiveSession) -> tuple[int, dict[str, int]]:
+    def count_rows(self, hive: HiveSessionHook) -> tuple[int, dict[str, int]]:
         """The staging view's rows, and the rows the transform yields per written partition
         (``day=2024-01-01/...``; ``""`` if unpartitioned), in one statement."""
         if not self.dynamic_partitions:
@@ -353,7 +353,7 @@ class HiveTransformOperator(FluxOperator):
         }
         return staging, output
 
-    def count_target(self, hive: HiveSession, partitions: list[str]) -> dict[str, int]:
+    def count_target(self, hive: HiveSessionHook, partitions: list[str]) -> dict[str, int]:
         """The target's rows in each written partition, in one statement."""
         columns = self._partition_columns()
         if not columns:
@@ -372,7 +372,7 @@ class HiveTransformOperator(FluxOperator):
         counts.update({hive_ddl.partition_name(dict(zip(columns, r[:-1]))): int(r[-1]) for r in rows})
         return counts
 
-    def insert(self, hive: HiveSession, expected: dict[str, int]) -> None:
+    def insert(self, hive: HiveSessionHook, expected: dict[str, int]) -> None:
         """INSERT OVERWRITE the transform; partitions are written all-dynamic (see ``_DYNAMIC_SETTINGS``)."""
         select, clause = self.sql, ""
         if self._partition_columns():
@@ -460,7 +460,7 @@ class HiveTransformOperator(FluxOperator):
         info = self.upload_used = self._upload_info(context)
         manifest = self._manifest(info)
         started, began = time.monotonic(), dt.datetime.now(dt.timezone.utc)
-        self._session = hive = HiveSession(self.hiveserver2_conn_id, dataset=self.dataset, step="transform")
+        self._session = hive = HiveSessionHook(self.hiveserver2_conn_id, dataset=self.dataset, step="transform")
         try:
             run, columns = self.ensure_staging(hive, manifest)
             self.ensure_target(hive)  # before the counts: a transform may read its own target
@@ -524,7 +524,7 @@ class HiveTransformOperator(FluxOperator):
             )
         return written
 
-    def _drop_run_view(self, hive: HiveSession) -> None:
+    def _drop_run_view(self, hive: HiveSessionHook) -> None:
         if self.staging != self.staging_latest:
             try:
                 hive.execute(f"DROP VIEW IF EXISTS {self.staging}")
@@ -543,7 +543,7 @@ class HiveTransformOperator(FluxOperator):
             len(written),
         )
 
-    def _remove_leftovers(self, context, hive: HiveSession, before: dt.datetime) -> None:
+    def _remove_leftovers(self, context, hive: HiveSessionHook, before: dt.datetime) -> None:
         """Staging files that killed INSERTs left under the (unpartitioned) target, written before this try."""
         try:
             rows = hive.execute(f"DESCRIBE FORMATTED {self.target}", what=f"locate {self.target}")

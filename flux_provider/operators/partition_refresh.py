@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from flux_provider.errors import ErrorClass, flux_error
 from flux_provider.formats import hive_ddl
 from flux_provider.handoffs import TransformResult
-from flux_provider.hooks.hive_session import HiveSession, classify_hive
+from flux_provider.hooks.hive_session import HiveSessionHook, classify_hive
 from flux_provider.hooks.s3_client import s3_hook
 from flux_provider.identifiers import hive_identifier
 from flux_provider.operators.base import FluxOperator
@@ -115,7 +115,7 @@ class PartitionRefreshOperator(FluxOperator):
         self.hiveserver2_conn_id, self.metastore_conn_id = hiveserver2_conn_id, metastore_conn_id
         self.aws_conn_id = aws_conn_id
         self.landing = landing  # flux_provider.hooks.landing.Landing: pruned after the refresh
-        self._session: HiveSession | None = None
+        self._session: HiveSessionHook | None = None
 
     @property
     def qualified(self) -> str:
@@ -183,7 +183,7 @@ class PartitionRefreshOperator(FluxOperator):
         return parts
 
     def add_partitions(
-        self, hive: HiveSession, requested: list[dict], existing: dict[str, dict], keys: list[tuple[str, str]]
+        self, hive: HiveSessionHook, requested: list[dict], existing: dict[str, dict], keys: list[tuple[str, str]]
     ) -> list[str]:
         names = [k for k, _ in keys]
         added = []
@@ -205,7 +205,9 @@ class PartitionRefreshOperator(FluxOperator):
                 added.append(name)
         return added
 
-    def point_latest(self, hive: HiveSession, partitions: dict[str, dict], keys: list[tuple[str, str]]) -> str | None:
+    def point_latest(
+        self, hive: HiveSessionHook, partitions: dict[str, dict], keys: list[tuple[str, str]]
+    ) -> str | None:
         if not self.latest_view or not partitions:
             return None
         newest = max(partitions.values(), key=lambda p: _sort_key(p["values"], keys))
@@ -239,7 +241,7 @@ class PartitionRefreshOperator(FluxOperator):
                 old.append(name)
         return sorted(old)
 
-    def drop(self, hive: HiveSession, partitions: dict[str, dict], names: list[str], external: bool) -> None:
+    def drop(self, hive: HiveSessionHook, partitions: dict[str, dict], names: list[str], external: bool) -> None:
         for name in names:
             hive.execute(
                 f"ALTER TABLE {self.qualified} DROP IF EXISTS "
@@ -277,7 +279,7 @@ class PartitionRefreshOperator(FluxOperator):
         began = dt.datetime.now(dt.timezone.utc)
         requested = self._requested(context)
         keys, external = self.table_info()
-        self._session = hive = HiveSession(self.hiveserver2_conn_id, dataset=self.dataset, step="refresh")
+        self._session = hive = HiveSessionHook(self.hiveserver2_conn_id, dataset=self.dataset, step="refresh")
         try:
             if self.repair:
                 hive.execute(f"MSCK REPAIR TABLE {self.qualified}")

@@ -258,9 +258,9 @@ def test_expectation_failure_writes_nothing(nasty_upload, db, unique):
 
 
 def test_on_kill_cancels_the_running_statement(stack, unique):
-    from flux_provider.hooks.hive_session import HiveSession
+    from flux_provider.hooks.hive_session import HiveSessionHook
 
-    session = HiveSession(dataset="slow", step="transform")
+    session = HiveSessionHook(dataset="slow", step="transform")
     slow = "SELECT SUM(hash(a.id, b.id)) FROM range(0, 300000) a CROSS JOIN range(0, 300000) b"
     threading.Timer(3, session.cancel).start()
     started = time.monotonic()
