@@ -36,6 +36,7 @@ encoding, compression and the columns (for the Hive step).
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,38 +81,17 @@ class S3ChunkUploadOperator(FluxOperator):
         export_task_id: str | None = "export",
         export: dict | str | None = None,
         aws_conn_id: str | None = "aws_default",
-        chunk_mb: float | None = 32,
-        chunk_rows: int | None = None,
-        compression: str | None = None,
-        gzip_level: int = 6,
-        field_delimiter: str = "\x01",
-        collection_delimiter: str = "\x02",
-        map_key_delimiter: str = "\x03",
-        null_format: str = "\\N",
-        max_inflight: int = 4,
-        multipart_mb: int = 64,
-        block_mb: float = 8,
-        encode_workers: int = 2,
         delete_export: bool = True,
         **kwargs,
     ):
+        """The chunking and encoding arguments (``chunk_mb``, ``compression``, ``field_delimiter``, ...) are
+        :class:`~flux_provider.hooks.s3_chunk_upload.ChunkSettings`' fields, with its defaults."""
+        names = {f.name for f in dataclasses.fields(ChunkSettings)}
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
         super().__init__(**kwargs)
         self.dataset, self.s3_location = dataset, s3_location
         self.export_task_id, self.export, self.aws_conn_id = export_task_id, export, aws_conn_id
-        self.settings = ChunkSettings(
-            chunk_mb=chunk_mb,
-            chunk_rows=chunk_rows,
-            compression=compression,
-            gzip_level=gzip_level,
-            field_delimiter=field_delimiter,
-            collection_delimiter=collection_delimiter,
-            map_key_delimiter=map_key_delimiter,
-            null_format=null_format,
-            max_inflight=max_inflight,
-            multipart_mb=multipart_mb,
-            block_mb=block_mb,
-            encode_workers=encode_workers,
-        )
+        self.settings = ChunkSettings.of(options, dataset=dataset)
         self.delete_export = delete_export
         self._hook: S3ChunkUploadHook | None = None
         self.export_used: ExportResult | None = None  # the export this try uploaded (for lineage)
