@@ -8,6 +8,7 @@ element, the bad value and how to fix it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -267,15 +268,18 @@ class _Builder:
 
     def export(self) -> Export:
         el = self.find("export")
-        if el is None:
-            return Export()
-        return Export(
-            engine=el.get("engine", "auto"),
-            mode=el.get("mode", "streaming"),
-            batch_size=self.number(el, "batchSize", default=10_000),
-            timeout_minutes=self.number(el, "timeoutMinutes", float),
-            queue=el.get("queue"),
-        )
+        return Export() if el is None else self.attributes(el, Export)
+
+    def attributes(self, element, model: type):
+        """``model`` (a dataclass) from ``element``'s attributes, each named like its field in camelCase
+        (``batch_size`` is ``batchSize=``) and typed like it; an absent attribute keeps the field's default
+        (the XSD's, which a unit test checks). The XSD has checked each value's type already."""
+        values = {}
+        for f in dataclasses.fields(model):
+            text = element.get(_camel(f.name))
+            if text is not None:
+                values[f.name] = _as_type(text, str(f.type))
+        return model(**values)
 
     def chunking(self) -> Chunking:
         el = self.find("chunking")
@@ -627,6 +631,23 @@ class _Builder:
                 raise self.error(rule, f"an action appears twice in {kinds}", fix="list each action once")
             rules.append(Rule(match=match, actions=tuple(actions), name=rule.get("name"), line=rule.sourceline))
         return tuple(rules)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.capitalize() for word in rest)
+
+
+def _as_type(text: str, annotation: str):
+    """``text`` as the field's annotated type (``int``, ``float | None``, ``bool``, ``str``)."""
+    kinds = {part.strip() for part in annotation.split("|")} - {"None"}
+    if kinds == {"bool"}:
+        return text == "true"
+    if kinds == {"int"}:
+        return int(text)
+    if kinds & {"float"}:
+        return float(text)
+    return text
 
 
 def _typed(value: str):

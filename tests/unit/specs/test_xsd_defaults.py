@@ -110,3 +110,21 @@ def test_an_action_without_its_attributes_behaves_as_the_xsd_says():
     assert first.throttle_down == float(defaults[("throttleDown", "factor")])
     assert (Retry().delay_seconds, Retry().backoff, Retry().jitter) == (60, 1, False)  # the typed actions agree
     assert ThrottleDown().factor == 0.5
+
+
+def test_every_field_of_export_is_an_attribute_the_xsd_declares_and_the_parser_reads(tmp_path):
+    """<export> is read by field name (batch_size is batchSize=): a field the XSD lacks, or an attribute the
+    model lacks, fails here, and each value given in a spec arrives typed."""
+    import dataclasses
+
+    tree = etree.parse(str(resources.files("flux_provider.specs") / "dataset.xsd"))
+    export = next(e for e in tree.iter(f"{XS}element") if e.get("name") == "export")
+    declared = {a.get("name") for a in export.iter(f"{XS}attribute")}
+    fields = {re.sub(r"_(\w)", lambda m: m[1].upper(), f.name) for f in dataclasses.fields(model.Export)}
+    assert declared == fields
+    given = '<export engine="dbapi" mode="file" batchSize="500" timeoutMinutes="2.5" queue="host-a"/>'
+    text = MINIMAL.format(name="events").replace(
+        '<source schema="dbo" table="events"/>', f'<source schema="dbo" table="events"/>{given}'
+    )
+    spec = load_spec(write(tmp_path, text), check_queries=False)
+    assert spec.export == model.Export(engine="dbapi", mode="file", batch_size=500, timeout_minutes=2.5, queue="host-a")
