@@ -61,9 +61,6 @@ class Record:
             out[self.JSON_NAMES.get(f.name, f.name)] = value
         return {**out, **self.extra}
 
-    def to_text(self) -> str:
-        return json.dumps(self.to_json(), indent=1)
-
     @classmethod
     def from_json(cls: type[R], value: Any) -> R | None:
         """The record in ``value`` (its dict, or that dict as JSON text); None for None."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from flux_provider.run_records import Pointer
 from flux_provider.s3_layout import DatasetLayout
 
 #: S3's DeleteObjects limit.
@@ -77,14 +76,11 @@ def landing_runs(client, bucket: str, location: str) -> list[LandingRun]:
 
 def published_run(client, bucket: str, location: str) -> str | None:
     """The generation the data set's pointer names, or None when nothing is published."""
-    import json
+    from flux_provider.hooks.run_store import RunStore
 
-    layout = DatasetLayout(bucket, location)
-    try:
-        pointer = Pointer.from_json(json.loads(client.get_object(Bucket=bucket, Key=layout.pointer_key)["Body"].read()))
-    except client.exceptions.NoSuchKey:
-        return None
-    return layout.generation_of(pointer.manifest)
+    store = RunStore(client, DatasetLayout(bucket, location))
+    pointer = store.pointer()[0]
+    return store.layout.generation_of(pointer.manifest) if pointer else None
 
 
 def to_remove(runs: list[LandingRun], rule: LandingRule, keep: set[str], now: dt.datetime) -> list[LandingRun]:
