@@ -172,7 +172,7 @@ def s3transfer_baseline(client, path: Path, key: str) -> float:
     return time.perf_counter() - start
 
 
-def chunked_upload_only(client, encoded: Path, run_key: str) -> float:
+def chunk_upload_only(client, encoded: Path, run_key: str) -> float:
     """The upload half of S3ChunkUploadOperator alone: pre-encoded 32 MB chunks, same uploader and settings."""
     from boto3.s3.transfer import TransferConfig
 
@@ -325,7 +325,7 @@ def main() -> None:
             runs = [
                 (
                     s3transfer_baseline(client, encoded, f"bench/baseline-{rows}.hive"),
-                    chunked_upload_only(client, encoded, f"only_{rows}_{time.time_ns()}"),
+                    chunk_upload_only(client, encoded, f"only_{rows}_{time.time_ns()}"),
                 )
                 for _ in range(5)
             ]
