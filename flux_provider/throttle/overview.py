@@ -84,7 +84,7 @@ def _matches(row: dict, q: str | None, owner: str | None, health: list[str] | No
             return False
     elif row["health"] == ORPHANED:
         return False
-    if q and reads.lower() not in row["dataset"].lower():
+    if q and q.lower() not in row["dataset"].lower():
         return False
     return not owner or owner.lower() in (row["owner"] or "").lower()
 

@@ -152,7 +152,7 @@ def test_the_dashboard_reads_the_cut_the_failure_and_the_running_tries_from_the_
     with Session(engine) as session:
         line = overview.timeline(session, "facts", hours=1, until=AT + dt.timedelta(seconds=1))
         listed = overview.overview(
-            session, health=["orphaned"], hours=(store.now() - AT).total_seconds() / 3600 + 1
+            session, q="FAC", health=["orphaned"], hours=(store.now() - AT).total_seconds() / 3600 + 1
         )  # no DAG here: orphaned
         failure = overview.detail(session, "facts")["last_errors"][0]
     assert line["series"]["slots"][0] == 4 and line["series"]["slots"][-1] == new
