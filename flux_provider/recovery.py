@@ -40,7 +40,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from flux_provider.errors import ErrorRecord
-from flux_provider.rules import DEFAULT_RULES, Action, Alert, Fail, Match, Retry, Rule, Skip, ThrottleDown, matches
+from flux_provider.rules import (
+    DEFAULT_RULES,
+    Action,
+    Alert,
+    Fail,
+    Match,
+    Retry,
+    Rule,
+    Skip,
+    ThrottleDown,
+    matches,
+    max_retries,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +96,7 @@ class Recovery:
     @property
     def max_retries(self) -> int:
         """What the task's ``retries`` must allow for every retry rule (the default's 5 included)."""
-        rules = [*self.rules, *DEFAULT_RULES]
-        return max(a.count for r in rules for a in r.actions if isinstance(a, Retry))
+        return max_retries(self.rules)
 
     def rule_for(self, report: ErrorRecord | dict) -> tuple[int, Rule] | None:
         """The first of the data set's rules that matches, else the default rule (index 0)."""

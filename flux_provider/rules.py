@@ -101,6 +101,11 @@ DEFAULT_RULES = (
 )
 
 
+def max_retries(rules) -> int:
+    """What Airflow's ``retries`` must allow for every retry of ``rules`` and of the default rule."""
+    return max(a.count for r in (*rules, *DEFAULT_RULES) for a in r.actions if isinstance(a, Retry))
+
+
 def matches(match: Match, record: ErrorRecord) -> bool:
     checks = [
         (match.error_class, record.error_class),
@@ -125,4 +130,5 @@ __all__ = [
     "Skip",
     "ThrottleDown",
     "matches",
+    "max_retries",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 
 from flux_provider.hooks.landing import Landing
 from flux_provider.run_report import EXPORT, EXPORT_UPLOAD, PLAN, PUBLISH, REFRESH, TRANSFORM, UPLOAD
-from flux_provider.s3_layout import POINTER
+from flux_provider.s3_layout import POINTER, RUNS
 from flux_provider.specs.model import DatasetSpec
 
 #: What each kind of task is rendered as.
@@ -156,10 +156,8 @@ def schedule_plan(spec: DatasetSpec) -> SchedulePlan:
 
 def plan_for(spec: DatasetSpec) -> DagPlan:
     """The plan of one data set (see the module)."""
-    from flux_provider.rules import DEFAULT_RULES, Retry
+    from flux_provider.rules import max_retries
 
-    rules = [*spec.rules, *DEFAULT_RULES]
-    retries = max(a.count for r in rules for a in r.actions if isinstance(a, Retry))
     loading = _split_tasks(spec) if spec.source.is_split else _load_tasks(spec)
     return DagPlan(
         dag_id=spec.dag_id,
@@ -169,7 +167,7 @@ def plan_for(spec: DatasetSpec) -> DagPlan:
         schedule=schedule_plan(spec),
         asset=asset_plan(spec),
         pool=spec.throttle.pool,
-        retries=retries,
+        retries=max_retries(spec.rules),
         tasks=(*loading, *_hive_tasks(spec, upstream=loading[-1].task_id)),
         deadline=f"{spec.deadline}" if spec.deadline is not None else None,
     )
@@ -198,8 +196,17 @@ def export_args(spec: DatasetSpec) -> dict[str, Any]:
         batch_size=export.batch_size,
         execution_timeout_minutes=export.timeout_minutes,
     )
-    # the export-side tasks' queue: with mode="file" the export and its upload must share a host
-    return {**args, "queue": export.queue} if export.queue else args
+    return {**args, **_placement(spec)}
+
+
+def _placement(spec: DatasetSpec) -> dict[str, str]:
+    """The export-side tasks' queue: with mode="file" the export and its upload must share a host."""
+    return {"queue": spec.export.queue} if spec.export.queue else {}
+
+
+def _run_prefix(spec: DatasetSpec) -> str:
+    """Where a run lands, as the plan prints it (the generation is chosen when the run uploads)."""
+    return f"{spec.s3_location}/{RUNS}<run>/"
 
 
 def upload_args(spec: DatasetSpec) -> dict[str, Any]:
@@ -221,11 +228,10 @@ def _s3(spec: DatasetSpec) -> dict[str, Any]:
 
 def _load_tasks(spec: DatasetSpec) -> tuple[TaskPlan, ...]:
     """export -> upload (file mode), or export_upload (streaming): the run published in S3."""
-    run = f"{spec.s3_location}/runs/<run>/"
+    run = _run_prefix(spec)
     if spec.export.mode == "streaming":
         args = {**_s3(spec), "upload_options": upload_args(spec), **export_args(spec)}
         return (_task(spec, EXPORT_UPLOAD, "export_upload", reads=(_source(spec),), writes=(run,), args=args),)
-    placement = {"queue": spec.export.queue} if spec.export.queue else {}
     return (
         _task(spec, EXPORT, "export", reads=(_source(spec),), writes=("a staging file",), args=export_args(spec)),
         _task(
@@ -235,7 +241,7 @@ def _load_tasks(spec: DatasetSpec) -> tuple[TaskPlan, ...]:
             upstream=(EXPORT,),
             reads=("the export file",),
             writes=(run,),
-            args={**_s3(spec), "export_task_id": EXPORT, **placement, **upload_args(spec)},
+            args={**_s3(spec), "export_task_id": EXPORT, **_placement(spec), **upload_args(spec)},
         ),
     )
 
@@ -261,7 +267,7 @@ def _split_tasks(spec: DatasetSpec) -> tuple[TaskPlan, ...]:
     # split cannot overlap, and each of its parts is checked against its own count
     count = src.count_query if src.queries else None
     publish = dict(plan_task_id=PLAN, count_sql=count, mssql_conn_id=src.connection, **_s3(spec))
-    run = f"{spec.s3_location}/runs/<run>/"
+    run = _run_prefix(spec)
     return (
         _task(spec, PLAN, "plan", reads=(_source(spec),), args=plan),
         _task(
@@ -279,7 +285,7 @@ def _split_tasks(spec: DatasetSpec) -> tuple[TaskPlan, ...]:
             PUBLISH,
             "publish",
             upstream=(EXPORT_UPLOAD,),
-            writes=(run, spec.s3_location + "/" + POINTER),
+            writes=(run, asset_plan(spec).extra["published"]),
             args=publish,
         ),
     )
