@@ -59,9 +59,9 @@ def remove_insert_leftovers(
     many were deleted. Housekeeping: a failure is logged, never raised (the step that calls it did its work)."""
     if not location or not location.startswith(("s3://", "s3a://")):
         return 0
-    bucket, prefix = parse_s3_url(location)
-    prefix = prefix.rstrip("/") + "/" if prefix else ""
     try:
+        bucket, prefix = parse_s3_url(location)
+        prefix = prefix.rstrip("/") + "/" if prefix else ""
         hook = s3_hook(aws_conn_id)
         doomed = []
         for page in hook.get_conn().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
