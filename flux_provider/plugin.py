@@ -5,7 +5,7 @@
 * ``external_views``: "Data sets" in the UI's Browse menu, showing that page;
 * ``listeners``: starts the throttle controller in the scheduler;
 * ``deadline_references``: :class:`~flux_provider.deadlines.FinishBy` (a spec's ``<deadline finishBy=>``);
-* ``timetables``: the calendar-aware cron timetables of :mod:`flux_provider.specs.timetable`.
+* ``timetables``: the calendar-aware and the partition cron timetables of :mod:`flux_provider.specs.timetable`.
 
 Loading it also imports the DAG factory (its operators) and compiles the spec
 schema. Airflow's DAG processor loads plugins once, then forks a child per DAG
@@ -26,7 +26,7 @@ from airflow.plugins_manager import AirflowPlugin
 from flux_provider.deadlines import FinishBy
 from flux_provider.specs import factory as _dag_factory  # noqa: F401 - see the docstring
 from flux_provider.specs import parser
-from flux_provider.specs.timetable import CalendarCronDataInterval, CalendarCronTrigger
+from flux_provider.specs.timetable import CalendarCronDataInterval, CalendarCronTrigger, PartitionCron
 from flux_provider.throttle import listener
 from flux_provider.throttle.api import app
 
@@ -49,4 +49,4 @@ class FluxPlugin(AirflowPlugin):
     ]
     listeners = [listener]
     deadline_references = [FinishBy]
-    timetables = [CalendarCronTrigger, CalendarCronDataInterval]
+    timetables = [CalendarCronTrigger, CalendarCronDataInterval, PartitionCron]

@@ -5,13 +5,19 @@ Airflow 3 gives no logical date to manual runs triggered with
 there. Every flux operator adds ``flux_day`` to its template context instead,
 decided in this order:
 
-1. the trigger's conf ``{"day": "2026-11-27"}`` (a manual run or a backfill of one day);
-2. an Asset-triggered run: the newest ``day`` the triggering events carry (a flux
-   data set's final task records its own ``flux_day`` in its Asset event), else
+1. the trigger's conf ``{"day": "2026-11-27"}`` (a manual run of one day);
+2. the run's partition key (a partitioned data set's scheduled, backfill,
+   partition-triggered or manual run: :mod:`flux_provider.specs.partitions`),
+   its day for an hourly key; a conf day that names another day is refused;
+3. an Asset-triggered run: the newest partition key, else ``day``, the
+   triggering events carry (a flux data set's final task records both), else
    the newest event's time in the data set's time zone;
-3. a run with a data interval (scheduled, or triggered with a logical date): the
+4. a run with a data interval (scheduled, or triggered with a logical date): the
    start of the interval in the data set's time zone;
-4. otherwise the time the run was queued (``run_after``) in the data set's time zone.
+5. otherwise the time the run was queued (``run_after``) in the data set's time zone.
+
+``{{ flux_partition }}`` is the partition the run loads (:func:`run_partition`): the
+run's partition key, or the conf day of a day-partitioned data set's manual run.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import re
 from flux_provider.errors import ErrorClass, FluxTerminalError
 
 VARIABLE = "flux_day"
+PARTITION_VARIABLE = "flux_partition"
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 #: Context variables an Asset-triggered or a ``logical_date: null`` run does not have.
@@ -75,29 +82,85 @@ def _local_day(moment, timezone) -> str | None:
     return moment.date().isoformat()
 
 
-def run_day(context, timezone=None, *, dataset: str | None = None) -> str:
-    """``flux_day`` for the run of ``context`` (see the module's docstring for the order)."""
-    get = context.get if hasattr(context, "get") else (lambda key, default=None: default)
-    dag_run = get("dag_run")
+def _getter(context):
+    return context.get if hasattr(context, "get") else (lambda key, default=None: default)
+
+
+def _partition_key(dag_run) -> str | None:
+    key = getattr(dag_run, "partition_key", None)
+    return key if isinstance(key, str) and key else None
+
+
+def _conf_day(dag_run, key: str | None, dataset: str | None) -> str | None:
+    """The run's conf ``day``, checked, and refused if it is not the day of the run's partition ``key``."""
     conf = getattr(dag_run, "conf", None) or {}
-    if conf.get("day") is not None:
-        return conf_day(conf["day"], dataset=dataset)
-    events = get("triggering_asset_events") or {}
+    day = conf_day(conf["day"], dataset=dataset) if conf.get("day") is not None else None
+    if key is not None and day is not None and key[:10] != day:
+        raise FluxTerminalError(
+            f"the run is for partition {key!r} and its conf gives day={day!r}; trigger with one of them",
+            error_class=ErrorClass.CONFIG,
+            dataset=dataset,
+            step="render",
+        )
+    return day
+
+
+def run_partition(context, grain: str | None, day: str, *, dataset: str | None = None) -> str | None:
+    """The partition key the run of ``context`` loads, for a data set partitioned by ``grain`` (else None).
+
+    ``day`` is the run's ``flux_day``: a day-partitioned data set's run without a partition key (a manual
+    run, with or without a conf day) loads that day's partition, and its Asset event says so."""
+    if grain is None:
+        return None
+    dag_run = _getter(context)("dag_run")
+    key = _partition_key(dag_run)
+    if key is not None or grain == "day":
+        return key or day
+    if _conf_day(dag_run, key, dataset) is not None:
+        raise FluxTerminalError(
+            f"the data set has {grain} partitions and the run's conf gives a day ({day!r}); trigger it with "
+            "partition_key (e.g. '2026-12-01T05'), or backfill the day's range",
+            error_class=ErrorClass.CONFIG,
+            dataset=dataset,
+            step="render",
+        )
+    return None
+
+
+def _event_days(events, timezone) -> str | None:
+    """The newest day the triggering Asset events name: partition key, else ``day`` extra, else time."""
     days, times = [], []
     try:
         for asset_events in events.values():
             for event in asset_events:
                 extra = getattr(event, "extra", None) or {}
-                if isinstance(extra, dict) and extra.get("day") and _DAY.match(str(extra["day"])):
+                key = getattr(event, "partition_key", None)
+                if isinstance(key, str) and _DAY.match(key[:10]):
+                    days.append(key[:10])
+                elif isinstance(extra, dict) and extra.get("day") and _DAY.match(str(extra["day"])):
                     days.append(str(extra["day"]))
                 if getattr(event, "timestamp", None) is not None:
                     times.append(event.timestamp)
     except (AttributeError, TypeError):  # not an Asset-triggered run
-        days, times = [], []
+        return None
     if days:
         return max(days)
-    if times:
-        return _local_day(max(times), timezone)
+    return _local_day(max(times), timezone) if times else None
+
+
+def run_day(context, timezone=None, *, dataset: str | None = None) -> str:
+    """``flux_day`` for the run of ``context`` (see the module's docstring for the order)."""
+    get = _getter(context)
+    dag_run = get("dag_run")
+    key = _partition_key(dag_run)
+    day = _conf_day(dag_run, key, dataset)
+    if day is not None:
+        return day
+    if key is not None and _DAY.match(key[:10]):
+        return key[:10]
+    from_events = _event_days(get("triggering_asset_events") or {}, timezone)
+    if from_events is not None:
+        return from_events
     interval_start = get("data_interval_start") or getattr(dag_run, "data_interval_start", None)
     if interval_start is None and getattr(dag_run, "logical_date", None) is not None:
         interval_start = dag_run.logical_date

@@ -32,8 +32,8 @@ from flux_provider.errors import (
 )
 from flux_provider.hooks.s3_client import remove_insert_leftovers
 from flux_provider.recovery import Recovery, RecoveryPolicy
+from flux_provider.run_day import PARTITION_VARIABLE, render_error_text, run_day, run_partition
 from flux_provider.run_day import VARIABLE as DAY_VARIABLE
-from flux_provider.run_day import render_error_text, run_day
 
 __all__ = ["ERROR_XCOM", "FluxOperator"]
 
@@ -84,14 +84,18 @@ class FluxOperator(BaseOperator):
 
     :param recovery: the data set's recovery rules (default: 5 retries a minute apart for transient
         errors, terminal ones fail at once; then fail and alert).
+    :param partition_grain: ``day`` or ``hour`` for a partitioned data set
+        (:mod:`flux_provider.specs.partitions`): ``{{ flux_partition }}`` is the run's partition, and the
+        Assets this task updates record it (``add_partitions``). None: not partitioned.
     """
 
     step: str = "step"
     host: str | None = None  # where this try runs (set by execute)
     flux_result = None  # what this try returned (its XCom), for lineage
 
-    def __init__(self, *, recovery=None, **kwargs):
+    def __init__(self, *, recovery=None, partition_grain: str | None = None, **kwargs):
         recovery = recovery or Recovery()
+        self.partition_grain = partition_grain
         kwargs.setdefault("retry_policy", RecoveryPolicy(recovery))
         if "retries" not in kwargs and "retries" not in (kwargs.get("default_args") or {}):
             kwargs["retries"] = recovery.max_retries  # the rules' counts need that many; an explicit value caps them
@@ -107,8 +111,10 @@ class FluxOperator(BaseOperator):
         and the fix, and is never retried."""
         dag = context.get("dag") if hasattr(context, "get") else None
         try:
-            context[DAY_VARIABLE] = run_day(
-                context, getattr(dag, "timezone", None), dataset=getattr(self, "dataset", None)
+            dataset = getattr(self, "dataset", None)
+            context[DAY_VARIABLE] = run_day(context, getattr(dag, "timezone", None), dataset=dataset)
+            context[PARTITION_VARIABLE] = run_partition(
+                context, self.partition_grain, context[DAY_VARIABLE], dataset=dataset
             )
             super().render_template_fields(context, jinja_env)
         except FluxError as exc:
@@ -123,9 +129,10 @@ class FluxOperator(BaseOperator):
             raise self._recover(context, error) from exc
 
     def _record_day(self, context) -> None:
-        """Each Asset this task updates carries the run's day, which runs ``<after>`` it take as theirs."""
-        day = context.get(DAY_VARIABLE) if hasattr(context, "get") else None
-        events = context.get("outlet_events") if hasattr(context, "get") else None
+        """Each Asset this task updates carries the run's day and, for a partitioned data set, its
+        partition (``add_partitions``): runs ``<after>`` it take them as theirs."""
+        get = context.get if hasattr(context, "get") else (lambda key, default=None: default)
+        day, partition, events = get(DAY_VARIABLE), get(PARTITION_VARIABLE), get("outlet_events")
         if not day or events is None:
             return
         for outlet in self.outlets or ():
@@ -133,6 +140,9 @@ class FluxOperator(BaseOperator):
                 events[outlet].extra["day"] = day
             except Exception as exc:  # lineage extras never fail a task
                 self.log.warning("could not record the day on %s: %s", outlet, exc)
+            if partition:  # what makes the partition-waiting data sets start: an error here must show
+                events[outlet].add_partitions(partition)
+                self.log.info("%s: wrote partition %s", outlet, partition)
 
     def run(self, context):
         raise NotImplementedError

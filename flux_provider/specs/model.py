@@ -98,6 +98,8 @@ class Schedule:
     catchup: bool = False
     timezone: str = "UTC"
     max_active_runs: int = 1  # each run has its own staging view; their queries share the data set's pool
+    grain: str | None = None  # day, hour or none (flux_provider.specs.partitions); None: decided from the spec
+    require: str = "partition"  # with after: "partition" (the same partition of each) or "update" (any event)
 
 
 @dataclass(frozen=True)

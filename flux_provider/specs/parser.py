@@ -489,6 +489,8 @@ class _Builder:
             catchup=self.flag(el, "catchup"),
             timezone=tz,
             max_active_runs=self.number(el, "maxActiveRuns", default=1),
+            grain=el.get("grain"),
+            require=el.get("require", "partition"),
         )
 
     def time_zone(self, el, tz: str) -> str:

@@ -16,7 +16,9 @@ from typing import Any
 from flux_provider.hooks.landing import Landing
 from flux_provider.run_report import EXPORT, EXPORT_UPLOAD, PLAN, PUBLISH, REFRESH, TRANSFORM, UPLOAD
 from flux_provider.s3_layout import POINTER, RUNS
+from flux_provider.specs import partitions
 from flux_provider.specs.model import DatasetSpec
+from flux_provider.specs.spec_error import SpecError
 
 #: What each kind of task is rendered as.
 OPERATORS = {
@@ -51,6 +53,13 @@ class SchedulePlan:
     start: str = ""
     catchup: bool = False
     max_active_runs: int = 1
+    grain: str | None = None  # partitioned by day or hour (flux_provider.specs.partitions); None: not
+    waits_for: tuple[tuple[str, str], ...] = ()  # (data set, its grain): each must write the run's partition
+    reads_latest: tuple[str, ...] = ()  # data sets <after> names that have no partitions: read as they are
+
+    @property
+    def key_format(self) -> str | None:
+        return partitions.KEY_FORMATS[self.grain] if self.grain else None
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,14 @@ class DagPlan:
             f"{self.dag_id}: data set {self.dataset} (owner {self.owner})",
             f"  schedule: {when} in {s.timezone}, from {s.start}, catchup {s.catchup}, "
             f"at most {s.max_active_runs} run(s) at once",
+        ]
+        if s.grain:
+            lines.append(f"  partitions: one run per {s.grain} (key {s.key_format})")
+        if s.waits_for:
+            lines.append("  a partition starts when written by: " + ", ".join(f"{n} ({g})" for n, g in s.waits_for))
+        if s.reads_latest:
+            lines.append(f"  reads as they are (no partitions): {', '.join(s.reads_latest)}")
+        lines += [
             f"  asset: {self.asset.name} ({self.asset.extra['published']})",
             f"  pool: {self.pool}; retries up to {self.retries} by the recovery rules"
             + (f"; deadline {self.deadline}" if self.deadline else ""),
@@ -133,8 +150,34 @@ def asset_plan(spec: DatasetSpec) -> AssetPlan:
     )
 
 
-def schedule_plan(spec: DatasetSpec) -> SchedulePlan:
+def _upstream_loader(spec: DatasetSpec):
+    """``name -> the spec of a data set <after> names``, from the spec's own folder (None: none or broken)."""
+    from flux_provider.specs.parser import load_spec
+
+    folder = spec.path.parent if spec.path is not None else None
+
+    def load(name: str):
+        try:
+            return load_spec(folder / f"{name}.xml", check_queries=False) if folder is not None else None
+        except (SpecError, OSError):
+            return None
+
+    return load
+
+
+def partitioning(spec: DatasetSpec, load=None) -> tuple[str | None, tuple[partitions.Upstream, ...]]:
+    """The data set's grain and the data sets it waits for, each with theirs; a spec error if they clash."""
+    try:
+        return partitions.resolve(spec, load or _upstream_loader(spec))
+    except partitions.GrainError as exc:
+        raise SpecError(
+            spec.path or spec.name, exc.message, element="schedule", fix=exc.fix, dataset=spec.name
+        ) from None
+
+
+def schedule_plan(spec: DatasetSpec, load=None) -> SchedulePlan:
     schedule, split = spec.schedule, spec.source.split
+    grain, upstreams = partitioning(spec, load)
     kind = "manual"
     if schedule.after:
         kind = "after"
@@ -151,11 +194,15 @@ def schedule_plan(spec: DatasetSpec) -> SchedulePlan:
         start=schedule.start,
         catchup=schedule.catchup,
         max_active_runs=schedule.max_active_runs,
+        grain=grain,
+        waits_for=tuple((u.name, u.grain) for u in upstreams if u.grain) if grain else (),
+        reads_latest=tuple(u.name for u in upstreams if not u.grain) if grain else (),
     )
 
 
-def plan_for(spec: DatasetSpec) -> DagPlan:
-    """The plan of one data set (see the module)."""
+def plan_for(spec: DatasetSpec, load=None) -> DagPlan:
+    """The plan of one data set (see the module); ``load(name)`` gives the specs of the data sets it runs
+    ``<after>`` (default: read from the spec's folder)."""
     from flux_provider.rules import max_retries
 
     loading = _split_tasks(spec) if spec.source.is_split else _load_tasks(spec)
@@ -164,7 +211,7 @@ def plan_for(spec: DatasetSpec) -> DagPlan:
         dataset=spec.name,
         owner=spec.owner,
         description=(spec.description.splitlines() or [f"flux data set {spec.name}"])[0][:200],
-        schedule=schedule_plan(spec),
+        schedule=schedule_plan(spec, load),
         asset=asset_plan(spec),
         pool=spec.throttle.pool,
         retries=max_retries(spec.rules),

@@ -23,10 +23,11 @@ from flux_provider.operators.publish_run import PublishRunOperator
 from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
 from flux_provider.operators.split_plan import SplitPlanOperator
 from flux_provider.recovery import Recovery, RecoveryPolicy
+from flux_provider.specs import partitions
 from flux_provider.specs.dag_doc import doc_md
 from flux_provider.specs.model import DatasetSpec
-from flux_provider.specs.plan import AssetPlan, DagPlan, SchedulePlan, TaskPlan, asset_plan
-from flux_provider.specs.timetable import CalendarCronDataInterval, CalendarCronTrigger
+from flux_provider.specs.plan import AssetPlan, DagPlan, SchedulePlan, TaskPlan, asset_name, asset_plan
+from flux_provider.specs.timetable import CalendarCronDataInterval, CalendarCronTrigger, PartitionCron
 
 OPERATOR_CLASSES = {
     cls.__name__: cls
@@ -51,9 +52,35 @@ def asset_for(spec: DatasetSpec) -> Asset:
     return asset(asset_plan(spec))
 
 
+def _mapper(upstream_grain: str, grain: str):
+    """How an upstream's partition keys map to this data set's: the same key, or 24 hours roll up to a day."""
+    from airflow.sdk import DayWindow, IdentityMapper, RollupMapper, StartOfDayMapper
+
+    if upstream_grain == grain:
+        return IdentityMapper()
+    return RollupMapper(
+        upstream_mapper=StartOfDayMapper(input_format=partitions.KEY_FORMATS[upstream_grain]), window=DayWindow()
+    )
+
+
+def _partitioned_after(plan: SchedulePlan):
+    """A run per partition, once every partitioned data set it waits for wrote that partition."""
+    from airflow.sdk import AssetAll, PartitionedAssetTimetable
+
+    refs = {name: Asset.ref(name=asset_name(name)) for name, _ in plan.waits_for}
+    return PartitionedAssetTimetable(
+        assets=AssetAll(*refs.values()),
+        partition_mapper_config={refs[name]: _mapper(grain, plan.grain) for name, grain in plan.waits_for},
+    )
+
+
 def schedule(plan: SchedulePlan, spec: DatasetSpec):
+    if plan.kind == "after" and plan.grain:
+        return _partitioned_after(plan)
     if plan.kind == "after":
-        return [Asset.ref(name=f"flux.{name}") for name in plan.after]
+        return [Asset.ref(name=asset_name(name)) for name in plan.after]
+    if plan.grain:
+        return PartitionCron(plan.cron, timezone=plan.timezone, grain=plan.grain, calendar=spec.calendar)
     if plan.kind == "calendar_interval":
         return CalendarCronDataInterval(plan.cron, plan.timezone, calendar=spec.calendar)
     if plan.kind == "calendar":
@@ -107,7 +134,13 @@ def _operator(task: TaskPlan, plan: DagPlan, recovery: Recovery, tasks: dict):
     outlets = [Asset.ref(name=name) if name != plan.asset.name else asset(plan.asset) for name in task.outlets]
     if outlets:
         args["outlets"] = outlets
-    common = dict(dataset=plan.dataset, pool=task.pool, pool_slots=task.pool_slots, recovery=recovery)
+    common = dict(
+        dataset=plan.dataset,
+        pool=task.pool,
+        pool_slots=task.pool_slots,
+        recovery=recovery,
+        partition_grain=plan.schedule.grain,
+    )
     if task.mapped_over is None:
         return cls(task_id=task.task_id, **common, **args)
     return cls.partial(

@@ -199,7 +199,9 @@ def test_the_sample_bundle_has_no_import_errors_and_one_dag_per_spec():
         assert [o.name for o in dag.get_task("refresh").outlets] == [f"flux.{spec.name}"]
         assert f"### Data set `{spec.name}`" in dag.doc_md and spec.throttle.pool in dag.doc_md
         assert dag.max_active_runs == 1
-    assert type(bag.dags["flux_viewing_sessions"].timetable).__name__ == "AssetTriggeredTimetable"
+    # the dimensions write a day partition each; the facts wait for that day from each (Airflow's partitions)
+    assert type(bag.dags["flux_viewing_sessions"].timetable).__name__ == "PartitionedAssetTimetable"
+    assert type(bag.dags["flux_titles"].timetable).__name__ == "PartitionCron"
     assert bag.dags["flux_titles"].get_task("transform").partition == {"snapshot_day": "{{ flux_day }}"}
     assert bag.dags["flux_viewing_sessions"].get_task("transform").dynamic_partitions == ["day"]
     assert bag.dags["flux_viewing_sessions"].get_task("export_upload").is_mapped  # 8 key ranges, one task each

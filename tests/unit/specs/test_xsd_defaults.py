@@ -45,6 +45,7 @@ WHERE = {
     ("schedule", "catchup"): (lambda s: s.schedule.catchup, model.Schedule().catchup),
     ("schedule", "maxActiveRuns"): (lambda s: s.schedule.max_active_runs, model.Schedule().max_active_runs),
     ("schedule", "timezone"): (lambda s: s.schedule.timezone, model.Schedule().timezone),
+    ("schedule", "require"): (lambda s: s.schedule.require, model.Schedule().require),
     ("throttle", "initial"): (lambda s: s.throttle.initial, None),
     ("throttle", "min"): (lambda s: s.throttle.min, None),
     ("throttle", "max"): (lambda s: s.throttle.max, None),
