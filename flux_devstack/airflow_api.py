@@ -85,12 +85,19 @@ class AirflowClient:
             self._sleep(2)
 
     def trigger(
-        self, dag_id: str, conf: dict | None = None, run_id: str | None = None, logical_date: str | None = None
+        self,
+        dag_id: str,
+        conf: dict | None = None,
+        run_id: str | None = None,
+        logical_date: str | None = None,
+        partition_key: str | None = None,
     ) -> str:
         self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
         body: dict = {"logical_date": logical_date, "conf": conf or {}}
         if run_id:
             body["dag_run_id"] = run_id
+        if partition_key:
+            body["partition_key"] = partition_key
         return self.request("POST", f"/dags/{dag_id}/dagRuns", json=body).json()["dag_run_id"]
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
@@ -121,8 +128,15 @@ class AirflowClient:
             self._sleep(2)
 
     def run_dag(
-        self, dag_id: str, conf: dict | None = None, timeout: float = 600.0, logical_date: str | None = None
+        self,
+        dag_id: str,
+        conf: dict | None = None,
+        timeout: float = 600.0,
+        logical_date: str | None = None,
+        partition_key: str | None = None,
     ) -> DagRunResult:
-        """Trigger ``dag_id`` (``logical_date`` None: a run without one, as the UI's default) and wait."""
+        """Trigger ``dag_id`` (``logical_date`` None: a run without one, as the UI's default; ``partition_key``:
+        a partitioned data set's partition) and wait."""
         self.wait_for_dag(dag_id)
-        return self.wait_for_run(dag_id, self.trigger(dag_id, conf, logical_date=logical_date), timeout)
+        run_id = self.trigger(dag_id, conf, logical_date=logical_date, partition_key=partition_key)
+        return self.wait_for_run(dag_id, run_id, timeout)

@@ -3,10 +3,12 @@
 1. loads the deterministic sample source (``--rows`` viewing sessions) into the
    SQL Server stand-in;
 2. unpauses the four data-set DAGs: the scheduler starts the dimensions'
-   (titles, subscribers) run for their latest cron tick (a later demo clears
-   that run so it runs again); the facts (viewing_sessions, ad_impressions)
-   are *not* triggered by the demo: they run because the dimensions' Assets
-   updated, as they would in production;
+   (titles, subscribers) run for their latest cron tick, each loading that
+   day's partition (a later demo clears that run so it runs again); the facts
+   (viewing_sessions, ad_impressions) are *not* triggered by the demo: each
+   starts, for that day, once every dimension it waits for wrote the day (its
+   Asset event for the partition), as it would in production; the demo prints
+   when each dimension wrote the day and when the fact's run for it began;
 3. waits for all four runs, prints one row per data set (rows exported,
    uploaded, in staging, written to the target; partitions; duration; pool
    slots; reconciled?) and where to look;
@@ -37,6 +39,8 @@ from flux_provider.run_report import EXPORT_UPLOAD, stage_rows, stage_times
 
 DIMENSIONS = ("titles", "subscribers")
 FACTS = ("viewing_sessions", "ad_impressions")
+#: The dimensions each fact waits for (its spec's <after>): the day's partition of each.
+AFTER = {"viewing_sessions": ("titles", "subscribers"), "ad_impressions": ("subscribers",)}
 #: The split fact's source table and its capacity in the stand-in (queries at full speed at once).
 SPLIT_FACT, SPLIT_CAPACITY = "viewing_sessions", 3
 
@@ -55,6 +59,9 @@ class Outcome:
     slots: int | None = None
     parts: list[dict] = field(default_factory=list)  # a split run: name, rows, tries, state, start, end
     slot_changes: list[dict] = field(default_factory=list)  # the pool's changes during the run
+    partition: str | None = None  # the partition the run loaded (Airflow's partition key)
+    created: dt.datetime | None = None  # when the scheduler created the run
+    wrote: dt.datetime | None = None  # when the run's Asset event for its partition was recorded
     stages: list[dict] = field(default_factory=list)  # where the run's time went (run_report.stage_times)
 
     @property
@@ -88,12 +95,13 @@ def _latest_tick(client: AirflowClient, dag_id: str, now: dt.datetime) -> dt.dat
 
 
 def _scheduled_run(client: AirflowClient, dag_id: str, now: dt.datetime) -> dict:
-    """The scheduler's run for the latest cron tick: created on unpause; cleared (run again) if it is done."""
+    """The scheduler's run for the latest cron tick (the day's partition): created on unpause; cleared (run
+    again) if it is done."""
     logical = _iso(_latest_tick(client, dag_id, now))
     deadline = time.monotonic() + 120
     while True:
         runs = client.request(
-            "GET", f"/dags/{dag_id}/dagRuns", params={"logical_date_gte": logical, "logical_date_lte": logical}
+            "GET", f"/dags/{dag_id}/dagRuns", params={"run_after_gte": logical, "run_after_lte": logical}
         ).json()
         if runs["dag_runs"]:
             run = runs["dag_runs"][0]
@@ -116,6 +124,11 @@ def _outcome(client: AirflowClient, dataset: str, dag_id: str, run: dict) -> Out
     out.exported, out.uploaded, out.staged = rows["exported"], rows["uploaded"], rows["staged"]
     out.target, out.partitions = rows["target"], rows["partitions"]
     final = client.request("GET", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}").json()
+    out.partition, out.created = final.get("partition_key"), _moment(final.get("queued_at"))
+    events = client.request(
+        "GET", "/assets/events", params={"source_dag_id": dag_id, "source_run_id": run["dag_run_id"]}
+    ).json()["asset_events"]
+    out.wrote = max((_moment(e["timestamp"]) for e in events if e.get("partition_key")), default=None)
     if final.get("start_date") and final.get("end_date"):
         out.seconds = (
             dt.datetime.fromisoformat(final["end_date"]) - dt.datetime.fromisoformat(final["start_date"])
@@ -193,6 +206,37 @@ def _moment(text: str | None) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
 
 
+def waited_for_its_day(fact: Outcome, upstream: list[Outcome]) -> bool:
+    """The fact's run is for the day its upstreams wrote, and began only after the last of them wrote it."""
+    wrote = [o.wrote for o in upstream]
+    return (
+        fact.partition is not None
+        and all(o.partition == fact.partition for o in upstream)
+        and None not in wrote
+        and fact.created is not None
+        and fact.created >= max(wrote)
+    )
+
+
+def _partitions_text(outcomes: list[Outcome], after: dict[str, tuple[str, ...]]) -> str:
+    """When each dimension wrote its day, and when each fact's run for that day began."""
+    by_name = {o.dataset: o for o in outcomes}
+    lines = ["\npartitions: a fact's run for a day starts once every dimension it waits for wrote that day"]
+    for o in outcomes:
+        if o.dataset not in after and o.wrote:
+            lines.append(f"  {o.dataset:<18} wrote {o.partition} at {o.wrote:%H:%M:%S}")
+    for name, upstream in after.items():
+        o = by_name.get(name)
+        if o is None or o.created is None:
+            continue
+        ups = [by_name[u] for u in upstream if u in by_name]
+        verdict = ("after both" if len(ups) > 1 else "after it") if waited_for_its_day(o, ups) else "TOO EARLY"
+        lines.append(
+            f"  {name:<18} run for {o.partition} created at {o.created:%H:%M:%S}, {verdict} ({', '.join(upstream)})"
+        )
+    return "\n".join(lines)
+
+
 def _parts_table(o: Outcome) -> str:
     """Each part of a split run (when it ran, rows, tries) beside the pool's slots over the run."""
     starts = [_moment(p["start"]) for p in o.parts if p["start"]]
@@ -250,7 +294,11 @@ def report(outcomes: list[Outcome], env: dict[str, str]) -> bool:
         if o.stages:
             cells = "  ".join(f"{s['task']} {_s(s['gap'])}+{_s(s['queued'])}+{_s(s['ran'])}" for s in o.stages)
             print(f"  {o.dataset:<18}{cells}")
-    ok = all(o.reconciled for o in outcomes)
+    print(_partitions_text(outcomes, AFTER))
+    by_name = {o.dataset: o for o in outcomes}
+    ok = all(o.reconciled for o in outcomes) and all(
+        waited_for_its_day(by_name[f], [by_name[u] for u in ups]) for f, ups in AFTER.items() if f in by_name
+    )
     print(f"\n{'every data set ran and reconciled' if ok else 'SOME DATA SETS FAILED OR DID NOT RECONCILE'}")
     print(
         f"Airflow UI: {env['FLUX_AIRFLOW_URL']}  (user {env['FLUX_AIRFLOW_USER']}; the password is in "

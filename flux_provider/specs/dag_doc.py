@@ -5,7 +5,19 @@ from __future__ import annotations
 from flux_provider.specs.model import DatasetSpec
 
 
-def doc_md(spec: DatasetSpec) -> str:
+def _asset_partitions(plan) -> str:
+    """What the schedule's partitions are, as the plan decided (``plan``: its SchedulePlan, or None)."""
+    if plan is None or not plan.grain:
+        return "none (each run loads what its schedule gives)"
+    text = f"one run per {plan.grain}, key `{plan.key_format}`"
+    if plan.waits_for:
+        text += "; starts when written by " + ", ".join(f"`{name}`" for name, _ in plan.waits_for)
+    if plan.reads_latest:
+        text += "; reads as they are " + ", ".join(f"`{name}`" for name in plan.reads_latest)
+    return text
+
+
+def doc_md(spec: DatasetSpec, schedule_plan=None) -> str:
     src = spec.source
     source = f"`{src.schema}.{src.table}`" if src.table else "a query"
     parts = (
@@ -42,6 +54,7 @@ def doc_md(spec: DatasetSpec) -> str:
 | partitions | {parts} |
 | split | {_split_text(spec)} |
 | schedule | {schedule} (at most {spec.schedule.max_active_runs} run(s) at once) |
+| Airflow partitions | {_asset_partitions(schedule_plan)} |
 | pool | `{spec.throttle.pool}`: {spec.throttle.initial} slots (adaptive {spec.throttle.min}-{spec.throttle.max}) |
 | spec | `{spec.path.name}` |
 

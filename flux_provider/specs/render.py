@@ -110,7 +110,7 @@ def render(plan: DagPlan, spec: DatasetSpec) -> DAG:
         start_date=pendulum.parse(plan.schedule.start, tz=plan.schedule.timezone),
         catchup=plan.schedule.catchup,
         max_active_runs=plan.schedule.max_active_runs,  # each run transforms through a staging view of its own
-        doc_md=doc_md(spec),
+        doc_md=doc_md(spec, plan.schedule),
         tags=["flux", f"owner:{plan.owner}"],
         # retries, delays and alerts come from the recovery rules (flux_provider.recovery)
         default_args={"owner": plan.owner},

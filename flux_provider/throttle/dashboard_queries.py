@@ -109,6 +109,29 @@ def recent_runs(session, dag_id: str, limit: int) -> list:
     return session.execute(query).all()
 
 
+def partition_runs(session, dag_id: str, limit: int) -> list:
+    """The newest ``limit`` runs of ``dag_id`` that name a partition: Airflow's partition key, or the conf
+    ``day`` of a manual run (which loads that day's partition)."""
+    from airflow.models.dagrun import DagRun
+
+    query = (
+        select(
+            DagRun.dag_id,
+            DagRun.run_id,
+            DagRun.state,
+            DagRun.start_date,
+            DagRun.end_date,
+            DagRun.partition_key,
+            DagRun.conf,
+            DagRun.run_type,
+        )
+        .where(DagRun.dag_id == dag_id)
+        .order_by(DagRun.run_after.desc())
+        .limit(limit)
+    )
+    return [r for r in session.execute(query) if r.partition_key or (r.conf or {}).get("day")]
+
+
 def run_tasks(session, dag_id: str, run_ids: list[str]) -> dict[str, list]:
     """``run_id -> its task instances`` (state, try, times, host)."""
     from airflow.models.taskinstance import TaskInstance as TI

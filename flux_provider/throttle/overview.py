@@ -192,7 +192,37 @@ def detail(session, dataset: str, *, runs: int = 10, errors: int = 20, hours: fl
         summary["stages"] = _stages(dag_id, run.run_id, tasks[run.run_id])
         out_runs.append(summary)
     failures = reads.last_failures(session, dataset, errors)
-    return {**row, "runs": out_runs, "last_errors": [_failure(f) for f in failures]}
+    partitions = _partitions(session, dag_id, PARTITIONS_SHOWN)
+    return {**row, "runs": out_runs, "partitions": partitions, "last_errors": [_failure(f) for f in failures]}
+
+
+#: Partitions a data set's page lists (the newest, one row each).
+PARTITIONS_SHOWN = 14
+
+
+def _partitions(session, dag_id: str, shown: int) -> list[dict]:
+    """The data set's newest partitions, each from its newest run: the key, state, rows written, and how
+    many runs loaded it (a backfill or a rerun of a day adds one)."""
+    found = reads.partition_runs(session, dag_id, shown * 4)
+    values = reads.stage_values(session, [(r.dag_id, r.run_id) for r in found])
+    newest: dict[str, dict] = {}
+    for run in found:
+        key = run.partition_key or str(run.conf["day"])
+        if key in newest:
+            newest[key]["runs"] += 1
+            continue
+        rows = stage_rows(values.get((dag_id, run.run_id), {}).get)
+        newest[key] = {
+            "key": key,
+            "state": str(run.state),
+            "run_type": str(run.run_type),
+            "rows": rows["target"],
+            "exported": rows["exported"],
+            "runs": 1,
+            "run_id": run.run_id,
+            "url": run_url(run.dag_id, run.run_id),
+        }
+    return sorted(newest.values(), key=lambda p: p["key"], reverse=True)[:shown]
 
 
 def _stages(dag_id: str, run_id: str, tis: list) -> list[dict]:

@@ -215,6 +215,14 @@ function renderDetail({d, t}) {
       <th class="num">exported</th><th class="num">uploaded</th><th class="num">staged</th><th class="num">target</th>
       <th>reconciled</th><th>stages (duration, log)</th></tr></thead><tbody>
       ${d.runs.map(runRow).join("") || `<tr><td colspan="9" class="muted">no runs yet</td></tr>`}</tbody></table></div>
+    ${(d.partitions || []).length ? `<h2>Partitions</h2>
+    <div class="scroll"><table data-role="partitions"><thead><tr><th>partition</th><th>state</th>
+      <th class="num">rows</th><th class="num">exported</th><th class="num">runs</th><th>newest run</th></tr></thead><tbody>
+      ${d.partitions.map(p => `<tr data-partition="${esc(p.key)}"><td>${esc(p.key)}</td>
+        <td class="${p.state === "failed" ? "bad" : p.state === "success" ? "good" : ""}">${esc(p.state)}</td>
+        <td class="num">${num(p.rows)}</td><td class="num">${num(p.exported)}</td><td class="num">${p.runs}</td>
+        <td><a href="${esc(p.url)}" target="_top">${esc(p.run_id)}</a> <span class="muted">${esc(p.run_type)}</span></td>
+      </tr>`).join("")}</tbody></table></div>` : ""}
     <h2>Last errors</h2>
     <div class="scroll"><table data-role="errors"><thead><tr><th>time</th><th>task</th><th>try</th><th>class</th>
       <th>message</th><th>rule → action</th></tr></thead><tbody>

@@ -202,6 +202,9 @@ def test_the_sample_bundle_has_no_import_errors_and_one_dag_per_spec():
     # the dimensions write a day partition each; the facts wait for that day from each (Airflow's partitions)
     assert type(bag.dags["flux_viewing_sessions"].timetable).__name__ == "PartitionedAssetTimetable"
     assert type(bag.dags["flux_titles"].timetable).__name__ == "PartitionCron"
+    assert "one run per day, key `%Y-%m-%d`; starts when written by `titles`, `subscribers`" in (
+        bag.dags["flux_viewing_sessions"].doc_md
+    )
     assert bag.dags["flux_titles"].get_task("transform").partition == {"snapshot_day": "{{ flux_day }}"}
     assert bag.dags["flux_viewing_sessions"].get_task("transform").dynamic_partitions == ["day"]
     assert bag.dags["flux_viewing_sessions"].get_task("export_upload").is_mapped  # 8 key ranges, one task each

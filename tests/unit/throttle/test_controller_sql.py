@@ -170,3 +170,28 @@ def test_the_dashboard_reads_the_cut_the_failure_and_the_running_tries_from_the_
         "retry 1/3 in 2s",
         "chosen as deadlock victim",
     )
+
+
+def test_the_dashboard_lists_each_partition_once_from_its_newest_run(engine):
+    from airflow.models.dagrun import DagRun
+
+    from flux_provider.throttle import overview
+
+    data_set(engine, "dims", 2)
+    runs = [  # (run id, partition key, conf, state, minutes before AT)
+        ("backfill__d1", "2026-11-01", {}, "success", 30),
+        ("manual__d1_again", "2026-11-01", {}, "failed", 20),
+        ("manual__conf", None, {"day": "2026-11-02"}, "success", 10),
+        ("manual__plain", None, {}, "success", 5),  # no partition named: not listed
+    ]
+    with Session(engine) as session:
+        for run_id, key, conf, state, minutes in runs:
+            run = DagRun(dag_id="flux_dims", run_id=run_id, run_type="manual", conf=conf, state=state)
+            run.run_after, run.partition_key = AT - dt.timedelta(minutes=minutes), key
+            session.add(run)
+        session.commit()
+        listed = overview._partitions(session, "flux_dims", 14)
+    assert [(p["key"], p["state"], p["runs"], p["run_id"]) for p in listed] == [
+        ("2026-11-02", "success", 1, "manual__conf"),
+        ("2026-11-01", "failed", 2, "manual__d1_again"),
+    ]
