@@ -176,9 +176,9 @@ def render_error_text(exc: BaseException) -> str:
     name = re.match(r"^'(\w+)' is undefined", str(exc))
     if name and name.group(1) in NEEDS_LOGICAL_DATE:
         return (
-            f"{text}. This run has no logical date (a manual run triggered without one, or a run "
-            f"triggered by an <after> data set): write {{{{ {VARIABLE} }}}}, which every run has, or "
-            f"trigger with a logical date"
+            f"{text}. This run has no logical date (a manual run triggered without one, a run "
+            f"triggered by an <after> data set, or a partitioned run): write {{{{ {VARIABLE} }}}}, which "
+            f"every run has, or trigger with a logical date"
         )
     return (
         f"{text}. Fix the template in the spec (template variables: {VARIABLE}, staging, target, run, "

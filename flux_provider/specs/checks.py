@@ -153,15 +153,26 @@ def templated_text(spec: DatasetSpec) -> dict[str, str]:
     return texts
 
 
+def _partitioned(spec: DatasetSpec) -> bool:
+    from flux_provider.specs import partitions
+
+    try:
+        return partitions.own_grain(spec) is not None
+    except partitions.GrainError:  # reported when the plan is made
+        return False
+
+
 def undefined_without_logical_date(spec: DatasetSpec) -> list[Finding]:
     """Warnings for templates that use the logical date in a data set whose runs have none."""
-    if spec.schedule.cron:
+    if spec.schedule.cron and not _partitioned(spec):
         return []
     from jinja2 import Environment, TemplateSyntaxError, meta
 
     how = (
         f"runs after {', '.join(spec.schedule.after)} (Asset-triggered)"
         if spec.schedule.after
+        else "runs per day or hour partition (Airflow's partitioned runs carry a partition key instead)"
+        if spec.schedule.cron
         else "has no schedule (manual runs may have no logical date)"
     )
     warnings = []

@@ -29,7 +29,8 @@ def utc(value) -> dt.datetime:
     return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment
 
 
-def spec(name: str, cron: str, day: str, start: str, end: str) -> str:
+def spec(name: str, cron: str, day: str, start: str, end: str, *, partitioned: bool = False) -> str:
+    """A data set with a window; ``partitioned``: it writes the run's day (its runs are day partitions)."""
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <dataset name="{name}">
   <owner>flux-tests</owner>
@@ -37,7 +38,7 @@ def spec(name: str, cron: str, day: str, start: str, end: str) -> str:
   <export engine="bcp" mode="streaming"/>
   <s3 location="s3://flux/tests/{name}"/>
   <hive database="flux_tests" targetTable="{name}" createDatabase="true">
-    <column name="id" type="INT"/>
+    <column name="id" type="INT"/>{PARTITION if partitioned else ""}
     <transform>SELECT id FROM {{{{ staging }}}}</transform>
   </hive>
   <schedule><cron>{cron}</cron></schedule>
@@ -45,6 +46,27 @@ def spec(name: str, cron: str, day: str, start: str, end: str) -> str:
   <throttle initial="3" min="1" max="4"/>
 </dataset>
 """
+
+
+PARTITION = '\n    <partition name="day" type="STRING" value="{{ flux_day }}"/>'
+
+
+def first_run(db, dag_id: str, timeout: float = 120):
+    """The DAG's first run, once the scheduler has queued it (it creates the moved run when the window ends)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with db.connect() as conn:
+            first = conn.execute(
+                text(
+                    "SELECT run_after, queued_at, logical_date, partition_key FROM dag_run WHERE dag_id = :d "
+                    "ORDER BY id LIMIT 1"
+                ),
+                {"d": dag_id},
+            ).first()
+        if first is not None and first.queued_at is not None:
+            return first
+        assert time.monotonic() < deadline, f"the run of {dag_id} due in the window never started"
+        time.sleep(2)
 
 
 def test_a_maintenance_window_empties_the_pool_moves_the_run_and_gives_the_slots_back(stack, airflow_client, unique):
@@ -63,10 +85,16 @@ def test_a_maintenance_window_empties_the_pool_moves_the_run_and_gives_the_slots
     for old in SPECS.glob("cal_*.xml"):
         old.unlink()
     SPECS.mkdir(parents=True, exist_ok=True)
-    (SPECS / f"{name}.xml").write_text(spec(name, cron, begin.date().isoformat(), f"{begin:%H:%M}", f"{end:%H:%M}"))
+    window = (begin.date().isoformat(), f"{begin:%H:%M}", f"{end:%H:%M}")
+    (SPECS / f"{name}.xml").write_text(spec(name, cron, *window))
+    # the same window on a day-partitioned data set (PartitionCron, due once a day: at the window's start); its
+    # run moves to the window's end and keeps its day's partition
+    daily = f"{begin.minute} {begin.hour} * * *"
+    (SPECS / f"{name}_p.xml").write_text(spec(f"{name}_p", daily, *window, partitioned=True))
     pools_sync(stack, SPECS.parent)
-    dag_id = f"flux_{name}"
+    dag_id, partitioned = f"flux_{name}", f"flux_{name}_p"
     airflow_client.wait_for_dag(dag_id, timeout=120)
+    airflow_client.wait_for_dag(partitioned, timeout=120)
 
     deadline = time.monotonic() + PERIOD * 4
     while slots(airflow_client, name) != 0:
@@ -77,13 +105,17 @@ def test_a_maintenance_window_empties_the_pool_moves_the_run_and_gives_the_slots
     assert held["reason"] == f"maintenance window until {end:%Y-%m-%d %H:%M} UTC: vendor patching"
 
     with db.connect() as conn:  # the next run is due when the window ends, not at the next minute
-        due = conn.execute(text("SELECT next_dagrun_create_after FROM dag WHERE dag_id = :d"), {"d": dag_id}).scalar()
-    assert utc(due) == end, (due, end)
+        due = {
+            d: conn.execute(text("SELECT next_dagrun_create_after FROM dag WHERE dag_id = :d"), {"d": d}).scalar()
+            for d in (dag_id, partitioned)
+        }
+    assert {d: utc(v) for d, v in due.items()} == {dag_id: end, partitioned: end}, (due, end)
     timeline = airflow_client.plugin("GET", f"/flux/api/datasets/{name}/timeline", params={"hours": 1}).json()
     assert [(w["start"], w["end"], w["reason"]) for w in timeline["windows"]] == [
         (begin.timestamp(), end.timestamp(), "vendor patching")
     ]
-    airflow_client.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+    for d in (dag_id, partitioned):
+        airflow_client.request("PATCH", f"/dags/{d}", json={"is_paused": False})
     try:
         deadline = time.monotonic() + (end - dt.datetime.now(dt.timezone.utc)).total_seconds() + PERIOD * 6
         while slots(airflow_client, name) != 3:
@@ -92,23 +124,15 @@ def test_a_maintenance_window_empties_the_pool_moves_the_run_and_gives_the_slots
         back = events(stack, name)[-1]
         assert (back["old"], back["new"], back["reason"]) == (0, 3, "maintenance window over: back to 3")
         assert utc(back["at"]) >= end
-        deadline = time.monotonic() + 120
-        while True:  # the scheduler creates the moved run once the window is over
-            with db.connect() as conn:
-                first = conn.execute(
-                    text(
-                        "SELECT run_after, queued_at, logical_date FROM dag_run WHERE dag_id = :d ORDER BY id LIMIT 1"
-                    ),
-                    {"d": dag_id},
-                ).first()
-            if first is not None and first.queued_at is not None:
-                break
-            assert time.monotonic() < deadline, "the run due in the window never started"
-            time.sleep(2)
+        first, first_partitioned = first_run(db, dag_id), first_run(db, partitioned)
     finally:
-        airflow_client.request("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
+        for d in (dag_id, partitioned):
+            airflow_client.request("PATCH", f"/dags/{d}", json={"is_paused": True})
     assert utc(first.run_after) == end and utc(first.queued_at) >= end
     assert begin <= utc(first.logical_date) < end  # the run keeps the time it was due at
+    moved = first_partitioned
+    assert utc(moved.run_after) == end and utc(moved.queued_at) >= end
+    assert (moved.logical_date, moved.partition_key) == (None, begin.date().isoformat())  # the day it was due
     with db.connect() as conn:  # and the runs after it are due after the window, each at its own moment
         run_ids = [r[0] for r in conn.execute(text("SELECT run_id FROM dag_run WHERE dag_id = :d"), {"d": dag_id})]
     assert len(run_ids) == len(set(run_ids))

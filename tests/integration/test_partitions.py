@@ -1,8 +1,9 @@
 """Asset partitions under the real scheduler: two dimensions that write a day each and a fact that waits for
 that day from both. The fact does not start on one dimension's day; it starts once, for the day, when the
 second has written it, and joins both dimensions' snapshots of that day. A manual run with conf ``day``
-loads that partition and records it; a backfill through Airflow's own API makes one run per day, in the
-data set's pool and within the backfill's runs at once, and the fact follows each day.
+loads that partition and records it; a week's backfill through Airflow's own API makes one run per day
+(seven exact partitions), in the data set's pool and within the backfill's runs at once, and the fact
+follows each day.
 
 The data sets start tomorrow (``<schedule start>``), so the scheduler makes no run of its own beside the
 test's: every run here is a manual one or a backfill's."""
@@ -177,9 +178,9 @@ def test_a_manual_run_with_conf_day_loads_and_records_that_partition(airflow_cli
     assert [(e["partition_key"], e["extra"].get("day")) for e in events] == [(day, day)]
 
 
-def test_a_backfill_of_five_days_loads_five_exact_partitions_and_the_fact_follows(stack, airflow_client, datasets):
-    first, last = TODAY - dt.timedelta(days=10), TODAY - dt.timedelta(days=6)
-    days = [(first + dt.timedelta(days=i)).isoformat() for i in range(5)]
+def test_a_weeks_backfill_loads_seven_exact_partitions_and_the_fact_follows(stack, airflow_client, datasets):
+    first, last = TODAY - dt.timedelta(days=12), TODAY - dt.timedelta(days=6)
+    days = [(first + dt.timedelta(days=i)).isoformat() for i in range(7)]
     fact_dag = f"flux_{datasets['fact']}"
     backfills = {}
     for side in ("a", "b"):
@@ -199,7 +200,7 @@ def test_a_backfill_of_five_days_loads_five_exact_partitions_and_the_fact_follow
 
         def done(dag_id=dag_id):
             found = [r for r in runs(airflow_client, dag_id) if r["run_type"] == "backfill"]
-            return found if len(found) == 5 and all(r["state"] in ("success", "failed") for r in found) else None
+            return found if len(found) == 7 and all(r["state"] in ("success", "failed") for r in found) else None
 
         backfill_runs = wait_until(done, 600, f"the backfill of {dag_id}")
         assert sorted(r["partition_key"] for r in backfill_runs) == days
@@ -218,7 +219,7 @@ def test_a_backfill_of_five_days_loads_five_exact_partitions_and_the_fact_follow
 
     def followed():
         found = [r for r in runs(airflow_client, fact_dag) if r.get("partition_key") in days]
-        return found if len(found) == 5 and all(r["state"] in ("success", "failed") for r in found) else None
+        return found if len(found) == 7 and all(r["state"] in ("success", "failed") for r in found) else None
 
     fact_runs = wait_until(followed, 600, "the fact's runs for the backfilled days")
     assert sorted(r["partition_key"] for r in fact_runs) == days and {r["state"] for r in fact_runs} == {"success"}
@@ -232,7 +233,7 @@ def _within_the_pool_and_the_runs_at_once(stack, dag_id: str, dataset: str, back
     )
     with stack_db(stack).connect() as conn:
         tis = conn.execute(query, {"d": dag_id, "r": [r["dag_run_id"] for r in backfill_runs]}).all()
-    assert len(tis) == 5 * 3 and {t.pool for t in tis} == {f"flux_{dataset}"}
+    assert len(tis) == 7 * 3 and {t.pool for t in tis} == {f"flux_{dataset}"}
     spans = [{"queued_when": t.queued_dttm.isoformat(), "end_date": t.end_date.isoformat()} for t in tis]
     concurrency_ok(spans, events(stack, dataset), 1)  # never more than the pool's slots of the moment
     moments = [

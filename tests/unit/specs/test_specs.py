@@ -449,3 +449,15 @@ def test_check_warns_when_a_pool_may_grow_beyond_the_executor(tmp_path, monkeypa
     assert run_check("--strict", tmp_path)[0] == 1
     monkeypatch.setenv("AIRFLOW__CORE__PARALLELISM", "16")
     assert "warning:" not in run_check(tmp_path)[1]
+
+
+def test_check_warns_when_a_partitioned_cron_data_set_uses_the_logical_date(tmp_path):
+    """A dimension that writes {{ flux_day }} runs per partition: its runs have no logical date either."""
+    text = MINIMAL.format(name="snap").replace(
+        '<partition name="day"/>', '<partition name="snapshot_day" value="{{ flux_day }}"/>'
+    )
+    write(tmp_path, text.replace("CAST(at AS STRING) AS day FROM", "'{{ ds }}' AS at FROM"), name="snap")
+    out = run_check(tmp_path)[1]
+    assert "<transform> uses ds, but the data set 'snap' runs per day or hour partition" in out
+    write(tmp_path, text.replace("CAST(at AS STRING) AS day FROM", "at FROM"), name="snap")
+    assert "warning:" not in run_check(tmp_path)[1]
