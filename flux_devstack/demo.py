@@ -7,8 +7,10 @@
    day's partition (a later demo clears that run so it runs again); the facts
    (viewing_sessions, ad_impressions) are *not* triggered by the demo: each
    starts, for that day, once every dimension it waits for wrote the day (its
-   Asset event for the partition), as it would in production; the demo prints
-   when each dimension wrote the day and when the fact's run for it began;
+   Asset event for the partition), as it would in production. titles runs
+   first: the demo shows viewing_sessions has no run for the day until
+   subscribers has written it too, and prints when each dimension wrote the
+   day and when the fact's run for it began;
 3. waits for all four runs, prints one row per data set (rows exported,
    uploaded, in staging, written to the target; partitions; duration; pool
    slots; reconciled?) and where to look;
@@ -62,6 +64,7 @@ class Outcome:
     partition: str | None = None  # the partition the run loaded (Airflow's partition key)
     created: dt.datetime | None = None  # when the scheduler created the run
     wrote: dt.datetime | None = None  # when the run's Asset event for its partition was recorded
+    held: bool | None = None  # a fact: had no run for the day while one of its dimensions had not written it
     stages: list[dict] = field(default_factory=list)  # where the run's time went (run_report.stage_times)
 
     @property
@@ -182,20 +185,46 @@ def run_demo(env: dict[str, str], rows: int, *, dags_prefix: str = "flux_", time
     limit_capacity(Path(env["FLUX_MSSQL_DB"]), SPLIT_FACT, SPLIT_CAPACITY)
     print(f"dbo.{SPLIT_FACT} answers {SPLIT_CAPACITY} queries at once at full speed (the stand-in's capacity model)")
     client = AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])
+    first, *later = DIMENSIONS  # titles writes its day first; the others are held until it has
     for name in DIMENSIONS + FACTS:
         client.wait_for_dag(dags_prefix + name)
-        client.request("PATCH", f"/dags/{dags_prefix}{name}", json={"is_paused": False})
+        client.request("PATCH", f"/dags/{dags_prefix}{name}", json={"is_paused": name in later})
     started = dt.datetime.now(dt.timezone.utc)
-    runs = {name: _scheduled_run(client, dags_prefix + name, started) for name in DIMENSIONS}
-    outcomes = [_outcome(client, name, dags_prefix + name, runs[name]) for name in DIMENSIONS]
+    outcomes = [_outcome(client, first, dags_prefix + first, _scheduled_run(client, dags_prefix + first, started))]
+    held = _held_facts(client, dags_prefix, outcomes[0], started)
+    for name in later:
+        client.request("PATCH", f"/dags/{dags_prefix}{name}", json={"is_paused": False})
+        outcomes.append(_outcome(client, name, dags_prefix + name, _scheduled_run(client, dags_prefix + name, started)))
     for name in FACTS:
         if any(o.state != "success" for o in outcomes[:2]):
             outcomes.append(Outcome(name, None, "not started (upstream failed)", 0))
             continue
         run = _run_after(client, dags_prefix + name, started, timeout=120)
-        print(f"{dags_prefix}{name} started by its upstream Assets ({run['dag_run_id']})")
+        print(
+            f"{dags_prefix}{name} started for {run.get('partition_key')} by its upstream Assets ({run['dag_run_id']})"
+        )
         outcomes.append(_outcome(client, name, dags_prefix + name, run))
+        outcomes[-1].held = held.get(name)
     return outcomes
+
+
+def _held_facts(client: AirflowClient, dags_prefix: str, wrote: Outcome, since: dt.datetime) -> dict[str, bool]:
+    """With only ``wrote``'s dimension written for its day, each fact that also waits for another one has no
+    run for that day: ``{fact: held}``, printed as it is seen."""
+    held = {}
+    for fact, upstream in AFTER.items():
+        if wrote.dataset not in upstream or len(upstream) < 2:
+            continue
+        runs = client.request(
+            "GET", f"/dags/{dags_prefix}{fact}/dagRuns", params={"run_after_gte": _iso(since)}
+        ).json()["dag_runs"]
+        held[fact] = not [r for r in runs if r.get("partition_key") == wrote.partition]
+        waiting = ", ".join(u for u in upstream if u != wrote.dataset)
+        print(
+            f"{wrote.dataset} wrote {wrote.partition}: {dags_prefix}{fact} "
+            + (f"has no run for it, it waits for {waiting} too" if held[fact] else "STARTED TOO EARLY")
+        )
+    return held
 
 
 def _moment(text: str | None) -> dt.datetime | None:
@@ -207,10 +236,12 @@ def _moment(text: str | None) -> dt.datetime | None:
 
 
 def waited_for_its_day(fact: Outcome, upstream: list[Outcome]) -> bool:
-    """The fact's run is for the day its upstreams wrote, and began only after the last of them wrote it."""
+    """The fact's run is for the day its upstreams wrote, and began only after the last of them wrote it
+    (and, where the demo looked, there was no run for it while one of them had not)."""
     wrote = [o.wrote for o in upstream]
     return (
-        fact.partition is not None
+        fact.held is not False
+        and fact.partition is not None
         and all(o.partition == fact.partition for o in upstream)
         and None not in wrote
         and fact.created is not None

@@ -60,6 +60,7 @@ def test_the_sample_bundle_runs_under_the_real_scheduler_and_reconciles_in_hive(
     # the dimensions loaded one day's partition; the facts ran for it, created after the dimensions wrote it
     assert titles.partition is not None and {o.partition for o in outcomes} == {titles.partition}
     assert sessions.created >= max(titles.wrote, subscribers.wrote) and ads.created >= subscribers.wrote
+    assert sessions.held  # no run of viewing_sessions for the day while only titles had written it
     assert report(outcomes, env)  # the demo's table, and the split fact's parts beside its pool's slots
     with sqlite3.connect(env["FLUX_MSSQL_DB"]) as conn:
         source = {
