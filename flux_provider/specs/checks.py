@@ -98,7 +98,7 @@ def check_paths(paths: list[Path | str]) -> Report:
     for cycle in after_graph.cycles({s.name: s.schedule.after for s in report.specs}):
         report.errors.append(after_graph.cycle_error(cycle, lambda n: seen[n].path))
         in_cycles.update(cycle)
-    report.specs = [s for s in report.specs if s.name not in in_cycles]
+    report.specs = [s for s in report.specs if s.name not in in_cycles and _partitions_work(s, seen, report)]
     for spec in report.specs:
         report.warnings += undefined_without_logical_date(spec)
     report.warnings += beyond_the_executor(report.specs)
@@ -151,6 +151,18 @@ def templated_text(spec: DatasetSpec) -> dict[str, str]:
     if spec.source.count_query:
         texts["<countQuery>"] = spec.source.count_query
     return texts
+
+
+def _partitions_work(spec: DatasetSpec, seen: dict[str, DatasetSpec], report: Report) -> bool:
+    """The data set's partitions can work with those of the data sets it waits for; else an error."""
+    from flux_provider.specs.plan import partitioning
+
+    try:
+        partitioning(spec, seen.get)
+    except SpecError as exc:
+        report.errors.append(exc)
+        return False
+    return True
 
 
 def _partitioned(spec: DatasetSpec) -> bool:

@@ -461,3 +461,16 @@ def test_check_warns_when_a_partitioned_cron_data_set_uses_the_logical_date(tmp_
     assert "<transform> uses ds, but the data set 'snap' runs per day or hour partition" in out
     write(tmp_path, text.replace("CAST(at AS STRING) AS day FROM", "at FROM"), name="snap")
     assert "warning:" not in run_check(tmp_path)[1]
+
+
+def test_check_refuses_partitions_that_cannot_work(tmp_path):
+    """A day-partitioned dimension whose cron fires twice a day would load each day twice."""
+    text = MINIMAL.format(name="snap").replace(
+        '<partition name="day"/>', '<partition name="snapshot_day" value="{{ flux_day }}"/>'
+    )
+    write(tmp_path, text.replace("CAST(at AS STRING) AS day FROM", "at FROM"), name="snap")
+    assert run_check(tmp_path)[0] == 0
+    twice = text.replace("CAST(at AS STRING) AS day FROM", "at FROM").replace("0 3 * * *", "0 3,15 * * *")
+    write(tmp_path, twice, name="snap")
+    code, out, _ = run_check(tmp_path)
+    assert code == 1 and "fires more than once in the day" in out and "snap.xml" in out
