@@ -181,6 +181,6 @@ def render_error_text(exc: BaseException) -> str:
             f"every run has, or trigger with a logical date"
         )
     return (
-        f"{text}. Fix the template in the spec (template variables: {VARIABLE}, staging, target, run, "
-        "and Airflow's macros)"
+        f"{text}. Fix the template in the spec (template variables: {VARIABLE}, {PARTITION_VARIABLE} (a "
+        "partitioned data set's), staging, target, run, and Airflow's macros)"
     )

@@ -66,6 +66,11 @@ MESSAGES = {
         "has been chosen as the deadlock victim. Rerun the transaction.",
     ),
     4060: (11, 'Cannot open database "{0}" requested by the login. The login failed.'),
+    257: (
+        16,
+        "Implicit conversion from data type varchar to varbinary is not allowed. Use the CONVERT function "
+        "to run this query.",
+    ),
     8115: (16, "Arithmetic overflow error converting {0} to data type numeric."),
     18456: (14, "Login failed for user '{0}'."),
     40501: (20, "The service is currently busy. Retry the request after 10 seconds."),
@@ -86,6 +91,7 @@ _SQLITE_ERRORS = [
     (re.compile(r"no such column: (\S+)"), 207),
     (re.compile(r'near "(.*)": syntax error'), 102),
     (re.compile(r"(incomplete input)"), 102),
+    (re.compile(r"CHECK constraint failed: (flux_binary_\w+)"), 257),
 ]
 
 
@@ -253,6 +259,21 @@ def _convert_to_varchar(value, length: int, style):
 
 
 _DECIMAL_DDL = re.compile(r"(?<!TEXT )\b(DECIMAL|NUMERIC|MONEY|SMALLMONEY)\b", re.I)
+# a binary column and its type in CREATE TABLE: SQLite would store text there (pymssql sends bytes that
+# decode as text, b'' and b'\\N' among them, as string literals); SQL Server refuses that at INSERT (257)
+_BINARY_DDL = re.compile(
+    r"(?P<column>\[[^\]]+\]|\"[^\"]+\"|\b\w+)\s+(?P<type>(?:VAR)?BINARY\s*(?:\(\s*(?:\d+|MAX)\s*\))?|IMAGE)"
+    r"(?=[\s,)])",
+    re.I,
+)
+
+
+def _binary_only(match: re.Match) -> str:
+    """``col VARBINARY(n)`` -> the same with a CHECK that refuses text, named for the error it maps to."""
+    column = match.group("column")
+    name = re.sub(r"\W", "_", column.strip('[]"'))
+    check = f"CONSTRAINT flux_binary_{name} CHECK (typeof({column}) IN ('blob', 'null'))"
+    return f"{column} {match.group('type')} {check}"
 
 
 class Session:
@@ -276,7 +297,7 @@ class Session:
         sql = _CONVERT.sub(lambda m: f"flux_convert({m.group(2)}, {m.group(1)}, {m.group(3) or 'NULL'})", sql)
         sql = _CONVERT_LITERAL.sub(r"\1", sql)
         if re.match(r"^\s*CREATE\s+TABLE", sql, re.I):
-            sql = _DECIMAL_DDL.sub(r"TEXT \1", sql)
+            sql = _BINARY_DDL.sub(_binary_only, _DECIMAL_DDL.sub(r"TEXT \1", sql))
         return sql
 
     # -------------------------------------------------------------- describe

@@ -109,6 +109,28 @@ def test_a_seed_file_loads_exactly(server):
     assert read_back(port, "seeded") == seed_rows
 
 
+def test_bytes_that_pymssql_sends_as_text_are_refused_at_insert_as_sql_server_does(server):
+    """pymssql writes bytes that decode as text (b'', b'\\N', b'abc') into the SQL as a string literal.
+    SQL Server refuses a string into VARBINARY at INSERT (error 257, no implicit conversion); the stand-in
+    refuses it too, instead of storing text that every later SELECT of the row would fail on."""
+    import pymssql
+
+    port, _ = server
+    conn = connect(port, autocommit=True)
+    try:
+        cursor = conn.cursor()
+        cursor.execute("CREATE TABLE dbo.textual (id INT NOT NULL, b VARBINARY(20) NULL)")
+        for value in (b"", b"\\N", b"abc"):
+            with pytest.raises(pymssql.OperationalError) as refused:
+                cursor.execute("INSERT INTO dbo.textual VALUES (%s, %s)", (1, value))
+            assert refused.value.args[0] == 257 and b"Implicit conversion" in refused.value.args[1]
+        cursor.execute("INSERT INTO dbo.textual VALUES (2, 0x), (3, %s), (4, NULL)", (b"\x00\\N",))
+        cursor.execute("SELECT id, b FROM dbo.textual ORDER BY id")
+        assert cursor.fetchall() == [(2, b""), (3, b"\x00\\N"), (4, None)]
+    finally:
+        conn.close()
+
+
 def test_pymssql_parameters_load_exactly(server):
     """Through pymssql's parameters: DECIMAL(38,10) extremes (not through a float), VARBINARY with 0x00 and
     empty, NULL vs '', control characters, non-BMP text.
@@ -121,7 +143,8 @@ def test_pymssql_parameters_load_exactly(server):
     try:
         cursor = conn.cursor()
         cursor.execute(DDL)
-        expected = [r for r in rows() if "\x00" not in (r[1] or "")]
+        # b"" goes out as the text '' (see the test below): load it as a literal, 0x
+        expected = [r for r in rows() if "\x00" not in (r[1] or "") and r[3] != b""]
         for row in expected:
             cursor.execute("INSERT INTO dbo.hostile VALUES (%s, %s, %s, %s, %s, %s)", row)
     finally:
