@@ -54,6 +54,11 @@ NEEDS_LOGICAL_DATE = frozenset(
 )
 
 
+def _config_error(message: str, dataset: str | None) -> FluxTerminalError:
+    """A run whose trigger cannot be rendered: fails at once as ``config``, never retried."""
+    return FluxTerminalError(message, error_class=ErrorClass.CONFIG, dataset=dataset, step="render")
+
+
 def conf_day(value, *, dataset: str | None = None) -> str:
     """A ``day`` given in a trigger's conf, checked."""
     text = str(value)
@@ -63,12 +68,10 @@ def conf_day(value, *, dataset: str | None = None) -> str:
             return text
     except ValueError:
         pass
-    raise FluxTerminalError(
+    raise _config_error(
         f"the run's conf gives day={value!r}, which is not a date; trigger with "
         '{"day": "YYYY-MM-DD"} or without a day',
-        error_class=ErrorClass.CONFIG,
-        dataset=dataset,
-        step="render",
+        dataset,
     )
 
 
@@ -82,7 +85,8 @@ def _local_day(moment, timezone) -> str | None:
     return moment.date().isoformat()
 
 
-def _getter(context):
+def context_getter(context):
+    """``context.get``, or a getter of nothing for a context that has none (an operator called directly)."""
     return context.get if hasattr(context, "get") else (lambda key, default=None: default)
 
 
@@ -96,11 +100,8 @@ def _conf_day(dag_run, key: str | None, dataset: str | None) -> str | None:
     conf = getattr(dag_run, "conf", None) or {}
     day = conf_day(conf["day"], dataset=dataset) if conf.get("day") is not None else None
     if key is not None and day is not None and key[:10] != day:
-        raise FluxTerminalError(
-            f"the run is for partition {key!r} and its conf gives day={day!r}; trigger with one of them",
-            error_class=ErrorClass.CONFIG,
-            dataset=dataset,
-            step="render",
+        raise _config_error(
+            f"the run is for partition {key!r} and its conf gives day={day!r}; trigger with one of them", dataset
         )
     return day
 
@@ -112,17 +113,15 @@ def run_partition(context, grain: str | None, day: str, *, dataset: str | None =
     run, with or without a conf day) loads that day's partition, and its Asset event says so."""
     if grain is None:
         return None
-    dag_run = _getter(context)("dag_run")
+    dag_run = context_getter(context)("dag_run")
     key = _partition_key(dag_run)
     if key is not None or grain == "day":
         return key or day
     if _conf_day(dag_run, key, dataset) is not None:
-        raise FluxTerminalError(
+        raise _config_error(
             f"the data set has {grain} partitions and the run's conf gives a day ({day!r}); trigger it with "
             "partition_key (e.g. '2026-12-01T05'), or backfill the day's range",
-            error_class=ErrorClass.CONFIG,
-            dataset=dataset,
-            step="render",
+            dataset,
         )
     return None
 
@@ -150,7 +149,7 @@ def _event_days(events, timezone) -> str | None:
 
 def run_day(context, timezone=None, *, dataset: str | None = None) -> str:
     """``flux_day`` for the run of ``context`` (see the module's docstring for the order)."""
-    get = _getter(context)
+    get = context_getter(context)
     dag_run = get("dag_run")
     key = _partition_key(dag_run)
     day = _conf_day(dag_run, key, dataset)

@@ -32,7 +32,7 @@ from flux_provider.errors import (
 )
 from flux_provider.hooks.s3_client import remove_insert_leftovers
 from flux_provider.recovery import Recovery, RecoveryPolicy
-from flux_provider.run_day import PARTITION_VARIABLE, render_error_text, run_day, run_partition
+from flux_provider.run_day import PARTITION_VARIABLE, context_getter, render_error_text, run_day, run_partition
 from flux_provider.run_day import VARIABLE as DAY_VARIABLE
 
 __all__ = ["ERROR_XCOM", "FluxOperator"]
@@ -109,7 +109,7 @@ class FluxOperator(BaseOperator):
 
         A template that cannot render is a configuration error: it fails at once, with the field
         and the fix, and is never retried."""
-        dag = context.get("dag") if hasattr(context, "get") else None
+        dag = context_getter(context)("dag")
         try:
             dataset = getattr(self, "dataset", None)
             context[DAY_VARIABLE] = run_day(context, getattr(dag, "timezone", None), dataset=dataset)
@@ -131,7 +131,7 @@ class FluxOperator(BaseOperator):
     def _record_day(self, context) -> None:
         """Each Asset this task updates carries the run's day and, for a partitioned data set, its
         partition (``add_partitions``): runs ``<after>`` it take them as theirs."""
-        get = context.get if hasattr(context, "get") else (lambda key, default=None: default)
+        get = context_getter(context)
         day, partition, events = get(DAY_VARIABLE), get(PARTITION_VARIABLE), get("outlet_events")
         if not day or events is None:
             return
@@ -254,7 +254,7 @@ class FluxOperator(BaseOperator):
     def _recover(self, context, exc: Exception) -> BaseException:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        ti = context.get("ti") if hasattr(context, "get") else None
+        ti = context_getter(context)("ti")
         record = ErrorRecord.of(exc, dataset=getattr(self, "dataset", None), step=self.step)
         outcome = self.recovery.decide(record, getattr(ti, "try_number", 1) or 1)
         self.log.error(

@@ -165,18 +165,12 @@ def _partitions_work(spec: DatasetSpec, seen: dict[str, DatasetSpec], report: Re
     return True
 
 
-def _partitioned(spec: DatasetSpec) -> bool:
-    from flux_provider.specs import partitions
-
-    try:
-        return partitions.own_grain(spec) is not None
-    except partitions.GrainError:  # reported when the plan is made
-        return False
-
-
 def undefined_without_logical_date(spec: DatasetSpec) -> list[Finding]:
-    """Warnings for templates that use the logical date in a data set whose runs have none."""
-    if spec.schedule.cron and not _partitioned(spec):
+    """Warnings for templates that use the logical date in a data set whose runs have none (its partitions
+    checked first: :func:`_partitions_work`)."""
+    from flux_provider.specs.partitions import own_grain
+
+    if spec.schedule.cron and own_grain(spec) is None:
         return []
     from jinja2 import Environment, TemplateSyntaxError, meta
 

@@ -30,9 +30,8 @@ from flux_provider.run_day import VARIABLE as DAY_VARIABLE
 
 DAY, HOUR = "day", "hour"
 GRAINS = (DAY, HOUR)
-#: How a partition key is written for each grain (``strftime``), and how it is recognised.
+#: How a partition key is written for each grain (``strftime``).
 KEY_FORMATS = {DAY: "%Y-%m-%d", HOUR: "%Y-%m-%dT%H"}
-KEY_PATTERNS = {DAY: re.compile(r"^\d{4}-\d{2}-\d{2}$"), HOUR: re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}$")}
 _COARSER = {DAY: 1, HOUR: 0}
 _WRITES_THE_DAY = re.compile(r"\{\{\s*" + DAY_VARIABLE + r"\s*\}\}")
 
@@ -60,8 +59,7 @@ def _check_once_per_period(cron: str, grain: str) -> None:
     from croniter import croniter
 
     ticks = croniter(cron, dt.datetime(2026, 1, 1))
-    width = 10 if grain == DAY else 13  # the characters of an ISO time that name the period
-    periods = [ticks.get_next(dt.datetime).isoformat()[:width] for _ in range(48)]
+    periods = [ticks.get_next(dt.datetime).strftime(KEY_FORMATS[grain]) for _ in range(48)]  # their keys
     repeated = next((p for p, q in zip(periods, periods[1:]) if p == q), None)
     if repeated:
         raise GrainError(
@@ -83,13 +81,12 @@ def own_grain(spec) -> str | None:
                 f"a split every {split.every} exports each run's data interval, and partitioned runs have none",
                 fix='remove grain= from <schedule> (or grain="none"), or split by parts=',
             )
-        if not schedule.cron and not schedule.after:
+        if not schedule.cron:  # manual runs only (own_grain is not asked about <after> data sets)
             raise GrainError(
                 f'grain="{schedule.grain}" needs runs that Airflow creates per partition',
                 fix="give the data set a <cron> or <after>, or remove grain=",
             )
-        if schedule.cron:
-            _check_once_per_period(schedule.cron, schedule.grain)
+        _check_once_per_period(schedule.cron, schedule.grain)
         return schedule.grain
     if not schedule.cron or schedule.cron.startswith("@once") or time_split:
         return None
@@ -132,19 +129,6 @@ def resolve(spec, load: Callable[[str], object | None], _seen: frozenset[str] = 
     return grain_after(spec, upstreams), tuple(upstreams)
 
 
-def key_day(key: str) -> str:
-    """The day of a partition key (``2026-12-01T05`` -> ``2026-12-01``)."""
-    return key[:10]
-
-
-def check_key(key: str, grain: str) -> str:
-    """``key`` if it is a partition key of ``grain``, else a ValueError that shows the form."""
-    if KEY_PATTERNS[grain].match(key):
-        return key
-    example = {DAY: "2026-12-01", HOUR: "2026-12-01T05"}[grain]
-    raise ValueError(f"{key!r} is not a {grain} partition key (like {example!r})")
-
-
 __all__ = [
     "DAY",
     "GRAINS",
@@ -152,9 +136,7 @@ __all__ = [
     "KEY_FORMATS",
     "GrainError",
     "Upstream",
-    "check_key",
     "grain_after",
-    "key_day",
     "own_grain",
     "resolve",
 ]

@@ -35,6 +35,14 @@ def _described(description: str, calendar: Calendar | None) -> str:
     )
 
 
+def _on_calendar(calendar: Calendar | None, info: DagRunInfo) -> DagRunInfo | None:
+    """``info`` under the calendar's rule: None on a holiday, at the window's end inside a window."""
+    if calendars.is_holiday(calendar, info.run_after):
+        return None
+    window = calendars.window_at(calendar, info.run_after)
+    return info._replace(run_after=pendulum.instance(window.end)) if window is not None else info
+
+
 class _CalendarMixin:
     calendar: Calendar | None = None
 
@@ -58,15 +66,10 @@ class _CalendarMixin:
         for _ in range(MAX_SKIPS):
             if info is None:
                 return None
-            if calendars.is_holiday(self.calendar, info.run_after):
-                info = super().next_dagrun_info(
-                    last_automated_data_interval=info.data_interval, restriction=restriction
-                )
-                continue
-            window = calendars.window_at(self.calendar, info.run_after)
-            if window is not None:
-                return info._replace(run_after=pendulum.instance(window.end))
-            return info
+            moved = _on_calendar(self.calendar, info)
+            if moved is not None:
+                return moved
+            info = super().next_dagrun_info(last_automated_data_interval=info.data_interval, restriction=restriction)
         return None
 
     def serialize(self) -> dict[str, Any]:
@@ -135,19 +138,12 @@ class PartitionCron(CronPartitionTimetable):
             return info
         return info._replace(run_after=self._align_to_next(pendulum.instance(info.partition_date)))
 
-    def _on_calendar(self, info: DagRunInfo | None) -> DagRunInfo | None:
-        """``info`` with the calendar's rule: None on a holiday, at the window's end inside a window."""
-        if info is None or calendars.is_holiday(self.calendar, info.run_after):
-            return None
-        window = calendars.window_at(self.calendar, info.run_after)
-        return info._replace(run_after=pendulum.instance(window.end)) if window is not None else info
-
     def next_dagrun_info_v2(self, *, last_dagrun_info, restriction):
         info = super().next_dagrun_info_v2(last_dagrun_info=last_dagrun_info, restriction=restriction)
         for _ in range(MAX_SKIPS):
             if info is None:
                 return None
-            moved = self._on_calendar(info)
+            moved = _on_calendar(self.calendar, info)
             if moved is not None:
                 return moved
             info = super().next_dagrun_info_v2(last_dagrun_info=info, restriction=restriction)
@@ -164,7 +160,7 @@ class PartitionCron(CronPartitionTimetable):
             info = DagRunInfo(
                 run_after=tick, data_interval=None, partition_date=start, partition_key=self._format_key(start)
             )
-            moved = self._on_calendar(info)
+            moved = _on_calendar(self.calendar, info)
             if moved is not None:
                 yield moved
             tick = self._get_next(tick)

@@ -203,26 +203,29 @@ PARTITIONS_SHOWN = 14
 def _partitions(session, dag_id: str, shown: int) -> list[dict]:
     """The data set's newest partitions, each from its newest run: the key, state, rows written, and how
     many runs loaded it (a backfill or a rerun of a day adds one)."""
-    found = reads.partition_runs(session, dag_id, shown * 4)
-    values = reads.stage_values(session, [(r.dag_id, r.run_id) for r in found])
-    newest: dict[str, dict] = {}
-    for run in found:
+    newest: dict[str, tuple] = {}  # key -> (its newest run, how many runs loaded it); runs come newest first
+    for run in reads.partition_runs(session, dag_id, shown * 4):
         key = run.partition_key or str(run.conf["day"])
-        if key in newest:
-            newest[key]["runs"] += 1
-            continue
+        first, count = newest.get(key, (run, 0))
+        newest[key] = (first, count + 1)
+    listed = sorted(newest.items(), reverse=True)[:shown]
+    values = reads.stage_values(session, [(run.dag_id, run.run_id) for _, (run, _) in listed])
+    out = []
+    for key, (run, count) in listed:
         rows = stage_rows(values.get((dag_id, run.run_id), {}).get)
-        newest[key] = {
-            "key": key,
-            "state": str(run.state),
-            "run_type": str(run.run_type),
-            "rows": rows["target"],
-            "exported": rows["exported"],
-            "runs": 1,
-            "run_id": run.run_id,
-            "url": run_url(run.dag_id, run.run_id),
-        }
-    return sorted(newest.values(), key=lambda p: p["key"], reverse=True)[:shown]
+        out.append(
+            {
+                "key": key,
+                "state": str(run.state),
+                "run_type": str(run.run_type),
+                "rows": rows["target"],
+                "exported": rows["exported"],
+                "runs": count,
+                "run_id": run.run_id,
+                "url": run_url(run.dag_id, run.run_id),
+            }
+        )
+    return out
 
 
 def _stages(dag_id: str, run_id: str, tis: list) -> list[dict]:

@@ -219,7 +219,7 @@ function renderDetail({d, t}) {
     <div class="scroll"><table data-role="partitions"><thead><tr><th>partition</th><th>state</th>
       <th class="num">rows</th><th class="num">exported</th><th class="num">runs</th><th>newest run</th></tr></thead><tbody>
       ${d.partitions.map(p => `<tr data-partition="${esc(p.key)}"><td>${esc(p.key)}</td>
-        <td class="${p.state === "failed" ? "bad" : p.state === "success" ? "good" : ""}">${esc(p.state)}</td>
+        <td class="${stateClass(p.state)}">${esc(p.state)}</td>
         <td class="num">${num(p.rows)}</td><td class="num">${num(p.exported)}</td><td class="num">${p.runs}</td>
         <td><a href="${esc(p.url)}" target="_top">${esc(p.run_id)}</a> <span class="muted">${esc(p.run_type)}</span></td>
       </tr>`).join("")}</tbody></table></div>` : ""}
@@ -243,12 +243,16 @@ function renderDetail({d, t}) {
     change(d.dataset, {slots: null, pin: false, reason: reason()}, msg));
 }
 
+function stateClass(state) {
+  return state === "failed" ? "bad" : state === "success" ? "good" : "";
+}
+
 function runRow(r) {
   const parts = r.parts.length ? `<div class="muted">parts: ${r.parts.map(p => `${esc(p.part)} ${num(p.rows)}`).join(", ")}</div>` : "";
   const stages = r.stages.map(s => `<a href="${esc(s.log_url)}" target="_top" title="${esc(s.state)}${s.hosts.length ? " on " + esc(s.hosts.join(", ")) : ""}"
     class="${/failed/.test(s.state) ? "bad" : ""}">${esc(s.task_id)}${s.parts ? ` ×${s.parts}` : ""}</a> ${secs(s.seconds)}`).join(" · ");
   return `<tr data-run="${esc(r.run_id)}"><td><a href="${esc(r.url)}" target="_top">${esc(r.run_id)}</a></td>
-    <td class="${r.state === "failed" ? "bad" : r.state === "success" ? "good" : ""}">${esc(r.state)}</td>
+    <td class="${stateClass(r.state)}">${esc(r.state)}</td>
     <td>${when(r.start)}</td>
     <td class="num">${num(r.rows.exported)}</td><td class="num">${num(r.rows.uploaded)}</td>
     <td class="num">${num(r.rows.staged)}</td><td class="num">${num(r.rows.target)}</td>
