@@ -1,16 +1,22 @@
-"""A capacity per table for the SQL Server stand-in: above it, queries slow down, then fail, as a loaded
-SQL Server does. Changeable while the server runs (a row in ``flux_capacity``, like ``flux_faults``).
+"""A capacity per table for the SQL Server stand-in: under load its queries slow down, and above its
+capacity some become deadlock victims after doing part of their work, as a loaded SQL Server's do.
+Changeable while the server runs (a row in ``flux_capacity``, like ``flux_faults``).
 
 The model, for a batch whose text contains ``pattern`` (usually a table name):
 
 * the batch counts as running on ``pattern`` from the moment it arrives until its answer is sent
   (``flux_running``, shared by every connection process through the SQLite file);
-* with ``n`` batches running there, ``excess = n - capacity``; at ``excess >= fail_excess`` it fails
-  at once with SQL Server error ``error_number`` (1205: chosen as deadlock victim; -2: timeout), else
-  it first waits ``slowdown_seconds * excess`` (latency grows with the load) and then runs.
+* with ``n`` batches running there (itself included) it first waits
+  ``load_seconds * (n - 1) + slowdown_seconds * max(0, n - capacity)``: latency grows with the load, and
+  steeply above the capacity;
+* at ``n - capacity >= fail_excess`` it is a victim: it does ``victim_after`` of its work (a share of the
+  fault's ``delay_seconds``, the query's hold), still loading the table, then fails with SQL Server
+  error ``error_number`` (1205: chosen as deadlock victim; -2: timeout). SQL Server's deadlock monitor
+  also picks victims that did work and rolls it back: each victim costs the source. Every victim is
+  recorded in ``flux_victims`` with the seconds it held the table.
 
-So at or below ``capacity`` queries run at full speed, a little above they queue up, far above
-they fail: what the throttle controller has to find. The count is taken on arrival; a query
+So at or below ``capacity`` queries run a little slower the more run, a little above they queue up,
+far above they fail: what the throttle controller has to find. The count is taken on arrival; a query
 already running is not slowed down further by later ones.
 """
 
@@ -26,12 +32,29 @@ CAPACITY_DDL = """CREATE TABLE IF NOT EXISTS flux_capacity (
     pattern TEXT PRIMARY KEY,       -- case-insensitive substring of the batch (a table name)
     capacity INTEGER NOT NULL,      -- batches that run at full speed at once
     slowdown_seconds REAL DEFAULT 1.0,  -- extra wait per batch above capacity, per batch above it
-    fail_excess INTEGER DEFAULT 2,  -- from this many batches above capacity, a batch fails at once
-    error_number INTEGER DEFAULT 1205   -- with this SQL Server error (1205 deadlock victim, -2 timeout)
+    fail_excess INTEGER DEFAULT 2,  -- from this many batches above capacity, a batch is a victim
+    error_number INTEGER DEFAULT 1205,  -- with this SQL Server error (1205 deadlock victim, -2 timeout)
+    load_seconds REAL DEFAULT 0,    -- extra wait per other batch running on the table, at any load
+    victim_after REAL DEFAULT 0     -- share of its work (the fault's delay) a victim does before it fails
 )"""
+#: Columns added to ``flux_capacity`` after it first shipped: (name, type and default).
+ADDED_COLUMNS = (("load_seconds", "REAL DEFAULT 0"), ("victim_after", "REAL DEFAULT 0"))
 RUNNING_DDL = """CREATE TABLE IF NOT EXISTS flux_running (
     pattern TEXT NOT NULL, pid INTEGER NOT NULL, started REAL NOT NULL
 )"""
+VICTIMS_DDL = """CREATE TABLE IF NOT EXISTS flux_victims (
+    pattern TEXT NOT NULL, started REAL NOT NULL, failed REAL NOT NULL, running INTEGER, capacity INTEGER
+)"""
+
+
+def create_tables(db: sqlite3.Connection) -> None:
+    """The model's tables, and the columns an older stand-in's ``flux_capacity`` lacks."""
+    for ddl in (CAPACITY_DDL, RUNNING_DDL, VICTIMS_DDL):
+        db.execute(ddl)
+    have = {row[1] for row in db.execute("PRAGMA table_info(flux_capacity)")}
+    for name, kind in ADDED_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE flux_capacity ADD COLUMN {name} {kind}")
 
 
 class Overloaded(Exception):
@@ -41,10 +64,24 @@ class Overloaded(Exception):
 
 
 class Admission:
-    """The batch's place among the running ones; ``leave()`` when its answer is sent."""
+    """The batch's place among the running ones; ``leave()`` when its answer is sent. ``victim`` is set
+    when the model chose it: it fails after ``victim_after`` of its work (:meth:`fail`)."""
 
     def __init__(self, db: sqlite3.Connection, patterns: list[str]):
         self.db, self.patterns = db, patterns
+        self.started = time.time()
+        self.victim: Overloaded | None = None
+        self.victim_after = 0.0
+        self.victim_pattern = ""
+
+    def fail(self) -> Overloaded:
+        """Record the victim (how long it held the table) and leave; the caller raises the error."""
+        self.db.execute(
+            "INSERT INTO flux_victims VALUES (?, ?, ?, ?, ?)",
+            (self.victim_pattern, self.started, time.time(), self.victim.running, self.victim.capacity),
+        )
+        self.leave()
+        return self.victim
 
     def leave(self) -> None:
         for pattern in self.patterns:
@@ -52,11 +89,13 @@ class Admission:
 
 
 def admit(db: sqlite3.Connection, batch: str, sleep=time.sleep) -> Admission | None:
-    """Register ``batch`` on every capacity-limited pattern it touches; wait or raise :class:`Overloaded`
-    as the model says. None when no pattern applies."""
+    """Register ``batch`` on every capacity-limited pattern it touches and wait as the model says; a victim
+    comes back with ``victim`` set (it fails at once when ``victim_after`` is 0). None when no pattern
+    applies."""
     try:
         limits = db.execute(
-            "SELECT pattern, capacity, slowdown_seconds, fail_excess, error_number FROM flux_capacity"
+            "SELECT pattern, capacity, slowdown_seconds, fail_excess, error_number, load_seconds, victim_after "
+            "FROM flux_capacity"
         ).fetchall()
     except sqlite3.OperationalError:  # no table: no capacity model
         return None
@@ -66,15 +105,16 @@ def admit(db: sqlite3.Connection, batch: str, sleep=time.sleep) -> Admission | N
         return None
     admission = Admission(db, [row[0] for row in applying])
     wait = 0.0
-    for pattern, capacity, slowdown, fail_excess, error_number in applying:
-        db.execute("INSERT INTO flux_running VALUES (?, ?, ?)", (pattern, os.getpid(), time.time()))
+    for pattern, capacity, slowdown, fail_excess, error_number, load, victim_after in applying:
+        db.execute("INSERT INTO flux_running VALUES (?, ?, ?)", (pattern, os.getpid(), admission.started))
         running = _running(db, pattern)
         excess = running - capacity
-        if excess >= (fail_excess if fail_excess is not None else 2) and excess > 0:
-            admission.leave()
-            raise Overloaded(error_number if error_number is not None else 1205, running, capacity)
-        if excess > 0:
-            wait = max(wait, (slowdown if slowdown is not None else 1.0) * excess)
+        if excess >= (fail_excess if fail_excess is not None else 2) and excess > 0 and admission.victim is None:
+            admission.victim = Overloaded(error_number if error_number is not None else 1205, running, capacity)
+            admission.victim_after, admission.victim_pattern = float(victim_after or 0), pattern
+        wait = max(wait, (load or 0.0) * (running - 1) + (slowdown if slowdown is not None else 1.0) * max(excess, 0))
+    if admission.victim is not None and not admission.victim_after:
+        raise admission.fail()
     if wait:
         sleep(wait)
     return admission

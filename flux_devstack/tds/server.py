@@ -479,6 +479,10 @@ class TdsHandler(socketserver.BaseRequestHandler):
                 except capacity.Overloaded as exc:
                     raise TdsError(exc.error_number, str(exc), spid=self.spid) from None
             fault = session.fault_for(text) if touches_data else None
+            if admission is not None and admission.victim is not None:  # a share of its work, then it fails
+                self.sleep_unless_gone((fault[1] if fault else 0.0) * admission.victim_after)
+                victim, admission = admission.fail(), None
+                raise TdsError(victim.error_number, str(victim), spid=self.spid)
             if fault is not None:
                 number, delay, after_rows = fault
                 if delay:
@@ -605,8 +609,8 @@ class TdsServer(socketserver.ForkingTCPServer):
         self.db_path, self.database, self.users_file = Path(db_path), database, Path(users_file)
         db = sqlite3.connect(str(self.db_path))
         try:
-            for ddl in (FAULTS_DDL, capacity.CAPACITY_DDL, capacity.RUNNING_DDL):
-                db.execute(ddl)
+            db.execute(FAULTS_DDL)
+            capacity.create_tables(db)
             db.execute("DELETE FROM flux_running")  # what an earlier server's connections left
             db.commit()
         finally:

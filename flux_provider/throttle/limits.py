@@ -15,17 +15,28 @@ many were in flight) and answers the new limit, always within ``[low, high]``.
   ``probe_after`` quiet periods. A few failures step down by one; a severe
   period (``severe_fraction`` of the tasks failing) halves the limit.
 
+* :class:`Gradient`: the same safety net on load failures, and before them the
+  source's latency: each try's time to its first row (the query's own, without
+  Airflow's queueing; the try's duration when an operator does not report it)
+  against the baseline, the lowest latency of the recent periods. At
+  ``tolerance`` times the baseline the source is queueing: the limit steps
+  down (by one, or by ``tolerance / ratio`` when far above) and remembers the
+  level as a ceiling; near the baseline it grows by half, in between by one.
+  Only tries that started under the current limit are judged, so a change is
+  never judged on tries that ran before it (the idea of Netflix's
+  concurrency-limits Gradient2 and Vegas, at the pace of a controller period).
+
 Failures of tasks that started before the last decrease ran under the old limit
 and are not counted again; after a decrease the limit holds for ``cooldown``
-seconds. Both bound oscillation. A latency-aware (gradient) limit was tried in
-``benchmarks/throttle_sim.py`` and did not beat this one there (it reacted at
-the same moments or later), so it is not shipped. A pin (a person's value)
-lives in the controller, above the algorithm.
+seconds. Both bound oscillation. A pin (a person's value) lives in the
+controller, above the algorithm; :data:`ALGORITHMS` names the limits a data set
+or pool can choose.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -44,6 +55,16 @@ class Sample:
     failed: bool = False
     error_class: str | None = None
     throttle_down: float | None = None  # a rule's <throttleDown factor=>: load whatever its class, cut by it
+    first_row: float | None = None  # seconds from sending the query to its first row, when the operator said
+
+    @property
+    def source_latency(self) -> float:
+        """What the source took to answer: the time to the first row, else the whole try."""
+        return self.first_row if self.first_row is not None else self.latency
+
+    @property
+    def started(self) -> float:
+        return self.time - self.latency
 
 
 @dataclass
@@ -87,7 +108,7 @@ class AIMD:
             for s in samples
             if s.failed
             and ((s.error_class or "unknown") in self.load_classes or s.throttle_down)
-            and s.time - s.latency >= self._last_decrease
+            and s.started >= self._last_decrease
         ]
 
     def saturated(self, samples: Sequence[Sample]) -> bool:
@@ -175,3 +196,101 @@ def _classes(samples: Sequence[Sample]) -> str:
     for s in samples:
         counts[s.error_class or "unknown"] = counts.get(s.error_class or "unknown", 0) + 1
     return ", ".join(f"{k} x{v}" for k, v in sorted(counts.items()))
+
+
+@dataclass
+class Gradient(AIMD):
+    """AIMD's response to load failures, and before them the source's latency against its baseline."""
+
+    tolerance: float = 1.5  # latency at this multiple of the baseline: the source queues, step down
+    grow_below: float = 1.15  # latency within this multiple of the baseline: the source is idle, grow by half
+    window: int = 30  # periods after which a baseline may be re-learned at the same or a lower load
+    baseline: float | None = None
+    baseline_inflight: int = 0  # the load the baseline was measured at
+    _age: int = field(default=0, repr=False)  # periods since the baseline was measured
+    _last_change: float = field(default=-math.inf, repr=False)
+    _reset: bool = field(default=False, repr=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 1 < self.grow_below < self.tolerance:
+            raise ValueError(f"need 1 < grow_below ({self.grow_below}) < tolerance ({self.tolerance})")
+
+    def reset_to(self, value: int) -> None:
+        super().reset_to(value)
+        self._reset = True  # tries so far ran under the old value
+
+    def learn(self, samples: Sequence[Sample]) -> None:
+        """The baseline is the lowest clean latency seen. After ``window`` periods a new one replaces it
+        only when measured at the same or a lower load: under steady load latency is what the load makes
+        it, not what the source does alone (a query that got slower is re-learned once the limit is low)."""
+        self._age += 1
+        clean = [s for s in samples if not s.failed]
+        if not clean:
+            return
+        low = min(clean, key=lambda s: (s.source_latency, s.inflight))
+        if (
+            self.baseline is None
+            or low.source_latency < self.baseline
+            or (self._age >= self.window and low.inflight <= self.baseline_inflight)
+        ):
+            self.baseline, self.baseline_inflight, self._age = low.source_latency, low.inflight, 0
+
+    def update(self, samples: Iterable[Sample], now: float) -> Decision:
+        samples = list(samples)
+        if self._reset:
+            self._reset, self._last_change = False, now
+        before = self.value
+        self.learn(samples)
+        decision = self._judge(samples, now)
+        if decision.value != before:
+            self._last_change = now
+        return decision
+
+    def _judge(self, samples: list[Sample], now: float) -> Decision:
+        if self.overloaded(samples) or now - self._last_decrease < self.cooldown:
+            return super().update(samples, now)  # errors first: the safety net
+        crashed = [s for s in samples if s.failed and s.error_class == "crash"]
+        if crashed:
+            return Decision(self.value, f"{len(crashed)} tries crashed (killed, out of memory, lost): holding")
+        fresh = [s for s in samples if not s.failed and s.started >= self._last_change]
+        if not fresh or not self.baseline:
+            return Decision(self.value, f"no try started under {self.value} slots has ended yet: holding")
+        recent = statistics.median(s.source_latency for s in fresh)
+        ratio = recent / self.baseline
+        seen = f"latency {ratio:.1f}x the baseline ({recent:.1f} s vs {self.baseline:.1f} s)"
+        if ratio >= self.tolerance:
+            self.slow_start, self._quiet, self._probing = False, 0, False
+            self.ceiling = self.value if self.ceiling is None else min(self.ceiling, self.value)
+            step = self.tolerance / ratio if ratio >= 2 * self.tolerance else None
+            new = self._clamp(min(self.value - 1, math.floor(self.value * step)) if step else self.value - 1)
+            if new == self.value:
+                return Decision(self.value, f"{seen}, already at the minimum {self.low}")
+            old, self.value = self.value, new
+            return Decision(new, f"{seen}: {old} -> {new}")
+        if not self.saturated(fresh):
+            return Decision(self.value, f"{seen}, not saturated: no reason to change")
+        self.good = max(self.good or 0, self.value)
+        if ratio < self.grow_below and self.ceiling is not None:
+            self.ceiling = None  # the source answers as fast as at low load: what queued before has room now
+        if self.ceiling is not None and self.value + 1 >= self.ceiling:
+            self._quiet += 1
+            if self._quiet < self.probe_after:
+                return Decision(self.value, f"{seen}: holding below {self.ceiling}, where latency rose")
+            self._quiet = 0
+            return self._grow(self.value + 1, f"{seen}: probing {self.ceiling} again")
+        if ratio < self.grow_below:
+            target = math.ceil(self.value * self.growth)
+            if self.ceiling is not None:
+                target = min(target, self.ceiling - 1)
+            return self._grow(target, seen)
+        return self._grow(self.value + 1, seen)
+
+    def _grow(self, target: int, reason: str) -> Decision:
+        old = self.value
+        decision = self._increase(target, reason)
+        return Decision(decision.value, f"{reason}: {old} -> {decision.value}") if decision.value != old else decision
+
+
+#: The limits a data set (``<throttle algorithm=>``) or an adopted pool can choose.
+ALGORITHMS = {"gradient": Gradient, "aimd": AIMD}

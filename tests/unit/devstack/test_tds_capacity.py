@@ -94,3 +94,33 @@ def test_a_little_above_capacity_latency_grows_with_the_excess(server):
     assert results == [[(1,)], [(1,)]]
     # the second waited 1.5 s (one above capacity) before its own 1 s: at least 0.3 + 1.5 + 1 in all
     assert time.monotonic() - started >= 2.8
+
+
+def test_a_victim_does_part_of_its_work_before_it_fails_and_is_recorded(server):
+    """As SQL Server's deadlock monitor: the victim held the table for half its 2 s before it failed."""
+    port, _ = server
+    run(
+        port,
+        "INSERT INTO flux_capacity (pattern, capacity, slowdown_seconds, fail_excess, victim_after) "
+        "VALUES ('cap_src', 1, 0, 1, 0.5)",
+    )
+    run(port, "INSERT INTO flux_faults (pattern, remaining, delay_seconds) VALUES ('cap_src', -1, 2)")
+    first, second = concurrently(port, "SELECT id FROM dbo.cap_src", 2, stagger=0.3)
+    assert first == [(1,)]
+    assert isinstance(second, pymssql.Error) and second.args[0] == 1205
+    [(held, running, capacity)] = run(port, "SELECT failed - started, running, capacity FROM flux_victims")
+    assert 0.9 <= held < 2.0 and (running, capacity) == (2, 1)
+
+
+def test_latency_grows_with_the_load_below_the_capacity_too(server):
+    port, _ = server
+    run(
+        port,
+        "INSERT INTO flux_capacity (pattern, capacity, slowdown_seconds, load_seconds) VALUES ('cap_src', 5, 0, 1.2)",
+    )
+    run(port, "INSERT INTO flux_faults (pattern, remaining, delay_seconds) VALUES ('cap_src', -1, 1)")
+    started = time.monotonic()
+    assert concurrently(port, "SELECT id FROM dbo.cap_src", 2, stagger=0.3) == [[(1,)], [(1,)]]
+    # the second waited 1.2 s for the one running beside it, then its own 1 s
+    assert time.monotonic() - started >= 0.3 + 1.2 + 1
+    assert run(port, "SELECT COUNT(*) FROM flux_victims") == [(0,)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flux_provider.throttle.limits import AIMD, Sample
+from flux_provider.throttle.limits import AIMD, Gradient, Sample
 
 
 def ok(t: float, inflight: int, latency: float = 30.0) -> Sample:
@@ -135,3 +135,80 @@ def test_a_crashed_try_never_grows_the_pool():
     crash = Sample(time=60, latency=5, inflight=4, failed=True, error_class="crash")
     decision = AIMD(value=4).update([crash, ok(60, 4), ok(60, 4)], 60)
     assert decision.value == 4 and "crashed" in decision.reason
+
+
+# ------------------------------------------------------------------ the gradient limit
+def source(n: int, capacity: int, base: float = 4.0, load: float = 0.25, slowdown: float = 3.0) -> tuple[float, bool]:
+    """A toy source like the stand-in's model: latency grows with the load, steeply above the capacity, and
+    from two above it queries fail."""
+    return base + load * (n - 1) + slowdown * max(0, n - capacity), n - capacity >= 2
+
+
+def run_gradient(limit, capacity_at, periods: int, period: float = 60.0) -> tuple[list[int], int]:
+    """Each period the pool runs ``limit.value`` tries that started in it; returns the limits and failures."""
+    values, failures = [], 0
+    for i in range(1, periods + 1):
+        t = i * period
+        n = limit.value
+        latency, fails = source(n, capacity_at(t))
+        samples = [
+            Sample(time=t, latency=latency + 2, inflight=n, first_row=latency, failed=fails, error_class="deadlock")
+            if fails
+            else Sample(time=t, latency=latency + 2, inflight=n, first_row=latency)
+            for _ in range(n)
+        ]
+        failures += sum(s.failed for s in samples)
+        limit.update(samples, t)
+        values.append(limit.value)
+    return values, failures
+
+
+def test_gradient_steps_down_on_latency_with_a_readable_reason():
+    limit = Gradient(value=5, cooldown=60)
+    limit.update([Sample(time=60, latency=6, inflight=1, first_row=4.0)], 60)  # the baseline: 4 s
+    assert limit.baseline == 4.0
+    decision = limit.update([Sample(time=120, latency=10, inflight=5, first_row=8.4)] * 5, 120)
+    assert decision.value == 4
+    assert decision.reason == "latency 2.1x the baseline (8.4 s vs 4.0 s): 5 -> 4"
+    assert limit.ceiling == 5
+
+
+def test_gradient_judges_only_tries_that_started_under_the_current_limit():
+    limit = Gradient(value=4, cooldown=60)
+    limit.update([Sample(time=60, latency=5, inflight=4, first_row=4.0)] * 4, 60)  # 4 -> 6 (idle source)
+    assert limit.value == 6
+    # ended at 115 after 60 s: it started at 55, under the old limit of 4
+    stale = Sample(time=115, latency=60, inflight=4, first_row=12.0)
+    assert "no try started under 6 slots" in limit.update([stale], 115).reason and limit.value == 6
+
+
+def test_gradient_holds_in_between_and_grows_by_one():
+    limit = Gradient(value=4, cooldown=60, baseline=None)
+    limit.update([Sample(time=60, latency=5, inflight=1, first_row=4.0)], 60)
+    decision = limit.update([Sample(time=120, latency=5, inflight=limit.value, first_row=5.2)] * 4, 120)
+    assert decision.reason.endswith(f"{decision.value - 1} -> {decision.value}")  # 1.3x: +1
+
+
+def test_gradient_errors_still_cut_as_aimd_does():
+    limit = Gradient(value=8, cooldown=60)
+    decision = limit.update([failed(60, "deadlock", 8)] * 4, 60)
+    assert decision.value == 4 and "load failure" in decision.reason
+
+
+@pytest.mark.parametrize("capacity", [2, 4, 6])
+def test_gradient_finds_the_capacity_without_failing_the_source(capacity):
+    values, failures = run_gradient(Gradient(low=1, high=16, value=1, cooldown=60), lambda t: capacity, 40)
+    assert all(capacity - 1 <= v <= capacity + 1 for v in values[10:])
+    assert failures == 0  # latency stops it one above the capacity, before queries fail
+
+
+def test_gradient_follows_capacity_changes_within_three_periods_with_fewer_failures_than_aimd():
+    def capacity_at(t):
+        return 4 if t <= 20 * 60 else 2 if t <= 40 * 60 else 6
+
+    gradient, gradient_failures = run_gradient(Gradient(low=1, high=16, value=4, cooldown=60), capacity_at, 60)
+    aimd, aimd_failures = run_gradient(AIMD(low=1, high=16, value=4, cooldown=60), capacity_at, 60)
+    for change, capacity in ((20, 2), (40, 6)):
+        settled = gradient[change + 3 : change + 20]
+        assert all(capacity - 1 <= v <= capacity + 1 for v in settled), (capacity, settled)
+    assert gradient_failures < aimd_failures
