@@ -34,6 +34,7 @@ from flux_provider.hooks.s3_client import remove_insert_leftovers
 from flux_provider.recovery import Recovery, RecoveryPolicy
 from flux_provider.run_day import PARTITION_VARIABLE, context_getter, render_error_text, run_day, run_partition
 from flux_provider.run_day import VARIABLE as DAY_VARIABLE
+from flux_provider.source_timing import TIMING_XCOM
 
 __all__ = ["ERROR_XCOM", "FluxOperator"]
 
@@ -92,6 +93,7 @@ class FluxOperator(BaseOperator):
     step: str = "step"
     host: str | None = None  # where this try runs (set by execute)
     flux_result = None  # what this try returned (its XCom), for lineage
+    source_timing = None  # an export try's SourceTiming (the adaptive pool's latency signal)
 
     def __init__(self, *, recovery=None, partition_grain: str | None = None, **kwargs):
         recovery = recovery or Recovery()
@@ -243,13 +245,26 @@ class FluxOperator(BaseOperator):
 
     def execute(self, context):
         self.host = this_host(context)
+        self.source_timing = None
         try:
             result = self.run(context)
         except Exception as exc:
             raise self._recover(context, exc) from exc
+        finally:
+            self._push_timing(context)
         self.flux_result = result
         self._record_day(context)
         return result
+
+    def _push_timing(self, context) -> None:
+        """The try's source timing (an export's), as the XCom the throttle controller reads."""
+        push = getattr(context_getter(context)("ti"), "xcom_push", None)
+        if self.source_timing is None or push is None:
+            return
+        try:
+            push(key=TIMING_XCOM, value=self.source_timing.to_json())
+        except Exception as exc:  # the signal must never fail the try
+            self.log.warning("could not record the source's timing: %s", exc)
 
     def _recover(self, context, exc: Exception) -> BaseException:
         from airflow.sdk.exceptions import AirflowSkipException

@@ -38,6 +38,7 @@ from flux_provider.hooks.dbapi_export import DbApiExportEngine, describe, is_mss
 from flux_provider.identifiers import sqlserver_table
 from flux_provider.operators.base import FluxOperator
 from flux_provider.queries import QueryRefused, check_read_only
+from flux_provider.source_timing import FirstRow
 
 ENGINES = ("auto", "bcp", "dbapi")
 
@@ -184,8 +185,12 @@ class BcpExportOperator(FluxOperator):
             raise self._fail(str(exc)) from exc
         self.chosen_engine = self._choose_engine()
 
-    def run_engine(self, out_path: str) -> tuple[int, str]:
-        """Export into ``out_path`` (a file or a named pipe) with the chosen engine: (rows, tool)."""
+    def run_engine(self, out_path: str, first_row: FirstRow | None = None) -> tuple[int, str]:
+        """Export into ``out_path`` (a file or a named pipe) with the chosen engine: (rows, tool). The try's
+        :class:`~flux_provider.source_timing.SourceTiming` is left in ``source_timing`` (for a pipe, its reader
+        tells ``first_row`` when the first byte arrived)."""
+        timing = (first_row or FirstRow()).start(out_path)
+        rows = None
         try:
             if self.chosen_engine == "bcp":
                 self._runner = BcpHook(
@@ -203,6 +208,7 @@ class BcpExportOperator(FluxOperator):
                     row_terminator=self.row_terminator,
                     dataset=self.dataset,
                 )
+                rows = result.rows
                 return result.rows, result.tool
             self._runner = DbApiExportEngine(self.dbapi_hook, fetch_size=self.fetch_size)
             rows = self._runner.export(
@@ -216,6 +222,13 @@ class BcpExportOperator(FluxOperator):
             return rows, "dbapi"
         finally:
             self._runner = None
+            self.source_timing = timing.stop(rows)
+            self.log.info(
+                "data set %s: the source answered in %s (first row), %s rows/s",
+                self.dataset,
+                "-" if self.source_timing.first_row is None else f"{self.source_timing.first_row:.2f}s",
+                "-" if self.source_timing.rows_per_s is None else f"{self.source_timing.rows_per_s:.0f}",
+            )
 
     def check_count(self, rows: int) -> None:
         if self.count_sql:

@@ -36,7 +36,9 @@ part manifest instead of publishing (``PublishRunOperator`` publishes the run).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import select
 import threading
 import time
 from collections.abc import Sequence
@@ -47,6 +49,7 @@ from flux_provider.hooks.s3_chunk_upload import ChunkSettings, S3ChunkUploadHook
 from flux_provider.operators.base import try_number
 from flux_provider.operators.bcp_export import BcpExportOperator
 from flux_provider.run_day import VARIABLE as DAY_VARIABLE
+from flux_provider.source_timing import FirstRow
 from flux_provider.splits import Part
 
 
@@ -147,7 +150,8 @@ class BcpToS3Operator(BcpExportOperator):
         pipe = final.with_name(final.name + ".fifo")
         pipe.unlink(missing_ok=True)
         os.mkfifo(pipe, 0o600)
-        export = PipeExport(self.run_engine, pipe)
+        first_row = FirstRow()
+        export = PipeExport(functools.partial(self.run_engine, first_row=first_row), pipe)
         info = self.export_info(path=None, rows=None, size=None, tool="", seconds=0)
 
         def before_publish(encoded_rows: int) -> ExportResult:
@@ -167,6 +171,8 @@ class BcpToS3Operator(BcpExportOperator):
         export.thread.start()
         try:
             with open(pipe, "rb") as stream:
+                select.select([stream], [], [])  # the first byte (or the end, when nothing is sent)
+                first_row.seen()
                 result = self._upload.upload_stream(
                     stream,
                     info,

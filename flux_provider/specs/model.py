@@ -119,6 +119,7 @@ class Throttle:
     min: int = 1
     max: int = 8
     load_classes: tuple[str, ...] | None = None  # None: the taxonomy's load classes
+    algorithm: str = "gradient"  # the limit the controller adapts the pool with (throttle.limits.ALGORITHMS)
 
 
 @dataclass(frozen=True)

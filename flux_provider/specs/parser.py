@@ -589,7 +589,8 @@ class _Builder:
                 fix="choose min <= initial <= max",
             )
         classes = tuple(el.get("loadClasses").split()) if el.get("loadClasses") else None
-        return Throttle(pool=pool, initial=initial, min=low, max=high, load_classes=classes)
+        algorithm = el.get("algorithm") or Throttle.algorithm
+        return Throttle(pool=pool, initial=initial, min=low, max=high, load_classes=classes, algorithm=algorithm)
 
     def action(self, element) -> Action:
         """The typed action of ``<retry count= .../>``, ``<throttleDown factor=/>``, ``<skip reason=/>``, ..."""

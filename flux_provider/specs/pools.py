@@ -41,6 +41,7 @@ def sync_pools(specs: Iterable[DatasetSpec], *, reset: bool = False) -> list[tup
                 t.initial,
                 ",".join(t.load_classes) if t.load_classes else None,
                 spec.calendar.to_json() if spec.calendar else None,
+                t.algorithm,
             )
             name = spec.throttle.pool
             existing = session.query(Pool).filter(Pool.pool == name).one_or_none()

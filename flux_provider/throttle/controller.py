@@ -9,9 +9,11 @@ default 60; make it longer than the data set's tasks usually run) it:
 1. records the tries of flux tasks in throttled pools that ended since the
    last tick (from ``task_instance`` and ``task_instance_history``) with their
    duration, the number of tasks running in the pool when they ended, and the
-   error class the operator left in the XCom ``flux_error``;
-2. feeds them to the data set's limit (:class:`~flux_provider.throttle.limits.AIMD`,
-   bounds and load classes from ``flux_throttle``);
+   error class the operator left in the XCom ``flux_error`` and the source's time
+   to the first row an export left in ``flux_source``;
+2. feeds them to the data set's limit (``flux_throttle.algorithm``: the latency-aware
+   :class:`~flux_provider.throttle.limits.Gradient` or the error-driven
+   :class:`~flux_provider.throttle.limits.AIMD`; bounds and load classes from the same row);
 3. sets the pool's slots to the pin if a person pinned it, else to the limit's
    value, and records every change (time, old, new, reason, actor).
 
@@ -32,8 +34,9 @@ from sqlalchemy import and_, or_, select
 from flux_provider import calendars
 from flux_provider.errors import ERROR_XCOM, ErrorClass, ErrorRecord
 from flux_provider.recovery import RetryReason
+from flux_provider.source_timing import TIMING_XCOM, SourceTiming
 from flux_provider.throttle import migrations, store
-from flux_provider.throttle.limits import AIMD, DEFAULT_LOAD_CLASSES, Sample
+from flux_provider.throttle.limits import AIMD, ALGORITHMS, DEFAULT_LOAD_CLASSES, Sample
 from flux_provider.throttle.tries import KEY, pool_tries
 
 log = logging.getLogger(__name__)
@@ -51,7 +54,7 @@ class Controller:
     def __init__(self, *, period: float = 60.0, holder: str | None = None):
         self.period = period
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
-        self.limits: dict[str, AIMD] = {}
+        self.limits: dict[str, AIMD] = {}  # AIMD or one of its kind (limits.ALGORITHMS)
         self.last_tick: dt.datetime | None = None
 
     # ------------------------------------------------------------------ one period
@@ -132,8 +135,14 @@ class Controller:
             if row["load_classes"]
             else DEFAULT_LOAD_CLASSES
         )
-        if limit is None or (limit.low, limit.high) != bounds or limit.load_classes != classes:
-            limit = AIMD(
+        kind = ALGORITHMS.get(row.get("algorithm") or "aimd", AIMD)
+        if (
+            limit is None
+            or (limit.low, limit.high) != bounds
+            or limit.load_classes != classes
+            or type(limit) is not kind
+        ):
+            limit = kind(
                 low=row["low"],
                 high=row["high"],
                 value=min(max(current, row["low"]), row["high"]),
@@ -178,14 +187,19 @@ class Controller:
             for key, r in fresh.items()
             if r.state in ("failed", "up_for_retry") and current.get(key[:4]) == key[4]
         }
-        records = self.error_records(session, failed_now)
+        records = self.xcom_records(session, failed_now, ERROR_XCOM, ErrorRecord)
+        timings = self.xcom_records(
+            session, {key[:4] for key in fresh if current.get(key[:4]) == key[4]}, TIMING_XCOM, SourceTiming
+        )
         running = self.running(session, pools, earliest, until)
         recent = until - dt.timedelta(seconds=self.period * 3)
         samples: dict[str, list[Sample]] = {}
         inserts = []
         for key, r in sorted(fresh.items(), key=lambda kv: kv[1].end_date):
-            record = records.get(key[:4]) if current.get(key[:4]) == key[4] else None
-            outcome, sample = self.observe(key, r, datasets[r.pool], record, running.get(r.pool, ()))
+            own = current.get(key[:4]) == key[4]
+            record = records.get(key[:4]) if own else None
+            timing = timings.get(key[:4]) if own else None
+            outcome, sample = self.observe(key, r, datasets[r.pool], record, running.get(r.pool, ()), timing)
             inserts.append(outcome)
             if r.end_date >= recent:
                 samples.setdefault(outcome["dataset"], []).append(sample)
@@ -193,8 +207,11 @@ class Controller:
             session.execute(store.outcomes.insert(), inserts)
         return samples
 
-    def observe(self, key: tuple, r, dataset: str, record: ErrorRecord | None, running) -> tuple[dict, Sample]:
-        """One ended try: its ``flux_task_outcomes`` row and its sample (class, duration, tries in flight)."""
+    def observe(
+        self, key: tuple, r, dataset: str, record: ErrorRecord | None, running, timing: SourceTiming | None = None
+    ) -> tuple[dict, Sample]:
+        """One ended try: its ``flux_task_outcomes`` row and its sample (class, duration, tries in flight, and
+        the source's time to the first row when the operator recorded it)."""
         seconds = (r.end_date - r.start_date).total_seconds()
         failed = r.state in ("failed", "up_for_retry")
         failure = self.classify(r, record) if failed else None
@@ -211,6 +228,8 @@ class Controller:
             message=failure.message if failure else None,
             rule=failure.rule if failure else None,
             action=failure.decision if failure else None,
+            first_row=timing.first_row if timing else None,
+            rows_per_s=timing.rows_per_s if timing else None,
         )
         sample = Sample(
             time=r.end_date.timestamp(),
@@ -219,6 +238,7 @@ class Controller:
             failed=failed,
             error_class=failure.error_class if failure else None,
             throttle_down=failure.throttle_down if failure else None,
+            first_row=timing.first_row if timing else None,
         )
         return outcome, sample
 
@@ -286,8 +306,9 @@ class Controller:
         )
 
     @staticmethod
-    def error_records(session, keys: set[tuple]) -> dict[tuple, ErrorRecord]:
-        """``(dag_id, run_id, task_id, map_index) -> ErrorRecord`` of the ``flux_error`` XComs of ``keys``."""
+    def xcom_records(session, keys: set[tuple], name: str, kind: type) -> dict:
+        """``(dag_id, run_id, task_id, map_index) -> record`` of the XComs ``name`` of ``keys``, read as the
+        record type ``kind`` (``flux_error``: ErrorRecord, ``flux_source``: SourceTiming)."""
         from airflow.models.xcom import XComModel
 
         if not keys:
@@ -295,7 +316,7 @@ class Controller:
         query = select(XComModel.dag_id, XComModel.run_id, XComModel.task_id, XComModel.map_index, XComModel.value)
         query = query.where(
             and_(
-                XComModel.key == ERROR_XCOM,
+                XComModel.key == name,
                 XComModel.dag_id.in_({k[0] for k in keys}),
                 XComModel.run_id.in_({k[1] for k in keys}),
             )
@@ -305,8 +326,8 @@ class Controller:
             key = (dag_id, run_id, task_id, map_index)
             if key in keys:
                 try:
-                    out[key] = ErrorRecord.from_json(store.xcom_value(value))
-                except Exception:  # an unreadable record is an unknown failure
+                    out[key] = kind.from_json(store.xcom_value(value))
+                except Exception:  # an unreadable record says nothing (an unknown failure, no timing)
                     continue
         return out
 

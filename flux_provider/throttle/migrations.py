@@ -30,14 +30,14 @@ schema_version = Table(
 def _v1_create_tables(conn) -> None:
     """Version 1: the throttle's tables as flux 0.1 created them."""
     legacy = MetaData()
-    Table("flux_task_outcomes", legacy, *_columns(keep_indexes=True, without={"map_index", *V4_COLUMNS}))
+    Table("flux_task_outcomes", legacy, *_columns(keep_indexes=True, without={"map_index", *V4_COLUMNS, *V5_OUTCOMES}))
     Table(  # as flux 0.1 made it: the calendar column came with version 3
         "flux_throttle",
         legacy,
         *(
             Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
             for c in throttle.columns
-            if c.name != "calendar"
+            if c.name not in ("calendar", *V5_THROTTLE)
         ),
     )
     for table in (events, lease):
@@ -48,9 +48,10 @@ def _v1_create_tables(conn) -> None:
 def _v2_outcomes_by_map_index(conn) -> None:
     """Version 2: ``flux_task_outcomes`` keyed by map index too (the parts of a split export are mapped task
     instances of one task). Rebuilt and copied: a primary key cannot be altered on SQLite."""
-    staging = Table("flux_task_outcomes_v2", MetaData(), *_columns(keep_indexes=False, without=V4_COLUMNS))
+    later = V4_COLUMNS | set(V5_OUTCOMES)
+    staging = Table("flux_task_outcomes_v2", MetaData(), *_columns(keep_indexes=False, without=later))
     staging.create(conn)
-    names = [c.name for c in outcomes.columns if c.name not in ("map_index", *V4_COLUMNS)]
+    names = [c.name for c in outcomes.columns if c.name not in ("map_index", *later)]
     listed = ", ".join(names)
     conn.execute(
         text(f"INSERT INTO flux_task_outcomes_v2 ({listed}, map_index) SELECT {listed}, -1 FROM flux_task_outcomes")
@@ -83,6 +84,21 @@ def _v4_outcome_decisions(conn) -> None:
         conn.execute(text(f"ALTER TABLE flux_task_outcomes ADD COLUMN {name} TEXT"))
 
 
+#: The columns version 5 added: the source's timing on each outcome, a limit and rules per pool.
+V5_OUTCOMES = {"first_row": "FLOAT", "rows_per_s": "FLOAT"}
+V5_THROTTLE = {"algorithm": "VARCHAR(20)", "rules": "TEXT"}
+
+
+def _v5_latency_and_adopted_pools(conn) -> None:
+    """Version 5: ``flux_task_outcomes.first_row`` and ``.rows_per_s`` (the latency signal),
+    ``flux_throttle.algorithm`` (the limit) and ``.rules`` (an adopted pool's error rules)."""
+    for table, columns in (("flux_task_outcomes", V5_OUTCOMES), ("flux_throttle", V5_THROTTLE)):
+        have = {c["name"] for c in inspect(conn).get_columns(table)}
+        for name, kind in columns.items():
+            if name not in have:
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
+
+
 def _columns(*, keep_indexes: bool, without: frozenset | set = frozenset()) -> list[Column]:
     """Fresh copies of ``flux_task_outcomes``' columns (indexes by name follow the table they are made on)."""
     return [
@@ -98,6 +114,7 @@ MIGRATIONS: list[tuple[int, str, Callable]] = [
     (2, "flux_task_outcomes keyed by map index", _v2_outcomes_by_map_index),
     (3, "flux_throttle.calendar", _v3_calendar),
     (4, "flux_task_outcomes.rule and .action", _v4_outcome_decisions),
+    (5, "the source's timing per outcome, a limit and rules per pool", _v5_latency_and_adopted_pools),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -32,6 +32,8 @@ throttle = Table(
     Column("pinned", Integer, nullable=True),
     Column("load_classes", Text, nullable=True),  # comma-separated override, NULL: the taxonomy's
     Column("calendar", Text, nullable=True),  # the spec's holidays and windows (flux_provider.calendars JSON)
+    Column("algorithm", String(20), nullable=True),  # the limit (flux_provider.throttle.limits.ALGORITHMS), NULL: aimd
+    Column("rules", Text, nullable=True),  # an adopted pool's error rules (JSON), NULL: a data set's own
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -65,6 +67,8 @@ outcomes = Table(
     Column("message", Text, nullable=True),
     Column("rule", Text, nullable=True),  # the recovery rule that decided, and what it decided
     Column("action", Text, nullable=True),
+    Column("first_row", Float, nullable=True),  # seconds the source took to its first row (an export's)
+    Column("rows_per_s", Float, nullable=True),
 )
 
 lease = Table(
@@ -146,9 +150,19 @@ def upsert_dataset(
     initial: int,
     load_classes: str | None = None,
     calendar: str | None = None,
+    algorithm: str | None = None,
+    rules: str | None = None,
 ) -> None:
     values = dict(
-        pool=pool, low=low, high=high, initial=initial, load_classes=load_classes, calendar=calendar, updated_at=now()
+        pool=pool,
+        low=low,
+        high=high,
+        initial=initial,
+        load_classes=load_classes,
+        calendar=calendar,
+        algorithm=algorithm,
+        rules=rules,
+        updated_at=now(),
     )
     if session.execute(select(throttle.c.dataset).where(throttle.c.dataset == dataset)).first():
         session.execute(update(throttle).where(throttle.c.dataset == dataset).values(**values))

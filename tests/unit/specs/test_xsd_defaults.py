@@ -49,6 +49,7 @@ WHERE = {
     ("throttle", "initial"): (lambda s: s.throttle.initial, None),
     ("throttle", "min"): (lambda s: s.throttle.min, None),
     ("throttle", "max"): (lambda s: s.throttle.max, None),
+    ("throttle", "algorithm"): (lambda s: s.throttle.algorithm, model.Throttle.algorithm),
 }
 #: defaults the recovery rules apply when an action leaves the attribute out
 ACTIONS = {("retry", "delaySeconds"), ("retry", "backoff"), ("retry", "jitter"), ("throttleDown", "factor")}

@@ -41,8 +41,10 @@ def data_set(engine, name: str, slots: int, *, pinned: int | None = None) -> Non
         )
 
 
-def tries(engine, name: str, *rows: dict, table: str = "task_instance") -> None:
-    """Tries of ``name``'s pool that ended a few seconds before ``AT`` (``rows`` give state, retry_reason, ...)."""
+def tries(
+    engine, name: str, *rows: dict, table: str = "task_instance", run_id: str = "manual__1", at: dt.datetime = AT
+) -> None:
+    """Tries of ``name``'s pool that ended a few seconds before ``at`` (``rows`` give state, retry_reason, ...)."""
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.taskinstancehistory import TaskInstanceHistory
 
@@ -50,12 +52,12 @@ def tries(engine, name: str, *rows: dict, table: str = "task_instance") -> None:
     columns = {c.name for c in model.__table__.columns}
     out = []
     for n, row in enumerate(rows):
-        end = AT - dt.timedelta(seconds=5 + n)
+        end = at - dt.timedelta(seconds=5 + n)
         values = dict(
             id=uuid.uuid4(),
             task_instance_id=uuid.uuid4(),
             dag_id=f"flux_{name}",
-            run_id="manual__1",
+            run_id=run_id,
             task_id=f"export_upload_{n}",
             map_index=-1,
             try_number=1,
@@ -195,3 +197,52 @@ def test_the_dashboard_lists_each_partition_once_from_its_newest_run(engine):
         ("2026-11-02", "success", 1, "manual__conf"),
         ("2026-11-01", "failed", 2, "manual__d1_again"),
     ]
+
+
+def timings(engine, name: str, first_rows: list[float], run_id: str = "manual__1") -> None:
+    """The ``flux_source`` XComs the export tries of :func:`tries` left (their time to the first row)."""
+    from airflow.models.xcom import XComModel
+
+    from flux_provider.source_timing import TIMING_XCOM, SourceTiming
+
+    with engine.begin() as conn:
+        conn.execute(
+            XComModel.__table__.insert(),
+            [
+                dict(
+                    dag_run_id=int(run_id.rsplit("_", 1)[1]),
+                    task_id=f"export_upload_{n}",
+                    map_index=-1,
+                    key=TIMING_XCOM,
+                    dag_id=f"flux_{name}",
+                    run_id=run_id,
+                    value=XComModel.serialize_value(
+                        SourceTiming(first_row=first, seconds=first + 10, rows=1000, rows_per_s=100.0).to_json()
+                    ),
+                    timestamp=AT,
+                )
+                for n, first in enumerate(first_rows)
+            ],
+        )
+
+
+def test_the_gradient_limit_cuts_on_the_exports_time_to_first_row_before_anything_fails(engine):
+    """Tries that all succeed: the source's time to the first row (not the tries' 30 s, which include the
+    task's start-up) rises from 2 s to 6 s, and the pool is cut with that reason."""
+    data_set(engine, "facts", 4)
+    with engine.begin() as conn:
+        conn.execute(store.throttle.update().values(algorithm="gradient"))
+    controller = Controller(period=60.0, holder="test")
+    tries(engine, "facts", {}, {}, {})
+    timings(engine, "facts", [2.0, 2.0, 2.1])
+    assert period(engine, controller) == [("facts", 4, 6, "latency 1.0x the baseline (2.0 s vs 2.0 s): 4 -> 6")]
+    later = AT + dt.timedelta(seconds=60)  # the next period's tries, which started under 6 slots
+    tries(engine, "facts", *[{}] * 6, run_id="manual__2", at=later)
+    timings(engine, "facts", [6.0] * 6, run_id="manual__2")
+    [(_, old, new, reason)] = period(engine, controller, later)
+    assert (old, new, reason) == (6, 3, "latency 3.0x the baseline (6.0 s vs 2.0 s): 6 -> 3")
+    with engine.connect() as conn:
+        recorded = conn.execute(
+            select(store.outcomes.c.run_id, store.outcomes.c.first_row, store.outcomes.c.rows_per_s)
+        ).all()
+    assert sorted(set(recorded)) == [("manual__1", 2.0, 100.0), ("manual__1", 2.1, 100.0), ("manual__2", 6.0, 100.0)]

@@ -21,11 +21,11 @@ def primary_key(engine, table: str) -> list[str]:
 
 
 def test_a_fresh_database_gets_the_latest_version(engine):
-    assert migrations.upgrade(engine) == migrations.LATEST == 4
+    assert migrations.upgrade(engine) == migrations.LATEST == 5
     names = set(inspect(engine).get_table_names())
     assert {"flux_throttle", "flux_throttle_events", "flux_task_outcomes", "flux_lease", "flux_schema"} <= names
     assert primary_key(engine, "flux_task_outcomes") == ["dag_id", "run_id", "task_id", "map_index", "try_number"]
-    assert migrations.upgrade(engine) == 4  # idempotent
+    assert migrations.upgrade(engine) == migrations.LATEST  # idempotent
 
 
 def test_an_older_database_is_upgraded_and_keeps_its_rows(engine):
@@ -40,7 +40,7 @@ def test_an_older_database_is_upgraded_and_keeps_its_rows(engine):
             )
         )
     assert "map_index" not in primary_key(engine, "flux_task_outcomes")
-    assert migrations.upgrade(engine) == 4
+    assert migrations.upgrade(engine) == migrations.LATEST
     with engine.begin() as conn:
         rows = conn.execute(select(store.outcomes.c.task_id, store.outcomes.c.map_index)).all()
         assert rows == [("export", -1)]
@@ -73,7 +73,7 @@ def test_a_version_2_database_gets_the_calendar_column_and_keeps_its_data_sets(e
                 "VALUES ('titles', 'flux_titles', 1, 4, 2, '2026-11-27 00:00:00')"
             )
         )
-    assert migrations.upgrade(engine) == 4
+    assert migrations.upgrade(engine) == migrations.LATEST
     with engine.begin() as conn:
         rows = conn.execute(select(store.throttle.c.dataset, store.throttle.c.calendar)).all()
     assert rows == [("titles", None)]
@@ -90,10 +90,34 @@ def test_a_version_3_database_gets_the_decision_columns_and_keeps_its_outcomes(e
                 "'2026-11-27 00:00:00', 'deadlock', 'deadlocks: retry 1/5 in 2s | victim')"
             )
         )
-    assert migrations.upgrade(engine) == 4
+    assert migrations.upgrade(engine) == migrations.LATEST
     with engine.begin() as conn:
         rows = conn.execute(select(store.outcomes.c.message, store.outcomes.c.rule, store.outcomes.c.action)).all()
     assert rows == [("deadlocks: retry 1/5 in 2s | victim", None, None)]
+
+
+def test_a_version_4_database_gets_the_timing_and_pool_columns_and_keeps_its_rows(engine):
+    assert migrations.upgrade(engine, target=4) == 4
+    assert "first_row" not in {c["name"] for c in inspect(engine).get_columns("flux_task_outcomes")}
+    with engine.begin() as conn:  # a data set and a try recorded before the latency signal
+        conn.execute(
+            text(
+                "INSERT INTO flux_throttle (dataset, pool, low, high, initial, updated_at) "
+                "VALUES ('titles', 'flux_titles', 1, 4, 2, '2026-11-27 00:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO flux_task_outcomes (dag_id, run_id, task_id, map_index, try_number, dataset, state, "
+                "end_date, seconds) VALUES ('flux_t', 'r1', 'export', -1, 1, 'titles', 'success', "
+                "'2026-11-27 00:00:00', 12.5)"
+            )
+        )
+    assert migrations.upgrade(engine) == migrations.LATEST
+    with engine.begin() as conn:
+        throttle = conn.execute(select(store.throttle.c.dataset, store.throttle.c.algorithm, store.throttle.c.rules))
+        tries = conn.execute(select(store.outcomes.c.seconds, store.outcomes.c.first_row, store.outcomes.c.rows_per_s))
+        assert (throttle.all(), tries.all()) == ([("titles", None, None)], [(12.5, None, None)])
 
 
 def test_tables_made_by_create_all_without_a_version_are_version_1(engine):
@@ -102,7 +126,7 @@ def test_tables_made_by_create_all_without_a_version_are_version_1(engine):
         conn.execute(text("DROP TABLE flux_schema"))  # as flux 0.1 left them: tables, no version
     with engine.connect() as conn:
         assert migrations.current_version(conn) == 1
-    assert migrations.upgrade(engine) == 4
+    assert migrations.upgrade(engine) == migrations.LATEST
 
 
 def test_several_upgrades_at_once_all_end_at_the_latest(engine):
