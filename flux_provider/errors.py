@@ -140,6 +140,17 @@ def classify_exception(exc: BaseException) -> ErrorClass:
     return ErrorClass.UNKNOWN
 
 
+def exception_names(exc: BaseException) -> list[str]:
+    """The names a rule's ``exception=`` can give for ``exc``: each class it is an instance of, by name and
+    by dotted path (``OperationalError``, ``pymssql.exceptions.OperationalError``, ``Exception``...)."""
+    names: list[str] = []
+    for cls in type(exc).__mro__[:-1]:  # not object
+        for name in (cls.__name__, f"{cls.__module__}.{cls.__qualname__}"):
+            if name not in names:
+                names.append(name)
+    return names
+
+
 class FluxError(Exception):
     """A classified failure of one step of one data set."""
 
@@ -218,6 +229,7 @@ class ErrorRecord(Record):
                 step=exc.step,
                 server_number=exc.server_number,
                 exit_code=exc.exit_code,
+                extra={"exception": exception_names(exc)},
             )
         error_class = classify_exception(exc)
         return cls(
@@ -226,6 +238,7 @@ class ErrorRecord(Record):
             message=f"{type(exc).__name__}: {exc}"[:2000],
             dataset=dataset,
             step=step,
+            extra={"exception": exception_names(exc)},
         )
 
     def decided(self, recovery: dict) -> ErrorRecord:

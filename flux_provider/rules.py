@@ -19,6 +19,7 @@ class Match:
     exit_code: int | None = None
     message: str | None = None  # a regular expression
     step: str | None = None
+    exception: str | None = None  # an exception type's name or dotted path, the raised one's or a base's
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ def matches(match: Match, record: ErrorRecord) -> bool:
         (match.step, record.step),
     ]
     if any(want is not None and want != got for want, got in checks):
+        return False
+    if match.exception is not None and match.exception not in (record.extra.get("exception") or ()):
         return False
     return match.message is None or re.search(match.message, record.message or "") is not None
 

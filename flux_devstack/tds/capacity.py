@@ -13,7 +13,8 @@ The model, for a batch whose text contains ``pattern`` (usually a table name):
   fault's ``delay_seconds``, the query's hold), still loading the table, then fails with SQL Server
   error ``error_number`` (1205: chosen as deadlock victim; -2: timeout). SQL Server's deadlock monitor
   also picks victims that did work and rolls it back: each victim costs the source. Every victim is
-  recorded in ``flux_victims`` with the seconds it held the table.
+  recorded in ``flux_victims`` with the seconds it held the table, and every batch in ``flux_served``
+  (when it held the table, and whether it was a victim): the source's load over time.
 
 So at or below ``capacity`` queries run a little slower the more run, a little above they queue up,
 far above they fail: what the throttle controller has to find. The count is taken on arrival; a query
@@ -45,11 +46,14 @@ RUNNING_DDL = """CREATE TABLE IF NOT EXISTS flux_running (
 VICTIMS_DDL = """CREATE TABLE IF NOT EXISTS flux_victims (
     pattern TEXT NOT NULL, started REAL NOT NULL, failed REAL NOT NULL, running INTEGER, capacity INTEGER
 )"""
+SERVED_DDL = """CREATE TABLE IF NOT EXISTS flux_served (
+    pattern TEXT NOT NULL, started REAL NOT NULL, ended REAL NOT NULL, victim INTEGER NOT NULL
+)"""
 
 
 def create_tables(db: sqlite3.Connection) -> None:
     """The model's tables, and the columns an older stand-in's ``flux_capacity`` lacks."""
-    for ddl in (CAPACITY_DDL, RUNNING_DDL, VICTIMS_DDL):
+    for ddl in (CAPACITY_DDL, RUNNING_DDL, VICTIMS_DDL, SERVED_DDL):
         db.execute(ddl)
     have = {row[1] for row in db.execute("PRAGMA table_info(flux_capacity)")}
     for name, kind in ADDED_COLUMNS:
@@ -84,8 +88,12 @@ class Admission:
         return self.victim
 
     def leave(self) -> None:
+        ended = time.time()
         for pattern in self.patterns:
             self.db.execute("DELETE FROM flux_running WHERE pattern = ? AND pid = ?", (pattern, os.getpid()))
+            self.db.execute(
+                "INSERT INTO flux_served VALUES (?, ?, ?, ?)", (pattern, self.started, ended, self.victim is not None)
+            )
 
 
 def admit(db: sqlite3.Connection, batch: str, sleep=time.sleep) -> Admission | None:

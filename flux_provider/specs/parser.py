@@ -621,6 +621,7 @@ class _Builder:
                 exit_code=self.number(match_el, "exitCode"),
                 message=message,
                 step=match_el.get("step"),
+                exception=match_el.get("exception"),
             )
             actions = [self.action(action) for action in rule if action.tag != "match"]
             kinds = [a.kind for a in actions]

@@ -1,9 +1,17 @@
-"""``python -m flux_provider.throttle show | pin DATASET SLOTS | set DATASET SLOTS | unpin DATASET``.
+"""``python -m flux_provider.throttle``: show, pin, set, unpin, choose the limit of a data set's pool, or
+adopt any Airflow pool.
 
 Runs where ``airflow pools`` runs (it needs Airflow's metadata database).
 ``pin`` holds the slots until ``unpin`` (the controller enforces it, even outside
 the data set's bounds); ``set`` changes them once and the controller adapts
-from there (within the bounds). Every change is recorded with ``--reason``.
+from there (within the bounds); ``limit`` chooses how the controller adapts it
+(``gradient`` or ``aimd``; the next ``pools sync`` sets a spec's
+``<throttle algorithm=>`` again). Every change is recorded with ``--reason``.
+
+``adopt POOL --min 1 --max 8 --rule 'deadlock: exception=OperationalError'``
+makes any pool adaptive, whatever operators run in it
+(:mod:`flux_provider.throttle.adopted`); ``release POOL`` gives it back. The
+other commands take an adopted pool's name where they take a data set's.
 """
 
 from __future__ import annotations
@@ -14,14 +22,19 @@ import sys
 
 from sqlalchemy import select
 
-from flux_provider.throttle import migrations, store
-from flux_provider.throttle.controller import set_limit
+from flux_provider.throttle import adopted, migrations, store
+from flux_provider.throttle.controller import set_algorithm, set_limit
+from flux_provider.throttle.limits import ALGORITHMS
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flux_provider.throttle", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("show", help="every data set: pool, slots, pin, bounds, last change")
+class Refused(Exception):
+    """A command that cannot be done; its message says why and what to do."""
+
+
+def parser() -> argparse.ArgumentParser:
+    out = argparse.ArgumentParser(prog="python -m flux_provider.throttle", description=__doc__.splitlines()[0])
+    sub = out.add_subparsers(dest="command", required=True)
+    sub.add_parser("show", help="every data set and adopted pool: pool, slots, pin, bounds, last change")
     for name in ("pin", "set"):
         cmd = sub.add_parser(name, help=f"{name} a data set's slots")
         cmd.add_argument("dataset")
@@ -30,49 +43,119 @@ def main(argv: list[str] | None = None) -> int:
     unpin = sub.add_parser("unpin", help="give the data set back to the controller")
     unpin.add_argument("dataset")
     unpin.add_argument("--reason")
-    args = parser.parse_args(argv)
+    limit = sub.add_parser("limit", help="choose how the controller adapts the data set's pool")
+    limit.add_argument("dataset")
+    limit.add_argument("algorithm", choices=sorted(ALGORITHMS))
+    limit.add_argument("--reason")
+    adopt = sub.add_parser("adopt", help="make any Airflow pool adaptive (the controller drives its slots)")
+    adopt.add_argument("pool")
+    adopt.add_argument("--min", type=int, default=1, dest="low")
+    adopt.add_argument("--max", type=int, required=True, dest="high")
+    adopt.add_argument("--algorithm", choices=sorted(ALGORITHMS), default="gradient")
+    adopt.add_argument("--load-classes", nargs="+", help="error classes that count as load (default: the taxonomy's)")
+    adopt.add_argument(
+        "--rule",
+        action="append",
+        default=[],
+        help="CLASS: ATTRIBUTE=VALUE ... (a spec's <match> attributes exception, message, number); repeatable",
+    )
+    release = sub.add_parser("release", help="stop adapting an adopted pool (its slots stay)")
+    release.add_argument("pool")
+    return out
 
+
+def show(session) -> str:
     from airflow.models.pool import Pool
+
+    lines = [f"{'DATA SET':<24}{'POOL':<28}{'SLOTS':>6}{'PINNED':>8}{'BOUNDS':>8}  LAST CHANGE"]
+    for row in session.execute(select(store.throttle).order_by(store.throttle.c.dataset)).mappings():
+        pool = session.execute(select(Pool).where(Pool.pool == row["pool"])).scalar_one_or_none()
+        last = store.last_event(session, row["dataset"])
+        change = f"{last['at']:%Y-%m-%d %H:%M} {last['reason']}" if last else "-"
+        lines.append(
+            f"{row['dataset']:<24}{row['pool']:<28}{pool.slots if pool else '-':>6}"
+            f"{row['pinned'] if row['pinned'] is not None else '-':>8}"
+            f"{row['low']:>4}-{row['high']:<3}  {change}"
+        )
+    return "\n".join(lines)
+
+
+def adopt(session, args, actor: str) -> str:
+    try:
+        done = adopted.adopt(
+            session,
+            args.pool,
+            low=args.low,
+            high=args.high,
+            algorithm=args.algorithm,
+            load_classes=args.load_classes,
+            rules=args.rule,
+            actor=actor,
+        )
+    except KeyError:
+        raise Refused(f"no pool {args.pool!r} (create it first: airflow pools set ...)") from None
+    return (
+        f"{args.pool}: adaptive ({done['algorithm']}) within {args.low}-{args.high}, "
+        f"{done['previous']} -> {done['slots']} slots, {len(done['rules'])} rule(s)"
+    )
+
+
+def release(session, args, actor: str) -> str:
+    try:
+        adopted.release(session, args.pool, actor=actor)
+    except KeyError:
+        raise Refused(f"pool {args.pool!r} is not adopted") from None
+    return f"{args.pool}: released; its slots stay as they are"
+
+
+def limit(session, args, actor: str) -> str:
+    try:
+        set_algorithm(session, args.dataset, args.algorithm, actor=actor, reason=args.reason)
+    except KeyError:
+        raise Refused(unknown(args.dataset)) from None
+    return f"{args.dataset}: the controller adapts it with {args.algorithm}"
+
+
+def change(session, args, actor: str) -> str:
+    try:
+        result = set_limit(
+            session,
+            args.dataset,
+            None if args.command == "unpin" else args.slots,
+            pin=args.command == "pin",
+            actor=actor,
+            reason=args.reason,
+        )
+    except KeyError:
+        raise Refused(unknown(args.dataset)) from None
+    return f"{result['dataset']}: pool {result['pool']} {result['previous']} -> {result['slots']}" + (
+        " (pinned)" if result["pinned"] is not None else ""
+    )
+
+
+COMMANDS = {"adopt": adopt, "release": release, "limit": limit, "pin": change, "set": change, "unpin": change}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     from airflow.settings import engine
     from airflow.utils.session import create_session
 
     migrations.ensure_tables(engine)
-    with create_session() as session:
-        if args.command == "show":
-            print(f"{'DATA SET':<24}{'POOL':<28}{'SLOTS':>6}{'PINNED':>8}{'BOUNDS':>8}  LAST CHANGE")
-            for row in session.execute(select(store.throttle).order_by(store.throttle.c.dataset)).mappings():
-                pool = session.execute(select(Pool).where(Pool.pool == row["pool"])).scalar_one_or_none()
-                last = store.last_event(session, row["dataset"])
-                change = f"{last['at']:%Y-%m-%d %H:%M} {last['reason']}" if last else "-"
-                print(
-                    f"{row['dataset']:<24}{row['pool']:<28}{pool.slots if pool else '-':>6}"
-                    f"{row['pinned'] if row['pinned'] is not None else '-':>8}"
-                    f"{row['low']:>4}-{row['high']:<3}  {change}"
-                )
-            return 0
-        try:
-            slots = None if args.command == "unpin" else args.slots
-            result = set_limit(
-                session,
-                args.dataset,
-                slots,
-                pin=args.command == "pin",
-                actor=f"cli {getpass.getuser()}",
-                reason=args.reason,
-            )
-        except KeyError:
-            print(
-                f"error: no data set {args.dataset!r} (run `python -m flux_provider.specs pools sync`)", file=sys.stderr
-            )
-            return 1
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-    print(
-        f"{result['dataset']}: pool {result['pool']} {result['previous']} -> {result['slots']}"
-        + (" (pinned)" if result["pinned"] is not None else "")
-    )
+    try:
+        with create_session() as session:
+            if args.command == "show":
+                print(show(session))
+                return 0
+            print(COMMANDS[args.command](session, args, f"cli {getpass.getuser()}"))
+    except (Refused, ValueError) as exc:  # create_session rolled back: nothing half-done
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def unknown(dataset: str) -> str:
+    return f"no data set {dataset!r} (run `python -m flux_provider.specs pools sync`)"
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ OpenAPI description is at ``/flux/openapi.json``.
 * ``GET  /flux/api/datasets/{dataset}/timeline``   slots, running, queued, limit changes, errors over time
 * ``GET  /flux/api/datasets/{dataset}/events``     its limit changes, paged
 * ``POST /flux/api/datasets/{dataset}/limit``      ``{"slots": 3, "pin": true, "reason": "..."}``
-                                                  (``slots: null`` unpins; ``pin: false`` sets once)"""
+                                                  (``slots: null`` unpins; ``pin: false`` sets once)
+* ``PUT  /flux/api/pools/{pool}/adaptive``         adopt any Airflow pool: ``{"min": 1, "max": 8, "rules": [...]}``
+* ``DELETE /flux/api/pools/{pool}/adaptive``       stop adapting it (its slots stay)"""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from flux_provider.throttle import migrations, overview, store
+from flux_provider.throttle import adopted, migrations, overview, store
 from flux_provider.throttle.controller import set_limit
 
 app = FastAPI(
@@ -255,3 +257,51 @@ def change_limit(
         raise HTTPException(422, str(exc)) from None
     session.commit()
     return result
+
+
+class PoolAdoption(BaseModel):
+    min: int = Field(1, description="the fewest slots the controller cuts to")
+    max: int = Field(description="the most slots the controller grows to")
+    algorithm: str = Field("gradient", description="gradient (latency, then errors) or aimd (errors)")
+    load_classes: list[str] | None = Field(None, description="error classes that count as load")
+    rules: list[str] = Field(
+        default_factory=list, description="CLASS: ATTRIBUTE=VALUE ... (exception=, message=, number=)"
+    )
+
+
+@app.put("/api/pools/{pool}/adaptive", dependencies=[Depends(_auth_edit())])
+def adopt_pool(
+    pool: str, adoption: PoolAdoption, session: Session, user: Annotated[object, Depends(_user_name())]
+) -> dict:
+    """Make any Airflow pool adaptive: the controller drives its slots from the tries of the tasks in it."""
+    migrations.ensure_tables(session.get_bind())
+    actor = f"user {getattr(user, 'get_name', lambda: 'someone')()}"
+    try:
+        result = adopted.adopt(
+            session,
+            pool,
+            low=adoption.min,
+            high=adoption.max,
+            algorithm=adoption.algorithm,
+            load_classes=adoption.load_classes,
+            rules=adoption.rules,
+            actor=actor,
+        )
+    except KeyError:
+        raise HTTPException(404, f"no pool {pool!r}: create it first") from None
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    session.commit()
+    return result
+
+
+@app.delete("/api/pools/{pool}/adaptive", dependencies=[Depends(_auth_edit())])
+def release_pool(pool: str, session: Session, user: Annotated[object, Depends(_user_name())]) -> dict:
+    """Stop adapting an adopted pool; its slots stay as they are."""
+    migrations.ensure_tables(session.get_bind())
+    try:
+        adopted.release(session, pool, actor=f"user {getattr(user, 'get_name', lambda: 'someone')()}")
+    except KeyError:
+        raise HTTPException(404, f"pool {pool!r} is not adopted") from None
+    session.commit()
+    return {"pool": pool, "adaptive": False}

@@ -35,7 +35,7 @@ from flux_provider import calendars
 from flux_provider.errors import ERROR_XCOM, ErrorClass, ErrorRecord
 from flux_provider.recovery import RetryReason
 from flux_provider.source_timing import TIMING_XCOM, SourceTiming
-from flux_provider.throttle import migrations, store
+from flux_provider.throttle import adopted, migrations, store
 from flux_provider.throttle.limits import AIMD, ALGORITHMS, DEFAULT_LOAD_CLASSES, Sample
 from flux_provider.throttle.tries import KEY, pool_tries
 
@@ -79,7 +79,8 @@ class Controller:
             - LATE  # a try's end date is written before its final state: look back (each try is kept once)
             for row in rows
         }
-        samples = self.collect(session, {row["pool"]: row["dataset"] for row in rows}, since, at) if rows else {}
+        rules = {row["pool"]: adopted.rules_from_json(row["rules"]) for row in rows if row["rules"]}
+        samples = self.collect(session, {row["pool"]: row["dataset"] for row in rows}, since, at, rules) if rows else {}
         changes = []
         for row in rows:
             pool = pools.get(row["pool"])
@@ -157,7 +158,12 @@ class Controller:
 
     # ------------------------------------------------------------------ observations
     def collect(
-        self, session, datasets: dict[str, str], since: dict[str, dt.datetime], until: dt.datetime
+        self,
+        session,
+        datasets: dict[str, str],
+        since: dict[str, dt.datetime],
+        until: dt.datetime,
+        rules: dict[str, list] | None = None,
     ) -> dict[str, list[Sample]]:
         """Tries in the pools of ``datasets`` (pool -> data set) that ended in (since[data set], until], each
         recorded once in ``flux_task_outcomes`` with its own class, message, duration and load; returned per
@@ -199,7 +205,9 @@ class Controller:
             own = current.get(key[:4]) == key[4]
             record = records.get(key[:4]) if own else None
             timing = timings.get(key[:4]) if own else None
-            outcome, sample = self.observe(key, r, datasets[r.pool], record, running.get(r.pool, ()), timing)
+            outcome, sample = self.observe(
+                key, r, datasets[r.pool], record, running.get(r.pool, ()), timing, (rules or {}).get(r.pool)
+            )
             inserts.append(outcome)
             if r.end_date >= recent:
                 samples.setdefault(outcome["dataset"], []).append(sample)
@@ -208,13 +216,20 @@ class Controller:
         return samples
 
     def observe(
-        self, key: tuple, r, dataset: str, record: ErrorRecord | None, running, timing: SourceTiming | None = None
+        self,
+        key: tuple,
+        r,
+        dataset: str,
+        record: ErrorRecord | None,
+        running,
+        timing: SourceTiming | None = None,
+        rules: list | None = None,
     ) -> tuple[dict, Sample]:
         """One ended try: its ``flux_task_outcomes`` row and its sample (class, duration, tries in flight, and
-        the source's time to the first row when the operator recorded it)."""
+        the source's time to the first row when the operator recorded it). ``rules``: an adopted pool's."""
         seconds = (r.end_date - r.start_date).total_seconds()
         failed = r.state in ("failed", "up_for_retry")
-        failure = self.classify(r, record) if failed else None
+        failure = self.classify(r, record, rules) if failed else None
         inflight = max(sum(1 for start, end in running if _overlaps(start, end, r.end_date)), 1)
         outcome = dict(zip(KEY, key))
         outcome.update(
@@ -283,14 +298,17 @@ class Controller:
         return out
 
     @staticmethod
-    def classify(r, record: ErrorRecord | None) -> RetryReason:
+    def classify(r, record: ErrorRecord | None, rules: list | None = None) -> RetryReason:
         """The class, throttleDown factor, rule, decision and message of one failed try: from the reason Airflow
         stored with a retried try (it stays with that try), else from its ``flux_error`` XCom ``record`` (None
-        when the next try cleared it), else ``crash``: the try ended without reaching the rules (killed by a
-        signal or the OOM killer, heartbeat lost)."""
+        when the next try cleared it; an adopted pool's ``rules`` class a stock operator's), else ``crash``: the
+        try ended without reaching the rules (killed by a signal or the OOM killer, heartbeat lost)."""
         reason = RetryReason.from_text(r.retry_reason)
         if reason is not None:
             return reason
+        matched = adopted.classify(rules, record) if rules and record is not None else None
+        if matched is not None:
+            return RetryReason(matched[0], matched[1], None, (record.message or "")[:4000], None)
         if record is not None:
             decision = record.recovery or {}
             factor = decision.get("throttle_down")
@@ -375,6 +393,24 @@ def set_limit(session, dataset: str, slots: int | None, *, pin: bool, actor: str
         "pinned": pinned,
         "previous": old,
     }
+
+
+def set_algorithm(session, dataset: str, algorithm: str, *, actor: str, reason: str | None = None) -> None:
+    """Choose the limit the controller adapts the data set's pool with (it starts from the current slots)."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"no limit {algorithm!r}: choose one of {', '.join(sorted(ALGORITHMS))}")
+    updated = session.execute(
+        store.throttle.update()
+        .where(store.throttle.c.dataset == dataset)
+        .values(algorithm=algorithm, updated_at=store.now())
+    )
+    if updated.rowcount == 0:
+        raise KeyError(dataset)
+    last = store.last_event(session, dataset)
+    slots = last["new"] if last else None
+    store.record_event(
+        session, dataset, slots, slots, f"limit {algorithm} by {actor}" + (f": {reason}" if reason else ""), actor
+    )
 
 
 # ------------------------------------------------------------------ the scheduler-side thread

@@ -1,4 +1,5 @@
-"""Starts the throttle controller inside the scheduler (Airflow listener, ``on_starting``).
+"""The plugin's listener: starts the throttle controller inside the scheduler (``on_starting``), and records
+the exception of a failed try of a task that is not flux's (``on_task_instance_failed``) for the controller.
 
 ``on_starting`` fires for every Job (scheduler, triggerer, dag-processor) before
 its type is set, so the check waits until the Job is set up and starts the
@@ -30,3 +31,24 @@ def on_starting(component) -> None:
             start_in_background()
 
     threading.Thread(target=start_if_scheduler, name="flux-throttle-start", daemon=True).start()
+
+
+@hookimpl
+def on_task_instance_failed(previous_state, task_instance, error) -> None:
+    """In the task's own process (the only one that has the exception): a stock operator's failed try leaves
+    its exception's types and message as the XCom ``flux_error``, which the controller classes by an
+    adopted pool's rules (:mod:`flux_provider.throttle.adopted`). Flux operators record their own."""
+    push = getattr(task_instance, "xcom_push", None)
+    if push is None or not isinstance(error, BaseException):
+        return  # the scheduler's call for a try it failed itself: no exception to read
+    from flux_provider.errors import ERROR_XCOM, ErrorRecord
+    from flux_provider.operators.base import FluxOperator
+
+    if isinstance(getattr(task_instance, "task", None), FluxOperator):
+        return
+    try:
+        push(key=ERROR_XCOM, value=ErrorRecord.of(error).to_json())
+    except Exception as exc:  # recording must never hide the task's own failure
+        import logging
+
+        logging.getLogger(__name__).warning("flux: could not record the failed try's exception: %s", exc)

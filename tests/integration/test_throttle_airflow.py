@@ -341,3 +341,65 @@ def test_the_cli_pins_sets_and_unpins_with_a_record(stack, airflow_client, uniqu
     assert re.search(rf"{dataset}\s+flux_{dataset}\s+3\s+-\s+1-4\s+\S+ \S+ set to 3 by cli", shown), shown
     by_cli = [e["reason"].split(" by ")[0] for e in events(stack, dataset) if e["actor"].startswith("cli")]
     assert by_cli == ["pinned to 0", "unpinned", "set to 3"]  # (the controller may lift 0 to the minimum between)
+
+
+def test_an_adopted_pool_of_stock_operators_is_cut_and_grown_by_the_controller(stack, airflow_client):
+    """dags/stock_reports.py: eight SQLExecuteQueryOperator tasks, nothing of flux's, in the pool stock_reports,
+    adopted through the API. Above the source's capacity of 2 queries, pymssql raises the stand-in's deadlock
+    victims (1205, after half their work); the pool's rule classes them, the controller cuts the pool; once the
+    source has room, clean runs grow it back."""
+    admin = client_as(stack, "admin")
+    seed_table(
+        stack,
+        "report_src",
+        rows=[(i, f"row {i}") for i in range(80)],
+        ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, txt NVARCHAR(40))",
+    )
+    db = stack.env()["FLUX_MSSQL_DB"]
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM flux_faults WHERE pattern = 'report_src'")
+        conn.execute(
+            "INSERT OR REPLACE INTO flux_capacity (pattern, capacity, slowdown_seconds, fail_excess, "
+            "victim_after) VALUES ('report_src', 2, 0, 1, 0.5)"
+        )
+    inject_fault(stack, "report_src", remaining=-1, delay_seconds=4)  # each query holds the table 4 s
+    airflow_client.request("DELETE", "/pools/stock_reports")
+    airflow_client.request("POST", "/pools", json={"name": "stock_reports", "slots": 8})
+    rule = 'deadlock: exception=OperationalError message="(?i)deadlock victim"'
+    body = {"min": 1, "max": 8, "rules": [rule]}
+    assert client_as(stack, "viewer").put("/flux/api/pools/stock_reports/adaptive", json=body).status_code == 403
+    bad = admin.put("/flux/api/pools/stock_reports/adaptive", json={**body, "rules": ["slow: message=x"]})
+    assert bad.status_code == 422 and "start with an error class" in bad.text
+    adopted = admin.put("/flux/api/pools/stock_reports/adaptive", json=body)
+    assert adopted.status_code == 200, adopted.text
+    pool = lambda: airflow_client.request("GET", "/pools/stock_reports").json()["slots"]  # noqa: E731
+    try:
+        before = dt.datetime.now(dt.timezone.utc)
+        airflow_client.run_dag("stock_reports", timeout=300)
+        deadline = time.monotonic() + PERIOD * 4
+        while pool() >= 8 and time.monotonic() < deadline:
+            time.sleep(2)
+        cut = pool()
+        assert cut < 8, events(stack, "stock_reports")
+        with stack_db(stack).connect() as conn:
+            failed = conn.execute(
+                select(store.outcomes.c.error_class, store.outcomes.c.rule).where(
+                    and_(store.outcomes.c.dag_id == "stock_reports", store.outcomes.c.state != "success")
+                )
+            ).all()
+        assert failed and set(failed) == {("deadlock", rule)}  # every victim classed by the pool's rule
+        history = [e for e in events(stack, "stock_reports") if e["at"].replace(tzinfo=dt.timezone.utc) >= before]
+        assert any("deadlock" in e["reason"] for e in history), history
+
+        with sqlite3.connect(db) as conn:  # the source has room now
+            conn.execute("UPDATE flux_capacity SET capacity = 16 WHERE pattern = 'report_src'")
+        deadline = time.monotonic() + 240
+        while pool() <= cut and time.monotonic() < deadline:
+            assert airflow_client.run_dag("stock_reports", timeout=300).state == "success"
+        assert pool() > cut, events(stack, "stock_reports")
+    finally:
+        assert admin.delete("/flux/api/pools/stock_reports/adaptive").status_code == 200
+        airflow_client.request("DELETE", "/pools/stock_reports")
+        with sqlite3.connect(db) as conn:
+            conn.execute("DELETE FROM flux_capacity WHERE pattern = 'report_src'")
+            conn.execute("DELETE FROM flux_faults WHERE pattern = 'report_src'")

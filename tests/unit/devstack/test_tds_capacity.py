@@ -110,6 +110,8 @@ def test_a_victim_does_part_of_its_work_before_it_fails_and_is_recorded(server):
     assert isinstance(second, pymssql.Error) and second.args[0] == 1205
     [(held, running, capacity)] = run(port, "SELECT failed - started, running, capacity FROM flux_victims")
     assert 0.9 <= held < 2.0 and (running, capacity) == (2, 1)
+    served = run(port, "SELECT victim, ended - started FROM flux_served ORDER BY started")
+    assert [victim for victim, _ in served] == [0, 1] and served[0][1] >= 2.0  # the load the source carried
 
 
 def test_latency_grows_with_the_load_below_the_capacity_too(server):

@@ -246,3 +246,80 @@ def test_the_gradient_limit_cuts_on_the_exports_time_to_first_row_before_anythin
             select(store.outcomes.c.run_id, store.outcomes.c.first_row, store.outcomes.c.rows_per_s)
         ).all()
     assert sorted(set(recorded)) == [("manual__1", 2.0, 100.0), ("manual__1", 2.1, 100.0), ("manual__2", 6.0, 100.0)]
+
+
+def test_an_adopted_pool_of_stock_operators_is_cut_by_its_rules_and_grown_when_they_pass(engine):
+    """A pool no spec made, with SQLExecuteQueryOperator tries in it: their exceptions (the XCom the plugin's
+    listener leaves) are classed by the pool's rules; a deadlock is load and cuts it, a data error is not."""
+    import pymssql
+    from airflow.models.pool import Pool
+    from airflow.models.xcom import XComModel
+
+    from flux_provider.errors import ERROR_XCOM
+    from flux_provider.throttle import adopted
+
+    with engine.begin() as conn:
+        conn.execute(Pool.__table__.insert(), [{"pool": "warehouse", "slots": 6, "include_deferred": False}])
+    with Session(engine) as session:
+        done = adopted.adopt(
+            session,
+            "warehouse",
+            low=1,
+            high=6,
+            algorithm="aimd",
+            rules=['deadlock: exception=OperationalError message="(?i)deadlock victim"'],
+            actor="test",
+        )
+        session.commit()
+    assert (done["slots"], done["rules"]) == (6, ['deadlock: exception=OperationalError message="(?i)deadlock victim"'])
+    stock = {"pool": "warehouse", "operator": "SQLExecuteQueryOperator", "dag_id": "reports"}
+    tries(engine, "reports", *[{**stock, "state": "failed"}] * 3, *[{**stock}] * 3)
+    victim = pymssql.exceptions.OperationalError(1205, b"Transaction was chosen as the deadlock victim.")
+    with engine.begin() as conn:
+        conn.execute(
+            XComModel.__table__.insert(),
+            [
+                dict(
+                    dag_run_id=1,
+                    task_id=f"export_upload_{n}",
+                    map_index=-1,
+                    key=ERROR_XCOM,
+                    dag_id="reports",
+                    run_id="manual__1",
+                    value=XComModel.serialize_value(ErrorRecord.of(victim).to_json()),
+                    timestamp=AT,
+                )
+                for n in range(3)
+            ],
+        )
+    [(name, old, new, reason)] = period(engine, Controller(period=60.0, holder="test"))
+    assert (name, old, new) == ("warehouse", 6, 3) and "deadlock x3" in reason
+    with engine.connect() as conn:
+        classes = conn.execute(
+            select(store.outcomes.c.error_class, store.outcomes.c.rule).where(store.outcomes.c.state == "failed")
+        ).all()
+    assert set(classes) == {("deadlock", 'deadlock: exception=OperationalError message="(?i)deadlock victim"')}
+
+
+def test_pool_rules_are_read_as_a_specs_match_attributes_and_bad_ones_are_refused():
+    from flux_provider.throttle.adopted import PoolRule, RuleError, classify
+
+    rule = PoolRule.parse('timeout: exception=requests.exceptions.Timeout message="read timed out"')
+    record = ErrorRecord(
+        error_class="unknown",
+        message="ReadTimeout: read timed out",
+        extra={
+            "exception": ["ReadTimeout", "requests.exceptions.ReadTimeout", "Timeout", "requests.exceptions.Timeout"]
+        },
+    )
+    assert classify([rule], record) == ("timeout", rule.text)
+    assert classify([rule], ErrorRecord(message="read timed out")) is None  # not that exception type
+    for bad, says in [
+        ("slow: message=x", "start with an error class"),
+        ("timeout: exit_code=3", "not one of exception, message, number"),
+        ("timeout: message=(", "not a regular expression"),
+        ("timeout:", "matches every error"),
+        ("deadlock: number=x", "not an integer"),
+    ]:
+        with pytest.raises(RuleError, match=says):
+            PoolRule.parse(bad)
