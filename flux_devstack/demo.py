@@ -15,10 +15,12 @@
    uploaded, in staging, written to the target; partitions; duration; pool
    slots; reconciled?) and where to look;
 4. viewing_sessions is split (``<split column="session_id" parts="8"/>``) over a
-   source table of capacity 3 (``flux_capacity``: a 4th query at once slows
-   down, a 5th is a deadlock victim): the demo prints each part (rows, tries,
-   when it ran) beside the pool's slots over the run, as the throttle controller
-   set them.
+   source table of capacity 3 (``flux_capacity``: each query holds the table
+   6 s, more the more run beside it; a 4th at once waits longer, a 5th is a
+   deadlock victim after half its work). Its pool starts at 6 slots, above
+   that capacity: the demo prints each part (rows, tries, when it ran) beside
+   the pool's slots over the run as the throttle controller set them, and what
+   made it stop: the source's latency or its errors.
 
 Exit code 0 only if every run succeeded and reconciled (export rows = upload
 rows = staging rows, which the transform also checked against the manifest).
@@ -36,15 +38,16 @@ from pathlib import Path
 
 from flux_devstack.airflow_api import AirflowClient
 from flux_devstack.sample_data import generate
-from flux_devstack.tds.capacity import CAPACITY_DDL
+from flux_devstack.tds.capacity import create_tables
 from flux_provider.run_report import EXPORT_UPLOAD, stage_rows, stage_times
 
 DIMENSIONS = ("titles", "subscribers")
 FACTS = ("viewing_sessions", "ad_impressions")
 #: The dimensions each fact waits for (its spec's <after>): the day's partition of each.
 AFTER = {"viewing_sessions": ("titles", "subscribers"), "ad_impressions": ("subscribers",)}
-#: The split fact's source table and its capacity in the stand-in (queries at full speed at once).
-SPLIT_FACT, SPLIT_CAPACITY = "viewing_sessions", 3
+#: The split fact's source table, its capacity in the stand-in (queries at full speed at once), the seconds
+#: each query holds it, and the slots its pool starts the demo with (above the capacity).
+SPLIT_FACT, SPLIT_CAPACITY, SPLIT_HOLD, SPLIT_START = "viewing_sessions", 3, 6.0, 6
 
 
 @dataclass
@@ -168,23 +171,45 @@ def _outcome(client: AirflowClient, dataset: str, dag_id: str, run: dict) -> Out
     return out
 
 
-def limit_capacity(db: Path, table: str, capacity: int) -> None:
-    """The stand-in's capacity model on ``table`` (:mod:`flux_devstack.tds.capacity`)."""
+def limit_capacity(db: Path, table: str, capacity: int, hold: float) -> None:
+    """The stand-in's capacity model on ``table`` (:mod:`flux_devstack.tds.capacity`), each query holding it
+    ``hold`` seconds: latency grows with the load, victims do half their work before they fail."""
     with sqlite3.connect(db) as conn:
-        conn.execute(CAPACITY_DDL)
+        create_tables(conn)
         conn.execute(
-            "INSERT OR REPLACE INTO flux_capacity (pattern, capacity, slowdown_seconds, fail_excess) "
-            "VALUES (?, ?, 0.5, 2)",
+            "INSERT OR REPLACE INTO flux_capacity (pattern, capacity, slowdown_seconds, fail_excess, error_number, "
+            "load_seconds, victim_after) VALUES (?, ?, 2.5, 2, 1205, 0.3, 0.5)",
             (table, capacity),
         )
+        conn.execute("DELETE FROM flux_faults WHERE pattern = ?", (table,))
+        conn.execute(
+            "INSERT INTO flux_faults (pattern, error_number, remaining, delay_seconds) VALUES (?, NULL, -1, ?)",
+            (table, hold),
+        )
+
+
+def stopped_by(changes: list[dict]) -> str | None:
+    """What made the controller cut the pool during a run: ``latency``, ``errors``, or None (no cut)."""
+    cuts = [e for e in changes if e["actor"] == "controller" and e["old"] is not None and e["new"] < e["old"]]
+    if not cuts:
+        return None
+    return "latency" if any(e["reason"].startswith("latency") for e in cuts) else "errors"
 
 
 def run_demo(env: dict[str, str], rows: int, *, dags_prefix: str = "flux_", timeout: float = 900) -> list[Outcome]:
     counts = generate(Path(env["FLUX_MSSQL_DB"]), rows)
     print("sample source: " + ", ".join(f"dbo.{k} {v} rows" for k, v in counts.items()))
-    limit_capacity(Path(env["FLUX_MSSQL_DB"]), SPLIT_FACT, SPLIT_CAPACITY)
-    print(f"dbo.{SPLIT_FACT} answers {SPLIT_CAPACITY} queries at once at full speed (the stand-in's capacity model)")
+    limit_capacity(Path(env["FLUX_MSSQL_DB"]), SPLIT_FACT, SPLIT_CAPACITY, SPLIT_HOLD)
     client = AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])
+    client.plugin(
+        "POST",
+        f"/flux/api/datasets/{SPLIT_FACT}/limit",
+        json={"slots": SPLIT_START, "pin": False, "reason": "the demo starts it above the source's capacity"},
+    )
+    print(
+        f"dbo.{SPLIT_FACT} answers {SPLIT_CAPACITY} queries at once at full speed, each holding it "
+        f"{SPLIT_HOLD:.0f} s (the stand-in's capacity model); its pool starts at {SPLIT_START} slots"
+    )
     first, *later = DIMENSIONS  # titles writes its day first; the others are held until it has
     for name in DIMENSIONS + FACTS:
         client.wait_for_dag(dags_prefix + name)
@@ -292,6 +317,17 @@ def _parts_table(o: Outcome) -> str:
         lines.append("pool slots during the run (throttle controller):")
         for e in o.slot_changes:
             lines.append(f"  {offset(e['at']):>8}  {e['old']} -> {e['new']}  {e['actor']}: {e['reason']}")
+        why = stopped_by(o.slot_changes)
+        lines.append(
+            f"the pool came down to {o.slots} slots for a source of capacity {SPLIT_CAPACITY}: "
+            + (
+                "the source's latency stopped it, before queries failed"
+                if why == "latency"
+                else "the source's errors (deadlock victims) stopped it"
+            )
+            if why
+            else f"the controller made no cut during the run: {o.slots} slots"
+        )
     else:
         lines.append(f"pool slots during the run: {o.slots}, unchanged (no load errors, not saturated long enough)")
     return "\n".join(lines)

@@ -414,6 +414,8 @@ def test_the_chart_plots_the_apis_points_and_the_errors_link_to_the_log(stack, f
     assert sum(bars[1]) == sum(api["errors"]["classes"]["deadlock"]) >= 1
     labels = browser.execute_script("return window.flux.charts.slots.series.map(s => s.label)")
     assert labels == ["time", "slots", "running", "queued"]
+    note = browser.find_element(By.CSS_SELECTOR, "[data-role=cut-note]").text  # beside the chart: a cut's overshoot
+    assert "running" in note and "above slots" in note
     ticks = browser.execute_script("return window.flux.charts.slots.axes.map(a => a._values)")
     assert all(re.search(r"\d(:\d\d|am|pm)", str(label)) for label in ticks[0]), ticks[0]  # times of day
     assert len(ticks[0]) >= 4 and len(ticks[1]) >= 2  # a labelled time axis and a value axis

@@ -202,6 +202,8 @@ function renderDetail({d, t}) {
       .map(w => `${when(new Date(w.start * 1000).toISOString())}–${when(new Date(w.end * 1000).toISOString())}${w.reason ? " " + esc(w.reason) : ""}`)
       .join(", ")})</div>` : ""}
     <div class="chart" id="slots-chart"><div class="tip" id="tip"></div></div>
+    <div class="muted" data-role="cut-note">A cut never stops a running task: for a while after one, running
+      can be above slots, until enough tasks end; the pool admits no new task until then.</div>
     <h2>Errors by class</h2>
     <div class="chart" id="errors-chart"></div>
     <h2>Limit changes</h2>
