@@ -7,8 +7,8 @@ Hive, the SQL Server stand-in) with the bundle ``benchmarks/dags``, whose data
 set ``bench_capacity`` exports ``dbo.bench_src`` as 72 key ranges (one freebcp
 query and one task each) in its pool. The stand-in's capacity model
 (:mod:`flux_devstack.tds.capacity`) is what a loaded SQL Server does: every
-query holds the table ``--hold`` seconds before its first row, plus 0.3 s per
-other query running there and 2.5 s per query above the capacity; from two
+query holds the table ``--hold`` seconds before its first row, plus up to 1.5 s
+as the table's use grows to its capacity and 4 s per query above it; from two
 above it, a query is a deadlock victim *after half its work* (it loaded the
 source for nothing, and its try retries after 3 s). The capacity follows
 ``--capacities`` for ``--phase`` seconds each from the moment the run starts.
@@ -107,7 +107,7 @@ def prepare_source(env: dict, hold: float, first_capacity: int) -> None:
 def set_capacity(conn: sqlite3.Connection, capacity: int) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO flux_capacity (pattern, capacity, slowdown_seconds, fail_excess, error_number, "
-        "load_seconds, victim_after) VALUES (?, ?, 2.5, 2, 1205, 0.3, 0.5)",
+        "load_seconds, victim_after) VALUES (?, ?, 4.0, 2, 1205, 1.5, 0.5)",
         (PATTERN, capacity),
     )
 
@@ -266,7 +266,7 @@ def plot(rows: list[dict], capacities: list[int], phase: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hold", type=float, default=10, help="seconds each query holds the table")
+    parser.add_argument("--hold", type=float, default=8, help="seconds each query holds the table")
     parser.add_argument("--phase", type=float, default=60, help="seconds each capacity lasts")
     parser.add_argument("--capacities", default="4,2,6")
     parser.add_argument("--configs", default="static 1,static C,static 3C,aimd,gradient")

@@ -14,7 +14,11 @@ periods grow it back, within the bounds given at adoption::
 The same through the API: ``PUT /flux/api/pools/stock_reports/adaptive`` with
 ``{"min": 1, "max": 8, "rules": [...]}``. Nothing in this file knows about flux:
 the plugin's listener records each failed try's exception and the controller
-classes it by the pool's rules (:mod:`flux_provider.throttle.adopted`).
+classes it by the pool's rules (:mod:`flux_provider.throttle.adopted`). The
+retry delay is longer than the controller's period (``[flux] throttle_period``,
+10 s on the local stack): Airflow clears a try's XComs when the next try starts,
+and a failure the controller did not see in time counts as ``crash`` (it
+neither cuts nor grows the pool).
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ with DAG(
     max_active_tasks=16,
     tags=["example", "adaptive pool"],
     doc_md=__doc__,
-    default_args={"retries": 6, "retry_delay": timedelta(seconds=3)},
+    # longer than the controller's period: Airflow clears a try's XComs when the next try starts
+    default_args={"retries": 6, "retry_delay": timedelta(seconds=15)},
 ):
     SQLExecuteQueryOperator.partial(
         task_id="report", conn_id="mssql_default", pool="stock_reports", show_return_value_in_logs=False

@@ -16,8 +16,8 @@
    slots; reconciled?) and where to look;
 4. viewing_sessions is split (``<split column="session_id" parts="8"/>``) over a
    source table of capacity 3 (``flux_capacity``: each query holds the table
-   6 s, more the more run beside it; a 4th at once waits longer, a 5th is a
-   deadlock victim after half its work). Its pool starts at 6 slots, above
+   6 s, up to 1.5 s more as its use grows; a 4th at once waits 4 s longer, a
+   5th is a deadlock victim after half its work). Its pool starts at 6 slots, above
    that capacity: the demo prints each part (rows, tries, when it ran) beside
    the pool's slots over the run as the throttle controller set them, and what
    made it stop: the source's latency or its errors.
@@ -178,7 +178,7 @@ def limit_capacity(db: Path, table: str, capacity: int, hold: float) -> None:
         create_tables(conn)
         conn.execute(
             "INSERT OR REPLACE INTO flux_capacity (pattern, capacity, slowdown_seconds, fail_excess, error_number, "
-            "load_seconds, victim_after) VALUES (?, ?, 2.5, 2, 1205, 0.3, 0.5)",
+            "load_seconds, victim_after) VALUES (?, ?, 4.0, 2, 1205, 1.5, 0.5)",
             (table, capacity),
         )
         conn.execute("DELETE FROM flux_faults WHERE pattern = ?", (table,))

@@ -7,8 +7,8 @@ The model, for a batch whose text contains ``pattern`` (usually a table name):
 * the batch counts as running on ``pattern`` from the moment it arrives until its answer is sent
   (``flux_running``, shared by every connection process through the SQLite file);
 * with ``n`` batches running there (itself included) it first waits
-  ``load_seconds * (n - 1) + slowdown_seconds * max(0, n - capacity)``: latency grows with the load, and
-  steeply above the capacity;
+  ``load_seconds * (n - 1) / capacity + slowdown_seconds * max(0, n - capacity)``: latency grows with the
+  table's use (``load_seconds`` more at full use), and steeply above the capacity;
 * at ``n - capacity >= fail_excess`` it is a victim: it does ``victim_after`` of its work (a share of the
   fault's ``delay_seconds``, the query's hold), still loading the table, then fails with SQL Server
   error ``error_number`` (1205: chosen as deadlock victim; -2: timeout). SQL Server's deadlock monitor
@@ -35,7 +35,7 @@ CAPACITY_DDL = """CREATE TABLE IF NOT EXISTS flux_capacity (
     slowdown_seconds REAL DEFAULT 1.0,  -- extra wait per batch above capacity, per batch above it
     fail_excess INTEGER DEFAULT 2,  -- from this many batches above capacity, a batch is a victim
     error_number INTEGER DEFAULT 1205,  -- with this SQL Server error (1205 deadlock victim, -2 timeout)
-    load_seconds REAL DEFAULT 0,    -- extra wait per other batch running on the table, at any load
+    load_seconds REAL DEFAULT 0,    -- extra wait at full use: load_seconds * (batches - 1) / capacity
     victim_after REAL DEFAULT 0     -- share of its work (the fault's delay) a victim does before it fails
 )"""
 #: Columns added to ``flux_capacity`` after it first shipped: (name, type and default).
@@ -120,7 +120,8 @@ def admit(db: sqlite3.Connection, batch: str, sleep=time.sleep) -> Admission | N
         if excess >= (fail_excess if fail_excess is not None else 2) and excess > 0 and admission.victim is None:
             admission.victim = Overloaded(error_number if error_number is not None else 1205, running, capacity)
             admission.victim_after, admission.victim_pattern = float(victim_after or 0), pattern
-        wait = max(wait, (load or 0.0) * (running - 1) + (slowdown if slowdown is not None else 1.0) * max(excess, 0))
+        use = (load or 0.0) * (running - 1) / max(capacity, 1)
+        wait = max(wait, use + (slowdown if slowdown is not None else 1.0) * max(excess, 0))
     if admission.victim is not None and not admission.victim_after:
         raise admission.fail()
     if wait:

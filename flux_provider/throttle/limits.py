@@ -21,7 +21,8 @@ many were in flight) and answers the new limit, always within ``[low, high]``.
   against the baseline, the lowest latency of the recent periods. At
   ``tolerance`` times the baseline the source is queueing: the limit steps
   down (by one, or by ``tolerance / ratio`` when far above) and remembers the
-  level as a ceiling; near the baseline it grows by half, in between by one.
+  level as a ceiling; near the baseline it grows by half (two at most), in
+  between by one.
   Only tries that started under the current limit are judged, so a change is
   never judged on tries that ran before it (the idea of Netflix's
   concurrency-limits Gradient2 and Vegas, at the pace of a controller period).
@@ -279,8 +280,8 @@ class Gradient(AIMD):
                 return Decision(self.value, f"{seen}: holding below {self.ceiling}, where latency rose")
             self._quiet = 0
             return self._grow(self.value + 1, f"{seen}: probing {self.ceiling} again")
-        if ratio < self.grow_below:
-            target = math.ceil(self.value * self.growth)
+        if ratio < self.grow_below:  # by half, two at most: half of a large pool overshoots the capacity near it
+            target = min(math.ceil(self.value * self.growth), self.value + 2)
             if self.ceiling is not None:
                 target = min(target, self.ceiling - 1)
             return self._grow(target, seen)

@@ -2,16 +2,19 @@
 source table of capacity 3 that drops to 1 and returns to 3 (the stand-in's capacity model, each query held
 12 s), while another data set on a healthy table runs beside it.
 
-What is checked, from Airflow's and the controller's own records: the pool comes down to the capacity within
-3 controller periods of the first overload, shrinks after the drop, grows back after the recovery, never
-admits more task instances than its slots at that moment, every run loads every row exactly, and the
-healthy data set's pool is never cut.
+What is checked, from Airflow's and the controller's own records: with AIMD, the pool comes down to the
+capacity within 3 controller periods of the first overload, shrinks after the drop, never admits more task
+instances than its slots at that moment, every run loads every row exactly, and the healthy data set's pool
+is never cut. Then the same drop under each limit, on the stand-in's load model (latency grows with the
+table's use, victims do half their work first): the gradient limit follows it within 3 periods with fewer
+deadlock victims than AIMD, counted by the stand-in itself.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -144,15 +147,6 @@ def test_the_pool_finds_the_sources_capacity_follows_it_down_and_grows_back(stac
     settled = mean_in_effect(changes, cut, restored, 8)
     assert 1 <= settled < 3, (settled, changes)
 
-    # back to 3: quiet runs let it grow again
-    set_capacity(stack, 3)
-    for _ in range(4):
-        runs.append(run(airflow_client))
-        if slots(airflow_client, DATASET) >= 4:
-            break
-    changes = history(stack, began)
-    assert any(at > restored and new >= 4 for at, new in changes), changes
-
     # never more task instances at once than the slots in effect, across every run
     every_change = [e for e in events(stack, DATASET) if e["at"].replace(tzinfo=dt.timezone.utc) >= began]
     for run_id in runs:
@@ -169,3 +163,73 @@ def test_the_pool_finds_the_sources_capacity_follows_it_down_and_grows_back(stac
         if e["at"].replace(tzinfo=dt.timezone.utc) >= began and e["new"] is not None and e["new"] < healthy_before
     ]
     assert not cuts and slots(airflow_client, HEALTHY) >= healthy_before
+
+
+def throttle(stack, *args: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]}
+    done = subprocess.run([sys.executable, "-m", "flux_provider.throttle", *args], env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr
+
+
+def loaded_model(stack, capacity: int) -> None:
+    """The stand-in's load model: up to 1.5 s more per query as the table's use grows, 4 s per query above the
+    capacity, victims from two above after half their work."""
+    with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO flux_capacity (pattern, capacity, slowdown_seconds, fail_excess, error_number, "
+            "load_seconds, victim_after) VALUES ('cap_src', ?, 4.0, 2, 1205, 1.5, 0.5)",
+            (capacity,),
+        )
+
+
+def drop_under(stack, airflow_client, algorithm: str) -> dict:
+    """One run from 3 slots on a table of capacity 3 that drops to 1 once the first queries were served: the
+    victims the stand-in recorded, and the seconds from the drop to the controller's first cut to 2 or less."""
+    throttle(stack, "limit", DATASET, algorithm)
+    throttle(stack, "unpin", DATASET)
+    throttle(stack, "set", DATASET, "3")
+    loaded_model(stack, 3)
+    db = stack.env()["FLUX_MSSQL_DB"]
+    began = dt.datetime.now(dt.timezone.utc)
+    run_id = airflow_client.trigger(DAG_ID)
+    served = 0
+    while served < 4:  # the source served a few parts at its capacity: now it gets worse
+        with sqlite3.connect(db) as conn:
+            served = conn.execute(
+                "SELECT COUNT(*) FROM flux_served WHERE pattern = 'cap_src' AND NOT victim AND started >= ?",
+                (began.timestamp(),),
+            ).fetchone()[0]
+        time.sleep(1)
+    loaded_model(stack, 1)
+    dropped = dt.datetime.now(dt.timezone.utc)
+    result = airflow_client.wait_for_run(DAG_ID, run_id, timeout=900)
+    assert result.state == "success", result.task_states
+    with sqlite3.connect(db) as conn:
+        victims = conn.execute(
+            "SELECT COUNT(*) FROM flux_victims WHERE pattern = 'cap_src' AND started >= ?", (began.timestamp(),)
+        ).fetchone()[0]
+    cut = first_cut(history(stack, dropped), dropped, 2)
+    tis = airflow_client.request("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", params={"limit": 100}).json()[
+        "task_instances"
+    ]
+    concurrency_ok([t for t in tis if t["task_id"] == "export_upload"], events(stack, DATASET), 3)
+    assert sorted(records("SELECT id FROM flux_tests.split_capacity")) == [(i,) for i in range(1, ROWS + 1)]
+    return {"victims": victims, "cut_after": (cut - dropped).total_seconds() if cut else None}
+
+
+def test_the_gradient_limit_follows_a_drop_with_fewer_victims_than_aimd(stack, airflow_client, source):
+    with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
+        conn.execute("UPDATE flux_faults SET delay_seconds = 6 WHERE pattern = 'cap_src'")
+    try:
+        aimd = drop_under(stack, airflow_client, "aimd")
+        gradient = drop_under(stack, airflow_client, "gradient")
+    finally:
+        throttle(stack, "limit", DATASET, "aimd")
+        with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
+            conn.execute("UPDATE flux_faults SET delay_seconds = ? WHERE pattern = 'cap_src'", (QUERY_SECONDS,))
+    assert gradient["cut_after"] is not None and gradient["cut_after"] <= 3 * PERIOD + 5, (gradient, aimd)
+    assert gradient["victims"] < aimd["victims"], (gradient, aimd)

@@ -118,11 +118,11 @@ def test_latency_grows_with_the_load_below_the_capacity_too(server):
     port, _ = server
     run(
         port,
-        "INSERT INTO flux_capacity (pattern, capacity, slowdown_seconds, load_seconds) VALUES ('cap_src', 5, 0, 1.2)",
+        "INSERT INTO flux_capacity (pattern, capacity, slowdown_seconds, load_seconds) VALUES ('cap_src', 2, 0, 2.4)",
     )
     run(port, "INSERT INTO flux_faults (pattern, remaining, delay_seconds) VALUES ('cap_src', -1, 1)")
     started = time.monotonic()
     assert concurrently(port, "SELECT id FROM dbo.cap_src", 2, stagger=0.3) == [[(1,)], [(1,)]]
-    # the second waited 1.2 s for the one running beside it, then its own 1 s
+    # the second waited 2.4 x 1/2 = 1.2 s for the one beside it (half the table's use), then its own 1 s
     assert time.monotonic() - started >= 0.3 + 1.2 + 1
     assert run(port, "SELECT COUNT(*) FROM flux_victims") == [(0,)]
