@@ -68,6 +68,8 @@ class FirstRow:
                 self.seen()
         now = self.clock()
         seconds = now - self.started if self.started is not None else None
+        if rows == 0:  # the pipe also turns readable at its end: an empty result has no first row
+            self.first = None
         return SourceTiming(
             first_row=round(self.first - self.started, 3) if self.first is not None else None,
             seconds=round(seconds, 3) if seconds is not None else None,

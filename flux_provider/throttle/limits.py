@@ -204,7 +204,7 @@ class Gradient(AIMD):
     """AIMD's response to load failures, and before them the source's latency against its baseline."""
 
     tolerance: float = 1.5  # latency at this multiple of the baseline: the source queues, step down
-    grow_below: float = 1.15  # latency within this multiple of the baseline: the source is idle, grow by half
+    grow_below: float = 1.1  # latency within this multiple of the baseline: the source is idle, grow by half
     window: int = 30  # periods after which a baseline may be re-learned at the same or a lower load
     baseline: float | None = None
     baseline_inflight: int = 0  # the load the baseline was measured at
@@ -226,7 +226,7 @@ class Gradient(AIMD):
         only when measured at the same or a lower load: under steady load latency is what the load makes
         it, not what the source does alone (a query that got slower is re-learned once the limit is low)."""
         self._age += 1
-        clean = [s for s in samples if not s.failed]
+        clean = timed([s for s in samples if not s.failed])
         if not clean:
             return
         low = min(clean, key=lambda s: (s.source_latency, s.inflight))
@@ -254,7 +254,7 @@ class Gradient(AIMD):
         crashed = [s for s in samples if s.failed and s.error_class == "crash"]
         if crashed:
             return Decision(self.value, f"{len(crashed)} tries crashed (killed, out of memory, lost): holding")
-        fresh = [s for s in samples if not s.failed and s.started >= self._last_change]
+        fresh = timed([s for s in samples if not s.failed and s.started >= self._last_change])
         if not fresh or not self.baseline:
             return Decision(self.value, f"no try started under {self.value} slots has ended yet: holding")
         recent = statistics.median(s.source_latency for s in fresh)
@@ -291,6 +291,13 @@ class Gradient(AIMD):
         old = self.value
         decision = self._increase(target, reason)
         return Decision(decision.value, f"{reason}: {old} -> {decision.value}") if decision.value != old else decision
+
+
+def timed(samples: list[Sample]) -> list[Sample]:
+    """The samples with the source's own time to first row, when some have it (a whole try's duration is
+    another measure: the two are never compared); else all of them."""
+    with_first_row = [s for s in samples if s.first_row is not None]
+    return with_first_row or samples
 
 
 #: The limits a data set (``<throttle algorithm=>``) or an adopted pool can choose.

@@ -92,3 +92,10 @@ def test_a_failed_try_still_records_how_long_the_source_took(exporter, tmp_path)
 def source_port() -> int:
     """The port of the fixture's server (in the connection it set)."""
     return json.loads(os.environ["AIRFLOW_CONN_TIMED"])["port"]
+
+
+def test_an_empty_result_has_no_first_row():
+    """The pipe turns readable at its end too: a try that sent no row reports none."""
+    timing = FirstRow().start(None)
+    timing.seen()
+    assert timing.stop(0).first_row is None and timing.stop(0).rows == 0

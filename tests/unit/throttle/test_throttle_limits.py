@@ -212,3 +212,12 @@ def test_gradient_follows_capacity_changes_within_three_periods_with_fewer_failu
         settled = gradient[change + 3 : change + 20]
         assert all(capacity - 1 <= v <= capacity + 1 for v in settled), (capacity, settled)
     assert gradient_failures < aimd_failures
+
+
+def test_gradient_compares_times_to_first_row_with_each_other_not_with_try_durations():
+    """A try without a first row (an empty part) reports only its duration: a different measure, left out
+    while other tries of the period have a first row, so it never becomes the baseline."""
+    limit = Gradient(value=4, cooldown=60)
+    empty = Sample(time=60, latency=0.7, inflight=4)  # no first row
+    limit.update([empty] + [Sample(time=60, latency=9, inflight=4, first_row=6.0)] * 3, 60)
+    assert limit.baseline == 6.0
