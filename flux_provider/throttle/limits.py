@@ -208,6 +208,7 @@ class Gradient(AIMD):
     window: int = 30  # periods after which a baseline may be re-learned at the same or a lower load
     baseline: float | None = None
     baseline_inflight: int = 0  # the load the baseline was measured at
+    by_first_row: bool = False  # the baseline is a time to first row (not a try's duration)
     _age: int = field(default=0, repr=False)  # periods since the baseline was measured
     _last_change: float = field(default=-math.inf, repr=False)
     _reset: bool = field(default=False, repr=False)
@@ -221,12 +222,22 @@ class Gradient(AIMD):
         super().reset_to(value)
         self._reset = True  # tries so far ran under the old value
 
+    def comparable(self, samples: list[Sample]) -> list[Sample]:
+        """The samples measured as the baseline is: the source's time to first row once any try reported one
+        (a whole try's duration, an adopted pool's or a transform's, is another measure and never compared
+        with it), else the tries' durations."""
+        with_first_row = [s for s in samples if s.first_row is not None]
+        if with_first_row or self.by_first_row:
+            self.by_first_row = True
+            return with_first_row
+        return samples
+
     def learn(self, samples: Sequence[Sample]) -> None:
         """The baseline is the lowest clean latency seen. After ``window`` periods a new one replaces it
         only when measured at the same or a lower load: under steady load latency is what the load makes
         it, not what the source does alone (a query that got slower is re-learned once the limit is low)."""
         self._age += 1
-        clean = timed([s for s in samples if not s.failed])
+        clean = self.comparable([s for s in samples if not s.failed])
         if not clean:
             return
         low = min(clean, key=lambda s: (s.source_latency, s.inflight))
@@ -254,7 +265,7 @@ class Gradient(AIMD):
         crashed = [s for s in samples if s.failed and s.error_class == "crash"]
         if crashed:
             return Decision(self.value, f"{len(crashed)} tries crashed (killed, out of memory, lost): holding")
-        fresh = timed([s for s in samples if not s.failed and s.started >= self._last_change])
+        fresh = self.comparable([s for s in samples if not s.failed and s.started >= self._last_change])
         if not fresh or not self.baseline:
             return Decision(self.value, f"no try started under {self.value} slots has ended yet: holding")
         recent = statistics.median(s.source_latency for s in fresh)
@@ -291,13 +302,6 @@ class Gradient(AIMD):
         old = self.value
         decision = self._increase(target, reason)
         return Decision(decision.value, f"{reason}: {old} -> {decision.value}") if decision.value != old else decision
-
-
-def timed(samples: list[Sample]) -> list[Sample]:
-    """The samples with the source's own time to first row, when some have it (a whole try's duration is
-    another measure: the two are never compared); else all of them."""
-    with_first_row = [s for s in samples if s.first_row is not None]
-    return with_first_row or samples
 
 
 #: The limits a data set (``<throttle algorithm=>``) or an adopted pool can choose.

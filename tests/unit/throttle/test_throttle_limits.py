@@ -221,3 +221,13 @@ def test_gradient_compares_times_to_first_row_with_each_other_not_with_try_durat
     empty = Sample(time=60, latency=0.7, inflight=4)  # no first row
     limit.update([empty] + [Sample(time=60, latency=9, inflight=4, first_row=6.0)] * 3, 60)
     assert limit.baseline == 6.0
+
+
+def test_gradient_never_judges_first_row_times_by_other_tasks_durations():
+    """The pool's other tasks (a transform after the exports) report only durations: once the baseline is a
+    time to first row, a period of them alone says nothing about the source."""
+    limit = Gradient(value=6, cooldown=60)
+    limit.update([Sample(time=60, latency=9, inflight=6, first_row=6.0)] * 6, 60)
+    transform = Sample(time=200, latency=40, inflight=1)
+    decision = limit.update([transform], 200)
+    assert decision.value == limit.value and "no try started" in decision.reason
