@@ -51,7 +51,8 @@ def classify_driver_error(exc: BaseException) -> tuple[ErrorClass, int | None, s
     return classify_text(text), None, text
 
 
-def _driver_error(exc: BaseException, what: str, dataset: str | None) -> FluxError:
+def driver_error(exc: BaseException, what: str, dataset: str | None) -> FluxError:
+    """A DB-API driver's exception as a classified FluxError of the export (server number and class)."""
     error_class, number, text = classify_driver_error(exc)
     prefix = f"Msg {number}: " if number is not None else ""
     return flux_error(
@@ -136,7 +137,7 @@ def describe(hook, query: str, *, dataset: str | None = None) -> list[Column]:
     except FluxError:
         raise
     except Exception as exc:  # driver exceptions have no common base class across drivers
-        raise _driver_error(exc, "describing the export query failed", dataset) from exc
+        raise driver_error(exc, "describing the export query failed", dataset) from exc
     finally:
         if conn is not None:
             conn.close()
@@ -202,7 +203,7 @@ class DbApiExportEngine:
         except (FluxError, OSError):
             raise
         except Exception as exc:  # driver exceptions have no common base class across drivers
-            raise _driver_error(exc, "the DB-API export failed", dataset) from exc
+            raise driver_error(exc, "the DB-API export failed", dataset) from exc
         finally:
             self._conn = None
             if conn is not None:

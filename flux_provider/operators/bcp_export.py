@@ -34,7 +34,7 @@ from flux_provider.errors import ErrorClass, FluxError
 from flux_provider.formats import export_file as fmt
 from flux_provider.handoffs import ExportResult
 from flux_provider.hooks.bcp import BcpHook
-from flux_provider.hooks.dbapi_export import DbApiExportEngine, describe, is_mssql
+from flux_provider.hooks.dbapi_export import DbApiExportEngine, describe, driver_error, is_mssql
 from flux_provider.identifiers import sqlserver_table
 from flux_provider.operators.base import FluxOperator
 from flux_provider.queries import QueryRefused, check_read_only
@@ -232,7 +232,10 @@ class BcpExportOperator(FluxOperator):
 
     def check_count(self, rows: int) -> None:
         if self.count_sql:
-            expected = self.dbapi_hook.get_first(self.count_sql)[0]
+            try:
+                expected = self.dbapi_hook.get_first(self.count_sql)[0]
+            except Exception as exc:  # a deadlock victim or timeout of the count query: classed as the export's
+                raise driver_error(exc, "the count query failed", self.dataset) from exc
             if int(expected) != rows:
                 raise self._fail(
                     f"exported {rows} rows but the count query returned {expected}; the source "

@@ -99,3 +99,16 @@ def test_an_empty_result_has_no_first_row():
     timing = FirstRow().start(None)
     timing.seen()
     assert timing.stop(0).first_row is None and timing.stop(0).rows == 0
+
+
+def test_a_count_query_chosen_as_deadlock_victim_is_a_deadlock_of_the_export(exporter):
+    """pymssql raises the server's 1205 as OperationalError: classed by its number, so the data set's
+    <match number="1205"/> rule and the throttle see a deadlock, not an unknown error."""
+    conn = connect(source_port(), autocommit=True)
+    conn.cursor().execute("UPDATE flux_faults SET error_number = 1205 WHERE pattern = 'timed'")
+    conn.close()
+    exporter.count_sql = "SELECT COUNT(*) FROM dbo.timed"
+    with pytest.raises(FluxError) as raised:
+        exporter.check_count(500)
+    assert raised.value.error_class.value == "deadlock" and raised.value.server_number == 1205
+    assert "the count query failed" in str(raised.value)
