@@ -86,6 +86,10 @@ class TdsError(Exception):
         super().__init__(template.format(*args, spid=spid, number=number))
 
 
+#: The stand-in's own tables (faults, capacity model): batches on them are not load. An export's
+#: ``AS flux_export`` alias is a user query like any other.
+_CONTROL_TABLES = re.compile(r"\bflux_(faults|capacity|running|victims|served)\b", re.I)
+
 _SQLITE_ERRORS = [
     (re.compile(r"no such table: (?:\w+\.)?(\S+)"), 208),
     (re.compile(r"no such column: (\S+)"), 207),
@@ -473,7 +477,7 @@ class TdsHandler(socketserver.BaseRequestHandler):
             statements = self.statements(text)
             # Faults and the capacity model hit batches that read or change data, not metadata look-ups.
             touches_data = any(kind == "sql" for kind, _ in statements)
-            if touches_data and "flux_" not in text.lower():
+            if touches_data and not _CONTROL_TABLES.search(text):
                 try:
                     admission = capacity.admit(session.db, text, sleep=self.sleep_unless_gone)
                 except capacity.Overloaded as exc:

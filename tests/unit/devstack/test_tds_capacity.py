@@ -126,3 +126,16 @@ def test_latency_grows_with_the_load_below_the_capacity_too(server):
     # the second waited 2.4 x 1/2 = 1.2 s for the one beside it (half the table's use), then its own 1 s
     assert time.monotonic() - started >= 0.3 + 1.2 + 1
     assert run(port, "SELECT COUNT(*) FROM flux_victims") == [(0,)]
+
+
+def test_a_query_with_a_flux_alias_is_load_and_the_control_tables_are_not(server):
+    """An export wrapped as ``... AS flux_export`` counts against the capacity; reading flux_served does not."""
+    port, _ = server
+    run(
+        port, "INSERT INTO flux_capacity (pattern, capacity, slowdown_seconds, fail_excess) VALUES ('cap_src', 1, 0, 1)"
+    )
+    run(port, "INSERT INTO flux_faults (pattern, remaining, delay_seconds) VALUES ('cap_src', -1, 2)")
+    wrapped = "SELECT id FROM (SELECT id FROM dbo.cap_src) AS flux_export"
+    first, second = concurrently(port, wrapped, 2)
+    assert first == [(1,)] and isinstance(second, pymssql.Error) and second.args[0] == 1205
+    assert run(port, "SELECT COUNT(*) FROM flux_served WHERE pattern = 'cap_src'") == [(2,)]
