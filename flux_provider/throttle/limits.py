@@ -205,6 +205,7 @@ class Gradient(AIMD):
 
     tolerance: float = 1.5  # latency at this multiple of the baseline: the source queues, step down
     grow_below: float = 1.1  # latency within this multiple of the baseline: the source is idle, grow by half
+    floor: float = 1.0  # seconds: latencies under it say nothing (a query that answers in milliseconds is not queueing)
     window: int = 30  # periods after which a baseline may be re-learned at the same or a lower load
     baseline: float | None = None
     baseline_inflight: int = 0  # the load the baseline was measured at
@@ -269,7 +270,7 @@ class Gradient(AIMD):
         if not fresh or not self.baseline:
             return Decision(self.value, f"no try started under {self.value} slots has ended yet: holding")
         recent = statistics.median(s.source_latency for s in fresh)
-        ratio = recent / self.baseline
+        ratio = max(recent, self.floor) / max(self.baseline, self.floor)
         seen = f"latency {ratio:.1f}x the baseline ({recent:.1f} s vs {self.baseline:.1f} s)"
         if ratio >= self.tolerance:
             self.slow_start, self._quiet, self._probing = False, 0, False

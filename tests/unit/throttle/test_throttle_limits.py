@@ -231,3 +231,11 @@ def test_gradient_never_judges_first_row_times_by_other_tasks_durations():
     transform = Sample(time=200, latency=40, inflight=1)
     decision = limit.update([transform], 200)
     assert decision.value == limit.value and "no try started" in decision.reason
+
+
+def test_gradient_ignores_jitter_of_queries_that_answer_in_milliseconds():
+    """0.05 s then 0.2 s to the first row is 4x, but below a second it is noise, not a queue."""
+    limit = Gradient(value=4, cooldown=60)
+    limit.update([Sample(time=60, latency=5, inflight=4, first_row=0.05)] * 4, 60)
+    decision = limit.update([Sample(time=120, latency=5, inflight=limit.value, first_row=0.2)] * 6, 120)
+    assert decision.value >= 6 and "latency 1.0x" in decision.reason
