@@ -188,6 +188,12 @@ def limit_capacity(db: Path, table: str, capacity: int, hold: float) -> None:
         )
 
 
+def lowest(changes: list[dict]) -> int | None:
+    """The fewest slots the controller cut the pool to during a run (None: no cut)."""
+    cuts = [e["new"] for e in changes if e["actor"] == "controller" and e["old"] is not None and e["new"] < e["old"]]
+    return min(cuts, default=None)
+
+
 def stopped_by(changes: list[dict]) -> str | None:
     """What made the controller cut the pool during a run: ``latency``, ``errors``, or None (no cut)."""
     cuts = [e for e in changes if e["actor"] == "controller" and e["old"] is not None and e["new"] < e["old"]]
@@ -317,9 +323,10 @@ def _parts_table(o: Outcome) -> str:
         lines.append("pool slots during the run (throttle controller):")
         for e in o.slot_changes:
             lines.append(f"  {offset(e['at']):>8}  {e['old']} -> {e['new']}  {e['actor']}: {e['reason']}")
-        why = stopped_by(o.slot_changes)
+        why, low = stopped_by(o.slot_changes), lowest(o.slot_changes)
         lines.append(
-            f"the pool came down to {o.slots} slots for a source of capacity {SPLIT_CAPACITY}: "
+            f"the pool came down to {low} slots for a source of capacity {SPLIT_CAPACITY}, then probed from "
+            f"there (now {o.slots}): "
             + (
                 "the source's latency stopped it, before queries failed"
                 if why == "latency"
