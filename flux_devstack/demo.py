@@ -188,15 +188,19 @@ def limit_capacity(db: Path, table: str, capacity: int, hold: float) -> None:
         )
 
 
+def controller_cuts(changes: list[dict]) -> list[dict]:
+    """The limit changes in which the controller lowered the pool."""
+    return [e for e in changes if e["actor"] == "controller" and e["old"] is not None and e["new"] < e["old"]]
+
+
 def lowest(changes: list[dict]) -> int | None:
     """The fewest slots the controller cut the pool to during a run (None: no cut)."""
-    cuts = [e["new"] for e in changes if e["actor"] == "controller" and e["old"] is not None and e["new"] < e["old"]]
-    return min(cuts, default=None)
+    return min((e["new"] for e in controller_cuts(changes)), default=None)
 
 
 def stopped_by(changes: list[dict]) -> str | None:
     """What made the controller cut the pool during a run: ``latency``, ``errors``, or None (no cut)."""
-    cuts = [e for e in changes if e["actor"] == "controller" and e["old"] is not None and e["new"] < e["old"]]
+    cuts = controller_cuts(changes)
     if not cuts:
         return None
     return "latency" if any(e["reason"].startswith("latency") for e in cuts) else "errors"
