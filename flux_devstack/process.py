@@ -3,6 +3,9 @@
 Every service runs in its own session (``start_new_session``) with its output
 in a log file. A PID is only trusted together with the process start time
 recorded when it was spawned, so a recycled PID is never killed by mistake.
+The start is compared as seconds since the machine booted: the wall-clock
+start moves with every step of the system clock (NTP), and a stack would then
+take its own live services for dead ones.
 Stopping kills the whole tree: the session leader, everything in its session
 and every descendant (Spark and Airflow both fork helpers).
 """
@@ -35,6 +38,8 @@ class ProcessRecord:
     #: Sent to the process alone before the tree is terminated (PostgreSQL: SIGINT, its fast shutdown;
     #: a SIGTERM to each of its backends would look like crashes to it). 0: the tree gets SIGTERM at once.
     stop_signal: int = 0
+    #: The start in seconds since boot (what identifies the process; None in records from older stacks).
+    since_boot: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,13 +51,17 @@ class ProcessRecord:
             create_time=float(data["create_time"]),
             log=str(data["log"]),
             stop_signal=int(data.get("stop_signal", 0)),
+            since_boot=None if data.get("since_boot") is None else float(data["since_boot"]),
         )
 
     def process(self) -> psutil.Process | None:
         """The live process, or None if it exited (or the PID now belongs to another)."""
         try:
             proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.create_time) > 0.5:
+            if self.since_boot is not None:
+                if abs(_since_boot(self.pid) - self.since_boot) > 0.5:
+                    return None
+            elif abs(proc.create_time() - self.create_time) > 0.5:
                 return None
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return None
@@ -81,8 +90,21 @@ def spawn(argv: Sequence[str], *, log: Path, env: Mapping[str, str], cwd: Path, 
             close_fds=True,
         )
     _CHILDREN[proc.pid] = proc
-    started = psutil.Process(proc.pid).create_time()
-    return ProcessRecord(pid=proc.pid, create_time=started, log=str(log), stop_signal=int(stop_signal))
+    child = psutil.Process(proc.pid)
+    return ProcessRecord(
+        pid=proc.pid,
+        create_time=child.create_time(),
+        log=str(log),
+        stop_signal=int(stop_signal),
+        since_boot=_since_boot(proc.pid),
+    )
+
+
+def _since_boot(pid: int) -> float:
+    """When process ``pid`` started, in seconds since the machine booted. psutil derives a (new) Process's
+    wall-clock start from the boot time it reads now, so the difference is the kernel's own count, whatever
+    the clock did since."""
+    return psutil.Process(pid).create_time() - psutil.boot_time()
 
 
 def exit_code(record: ProcessRecord) -> int | None:

@@ -17,16 +17,22 @@ def test_two_hundred_triggers_within_seconds_all_succeed(stack, airflow_client, 
     airflow_client.request("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
     pids = {s.name: s.pid for s in stack.status()}
 
-    def trigger(n: int) -> str:
+    def trigger(n: int) -> tuple[str, float]:
         body = {"dag_run_id": f"burst_{unique}_{n:03d}", "logical_date": None, "conf": {"n": n}}
-        return airflow_client.request("POST", f"/dags/{DAG_ID}/dagRuns", json=body).json()["dag_run_id"]
+        sent = time.monotonic()
+        # the burst's own bound (all 200 within 60 s), not the client's usual 30 s per request: the API server
+        # answers while it also serves the execution API of the runs already started on 2 shared cores
+        response = airflow_client.request("POST", f"/dags/{DAG_ID}/dagRuns", json=body, timeout=60)
+        return response.json()["dag_run_id"], time.monotonic() - sent
 
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=16) as pool:
-        run_ids = list(pool.map(trigger, range(RUNS)))  # any HTTP error raises here
+        answers = list(pool.map(trigger, range(RUNS)))  # any HTTP error raises here
     took = time.monotonic() - started
+    run_ids = [run_id for run_id, _ in answers]
     assert len(set(run_ids)) == RUNS
-    assert took < 60, f"{RUNS} triggers took {took:.0f}s"
+    slowest = max(seconds for _, seconds in answers)
+    assert took < 60, f"{RUNS} triggers took {took:.0f}s (the slowest answer {slowest:.1f}s)"
 
     states, deadline = {}, time.monotonic() + 900
     while time.monotonic() < deadline:

@@ -3,6 +3,7 @@ failure reports with the service name and log tail, clean-up, PID safety, free p
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import sys
@@ -101,11 +102,29 @@ def test_stop_kills_the_whole_tree_even_children_that_ignore_sigterm(tmp_path):
 
 def test_a_recycled_pid_is_never_killed(tmp_path):
     record = spawn(["sleep", "300"], log=tmp_path / "s.log", env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path)
-    impostor = ProcessRecord(pid=record.pid, create_time=record.create_time - 100, log=record.log)
-    assert not impostor.alive()
-    assert stop(impostor) == []
+    impostor = ProcessRecord(pid=record.pid, create_time=record.create_time, log=record.log)
+    impostor = dataclasses.replace(impostor, since_boot=record.since_boot - 100)
+    older = ProcessRecord(pid=record.pid, create_time=record.create_time - 100, log=record.log)  # no since_boot
+    assert not impostor.alive() and not older.alive()
+    assert stop(impostor) == [] and stop(older) == []
     assert record.alive()
     stop(record)
+    assert not record.alive()
+
+
+def test_a_step_of_the_system_clock_leaves_live_services_alive(tmp_path, monkeypatch):
+    """NTP moves the boot time psutil reads (the wall clock minus the uptime): every wall-clock start moves with
+    it, so a stack that compared those took its own running services for dead ones, started them again on
+    their ports and failed to bind."""
+    record = spawn(["sleep", "300"], log=tmp_path / "s.log", env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path)
+    try:
+        booted = psutil.boot_time()
+        monkeypatch.setattr(psutil._psplatform, "boot_time", lambda: booted + 30)  # the clock stepped 30 s
+        assert abs(psutil.Process(record.pid).create_time() - record.create_time - 30) < 0.5  # the start moved
+        assert record.alive()
+    finally:
+        monkeypatch.undo()
+        stop(record)
     assert not record.alive()
 
 
