@@ -1,39 +1,24 @@
-"""OpenLineage on the stack: one run of the sample bundle, reported by Airflow's OpenLineage provider to the
-stack's file transport (``<run dir>/openlineage/events.jsonl``), makes a connected graph per data set:
+"""OpenLineage on the stack: one run of the sample bundle (shared with test_specs), reported by Airflow's
+OpenLineage provider to the stack's file transport (``<run dir>/openlineage/events.jsonl``), makes a connected
+graph per data set:
 the SQL Server source -> its S3 location (read by the Hive staging table, a symlink) -> the target table, with
 row counts, schemas and 1:1 column lineage; and the dimensions' latest views feed the fact that joins them."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections import defaultdict
 
 import pytest
 
 from flux_provider.specs.factory import load_specs
-from tests.support import REPO, RUN_DIR
+from tests.support import REPO
 
 pytestmark = pytest.mark.stack
 
 
 @pytest.fixture(scope="module")
-def events(stack):
-    path = RUN_DIR / "openlineage" / "events.jsonl"
-    start = path.stat().st_size if path.exists() else 0
-    result = subprocess.run(
-        [sys.executable, "-m", "flux_devstack", "--run-dir", str(RUN_DIR), "demo", "--rows", "3000"],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))},
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    with path.open("rb") as f:
-        f.seek(start)
-        return [json.loads(line) for line in f.read().decode().splitlines() if line.strip()]
+def events(sample_run):
+    return sample_run.events
 
 
 def node(dataset: dict) -> tuple[str, str]:

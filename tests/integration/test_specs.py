@@ -41,14 +41,14 @@ def test_pool_sync_creates_missing_pools_and_keeps_changed_slots(stack, tmp_path
 
 
 @pytest.mark.stack
-def test_the_sample_bundle_runs_under_the_real_scheduler_and_reconciles_in_hive(stack):
+def test_the_sample_bundle_runs_under_the_real_scheduler_and_reconciles_in_hive(stack, sample_run):
     """The demo's own code path on small data; row counts checked in Hive against the generated source."""
     import sqlite3
 
-    from flux_devstack.demo import SPLIT_CAPACITY, lowest, report, run_demo, stopped_by
+    from flux_devstack.demo import SPLIT_CAPACITY, lowest, report, stopped_by
 
     env = stack.env()
-    outcomes = run_demo(env, rows=1500)
+    outcomes = sample_run.outcomes
     assert [(o.dataset, o.state) for o in outcomes] == [
         ("titles", "success"),
         ("subscribers", "success"),
