@@ -179,17 +179,20 @@ def stop(record: ProcessRecord, *, grace: float = 15.0) -> list[int]:
     return signalled
 
 
-def stop_owned(variable: str, value: str, *, grace: float = 10.0) -> list[int]:
-    """Terminate every process whose environment has ``variable=value``: what a service started and
-    left behind when it died (a scheduler killed with SIGKILL leaves its executor's workers running,
-    re-parented away from any tree we know). Returns the PIDs signalled."""
+def stop_owned(variable: str, value: str, *, workdirs: Sequence[Path] = (), grace: float = 10.0) -> list[int]:
+    """Terminate every process whose environment has ``variable=value``, or that works in one of
+    ``workdirs`` (the services' own folders: a process that sets its title, as Airflow's do, overwrites
+    the environment it shows): what a service started and left behind when it died (a scheduler killed
+    with SIGKILL leaves its executor's workers running, re-parented away from any tree we know).
+    Returns the PIDs signalled."""
     me = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    places = {str(Path(w).resolve()) for w in workdirs}
     owned = []
     for proc in psutil.process_iter():
         if proc.pid in me:
             continue
         try:
-            if proc.environ().get(variable) == value:
+            if proc.environ().get(variable) == value or proc.cwd() in places:
                 owned.append(proc)
         except psutil.Error:  # gone, a zombie, or not ours to read
             continue

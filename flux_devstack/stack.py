@@ -407,7 +407,8 @@ class Stack:
                 if only is not None:
                     del state["processes"][name]
         if only is None:
-            orphans = stop_owned(OWNER_ENV, str(self.run_dir))
+            workdirs = [self.run_dir / name for name in {*known, *state.get("processes", {})}]
+            orphans = stop_owned(OWNER_ENV, str(self.run_dir), workdirs=workdirs)
             if orphans:
                 self.echo(f"stopped {len(orphans)} orphaned processes (their parent service had died)")
             pids.extend(orphans)

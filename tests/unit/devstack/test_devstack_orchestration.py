@@ -221,6 +221,29 @@ def test_down_stops_the_orphans_of_a_service_killed_with_sigkill(tmp_path):
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
 
 
+def test_down_stops_an_orphan_that_shows_no_owner_mark_by_its_service_folder(tmp_path):
+    """Airflow's processes set their title, which overwrites the environment they show: the owner mark is
+    gone, and an orphan is found by the service folder it works in."""
+    import signal
+
+    ready = tmp_path / "leader" / "ready"
+    script = (
+        f"import pathlib, subprocess, time; child = subprocess.Popen(['/bin/sleep', '300'], env={{}}, "
+        f"start_new_session=True); pathlib.Path({str(tmp_path / 'child.pid')!r}).write_text(str(child.pid)); "
+        f"pathlib.Path({str(ready)!r}).write_text('1'); time.sleep(600)"
+    )
+    stack = Stack(
+        run_dir=tmp_path, dags_folder=tmp_path, services=[FileService("leader", script=script)], echo=lambda _: None
+    )
+    stack.up()
+    child = int((tmp_path / "child.pid").read_text())
+    assert "FLUX_DEVSTACK_OWNER" not in psutil.Process(child).environ()
+    os.kill(_pid(stack, "leader"), signal.SIGKILL)
+    psutil.Process(_pid(stack, "leader")).wait(5)
+    assert child in stack.down()
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+
+
 def test_a_plain_up_keeps_the_bundles_the_stack_was_started_with(tmp_path):
     messages = []
     first = Stack(
