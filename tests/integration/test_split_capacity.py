@@ -1,4 +1,4 @@
-"""The adaptive pool on real load, end to end under the real scheduler: a data set split into 16 parts over a
+"""The adaptive pool on real load, end to end under the real scheduler: a data set split into 8 parts over a
 source table of capacity 3 that drops to 1 once the first parts were served (the stand-in's load model:
 each query holds the table 3 s, longer as its use grows and steeply above its capacity; a victim from two
 above, after half its work), under AIMD and then under the gradient limit.
@@ -78,7 +78,7 @@ def drop_under(stack, airflow_client, algorithm: str) -> dict:
     began = dt.datetime.now(dt.timezone.utc)
     run_id = airflow_client.trigger(DAG_ID)
     served = 0
-    while served < 4:  # the source served a few parts at its capacity: now it gets worse
+    while served < 2:  # the source served a few parts at its capacity: now it gets worse
         with sqlite3.connect(db) as conn:
             served = conn.execute(
                 "SELECT COUNT(*) FROM flux_served WHERE pattern = 'cap_src' AND NOT victim AND started >= ?",
