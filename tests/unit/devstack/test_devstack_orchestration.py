@@ -199,14 +199,15 @@ def test_up_restarts_only_dead_services_and_their_dependents_on_the_same_ports(t
     stack.down()
 
 
-def test_down_stops_the_orphans_of_a_service_killed_with_sigkill(tmp_path):
-    """A scheduler killed with SIGKILL leaves its executor's workers running, re-parented to init."""
+def _orphan_of_a_killed_leader(tmp_path, child_env: str) -> tuple[Stack, int]:
+    """A service whose child (``sleep``, started with ``child_env``) is left running after the service is
+    killed with SIGKILL: the stack and the orphan's PID."""
     import signal
 
     ready = tmp_path / "leader" / "ready"
     script = (
-        f"import pathlib, subprocess, time; child = subprocess.Popen(['sleep', '300'], start_new_session=True); "
-        f"pathlib.Path({str(tmp_path / 'child.pid')!r}).write_text(str(child.pid)); "
+        f"import pathlib, subprocess, time; child = subprocess.Popen(['/bin/sleep', '300'], env={child_env}, "
+        f"start_new_session=True); pathlib.Path({str(tmp_path / 'child.pid')!r}).write_text(str(child.pid)); "
         f"pathlib.Path({str(ready)!r}).write_text('1'); time.sleep(600)"
     )
     stack = Stack(
@@ -217,6 +218,12 @@ def test_down_stops_the_orphans_of_a_service_killed_with_sigkill(tmp_path):
     os.kill(_pid(stack, "leader"), signal.SIGKILL)
     psutil.Process(_pid(stack, "leader")).wait(5)
     assert psutil.pid_exists(child)
+    return stack, child
+
+
+def test_down_stops_the_orphans_of_a_service_killed_with_sigkill(tmp_path):
+    """A scheduler killed with SIGKILL leaves its executor's workers running, re-parented to init."""
+    stack, child = _orphan_of_a_killed_leader(tmp_path, "None")
     assert child in stack.down()
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
 
@@ -224,22 +231,8 @@ def test_down_stops_the_orphans_of_a_service_killed_with_sigkill(tmp_path):
 def test_down_stops_an_orphan_that_shows_no_owner_mark_by_its_service_folder(tmp_path):
     """Airflow's processes set their title, which overwrites the environment they show: the owner mark is
     gone, and an orphan is found by the service folder it works in."""
-    import signal
-
-    ready = tmp_path / "leader" / "ready"
-    script = (
-        f"import pathlib, subprocess, time; child = subprocess.Popen(['/bin/sleep', '300'], env={{}}, "
-        f"start_new_session=True); pathlib.Path({str(tmp_path / 'child.pid')!r}).write_text(str(child.pid)); "
-        f"pathlib.Path({str(ready)!r}).write_text('1'); time.sleep(600)"
-    )
-    stack = Stack(
-        run_dir=tmp_path, dags_folder=tmp_path, services=[FileService("leader", script=script)], echo=lambda _: None
-    )
-    stack.up()
-    child = int((tmp_path / "child.pid").read_text())
+    stack, child = _orphan_of_a_killed_leader(tmp_path, "{}")
     assert "FLUX_DEVSTACK_OWNER" not in psutil.Process(child).environ()
-    os.kill(_pid(stack, "leader"), signal.SIGKILL)
-    psutil.Process(_pid(stack, "leader")).wait(5)
     assert child in stack.down()
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
 
