@@ -100,6 +100,7 @@ class Schedule:
     max_active_runs: int = 1  # each run has its own staging view; their queries share the data set's pool
     grain: str | None = None  # day, hour or none (flux_provider.specs.partitions); None: decided from the spec
     require: str = "partition"  # with after: "partition" (the same partition of each) or "update" (any event)
+    priority: int = 0  # 0-9: a fleet's higher-priority data sets start first (flux_provider.specs.priorities)
 
 
 @dataclass(frozen=True)

@@ -491,6 +491,7 @@ class _Builder:
             max_active_runs=self.number(el, "maxActiveRuns", default=1),
             grain=el.get("grain"),
             require=el.get("require", "partition"),
+            priority=self.number(el, "priority", default=0),
         )
 
     def time_zone(self, el, tz: str) -> str:

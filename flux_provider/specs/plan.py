@@ -10,13 +10,13 @@ printed (``flux-specs plan NAME``) and tested on its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flux_provider.hooks.landing import Landing
 from flux_provider.run_report import EXPORT, EXPORT_UPLOAD, PLAN, PUBLISH, REFRESH, TRANSFORM, UPLOAD
 from flux_provider.s3_layout import POINTER, RUNS
-from flux_provider.specs import partitions
+from flux_provider.specs import partitions, priorities
 from flux_provider.specs.model import DatasetSpec
 from flux_provider.specs.spec_error import SpecError
 
@@ -76,6 +76,7 @@ class TaskPlan:
     writes: tuple[str, ...] = ()
     outlets: tuple[str, ...] = ()  # Asset names it updates
     args: dict[str, Any] = field(default_factory=dict)
+    priority_weight: int = 1  # Airflow's, under the absolute weight rule (flux_provider.specs.priorities)
 
     @property
     def operator(self) -> str:
@@ -126,7 +127,10 @@ class DagPlan:
         for t in self.tasks:
             after = f" after {', '.join(t.upstream)}" if t.upstream else ""
             mapped = f", one per part of {t.mapped_over}" if t.mapped_over else ""
-            lines.append(f"  - {t.task_id}: {t.operator}{mapped}{after}, pool {t.pool} x{t.pool_slots}")
+            lines.append(
+                f"  - {t.task_id}: {t.operator}{mapped}{after}, pool {t.pool} x{t.pool_slots}, "
+                f"priority {t.priority_weight}"
+            )
             lines += [f"      reads {r}" for r in t.reads] + [f"      writes {w}" for w in t.writes]
             lines += [f"      updates {o}" for o in t.outlets]
         return "\n".join(lines)
@@ -206,6 +210,8 @@ def plan_for(spec: DatasetSpec, load=None) -> DagPlan:
     from flux_provider.rules import max_retries
 
     loading = _split_tasks(spec) if spec.source.is_split else _load_tasks(spec)
+    tasks = (*loading, *_hive_tasks(spec, upstream=loading[-1].task_id))
+    weight = priorities.weights({t.task_id: t.upstream for t in tasks}, spec)
     return DagPlan(
         dag_id=spec.dag_id,
         dataset=spec.name,
@@ -215,7 +221,7 @@ def plan_for(spec: DatasetSpec, load=None) -> DagPlan:
         asset=asset_plan(spec),
         pool=spec.throttle.pool,
         retries=max_retries(spec.rules),
-        tasks=(*loading, *_hive_tasks(spec, upstream=loading[-1].task_id)),
+        tasks=tuple(replace(t, priority_weight=weight[t.task_id]) for t in tasks),
         deadline=f"{spec.deadline}" if spec.deadline is not None else None,
     )
 

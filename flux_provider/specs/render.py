@@ -1,7 +1,8 @@
 """Render a :class:`~flux_provider.specs.plan.DagPlan` as an Airflow DAG: the one place plans meet Airflow.
 
 Every task runs in the data set's pool with the data set's recovery rules (which
-also set its retries and their delays); a task mapped over the split plan gets
+also set its retries and their delays) and its stage's priority (absolute weights:
+a run under way outranks runs that have not started); a task mapped over the split plan gets
 them here, because the scheduler reads a mapped task's retries before the
 operator exists.
 """
@@ -138,6 +139,9 @@ def _operator(task: TaskPlan, plan: DagPlan, recovery: Recovery, tasks: dict):
         dataset=plan.dataset,
         pool=task.pool,
         pool_slots=task.pool_slots,
+        # a started run finishes before other runs start (flux_provider.specs.priorities)
+        priority_weight=task.priority_weight,
+        weight_rule="absolute",
         recovery=recovery,
         partition_grain=plan.schedule.grain,
     )

@@ -123,4 +123,5 @@ def test_the_rendered_dag_is_its_plan(path):
     for task in plan.tasks:
         rendered = dag.task_dict[task.task_id]
         assert type(rendered).__name__ in (task.operator, "MappedOperator") and rendered.pool == task.pool
+        assert (rendered.priority_weight, str(rendered.weight_rule)) == (task.priority_weight, "absolute")
     assert dag.max_active_runs == plan.schedule.max_active_runs
