@@ -24,6 +24,12 @@ CONFIG_OPTIONS = {
         "float",
         "60",
     ),
+    "lost_try_budget": (
+        "Tries of one flux task instance that may be lost to the orchestrator (killed, not started, its heartbeat "
+        "or report lost) and given back: they spend neither Airflow's retries nor the recovery rules'.",
+        "integer",
+        "3",
+    ),
     "throttle_period": (
         "Seconds between two decisions of the throttle controller (in the scheduler). Make it "
         "at least as long as a data set's tasks usually run.",

@@ -30,7 +30,7 @@ class ErrorClass(str, enum.Enum):
     SYNTAX = "syntax"  # the SQL is wrong
     DATA = "data"  # a value does not fit, conversion/overflow, corrupt file
     CONFIG = "config"  # a bad spec or parameter (identifier, path, option)
-    CRASH = "crash"  # the try ended without reaching the rules: killed, out of memory, heartbeat lost
+    LOST = "lost"  # lost to the orchestrator: killed, not started, its heartbeat or report lost (not the rules')
     SUPERSEDED = "superseded"  # a newer try of the same run published: this one was given up (a zombie)
     UNKNOWN = "unknown"
 

@@ -303,6 +303,15 @@ class RetryReason:
         return cls(words[0], rule, decision, message, factor)
 
 
+def rule_try(try_number: int, max_tries: int | None, retries: int | None) -> int:
+    """The try's number as the recovery rules count it: Airflow's ``try_number`` less the tries before the
+    task's current budget (``max_tries - retries``, as Airflow reckons its first try after a clear). A try lost
+    to the orchestrator and given back raised ``max_tries`` (:mod:`flux_provider.throttle.lost`): it is not
+    counted."""
+    before = (max_tries or 0) - (retries or 0) if max_tries is not None and retries is not None else 0
+    return max(1, try_number - max(0, before))
+
+
 class RecoveryPolicy(_retry_policy_base()):
     """Airflow's retry policy for a flux task: retries and delays as the data set's rules decided."""
 
@@ -315,7 +324,8 @@ class RecoveryPolicy(_retry_policy_base()):
         outcome = getattr(exception, "flux_outcome", None)
         record = getattr(exception, "flux_record", None) or ErrorRecord.of(exception)
         if outcome is None:  # not through FluxOperator: decide here
-            outcome = self.recovery.decide(record, try_number)
+            task = getattr((context or {}).get("ti"), "task", None)
+            outcome = self.recovery.decide(record, rule_try(try_number, max_tries, getattr(task, "retries", None)))
         reason = RetryReason.of(record, outcome).to_text()
         if outcome.kind == "retry":
             return RetryDecision.retry(delay=dt.timedelta(seconds=outcome.delay or 0), reason=reason)
@@ -335,6 +345,7 @@ __all__ = [
     "Recovery",
     "RecoveryPolicy",
     "Retry",
+    "rule_try",
     "Rule",
     "Skip",
     "ThrottleDown",

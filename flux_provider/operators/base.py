@@ -31,7 +31,7 @@ from flux_provider.errors import (
     flux_error,
 )
 from flux_provider.hooks.s3_client import remove_insert_leftovers
-from flux_provider.recovery import Recovery, RecoveryPolicy
+from flux_provider.recovery import Recovery, RecoveryPolicy, rule_try
 from flux_provider.run_day import PARTITION_VARIABLE, context_getter, render_error_text, run_day, run_partition
 from flux_provider.run_day import VARIABLE as DAY_VARIABLE
 from flux_provider.source_timing import TIMING_XCOM
@@ -271,7 +271,8 @@ class FluxOperator(BaseOperator):
 
         ti = context_getter(context)("ti")
         record = ErrorRecord.of(exc, dataset=getattr(self, "dataset", None), step=self.step)
-        outcome = self.recovery.decide(record, getattr(ti, "try_number", 1) or 1)
+        number = rule_try(getattr(ti, "try_number", 1) or 1, getattr(ti, "max_tries", None), self.retries)
+        outcome = self.recovery.decide(record, number)
         self.log.error(
             "data set %s %s failed [%s]: %s | rule %r -> %s",
             record.dataset,

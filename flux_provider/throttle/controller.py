@@ -35,7 +35,7 @@ from flux_provider import calendars
 from flux_provider.errors import ERROR_XCOM, ErrorClass, ErrorRecord
 from flux_provider.recovery import RetryReason
 from flux_provider.source_timing import TIMING_XCOM, SourceTiming
-from flux_provider.throttle import adopted, migrations, store
+from flux_provider.throttle import adopted, lost, migrations, store
 from flux_provider.throttle.limits import AIMD, ALGORITHMS, DEFAULT_LOAD_CLASSES, Sample
 from flux_provider.throttle.tries import KEY, pool_tries
 
@@ -209,6 +209,9 @@ class Controller:
                 key, r, datasets[r.pool], record, running.get(r.pool, ()), timing, (rules or {}).get(r.pool)
             )
             inserts.append(outcome)
+            if outcome["error_class"] == ErrorClass.LOST.value and (rules or {}).get(r.pool) is None:
+                if lost.give_back(session, key, outcome["message"], r.end_date) is None:  # the scheduler's: its cause
+                    outcome["message"] = lost.cause_for(session, key) or outcome["message"]
             if r.end_date >= recent:
                 samples.setdefault(outcome["dataset"], []).append(sample)
         if inserts:
@@ -302,7 +305,7 @@ class Controller:
         """The class, throttleDown factor, rule, decision and message of one failed try: from the reason Airflow
         stored with a retried try (it stays with that try), else from its ``flux_error`` XCom ``record`` (None
         when the next try cleared it; an adopted pool's ``rules`` class a stock operator's), else ``crash``: the
-        try ended without reaching the rules (killed by a signal or the OOM killer, heartbeat lost)."""
+        try was lost to the orchestrator (killed by a signal or the OOM killer, not started, heartbeat lost)."""
         reason = RetryReason.from_text(r.retry_reason)
         if reason is not None:
             return reason
@@ -320,7 +323,7 @@ class Controller:
                 float(factor) if factor else None,
             )
         return RetryReason(
-            ErrorClass.CRASH.value, None, None, f"try {r.try_number} ended {r.state} without a classified error"
+            ErrorClass.LOST.value, None, None, f"try {r.try_number} ended {r.state}, {lost.cause_of(None)}"
         )
 
     @staticmethod
@@ -415,6 +418,11 @@ def set_algorithm(session, dataset: str, algorithm: str, *, actor: str, reason: 
 
 # ------------------------------------------------------------------ the scheduler-side thread
 _started = threading.Event()
+
+
+def in_scheduler() -> bool:
+    """This process runs the controller: a scheduler."""
+    return _started.is_set()
 
 
 def start_in_background(period: float | None = None) -> threading.Thread | None:

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from flux_provider.errors import ErrorClass
 
 DEFAULT_LOAD_CLASSES = frozenset(c.value for c in ErrorClass if c.load_related)
+#: Tries lost to the orchestrator ("crash": what flux 1.0 recorded them as): the host, not the source.
+LOST_CLASSES = frozenset({ErrorClass.LOST.value, "crash"})
 
 
 @dataclass(frozen=True)
@@ -132,9 +134,12 @@ class AIMD:
             )
         if cooling:
             return Decision(self.value, "cooling down after a decrease")
-        crashed = [s for s in samples if s.failed and s.error_class == "crash"]
+        crashed = [s for s in samples if s.failed and s.error_class in LOST_CLASSES]
         if crashed:  # no verdict on the source: never a reason to grow
-            return Decision(self.value, f"{len(crashed)} tries crashed (killed, out of memory, lost): holding")
+            return Decision(
+                self.value,
+                f"{len(crashed)} tries lost to the orchestrator (killed, not started, heartbeat lost): holding",
+            )
         if not samples or not self.saturated(samples):
             return Decision(self.value, "not saturated: no reason to change")
         self.good = max(self.good or 0, self.value)
@@ -263,9 +268,12 @@ class Gradient(AIMD):
     def _judge(self, samples: list[Sample], now: float) -> Decision:
         if self.overloaded(samples) or now - self._last_decrease < self.cooldown:
             return super().update(samples, now)  # errors first: the safety net
-        crashed = [s for s in samples if s.failed and s.error_class == "crash"]
+        crashed = [s for s in samples if s.failed and s.error_class in LOST_CLASSES]
         if crashed:
-            return Decision(self.value, f"{len(crashed)} tries crashed (killed, out of memory, lost): holding")
+            return Decision(
+                self.value,
+                f"{len(crashed)} tries lost to the orchestrator (killed, not started, heartbeat lost): holding",
+            )
         fresh = self.comparable([s for s in samples if not s.failed and s.started >= self._last_change])
         if not fresh or not self.baseline:
             return Decision(self.value, f"no try started under {self.value} slots has ended yet: holding")

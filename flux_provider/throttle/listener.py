@@ -1,5 +1,6 @@
 """The plugin's listener: starts the throttle controller inside the scheduler (``on_starting``), and records
-the exception of a failed try of a task that is not flux's (``on_task_instance_failed``) for the controller.
+the exception of a failed try of a task that is not flux's (``on_task_instance_failed``) for the controller, and
+gives back a flux task's try that the scheduler failed itself (a try lost to the orchestrator).
 
 ``on_starting`` fires for every Job (scheduler, triggerer, dag-processor) before
 its type is set, so the check waits until the Job is set up and starts the
@@ -33,14 +34,34 @@ def on_starting(component) -> None:
     threading.Thread(target=start_if_scheduler, name="flux-throttle-start", daemon=True).start()
 
 
+def _lost_in_scheduler(task_instance, error) -> None:
+    """The scheduler failed a try itself (its process never reported): a try lost to the orchestrator
+    (:mod:`flux_provider.throttle.lost`). Only in the scheduler: the API server's calls are people's."""
+    from flux_provider.throttle import controller
+
+    if not controller.in_scheduler() or not error:
+        return
+    try:
+        from flux_provider.throttle import lost
+
+        lost.on_scheduler_failure(task_instance, error)
+    except Exception as exc:  # never in the way of the scheduler
+        import logging
+
+        logging.getLogger(__name__).warning("flux: could not record a lost try: %s", exc)
+
+
 @hookimpl
 def on_task_instance_failed(previous_state, task_instance, error) -> None:
     """In the task's own process (the only one that has the exception): a stock operator's failed try leaves
     its exception's types and message as the XCom ``flux_error``, which the controller classes by an
     adopted pool's rules (:mod:`flux_provider.throttle.adopted`). Flux operators record their own."""
     push = getattr(task_instance, "xcom_push", None)
-    if push is None or not isinstance(error, BaseException):
-        return  # the scheduler's call for a try it failed itself: no exception to read
+    if push is None:
+        _lost_in_scheduler(task_instance, error)
+        return
+    if not isinstance(error, BaseException):
+        return
     from flux_provider.errors import ERROR_XCOM, ErrorRecord
     from flux_provider.operators.base import FluxOperator
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, select, text
 
-from flux_provider.throttle.store import events, lease, outcomes, throttle
+from flux_provider.throttle.store import events, lease, lost, outcomes, throttle
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,11 @@ def _v5_latency_and_adopted_pools(conn) -> None:
                 conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
 
 
+def _v6_lost_tries(conn) -> None:
+    """Version 6: ``flux_lost_tries``, the tries lost to the orchestrator and the budget they spent."""
+    lost.create(conn, checkfirst=True)
+
+
 def _columns(*, keep_indexes: bool, without: frozenset | set = frozenset()) -> list[Column]:
     """Fresh copies of ``flux_task_outcomes``' columns (indexes by name follow the table they are made on)."""
     return [
@@ -115,6 +120,7 @@ MIGRATIONS: list[tuple[int, str, Callable]] = [
     (3, "flux_throttle.calendar", _v3_calendar),
     (4, "flux_task_outcomes.rule and .action", _v4_outcome_decisions),
     (5, "the source's timing per outcome, a limit and rules per pool", _v5_latency_and_adopted_pools),
+    (6, "flux_lost_tries", _v6_lost_tries),
 ]
 LATEST = MIGRATIONS[-1][0]
 

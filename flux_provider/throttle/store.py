@@ -7,6 +7,8 @@
 * ``flux_task_outcomes``: each finished try of a flux task as the controller
   saw it (data set, state, duration, error class): the samples the limit is
   fed and what the dashboard plots.
+* ``flux_lost_tries``: each try lost to the orchestrator (killed, not started, its
+  report or heartbeat lost) and whether its Airflow try was given back;
 * ``flux_lease``: which process runs the controller (one at a time, whatever
   the number of schedulers).
 
@@ -69,6 +71,19 @@ outcomes = Table(
     Column("action", Text, nullable=True),
     Column("first_row", Float, nullable=True),  # seconds the source took to its first row (an export's)
     Column("rows_per_s", Float, nullable=True),
+)
+
+lost = Table(
+    "flux_lost_tries",
+    metadata,
+    Column("dag_id", String(250), primary_key=True),
+    Column("run_id", String(250), primary_key=True),
+    Column("task_id", String(250), primary_key=True),
+    Column("map_index", Integer, primary_key=True, default=-1),
+    Column("try_number", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("cause", Text, nullable=False),
+    Column("given_back", Integer, nullable=False),  # 1: Airflow's try was given back (the lost-try budget)
 )
 
 lease = Table(

@@ -36,12 +36,9 @@ def test_a_failure_has_the_same_rule_action_and_message_whichever_path_recorded_
     )
     expected = RetryReason("missing_object", "missing", "fail at once", record.message, 0.5)
     assert from_retry == from_xcom == expected
-    crash = Controller.classify(SimpleNamespace(retry_reason=None, try_number=2, state="failed"), None)
-    assert (crash.error_class, crash.rule, crash.message) == (
-        "crash",
-        None,
-        "try 2 ended failed without a classified error",
-    )
+    lost = Controller.classify(SimpleNamespace(retry_reason=None, try_number=2, state="failed"), None)
+    assert (lost.error_class, lost.rule) == ("lost", None)
+    assert lost.message.startswith("try 2 ended failed, lost to the orchestrator: it ended without reaching the")
 
 
 def test_a_retry_reason_another_policy_wrote_is_not_read_as_ours():

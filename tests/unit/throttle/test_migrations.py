@@ -21,9 +21,16 @@ def primary_key(engine, table: str) -> list[str]:
 
 
 def test_a_fresh_database_gets_the_latest_version(engine):
-    assert migrations.upgrade(engine) == migrations.LATEST == 5
+    assert migrations.upgrade(engine) == migrations.LATEST == 6
     names = set(inspect(engine).get_table_names())
-    assert {"flux_throttle", "flux_throttle_events", "flux_task_outcomes", "flux_lease", "flux_schema"} <= names
+    assert {
+        "flux_throttle",
+        "flux_throttle_events",
+        "flux_task_outcomes",
+        "flux_lease",
+        "flux_schema",
+        "flux_lost_tries",
+    } <= names
     assert primary_key(engine, "flux_task_outcomes") == ["dag_id", "run_id", "task_id", "map_index", "try_number"]
     assert migrations.upgrade(engine) == migrations.LATEST  # idempotent
 

@@ -130,11 +130,13 @@ def test_a_rules_throttle_down_factor_sets_the_cut():
     assert AIMD(value=8).update([gentle] * 5, 60).value == 6  # not the severe default x0.5
 
 
-def test_a_crashed_try_never_grows_the_pool():
-    """A try killed by a signal or the OOM killer says nothing about the source: no growth, no cut."""
-    crash = Sample(time=60, latency=5, inflight=4, failed=True, error_class="crash")
-    decision = AIMD(value=4).update([crash, ok(60, 4), ok(60, 4)], 60)
-    assert decision.value == 4 and "crashed" in decision.reason
+def test_a_try_lost_to_the_orchestrator_never_grows_the_pool():
+    """A try killed by a signal or the OOM killer, or lost by a starved host, says nothing about the source:
+    no growth, no cut (flux 1.0 recorded them as "crash")."""
+    for kind in ("lost", "crash"):
+        gone = Sample(time=60, latency=5, inflight=4, failed=True, error_class=kind)
+        decision = AIMD(value=4).update([gone, ok(60, 4), ok(60, 4)], 60)
+        assert decision.value == 4 and "lost to the orchestrator" in decision.reason
 
 
 # ------------------------------------------------------------------ the gradient limit
