@@ -7,27 +7,15 @@ import datetime as dt
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flux_provider.errors import ErrorRecord
 from flux_provider.recovery import Outcome, RetryReason
-from flux_provider.throttle import migrations, store
+from flux_provider.throttle import store
 from flux_provider.throttle.controller import Controller
 
 AT = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
-
-
-@pytest.fixture
-def engine(tmp_path):
-    from airflow.models import import_all_models
-    from airflow.models.base import Base
-
-    import_all_models()
-    engine = create_engine(f"sqlite:///{tmp_path / 'airflow.db'}")
-    Base.metadata.create_all(engine)
-    migrations.ensure_tables(engine)
-    return engine
 
 
 def data_set(engine, name: str, slots: int, *, pinned: int | None = None) -> None:

@@ -13,7 +13,7 @@ from flux_provider.recovery import Recovery, rule_try
 from flux_provider.rules import DEFAULT_RULES
 from flux_provider.throttle import lost, store
 from flux_provider.throttle.controller import Controller
-from tests.unit.throttle.test_controller_sql import AT, data_set, engine, period, tries  # noqa: F401
+from tests.unit.throttle.test_controller_sql import AT, data_set, period, tries
 
 KILLED = {"state": "up_for_retry", "task_id": "export_upload", "try_number": 1, "max_tries": 5}
 

@@ -1,0 +1,20 @@
+"""Airflow's own tables (the ORM's schema, on SQLite) with the throttle's, for the SQL-level tests."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine
+
+from flux_provider.throttle import migrations
+
+
+@pytest.fixture
+def engine(tmp_path):
+    from airflow.models import import_all_models
+    from airflow.models.base import Base
+
+    import_all_models()
+    engine = create_engine(f"sqlite:///{tmp_path / 'airflow.db'}")
+    Base.metadata.create_all(engine)
+    migrations.ensure_tables(engine)
+    return engine
