@@ -127,7 +127,15 @@ class DatasetRow(BaseModel):
     url: str
 
 
+class ControllerState(BaseModel):
+    holder: str = Field(description="the scheduler process that runs the throttle controller")
+    expires_at: str | None = Field(description="its lease ends then unless it renews it")
+    period_seconds: float | None = Field(description="how long its last period took")
+    period_p95: float | None = Field(description="the 95th percentile of its recent periods")
+
+
 class Overview(BaseModel):
+    controller: ControllerState | None = Field(None, description="the throttle controller (null: it never ran)")
     total: int = Field(description="data sets that match the filters")
     counts: dict[str, int] = Field(description="data sets per health state (all of them, before filtering)")
     offset: int

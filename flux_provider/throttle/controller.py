@@ -23,8 +23,10 @@ at its next loop.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
+import math
 import os
 import socket
 import threading
@@ -41,7 +43,7 @@ from flux_provider.throttle.tries import KEY, pool_tries
 
 log = logging.getLogger(__name__)
 
-LEASE = "throttle-controller"
+LEASE = store.CONTROLLER_LEASE
 ACTOR = "controller"
 #: How far each period looks back before the last one: a try's end date is set a moment before its final
 #: state is committed, so a try that ended just before a tick can show up as final only after it.
@@ -56,6 +58,33 @@ class Controller:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self.limits: dict[str, AIMD] = {}  # AIMD or one of its kind (limits.ALGORITHMS)
         self.last_tick: dt.datetime | None = None
+        self.periods: collections.deque[float] = collections.deque(maxlen=60)  # seconds the recent periods took
+
+    def timed(self, seconds: float) -> None:
+        """Keep a period's duration: logged (debug), sent as the metric ``flux.throttle.period``, and said at
+        warning level when the period overran (its decisions came late); the dashboard reads it from the lease."""
+        self.periods.append(seconds)
+        log.debug("flux throttle: period took %.3fs", seconds)
+        try:
+            from airflow.stats import Stats
+
+            Stats.timing("flux.throttle.period", seconds * 1000.0)
+        except Exception:  # metrics are optional
+            pass
+        if seconds > self.period:
+            log.warning(
+                "flux throttle: a period took %.1fs, more than the %.0fs period: decisions are late "
+                "(a busy scheduler host or metadata database)",
+                seconds,
+                self.period,
+            )
+
+    @property
+    def period_p95(self) -> float | None:
+        if not self.periods:
+            return None
+        ordered = sorted(self.periods)
+        return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
 
     # ------------------------------------------------------------------ one period
     def tick(self, session, at: dt.datetime | None = None) -> list[tuple[str, int, int, str]]:
@@ -69,6 +98,8 @@ class Controller:
         # held for two periods: a holder that dies (SIGKILL, lost host) is replaced within three
         if not store.acquire_lease(session, LEASE, self.holder, self.period * 2, at):
             return []
+        if self.periods:
+            store.record_period(session, LEASE, self.holder, self.periods[-1], self.period_p95)
         rows = session.execute(select(store.throttle)).mappings().all()
         names = [row["pool"] for row in rows]
         pools = {p.pool: p for p in session.execute(select(Pool).where(Pool.pool.in_(names))).scalars()} if rows else {}
@@ -171,11 +202,17 @@ class Controller:
         another limit)."""
         earliest = min(since.values())
         pools = list(datasets)
-        ended = pool_tries(
+        # one read of every pool's tries that ran in the window: those that ended, and what ran beside them
+        seen = pool_tries(
             session,
             ("state", "pool", "start_date", "end_date", "retry_reason"),
-            lambda m: and_(m.pool.in_(pools), m.end_date > earliest, m.end_date <= until, m.state.in_(FINAL)),
+            lambda m: and_(m.pool.in_(pools), m.start_date <= until, or_(m.end_date.is_(None), m.end_date >= earliest)),
         )
+        ended = {
+            key: r
+            for key, r in seen.items()
+            if r.end_date is not None and earliest < r.end_date <= until and r.state in FINAL
+        }
         # try 0 never ran (cleared before it started)
         rows = {
             key: r
@@ -197,7 +234,9 @@ class Controller:
         timings = self.xcom_records(
             session, {key[:4] for key in fresh if current.get(key[:4]) == key[4]}, TIMING_XCOM, SourceTiming
         )
-        running = self.running(session, pools, earliest, until)
+        running: dict[str, list[tuple]] = {}
+        for r in seen.values():
+            running.setdefault(r.pool, []).append((r.start_date, r.end_date))
         recent = until - dt.timedelta(seconds=self.period * 3)
         samples: dict[str, list[Sample]] = {}
         inserts = []
@@ -285,20 +324,6 @@ class Controller:
             for r in session.execute(query)
             if (r.dag_id, r.run_id) in runs
         }
-
-    @staticmethod
-    def running(session, pools: list[str], since: dt.datetime, until: dt.datetime) -> dict[str, list[tuple]]:
-        """``pool -> [(start, end or None)]``: every try of those pools that ran at some moment in
-        [since, until], each try once (a task instance and its archived copy are one try)."""
-        tries = pool_tries(
-            session,
-            ("pool", "start_date", "end_date"),
-            lambda m: and_(m.pool.in_(pools), m.start_date <= until, or_(m.end_date.is_(None), m.end_date >= since)),
-        )
-        out: dict[str, list[tuple]] = {}
-        for r in tries.values():
-            out.setdefault(r.pool, []).append((r.start_date, r.end_date))
-        return out
 
     @staticmethod
     def classify(r, record: ErrorRecord | None, rules: list | None = None) -> RetryReason:
@@ -453,4 +478,5 @@ def _loop(controller: Controller) -> None:
                 controller.tick(session)
         except Exception:  # one bad period must not stop the controller
             log.exception("flux throttle: a control period failed")
+        controller.timed(time.monotonic() - started)
         time.sleep(max(1.0, controller.period - (time.monotonic() - started)))

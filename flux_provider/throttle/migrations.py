@@ -40,8 +40,16 @@ def _v1_create_tables(conn) -> None:
             if c.name not in ("calendar", *V5_THROTTLE)
         ),
     )
-    for table in (events, lease):
-        table.create(conn, checkfirst=True)
+    events.create(conn, checkfirst=True)
+    Table(
+        "flux_lease",
+        legacy,
+        *(
+            Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+            for c in lease.columns
+            if c.name not in V6_LEASE
+        ),
+    )
     legacy.create_all(conn, checkfirst=True)
 
 
@@ -99,9 +107,18 @@ def _v5_latency_and_adopted_pools(conn) -> None:
                 conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
 
 
-def _v6_lost_tries(conn) -> None:
-    """Version 6: ``flux_lost_tries``, the tries lost to the orchestrator and the budget they spent."""
+#: The columns version 6 added to ``flux_lease``: the controller's period times.
+V6_LEASE = {"period_seconds": "FLOAT", "period_p95": "FLOAT"}
+
+
+def _v6_lost_tries_and_period(conn) -> None:
+    """Version 6: ``flux_lost_tries`` (the tries lost to the orchestrator and the budget they spent) and
+    ``flux_lease.period_seconds`` / ``.period_p95`` (how long the controller's periods take)."""
     lost.create(conn, checkfirst=True)
+    have = {c["name"] for c in inspect(conn).get_columns("flux_lease")}
+    for name, kind in V6_LEASE.items():
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE flux_lease ADD COLUMN {name} {kind}"))
 
 
 def _columns(*, keep_indexes: bool, without: frozenset | set = frozenset()) -> list[Column]:
@@ -120,7 +137,7 @@ MIGRATIONS: list[tuple[int, str, Callable]] = [
     (3, "flux_throttle.calendar", _v3_calendar),
     (4, "flux_task_outcomes.rule and .action", _v4_outcome_decisions),
     (5, "the source's timing per outcome, a limit and rules per pool", _v5_latency_and_adopted_pools),
-    (6, "flux_lost_tries", _v6_lost_tries),
+    (6, "flux_lost_tries and the controller's period times", _v6_lost_tries_and_period),
 ]
 LATEST = MIGRATIONS[-1][0]
 

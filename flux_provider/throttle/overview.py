@@ -66,6 +66,7 @@ def overview(
     chosen.sort(key=lambda r: r["dataset"])
     chosen.sort(key=_sort_key(sort), reverse=descending)
     return {
+        "controller": store.controller_state(session, store.CONTROLLER_LEASE),
         "total": len(chosen),
         "counts": {state: counts.get(state, 0) for state in (*HEALTH, ORPHANED)},
         "offset": offset,

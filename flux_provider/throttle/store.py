@@ -92,7 +92,13 @@ lease = Table(
     Column("name", String(100), primary_key=True),
     Column("holder", String(250), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("period_seconds", Float, nullable=True),  # how long the holder's last period took
+    Column("period_p95", Float, nullable=True),  # and the 95th percentile of its recent periods
 )
+
+
+#: The lease of the throttle controller (one holder acts at a time).
+CONTROLLER_LEASE = "throttle-controller"
 
 
 def now() -> dt.datetime:
@@ -135,6 +141,28 @@ def acquire_lease(session, name: str, holder: str, seconds: float, at: dt.dateti
         .values(holder=holder, expires_at=expires)
     )
     return result.rowcount == 1
+
+
+def record_period(session, name: str, holder: str, seconds: float, p95: float) -> None:
+    """The holder's last period and the 95th percentile of its recent ones, for the dashboard."""
+    session.execute(
+        update(lease)
+        .where(and_(lease.c.name == name, lease.c.holder == holder))
+        .values(period_seconds=seconds, period_p95=p95)
+    )
+
+
+def controller_state(session, name: str) -> dict | None:
+    """Who runs the controller, until when, and how long its periods take (None: it never ran)."""
+    row = session.execute(select(lease).where(lease.c.name == name)).mappings().first()
+    if row is None:
+        return None
+    return {
+        "holder": row["holder"],
+        "expires_at": row["expires_at"].isoformat() if row["expires_at"] else None,
+        "period_seconds": row["period_seconds"],
+        "period_p95": row["period_p95"],
+    }
 
 
 def release_lease(session, name: str, holder: str) -> bool:

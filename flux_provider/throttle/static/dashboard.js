@@ -107,8 +107,11 @@ function renderOverview(data) {
     tr.addEventListener("click", ev => { if (!ev.target.closest("a")) location.hash = `#/${encodeURIComponent(tr.dataset.dataset)}`; });
   }
   const last = Math.min(data.offset + data.items.length, data.total);
+  const c = data.controller;
+  const period = c && c.period_seconds != null ?
+    ` · controller period ${c.period_seconds.toFixed(2)} s (p95 ${(c.period_p95 ?? c.period_seconds).toFixed(2)} s)` : "";
   $("#status").textContent = `${data.total ? data.offset + 1 : 0}–${last} of ${data.total} · updated ` +
-    `${new Date(data.now).toLocaleTimeString()}`;
+    `${new Date(data.now).toLocaleTimeString()}${period}`;
   $("#pager").innerHTML = data.total > data.limit ?
     `<button data-page="-1" ${data.offset === 0 ? "disabled" : ""}>previous</button>
      <button data-page="1" ${last >= data.total ? "disabled" : ""}>next</button>` : "";

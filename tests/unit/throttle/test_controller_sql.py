@@ -311,3 +311,41 @@ def test_pool_rules_are_read_as_a_specs_match_attributes_and_bad_ones_are_refuse
     ]:
         with pytest.raises(RuleError, match=says):
             PoolRule.parse(bad)
+
+
+def test_one_period_reads_every_pools_tries_at_once_whatever_the_number_of_data_sets(engine):
+    """The scan of the pools' tries is one statement per table (task_instance, its history), for 3 data sets
+    as for 30; and the period's time reaches the lease the dashboard reads."""
+    from sqlalchemy import event
+
+    def statements(n: int) -> int:
+        for i in range(n):
+            data_set(engine, f"d{n}_{i}", 2)
+            tries(
+                engine, f"d{n}_{i}", {"state": "success"}, {"state": "up_for_retry", "retry_reason": deadlock_reason()}
+            )
+        seen = []
+        listener = lambda conn, cursor, sql, *a: seen.append(sql)  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            controller = Controller(period=60.0, holder="test")
+            controller.timed(0.25)
+            period(engine, controller)
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        with engine.begin() as conn:
+            conn.execute(store.throttle.delete())
+        return sum(1 for sql in seen if "task_instance.pool IN" in sql or "task_instance_history.pool IN" in sql)
+
+    assert statements(3) == statements(30) == 2
+    with Session(engine) as session:
+        state = store.controller_state(session, store.CONTROLLER_LEASE)
+    assert (state["holder"], state["period_seconds"], state["period_p95"]) == ("test", 0.25, 0.25)
+
+
+def test_a_period_that_overruns_says_so(caplog):
+    controller = Controller(period=1.0, holder="test")
+    for seconds in [0.1] * 18 + [0.5, 2.5]:
+        controller.timed(seconds)
+    assert controller.period_p95 == 0.5
+    assert [r.levelname for r in caplog.records if "more than the 1s period" in r.getMessage()] == ["WARNING"]
