@@ -30,6 +30,13 @@ CONFIG_OPTIONS = {
         "integer",
         "3",
     ),
+    "host_limit": (
+        "adaptive: the throttle controller lowers the scheduler's task limit (the executors' parallelism, never "
+        "above [core] parallelism) when the Airflow host strains (heartbeat lag, queued-to-running time, load, "
+        "lost tries) and raises it back when healthy; off: the executors keep [core] parallelism.",
+        "string",
+        "adaptive",
+    ),
     "throttle_period": (
         "Seconds between two decisions of the throttle controller (in the scheduler). Make it "
         "at least as long as a data set's tasks usually run.",

@@ -7,6 +7,8 @@ the data set's bounds); ``set`` changes them once and the controller adapts
 from there (within the bounds); ``limit`` chooses how the controller adapts it
 (``gradient`` or ``aimd``; the next ``pools sync`` sets a spec's
 ``<throttle algorithm=>`` again). Every change is recorded with ``--reason``.
+``host show|pin N|set N|unpin`` does the same for the Airflow host's limit
+(:mod:`flux_provider.throttle.host`).
 
 ``adopt POOL --min 1 --max 8 --rule 'deadlock: exception=OperationalError'``
 makes any pool adaptive, whatever operators run in it
@@ -22,7 +24,7 @@ import sys
 
 from sqlalchemy import select
 
-from flux_provider.throttle import adopted, migrations, store
+from flux_provider.throttle import adopted, host, migrations, store
 from flux_provider.throttle.controller import set_algorithm, set_limit
 from flux_provider.throttle.limits import ALGORITHMS
 
@@ -61,6 +63,10 @@ def parser() -> argparse.ArgumentParser:
     )
     release = sub.add_parser("release", help="stop adapting an adopted pool (its slots stay)")
     release.add_argument("pool")
+    host_cmd = sub.add_parser("host", help="the Airflow host's limit: show, pin N, set N or unpin")
+    host_cmd.add_argument("action", choices=("show", "pin", "set", "unpin"))
+    host_cmd.add_argument("slots", type=int, nargs="?")
+    host_cmd.add_argument("--reason")
     return out
 
 
@@ -133,7 +139,40 @@ def change(session, args, actor: str) -> str:
     )
 
 
-COMMANDS = {"adopt": adopt, "release": release, "limit": limit, "pin": change, "set": change, "unpin": change}
+def host_limit(session, args, actor: str) -> str:
+    if args.action == "show":
+        shown = host.state(session)
+        if shown is None:
+            raise Refused("no host limit yet: it appears after the scheduler's first controller period")
+        pin = f", pinned to {shown['pinned']}" if shown["pinned"] is not None else ""
+        return (
+            f"host limit {shown['slots']} (bounds {shown['bounds'][0]}-{shown['bounds'][1]}, {shown['mode']}{pin})\n"
+            f"  signals: {shown['signals']}\n  last change: {shown['at']} {shown['reason']}"
+        )
+    if args.action in ("pin", "set") and args.slots is None:
+        raise Refused(f"host {args.action} needs the slots: host {args.action} 4")
+    try:
+        result = host.set_host_limit(
+            session,
+            None if args.action == "unpin" else args.slots,
+            pin=args.action == "pin",
+            actor=actor,
+            reason=args.reason,
+        )
+    except KeyError:
+        raise Refused("no host limit yet: it appears after the scheduler's first controller period") from None
+    return f"host limit {result['previous']} -> {result['slots']}" + (" (pinned)" if result["pinned"] else "")
+
+
+COMMANDS = {
+    "host": host_limit,
+    "adopt": adopt,
+    "release": release,
+    "limit": limit,
+    "pin": change,
+    "set": change,
+    "unpin": change,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

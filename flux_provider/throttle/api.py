@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from flux_provider.throttle import adopted, migrations, overview, store
+from flux_provider.throttle import adopted, host, migrations, overview, store
 from flux_provider.throttle.controller import set_limit
 
 app = FastAPI(
@@ -136,6 +136,7 @@ class ControllerState(BaseModel):
 
 class Overview(BaseModel):
     controller: ControllerState | None = Field(None, description="the throttle controller (null: it never ran)")
+    host: dict | None = Field(None, description="the Airflow host's limit (see /api/host)")
     total: int = Field(description="data sets that match the filters")
     counts: dict[str, int] = Field(description="data sets per health state (all of them, before filtering)")
     offset: int
@@ -261,6 +262,40 @@ def change_limit(
         )
     except KeyError:
         raise HTTPException(404, f"no data set {dataset!r} (run `python -m flux_provider.specs pools sync`)") from None
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    session.commit()
+    return result
+
+
+@app.get("/api/host", dependencies=[Depends(_auth_read())])
+def host_limit(session: Session) -> dict:
+    """The Airflow host's limit: slots, pin, bounds, the host's signals in the last period, the last change
+    (404 until a scheduler has run the controller). Its changes: ``/api/datasets/flux:host/events``."""
+    migrations.ensure_tables(session.get_bind())
+    found = host.state(session)
+    if found is None:
+        raise HTTPException(404, "no host limit yet: it appears after the scheduler's first controller period")
+    return found
+
+
+@app.post("/api/host/limit", dependencies=[Depends(_auth_edit())])
+def change_host_limit(change: LimitChange, session: Session, user: Annotated[object, Depends(_user_name())]) -> dict:
+    """Pin the host limit (``pin``), set it once, or give it back to the controller (``slots`` null)."""
+    migrations.ensure_tables(session.get_bind())
+    actor = getattr(user, "get_name", lambda: "someone")()
+    try:
+        result = host.set_host_limit(
+            session,
+            change.slots,
+            pin=change.pin and change.slots is not None,
+            actor=f"user {actor}",
+            reason=change.reason,
+        )
+    except KeyError:
+        raise HTTPException(
+            404, "no host limit yet: it appears after the scheduler's first controller period"
+        ) from None
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     session.commit()

@@ -37,7 +37,8 @@ from flux_provider import calendars
 from flux_provider.errors import ERROR_XCOM, ErrorClass, ErrorRecord
 from flux_provider.recovery import RetryReason
 from flux_provider.source_timing import TIMING_XCOM, SourceTiming
-from flux_provider.throttle import adopted, lost, migrations, store
+from flux_provider.throttle import adopted, host, lost, migrations, store
+from flux_provider.throttle.host import HostWatch
 from flux_provider.throttle.limits import AIMD, ALGORITHMS, DEFAULT_LOAD_CLASSES, Sample
 from flux_provider.throttle.tries import KEY, pool_tries
 
@@ -53,12 +54,13 @@ FINAL = ("success", "failed", "up_for_retry")
 
 
 class Controller:
-    def __init__(self, *, period: float = 60.0, holder: str | None = None):
+    def __init__(self, *, period: float = 60.0, holder: str | None = None, host: HostWatch | None = None):
         self.period = period
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self.limits: dict[str, AIMD] = {}  # AIMD or one of its kind (limits.ALGORITHMS)
         self.last_tick: dt.datetime | None = None
         self.periods: collections.deque[float] = collections.deque(maxlen=60)  # seconds the recent periods took
+        self.host = host or HostWatch(period)
 
     def timed(self, seconds: float) -> None:
         """Keep a period's duration: logged (debug), sent as the metric ``flux.throttle.period``, and said at
@@ -97,6 +99,7 @@ class Controller:
         at = at or store.now()
         # held for two periods: a holder that dies (SIGKILL, lost host) is replaced within three
         if not store.acquire_lease(session, LEASE, self.holder, self.period * 2, at):
+            self.host.apply(session)  # another scheduler decides; this one applies its host limit
             return []
         if self.periods:
             store.record_period(session, LEASE, self.holder, self.periods[-1], self.period_p95)
@@ -137,6 +140,10 @@ class Controller:
                     "flux throttle: %s pool %s %d -> %d: %s", row["dataset"], row["pool"], pool.slots, target, reason
                 )
                 pool.slots = target
+        moved = self.host.decide(session, (self.last_tick or at - dt.timedelta(seconds=self.period)), at)
+        if moved:
+            changes.append((host.EVENTS, *moved))
+        self.host.apply(session)
         self.last_tick = at
         return changes
 
@@ -202,17 +209,7 @@ class Controller:
         another limit)."""
         earliest = min(since.values())
         pools = list(datasets)
-        # one read of every pool's tries that ran in the window: those that ended, and what ran beside them
-        seen = pool_tries(
-            session,
-            ("state", "pool", "start_date", "end_date", "retry_reason"),
-            lambda m: and_(m.pool.in_(pools), m.start_date <= until, or_(m.end_date.is_(None), m.end_date >= earliest)),
-        )
-        ended = {
-            key: r
-            for key, r in seen.items()
-            if r.end_date is not None and earliest < r.end_date <= until and r.state in FINAL
-        }
+        ended, running = self.window(session, pools, earliest, until)
         # try 0 never ran (cleared before it started)
         rows = {
             key: r
@@ -234,9 +231,6 @@ class Controller:
         timings = self.xcom_records(
             session, {key[:4] for key in fresh if current.get(key[:4]) == key[4]}, TIMING_XCOM, SourceTiming
         )
-        running: dict[str, list[tuple]] = {}
-        for r in seen.values():
-            running.setdefault(r.pool, []).append((r.start_date, r.end_date))
         recent = until - dt.timedelta(seconds=self.period * 3)
         samples: dict[str, list[Sample]] = {}
         inserts = []
@@ -256,6 +250,25 @@ class Controller:
         if inserts:
             session.execute(store.outcomes.insert(), inserts)
         return samples
+
+    @staticmethod
+    def window(session, pools: list[str], earliest: dt.datetime, until: dt.datetime) -> tuple[dict, dict]:
+        """One read of every pool's tries that ran in ``[earliest, until]``: those that ended in it (try key ->
+        row) and, per pool, what ran (``[(start, end or None)]``, to count what ran beside each)."""
+        seen = pool_tries(
+            session,
+            ("state", "pool", "start_date", "end_date", "retry_reason"),
+            lambda m: and_(m.pool.in_(pools), m.start_date <= until, or_(m.end_date.is_(None), m.end_date >= earliest)),
+        )
+        ended = {
+            key: r
+            for key, r in seen.items()
+            if r.end_date is not None and earliest < r.end_date <= until and r.state in FINAL
+        }
+        running: dict[str, list[tuple]] = {}
+        for r in seen.values():
+            running.setdefault(r.pool, []).append((r.start_date, r.end_date))
+        return ended, running
 
     def observe(
         self,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, select, text
 
-from flux_provider.throttle.store import events, lease, lost, outcomes, throttle
+from flux_provider.throttle.store import events, host, lease, lost, outcomes, throttle
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +111,12 @@ def _v5_latency_and_adopted_pools(conn) -> None:
 V6_LEASE = {"period_seconds": "FLOAT", "period_p95": "FLOAT"}
 
 
-def _v6_lost_tries_and_period(conn) -> None:
-    """Version 6: ``flux_lost_tries`` (the tries lost to the orchestrator and the budget they spent) and
-    ``flux_lease.period_seconds`` / ``.period_p95`` (how long the controller's periods take)."""
+def _v6_fleet(conn) -> None:
+    """Version 6: ``flux_lost_tries`` (the tries lost to the orchestrator and the budget they spent),
+    ``flux_host`` (the host's limit) and ``flux_lease.period_seconds`` / ``.period_p95`` (how long the
+    controller's periods take)."""
     lost.create(conn, checkfirst=True)
+    host.create(conn, checkfirst=True)
     have = {c["name"] for c in inspect(conn).get_columns("flux_lease")}
     for name, kind in V6_LEASE.items():
         if name not in have:
@@ -137,7 +139,7 @@ MIGRATIONS: list[tuple[int, str, Callable]] = [
     (3, "flux_throttle.calendar", _v3_calendar),
     (4, "flux_task_outcomes.rule and .action", _v4_outcome_decisions),
     (5, "the source's timing per outcome, a limit and rules per pool", _v5_latency_and_adopted_pools),
-    (6, "flux_lost_tries and the controller's period times", _v6_lost_tries_and_period),
+    (6, "lost tries, the host limit and the controller's period times", _v6_fleet),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -20,7 +20,7 @@ from flux_provider import calendars
 from flux_provider.identifiers import dag_id_for
 from flux_provider.run_report import stage_rows
 from flux_provider.throttle import dashboard_queries as reads
-from flux_provider.throttle import store
+from flux_provider.throttle import host, store
 from flux_provider.throttle.health import HEALTH, ORPHANED, health_of
 from flux_provider.throttle.links import dag_url, log_url, run_url
 from flux_provider.throttle.series import align, bucket_seconds, busy_steps, error_buckets
@@ -67,6 +67,7 @@ def overview(
     chosen.sort(key=_sort_key(sort), reverse=descending)
     return {
         "controller": store.controller_state(session, store.CONTROLLER_LEASE),
+        "host": host.state(session),
         "total": len(chosen),
         "counts": {state: counts.get(state, 0) for state in (*HEALTH, ORPHANED)},
         "offset": offset,

@@ -9,6 +9,8 @@
   fed and what the dashboard plots.
 * ``flux_lost_tries``: each try lost to the orchestrator (killed, not started, its
   report or heartbeat lost) and whether its Airflow try was given back;
+* ``flux_host``: the Airflow host's limit (tasks the scheduler hands out at once)
+  and its pin (:mod:`flux_provider.throttle.host`);
 * ``flux_lease``: which process runs the controller (one at a time, whatever
   the number of schedulers).
 
@@ -84,6 +86,19 @@ lost = Table(
     Column("at", DateTime(timezone=True), nullable=False, index=True),
     Column("cause", Text, nullable=False),
     Column("given_back", Integer, nullable=False),  # 1: Airflow's try was given back (the lost-try budget)
+)
+
+host = Table(
+    "flux_host",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("value", Integer, nullable=False),  # the controller's limit on the scheduler's tasks at once
+    Column("low", Integer, nullable=False),
+    Column("high", Integer, nullable=False),  # [core] parallelism: never above it
+    Column("pinned", Integer, nullable=True),  # a person's value (NULL: the controller decides)
+    Column("mode", String(20), nullable=False),  # [flux] host_limit: adaptive or off
+    Column("signals", Text, nullable=True),  # the host's signals in the last period, in words
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 lease = Table(

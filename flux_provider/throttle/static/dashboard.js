@@ -110,8 +110,11 @@ function renderOverview(data) {
   const c = data.controller;
   const period = c && c.period_seconds != null ?
     ` · controller period ${c.period_seconds.toFixed(2)} s (p95 ${(c.period_p95 ?? c.period_seconds).toFixed(2)} s)` : "";
+  const h = data.host;
+  const hostLimit = h ? ` · host limit ${h.slots} of ${h.bounds[1]}${h.pinned != null ? " (pinned)" : ""}` +
+    `${h.mode === "off" ? " (off)" : ""}: ${h.signals || ""}` : "";
   $("#status").textContent = `${data.total ? data.offset + 1 : 0}–${last} of ${data.total} · updated ` +
-    `${new Date(data.now).toLocaleTimeString()}${period}`;
+    `${new Date(data.now).toLocaleTimeString()}${period}${hostLimit}`;
   $("#pager").innerHTML = data.total > data.limit ?
     `<button data-page="-1" ${data.offset === 0 ? "disabled" : ""}>previous</button>
      <button data-page="1" ${last >= data.total ? "disabled" : ""}>next</button>` : "";

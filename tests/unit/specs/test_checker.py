@@ -153,6 +153,10 @@ SCHEMA_RULES = {
         r"<throttle loadClasses=>: 'slow' is not one of the values <throttle loadClasses=> takes\. Fix: write one of: "
         r"connection, login",
     ),
+    "at most": (
+        ("<schedule>", '<schedule priority="12">'),
+        r"<schedule priority=>: 12 is out of range for <schedule priority=>\. Fix: write a value at most 9",
+    ),
     "text only": (
         ("<owner>team</owner>", "<owner>team<b>x</b></owner>"),
         r"<owner>: <owner> holds text only, and it contains an element\. Fix: remove the elements inside <owner>",
@@ -196,7 +200,7 @@ def test_the_cases_cover_every_kind_of_rule_the_xsd_uses():
         )
     )
     types = set(re.findall(r'(?:type|base)="xs:(\w+)"', xsd)) - {"string", "token"}
-    covered_facets = {"pattern", "enumeration", "minExclusive", "minLength", "list"}
+    covered_facets = {"pattern", "enumeration", "minExclusive", "maxInclusive", "minLength", "list"}
     covered_types = {"positiveInteger", "nonNegativeInteger", "boolean", "decimal", "integer", "date", "anyURI"}
     assert facets <= covered_facets, facets - covered_facets
     assert types <= covered_types, types - covered_types

@@ -46,6 +46,7 @@ WHERE = {
     ("schedule", "maxActiveRuns"): (lambda s: s.schedule.max_active_runs, model.Schedule().max_active_runs),
     ("schedule", "timezone"): (lambda s: s.schedule.timezone, model.Schedule().timezone),
     ("schedule", "require"): (lambda s: s.schedule.require, model.Schedule().require),
+    ("schedule", "priority"): (lambda s: s.schedule.priority, model.Schedule().priority),
     ("throttle", "initial"): (lambda s: s.throttle.initial, None),
     ("throttle", "min"): (lambda s: s.throttle.min, None),
     ("throttle", "max"): (lambda s: s.throttle.max, None),

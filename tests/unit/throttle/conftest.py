@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from sqlalchemy import create_engine
 
 from flux_provider.throttle import migrations
+
+# the host limit reads this machine's load: off unless a test turns it on (tests/unit/throttle/test_host_limit.py)
+os.environ.setdefault("AIRFLOW__FLUX__HOST_LIMIT", "off")
 
 
 @pytest.fixture

@@ -1,0 +1,121 @@
+"""The host limit: cut when the Airflow host strains (each signal named), grow back when it is healthy and
+tasks wait, pinnable; applied to the scheduler's executors, never above [core] parallelism."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy.orm import Session
+
+from flux_provider.throttle import host, store
+from flux_provider.throttle.host_limit import HostLimit, HostSample, Thresholds
+from tests.unit.throttle.test_controller_sql import AT, tries
+
+
+def sample(t: float, **kw) -> HostSample:
+    return HostSample(time=t, **{"heartbeat_lag": 2.0, "start_latency": 3.0, "load_per_core": 1.0, **kw})
+
+
+def test_each_signal_cuts_and_says_which_fired():
+    for strained, words in (
+        ({"heartbeat_lag": 35.0}, "scheduler heartbeat 35s late"),
+        ({"start_latency": 48.0}, "tasks 48s from queued to running"),
+        ({"load_per_core": 9.5}, "load 9.5 per core"),
+        ({"lost": 3}, "3 tries lost"),
+    ):
+        limit = HostLimit(low=2, high=8, value=8)
+        decision = limit.update(sample(0, **strained))
+        assert decision.value == 5 and words in decision.reason, decision
+
+
+def test_it_holds_while_cooling_down_unless_tries_are_still_lost_and_never_goes_below_the_floor():
+    limit = HostLimit(low=2, high=8, value=8, cooldown=30)
+    assert limit.update(sample(0, heartbeat_lag=40)).value == 5
+    assert limit.update(sample(10, heartbeat_lag=40)).value == 5  # the lag lags the cut
+    assert limit.update(sample(20, lost=2)).value == 3  # losses cut at once
+    assert limit.update(sample(60, lost=2)).value == 2
+    assert "at the floor 2" in limit.update(sample(100, lost=1)).reason
+
+
+def test_it_grows_back_one_at_a_time_only_when_healthy_full_and_tasks_wait():
+    limit = HostLimit(low=2, high=8, value=4)
+    assert limit.update(sample(0, running=4, waiting=10)).value == 5
+    assert limit.update(sample(10, running=1, waiting=10)).value == 5  # not full: the limit is not the constraint
+    assert limit.update(sample(20, running=5, waiting=0)).value == 5  # nothing waits
+    assert limit.update(sample(30, running=5, waiting=3, heartbeat_lag=12)).reason == "host busy: holding"
+    for t in range(40, 100, 10):
+        limit.update(sample(t, running=limit.value, waiting=9))
+    assert limit.value == 8  # never above high ([core] parallelism)
+
+
+def test_a_signal_without_a_threshold_is_not_used():
+    limit = HostLimit(value=8, thresholds=Thresholds(load_per_core=None))
+    assert limit.update(sample(0, load_per_core=50.0)).value == 8
+
+
+@pytest.fixture
+def adaptive(monkeypatch):
+    monkeypatch.setattr(host, "mode", lambda: "adaptive")
+
+
+def test_the_watch_reads_the_host_from_airflows_tables_and_lowers_the_executors(engine, adaptive):
+    """Tasks that took 60 s from queued to running, and a lost try: the limit comes down from [core]
+    parallelism and the scheduler's executors get it; a pin wins; the limit never exceeds parallelism."""
+    executors = [SimpleNamespace(parallelism=8), SimpleNamespace(parallelism=8)]
+    watch = host.HostWatch(10.0, executors=lambda: executors, high=8)
+    queued = AT - dt.timedelta(seconds=65)
+    tries(
+        engine,
+        "x",
+        *(
+            {
+                "task_id": f"t{n}",
+                "queued_dttm": queued,
+                "start_date": queued + dt.timedelta(seconds=60),
+                "state": "running",
+                "end_date": None,
+            }
+            for n in range(3)
+        ),
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            store.lost.insert().values(
+                dag_id="d",
+                run_id="r",
+                task_id="t",
+                map_index=-1,
+                try_number=1,
+                at=AT - dt.timedelta(seconds=3),
+                cause="lost",
+                given_back=1,
+            )
+        )
+    with Session(engine) as session:
+        moved = watch.decide(session, AT - dt.timedelta(seconds=10), AT)
+        assert watch.apply(session) == 5
+        session.commit()
+    assert moved[:2] == (8, 5) and "tasks 60s from queued to running" in moved[2] and "1 tries lost" in moved[2]
+    assert [e.parallelism for e in executors] == [5, 5]
+    with Session(engine) as session:
+        shown = host.state(session)
+        assert shown["slots"] == 5 and "queued->running 60.0s" in shown["signals"] and "running 3" in shown["signals"]
+        host.set_host_limit(session, 3, pin=True, actor="user admin", reason="night of the migration")
+        assert watch.apply(session) == 3
+        with pytest.raises(ValueError, match="never exceeds"):
+            host.set_host_limit(session, 9, pin=True, actor="user admin")
+        host.set_host_limit(session, None, pin=False, actor="user admin")
+        assert watch.apply(session) == 5
+        assert host.state(session)["reason"] == "unpinned by user admin"
+
+
+def test_off_leaves_the_executors_alone_but_records_the_signals(engine, monkeypatch):
+    monkeypatch.setattr(host, "mode", lambda: "off")
+    executors = [SimpleNamespace(parallelism=8)]
+    watch = host.HostWatch(10.0, executors=lambda: executors, high=8)
+    with Session(engine) as session:
+        assert watch.decide(session, AT - dt.timedelta(seconds=10), AT) is None
+        assert watch.apply(session) is None and executors[0].parallelism == 8
+        assert "lost 0" in host.state(session)["signals"]
