@@ -72,14 +72,16 @@ def check_after(spec: DatasetSpec, known: set[str] | None) -> None:
         )
 
 
-def build_dag(spec: DatasetSpec, *, known: set[str] | None = None):
-    """The DAG of one data set: its plan, rendered."""
+def build_dag(spec: DatasetSpec, *, known: set[str] | None = None, priorities: bool = True):
+    """The DAG of one data set: its plan, rendered (``priorities=False``: Airflow's default weight rule
+    instead of the fleet's stage priorities, :mod:`flux_provider.specs.priorities`)."""
     check_after(spec, known)
-    return render(plan_for(spec), spec)
+    return render(plan_for(spec), spec, priorities=priorities)
 
 
-def build_dags(folder: Path | str, *, strict: bool = False) -> dict[str, object]:
-    """``{dag_id: DAG}`` for every spec of ``folder``; broken specs are logged and skipped (or raised)."""
+def build_dags(folder: Path | str, *, strict: bool = False, priorities: bool = True) -> dict[str, object]:
+    """``{dag_id: DAG}`` for every spec of ``folder``; broken specs are logged and skipped (or raised).
+    ``priorities=False`` keeps Airflow's default weight rule (see :func:`build_dag`)."""
     specs, errors = load_specs(folder, check_queries=False)  # checked by `specs check` and before each export
     for error in errors:
         if strict:
@@ -96,7 +98,7 @@ def build_dags(folder: Path | str, *, strict: bool = False) -> dict[str, object]
     dags = {}
     for spec in specs:
         try:
-            dags[spec.dag_id] = build_dag(spec, known=known)
+            dags[spec.dag_id] = build_dag(spec, known=known, priorities=priorities)
         except SpecError as exc:
             if strict:
                 raise

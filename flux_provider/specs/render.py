@@ -101,8 +101,9 @@ def _deadline(spec: DatasetSpec):
     return alert_for(spec)
 
 
-def render(plan: DagPlan, spec: DatasetSpec) -> DAG:
-    """The DAG of ``plan`` (``spec`` gives what only Airflow objects hold: the calendar, the deadline)."""
+def render(plan: DagPlan, spec: DatasetSpec, *, priorities: bool = True) -> DAG:
+    """The DAG of ``plan`` (``spec`` gives what only Airflow objects hold: the calendar, the deadline).
+    ``priorities=False``: Airflow's default weight rule, not the plan's stage priorities."""
     recovery = Recovery(rules=spec.rules, emails=spec.emails, webhooks=spec.webhooks)
     with DAG(
         dag_id=plan.dag_id,
@@ -120,13 +121,13 @@ def render(plan: DagPlan, spec: DatasetSpec) -> DAG:
     ) as dag:
         tasks = {}
         for task in plan.tasks:
-            tasks[task.task_id] = _operator(task, plan, recovery, tasks)
+            tasks[task.task_id] = _operator(task, plan, recovery, tasks, priorities)
             for up in task.upstream:
                 tasks[up] >> tasks[task.task_id]
     return dag
 
 
-def _operator(task: TaskPlan, plan: DagPlan, recovery: Recovery, tasks: dict):
+def _operator(task: TaskPlan, plan: DagPlan, recovery: Recovery, tasks: dict, priorities: bool = True):
     cls = OPERATOR_CLASSES[task.operator]
     args = dict(task.args)
     minutes = args.pop("execution_timeout_minutes", None)
@@ -139,12 +140,11 @@ def _operator(task: TaskPlan, plan: DagPlan, recovery: Recovery, tasks: dict):
         dataset=plan.dataset,
         pool=task.pool,
         pool_slots=task.pool_slots,
-        # a started run finishes before other runs start (flux_provider.specs.priorities)
-        priority_weight=task.priority_weight,
-        weight_rule="absolute",
         recovery=recovery,
         partition_grain=plan.schedule.grain,
     )
+    if priorities:  # a started run finishes before other runs start (flux_provider.specs.priorities)
+        common.update(priority_weight=task.priority_weight, weight_rule="absolute")
     if task.mapped_over is None:
         return cls(task_id=task.task_id, **common, **args)
     return cls.partial(

@@ -63,8 +63,8 @@ def parser() -> argparse.ArgumentParser:
     )
     release = sub.add_parser("release", help="stop adapting an adopted pool (its slots stay)")
     release.add_argument("pool")
-    host_cmd = sub.add_parser("host", help="the Airflow host's limit: show, pin N, set N or unpin")
-    host_cmd.add_argument("action", choices=("show", "pin", "set", "unpin"))
+    host_cmd = sub.add_parser("host", help="the Airflow host's limit: show, pin N, set N, unpin, adaptive or off")
+    host_cmd.add_argument("action", choices=("show", "pin", "set", "unpin", "adaptive", "off"))
     host_cmd.add_argument("slots", type=int, nargs="?")
     host_cmd.add_argument("--reason")
     return out
@@ -149,6 +149,12 @@ def host_limit(session, args, actor: str) -> str:
             f"host limit {shown['slots']} (bounds {shown['bounds'][0]}-{shown['bounds'][1]}, {shown['mode']}{pin})\n"
             f"  signals: {shown['signals']}\n  last change: {shown['at']} {shown['reason']}"
         )
+    if args.action in host.MODES:
+        try:
+            host.set_mode(session, args.action, actor=actor, reason=args.reason)
+        except KeyError:
+            raise Refused("no host limit yet: it appears after the scheduler's first controller period") from None
+        return f"host limit: {args.action}"
     if args.action in ("pin", "set") and args.slots is None:
         raise Refused(f"host {args.action} needs the slots: host {args.action} 4")
     try:

@@ -16,7 +16,9 @@ per scheduler). On Celery, ``[core] parallelism`` is what the scheduler hands ou
 once across all workers: size it to the workers' total ``worker_concurrency``, and
 the limit moves below it when the workers' host (or the scheduler's) strains.
 
-``[flux] host_limit = off`` leaves the executors alone (the signals are still recorded).
+``[flux] host_limit`` is the mode the limit starts in: ``adaptive``, or ``off`` (the executors
+keep ``[core] parallelism``; the signals are still recorded). A person changes it with
+``python -m flux_provider.throttle host adaptive|off``.
 """
 
 from __future__ import annotations
@@ -39,10 +41,15 @@ NAME = "host"
 EVENTS = "flux:host"
 
 
+MODES = ("adaptive", "off")
+
+
 def mode() -> str:
+    """``[flux] host_limit``: the mode a new ``flux_host`` row starts in (a person changes it there)."""
     from flux_provider.config import flux_str
 
-    return flux_str("host_limit").strip().lower()
+    value = flux_str("host_limit").strip().lower()
+    return value if value in MODES else "adaptive"
 
 
 def configured_parallelism() -> int:
@@ -159,14 +166,14 @@ class HostWatch:
             self.limit.reset_to(current["value"])
         sample = read_sample(session, since, at)
         old, signals = current["value"], _signals(sample)
-        if mode() == "off":  # the signals are still recorded, for the dashboard and the benchmark
-            session.execute(store.host.update().where(store.host.c.name == NAME).values(signals=signals, mode="off"))
+        if current["mode"] == "off":  # the signals are still recorded, for the dashboard and the benchmark
+            session.execute(store.host.update().where(store.host.c.name == NAME).values(signals=signals))
             return None
         decision = self.limit.update(sample)
         session.execute(
             store.host.update()
             .where(store.host.c.name == NAME)
-            .values(value=decision.value, high=high, mode=mode(), signals=signals, updated_at=at)
+            .values(value=decision.value, high=high, signals=signals, updated_at=at)
         )
         if decision.value == old:
             return None
@@ -175,13 +182,14 @@ class HostWatch:
         return old, decision.value, decision.reason
 
     def apply(self, session) -> int | None:
-        """Set this scheduler's executors' parallelism to the stored limit (the pin first); None when off."""
+        """Set this scheduler's executors' parallelism to the stored limit (the pin first), or back to
+        ``[core] parallelism`` when off; None when there is no limit yet."""
         current = row(session)
-        if current is None or mode() == "off":
+        if current is None:
             return None
         high = self.high or configured_parallelism()
         slots = current["pinned"] if current["pinned"] is not None else current["value"]
-        slots = max(1, min(high, slots))
+        slots = high if current["mode"] == "off" else max(1, min(high, slots))
         for executor in self.executors():
             if executor.parallelism != slots:
                 executor.parallelism = slots
@@ -198,6 +206,20 @@ def _signals(s: HostSample) -> str:
         f"waiting {s.waiting}",
     ]
     return ", ".join(p for p in parts if p)
+
+
+def set_mode(session, value: str, *, actor: str, reason: str | None = None) -> None:
+    """``adaptive`` (the controller moves the limit) or ``off`` (the executors keep [core] parallelism)."""
+    if value not in MODES:
+        raise ValueError(f"host limit mode {value!r}: choose one of {', '.join(MODES)}")
+    current = row(session)
+    if current is None:
+        raise KeyError(NAME)
+    session.execute(store.host.update().where(store.host.c.name == NAME).values(mode=value, updated_at=store.now()))
+    slots = current["pinned"] if current["pinned"] is not None else current["value"]
+    store.record_event(
+        session, EVENTS, slots, slots, f"host limit {value} by {actor}" + (f": {reason}" if reason else ""), actor
+    )
 
 
 def set_host_limit(session, slots: int | None, *, pin: bool, actor: str, reason: str | None = None) -> dict:
@@ -220,4 +242,4 @@ def set_host_limit(session, slots: int | None, *, pin: bool, actor: str, reason:
     return {"previous": old, "slots": new, "pinned": values["pinned"]}
 
 
-__all__ = ["EVENTS", "HostWatch", "read_sample", "set_host_limit", "state"]
+__all__ = ["EVENTS", "HostWatch", "read_sample", "set_host_limit", "set_mode", "state"]

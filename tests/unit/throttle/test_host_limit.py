@@ -57,7 +57,7 @@ def test_a_signal_without_a_threshold_is_not_used():
 
 @pytest.fixture
 def adaptive(monkeypatch):
-    monkeypatch.setattr(host, "mode", lambda: "adaptive")
+    monkeypatch.setattr(host, "mode", lambda: "adaptive")  # what a new flux_host row starts in
 
 
 def test_the_watch_reads_the_host_from_airflows_tables_and_lowers_the_executors(engine, adaptive):
@@ -111,11 +111,17 @@ def test_the_watch_reads_the_host_from_airflows_tables_and_lowers_the_executors(
         assert host.state(session)["reason"] == "unpinned by user admin"
 
 
-def test_off_leaves_the_executors_alone_but_records_the_signals(engine, monkeypatch):
-    monkeypatch.setattr(host, "mode", lambda: "off")
+def test_off_gives_the_executors_back_their_parallelism_but_records_the_signals(engine, adaptive):
     executors = [SimpleNamespace(parallelism=8)]
     watch = host.HostWatch(10.0, executors=lambda: executors, high=8)
+    tries(engine, "x", {"state": "scheduled", "end_date": None, "start_date": None})
     with Session(engine) as session:
-        assert watch.decide(session, AT - dt.timedelta(seconds=10), AT) is None
-        assert watch.apply(session) is None and executors[0].parallelism == 8
-        assert "lost 0" in host.state(session)["signals"]
+        watch.decide(session, AT - dt.timedelta(seconds=10), AT)
+        host.set_host_limit(session, 3, pin=False, actor="cli")
+        assert watch.apply(session) == 3 and executors[0].parallelism == 3
+        host.set_mode(session, "off", actor="cli", reason="benchmark")
+        assert watch.decide(session, AT, AT + dt.timedelta(seconds=10)) is None
+        assert watch.apply(session) == 8 and executors[0].parallelism == 8
+        shown = host.state(session)
+        assert shown["mode"] == "off" and "waiting 1" in shown["signals"]
+        assert shown["reason"] == "host limit off by cli: benchmark"
