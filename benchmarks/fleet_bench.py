@@ -251,6 +251,54 @@ def run_on_stack(sizes: list[int], repeat: int = 3) -> tuple[dict, dict[int, dic
     return per_run, fleets
 
 
+def burst_main(size: int, pairs: int, loads: list[bool]) -> None:
+    """The burst benchmark (``fleet_burst.py``): a table, ``fleet_burst.json`` and ``fleet_burst.png``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from adaptive_bench import bring_up
+
+    from benchmarks import fleet_burst
+
+    _, env, client = bring_up()
+    rows = fleet_burst.run(env, client, size, pairs, loads)
+    print(
+        f"{'side':>5} {'load':>6} {'ok':>7} {'first s':>8} {'median s':>9} {'last s':>7} {'tries':>6} "
+        f"{'failed':>7} {'lost':>5} {'given':>6} {'retries':>8} {'ctl p50':>8} {'ctl p95':>8} {'health':>7}"
+    )
+    for r in rows:
+        print(
+            f"{r['side']:>5} {'on' if r['load'] else 'off':>6} {r['succeeded']:>3}/{r['runs']:<3} "
+            f"{r['first_landed_s']:>8.0f} {r['median_landed_s']:>9.0f} {r['last_landed_s']:>7.0f} {r['tries']:>6} "
+            f"{r['failed_tries']:>7} {r['lost_tries']:>5} {r['lost_given_back']:>6} {r['retries_spent']:>8} "
+            f"{r['period_p50'] or float('nan'):>8.2f} {r['period_p95'] or float('nan'):>8.2f} "
+            f"{r['health_ok']:>3}/{r['health_checks']:<3}"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "fleet_burst.json").write_text(json.dumps({"size": size, "bursts": rows}, indent=2))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for r in rows:
+        minutes = [t / 60 for t in r["landed_at"]]
+        ax.step(
+            minutes,
+            range(1, len(minutes) + 1),
+            where="post",
+            label=f"{r['side']}, {'loaded' if r['load'] else 'quiet'}",
+            linestyle="-" if r["side"] == "new" else "--",
+        )
+    ax.set_xlabel("minutes after the burst")
+    ax.set_ylabel("runs landed")
+    ax.set_title(f"{size} data sets due at once: runs landed over time")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "fleet_burst.png", dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 300])
@@ -271,7 +319,19 @@ def main() -> None:
         help="fleets run once under the real scheduler on the benchmarks' stack, with the dashboard opened "
         "over them and the 200-row run against the stock chain; none: skip the stack",
     )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        metavar="N",
+        help="only the nightly burst: N small data sets at once, today's behaviour against the new one "
+        "(fleet_burst.py)",
+    )
+    parser.add_argument("--pairs", type=int, default=1, help="with --burst: alternated pairs per load setting")
+    parser.add_argument("--load", choices=("on", "off", "both"), default="both", help="with --burst: background load")
     args = parser.parse_args()
+    if args.burst:
+        burst_main(args.burst, args.pairs, {"on": [True], "off": [False], "both": [False, True]}[args.load])
+        return
     home = Path(tempfile.mkdtemp(prefix="flux-fleet-bench-"))
     os.environ["AIRFLOW_HOME"] = str(home / "airflow")
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")

@@ -228,6 +228,8 @@ class AirflowApiServer(_AirflowComponent):
             "FLUX_AIRFLOW_DB": metadata_db(ctx),
             # its server (a login that may create databases: the suite's DB-API engine tests use one)
             "FLUX_POSTGRES_URL": ctx.postgres_url,
+            # the (first) scheduler's health endpoint: 200 while its heartbeat is recent
+            "FLUX_SCHEDULER_HEALTH_URL": f"http://127.0.0.1:{ctx.ports['airflow_scheduler']}/health",
         }
 
 

@@ -24,10 +24,10 @@ keep ``[core] parallelism``; the signals are still recorded). A person changes i
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import logging
 import os
 import statistics
+import sys
 
 from sqlalchemy import func, select
 
@@ -59,12 +59,19 @@ def configured_parallelism() -> int:
 
 
 def scheduler_executors() -> list:
-    """The executors of the scheduler running in this process (found once it is built), else []."""
+    """The executors of the scheduler running in this process, else [].
+
+    The scheduler's main thread runs its loop inside the runner's methods for the process's life, so the
+    runner is the ``self`` of one of that thread's frames. (Airflow freezes the garbage collector's objects
+    before it forks workers, so a scan of ``gc.get_objects()`` would not see it.)"""
     from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
 
-    for obj in gc.get_objects():
-        if isinstance(obj, SchedulerJobRunner):
-            return list(getattr(obj, "executors", []) or [])
+    for frame in sys._current_frames().values():
+        while frame is not None:
+            runner = frame.f_locals.get("self")
+            if isinstance(runner, SchedulerJobRunner) and getattr(runner, "executors", None):
+                return list(runner.executors)
+            frame = frame.f_back
     return []
 
 
@@ -143,8 +150,10 @@ class HostWatch:
         if not self._executors and self._looked < 3:
             self._looked += 1
             self._executors = self._find()
-            if not self._executors:
-                log.debug("flux host limit: no scheduler's executors in this process (yet)")
+            if self._executors:
+                log.info("flux host limit: applied to %s", ", ".join(type(e).__name__ for e in self._executors))
+            else:
+                log.info("flux host limit: no scheduler's executors in this process (yet)")
         return self._executors or []
 
     def decide(self, session, since: dt.datetime, at: dt.datetime) -> tuple[int, int, str] | None:

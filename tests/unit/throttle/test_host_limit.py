@@ -125,3 +125,33 @@ def test_off_gives_the_executors_back_their_parallelism_but_records_the_signals(
         shown = host.state(session)
         assert shown["mode"] == "off" and "waiting 1" in shown["signals"]
         assert shown["reason"] == "host limit off by cli: benchmark"
+
+
+def test_the_schedulers_executors_are_found_where_its_loop_runs():
+    """The scheduler's loop runs in its runner's methods: the runner is a frame's ``self`` (Airflow freezes the
+    garbage collector's objects before forking its workers, so they cannot be searched there)."""
+    import gc
+    import threading
+
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+
+    runner = SchedulerJobRunner.__new__(SchedulerJobRunner)  # what the scheduler built, without a database
+    executor = SimpleNamespace(parallelism=8)
+    runner.executors = [executor]
+    looping, stop = threading.Event(), threading.Event()
+
+    def run_loop(self, event):  # stands for SchedulerJobRunner._run_scheduler_loop
+        looping.set()
+        event.wait(10)
+
+    assert host.scheduler_executors() == []
+    thread = threading.Thread(target=run_loop, args=(runner, stop))
+    gc.freeze()
+    try:
+        thread.start()
+        looping.wait(5)
+        assert host.scheduler_executors() == [executor]
+    finally:
+        stop.set()
+        thread.join()
+        gc.unfreeze()
