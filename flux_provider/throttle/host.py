@@ -75,6 +75,43 @@ def scheduler_executors() -> list:
     return []
 
 
+def hold_slots(executor) -> bool:
+    """Make a LocalExecutor hold a parallelism slot from dispatch to result; True when installed now.
+
+    Airflow 3.3's LocalExecutor never records a dispatched workload in ``running`` (every other executor
+    does; apache/airflow#71914), so ``parallelism`` caps nothing: the scheduler hands it every task the
+    pools admit, the tasks wait in its first-in-first-out queue (``queued`` in the database, for minutes on
+    a busy night, in dispatch order whatever their priority), and only its worker processes bound what runs.
+    Installed on the instance the host limit drives: a dispatched workload's key is added to ``running``
+    and stays there until its result (not its "running" message) arrives, so the limit bounds what is
+    queued plus what runs, and the scheduler keeps the waiting tasks, picking the highest priority when a
+    slot frees. Other executors (Celery, Kubernetes, ...) track ``running`` already and are left alone."""
+    if getattr(executor, "_flux_holds_slots", False) or type(executor).__name__ != "LocalExecutor":
+        return False
+    dispatch, change = executor._process_workloads, executor.change_state
+
+    def _process_workloads(workloads):
+        for workload in workloads:
+            executor.running.add(workload.key)
+        dispatch(workloads)
+
+    def change_state(key, state, info=None, remove_running=True):
+        if str(getattr(state, "value", state)) == "running":  # picked up by a worker: still holds its slot
+            remove_running = False
+        change(key, state, info, remove_running)
+
+    executor._process_workloads, executor.change_state = _process_workloads, change_state
+    executor._flux_holds_slots = True
+    return True
+
+
+def release_slots(executor) -> None:
+    """Back to the executor's own accounting (workloads in flight drain as their results arrive)."""
+    if getattr(executor, "_flux_holds_slots", False):
+        for name in ("_process_workloads", "change_state", "_flux_holds_slots"):
+            executor.__dict__.pop(name, None)
+
+
 def read_sample(session, since: dt.datetime, at: dt.datetime) -> HostSample:
     """The host's signals over ``(since, at]`` (four small queries)."""
     from airflow.jobs.job import Job
@@ -200,6 +237,10 @@ class HostWatch:
         slots = current["pinned"] if current["pinned"] is not None else current["value"]
         slots = high if current["mode"] == "off" else max(1, min(high, slots))
         for executor in self.executors():
+            if current["mode"] == "off":
+                release_slots(executor)
+            elif hold_slots(executor):
+                log.info("flux host limit: %s now holds a slot per dispatched task", type(executor).__name__)
             if executor.parallelism != slots:
                 executor.parallelism = slots
         return slots
@@ -251,4 +292,4 @@ def set_host_limit(session, slots: int | None, *, pin: bool, actor: str, reason:
     return {"previous": old, "slots": new, "pinned": values["pinned"]}
 
 
-__all__ = ["EVENTS", "HostWatch", "read_sample", "set_host_limit", "set_mode", "state"]
+__all__ = ["EVENTS", "HostWatch", "hold_slots", "release_slots", "read_sample", "set_host_limit", "set_mode", "state"]

@@ -155,3 +155,25 @@ def test_the_schedulers_executors_are_found_where_its_loop_runs():
         stop.set()
         thread.join()
         gc.unfreeze()
+
+
+def test_a_local_executor_holds_a_slot_from_dispatch_to_result():
+    """Airflow 3.3's LocalExecutor never fills ``running`` (apache/airflow#71914), so its parallelism caps
+    nothing. With the host limit's accounting a dispatched task holds its slot while it waits and while it
+    runs, and gives it back with its result; released, the executor is as Airflow made it."""
+    from airflow.executors.local_executor import LocalExecutor
+    from airflow.utils.state import TaskInstanceState
+
+    executor = LocalExecutor(parallelism=2)
+    sent = []
+    executor._process_workloads = sent.extend  # the worker processes' queue, without forking workers
+    assert host.hold_slots(executor) and not host.hold_slots(executor)  # installed once
+    a, b = SimpleNamespace(key="a"), SimpleNamespace(key="b")
+    executor._process_workloads([a, b])
+    assert sent == [a, b] and executor.slots_available == 0
+    executor.change_state("a", TaskInstanceState.RUNNING)  # a worker picked it up: it still runs
+    assert executor.slots_available == 0
+    executor.change_state("a", TaskInstanceState.SUCCESS)
+    assert executor.slots_available == 1 and executor.event_buffer["a"][0] == TaskInstanceState.SUCCESS
+    host.release_slots(executor)
+    assert not {"_process_workloads", "change_state"} & set(vars(executor))  # the class's own methods again
