@@ -23,6 +23,7 @@ keep ``[core] parallelism``; the signals are still recorded). A person changes i
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -193,6 +194,13 @@ class HostWatch:
                 log.info("flux host limit: no scheduler's executors in this process (yet)")
         return self._executors or []
 
+    def held(self) -> int | None:
+        """Slots this scheduler's executors hold now (None when it has none in this process)."""
+        executors = self.executors()
+        if not executors:
+            return None
+        return sum(getattr(e, "slots_occupied", 0) for e in executors)
+
     def decide(self, session, since: dt.datetime, at: dt.datetime) -> tuple[int, int, str] | None:
         """One period's decision; returns (old, new, reason) when the limit moved."""
         high = self.high or configured_parallelism()
@@ -211,6 +219,9 @@ class HostWatch:
         elif self.limit.value != current["value"]:
             self.limit.reset_to(current["value"])
         sample = read_sample(session, since, at)
+        held = self.held()
+        if held is not None:  # what the executors hold (a task's process lives on after its state is final)
+            sample = dataclasses.replace(sample, running=held)
         old, signals = current["value"], _signals(sample)
         if current["mode"] == "off":  # the signals are still recorded, for the dashboard and the benchmark
             session.execute(store.host.update().where(store.host.c.name == NAME).values(signals=signals))

@@ -63,7 +63,7 @@ def adaptive(monkeypatch):
 def test_the_watch_reads_the_host_from_airflows_tables_and_lowers_the_executors(engine, adaptive):
     """Tasks that took 60 s from queued to running, and a lost try: the limit comes down from [core]
     parallelism and the scheduler's executors get it; a pin wins; the limit never exceeds parallelism."""
-    executors = [SimpleNamespace(parallelism=8), SimpleNamespace(parallelism=8)]
+    executors = [SimpleNamespace(parallelism=8, slots_occupied=4), SimpleNamespace(parallelism=8, slots_occupied=3)]
     watch = host.HostWatch(10.0, executors=lambda: executors, high=8)
     queued = AT - dt.timedelta(seconds=65)
     tries(
@@ -101,7 +101,8 @@ def test_the_watch_reads_the_host_from_airflows_tables_and_lowers_the_executors(
     assert [e.parallelism for e in executors] == [5, 5]
     with Session(engine) as session:
         shown = host.state(session)
-        assert shown["slots"] == 5 and "queued->running 60.0s" in shown["signals"] and "running 3" in shown["signals"]
+        # "running" is what the executors hold (4 + 3), not the 3 task instances running
+        assert shown["slots"] == 5 and "queued->running 60.0s" in shown["signals"] and "running 7" in shown["signals"]
         host.set_host_limit(session, 3, pin=True, actor="user admin", reason="night of the migration")
         assert watch.apply(session) == 3
         with pytest.raises(ValueError, match="never exceeds"):
