@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from flux_provider.throttle import adopted, host, migrations, overview, store
+from flux_provider.throttle import adopted, fleet, host, migrations, overview, store
 from flux_provider.throttle.controller import set_limit
 
 app = FastAPI(
@@ -266,6 +266,18 @@ def change_limit(
         raise HTTPException(422, str(exc)) from None
     session.commit()
     return result
+
+
+@app.get("/api/fleet", dependencies=[Depends(_auth_read())])
+def fleet_progress(
+    session: Session,
+    hours: Annotated[float, Query(gt=0, le=24 * 7, description="runs created in this window")] = 12.0,
+    bucket: Annotated[int, Query(ge=1, le=60, description="minutes per point of landed_over_time")] = 1,
+) -> dict:
+    """The night's progress: the data sets' runs landed, running, queued and failed, runs landed over time,
+    and what each unfinished run waits for (its pool, the host limit, a worker, a retry, upstream)."""
+    migrations.ensure_tables(session.get_bind())
+    return fleet.progress(session, hours=hours, bucket_minutes=bucket)
 
 
 @app.get("/api/host", dependencies=[Depends(_auth_read())])

@@ -79,10 +79,25 @@ async function loadOverview() {
   }
   if (mine !== loading) return;  // a newer request is on its way
   renderOverview(data);
+  api("api/fleet?hours=12").then(renderFleet, () => {});
   if (!window.flux.timings.firstTable) {
     window.flux.timings.firstTable = performance.now();
     requestAnimationFrame(() => { window.flux.timings.firstPaint = performance.now(); });
   }
+}
+
+// The night's progress: runs landed, running, queued, failed, and what the unfinished ones wait for.
+function renderFleet(f) {
+  window.flux.fleet = f;
+  if (!f.runs) { $("#fleet").textContent = ""; return; }
+  const kinds = Object.entries(f.waits_by_kind).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${esc(k)} ${n}`);
+  const last = f.landed_over_time.slice(-10).map(b => b.landed).join(" ");
+  $("#fleet").innerHTML = `<b>last 12 h</b>: ${f.landed} landed · ${f.running} running · ${f.queued} queued · ` +
+    `${f.failed} failed` + (kinds.length ? ` · waiting for: ${kinds.join(", ")}` : "") +
+    (last ? ` · landed per minute (last 10): ${esc(last)}` : "") +
+    (f.waiting.length ? `<details><summary>what each unfinished run waits for</summary><ul>` +
+      f.waiting.slice(0, 100).map(w => `<li>${esc(w.dataset)}: ${esc(w.waits_for)}</li>`).join("") +
+      `</ul></details>` : "");
 }
 
 function renderOverview(data) {
