@@ -27,6 +27,10 @@ from tests.support import REPO, RUN_DIR
 # never write an airflow.cfg into the stack's home (the stack owns that file).
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="flux-pytest-airflow-")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# The suite's stacks start with the host limit off (the executors as Airflow makes them), so the tests written
+# for a pool's or a source's concurrency see the scheduler they were written against; the burst test turns it
+# on (tests/integration/test_fleet_burst.py) and the unit tests cover it.
+os.environ.setdefault("FLUX_HOST_LIMIT", "off")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -66,6 +70,9 @@ def stack():
     )
     stack.up()
     env = stack.env()
+    from tests.support.throttle import host_limit
+
+    host_limit(env, os.environ["FLUX_HOST_LIMIT"])  # a reused stack too
     env.pop("AIRFLOW_HOME")
     os.environ.update(env)
     yield stack

@@ -150,10 +150,7 @@ def host_limit(session, args, actor: str) -> str:
             f"  signals: {shown['signals']}\n  last change: {shown['at']} {shown['reason']}"
         )
     if args.action in host.MODES:
-        try:
-            host.set_mode(session, args.action, actor=actor, reason=args.reason)
-        except KeyError:
-            raise Refused("no host limit yet: it appears after the scheduler's first controller period") from None
+        host.set_mode(session, args.action, actor=actor, reason=args.reason)
         return f"host limit: {args.action}"
     if args.action in ("pin", "set") and args.slots is None:
         raise Refused(f"host {args.action} needs the slots: host {args.action} 4")

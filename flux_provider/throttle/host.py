@@ -204,14 +204,7 @@ class HostWatch:
     def decide(self, session, since: dt.datetime, at: dt.datetime) -> tuple[int, int, str] | None:
         """One period's decision; returns (old, new, reason) when the limit moved."""
         high = self.high or configured_parallelism()
-        current = row(session)
-        if current is None:
-            session.execute(
-                store.host.insert().values(
-                    name=NAME, value=high, low=min(2, high), high=high, pinned=None, mode=mode(), updated_at=at
-                )
-            )
-            current = row(session)
+        current = row(session) or _create(session, high, mode(), at)
         if self.limit is None or (self.limit.low, self.limit.high) != (current["low"], high):
             self.limit = HostLimit(
                 low=current["low"], high=high, value=min(current["value"], high), cooldown=self.period * 3
@@ -257,6 +250,15 @@ class HostWatch:
         return slots
 
 
+def _create(session, high: int, first_mode: str, at: dt.datetime) -> dict:
+    session.execute(
+        store.host.insert().values(
+            name=NAME, value=high, low=min(2, high), high=high, pinned=None, mode=first_mode, updated_at=at
+        )
+    )
+    return row(session)
+
+
 def _signals(s: HostSample) -> str:
     parts = [
         f"heartbeat {s.heartbeat_lag:.0f}s" if s.heartbeat_lag is not None else None,
@@ -273,9 +275,7 @@ def set_mode(session, value: str, *, actor: str, reason: str | None = None) -> N
     """``adaptive`` (the controller moves the limit) or ``off`` (the executors keep [core] parallelism)."""
     if value not in MODES:
         raise ValueError(f"host limit mode {value!r}: choose one of {', '.join(MODES)}")
-    current = row(session)
-    if current is None:
-        raise KeyError(NAME)
+    current = row(session) or _create(session, configured_parallelism(), value, store.now())
     session.execute(store.host.update().where(store.host.c.name == NAME).values(mode=value, updated_at=store.now()))
     slots = current["pinned"] if current["pinned"] is not None else current["value"]
     store.record_event(

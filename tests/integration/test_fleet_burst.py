@@ -1,7 +1,8 @@
 """The nightly fleet on the stack: 60 small data sets triggered at once on a host that also carries a fixed CPU
 load (a busy loop on each core). Runs land in order (the first lands before the last one's export starts),
 every run succeeds, no service restarts, and no recovery retry is spent on a try lost to the orchestrator:
-read from Airflow's runs and task instances and the controller's tables (flux_devstack.burst)."""
+read from Airflow's runs and task instances and the controller's tables (flux_devstack.burst). The host limit
+is on for this test (the suite's other tests run with it off)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from flux_devstack import burst
 from flux_devstack.stack import UP
 from flux_provider.rules import DEFAULT_RULES, max_retries
 from tests.support import RUN_DIR
+from tests.support.throttle import host_limit
 
 SPECS = RUN_DIR / "fleet" / "specs"  # the stack's bundle of generated data sets (flux-fleet)
 SIZE = 60
@@ -24,6 +26,7 @@ def test_sixty_runs_due_at_once_on_a_loaded_host_land_in_order_and_lose_no_retry
     dag_ids = [f"flux_{name}" for name in texts]
     pids = {s.name: s.pid for s in stack.status()}
     burst.write_specs(SPECS, texts)
+    host_limit(env, "adaptive")
     try:
         burst.prepare_source(env)
         burst.sync_pools(env, SPECS)
@@ -32,6 +35,7 @@ def test_sixty_runs_due_at_once_on_a_loaded_host_land_in_order_and_lose_no_retry
             report = burst.run_burst(env, airflow_client, dag_ids, unique, timeout=1500)
     finally:
         burst.remove_specs(SPECS, texts)
+        host_limit(env, "off")
     print(report.as_dict())
     assert report.succeeded == SIZE, report
     assert report.first_landed_s < report.last_export_start_s, report  # a run lands while exports still start

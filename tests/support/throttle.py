@@ -12,6 +12,20 @@ from flux_provider.throttle import store
 PERIOD = 10  # [flux] throttle_period on the local stack
 
 
+def host_limit(env: dict, mode: str) -> None:
+    """Switch the stack's host limit (``adaptive`` or ``off``) as a person would, with the CLI."""
+    import os
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [sys.executable, "-m", "flux_provider.throttle", "host", mode, "--reason", "the test suite"],
+        env={**os.environ, "AIRFLOW_HOME": env["AIRFLOW_HOME"]},
+        check=True,
+        capture_output=True,
+    )
+
+
 def stack_db(stack):
     return create_engine(stack.env()["FLUX_AIRFLOW_DB"])  # SQLite, or PostgreSQL on the cluster stack
 
