@@ -59,15 +59,16 @@ def cause_of(error) -> str:
     return f"lost to the orchestrator: {what}" + (f" | {text[:1500]}" if text else "")
 
 
-def record(session, key: tuple, cause: str, at: dt.datetime | None = None) -> bool | None:
-    """Record the lost try ``key`` (dag_id, run_id, task_id, map_index, try_number); True when its try is
-    given back (the task instance had budget left), False when not, None when it was recorded before."""
+def record(session, key: tuple, cause: str, at: dt.datetime | None = None, give=None) -> bool | None:
+    """Record the lost try ``key`` (dag_id, run_id, task_id, map_index, try_number); None when it was recorded
+    before. While the task instance has budget left, ``give()`` gives its try back and says whether it could;
+    returns whether the try was given back."""
     t = store.lost.c
     same_ti = and_(t.dag_id == key[0], t.run_id == key[1], t.task_id == key[2], t.map_index == key[3])
     if session.execute(select(t.try_number).where(same_ti, t.try_number == key[4])).first() is not None:
         return None
     spent = session.execute(select(func.count()).where(same_ti, t.given_back == 1)).scalar() or 0
-    given = spent < budget()
+    given = spent < budget() and bool(give())
     session.execute(
         store.lost.insert().values(
             dag_id=key[0],
@@ -105,7 +106,7 @@ def on_scheduler_failure(ti, error) -> None:
     key = (ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.try_number)
     cause = cause_of(error)
     with session.begin_nested():  # a failure here must not abort the scheduler's own transaction
-        given = record(session, key, cause)
+        given = record(session, key, cause, give=lambda: True)
     if not given:
         log.warning("flux: %s try %d lost (%s); the lost-try budget is spent", ti.task_id, ti.try_number, cause)
         return
@@ -117,13 +118,13 @@ def on_scheduler_failure(ti, error) -> None:
 
 
 def give_back(session, key: tuple, cause: str, at: dt.datetime | None = None) -> bool | None:
-    """For a lost try the controller found (the worker reported it failed): record it and, within the budget,
-    give its try back to the task instance while it has not ended (``max_tries + 1``)."""
+    """For a lost try the controller found (its worker reported it failed): record it and, within the budget,
+    give its try back while the task instance has not ended (``max_tries + 1``). A try lost on the task's
+    last retry ended it before the controller saw it: recorded, not given back."""
     from airflow.models.taskinstance import TaskInstance as TI
 
-    given = record(session, key, cause, at)
-    if given:
-        session.execute(
+    def give() -> bool:
+        updated = session.execute(
             update(TI)
             .where(
                 TI.dag_id == key[0],
@@ -136,7 +137,9 @@ def give_back(session, key: tuple, cause: str, at: dt.datetime | None = None) ->
             .values(max_tries=TI.max_tries + 1)
             .execution_options(synchronize_session=False)
         )
-    return given
+        return updated.rowcount > 0
+
+    return record(session, key, cause, at, give)
 
 
 __all__ = ["budget", "cause_for", "cause_of", "give_back", "on_scheduler_failure", "record"]

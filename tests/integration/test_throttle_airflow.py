@@ -132,15 +132,16 @@ def recorded(stack, dataset: str, run_id: str, count: int, timeout: float = PERI
 
 def test_each_try_is_recorded_once_with_its_own_class_message_and_load(stack, airflow_client):
     """Retries that start (and clear the XCom) before the controller's next period keep their own class
-    and message; a try killed with SIGKILL is a crash that never grows its pool; tasks that never ran are not
-    recorded, even when a failed task is cleared with its downstream tasks."""
+    and message; a try killed with SIGKILL is lost to the orchestrator: it never grows its pool, its try is
+    given back, and the recovery rule does not count it; tasks that never ran are not recorded, even when a
+    failed task is cleared with its downstream tasks."""
     with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
         conn.execute("DROP TABLE IF EXISTS ts_src")
         conn.execute("DELETE FROM flux_faults WHERE pattern = 'ts_src'")
     seed_table(
         stack, "ts_src", rows=[(1, "a"), (2, "b")], ddl="CREATE TABLE dbo.{name} (id INT NOT NULL, v NVARCHAR(9))"
     )
-    for dataset in ("ts", "tk", "td"):
+    for dataset in ("ts", "tk", "td", "tl"):
         register(stack, airflow_client, dataset, 1)
     inject_fault(stack, "ts_src", error_number=1205, remaining=1)  # try 1: deadlock victim
     inject_fault(stack, "ts_src", error_number=40501, remaining=1)  # try 2: the service is busy
@@ -148,6 +149,7 @@ def test_each_try_is_recorded_once_with_its_own_class_message_and_load(stack, ai
     assert result.task_states == {
         "retried": "success",
         "killed": "failed",
+        "lost_once": "success",  # the rule's one retry was the deadlock's, not the lost try's
         "doomed": "failed",
         "after_doomed": "upstream_failed",
     }
@@ -162,8 +164,18 @@ def test_each_try_is_recorded_once_with_its_own_class_message_and_load(stack, ai
     assert "deadlock" in retried[0]["message"] and "busy" in retried[1]["message"]  # each its own message
     assert [r["inflight"] for r in retried] == [1, 1, 1]  # one try ran at a time, each counted once
 
-    killed = recorded(stack, "tk", result.run_id, 2)
-    assert [(r["try_number"], r["error_class"]) for r in killed] == [(1, "crash"), (2, "crash")]
+    killed = recorded(stack, "tk", result.run_id, 1)
+    assert [(r["try_number"], r["error_class"]) for r in killed] == [(1, "lost")]
+    assert "lost to the orchestrator" in killed[0]["message"]
+    lost_once = recorded(stack, "tl", result.run_id, 3)
+    assert [(r["try_number"], r["error_class"]) for r in lost_once] == [(1, "lost"), (2, "deadlock"), (3, None)]
+    with stack_db(stack).connect() as conn:
+        given = conn.execute(
+            select(store.lost.c.task_id, store.lost.c.try_number, store.lost.c.given_back).where(
+                store.lost.c.run_id == result.run_id
+            )
+        ).all()
+    assert sorted(given) == [("killed", 1, 0), ("lost_once", 1, 1)]  # killed had no retry left to give back
     deadline = time.monotonic() + PERIOD * 2
     while time.monotonic() < deadline:  # two more periods: a crash never grows the pool
         assert slots(airflow_client, "tk") == 1, events(stack, "tk")

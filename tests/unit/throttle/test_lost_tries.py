@@ -101,3 +101,12 @@ def test_a_stock_task_in_an_adopted_pool_keeps_airflows_retries(engine):
         )
         session.commit()
     assert lost_rows(engine) == [] and max_tries(engine) == 5
+
+
+def test_a_try_lost_on_the_last_retry_is_recorded_but_cannot_be_given_back(engine):
+    """The worker reported it failed and Airflow had no retry left: the task instance ended before the
+    controller saw the try, so there is nothing to give back."""
+    data_set(engine, "facts", 2)
+    tries(engine, "facts", {**KILLED, "state": "failed", "try_number": 6})
+    period(engine, Controller(period=60.0, holder="test"))
+    assert lost_rows(engine) == [("export_upload", 6, 0)] and max_tries(engine) == 5
