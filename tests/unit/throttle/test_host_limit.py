@@ -19,15 +19,21 @@ def sample(t: float, **kw) -> HostSample:
 
 
 def test_each_signal_cuts_and_says_which_fired():
+    loaded = Thresholds(load_per_core=6.0)  # the load is a signal only when its threshold is set
     for strained, words in (
         ({"heartbeat_lag": 35.0}, "scheduler heartbeat 35s late"),
         ({"start_latency": 48.0}, "tasks 48s from queued to running"),
         ({"load_per_core": 9.5}, "load 9.5 per core"),
         ({"lost": 3}, "3 tries lost"),
     ):
-        limit = HostLimit(low=2, high=8, value=8)
+        limit = HostLimit(low=2, high=8, value=8, thresholds=loaded)
         decision = limit.update(sample(0, **strained))
         assert decision.value == 5 and words in decision.reason, decision
+
+
+def test_a_steady_load_that_is_not_airflows_neither_cuts_nor_stops_growth_by_default():
+    limit = HostLimit(low=2, high=8, value=5)
+    assert limit.update(sample(0, load_per_core=9.0, running=5, waiting=40)).value == 6
 
 
 def test_it_holds_while_cooling_down_unless_tries_are_still_lost_and_never_goes_below_the_floor():
@@ -51,8 +57,8 @@ def test_it_grows_back_one_at_a_time_only_when_healthy_full_and_tasks_wait():
 
 
 def test_a_signal_without_a_threshold_is_not_used():
-    limit = HostLimit(value=8, thresholds=Thresholds(load_per_core=None))
-    assert limit.update(sample(0, load_per_core=50.0)).value == 8
+    limit = HostLimit(value=8, thresholds=Thresholds(start_latency=None))
+    assert limit.update(sample(0, start_latency=500.0)).value == 8
 
 
 @pytest.fixture
