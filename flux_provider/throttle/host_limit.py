@@ -12,7 +12,9 @@ retry. This limit is fed one :class:`HostSample` per controller period:
   long from queued to running (and, when a threshold is set for it, the load
   per core is too high); each cut says which signal fired;
 * **grow** by one when every signal is below half its threshold and tasks were
-  waiting for a slot while the limit was (nearly) full;
+  waiting for a slot while the limit was (nearly) full, or nothing waits (an
+  idle host goes back toward ``high``, so a night does not start where the
+  last one's strain left the limit);
 * **hold** otherwise, and for ``cooldown`` seconds after a cut (the signals lag
   what caused them), unless tries are still being lost.
 
@@ -100,9 +102,14 @@ class HostLimit:
             return HostDecision(new, f"host strained ({', '.join(strained)}): {old} -> {new}")
         if self.strained(s, 0.5):
             return HostDecision(self.value, "host busy: holding")
+        if s.time - self._last_cut < self.cooldown:
+            return HostDecision(self.value, "host healthy again: holding while cooling down after the last cut")
         if s.waiting and s.running >= self.value - 1 and self.value < self.high:
             old, self.value = self.value, self.value + 1
             return HostDecision(self.value, f"host healthy with tasks waiting: {old} -> {self.value}")
+        if not s.waiting and self.value < self.high:  # idle: back toward [core] parallelism for the next burst
+            old, self.value = self.value, self.value + 1
+            return HostDecision(self.value, f"host healthy and idle: {old} -> {self.value}")
         return HostDecision(self.value, "host healthy: holding")
 
     def reset_to(self, value: int) -> None:

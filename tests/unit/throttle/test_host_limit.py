@@ -42,15 +42,17 @@ def test_it_holds_while_cooling_down_unless_tries_are_still_lost_and_never_goes_
     assert limit.update(sample(10, heartbeat_lag=40)).value == 5  # the lag lags the cut
     assert limit.update(sample(20, lost=2)).value == 3  # losses cut at once
     assert limit.update(sample(60, lost=2)).value == 2
+    assert "cooling down" in limit.update(sample(70)).reason and limit.value == 2  # healthy, but just cut
     assert "at the floor 2" in limit.update(sample(100, lost=1)).reason
+    assert limit.update(sample(140)).value == 3  # healthy and idle: back toward high, one a period
 
 
 def test_it_grows_back_one_at_a_time_only_when_healthy_full_and_tasks_wait():
     limit = HostLimit(low=2, high=8, value=4)
     assert limit.update(sample(0, running=4, waiting=10)).value == 5
     assert limit.update(sample(10, running=1, waiting=10)).value == 5  # not full: the limit is not the constraint
-    assert limit.update(sample(20, running=5, waiting=0)).value == 5  # nothing waits
-    assert limit.update(sample(30, running=5, waiting=3, heartbeat_lag=12)).reason == "host busy: holding"
+    assert limit.update(sample(20, running=5, waiting=0)).value == 6  # idle and healthy: back toward high
+    assert limit.update(sample(30, running=6, waiting=3, heartbeat_lag=12)).reason == "host busy: holding"
     for t in range(40, 100, 10):
         limit.update(sample(t, running=limit.value, waiting=9))
     assert limit.value == 8  # never above high ([core] parallelism)
