@@ -18,9 +18,6 @@ scheduler's health checks that answered 200.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from flux_devstack import burst
@@ -61,12 +58,7 @@ def prepare(env: dict, client, size: int) -> dict[str, list[str]]:
 
 
 def host_mode(env: dict, value: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "flux_provider.throttle", "host", value, "--reason", "burst benchmark"],
-        env={**os.environ, "AIRFLOW_HOME": env["AIRFLOW_HOME"]},
-        check=True,
-        capture_output=True,
-    )
+    burst.host_limit(env, value, "burst benchmark")
 
 
 def one_burst(env: dict, client, side: str, dag_ids: list[str], tag: str, load: bool) -> dict:

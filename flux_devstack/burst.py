@@ -115,6 +115,16 @@ def sync_pools(env: dict, folder: Path) -> None:
     )
 
 
+def host_limit(env: dict, mode: str, reason: str) -> None:
+    """Switch the stack's host limit (``adaptive`` or ``off``) as a person would, with the CLI."""
+    subprocess.run(
+        [sys.executable, "-m", "flux_provider.throttle", "host", mode, "--reason", reason],
+        env={**os.environ, "AIRFLOW_HOME": env["AIRFLOW_HOME"]},
+        check=True,
+        capture_output=True,
+    )
+
+
 def wait_parsed(client, dag_ids: list[str], timeout: float = 900.0) -> float:
     """Seconds until every one of ``dag_ids`` is parsed (the DAG processor works through the bundle)."""
     started, wanted = time.monotonic(), set(dag_ids)

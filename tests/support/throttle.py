@@ -13,17 +13,10 @@ PERIOD = 10  # [flux] throttle_period on the local stack
 
 
 def host_limit(env: dict, mode: str) -> None:
-    """Switch the stack's host limit (``adaptive`` or ``off``) as a person would, with the CLI."""
-    import os
-    import subprocess
-    import sys
+    """Switch the stack's host limit (``adaptive`` or ``off``) with the CLI, as the test suite."""
+    from flux_devstack.burst import host_limit as switch
 
-    subprocess.run(
-        [sys.executable, "-m", "flux_provider.throttle", "host", mode, "--reason", "the test suite"],
-        env={**os.environ, "AIRFLOW_HOME": env["AIRFLOW_HOME"]},
-        check=True,
-        capture_output=True,
-    )
+    switch(env, mode, "the test suite")
 
 
 def stack_db(stack):
