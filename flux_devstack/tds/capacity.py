@@ -16,6 +16,10 @@ The model, for a batch whose text contains ``pattern`` (usually a table name):
   recorded in ``flux_victims`` with the seconds it held the table, and every batch in ``flux_served``
   (when it held the table, and whether it was a victim): the source's load over time.
 
+The row whose pattern is ``*`` is the server's own capacity: it applies to every data batch, counts its
+``others`` (the server's other users) as running, and is what SQL Server's views show
+(:mod:`flux_devstack.tds.server_state`).
+
 So at or below ``capacity`` queries run a little slower the more run, a little above they queue up,
 far above they fail: what the throttle controller has to find. The count is taken on arrival; a query
 already running is not slowed down further by later ones.
@@ -36,13 +40,22 @@ CAPACITY_DDL = """CREATE TABLE IF NOT EXISTS flux_capacity (
     fail_excess INTEGER DEFAULT 2,  -- from this many batches above capacity, a batch is a victim
     error_number INTEGER DEFAULT 1205,  -- with this SQL Server error (1205 deadlock victim, -2 timeout)
     load_seconds REAL DEFAULT 0,    -- extra wait at full use: load_seconds * (batches - 1) / capacity
-    victim_after REAL DEFAULT 0     -- share of its work (the fault's delay) a victim does before it fails
+    victim_after REAL DEFAULT 0,    -- share of its work (the fault's delay) a victim does before it fails
+    others INTEGER DEFAULT 0        -- the server's other users: batches always running there
 )"""
 #: Columns added to ``flux_capacity`` after it first shipped: (name, type and default).
-ADDED_COLUMNS = (("load_seconds", "REAL DEFAULT 0"), ("victim_after", "REAL DEFAULT 0"))
+ADDED_COLUMNS = (
+    ("load_seconds", "REAL DEFAULT 0"),
+    ("victim_after", "REAL DEFAULT 0"),
+    ("others", "INTEGER DEFAULT 0"),
+)
 RUNNING_DDL = """CREATE TABLE IF NOT EXISTS flux_running (
-    pattern TEXT NOT NULL, pid INTEGER NOT NULL, started REAL NOT NULL
+    pattern TEXT NOT NULL, pid INTEGER NOT NULL, started REAL NOT NULL, spid INTEGER, login TEXT
 )"""
+#: Columns added to ``flux_running`` after it first shipped.
+ADDED_RUNNING = (("spid", "INTEGER"), ("login", "TEXT"))
+#: The pattern of the server-wide row: it applies to every batch (:mod:`flux_devstack.tds.server_state`).
+SERVER = "*"
 VICTIMS_DDL = """CREATE TABLE IF NOT EXISTS flux_victims (
     pattern TEXT NOT NULL, started REAL NOT NULL, failed REAL NOT NULL, running INTEGER, capacity INTEGER
 )"""
@@ -55,10 +68,11 @@ def create_tables(db: sqlite3.Connection) -> None:
     """The model's tables, and the columns an older stand-in's ``flux_capacity`` lacks."""
     for ddl in (CAPACITY_DDL, RUNNING_DDL, VICTIMS_DDL, SERVED_DDL):
         db.execute(ddl)
-    have = {row[1] for row in db.execute("PRAGMA table_info(flux_capacity)")}
-    for name, kind in ADDED_COLUMNS:
-        if name not in have:
-            db.execute(f"ALTER TABLE flux_capacity ADD COLUMN {name} {kind}")
+    for table, added in (("flux_capacity", ADDED_COLUMNS), ("flux_running", ADDED_RUNNING)):
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for name, kind in added:
+            if name not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 class Overloaded(Exception):
@@ -96,26 +110,31 @@ class Admission:
             )
 
 
-def admit(db: sqlite3.Connection, batch: str, sleep=time.sleep) -> Admission | None:
-    """Register ``batch`` on every capacity-limited pattern it touches and wait as the model says; a victim
-    comes back with ``victim`` set (it fails at once when ``victim_after`` is 0). None when no pattern
-    applies."""
+def admit(
+    db: sqlite3.Connection, batch: str, sleep=time.sleep, *, spid: int | None = None, login: str | None = None
+) -> Admission | None:
+    """Register ``batch`` on every capacity-limited pattern it touches (``*``: every batch, counted with the
+    server's ``others``) and wait as the model says; a victim comes back with ``victim`` set (it fails at once
+    when ``victim_after`` is 0). None when no pattern applies."""
     try:
         limits = db.execute(
-            "SELECT pattern, capacity, slowdown_seconds, fail_excess, error_number, load_seconds, victim_after "
-            "FROM flux_capacity"
+            "SELECT pattern, capacity, slowdown_seconds, fail_excess, error_number, load_seconds, victim_after, "
+            "others FROM flux_capacity"
         ).fetchall()
     except sqlite3.OperationalError:  # no table: no capacity model
         return None
     text = batch.lower()
-    applying = [row for row in limits if row[0].lower() in text]
+    applying = [row for row in limits if row[0] == SERVER or row[0].lower() in text]
     if not applying:
         return None
     admission = Admission(db, [row[0] for row in applying])
     wait = 0.0
-    for pattern, capacity, slowdown, fail_excess, error_number, load, victim_after in applying:
-        db.execute("INSERT INTO flux_running VALUES (?, ?, ?)", (pattern, os.getpid(), admission.started))
-        running = _running(db, pattern)
+    for pattern, capacity, slowdown, fail_excess, error_number, load, victim_after, others in applying:
+        db.execute(
+            "INSERT INTO flux_running (pattern, pid, started, spid, login) VALUES (?, ?, ?, ?, ?)",
+            (pattern, os.getpid(), admission.started, spid, login),
+        )
+        running = _running(db, pattern) + int(others or 0)
         excess = running - capacity
         if excess >= (fail_excess if fail_excess is not None else 2) and excess > 0 and admission.victim is None:
             admission.victim = Overloaded(error_number if error_number is not None else 1205, running, capacity)

@@ -20,6 +20,8 @@ What it understands beyond SQLite's SQL:
 * one process per connection (forked), so parallel sessions use several cores, and a capacity per
   table (``flux_capacity``, :mod:`flux_devstack.tds.capacity`): above it queries slow down,
   then fail as deadlock victims, as a loaded SQL Server does;
+* SQL Server's views of its load (``sys.dm_exec_requests``, ``sys.dm_exec_query_memory_grants``...,
+  :mod:`flux_devstack.tds.server_state`), from the server-wide row of the capacity model;
 * fault injection through the table ``flux_faults`` (see :data:`FAULTS_DDL`):
   a batch containing ``pattern`` fails with SQL Server error ``error_number``
   (e.g. 1205 deadlock victim) ``remaining`` times (-1: always), optionally after
@@ -41,7 +43,7 @@ from collections.abc import Iterator
 from operator import call
 from pathlib import Path
 
-from flux_devstack.tds import capacity
+from flux_devstack.tds import capacity, server_state
 from flux_devstack.tds import protocol as p
 
 log = logging.getLogger("flux_devstack.tds")
@@ -60,6 +62,7 @@ MESSAGES = {
     207: (16, "Invalid column name '{0}'."),
     208: (16, "Invalid object name '{0}'."),
     229: (14, "The SELECT permission was denied on the object '{0}'."),
+    300: (14, "VIEW SERVER STATE permission was denied on object 'server', database 'master'."),
     1205: (
         13,
         "Transaction (Process ID {spid}) was deadlocked on lock resources with another process and "
@@ -88,7 +91,7 @@ class TdsError(Exception):
 
 #: The stand-in's own tables (faults, capacity model): batches on them are not load. An export's
 #: ``AS flux_export`` alias is a user query like any other.
-_CONTROL_TABLES = re.compile(r"\bflux_(faults|capacity|running|victims|served)\b", re.I)
+_CONTROL_TABLES = re.compile(r"\bflux_(faults|capacity|running|victims|served|denied)\b", re.I)
 
 _SQLITE_ERRORS = [
     (re.compile(r"no such table: (?:\w+\.)?(\S+)"), 208),
@@ -283,8 +286,8 @@ def _binary_only(match: re.Match) -> str:
 class Session:
     """One client connection: its SQLite connection and the batches it sends."""
 
-    def __init__(self, db_path: Path, database: str, spid: int):
-        self.database, self.spid = database, spid
+    def __init__(self, db_path: Path, database: str, spid: int, login: str = ""):
+        self.database, self.spid, self.login = database, spid, login
         self.db = sqlite3.connect(str(db_path), isolation_level=None, check_same_thread=False, timeout=30)
         self.db.execute("ATTACH DATABASE ? AS dbo", (str(db_path),))
         self.db.create_function("flux_convert", 3, _convert_to_varchar, deterministic=True)
@@ -293,7 +296,7 @@ class Session:
         self.db.close()
 
     def translate(self, sql: str) -> str:
-        sql = _exact_literals(_strip_n_literals(sql))
+        sql = server_state.translate(_exact_literals(_strip_n_literals(sql)))
         sql = re.sub(rf"\[?{re.escape(self.database)}\]?\.\[?dbo\]?\.", "dbo.", sql, flags=re.I)
         sql = re.sub(r"@@VERSION", "'flux TDS test server (SQLite)'", sql, flags=re.I)
         sql = re.sub(r"@@SPID", str(self.spid), sql, flags=re.I)
@@ -464,7 +467,7 @@ class TdsHandler(socketserver.BaseRequestHandler):
             + p.envchange(4, str(self.packet_size), "4096")
             + p.done()
         )
-        return Session(self.server.db_path, self.server.database, self.spid)
+        return Session(self.server.db_path, self.server.database, self.spid, login.user)
 
     # ---------------------------------------------------------------- batches
     def batch(self, session: Session, payload: bytes) -> None:
@@ -477,9 +480,17 @@ class TdsHandler(socketserver.BaseRequestHandler):
             statements = self.statements(text)
             # Faults and the capacity model hit batches that read or change data, not metadata look-ups.
             touches_data = any(kind == "sql" for kind, _ in statements)
+            if server_state.reads_views(text):  # a look at the server's state: not load, no fault
+                touches_data = False
+                try:
+                    server_state.snapshot(session.db, session.login)
+                except server_state.Denied:
+                    raise TdsError(300, spid=self.spid) from None
             if touches_data and not _CONTROL_TABLES.search(text):
                 try:
-                    admission = capacity.admit(session.db, text, sleep=self.sleep_unless_gone)
+                    admission = capacity.admit(
+                        session.db, text, sleep=self.sleep_unless_gone, spid=self.spid, login=session.login
+                    )
                 except capacity.Overloaded as exc:
                     raise TdsError(exc.error_number, str(exc), spid=self.spid) from None
             fault = session.fault_for(text) if touches_data else None
@@ -615,6 +626,7 @@ class TdsServer(socketserver.ForkingTCPServer):
         try:
             db.execute(FAULTS_DDL)
             capacity.create_tables(db)
+            db.execute(server_state.DENIED_DDL)
             db.execute("DELETE FROM flux_running")  # what an earlier server's connections left
             db.commit()
         finally:

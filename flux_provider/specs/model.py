@@ -121,6 +121,10 @@ class Throttle:
     max: int = 8
     load_classes: tuple[str, ...] | None = None  # None: the taxonomy's load classes
     algorithm: str = "gradient"  # the limit the controller adapts the pool with (throttle.limits.ALGORITHMS)
+    source: str | None = None  # the source whose budget its pool shares (default: the source's connection)
+    connection: str | None = None  # the Airflow connection the source's state is read through
+    weight: float = 1.0  # its share of the source's budget when the budget binds
+    floor: int = 0  # the slots it keeps whatever its source's other data sets ask
 
 
 @dataclass(frozen=True)

@@ -577,11 +577,18 @@ class _Builder:
     def throttle(self) -> Throttle:
         el = self.find("throttle")
         default_pool = dag_id_for(self.name)
+        connection = self.find("source").get("connection") or "mssql_default"
         if el is None:
-            return Throttle(pool=default_pool)
+            return Throttle(pool=default_pool, source=connection, connection=connection)
         pool = el.get("pool") or default_pool
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,256}", pool):
             raise self.error(el, f"{pool!r} is not a pool name", attribute="pool", fix="letters, digits, _ . -")
+        source = el.get("source") or connection
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,250}", source):
+            raise self.error(el, f"{source!r} is not a source name", attribute="source", fix="letters, digits, _ . -")
+        weight = self.number(el, "weight", kind=float, default=1.0)
+        if not 0 < weight <= 1000:
+            raise self.error(el, f"weight {weight:g} is not in (0, 1000]", attribute="weight", fix="a positive share")
         low, initial, high = (self.number(el, a, default=d) for a, d in (("min", 1), ("initial", 2), ("max", 8)))
         if not low <= initial <= high:
             raise self.error(
@@ -589,9 +596,23 @@ class _Builder:
                 f"the bounds do not hold: min={low} <= initial={initial} <= max={high}",
                 fix="choose min <= initial <= max",
             )
+        floor = self.number(el, "floor", default=0)
+        if floor > high:
+            raise self.error(el, f"floor={floor} is above max={high}", attribute="floor", fix="choose floor <= max")
         classes = tuple(el.get("loadClasses").split()) if el.get("loadClasses") else None
         algorithm = el.get("algorithm") or Throttle.algorithm
-        return Throttle(pool=pool, initial=initial, min=low, max=high, load_classes=classes, algorithm=algorithm)
+        return Throttle(
+            pool=pool,
+            initial=initial,
+            min=low,
+            max=high,
+            load_classes=classes,
+            algorithm=algorithm,
+            source=source,
+            connection=connection,
+            weight=weight,
+            floor=floor,
+        )
 
     def action(self, element) -> Action:
         """The typed action of ``<retry count= .../>``, ``<throttleDown factor=/>``, ``<skip reason=/>``, ..."""

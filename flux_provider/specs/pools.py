@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from flux_provider.specs.model import DatasetSpec
-from flux_provider.throttle import migrations, store
+from flux_provider.throttle import migrations, sources, store
 
 
 def pool_description(spec: DatasetSpec) -> str:
@@ -42,7 +42,12 @@ def sync_pools(specs: Iterable[DatasetSpec], *, reset: bool = False) -> list[tup
                 ",".join(t.load_classes) if t.load_classes else None,
                 spec.calendar.to_json() if spec.calendar else None,
                 t.algorithm,
+                source=t.source,
+                weight=t.weight,
+                floor=t.floor,
             )
+            if t.source:
+                sources.register(session, t.source, t.connection)
             name = spec.throttle.pool
             existing = session.query(Pool).filter(Pool.pool == name).one_or_none()
             if existing is None or reset:

@@ -15,7 +15,9 @@ default 60; make it longer than the data set's tasks usually run) it:
    :class:`~flux_provider.throttle.limits.Gradient` or the error-driven
    :class:`~flux_provider.throttle.limits.AIMD`; bounds and load classes from the same row);
 3. sets the pool's slots to the pin if a person pinned it, else to the limit's
-   value, and records every change (time, old, new, reason, actor).
+   value, or to the data set's share of its source's budget when that is less
+   (:mod:`flux_provider.throttle.sources`), and records every change (time, old,
+   new, reason, actor).
 
 Shrinking a pool never stops running tasks; the scheduler reads the new slots
 at its next loop.
@@ -40,6 +42,7 @@ from flux_provider.source_timing import TIMING_XCOM, SourceTiming
 from flux_provider.throttle import adopted, host, lost, migrations, store
 from flux_provider.throttle.host import HostWatch
 from flux_provider.throttle.limits import AIMD, ALGORITHMS, DEFAULT_LOAD_CLASSES, Sample
+from flux_provider.throttle.sources import Sources
 from flux_provider.throttle.tries import KEY, pool_tries
 
 log = logging.getLogger(__name__)
@@ -54,13 +57,22 @@ FINAL = ("success", "failed", "up_for_retry")
 
 
 class Controller:
-    def __init__(self, *, period: float = 60.0, holder: str | None = None, host: HostWatch | None = None):
+    def __init__(
+        self,
+        *,
+        period: float = 60.0,
+        holder: str | None = None,
+        host: HostWatch | None = None,
+        sources: Sources | None = None,
+    ):
         self.period = period
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self.limits: dict[str, AIMD] = {}  # AIMD or one of its kind (limits.ALGORITHMS)
         self.last_tick: dt.datetime | None = None
         self.periods: collections.deque[float] = collections.deque(maxlen=60)  # seconds the recent periods took
         self.host = host or HostWatch(period)
+        self.sources = sources or Sources(period)
+        self.applied: dict[str, int] = {}  # the slots this controller last gave each data set's pool
 
     def timed(self, seconds: float) -> None:
         """Keep a period's duration: logged (debug), sent as the metric ``flux.throttle.period``, and said at
@@ -115,7 +127,7 @@ class Controller:
         }
         rules = {row["pool"]: adopted.rules_from_json(row["rules"]) for row in rows if row["rules"]}
         samples = self.collect(session, {row["pool"]: row["dataset"] for row in rows}, since, at, rules) if rows else {}
-        changes = []
+        changes, targets = [], {}
         for row in rows:
             pool = pools.get(row["pool"])
             if pool is None:  # pools sync creates it; never leave tasks waiting on a missing pool
@@ -130,9 +142,16 @@ class Controller:
                 store.record_event(
                     session, row["dataset"], None, row["initial"], "pool was missing: created", ACTOR, at
                 )
-            target, reason = self.calendar_says(session, row, pool.slots, at) or self.decide(
+            decided = self.calendar_says(session, row, pool.slots, at) or self.decide(
                 row, pool.slots, samples.get(row["dataset"], []), at
             )
+            targets[row["dataset"]] = (pool, *decided)
+        shared = self.sources.share(session, rows, {d: t[1] for d, t in targets.items()}, samples, at)
+        for row in rows:
+            pool, target, reason = targets[row["dataset"]]
+            if row["dataset"] in shared:  # the source's budget binds: its share, below its own limit
+                target, reason = shared[row["dataset"]]
+            self.applied[row["dataset"]] = target
             if target != pool.slots:
                 changes.append((row["dataset"], pool.slots, target, reason))
                 store.record_event(session, row["dataset"], pool.slots, target, reason, ACTOR, at)
@@ -189,8 +208,8 @@ class Controller:
                 load_classes=classes,
             )
             self.limits[row["dataset"]] = limit
-        elif limit.value != current:  # a person set the slots (unpinned) or the pool was edited: start there
-            limit.reset_to(current)
+        elif current != self.applied.get(row["dataset"], limit.value):
+            limit.reset_to(current)  # a person set the slots (unpinned) or the pool was edited: start there
         decision = limit.update(samples, at.timestamp())
         return decision.value, decision.reason
 
@@ -300,6 +319,7 @@ class Controller:
             action=failure.decision if failure else None,
             first_row=timing.first_row if timing else None,
             rows_per_s=timing.rows_per_s if timing else None,
+            query_seconds=timing.seconds if timing else None,
         )
         sample = Sample(
             time=r.end_date.timestamp(),
@@ -309,6 +329,7 @@ class Controller:
             error_class=failure.error_class if failure else None,
             throttle_down=failure.throttle_down if failure else None,
             first_row=timing.first_row if timing else None,
+            query_seconds=timing.seconds if timing else None,
         )
         return outcome, sample
 

@@ -59,11 +59,20 @@ class Sample:
     error_class: str | None = None
     throttle_down: float | None = None  # a rule's <throttleDown factor=>: load whatever its class, cut by it
     first_row: float | None = None  # seconds from sending the query to its first row, when the operator said
+    query_seconds: float | None = None  # seconds the export's query ran at the source (an empty result has no row)
+
+    @property
+    def timed_at_source(self) -> bool:
+        """The operator timed the source itself (not the whole try, which is mostly the orchestrator's)."""
+        return self.first_row is not None or self.query_seconds is not None
 
     @property
     def source_latency(self) -> float:
-        """What the source took to answer: the time to the first row, else the whole try."""
-        return self.first_row if self.first_row is not None else self.latency
+        """What the source took to answer: the time to the first row, else the query's own time (an empty
+        result), else the whole try."""
+        if self.first_row is not None:
+            return self.first_row
+        return self.query_seconds if self.query_seconds is not None else self.latency
 
     @property
     def started(self) -> float:
@@ -229,13 +238,13 @@ class Gradient(AIMD):
         self._reset = True  # tries so far ran under the old value
 
     def comparable(self, samples: list[Sample]) -> list[Sample]:
-        """The samples measured as the baseline is: the source's time to first row once any try reported one
-        (a whole try's duration, an adopted pool's or a transform's, is another measure and never compared
-        with it), else the tries' durations."""
-        with_first_row = [s for s in samples if s.first_row is not None]
-        if with_first_row or self.by_first_row:
+        """The samples measured as the baseline is: the source's own time (to the first row, or the query's
+        when it returned none) once any try reported one (a whole try's duration, an adopted pool's or a
+        transform's, is mostly the orchestrator's and never compared with it), else the tries' durations."""
+        at_source = [s for s in samples if s.timed_at_source]
+        if at_source or self.by_first_row:
             self.by_first_row = True
-            return with_first_row
+            return at_source
         return samples
 
     def learn(self, samples: Sequence[Sample]) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, select, text
 
-from flux_provider.throttle.store import events, host, lease, lost, outcomes, throttle
+from flux_provider.throttle.store import events, host, lease, lost, outcomes, source, source_samples, throttle
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +30,18 @@ schema_version = Table(
 def _v1_create_tables(conn) -> None:
     """Version 1: the throttle's tables as flux 0.1 created them."""
     legacy = MetaData()
-    Table("flux_task_outcomes", legacy, *_columns(keep_indexes=True, without={"map_index", *V4_COLUMNS, *V5_OUTCOMES}))
+    Table(
+        "flux_task_outcomes",
+        legacy,
+        *_columns(keep_indexes=True, without={"map_index", *V4_COLUMNS, *V5_OUTCOMES, *V7_OUTCOMES}),
+    )
     Table(  # as flux 0.1 made it: the calendar column came with version 3
         "flux_throttle",
         legacy,
         *(
             Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
             for c in throttle.columns
-            if c.name not in ("calendar", *V5_THROTTLE)
+            if c.name not in ("calendar", *V5_THROTTLE, *V7_THROTTLE)
         ),
     )
     events.create(conn, checkfirst=True)
@@ -56,7 +60,7 @@ def _v1_create_tables(conn) -> None:
 def _v2_outcomes_by_map_index(conn) -> None:
     """Version 2: ``flux_task_outcomes`` keyed by map index too (the parts of a split export are mapped task
     instances of one task). Rebuilt and copied: a primary key cannot be altered on SQLite."""
-    later = V4_COLUMNS | set(V5_OUTCOMES)
+    later = V4_COLUMNS | set(V5_OUTCOMES) | set(V7_OUTCOMES)
     staging = Table("flux_task_outcomes_v2", MetaData(), *_columns(keep_indexes=False, without=later))
     staging.create(conn)
     names = [c.name for c in outcomes.columns if c.name not in ("map_index", *later)]
@@ -123,6 +127,24 @@ def _v6_fleet(conn) -> None:
             conn.execute(text(f"ALTER TABLE flux_lease ADD COLUMN {name} {kind}"))
 
 
+#: The columns version 7 added: a data set's source and share, an export's query time.
+V7_THROTTLE = {"source": "VARCHAR(250)", "weight": "FLOAT", "floor": "INTEGER"}
+V7_OUTCOMES = {"query_seconds": "FLOAT"}
+
+
+def _v7_sources(conn) -> None:
+    """Version 7: ``flux_source`` and ``flux_source_samples`` (a source's budget, shared by its data sets,
+    and the server's state each period), ``flux_throttle.source`` / ``.weight`` / ``.floor`` and
+    ``flux_task_outcomes.query_seconds``."""
+    source.create(conn, checkfirst=True)
+    source_samples.create(conn, checkfirst=True)
+    for table, columns in (("flux_throttle", V7_THROTTLE), ("flux_task_outcomes", V7_OUTCOMES)):
+        have = {c["name"] for c in inspect(conn).get_columns(table)}
+        for name, kind in columns.items():
+            if name not in have:
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
+
+
 def _columns(*, keep_indexes: bool, without: frozenset | set = frozenset()) -> list[Column]:
     """Fresh copies of ``flux_task_outcomes``' columns (indexes by name follow the table they are made on)."""
     return [
@@ -140,6 +162,7 @@ MIGRATIONS: list[tuple[int, str, Callable]] = [
     (4, "flux_task_outcomes.rule and .action", _v4_outcome_decisions),
     (5, "the source's timing per outcome, a limit and rules per pool", _v5_latency_and_adopted_pools),
     (6, "lost tries, the host limit and the controller's period times", _v6_fleet),
+    (7, "sources: a budget shared by data sets, the server's state", _v7_sources),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -11,6 +11,9 @@
   report or heartbeat lost) and whether its Airflow try was given back;
 * ``flux_host``: the Airflow host's limit (tasks the scheduler hands out at once)
   and its pin (:mod:`flux_provider.throttle.host`);
+* ``flux_source`` and ``flux_source_samples``: each source's budget, shared by
+  its data sets, and the server's state each period
+  (:mod:`flux_provider.throttle.sources`);
 * ``flux_lease``: which process runs the controller (one at a time, whatever
   the number of schedulers).
 
@@ -39,6 +42,9 @@ throttle = Table(
     Column("algorithm", String(20), nullable=True),  # the limit (flux_provider.throttle.limits.ALGORITHMS), NULL: aimd
     Column("rules", Text, nullable=True),  # an adopted pool's error rules (JSON), NULL: a data set's own
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("source", String(250), nullable=True),  # the source whose budget it shares (NULL: none)
+    Column("weight", Float, nullable=True),  # its share of the source's budget (NULL: 1)
+    Column("floor", Integer, nullable=True),  # the slots it keeps whatever the others ask (NULL: 0)
 )
 
 events = Table(
@@ -73,6 +79,7 @@ outcomes = Table(
     Column("action", Text, nullable=True),
     Column("first_row", Float, nullable=True),  # seconds the source took to its first row (an export's)
     Column("rows_per_s", Float, nullable=True),
+    Column("query_seconds", Float, nullable=True),  # seconds the export's query ran at the source
 )
 
 lost = Table(
@@ -99,6 +106,38 @@ host = Table(
     Column("mode", String(20), nullable=False),  # [flux] host_limit: adaptive or off
     Column("signals", Text, nullable=True),  # the host's signals in the last period, in words
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+source = Table(
+    "flux_source",
+    metadata,
+    Column("name", String(250), primary_key=True),
+    Column("connection", String(250), nullable=True),  # the Airflow connection its state is read through
+    Column("value", Integer, nullable=False),  # the budget: its data sets' tasks at once
+    Column("low", Integer, nullable=False),
+    Column("high", Integer, nullable=False),  # the sum of its data sets' maximums
+    Column("pinned", Integer, nullable=True),  # a person's value (NULL: the controller decides)
+    Column("algorithm", String(20), nullable=True),  # the limit on its tries when the server's state is not read
+    Column("signal", Text, nullable=True),  # what sized it last, in words (server, tries, and why)
+    Column("state", Text, nullable=True),  # the server's last state (ServerState JSON)
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+source_samples = Table(
+    "flux_source_samples",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("source", String(250), nullable=False, index=True),
+    Column("budget", Integer, nullable=False),
+    Column("slots", Integer, nullable=False),  # the sum of its data sets' pools' slots
+    Column("capacity", Integer, nullable=True),
+    Column("ours_granted", Integer, nullable=True),
+    Column("ours_waiting", Integer, nullable=True),
+    Column("others_granted", Integer, nullable=True),
+    Column("others_waiting", Integer, nullable=True),
+    Column("longest_query", Float, nullable=True),
+    Column("longest_transaction", Float, nullable=True),
 )
 
 lease = Table(
@@ -210,6 +249,9 @@ def upsert_dataset(
     calendar: str | None = None,
     algorithm: str | None = None,
     rules: str | None = None,
+    source: str | None = None,
+    weight: float | None = None,
+    floor: int | None = None,
 ) -> None:
     values = dict(
         pool=pool,
@@ -220,6 +262,9 @@ def upsert_dataset(
         calendar=calendar,
         algorithm=algorithm,
         rules=rules,
+        source=source,
+        weight=weight,
+        floor=floor,
         updated_at=now(),
     )
     if session.execute(select(throttle.c.dataset).where(throttle.c.dataset == dataset)).first():

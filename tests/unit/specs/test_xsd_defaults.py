@@ -51,6 +51,8 @@ WHERE = {
     ("throttle", "min"): (lambda s: s.throttle.min, None),
     ("throttle", "max"): (lambda s: s.throttle.max, None),
     ("throttle", "algorithm"): (lambda s: s.throttle.algorithm, model.Throttle.algorithm),
+    ("throttle", "weight"): (lambda s: s.throttle.weight, model.Throttle.weight),
+    ("throttle", "floor"): (lambda s: s.throttle.floor, model.Throttle.floor),
 }
 #: defaults the recovery rules apply when an action leaves the attribute out
 ACTIONS = {("retry", "delaySeconds"), ("retry", "backoff"), ("retry", "jitter"), ("throttleDown", "factor")}

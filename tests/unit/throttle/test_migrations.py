@@ -21,7 +21,7 @@ def primary_key(engine, table: str) -> list[str]:
 
 
 def test_a_fresh_database_gets_the_latest_version(engine):
-    assert migrations.upgrade(engine) == migrations.LATEST == 6
+    assert migrations.upgrade(engine) == migrations.LATEST == 7
     names = set(inspect(engine).get_table_names())
     assert {
         "flux_throttle",
@@ -30,6 +30,8 @@ def test_a_fresh_database_gets_the_latest_version(engine):
         "flux_lease",
         "flux_schema",
         "flux_lost_tries",
+        "flux_source",
+        "flux_source_samples",
     } <= names
     assert primary_key(engine, "flux_task_outcomes") == ["dag_id", "run_id", "task_id", "map_index", "try_number"]
     assert migrations.upgrade(engine) == migrations.LATEST  # idempotent
