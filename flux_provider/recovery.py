@@ -263,25 +263,30 @@ def _retry_policy_base():
 @dataclass(frozen=True)
 class RetryReason:
     """What a retried try's ``retry_reason`` says, the one text Airflow keeps per try (500 characters, in
-    ``task_instance_history``): ``[class throttleDown=f] rule: decision | message``. Unlike the ``flux_error``
-    XCom, which the next try clears, it stays with its own try: the throttle controller reads each try's class
-    there, through :meth:`from_text`, the one reader of what :meth:`to_text` writes."""
+    ``task_instance_history``): ``[class query=s throttleDown=f] rule: decision | message``. Unlike the
+    ``flux_error`` and ``flux_source`` XComs, which the next try clears, it stays with its own try: the throttle
+    controller reads each try's class (and an export's query time) there, through :meth:`from_text`, the one
+    reader of what :meth:`to_text` writes."""
 
     error_class: str
     rule: str | None
     decision: str | None
     message: str
     throttle_down: float | None = None
+    query_seconds: float | None = None  # an export's: how long its query held the source before it failed
 
     LIMIT = 500
 
     @classmethod
-    def of(cls, record: ErrorRecord, outcome: Outcome) -> RetryReason:
-        return cls(record.error_class, outcome.rule, outcome.reason, record.message or "", outcome.throttle_down)
+    def of(cls, record: ErrorRecord, outcome: Outcome, query_seconds: float | None = None) -> RetryReason:
+        return cls(
+            record.error_class, outcome.rule, outcome.reason, record.message or "", outcome.throttle_down, query_seconds
+        )
 
     def to_text(self) -> str:
+        query = f" query={self.query_seconds:g}" if self.query_seconds is not None else ""
         cut = f" throttleDown={self.throttle_down:g}" if self.throttle_down else ""
-        return f"[{self.error_class}{cut}] {self.rule}: {self.decision} | {self.message}"[: self.LIMIT]
+        return f"[{self.error_class}{query}{cut}] {self.rule}: {self.decision} | {self.message}"[: self.LIMIT]
 
     @classmethod
     def from_text(cls, text: str | None) -> RetryReason | None:
@@ -290,17 +295,18 @@ class RetryReason:
         words = head[1:].split(" ") if head.startswith("[") and sep else []
         if not words or not words[0].replace("_", "").isalpha() or not words[0].islower():
             return None
-        factor = None
+        numbers = {}
         for word in words[1:]:
             name, _, value = word.partition("=")
-            if name != "throttleDown":
+            if name not in ("throttleDown", "query"):
                 return None
-            factor = float(value)
+            numbers[name] = float(value)
+        factor, query = numbers.get("throttleDown"), numbers.get("query")
         rule, sep, after = rest.partition(": ")
         decision, sep2, message = after.partition(" | ")
         if not (sep and sep2) or "|" in rule:
-            return cls(words[0], None, None, rest, factor)
-        return cls(words[0], rule, decision, message, factor)
+            return cls(words[0], None, None, rest, factor, query)
+        return cls(words[0], rule, decision, message, factor, query)
 
 
 def rule_try(try_number: int, max_tries: int | None, retries: int | None) -> int:
@@ -326,7 +332,7 @@ class RecoveryPolicy(_retry_policy_base()):
         if outcome is None:  # not through FluxOperator: decide here
             task = getattr((context or {}).get("ti"), "task", None)
             outcome = self.recovery.decide(record, rule_try(try_number, max_tries, getattr(task, "retries", None)))
-        reason = RetryReason.of(record, outcome).to_text()
+        reason = RetryReason.of(record, outcome, getattr(exception, "flux_query_seconds", None)).to_text()
         if outcome.kind == "retry":
             return RetryDecision.retry(delay=dt.timedelta(seconds=outcome.delay or 0), reason=reason)
         return RetryDecision.fail(reason=reason)

@@ -302,4 +302,6 @@ class FluxOperator(BaseOperator):
                 exit_code=exc.exit_code,
             )
         exc.flux_outcome, exc.flux_record = outcome, record
+        timing = getattr(self, "source_timing", None)  # an export's: how long its query held the source
+        exc.flux_query_seconds = timing.seconds if timing is not None else None
         return exc

@@ -8,7 +8,8 @@ from there (within the bounds); ``limit`` chooses how the controller adapts it
 (``gradient`` or ``aimd``; the next ``pools sync`` sets a spec's
 ``<throttle algorithm=>`` again). Every change is recorded with ``--reason``.
 ``host show|pin N|set N|unpin`` does the same for the Airflow host's limit
-(:mod:`flux_provider.throttle.host`).
+(:mod:`flux_provider.throttle.host`), and ``source show|pin NAME N|set NAME N|unpin NAME``
+for a source's budget, shared by its data sets (:mod:`flux_provider.throttle.sources`).
 
 ``adopt POOL --min 1 --max 8 --rule 'deadlock: exception=OperationalError'``
 makes any pool adaptive, whatever operators run in it
@@ -24,7 +25,7 @@ import sys
 
 from sqlalchemy import select
 
-from flux_provider.throttle import adopted, host, migrations, store
+from flux_provider.throttle import adopted, host, migrations, source_figures, sources, store
 from flux_provider.throttle.controller import set_algorithm, set_limit
 from flux_provider.throttle.limits import ALGORITHMS
 
@@ -67,6 +68,11 @@ def parser() -> argparse.ArgumentParser:
     host_cmd.add_argument("action", choices=("show", "pin", "set", "unpin", "adaptive", "off"))
     host_cmd.add_argument("slots", type=int, nargs="?")
     host_cmd.add_argument("--reason")
+    source_cmd = sub.add_parser("source", help="a source's budget: show [NAME], pin NAME N, set NAME N, unpin NAME")
+    source_cmd.add_argument("action", choices=("show", "pin", "set", "unpin"))
+    source_cmd.add_argument("name", nargs="?")
+    source_cmd.add_argument("slots", type=int, nargs="?")
+    source_cmd.add_argument("--reason")
     return out
 
 
@@ -167,8 +173,49 @@ def host_limit(session, args, actor: str) -> str:
     return f"host limit {result['previous']} -> {result['slots']}" + (" (pinned)" if result["pinned"] else "")
 
 
+def source_budget(session, args, actor: str) -> str:
+    if args.action == "show":
+        found = source_figures.sources(session, name=args.name, points=0)
+        if not found:
+            raise Refused(f"no source {args.name!r}" if args.name else "no source yet: `pools sync` registers them")
+        return "\n".join(_source_lines(s) for s in found)
+    if args.name is None or (args.action != "unpin" and args.slots is None):
+        raise Refused(f"source {args.action} needs the source and the budget: source {args.action} NAME 4")
+    try:
+        result = sources.set_budget(
+            session,
+            args.name,
+            None if args.action == "unpin" else args.slots,
+            pin=args.action == "pin",
+            actor=actor,
+            reason=args.reason,
+        )
+    except KeyError:
+        raise Refused(f"no source {args.name!r} (data sets register theirs at `pools sync`)") from None
+    return f"source {args.name}: budget {result['previous']} -> {result['budget']}" + (
+        " (pinned)" if result["pinned"] is not None else ""
+    )
+
+
+def _source_lines(found: dict) -> str:
+    pin = f", pinned to {found['pinned']}" if found["pinned"] is not None else ""
+    lines = [
+        f"source {found['source']}: budget {found['budget']} (bounds {found['low']}-{found['high']}{pin}); "
+        f"longest query {found['longest_query']:.1f} s, {found['victims']} victims wasted "
+        f"{found['wasted_seconds']:.0f} s",
+        f"  signal: {found['signal']}",
+    ]
+    for d in found["datasets"]:
+        lines.append(
+            f"  {d['dataset']}: pool {d['pool']} {d['slots']} slots (weight {d['weight']:g}, floor {d['floor']}), "
+            f"{d['victims']} victims, longest query {d['longest_query'] or 0:.1f} s"
+        )
+    return "\n".join(lines)
+
+
 COMMANDS = {
     "host": host_limit,
+    "source": source_budget,
     "adopt": adopt,
     "release": release,
     "limit": limit,

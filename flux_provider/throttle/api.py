@@ -12,6 +12,9 @@ OpenAPI description is at ``/flux/openapi.json``.
 * ``GET  /flux/api/datasets/{dataset}/events``     its limit changes, paged
 * ``POST /flux/api/datasets/{dataset}/limit``      ``{"slots": 3, "pin": true, "reason": "..."}``
                                                   (``slots: null`` unpins; ``pin: false`` sets once)
+* ``GET  /flux/api/sources``                       every source: budget, shares, the server's state, harm figures
+* ``GET  /flux/api/sources/{name}``                one source with its recent periods
+* ``POST /flux/api/sources/{name}/budget``         ``{"slots": 4, "pin": true}`` (``slots: null`` unpins)
 * ``PUT  /flux/api/pools/{pool}/adaptive``         adopt any Airflow pool: ``{"min": 1, "max": 8, "rules": [...]}``
 * ``DELETE /flux/api/pools/{pool}/adaptive``       stop adapting it (its slots stay)"""
 
@@ -25,7 +28,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from flux_provider.throttle import adopted, fleet, host, migrations, overview, store
+from flux_provider.throttle import adopted, fleet, host, migrations, overview, source_figures, sources, store
 from flux_provider.throttle.controller import set_limit
 
 app = FastAPI(
@@ -245,27 +248,38 @@ def dataset_events(
     }
 
 
-@app.post("/api/datasets/{dataset}/limit", dependencies=[Depends(_auth_edit())])
-def change_limit(
-    dataset: str, change: LimitChange, session: Session, user: Annotated[object, Depends(_user_name())]
-) -> dict:
+def _change(session, user, setter, change: LimitChange, missing: str) -> dict:
+    """Apply a person's change (a data set's slots, the host limit, a source's budget) with its actor and
+    reason; 404 with ``missing`` when there is nothing to change, 422 on a bad value."""
     migrations.ensure_tables(session.get_bind())
     actor = getattr(user, "get_name", lambda: "someone")()
     try:
-        result = set_limit(
+        result = setter(
             session,
-            dataset,
             change.slots,
             pin=change.pin and change.slots is not None,
             actor=f"user {actor}",
             reason=change.reason,
         )
     except KeyError:
-        raise HTTPException(404, f"no data set {dataset!r} (run `python -m flux_provider.specs pools sync`)") from None
+        raise HTTPException(404, missing) from None
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     session.commit()
     return result
+
+
+@app.post("/api/datasets/{dataset}/limit", dependencies=[Depends(_auth_edit())])
+def change_limit(
+    dataset: str, change: LimitChange, session: Session, user: Annotated[object, Depends(_user_name())]
+) -> dict:
+    return _change(
+        session,
+        user,
+        lambda session, slots, **kw: set_limit(session, dataset, slots, **kw),
+        change,
+        f"no data set {dataset!r} (run `python -m flux_provider.specs pools sync`)",
+    )
 
 
 @app.get("/api/fleet", dependencies=[Depends(_auth_read())])
@@ -294,24 +308,48 @@ def host_limit(session: Session) -> dict:
 @app.post("/api/host/limit", dependencies=[Depends(_auth_edit())])
 def change_host_limit(change: LimitChange, session: Session, user: Annotated[object, Depends(_user_name())]) -> dict:
     """Pin the host limit (``pin``), set it once, or give it back to the controller (``slots`` null)."""
+    return _change(
+        session,
+        user,
+        host.set_host_limit,
+        change,
+        "no host limit yet: it appears after the scheduler's first controller period",
+    )
+
+
+@app.get("/api/sources", dependencies=[Depends(_auth_read())])
+def source_list(
+    session: Session, hours: Annotated[float, Query(gt=0, le=24 * 7, description="figures of this window")] = 12.0
+) -> dict:
+    """Every source: its budget (data sets' tasks at once), pin and what sized it, the server's last state,
+    its data sets' slots, weights and floors, and the harm figures per source and per data set: longest
+    query and open transaction, rows per second, victims and the seconds of work they wasted."""
     migrations.ensure_tables(session.get_bind())
-    actor = getattr(user, "get_name", lambda: "someone")()
-    try:
-        result = host.set_host_limit(
-            session,
-            change.slots,
-            pin=change.pin and change.slots is not None,
-            actor=f"user {actor}",
-            reason=change.reason,
-        )
-    except KeyError:
-        raise HTTPException(
-            404, "no host limit yet: it appears after the scheduler's first controller period"
-        ) from None
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
-    session.commit()
-    return result
+    return {"sources": source_figures.sources(session, hours=hours)}
+
+
+@app.get("/api/sources/{name}", dependencies=[Depends(_auth_read())])
+def source_detail(name: str, session: Session, hours: Annotated[float, Query(gt=0, le=24 * 7)] = 12.0) -> dict:
+    """One source, with its recent periods (budget, slots given, the server's capacity and waiters)."""
+    migrations.ensure_tables(session.get_bind())
+    found = source_figures.sources(session, hours=hours, name=name)
+    if not found:
+        raise HTTPException(404, f"no source {name!r} (data sets register theirs at `pools sync`)")
+    return found[0]
+
+
+@app.post("/api/sources/{name}/budget", dependencies=[Depends(_auth_edit())])
+def change_budget(
+    name: str, change: LimitChange, session: Session, user: Annotated[object, Depends(_user_name())]
+) -> dict:
+    """Pin a source's budget (``{"slots": 4}``), set it once (``"pin": false``) or unpin (``slots`` null)."""
+    return _change(
+        session,
+        user,
+        lambda session, value, **kw: sources.set_budget(session, name, value, **kw),
+        change,
+        f"no source {name!r} (data sets register theirs at `pools sync`)",
+    )
 
 
 class PoolAdoption(BaseModel):

@@ -319,7 +319,7 @@ class Controller:
             action=failure.decision if failure else None,
             first_row=timing.first_row if timing else None,
             rows_per_s=timing.rows_per_s if timing else None,
-            query_seconds=timing.seconds if timing else None,
+            query_seconds=timing.seconds if timing else failure.query_seconds if failure else None,
         )
         sample = Sample(
             time=r.end_date.timestamp(),
@@ -329,7 +329,7 @@ class Controller:
             error_class=failure.error_class if failure else None,
             throttle_down=failure.throttle_down if failure else None,
             first_row=timing.first_row if timing else None,
-            query_seconds=timing.seconds if timing else None,
+            query_seconds=outcome["query_seconds"],
         )
         return outcome, sample
 

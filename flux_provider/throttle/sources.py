@@ -100,9 +100,12 @@ class Sources:
         if budget is None or budget.high != high:
             start = row["value"] if row is not None and row["value"] else high
             budget = SourceBudget(
-                low=1, high=high, value=min(start, high), algorithm=(row or {}).get("algorithm") or "gradient",
+                low=1,
+                high=high,
+                value=min(start, high),
+                algorithm=(row or {}).get("algorithm") or "gradient",
                 cooldown=self.period,
-            )  # fmt: skip
+            )
             self.budgets[name] = budget
         elif row is not None and row["value"] and row["value"] != budget.value:  # a person set it: adapt from there
             budget.value = max(budget.low, min(budget.high, row["value"]))
@@ -174,11 +177,7 @@ class Sources:
         """Per pool, its tasks running, handed to an executor, or waiting for a slot."""
         from airflow.models.taskinstance import TaskInstance as TI
 
-        query = (
-            select(TI.pool, func.count())
-            .where(TI.pool.in_(pools), TI.state.in_(DEMAND))
-            .group_by(TI.pool)
-        )  # fmt: skip
+        query = select(TI.pool, func.count()).where(TI.pool.in_(pools), TI.state.in_(DEMAND)).group_by(TI.pool)
         return {pool: count for pool, count in session.execute(query)}
 
     @staticmethod
@@ -207,10 +206,18 @@ def register(session, name: str, connection: str | None) -> None:
     if row is None:
         session.execute(
             store.source.insert().values(
-                name=name, connection=connection, value=0, low=1, high=0, pinned=None, algorithm=None,
-                signal="registered", state=None, updated_at=store.now(),
+                name=name,
+                connection=connection,
+                value=0,
+                low=1,
+                high=0,
+                pinned=None,
+                algorithm=None,
+                signal="registered",
+                state=None,
+                updated_at=store.now(),
             )
-        )  # fmt: skip
+        )
     elif connection:
         session.execute(store.source.update().where(store.source.c.name == name).values(connection=connection))
 

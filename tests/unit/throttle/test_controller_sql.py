@@ -349,3 +349,85 @@ def test_a_period_that_overruns_says_so(caplog):
         controller.timed(seconds)
     assert controller.period_p95 == 0.5
     assert [r.levelname for r in caplog.records if "more than the 1s period" in r.getMessage()] == ["WARNING"]
+
+
+# ------------------------------------------------------------------ a source's budget
+def sourced(engine, names: list[str], source: str = "backend") -> None:
+    """Data sets of one source, registered as ``pools sync`` registers them (read through ``mssql_x``)."""
+    from flux_provider.throttle.sources import register
+
+    for name in names:
+        data_set(engine, name, 4)
+    with Session(engine) as session:
+        session.execute(store.throttle.update().values(source=source))
+        register(session, source, "mssql_x")
+        session.commit()
+
+
+def waiting(engine, name: str, n: int) -> None:
+    """``n`` tasks of ``name``'s pool that ask for a slot (scheduled, not yet handed out)."""
+    tries(
+        engine,
+        name,
+        *[{"state": "scheduled", "start_date": None, "end_date": None} for _ in range(n)],
+        run_id=f"manual__{name}",
+    )
+
+
+def all_slots(engine) -> dict[str, int]:
+    from airflow.models.pool import Pool
+
+    with engine.connect() as conn:
+        return {p: s for p, s in conn.execute(select(Pool.pool, Pool.slots).where(Pool.pool.like("flux_%")))}
+
+
+def test_a_source_budget_from_the_server_is_cut_into_its_data_sets_pools_by_demand(engine):
+    from flux_provider.hooks.mssql_state import ServerState
+    from flux_provider.throttle.sources import Sources
+
+    sourced(engine, ["a", "b"])
+    waiting(engine, "a", 6)
+    waiting(engine, "b", 1)
+    server = ServerState(capacity=4, ours_granted=4, ours_waiting=2, others_granted=1)
+    controller = Controller(period=10, sources=Sources(10, read_state=lambda conn: server))
+    period(engine, controller)
+    assert all_slots(engine) == {"flux_a": 2, "flux_b": 1}  # room 3 (4 less the other user's), by demand
+    with engine.connect() as conn:
+        row = conn.execute(select(store.source)).mappings().one()
+        sample = conn.execute(select(store.source_samples)).mappings().one()
+        event = conn.execute(select(store.events).where(store.events.c.dataset == "source:backend")).mappings().one()
+    assert (row["value"], row["high"], row["signal"].split(":")[0]) == (3, 16, "server")
+    assert (sample["budget"], sample["slots"], sample["capacity"], sample["ours_waiting"]) == (3, 3, 4, 2)
+    assert (event["old"], event["new"]) == (16, 3) and "room for 3 of ours" in event["reason"]
+    # the capacity rises: both pools back to their own limits within one period
+    server = ServerState(capacity=12, ours_granted=3)
+    controller.sources.read_state = lambda conn: server
+    period(engine, controller, AT + dt.timedelta(seconds=10))
+    assert all_slots(engine) == {"flux_a": 4, "flux_b": 4}
+
+
+def test_a_pinned_budget_wins_and_a_denied_login_falls_back_to_the_tries_said_once(engine, caplog):
+    from flux_provider.hooks.mssql_state import StateDenied
+    from flux_provider.throttle.sources import Sources, set_budget
+
+    def denied(conn):
+        calls.append(conn)
+        raise StateDenied("the login may not read the server's state (SQL Server error 300)")
+
+    calls: list = []
+    sourced(engine, ["a", "b"])
+    waiting(engine, "a", 3)
+    waiting(engine, "b", 3)
+    controller = Controller(period=10, sources=Sources(10, read_state=denied))
+    for n in range(2):
+        period(engine, controller, AT + dt.timedelta(seconds=10 * n))
+    assert calls == ["mssql_x"]  # asked once, then the refusal is remembered
+    assert sum("VIEW SERVER STATE" in r.message for r in caplog.records) == 1
+    with Session(engine) as session:
+        set_budget(session, "backend", 3, pin=True, actor="tester")
+        session.commit()
+    period(engine, controller, AT + dt.timedelta(seconds=20))
+    assert sum(all_slots(engine).values()) == 3
+    with engine.connect() as conn:
+        signal = conn.execute(select(store.source.c.signal)).scalar()
+    assert signal.startswith("tries:") and "grant VIEW SERVER STATE" in signal

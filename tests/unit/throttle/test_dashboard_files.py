@@ -49,6 +49,9 @@ def test_a_retry_reason_another_policy_wrote_is_not_read_as_ours():
     assert RetryReason.from_text("[deadlock] no decision here") == RetryReason(
         "deadlock", None, None, "no decision here"
     )
+    victim = RetryReason("deadlock", "r", "retry in 3s", "chosen as deadlock victim", 0.5, query_seconds=4.25)
+    assert victim.to_text().startswith("[deadlock query=4.25 throttleDown=0.5] r:")
+    assert RetryReason.from_text(victim.to_text()) == victim  # the seconds a victim's query held the source
     long = RetryReason("deadlock", "r", "d", "m" * 600).to_text()
     assert len(long) == RetryReason.LIMIT and RetryReason.from_text(long).message == "m" * (
         500 - len("[deadlock] r: d | ")

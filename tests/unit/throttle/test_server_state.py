@@ -26,10 +26,16 @@ def server(tmp_path, monkeypatch):
         monkeypatch.setenv(
             "AIRFLOW_CONN_SOURCE_STATE",
             json.dumps(
-                {"conn_type": "mssql", "host": "127.0.0.1", "port": port, "schema": "flux", "login": "flux",
-                 "password": PASSWORD}
+                {
+                    "conn_type": "mssql",
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "schema": "flux",
+                    "login": "flux",
+                    "password": PASSWORD,
+                }
             ),
-        )  # fmt: skip
+        )
         yield port
 
 
@@ -59,8 +65,11 @@ def test_an_idle_server_without_a_capacity_row_says_nothing_to_size_by(server):
 
 
 def test_our_queries_above_the_capacity_wait_and_the_room_discounts_only_the_others(server):
-    run(server, "INSERT INTO flux_capacity (pattern, capacity, slowdown_seconds, fail_excess, others) "
-                "VALUES ('*', 4, 0, 100, 1)")  # fmt: skip
+    run(
+        server,
+        "INSERT INTO flux_capacity (pattern, capacity, slowdown_seconds, fail_excess, others) "
+        "VALUES ('*', 4, 0, 100, 1)",
+    )
     threads = hold_queries(server, 5)
     try:
         state = read_server_state("source_state")
@@ -77,8 +86,11 @@ def test_our_queries_above_the_capacity_wait_and_the_room_discounts_only_the_oth
 
 
 def test_more_of_our_load_never_reads_as_more_room(server):
-    run(server, "INSERT INTO flux_capacity (pattern, capacity, slowdown_seconds, fail_excess, others) "
-                "VALUES ('*', 3, 0, 100, 2)")  # fmt: skip
+    run(
+        server,
+        "INSERT INTO flux_capacity (pattern, capacity, slowdown_seconds, fail_excess, others) "
+        "VALUES ('*', 3, 0, 100, 2)",
+    )
     rooms = []
     for n in (1, 4):
         threads = hold_queries(server, n)

@@ -42,9 +42,12 @@ def test_a_near_deadline_multiplies_the_share():
 
 def state(capacity, ours=0, waiting=0, others=0, others_waiting=0) -> ServerState:
     return ServerState(
-        capacity=capacity, ours_granted=ours, ours_waiting=waiting, others_granted=others,
+        capacity=capacity,
+        ours_granted=ours,
+        ours_waiting=waiting,
+        others_granted=others,
         others_waiting=others_waiting,
-    )  # fmt: skip
+    )
 
 
 def test_the_server_state_sets_the_budget_to_its_room_within_one_period_both_ways():
@@ -79,9 +82,15 @@ def test_the_views_rows_make_a_state_that_tells_ours_from_others():
     requests += [(90, "reporting", "running", None, 90_000, 1)]
     got = state_from_rows("flux", semaphores, grants, requests)
     assert got == ServerState(
-        capacity=5, ours_granted=2, ours_waiting=1, others_granted=1, others_waiting=1,
-        longest_query=12.0, longest_transaction=12.0, others_longest_query=90.0,
-    )  # fmt: skip
+        capacity=5,
+        ours_granted=2,
+        ours_waiting=1,
+        others_granted=1,
+        others_waiting=1,
+        longest_query=12.0,
+        longest_transaction=12.0,
+        others_longest_query=90.0,
+    )
     assert got.room() == 3
 
 
