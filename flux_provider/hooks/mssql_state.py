@@ -51,6 +51,8 @@ class ServerState:
     transaction of ours and of others (seconds)."""
 
     capacity: int | None
+    memory_kb: int | None = None  # what the semaphore grants queries from (None: the server shows no semaphore)
+    grant_kb: float | None = None  # one query's grant (None: no query holds or asks for one)
     ours_granted: int = 0
     ours_waiting: int = 0
     others_granted: int = 0
@@ -67,12 +69,16 @@ class ServerState:
     def ours(self) -> int:
         return self.ours_granted + self.ours_waiting
 
-    def room(self) -> int | None:
+    def room(self, grant_kb: float | None = None) -> int | None:
         """The queries the server has for us: its capacity less what its other users hold and wait for.
-        Ours are not subtracted: our own load never makes the server look healthier or busier."""
-        if self.capacity is None:
+        Ours are not subtracted: our own load never makes the server look healthier or busier. An idle
+        server (no grant to size it by) is sized by ``grant_kb``, a query's grant seen earlier."""
+        capacity = self.capacity
+        if capacity is None and self.memory_kb is not None and grant_kb:
+            capacity = int(self.memory_kb // grant_kb)
+        if capacity is None:
             return None
-        return max(self.capacity - self.others_granted - self.others_waiting, 0)
+        return max(capacity - self.others_granted - self.others_waiting, 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,12 +102,16 @@ def state_from_rows(
     pools = {g[4] for g in ours} or {DEFAULT_POOL}
     semaphore = next((s for s in semaphores if s[0] in pools), semaphores[0] if semaphores else None)
     sizes = [g[3] for g in ours if g[3]] or [g[3] for g in grants if g[3]] or [g[2] for g in grants if g[2]]
-    capacity = int(semaphore[1] // statistics.median(sizes)) if semaphore and sizes else None
+    grant = float(statistics.median(sizes)) if sizes else None
+    memory = int(semaphore[1]) if semaphore else None
+    capacity = int(memory // grant) if memory is not None and grant else None
     requests = [tuple(r) for r in requests]
     mine = [r for r in requests if (r[1] or "").lower() == login]
     theirs = [r for r in requests if (r[1] or "").lower() != login]
     return ServerState(
         capacity=capacity,
+        memory_kb=memory,
+        grant_kb=grant,
         ours_granted=sum(1 for g in ours if g[3] is not None),
         ours_waiting=sum(1 for g in ours if g[3] is None),
         others_granted=sum(1 for g in others if g[3] is not None),

@@ -97,6 +97,7 @@ class SourceBudget:
     cooldown: float = 60.0
     fallback: AIMD = field(init=False)
     signal: str = "none"  # what decided last: server | tries
+    grant_kb: float | None = None  # one query's grant, the last seen: sizes the server when no query holds one
 
     def __post_init__(self):
         self.value = max(self.low, min(self.high, self.value))
@@ -117,11 +118,20 @@ class SourceBudget:
             self.value = decision.value
             return Decision(self.value, f"from its data sets' tries: {decision.reason}")
         self.signal = "server"
-        room = state.room()
+        if state.memory_kb is None:  # no resource semaphore: nothing on the server bounds its queries
+            old, self.value = self.value, self.high
+            return Decision(
+                self.high,
+                f"the server shows no memory semaphore: open at {self.high}"
+                + (f" ({old} -> {self.high})" if old != self.high else ""),
+            )
+        self.grant_kb = state.grant_kb or self.grant_kb
+        room = state.room(self.grant_kb)
         if room is None:
-            return Decision(self.value, "no query holds a grant on the server: nothing to size it by, holding")
+            return Decision(self.value, "no query has held a grant on the server yet: nothing to size it by, holding")
+        capacity = state.capacity if state.capacity is not None else int(state.memory_kb // self.grant_kb)
         seen = (
-            f"capacity {state.capacity} queries, others hold {state.others_granted} and wait for "
+            f"capacity {capacity} queries, others hold {state.others_granted} and wait for "
             f"{state.others_waiting}, {state.waiting} waiting in all"
         )
         target = self._clamp(room)

@@ -23,6 +23,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import func, select
 
@@ -89,12 +90,23 @@ class Sources:
         demand = self.demand(session, [r["pool"] for group in members.values() for r in group])
         slack = self.deadline_slack(session, at)
         known = {r["name"]: r for r in session.execute(select(store.source)).mappings()}
+        states = self.states({name: (known.get(name) or {}).get("connection") for name in members})
         out = {}
         for name, group in sorted(members.items()):
-            out.update(self.share_one(session, name, known.get(name), group, own, samples, demand, slack, at))
+            out.update(self.share_one(session, name, known.get(name), group, own, samples, demand, slack, at, states))
         return out
 
-    def share_one(self, session, name, row, group, own, samples, demand, slack, at) -> dict[str, tuple[int, str]]:
+    def states(self, connections: dict[str, str | None]) -> dict[str, tuple[ServerState | None, str]]:
+        """Every source's server state, read at once in threads of their own: a slow server costs the period
+        its timeout once, and Airflow's connection look-up (which detaches the objects of its thread's
+        session) never touches the controller's session."""
+        with ThreadPoolExecutor(max_workers=min(8, len(connections)), thread_name_prefix="flux-source") as pool:
+            futures = {name: pool.submit(self.state_of, name, conn) for name, conn in connections.items()}
+            return {name: future.result() for name, future in futures.items()}
+
+    def share_one(
+        self, session, name, row, group, own, samples, demand, slack, at, states
+    ) -> dict[str, tuple[int, str]]:
         high = max(sum(r["high"] for r in group), 1)
         budget = self.budgets.get(name)
         if budget is None or budget.high != high:
@@ -110,8 +122,7 @@ class Sources:
         elif row is not None and row["value"] and row["value"] != budget.value:  # a person set it: adapt from there
             budget.value = max(budget.low, min(budget.high, row["value"]))
             budget.fallback.reset_to(budget.value)
-        connection = (row or {}).get("connection") or group[0].get("connection")
-        state, why = self.state_of(name, connection)
+        state, why = states[name]
         old = budget.value
         if row is not None and row["pinned"] is not None:
             budget.value, reason = row["pinned"], f"pinned to {row['pinned']}"

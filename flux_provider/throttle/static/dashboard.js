@@ -80,6 +80,7 @@ async function loadOverview() {
   if (mine !== loading) return;  // a newer request is on its way
   renderOverview(data);
   api("api/fleet?hours=12").then(renderFleet, () => {});
+  api("api/sources?hours=12").then(renderSources, () => {});
   if (!window.flux.timings.firstTable) {
     window.flux.timings.firstTable = performance.now();
     requestAnimationFrame(() => { window.flux.timings.firstPaint = performance.now(); });
@@ -98,6 +99,26 @@ function renderFleet(f) {
     (f.waiting.length ? `<details><summary>what each unfinished run waits for</summary><ul>` +
       f.waiting.slice(0, 100).map(w => `<li>${esc(w.dataset)}: ${esc(w.waits_for)}</li>`).join("") +
       `</ul></details>` : "");
+}
+
+// Each source: its budget shared by its data sets, what sized it, the server's state and what it cost.
+function renderSources(found) {
+  window.flux.sources = found;
+  const shared = found.sources.filter(s => s.datasets.length > 1 || s.state);
+  $("#sources").innerHTML = shared.map(s => {
+    const st = s.state;
+    const server = st ? ` · server capacity ${st.capacity ?? "?"}, ours ${st.ours_granted} + ${st.ours_waiting} waiting, ` +
+      `others ${st.others_granted} + ${st.others_waiting} waiting` : "";
+    return `<details class="source" data-source="${esc(s.source)}"><summary><b>source ${esc(s.source)}</b>: budget ` +
+      `${s.budget}${s.pinned != null ? " (pinned)" : ""} of ${s.high} for ${s.datasets.length} data sets${server} · ` +
+      `longest query ${s.longest_query.toFixed(1)} s · ${s.victims} victims wasted ${s.wasted_seconds.toFixed(0)} s` +
+      `</summary><div>${esc(s.signal || "")}</div><table><thead><tr><th>data set</th><th>slots</th><th>weight</th>` +
+      `<th>floor</th><th>longest query s</th><th>rows/s</th><th>victims</th><th>wasted s</th></tr></thead><tbody>` +
+      s.datasets.map(d => `<tr><td>${esc(d.dataset)}</td><td>${d.slots ?? "-"}</td><td>${d.weight}</td>` +
+        `<td>${d.floor}</td><td>${d.longest_query != null ? d.longest_query.toFixed(1) : "-"}</td>` +
+        `<td>${d.rows_per_s ?? "-"}</td><td>${d.victims}</td><td>${d.wasted_seconds.toFixed(0)}</td></tr>`).join("") +
+      `</tbody></table></details>`;
+  }).join("");
 }
 
 function renderOverview(data) {

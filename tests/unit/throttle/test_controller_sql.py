@@ -388,7 +388,7 @@ def test_a_source_budget_from_the_server_is_cut_into_its_data_sets_pools_by_dema
     sourced(engine, ["a", "b"])
     waiting(engine, "a", 6)
     waiting(engine, "b", 1)
-    server = ServerState(capacity=4, ours_granted=4, ours_waiting=2, others_granted=1)
+    server = ServerState(capacity=4, memory_kb=4096, grant_kb=1024.0, ours_granted=4, ours_waiting=2, others_granted=1)
     controller = Controller(period=10, sources=Sources(10, read_state=lambda conn: server))
     period(engine, controller)
     assert all_slots(engine) == {"flux_a": 2, "flux_b": 1}  # room 3 (4 less the other user's), by demand
@@ -400,7 +400,7 @@ def test_a_source_budget_from_the_server_is_cut_into_its_data_sets_pools_by_dema
     assert (sample["budget"], sample["slots"], sample["capacity"], sample["ours_waiting"]) == (3, 3, 4, 2)
     assert (event["old"], event["new"]) == (16, 3) and "room for 3 of ours" in event["reason"]
     # the capacity rises: both pools back to their own limits within one period
-    server = ServerState(capacity=12, ours_granted=3)
+    server = ServerState(capacity=12, memory_kb=12 * 1024, grant_kb=1024.0, ours_granted=3)
     controller.sources.read_state = lambda conn: server
     period(engine, controller, AT + dt.timedelta(seconds=10))
     assert all_slots(engine) == {"flux_a": 4, "flux_b": 4}

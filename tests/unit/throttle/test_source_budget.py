@@ -40,9 +40,12 @@ def test_a_near_deadline_multiplies_the_share():
     assert shares(5, members) == {"late": 4, "calm": 1}
 
 
-def state(capacity, ours=0, waiting=0, others=0, others_waiting=0) -> ServerState:
+def state(capacity, ours=0, waiting=0, others=0, others_waiting=0, memory=None) -> ServerState:
+    """The server as its views show it: ``capacity`` grants of 1 MB (None: no query holds one to size it by)."""
     return ServerState(
         capacity=capacity,
+        memory_kb=memory if memory is not None else (capacity or 0) * 1024,
+        grant_kb=1024.0 if capacity is not None else None,
         ours_granted=ours,
         ours_waiting=waiting,
         others_granted=others,
@@ -58,7 +61,16 @@ def test_the_server_state_sets_the_budget_to_its_room_within_one_period_both_way
     assert held.value == 1 and "no growth while queries wait" in held.reason
     assert budget.update(state(8, ours=1), [], 30).value == 8  # a rise
     assert budget.update(state(8, ours=8, others=3), [], 40).value == 5  # others came: room for 5
-    assert budget.update(state(None), [], 50).value == 5  # nothing to size it by: holding
+    # idle (no query holds a grant): sized by the grant seen before
+    assert budget.update(state(None, others=1, memory=6 * 1024), [], 50).value == 5
+
+
+def test_an_idle_server_never_sized_holds_and_one_without_a_semaphore_opens():
+    budget = SourceBudget(low=1, high=20, value=6)
+    held = budget.update(state(None, memory=8 * 1024), [], 0)
+    assert held.value == 6 and "nothing to size it by" in held.reason
+    opened = ServerState(capacity=None)  # no resource semaphore at all: nothing bounds the server's queries
+    assert budget.update(opened, [], 10).value == 20
 
 
 def test_our_own_load_never_reads_as_room():
@@ -83,6 +95,8 @@ def test_the_views_rows_make_a_state_that_tells_ours_from_others():
     got = state_from_rows("flux", semaphores, grants, requests)
     assert got == ServerState(
         capacity=5,
+        memory_kb=5 * 1024,
+        grant_kb=1024.0,
         ours_granted=2,
         ours_waiting=1,
         others_granted=1,
