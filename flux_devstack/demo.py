@@ -15,12 +15,13 @@
    uploaded, in staging, written to the target; partitions; duration; pool
    slots; reconciled?) and where to look;
 4. viewing_sessions is split (``<split column="session_id" parts="8"/>``) over a
-   source table of capacity 3 (``flux_capacity``: each query holds the table
-   6 s, up to 1.5 s more as its use grows; a 4th at once waits 4 s longer, a
-   5th is a deadlock victim after half its work). Its pool starts at 6 slots, above
-   that capacity: the demo prints each part (rows, tries, when it ran) beside
-   the pool's slots over the run as the throttle controller set them, and what
-   made it stop: the source's latency or its errors.
+   server of capacity 3 (``flux_capacity`` row ``*``, which the stand-in's views show
+   as SQL Server's memory grants: each query on the fact holds it 6 s, up to 1.5 s
+   more as its use grows; a 4th at once waits 4 s longer, a 5th is a deadlock victim
+   after half its work). Its pool starts at 6 slots, above that capacity: the demo
+   prints each part (rows, tries, when it ran) beside the pool's slots over the run
+   as the throttle controller set them, and what made it stop: the server's state
+   (the budget all four data sets share), the source's latency or its errors.
 
 Exit code 0 only if every run succeeded and reconciled (export rows = upload
 rows = staging rows, which the transform also checked against the manifest).
@@ -172,14 +173,16 @@ def _outcome(client: AirflowClient, dataset: str, dag_id: str, run: dict) -> Out
 
 
 def limit_capacity(db: Path, table: str, capacity: int, hold: float) -> None:
-    """The stand-in's capacity model on ``table`` (:mod:`flux_devstack.tds.capacity`), each query holding it
-    ``hold`` seconds: latency grows with the load, victims do half their work before they fail."""
+    """The stand-in server's capacity (:mod:`flux_devstack.tds.capacity`, the server-wide row its views show
+    as memory grants), each query on ``table`` holding it ``hold`` seconds: latency grows with the load,
+    victims do half their work before they fail."""
     with sqlite3.connect(db) as conn:
         create_tables(conn)
+        conn.execute("DELETE FROM flux_capacity WHERE pattern = ?", (table,))  # an older demo's per-table row
         conn.execute(
             "INSERT OR REPLACE INTO flux_capacity (pattern, capacity, slowdown_seconds, fail_excess, error_number, "
-            "load_seconds, victim_after) VALUES (?, ?, 4.0, 2, 1205, 1.5, 0.5)",
-            (table, capacity),
+            "load_seconds, victim_after) VALUES ('*', ?, 4.0, 2, 1205, 1.5, 0.5)",
+            (capacity,),
         )
         conn.execute("DELETE FROM flux_faults WHERE pattern = ?", (table,))
         conn.execute(
@@ -199,17 +202,31 @@ def lowest(changes: list[dict]) -> int | None:
 
 
 def stopped_by(changes: list[dict]) -> str | None:
-    """What made the controller cut the pool during a run: ``latency``, ``errors``, or None (no cut)."""
+    """What made the controller cut the pool during a run: ``server`` (its source's budget, from the server's
+    state), ``latency``, ``errors``, or None (no cut)."""
     cuts = controller_cuts(changes)
     if not cuts:
         return None
-    return "latency" if any(e["reason"].startswith("latency") for e in cuts) else "errors"
+    for why, prefix in (("server", "source "), ("latency", "latency")):
+        if any(e["reason"].startswith(prefix) for e in cuts):
+            return why
+    return "errors"
 
 
 def run_demo(env: dict[str, str], rows: int, *, dags_prefix: str = "flux_", timeout: float = 900) -> list[Outcome]:
+    """The demo's runs; the server's capacity model is lifted afterwards (the stack keeps running for the user)."""
     counts = generate(Path(env["FLUX_MSSQL_DB"]), rows)
     print("sample source: " + ", ".join(f"dbo.{k} {v} rows" for k, v in counts.items()))
     limit_capacity(Path(env["FLUX_MSSQL_DB"]), SPLIT_FACT, SPLIT_CAPACITY, SPLIT_HOLD)
+    try:
+        return _runs(env, dags_prefix)
+    finally:
+        with sqlite3.connect(env["FLUX_MSSQL_DB"]) as conn:
+            conn.execute("DELETE FROM flux_capacity WHERE pattern = '*'")
+            conn.execute("DELETE FROM flux_faults WHERE pattern = ?", (SPLIT_FACT,))
+
+
+def _runs(env: dict[str, str], dags_prefix: str) -> list[Outcome]:
     client = AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])
     client.plugin(
         "POST",
@@ -217,7 +234,7 @@ def run_demo(env: dict[str, str], rows: int, *, dags_prefix: str = "flux_", time
         json={"slots": SPLIT_START, "pin": False, "reason": "the demo starts it above the source's capacity"},
     )
     print(
-        f"dbo.{SPLIT_FACT} answers {SPLIT_CAPACITY} queries at once at full speed, each holding it "
+        f"the server answers {SPLIT_CAPACITY} queries at once at full speed, each on dbo.{SPLIT_FACT} holding it "
         f"{SPLIT_HOLD:.0f} s (the stand-in's capacity model); its pool starts at {SPLIT_START} slots"
     )
     first, *later = DIMENSIONS  # titles writes its day first; the others are held until it has
@@ -331,11 +348,10 @@ def _parts_table(o: Outcome) -> str:
         lines.append(
             f"the pool came down to {low} slots for a source of capacity {SPLIT_CAPACITY}, then probed from "
             f"there (now {o.slots}): "
-            + (
-                "the source's latency stopped it, before queries failed"
-                if why == "latency"
-                else "the source's errors (deadlock victims) stopped it"
-            )
+            + {
+                "server": "the server's own state (its memory grants) sized its source's budget",
+                "latency": "the source's latency stopped it, before queries failed",
+            }.get(why, "the source's errors (deadlock victims) stopped it")
             if why
             else f"the controller made no cut during the run: {o.slots} slots"
         )

@@ -42,6 +42,7 @@ class Member:
     weight: float = 1.0
     floor: int = 0
     boost: float = 1.0
+    holding: int = 0  # of its demand, the tasks already holding a slot (running or handed out): never stopped
 
     @property
     def priority(self) -> float:
@@ -59,7 +60,9 @@ def shares(budget: int, members: Sequence[Member]) -> dict[str, int]:
     """The budget cut into slots per data set. When it covers every data set's own limit, each gets its own.
     Otherwise: floors first (by priority), then a weighted fair share of what they ask for now (each gets
     slots in turn, the one furthest below its share first), then what is left up to their own limits, so
-    that a data set with no task yet can start one before the next period."""
+    that a data set with no task yet can start one before the next period. Tasks a data set holds above its
+    share (a cut stops none) are taken from the free slots of the others, lowest priority first, so that
+    the tasks held and admitted together stay within the budget."""
     if sum(m.own for m in members) <= budget:
         return {m.dataset: m.own for m in members}
     given = {m.dataset: 0 for m in members}
@@ -70,6 +73,12 @@ def shares(budget: int, members: Sequence[Member]) -> dict[str, int]:
         left -= take
     for cap in (lambda m: min(m.own, m.demand), lambda m: m.own):
         left = _fill(given, members, cap, left)
+    # a cut stops no task: what a data set holds above its share still runs, so the others' free slots wait
+    over = sum(max(0, m.holding - given[m.dataset]) for m in members)
+    for m in sorted(members, key=lambda m: (m.priority, m.dataset), reverse=False):
+        take = min(over, max(0, given[m.dataset] - m.holding))
+        given[m.dataset] -= take
+        over -= take
     return given
 
 

@@ -39,6 +39,7 @@ EVENTS = "source:"  # the prefix of a source's events in flux_throttle_events
 ACTOR = "controller"
 #: Task states that ask for a slot of a data set's pool: running, handed out, or waiting for a slot.
 DEMAND = ("running", "queued", "scheduled")
+HOLDING = ("running", "queued")
 #: Periods a source whose server did not answer is not asked again.
 BACKOFF = 5
 
@@ -136,7 +137,8 @@ class Sources:
             Member(
                 dataset=r["dataset"],
                 own=own[r["dataset"]],
-                demand=demand.get(r["pool"], 0),
+                demand=demand.get(r["pool"], (0, 0))[0],
+                holding=demand.get(r["pool"], (0, 0))[1],
                 weight=r.get("weight") or 1.0,
                 floor=r.get("floor") or 0,
                 boost=boost_for(slack.get(dag_id_for(r["dataset"]))),
@@ -184,12 +186,21 @@ class Sources:
         session.execute(store.source_samples.insert().values(**sample))
 
     @staticmethod
-    def demand(session, pools: list[str]) -> dict[str, int]:
-        """Per pool, its tasks running, handed to an executor, or waiting for a slot."""
+    def demand(session, pools: list[str]) -> dict[str, tuple[int, int]]:
+        """Per pool: its tasks running, handed to an executor or waiting for a slot, and of those the ones
+        holding a slot (running or handed out)."""
         from airflow.models.taskinstance import TaskInstance as TI
 
-        query = select(TI.pool, func.count()).where(TI.pool.in_(pools), TI.state.in_(DEMAND)).group_by(TI.pool)
-        return {pool: count for pool, count in session.execute(query)}
+        query = (
+            select(TI.pool, TI.state, func.count())
+            .where(TI.pool.in_(pools), TI.state.in_(DEMAND))
+            .group_by(TI.pool, TI.state)
+        )
+        out: dict[str, tuple[int, int]] = {}
+        for pool, state, count in session.execute(query):
+            asking, holding = out.get(pool, (0, 0))
+            out[pool] = (asking + count, holding + (count if state in HOLDING else 0))
+        return out
 
     @staticmethod
     def deadline_slack(session, at: dt.datetime) -> dict[str, float]:

@@ -111,3 +111,11 @@ def test_the_views_rows_make_a_state_that_tells_ours_from_others():
 @pytest.mark.parametrize("bad", [{"capacity": 3, "unknown": 1}, None])
 def test_a_recorded_state_reads_back_or_is_none(bad):
     assert ServerState.from_dict(bad) == (ServerState(capacity=3) if bad else None)
+
+
+def test_tasks_held_above_a_share_after_a_cut_keep_the_others_waiting():
+    # a cut to 3 finds a holding 3 (a cut stops none): its fair share is 2, so b's free slot waits for it
+    members = [Member("a", own=4, demand=3, holding=3), Member("b", own=4, demand=3)]
+    given = shares(3, members)
+    assert given == {"a": 2, "b": 0}
+    assert sum(max(m.holding, given[m.dataset]) for m in members) == 3  # held and admissible: the budget
