@@ -62,6 +62,8 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         help="CLASS: ATTRIBUTE=VALUE ... (a spec's <match> attributes exception, message, number); repeatable",
     )
+    adopt.add_argument("--source", help="the source whose budget the pool shares with its data sets")
+    adopt.add_argument("--connection", help="the Airflow connection the source's state is read through")
     release = sub.add_parser("release", help="stop adapting an adopted pool (its slots stay)")
     release.add_argument("pool")
     host_cmd = sub.add_parser("host", help="the Airflow host's limit: show, pin N, set N, unpin, adaptive or off")
@@ -102,6 +104,8 @@ def adopt(session, args, actor: str) -> str:
             algorithm=args.algorithm,
             load_classes=args.load_classes,
             rules=args.rule,
+            source=args.source,
+            connection=args.connection,
             actor=actor,
         )
     except KeyError:
@@ -109,6 +113,7 @@ def adopt(session, args, actor: str) -> str:
     return (
         f"{args.pool}: adaptive ({done['algorithm']}) within {args.low}-{args.high}, "
         f"{done['previous']} -> {done['slots']} slots, {len(done['rules'])} rule(s)"
+        + (f", in source {args.source}'s budget" if args.source else "")
     )
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from flux_provider.errors import ErrorClass, ErrorRecord
 from flux_provider.rules import Match, matches
-from flux_provider.throttle import store
+from flux_provider.throttle import sources, store
 from flux_provider.throttle.limits import ALGORITHMS
 
 #: ``<match>``'s attributes a pool rule takes (a stock operator's error has no bcp exit code or flux step).
@@ -101,10 +101,13 @@ def adopt(
     algorithm: str = "gradient",
     load_classes: list[str] | None = None,
     rules: list[str] | None = None,
+    source: str | None = None,
+    connection: str | None = None,
     actor: str,
 ) -> dict:
-    """Make ``pool`` adaptive within [low, high] (its slots are kept, brought inside the bounds). Adopting it
-    again changes its settings. Raises KeyError for a missing pool, ValueError for bad settings."""
+    """Make ``pool`` adaptive within [low, high] (its slots are kept, brought inside the bounds), inside the
+    budget of ``source`` when given (read through ``connection``, or the one the source already has).
+    Adopting it again changes its settings. Raises KeyError for a missing pool, ValueError for bad settings."""
     from airflow.models.pool import Pool
 
     parsed = [PoolRule.parse(r) for r in rules or ()]
@@ -134,7 +137,10 @@ def adopt(
         None,
         algorithm,
         rules_to_json(parsed),
+        source=source,
     )
+    if source:
+        sources.register(session, source, connection)
     target.slots = slots
     store.record_event(session, pool, old, slots, f"adopted by {actor}: {algorithm} within {low}-{high}", actor)
     return {
@@ -144,6 +150,7 @@ def adopt(
         "bounds": [low, high],
         "algorithm": algorithm,
         "rules": [r.text for r in parsed],
+        "source": source,
     }
 
 

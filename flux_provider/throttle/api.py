@@ -360,6 +360,10 @@ class PoolAdoption(BaseModel):
     rules: list[str] = Field(
         default_factory=list, description="CLASS: ATTRIBUTE=VALUE ... (exception=, message=, number=)"
     )
+    source: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]{1,250}$", description="the source whose budget it shares (none: its own)"
+    )
+    connection: str | None = Field(None, description="the Airflow connection the source's state is read through")
 
 
 @app.put("/api/pools/{pool}/adaptive", dependencies=[Depends(_auth_edit())])
@@ -378,6 +382,8 @@ def adopt_pool(
             algorithm=adoption.algorithm,
             load_classes=adoption.load_classes,
             rules=adoption.rules,
+            source=adoption.source,
+            connection=adoption.connection,
             actor=actor,
         )
     except KeyError:

@@ -431,3 +431,35 @@ def test_a_pinned_budget_wins_and_a_denied_login_falls_back_to_the_tries_said_on
     with engine.connect() as conn:
         signal = conn.execute(select(store.source.c.signal)).scalar()
     assert signal.startswith("tries:") and "grant VIEW SERVER STATE" in signal
+
+
+def test_an_adopted_stock_pool_joins_a_source_and_shares_its_budget(engine):
+    from airflow.models.pool import Pool
+
+    from flux_provider.hooks.mssql_state import ServerState
+    from flux_provider.throttle import adopted
+    from flux_provider.throttle.sources import Sources
+
+    sourced(engine, ["a"])
+    with engine.begin() as conn:
+        conn.execute(Pool.__table__.insert(), [{"pool": "warehouse", "slots": 6, "include_deferred": False}])
+    with Session(engine) as session:
+        done = adopted.adopt(session, "warehouse", low=1, high=6, source="backend", actor="test")
+        session.commit()
+    assert done["source"] == "backend"
+    waiting(engine, "a", 4)
+    tries(
+        engine,
+        "warehouse",
+        *[
+            {"state": "scheduled", "start_date": None, "end_date": None, "pool": "warehouse", "dag_id": "stock_dag"}
+            for _ in range(4)
+        ],
+        run_id="manual__w",
+    )
+    server = ServerState(capacity=5, memory_kb=5120, grant_kb=1024.0, ours_granted=5, ours_waiting=3, others_granted=1)
+    period(engine, Controller(period=10, sources=Sources(10, read_state=lambda conn: server)))
+    slots = all_slots(engine) | {"warehouse": 0}
+    with engine.connect() as conn:
+        slots["warehouse"] = conn.execute(select(Pool.slots).where(Pool.pool == "warehouse")).scalar()
+    assert slots == {"flux_a": 2, "warehouse": 2}  # room for 4 (5 less the other user's), shared by demand
