@@ -127,25 +127,8 @@ class Controller:
         }
         rules = {row["pool"]: adopted.rules_from_json(row["rules"]) for row in rows if row["rules"]}
         samples = self.collect(session, {row["pool"]: row["dataset"] for row in rows}, since, at, rules) if rows else {}
-        changes, targets = [], {}
-        for row in rows:
-            pool = pools.get(row["pool"])
-            if pool is None:  # pools sync creates it; never leave tasks waiting on a missing pool
-                pool = Pool(
-                    pool=row["pool"],
-                    slots=row["initial"],
-                    description=f"flux data set {row['dataset']}",
-                    include_deferred=False,
-                )
-                session.add(pool)
-                session.flush()
-                store.record_event(
-                    session, row["dataset"], None, row["initial"], "pool was missing: created", ACTOR, at
-                )
-            decided = self.calendar_says(session, row, pool.slots, at) or self.decide(
-                row, pool.slots, samples.get(row["dataset"], []), at
-            )
-            targets[row["dataset"]] = (pool, *decided)
+        changes = []
+        targets = self.own_targets(session, rows, pools, samples, at)
         shared = self.sources.share(session, rows, {d: t[1] for d, t in targets.items()}, samples, at)
         for row in rows:
             pool, target, reason = targets[row["dataset"]]
@@ -165,6 +148,32 @@ class Controller:
         self.host.apply(session)
         self.last_tick = at
         return changes
+
+    def own_targets(self, session, rows, pools: dict, samples: dict, at: dt.datetime) -> dict[str, tuple]:
+        """``dataset -> (pool, slots, reason)`` each data set's own limit (or its calendar) asks for; a pool
+        that is missing is created first (never leave tasks waiting on a missing pool)."""
+        from airflow.models.pool import Pool
+
+        targets = {}
+        for row in rows:
+            pool = pools.get(row["pool"])
+            if pool is None:
+                pool = Pool(
+                    pool=row["pool"],
+                    slots=row["initial"],
+                    description=f"flux data set {row['dataset']}",
+                    include_deferred=False,
+                )
+                session.add(pool)
+                session.flush()
+                store.record_event(
+                    session, row["dataset"], None, row["initial"], "pool was missing: created", ACTOR, at
+                )
+            decided = self.calendar_says(session, row, pool.slots, at) or self.decide(
+                row, pool.slots, samples.get(row["dataset"], []), at
+            )
+            targets[row["dataset"]] = (pool, *decided)
+        return targets
 
     @staticmethod
     def calendar_says(session, row, current: int, at: dt.datetime) -> tuple[int, str] | None:

@@ -211,10 +211,11 @@ def test_the_sample_bundle_has_no_import_errors_and_one_dag_per_spec():
 
 
 def test_the_benchmark_bundle_parses_so_make_bench_does_not_rot():
-    """benchmarks/dags: the adaptive and end-to-end data sets and the stock chain they are compared with."""
+    """benchmarks/dags: the adaptive, source and end-to-end data sets and the stock chain they are compared with."""
     bag = dagbag(REPO / "benchmarks" / "dags")
     assert bag.import_errors == {}
-    assert set(bag.dags) == {"flux_bench_capacity", "flux_bench_e2e", "stock_chain"}
+    sources = {f"flux_bench_source_{n}" for n in (1, 2, 3)}
+    assert set(bag.dags) == {"flux_bench_capacity", "flux_bench_e2e", "stock_chain", *sources}
     assert [t.task_id for t in bag.dags["stock_chain"].topological_sort()] == ["sql_to_s3", "s3_to_hive", "transform"]
     assert bag.dags["flux_bench_e2e"].get_task("export_upload").is_mapped
 
