@@ -116,6 +116,12 @@ class SourceBudget:
     def _clamp(self, value: int) -> int:
         return max(self.low, min(self.high, value))
 
+    def observe(self, state: ServerState | None) -> None:
+        """Remember one query's grant whenever the server shows one (pinned too): it sizes an idle server, so
+        the budget is right before the next burst's first query holds a grant."""
+        if state is not None and state.grant_kb:
+            self.grant_kb = state.grant_kb
+
     def update(self, state: ServerState | None, samples: Iterable[Sample], now: float) -> Decision:
         """The budget for the next period, from the server's state when there is one, else from the tries."""
         samples = list(samples)
@@ -127,6 +133,7 @@ class SourceBudget:
             self.value = decision.value
             return Decision(self.value, f"from its data sets' tries: {decision.reason}")
         self.signal = "server"
+        self.observe(state)
         if state.memory_kb is None:  # no resource semaphore: nothing on the server bounds its queries
             old, self.value = self.value, self.high
             return Decision(
@@ -134,7 +141,6 @@ class SourceBudget:
                 f"the server shows no memory semaphore: open at {self.high}"
                 + (f" ({old} -> {self.high})" if old != self.high else ""),
             )
-        self.grant_kb = state.grant_kb or self.grant_kb
         room = state.room(self.grant_kb)
         if room is None:
             return Decision(self.value, "no query has held a grant on the server yet: nothing to size it by, holding")

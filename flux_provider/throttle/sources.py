@@ -119,6 +119,8 @@ class Sources:
                 algorithm=(row or {}).get("algorithm") or "gradient",
                 cooldown=self.period,
             )
+            last = ServerState.from_dict(json.loads(row["state"])) if row is not None and row["state"] else None
+            budget.grant_kb = last.grant_kb if last is not None else None  # what a restart would have forgotten
             self.budgets[name] = budget
         elif row is not None and row["value"] and row["value"] != budget.value:  # a person set it: adapt from there
             budget.value = max(budget.low, min(budget.high, row["value"]))
@@ -126,6 +128,7 @@ class Sources:
         state, why = states[name]
         old = budget.value
         if row is not None and row["pinned"] is not None:
+            budget.observe(state)
             budget.value, reason = row["pinned"], f"pinned to {row['pinned']}"
         else:
             pooled = [s for r in group for s in samples.get(r["dataset"], [])]
@@ -165,7 +168,7 @@ class Sources:
             low=budget.low,
             high=budget.high,
             signal=f"{budget.signal}: {signal}"[:4000],
-            state=json.dumps(state.to_dict()) if state else None,
+            state=json.dumps({**state.to_dict(), "grant_kb": state.grant_kb or budget.grant_kb}) if state else None,
             updated_at=at,
         )
         if row is None:

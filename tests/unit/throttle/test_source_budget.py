@@ -119,3 +119,9 @@ def test_tasks_held_above_a_share_after_a_cut_keep_the_others_waiting():
     given = shares(3, members)
     assert given == {"a": 2, "b": 0}
     assert sum(max(m.holding, given[m.dataset]) for m in members) == 3  # held and admissible: the budget
+
+
+def test_a_grant_seen_while_pinned_sizes_the_idle_server_once_unpinned():
+    budget = SourceBudget(low=1, high=24, value=24)
+    budget.observe(state(6, ours=6, others=1))  # the budget was pinned: it only looked
+    assert budget.update(state(None, others=1, memory=6 * 1024), [], 0).value == 5  # before any query of ours
