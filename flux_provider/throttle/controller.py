@@ -73,6 +73,7 @@ class Controller:
         self.host = host or HostWatch(period)
         self.sources = sources or Sources(period)
         self.applied: dict[str, int] = {}  # the slots this controller last gave each data set's pool
+        self.capped: set[str] = set()  # the data sets whose source's budget set their slots last period
 
     def timed(self, seconds: float) -> None:
         """Keep a period's duration: logged (debug), sent as the metric ``flux.throttle.period``, and said at
@@ -134,6 +135,12 @@ class Controller:
             pool, target, reason = targets[row["dataset"]]
             if row["dataset"] in shared:  # the source's budget binds: its share, below its own limit
                 target, reason = shared[row["dataset"]]
+            elif row["dataset"] in self.capped and target != pool.slots:
+                reason = f"its source's budget no longer binds: its own limit ({reason})"
+            if row["dataset"] in shared:
+                self.capped.add(row["dataset"])
+            else:
+                self.capped.discard(row["dataset"])
             self.applied[row["dataset"]] = target
             if target != pool.slots:
                 changes.append((row["dataset"], pool.slots, target, reason))

@@ -56,15 +56,34 @@ def boost_for(slack: float | None, window: float = BOOST_WINDOW) -> float:
     return 1.0 + (MAX_BOOST - 1.0) * min(1.0, 1.0 - max(slack, 0.0) / window)
 
 
-def shares(budget: int, members: Sequence[Member]) -> dict[str, int]:
+def steady(budget: int, members: Sequence[Member], previous: dict[str, int] | None) -> bool:
+    """The last period's shares still hold: within the budget and each own limit, every data set that asks
+    has a slot, and no slot sits idle while another data set waits for one. Keeping them then spares the
+    pools a change each period as demand moves (each change is an event, and a moment when the scheduler
+    may admit by the old slots)."""
+    if not previous or any(m.dataset not in previous for m in members):
+        return False
+    if sum(previous.values()) > budget or any(previous[m.dataset] > m.own for m in members):
+        return False
+    if any(m.demand and not previous[m.dataset] for m in members):
+        return False
+    idle = any(previous[m.dataset] > max(m.demand, m.floor) for m in members)
+    waiting = any(m.demand > previous[m.dataset] < m.own for m in members)
+    return not (idle and waiting)
+
+
+def shares(budget: int, members: Sequence[Member], previous: dict[str, int] | None = None) -> dict[str, int]:
     """The budget cut into slots per data set. When it covers every data set's own limit, each gets its own.
     Otherwise: floors first (by priority), then a weighted fair share of what they ask for now (each gets
     slots in turn, the one furthest below its share first), then what is left up to their own limits, so
     that a data set with no task yet can start one before the next period. Tasks a data set holds above its
     share (a cut stops none) are taken from the free slots of the others, lowest priority first, so that
-    the tasks held and admitted together stay within the budget."""
+    the tasks held and admitted together stay within the budget. The ``previous`` shares are kept while
+    they still hold (:func:`steady`)."""
     if sum(m.own for m in members) <= budget:
         return {m.dataset: m.own for m in members}
+    if steady(budget, members, previous):
+        return dict(previous)
     given = {m.dataset: 0 for m in members}
     left = budget
     for m in sorted(members, key=lambda m: (-m.priority, m.dataset)):

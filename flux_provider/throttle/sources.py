@@ -55,6 +55,7 @@ class Sources:
         self.budgets: dict[str, SourceBudget] = {}
         self.denied: dict[str, str] = {}  # source -> why its server's state is not read
         self.skip_until: dict[str, float] = {}
+        self.given: dict[str, dict[str, int]] = {}  # source -> the shares it gave last period
 
     def state_of(self, name: str, connection: str | None) -> tuple[ServerState | None, str]:
         """The server's state, or None and why not."""
@@ -149,7 +150,8 @@ class Sources:
             for r in group
             if r["dataset"] not in pinned
         ]
-        given = shares(max(budget.value - sum(pinned.values()), 0), free)
+        given = shares(max(budget.value - sum(pinned.values()), 0), free, self.given.get(name))
+        self.given[name] = dict(given)
         given.update(pinned)
         self.record(session, name, row, budget, state, reason if state is not None else why, sum(given.values()), at)
         if budget.value != old:

@@ -481,6 +481,29 @@ def test_a_viewer_cannot_change_a_limit_and_an_admin_can_with_a_reason(stack, fl
     assert events(stack, dataset)[-1]["new"] is None or "unpinned" in events(stack, dataset)[-1]["reason"]
 
 
+def test_each_source_shows_its_budget_its_data_sets_and_what_they_cost_it(stack, fleet, browser):
+    """The page's source lines are the API's: every shared source with its budget, and one row per data set
+    (the fleet's data sets all read mssql_default). Reading the sources needs a login; a viewer may not pin."""
+    admin = client_as(stack, "admin")
+    found = admin.get("/flux/api/sources").json()["sources"]
+    default = next(s for s in found if s["source"] == "mssql_default")
+    assert {name(i) for i in range(N)} <= {d["dataset"] for d in default["datasets"]}
+    assert {"longest_query", "longest_transaction", "victims", "wasted_seconds", "budget", "signal"} <= set(default)
+    anonymous = httpx.Client(base_url=stack.env()["FLUX_AIRFLOW_URL"])
+    assert anonymous.get("/flux/api/sources").status_code in (401, 403)
+    viewer = client_as(stack, "viewer")
+    assert viewer.post("/flux/api/sources/mssql_default/budget", json={"slots": 1}).status_code == 403
+    wait = waiting(browser, 30)
+    open_as(browser, stack, "admin")
+    wait.until(lambda d: d.execute_script("return window.flux.sources"))
+    shown = browser.execute_script(
+        "return [...document.querySelectorAll('#sources details.source')].map(e => "
+        "[e.dataset.source, e.querySelectorAll('tbody tr').length])"
+    )
+    api = admin.get("/flux/api/sources").json()["sources"]  # as the page read it, a moment later
+    assert dict(shown) == {s["source"]: len(s["datasets"]) for s in api if len(s["datasets"]) > 1 or s["state"]}
+
+
 def test_the_page_sits_in_airflows_navigation_and_follows_its_theme(stack, fleet, browser):
     """Browse -> Data sets in Airflow's own UI shows the page in its frame, light or dark as Airflow is."""
     from selenium.webdriver.common.by import By

@@ -125,3 +125,12 @@ def test_a_grant_seen_while_pinned_sizes_the_idle_server_once_unpinned():
     budget = SourceBudget(low=1, high=24, value=24)
     budget.observe(state(6, ours=6, others=1))  # the budget was pinned: it only looked
     assert budget.update(state(None, others=1, memory=6 * 1024), [], 0).value == 5  # before any query of ours
+
+
+def test_shares_stay_while_they_hold_and_move_when_a_slot_idles_beside_a_waiting_data_set():
+    before = {"a": 2, "b": 1}
+    busy = [Member("a", own=4, demand=3), Member("b", own=4, demand=2)]
+    assert shares(3, busy, before) == before  # demand moved a little: no change, no event
+    drained = [Member("a", own=4, demand=0), Member("b", own=4, demand=5)]
+    assert shares(3, drained, before) == {"a": 0, "b": 3}  # a's slots idle while b waits: re-cut
+    assert shares(2, busy, before) != before  # the budget shrank below them
