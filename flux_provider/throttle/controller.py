@@ -524,7 +524,10 @@ def _loop(controller: Controller) -> None:
     while True:
         started = time.monotonic()
         try:
-            with create_session() as session:
+            # a session of its own, not the thread's scoped one: an Airflow call that opens and closes the scoped
+            # session in this thread (a connection look-up, a @provide_session helper) would detach the pools
+            # this period changes, and the changes would never reach the database
+            with create_session(scoped=False) as session:
                 controller.tick(session)
         except Exception:  # one bad period must not stop the controller
             log.exception("flux throttle: a control period failed")
