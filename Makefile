@@ -46,7 +46,8 @@ bench: setup
 	$(PY) benchmarks/parallel_bench.py
 	$(PY) benchmarks/throttle_sim.py
 	$(PY) benchmarks/e2e_bench.py
-	$(PY) benchmarks/adaptive_bench.py --down
+	$(PY) benchmarks/adaptive_bench.py
+	$(PY) benchmarks/source_bench.py --down
 	$(PY) benchmarks/fleet_bench.py
 
 setup: system-deps $(STAMP)

@@ -150,7 +150,11 @@ class Sources:
             for r in group
             if r["dataset"] not in pinned
         ]
-        given = shares(max(budget.value - sum(pinned.values()), 0), free, self.given.get(name))
+        # a pin is a person's cap on that data set: what it asks for now, up to the pin, is taken from the budget
+        # first (an idle pinned data set reserves nothing)
+        pools = {r["dataset"]: r["pool"] for r in group}
+        reserved = sum(min(pin, demand.get(pools[d], (0, 0))[0]) for d, pin in pinned.items())
+        given = shares(max(budget.value - reserved, 0), free, self.given.get(name))
         self.given[name] = dict(given)
         given.update(pinned)
         self.record(session, name, row, budget, state, reason if state is not None else why, sum(given.values()), at)

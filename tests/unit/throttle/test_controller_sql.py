@@ -463,3 +463,20 @@ def test_an_adopted_stock_pool_joins_a_source_and_shares_its_budget(engine):
     with engine.connect() as conn:
         slots["warehouse"] = conn.execute(select(Pool.slots).where(Pool.pool == "warehouse")).scalar()
     assert slots == {"flux_a": 2, "warehouse": 2}  # room for 4 (5 less the other user's), shared by demand
+
+
+def test_an_idle_pinned_data_set_reserves_nothing_of_its_sources_budget(engine):
+    """Pins are a person's caps: five idle data sets pinned at 1 must not leave a data set that waits with no
+    slot under a budget of 3."""
+    from flux_provider.hooks.mssql_state import ServerState
+    from flux_provider.throttle.sources import Sources
+
+    names = ["busy", *(f"pinned{n}" for n in range(5))]
+    sourced(engine, names)
+    with engine.begin() as conn:
+        conn.execute(store.throttle.update().where(store.throttle.c.dataset.like("pinned%")).values(pinned=1))
+    waiting(engine, "busy", 6)
+    server = ServerState(capacity=3, memory_kb=3072, grant_kb=1024.0, ours_granted=3)
+    period(engine, Controller(period=10, sources=Sources(10, read_state=lambda conn: server)))
+    got = all_slots(engine)
+    assert got["flux_busy"] == 3 and all(got[f"flux_pinned{n}"] == 1 for n in range(5)), got
