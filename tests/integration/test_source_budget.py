@@ -57,6 +57,20 @@ def shared_server(stack):
     with sqlite3.connect(db) as conn:
         conn.execute("DELETE FROM flux_faults WHERE pattern = 'shared_src'")
         conn.execute("DELETE FROM flux_capacity WHERE pattern = '*'")
+    reopened(stack)
+
+
+def reopened(stack, timeout: float = 6 * PERIOD) -> None:
+    """Wait until every source's budget is open again (the server shows no capacity now), so the next tests
+    find every pool at its own limit."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with stack_db(stack).connect() as conn:
+            rows = conn.execute(select(store.source.c.value, store.source.c.high)).all()
+        if all(value >= high for value, high in rows):
+            return
+        assert time.monotonic() < deadline, f"the sources' budgets stayed cut: {rows}"
+        time.sleep(1)
 
 
 def capacity(db: Path, value: int) -> float:
