@@ -197,20 +197,19 @@ def controller_cuts(changes: list[dict]) -> list[dict]:
 
 
 def lowest(changes: list[dict]) -> int | None:
-    """The fewest slots the controller cut the pool to during a run (None: no cut)."""
-    return min((e["new"] for e in controller_cuts(changes)), default=None)
+    """The fewest slots the controller set the pool to during a run (None: it changed nothing)."""
+    return min((e["new"] for e in changes if e["actor"] == "controller"), default=None)
 
 
 def stopped_by(changes: list[dict]) -> str | None:
-    """What made the controller cut the pool during a run: ``server`` (its source's budget, from the server's
-    state), ``latency``, ``errors``, or None (no cut)."""
+    """What held the pool during a run: ``server`` (its share of its source's budget, sized from the server's
+    state), else what made the controller cut it: ``latency`` or ``errors``; None when nothing did."""
+    if any(e["actor"] == "controller" and e["reason"].startswith("source ") for e in changes):
+        return "server"
     cuts = controller_cuts(changes)
     if not cuts:
         return None
-    for why, prefix in (("server", "source "), ("latency", "latency")):
-        if any(e["reason"].startswith(prefix) for e in cuts):
-            return why
-    return "errors"
+    return "latency" if any(e["reason"].startswith("latency") for e in cuts) else "errors"
 
 
 def run_demo(env: dict[str, str], rows: int, *, dags_prefix: str = "flux_", timeout: float = 900) -> list[Outcome]:
@@ -345,16 +344,24 @@ def _parts_table(o: Outcome) -> str:
         for e in o.slot_changes:
             lines.append(f"  {offset(e['at']):>8}  {e['old']} -> {e['new']}  {e['actor']}: {e['reason']}")
         why, low = stopped_by(o.slot_changes), lowest(o.slot_changes)
-        lines.append(
-            f"the pool came down to {low} slots for a source of capacity {SPLIT_CAPACITY}, then probed from "
-            f"there (now {o.slots}): "
-            + {
-                "server": "the server's own state (its memory grants) sized its source's budget",
-                "latency": "the source's latency stopped it, before queries failed",
-            }.get(why, "the source's errors (deadlock victims) stopped it")
-            if why
-            else f"the controller made no cut during the run: {o.slots} slots"
-        )
+        if why == "server":
+            lines.append(
+                f"its share of the budget the data sets of the server share kept it at {low} to "
+                f"{max(e['new'] for e in o.slot_changes)} slots on a server of capacity {SPLIT_CAPACITY}: the "
+                "budget follows the server's own state (its memory grants), not the pool's errors"
+            )
+        elif why:
+            lines.append(
+                f"the pool came down to {low} slots for a server of capacity {SPLIT_CAPACITY}, then probed from "
+                f"there (now {o.slots}): "
+                + (
+                    "the source's latency stopped it, before queries failed"
+                    if why == "latency"
+                    else "the source's errors (deadlock victims) stopped it"
+                )
+            )
+        else:
+            lines.append(f"the controller made no change during the run: {o.slots} slots")
     else:
         lines.append(f"pool slots during the run: {o.slots}, unchanged (no load errors, not saturated long enough)")
     return "\n".join(lines)

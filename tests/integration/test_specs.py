@@ -63,8 +63,8 @@ def test_the_sample_bundle_runs_under_the_real_scheduler_and_reconciles_in_hive(
     assert sessions.created >= max(titles.wrote, subscribers.wrote) and ads.created >= subscribers.wrote
     assert sessions.held  # no run of viewing_sessions for the day while only titles had written it
     assert report(outcomes, env)  # the demo's table, and the split fact's parts beside its pool's slots
-    # its pool started at 6 slots on a server of capacity 3: the controller cut it, and says why; the budget the
-    # four data sets share came down to the server's room, read from the server's own state
+    # its pool was set to 6 slots on a server of capacity 3: the budget the four data sets share came down to the
+    # server's room, read from the server's own state, and held the pool at its share (or the controller cut it)
     assert stopped_by(sessions.slot_changes) in ("server", "latency", "errors"), sessions.slot_changes
     budget = [e for e in events(stack, "source:mssql_default") if e["actor"] == "controller"]
     assert any(e["new"] <= SPLIT_CAPACITY and "room for" in e["reason"] for e in budget), budget
