@@ -158,22 +158,28 @@ def settle_periods(loads: list[float], capacity: int) -> int | None:
     return None
 
 
+def follow_schedule(changes: list[float], capacities: list[int], apply) -> threading.Event:
+    """In a thread: ``apply(capacity)`` at each time of ``changes`` after the first; set the returned event to
+    stop it early."""
+    stop = threading.Event()
+
+    def follow():
+        for when, capacity in zip(changes[1:], capacities[1:], strict=True):
+            if stop.wait(max(0.0, when - time.time())):
+                return
+            apply(capacity)
+
+    threading.Thread(target=follow, daemon=True).start()
+    return stop
+
+
 def one_run(client, env: dict, label: str, capacities: list[int], phase: float) -> dict:
     conn = source(env)
     set_capacity(conn, capacities[0])
     began = time.time()
     run_id = client.trigger(DAG_ID)
-    stop = threading.Event()
     changes = [began + i * phase for i in range(len(capacities))]
-
-    def follow_schedule():
-        for when, capacity in zip(changes[1:], capacities[1:], strict=True):
-            if stop.wait(max(0.0, when - time.time())):
-                return
-            set_capacity(source(env), capacity)
-
-    schedule = threading.Thread(target=follow_schedule, daemon=True)
-    schedule.start()
+    stop = follow_schedule(changes, capacities, lambda capacity: set_capacity(source(env), capacity))
     result = client.wait_for_run(DAG_ID, run_id, timeout=3600)
     stop.set()
     ended = time.time()

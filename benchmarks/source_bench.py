@@ -35,13 +35,19 @@ import datetime as dt
 import json
 import sqlite3
 import sys
-import threading
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from adaptive_bench import RESULTS, bring_up, load_per_period, settle_periods, throttle_cli  # noqa: E402
+from adaptive_bench import (  # noqa: E402
+    RESULTS,
+    bring_up,
+    follow_schedule,
+    load_per_period,
+    settle_periods,
+    throttle_cli,
+)
 
 SOURCE, PATTERN, OTHERS = "bench_backend", "shared_fact", 1
 DATASETS = ("bench_source_1", "bench_source_2", "bench_source_3")
@@ -106,17 +112,8 @@ def one_run(client, env: dict, config: str, capacities: list[int], phase: float)
     time.sleep(PERIOD + 1)  # a period under the new settings before the runs start
     began = time.time()
     runs = {name: client.trigger(f"flux_{name}") for name in DATASETS}
-    stop = threading.Event()
     changes = [began + i * phase for i in range(len(capacities))]
-
-    def follow_schedule():
-        for when, capacity in zip(changes[1:], capacities[1:], strict=True):
-            if stop.wait(max(0.0, when - time.time())):
-                return
-            set_capacity(server(env), capacity)
-
-    schedule = threading.Thread(target=follow_schedule, daemon=True)
-    schedule.start()
+    stop = follow_schedule(changes, capacities, lambda capacity: set_capacity(server(env), capacity))
     states = [client.wait_for_run(f"flux_{name}", run_id, timeout=3600).state for name, run_id in runs.items()]
     stop.set()
     ended = time.time()
