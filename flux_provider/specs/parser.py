@@ -387,19 +387,35 @@ class _Builder:
             )
         if not file:
             return sql, None
-        transform_file = (self.path.parent / file).resolve()
-        if not transform_file.is_file():
-            raise self.error(
-                transform,
-                f"the transform file {file!r} does not exist (looked for {transform_file})",
-                attribute="file",
-                fix="give a path relative to the spec file",
-            )
+        transform_file = self.named_file(transform, file, "transform file")
         if transform_file.suffix not in (".sql", ".hql"):
             raise self.error(
                 transform, f"{file!r} does not end with .sql or .hql", attribute="file", fix="rename the file"
             )
         return transform_file.read_text(), transform_file
+
+    def named_file(self, element, file: str, what: str) -> Path:
+        """The file an element's ``file=`` names, checked before anything opens it: it must resolve, symlinks
+        followed, inside the spec's own folder or below it. A spec is data a DAG folder trusts as far as that
+        folder: a path that leaves it (``..``, absolute, a symlink out) could show any file of the host in the
+        DAG's docs and the task's SQL."""
+        folder = self.path.parent.resolve()
+        found = (folder / file).resolve()
+        if not found.is_relative_to(folder):
+            raise self.error(
+                element,
+                f"the {what} {file!r} is outside the spec's folder {folder} (it resolves to {found})",
+                attribute="file",
+                fix=f"move the file into {folder} or a folder below it, and name it relative to the spec",
+            )
+        if not found.is_file():
+            raise self.error(
+                element,
+                f"the {what} {file!r} does not exist (looked for {found})",
+                attribute="file",
+                fix="give a path relative to the spec file",
+            )
+        return found
 
     def expect_rows(self, expect) -> str | int | None:
         rows = expect.get("rows") if expect is not None else None
@@ -513,9 +529,7 @@ class _Builder:
             return None
         source = el
         if el.get("file"):
-            path = (self.path.parent / el.get("file")).resolve()
-            if not path.is_file():
-                raise self.error(el, f"no calendar file {path}", attribute="file", fix="a path relative to the spec")
+            path = self.named_file(el, el.get("file"), "calendar file")
             source = parse_xml(path).getroot()
             if source.tag != "calendar" or len(el):
                 raise self.error(

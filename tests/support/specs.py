@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 MINIMAL = """<?xml version="1.0"?>
@@ -22,3 +24,10 @@ def write(tmp_path: Path, text: str, name: str = "events") -> Path:
     path = tmp_path / f"{name}.xml"
     path.write_text(text)
     return path
+
+
+def flux_specs(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The console script as a user's CI runs it (a fresh process: Airflow's own logging included)."""
+    script = Path(sys.executable).with_name("flux-specs")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "flux_provider.specs"]
+    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)

@@ -144,7 +144,7 @@ def test_a_spec_calendar_inline_or_from_a_shared_file_becomes_the_dags_timetable
         ('<calendar><window days="sunday funday" start="01:00" end="03:00"/></calendar>', "'funday' is not a day"),
         ('<calendar><window days="sun" date="2026-12-31" start="01:00" end="03:00"/></calendar>', "days= or date="),
         ('<calendar timezone="Moon/Base"/>', "'Moon/Base' is not a time zone"),
-        ('<calendar file="calendars/none.xml"/>', "no calendar file"),
+        ('<calendar file="calendars/none.xml"/>', "calendar file 'calendars/none.xml' does not exist"),
     ],
 )
 def test_a_bad_calendar_is_refused_with_what_to_write(tmp_path, calendar, message):

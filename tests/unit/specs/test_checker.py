@@ -13,16 +13,9 @@ import pytest
 
 from flux_provider.specs import SpecError, load_spec
 from tests.support import REPO
-from tests.support.specs import MINIMAL, write
+from tests.support.specs import MINIMAL, flux_specs, write
 
 SPEC = MINIMAL.format(name="events")
-
-
-def flux_specs(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The console script as a user's CI runs it (a fresh process: Airflow's own logging included)."""
-    script = Path(sys.executable).with_name("flux-specs")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "flux_provider.specs"]
-    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 def test_exit_codes_valid_invalid_and_nothing_to_check(tmp_path):
