@@ -54,8 +54,13 @@ def run_check(args) -> int:
         try:
             report = check_paths(args.paths)
         except FileNotFoundError as missing:
-            print(f"flux-specs: {missing.args[0]}: no such file or folder", file=sys.stderr)
-            return NOTHING
+            report, gone = None, str(missing.args[0])
+    if report is None:
+        message = f"{gone}: no such file or folder"
+        print(f"flux-specs: {message}", file=sys.stderr)
+        if args.format == "json":
+            print(json.dumps({"exit_code": NOTHING, "missing": gone, "message": message}, indent=2))
+        return NOTHING
     checked = len(report.specs) + len(report.errors)
     code = INVALID if report.errors or (args.strict and report.warnings) else OK
     if not checked:
@@ -147,7 +152,10 @@ def as_json(report, code: int) -> dict:
             }
             for e in report.errors
         ],
-        "warnings": [{"path": w.path, "line": w.line, "message": w.message, "text": str(w)} for w in report.warnings],
+        "warnings": [
+            {"path": w.path, "line": w.line, "element": w.element, "message": w.message, "fix": w.fix, "text": str(w)}
+            for w in report.warnings
+        ],
         "skipped": [str(p) for p in report.skipped],
     }
 

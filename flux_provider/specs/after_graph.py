@@ -44,8 +44,9 @@ def cycles(after: dict[str, Iterable[str]]) -> list[list[str]]:
     return found
 
 
-def cycle_error(cycle: list[str], path_of: Callable[[str], Path | str]) -> SpecError:
-    """The error of a cycle, located at its first data set's file: ``a -> b -> a`` with each file."""
+def cycle_errors(cycle: list[str], path_of: Callable[[str], Path | str]) -> list[SpecError]:
+    """One error per data set of a cycle, each at the line of its own ``<after>`` that leads on in the cycle
+    (``a -> b -> c -> a``: a's ``<after>b``, b's ``<after>c``, c's ``<after>a``)."""
     files = ", ".join(f"{name}: {path_of(name)}" for name in cycle[:-1])
     if len(cycle) == 2:
         message = f"the data set {cycle[0]!r} waits for itself (<after>{cycle[0]}</after>) ({files})"
@@ -54,12 +55,14 @@ def cycle_error(cycle: list[str], path_of: Callable[[str], Path | str]) -> SpecE
             f"<after> makes a cycle: {' -> '.join(cycle)} (each waits for the next; {files}); once one runs "
             "they would trigger each other forever"
         )
-    first = path_of(cycle[0])
-    return SpecError(
-        first,
-        message,
-        line=element_line(first, "after", cycle[1]),
-        element="after",
-        dataset=cycle[0],
-        fix="remove the <after> that closes the cycle",
-    )
+    return [
+        SpecError(
+            path_of(name),
+            message,
+            line=element_line(path_of(name), "after", upstream),
+            element="after",
+            dataset=name,
+            fix=f"remove one <after> of the cycle (here: <after>{upstream}</after>, or one in another of its files)",
+        )
+        for name, upstream in zip(cycle, cycle[1:])
+    ]

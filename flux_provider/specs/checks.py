@@ -3,25 +3,31 @@ run cannot render, and DAG files Airflow would silently skip."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flux_provider.run_day import NEEDS_LOGICAL_DATE, VARIABLE
+from flux_provider.run_day import NEEDS_LOGICAL_DATE, PARTITION_VARIABLE, VARIABLE
 from flux_provider.specs import after_graph
 from flux_provider.specs.model import DatasetSpec
 from flux_provider.specs.parser import SpecError, element_line, load_spec
 
+_CONF = re.compile(r"\bdag_run\s*\.\s*conf\b|\bdag_run\s*\[\s*['\"]conf")
+
 
 @dataclass(frozen=True)
 class Finding:
-    """A warning about a spec or a DAG file: where, and what to do."""
+    """A warning about a spec or a DAG file: where (file, line, element), what, and what to do."""
 
     path: str
     message: str
-    line: int | None = None
+    line: int | None
+    element: str | None
+    fix: str
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}" if self.line else f"{self.path}: {self.message}"
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: " + (f"<{self.element}>: " if self.element else "") + f"{self.message}. Fix: {self.fix}"
 
 
 @dataclass
@@ -96,11 +102,12 @@ def check_paths(paths: list[Path | str]) -> Report:
         report.warnings += skipped_dag_files(folder)
     in_cycles: set[str] = set()
     for cycle in after_graph.cycles({s.name: s.schedule.after for s in report.specs}):
-        report.errors.append(after_graph.cycle_error(cycle, lambda n: seen[n].path))
+        report.errors += after_graph.cycle_errors(cycle, lambda n: seen[n].path)
         in_cycles.update(cycle)
-    report.specs = [s for s in report.specs if s.name not in in_cycles and _partitions_work(s, seen, report)]
+    grains = {s.name: _grain(s, seen, report) for s in report.specs if s.name not in in_cycles}
+    report.specs = [s for s in report.specs if grains.get(s.name, False) is not False]
     for spec in report.specs:
-        report.warnings += undefined_without_logical_date(spec)
+        report.warnings += templates_a_run_cannot_render(spec, grains[spec.name])
     report.warnings += beyond_the_executor(report.specs)
     return report
 
@@ -130,74 +137,76 @@ def beyond_the_executor(specs: list[DatasetSpec], slots: int | None = None) -> l
             warnings.append(
                 Finding(
                     str(spec.path),
-                    f"<throttle>: the data set {spec.name!r} may run {top} tasks at once (max={t.max}, "
-                    f"initial={t.initial}), but the executor runs at most {slots} ([core] parallelism): slots above "
-                    f"{slots} are never used. Raise [core] parallelism (and the workers' concurrency) or lower max "
-                    "(the docs' 'Sizing for N data sets')",
+                    f"the data set {spec.name!r} may run {top} tasks at once (max={t.max}, initial={t.initial}), "
+                    f"but the executor runs at most {slots} ([core] parallelism): slots above {slots} are never used",
                     line=element_line(spec.path, "throttle"),
+                    element="throttle",
+                    fix="raise [core] parallelism (and the workers' concurrency) or lower max (the docs' 'Sizing "
+                    "for N data sets')",
                 )
             )
     return warnings
 
 
-def templated_text(spec: DatasetSpec) -> dict[str, str]:
-    """The spec's templated strings, by where they are."""
-    texts = {f"<partition name={p.name!r} value=>": p.value for p in spec.hive.partitions if p.value}
-    texts[f"<transform{' file=' + spec.hive.transform_file.name if spec.hive.transform_file else ''}>"] = (
-        spec.hive.transform_sql
+def templated_text(spec: DatasetSpec) -> list[tuple[str, int | None, str]]:
+    """The spec's templated strings: (the element as an error names it, its line, the text)."""
+
+    def line(tag: str, name: str | None = None) -> int | None:
+        return element_line(spec.path, tag, name=name) if spec.path else None
+
+    texts = [(f'partition name="{p.name}" value=', line("partition", p.name), p.value) for p in spec.hive.partitions]
+    texts.append(
+        ("transform file=" if spec.hive.transform_file else "transform", line("transform"), spec.hive.transform_sql)
     )
-    if spec.source.query:
-        texts["<query>"] = spec.source.query
-    if spec.source.count_query:
-        texts["<countQuery>"] = spec.source.count_query
-    return texts
+    texts.append(("query", line("query"), spec.source.query))
+    texts.append(("countQuery", line("countQuery"), spec.source.count_query))
+    return [(where, at, text) for where, at, text in texts if text]
 
 
-def _partitions_work(spec: DatasetSpec, seen: dict[str, DatasetSpec], report: Report) -> bool:
-    """The data set's partitions can work with those of the data sets it waits for; else an error."""
+def _grain(spec: DatasetSpec, seen: dict[str, DatasetSpec], report: Report) -> str | None | bool:
+    """The data set's partition grain (None: not partitioned), or False with an error in ``report`` when its
+    partitions cannot work with those of the data sets it waits for."""
     from flux_provider.specs.plan import partitioning
 
     try:
-        partitioning(spec, seen.get)
+        return partitioning(spec, seen.get)[0]
     except SpecError as exc:
         report.errors.append(exc)
         return False
-    return True
 
 
-def undefined_without_logical_date(spec: DatasetSpec) -> list[Finding]:
-    """Warnings for templates that use the logical date in a data set whose runs have none (its partitions
-    checked first: :func:`_partitions_work`)."""
-    from flux_provider.specs.partitions import own_grain
-
-    if spec.schedule.cron and own_grain(spec) is None:
-        return []
+def templates_a_run_cannot_render(spec: DatasetSpec, grain: str | None) -> list[Finding]:
+    """Warnings for templates that read what the data set's runs do not have: the logical date (Asset-
+    triggered, partitioned or manual runs) or the trigger's conf (partitioned runs)."""
     from jinja2 import Environment, TemplateSyntaxError, meta
 
+    dated = spec.schedule.cron and not spec.schedule.after and grain is None
     how = (
         f"runs after {', '.join(spec.schedule.after)} (Asset-triggered)"
         if spec.schedule.after
-        else "runs per day or hour partition (Airflow's partitioned runs carry a partition key instead)"
-        if spec.schedule.cron
+        else f"runs per {grain} partition (Airflow's partitioned runs carry a partition key instead)"
+        if grain
         else "has no schedule (manual runs may have no logical date)"
     )
     warnings = []
-    for where, text in templated_text(spec).items():
+    for where, line, text in templated_text(spec):
         try:
             names = meta.find_undeclared_variables(Environment().parse(text))
         except TemplateSyntaxError as exc:
-            warnings.append(Finding(str(spec.path), f"{where}: the template does not parse: {exc}"))
+            warnings.append(Finding(str(spec.path), f"the template does not parse: {exc}", line, where, "see jinja"))
             continue
         used = sorted(names & NEEDS_LOGICAL_DATE)
-        if used:
-            warnings.append(
-                Finding(
-                    str(spec.path),
-                    f"{where} uses {', '.join(used)}, but the data set {spec.name!r} {how}: "
-                    f"its runs have no logical date and the task would fail. Write {{{{ {VARIABLE} }}}} "
-                    "instead (the day of the run's data, defined for every run)",
-                )
+        if used and not dated:
+            message = f"it uses {', '.join(used)}, but the data set {spec.name!r} {how}: its runs have no logical date"
+            fix = f"write {{{{ {VARIABLE} }}}} instead (the day of the run's data, defined for every run)"
+            warnings.append(Finding(str(spec.path), message + " and the task would fail", line, where, fix))
+        if grain and _CONF.search(text):
+            message = (
+                f"it reads the trigger's conf, but the data set {spec.name!r} runs per {grain} partition: its "
+                "scheduled, backfill and Asset-triggered runs carry a partition key and no conf"
             )
+            fix = f"write {{{{ {PARTITION_VARIABLE} }}}} (the run's partition) or {{{{ {VARIABLE} }}}} instead"
+            warnings.append(Finding(str(spec.path), message, line, where, fix))
     return warnings
 
 
@@ -213,9 +222,11 @@ def skipped_dag_files(dag_folder: Path) -> list[Finding]:
             warnings.append(
                 Finding(
                     str(path),
-                    "Airflow's safe mode (dag_discovery_safe_mode) skips this file without any "
-                    "import error: it must contain the words 'airflow' and 'dag'. "
-                    "Write the DAG file as the README shows (from airflow.sdk import DAG ... dag: DAG = "
+                    "Airflow's safe mode (dag_discovery_safe_mode) skips this file without any import error: it "
+                    "must contain the words 'airflow' and 'dag'",
+                    line=None,
+                    element=None,
+                    fix="write the DAG file as the README shows (from airflow.sdk import DAG ... dag: DAG = "
                     "dag_for(__file__))",
                 )
             )

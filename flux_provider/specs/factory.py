@@ -90,7 +90,7 @@ def build_dags(folder: Path | str, *, strict: bool = False, priorities: bool = T
     known = {p.stem for p in spec_files(folder)}  # a broken spec is still a data set others may wait for
     by_name = {s.name: s for s in specs}
     for cycle in after_graph.cycles({s.name: s.schedule.after for s in specs}):
-        error = after_graph.cycle_error(cycle, lambda n: by_name[n].path)
+        error = after_graph.cycle_errors(cycle, lambda n: by_name[n].path)[0]
         if strict:
             raise error
         log.error("skipping data sets %s: %s", sorted(set(cycle)), error)
@@ -123,7 +123,7 @@ def dag_for(dag_file: str | Path, spec_name: str | None = None):
     known = {spec.name, *after} if found else {p.stem for p in spec_files(folder)}
     cycle = after_graph.cycle_through(spec.name, _after_reader(folder))
     if cycle:
-        raise after_graph.cycle_error(cycle, lambda n: folder / f"{n}.xml")
+        raise after_graph.cycle_errors(cycle, lambda n: folder / f"{n}.xml")[0]
     return build_dag(spec, known=known)
 
 

@@ -47,9 +47,9 @@ class Upstream:
 class GrainError(ValueError):
     """A spec whose partitions cannot work; ``fix`` says what to write instead."""
 
-    def __init__(self, message: str, fix: str):
+    def __init__(self, message: str, fix: str, element: str = "schedule"):
         super().__init__(message)
-        self.message, self.fix = message, fix
+        self.message, self.fix, self.element = message, fix, element
 
 
 def _check_once_per_period(cron: str, grain: str) -> None:
@@ -66,6 +66,7 @@ def _check_once_per_period(cron: str, grain: str) -> None:
             f"the cron {cron!r} fires more than once in the {grain} {repeated}, and each run would load that "
             f"whole {grain} partition",
             fix=f"fire at most once a {grain}, or give <schedule> the grain of the cron (hour)",
+            element="cron",
         )
 
 
@@ -80,6 +81,7 @@ def own_grain(spec) -> str | None:
             raise GrainError(
                 f"a split every {split.every} exports each run's data interval, and partitioned runs have none",
                 fix='remove grain= from <schedule> (or grain="none"), or split by parts=',
+                element="split",
             )
         if not schedule.cron:  # manual runs only (own_grain is not asked about <after> data sets)
             raise GrainError(

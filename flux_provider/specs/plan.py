@@ -174,8 +174,11 @@ def partitioning(spec: DatasetSpec, load=None) -> tuple[str | None, tuple[partit
     try:
         return partitions.resolve(spec, load or _upstream_loader(spec))
     except partitions.GrainError as exc:
+        from flux_provider.specs.spec_xml import element_line
+
+        line = element_line(spec.path, exc.element) if spec.path else None
         raise SpecError(
-            spec.path or spec.name, exc.message, element="schedule", fix=exc.fix, dataset=spec.name
+            spec.path or spec.name, exc.message, line=line, element=exc.element, fix=exc.fix, dataset=spec.name
         ) from None
 
 

@@ -53,7 +53,8 @@ def parse_xml(path: Path):
     if len(data) > MAX_BYTES:
         raise SpecError(
             path,
-            f"the file has {len(data)} bytes, more than a spec may ({MAX_BYTES})",
+            f"the file has {len(data)} bytes, more than a spec may ({MAX_BYTES}); it passes the limit on this line",
+            line=data[:MAX_BYTES].count(b"\n") + 1,
             fix="a spec describes one data set; move long SQL into a transform file",
         )
     declared = re.match(rb"""\s*<\?xml[^>]*encoding=["']([A-Za-z0-9._-]+)""", data)
@@ -85,14 +86,15 @@ def parse_xml(path: Path):
         ) from None
 
 
-def element_line(path: Path | str, tag: str, text: str | None = None) -> int | None:
-    """The line of the first ``<tag>`` of the spec at ``path`` (whose text is ``text``, if given), or None."""
+def element_line(path: Path | str, tag: str, text: str | None = None, *, name: str | None = None) -> int | None:
+    """The line of the first ``<tag>`` of the spec at ``path`` (whose text is ``text`` and whose ``name=`` is
+    ``name``, if given), or None."""
     try:
         root = parse_xml(Path(path)).getroot()
     except (OSError, SpecError):
         return None
     for element in root.iter(tag):
-        if text is None or (element.text or "").strip() == text:
+        if (text is None or (element.text or "").strip() == text) and (name is None or element.get("name") == name):
             return element.sourceline
     return None
 

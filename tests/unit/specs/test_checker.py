@@ -87,6 +87,29 @@ def test_json_format_for_ci_annotations(tmp_path):
     assert error["message"].startswith("<bogus> is not allowed here") and error["fix"]
 
 
+def test_json_warnings_carry_the_element_and_the_fix_and_a_missing_path_answers_too(tmp_path):
+    write(tmp_path, MINIMAL.format(name="base"), name="base")
+    waits = SPEC.replace("<cron>0 3 * * *</cron>", "<after>base</after>")
+    write(tmp_path, waits.replace("CAST(at AS STRING) AS day FROM", "'{{ ds }}' AS day FROM"))
+    done = flux_specs("check", "--format", "json", tmp_path)
+    report = json.loads(done.stdout)
+    assert done.returncode == report["exit_code"] == 0
+    (warning,) = report["warnings"]
+    line = next(n for n, t in enumerate((tmp_path / "events.xml").read_text().splitlines(), 1) if "<transform>" in t)
+    assert (warning["path"], warning["line"], warning["element"]) == (str(tmp_path / "events.xml"), line, "transform")
+    assert warning["message"].startswith("it uses ds, but the data set 'events' runs after base")
+    assert warning["fix"].startswith("write {{ flux_day }} instead")
+    assert (
+        warning["text"] == f"{tmp_path / 'events.xml'}:{line}: <transform>: {warning['message']}. Fix: {warning['fix']}"
+    )
+    missing = flux_specs("check", "--format", "json", tmp_path / "nowhere")
+    assert missing.returncode == 2 and json.loads(missing.stdout) == {
+        "exit_code": 2,
+        "missing": str(tmp_path / "nowhere"),
+        "message": f"{tmp_path / 'nowhere'}: no such file or folder",
+    }
+
+
 def test_a_cycle_names_the_line_of_the_after_that_closes_it(tmp_path):
     for name, upstream in (("a", "b"), ("b", "a")):
         write(tmp_path, MINIMAL.format(name=name).replace("<cron>0 3 * * *</cron>", f"<after>{upstream}</after>"), name)

@@ -306,8 +306,12 @@ def test_after_cycles_are_refused_at_check_and_at_dag_load(tmp_path, graph):
     cycle = [n for n in graph if n != "d"]
     code, out, _ = run_check(bundle)
     assert code == 1 and "<after> makes a cycle: a -> b" in out
-    for name in cycle:
+    for name, upstream in zip(cycle, [*cycle[1:], cycle[0]]):
         assert f"{name}: {bundle / 'specs' / name}.xml" in out
+        path = bundle / "specs" / f"{name}.xml"  # each member's own error, at its <after> that closes the cycle
+        line = next(n for n, t in enumerate(path.read_text().splitlines(), 1) if f"<after>{upstream}</after>" in t)
+        assert f"error: [config] data set '{name}' spec: {path}:{line}: <after>: " in out
+    assert out.splitlines()[-1] == f"{len(graph) - len(cycle)} valid, {len(cycle)} invalid, 0 warnings"
     assert not any(f"ok     {name} " in out for name in cycle)
     assert ("ok     d" in out) == ("d" in graph)  # waits for a cycle, but is not in one: it loads
     for name in cycle:
@@ -385,6 +389,19 @@ def test_a_count_query_is_checked_too(tmp_path):
     assert "<countQuery>: the query holds 2 statements" in str(spec_error(tmp_path, text))
 
 
+def test_a_spec_too_big_to_read_names_the_line_where_it_passes_the_limit(tmp_path):
+    from flux_provider.specs.spec_xml import MAX_BYTES
+
+    text = MINIMAL.format(name="events")
+    comment = "<!--" + "\n".join("x" * 99 for _ in range(MAX_BYTES // 100 + 10)) + "-->"
+    path = write(tmp_path, text.replace("<owner>", comment + "\n<owner>"))
+    head = path.read_bytes()[:MAX_BYTES]
+    error = spec_error(tmp_path, path.read_text())
+    assert error.line == head.count(b"\n") + 1 > 10_000
+    assert f"events.xml:{error.line}: the file has {path.stat().st_size} bytes, more than a spec may" in str(error)
+    assert "move long SQL into a transform file" in str(error)
+
+
 def test_a_spec_that_is_not_utf8_says_so(tmp_path):
     path = tmp_path / "events.xml"
     path.write_bytes(MINIMAL.format(name="events").replace("<owner>team", "<owner>\xe9quipe").encode("latin-1"))
@@ -426,7 +443,11 @@ def test_check_warns_when_a_run_without_logical_date_cannot_render(tmp_path):
     )
     code, out, _ = run_check(tmp_path)
     assert code == 0 and "ok     events" in out
-    assert "<partition name='day' value=> uses ds, but the data set 'events' runs after base" in out
+    line = next(n for n, t in enumerate((tmp_path / "events.xml").read_text().splitlines(), 1) if "<partition" in t)
+    assert (
+        f"events.xml:{line}: <partition name=\"day\" value=>: it uses ds, but the data set 'events' runs after base"
+        in out
+    )
     assert "{{ flux_day }}" in out
     write(
         tmp_path,
@@ -459,7 +480,7 @@ def test_check_warns_when_a_partitioned_cron_data_set_uses_the_logical_date(tmp_
     )
     write(tmp_path, text.replace("CAST(at AS STRING) AS day FROM", "'{{ ds }}' AS at FROM"), name="snap")
     out = run_check(tmp_path)[1]
-    assert "<transform> uses ds, but the data set 'snap' runs per day or hour partition" in out
+    assert "<transform>: it uses ds, but the data set 'snap' runs per day partition" in out
     write(tmp_path, text.replace("CAST(at AS STRING) AS day FROM", "at FROM"), name="snap")
     assert "warning:" not in run_check(tmp_path)[1]
 
@@ -474,4 +495,25 @@ def test_check_refuses_partitions_that_cannot_work(tmp_path):
     twice = text.replace("CAST(at AS STRING) AS day FROM", "at FROM").replace("0 3 * * *", "0 3,15 * * *")
     write(tmp_path, twice, name="snap")
     code, out, _ = run_check(tmp_path)
-    assert code == 1 and "fires more than once in the day" in out and "snap.xml" in out
+    line = next(n for n, t in enumerate(twice.splitlines(), 1) if "<cron>" in t)
+    assert code == 1 and f"snap.xml:{line}: <cron>: the cron '0 3,15 * * *' fires more than once in the day" in out
+
+
+def test_check_warns_when_a_partitioned_data_set_reads_the_triggers_conf(tmp_path):
+    """Partitioned runs carry a partition key and no conf: a partition value read from the conf is empty."""
+    hourly = MINIMAL.format(name="clicks").replace(
+        "<schedule><cron>0 3 * * *</cron></schedule>", '<schedule grain="hour"><cron>5 * * * *</cron></schedule>'
+    )
+    conf = hourly.replace('<partition name="day"/>', '<partition name="hour" value="{{ dag_run.conf[\'hour\'] }}"/>')
+    write(tmp_path, conf.replace("CAST(at AS STRING) AS day FROM", "at FROM"), name="clicks")
+    code, out, _ = run_check(tmp_path)
+    line = next(n for n, t in enumerate((tmp_path / "clicks.xml").read_text().splitlines(), 1) if "<partition" in t)
+    assert code == 0 and "1 valid, 0 invalid, 1 warnings" in out
+    assert (
+        f'clicks.xml:{line}: <partition name="hour" value=>: it reads the trigger\'s conf, but the data set '
+        "'clicks' runs per hour partition" in out
+    )
+    assert "Fix: write {{ flux_partition }} (the run's partition) or {{ flux_day }} instead" in out
+    fixed = hourly.replace('<partition name="day"/>', '<partition name="hour" value="{{ flux_partition }}"/>')
+    write(tmp_path, fixed.replace("CAST(at AS STRING) AS day FROM", "at FROM"), name="clicks")
+    assert "warning:" not in run_check(tmp_path)[1]
