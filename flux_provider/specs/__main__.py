@@ -106,7 +106,7 @@ def run_pools(args) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         from flux_provider.specs.checks import beyond_the_executor
         from flux_provider.specs.factory import load_specs
-        from flux_provider.specs.pools import sync_pools
+        from flux_provider.specs.pools import DatabaseNotReady, sync_pools
 
     specs, errors = [], []
     for folder in args.folders:
@@ -117,9 +117,14 @@ def run_pools(args) -> int:
         print(f"error: {error}", file=sys.stderr)
     for warning in beyond_the_executor(specs):
         print(f"warning: {warning}", file=sys.stderr)
-    for name, slots, action in sync_pools(specs, reset=args.reset):
+    try:
+        synced = sync_pools(specs, reset=args.reset)
+    except DatabaseNotReady as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return INVALID
+    for name, slots, action in synced:
         print(f"{action:<8} pool {name} ({slots} slots)")
-    return 0
+    return OK
 
 
 def print_text(report) -> None:

@@ -12,6 +12,7 @@ import sys
 from tests.support import REPO
 
 QUICKSTART = REPO / "docs" / "quickstart.md"
+CONSTRAINTS_URL = "https://raw.githubusercontent.com/flux-provider/airflow-provider-flux/main/constraints/"
 
 
 def steps(text: str) -> list[tuple[str, str, str]]:
@@ -33,7 +34,6 @@ def test_the_quick_start_works_as_written_in_a_fresh_venv(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     user = tmp_path / "project"
     user.mkdir()
-    (user / "constraints-3.11.txt").write_bytes((REPO / "constraints" / "constraints-3.11.txt").read_bytes())
     env = {
         "PATH": f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(tmp_path),
@@ -52,12 +52,14 @@ def test_the_quick_start_works_as_written_in_a_fresh_venv(tmp_path):
         return done
 
     marked = steps(QUICKSTART.read_text())
-    assert [k for k, _, _ in marked] == ["install", "file", "file", "run", "run"]
+    assert [k for k, _, _ in marked] == ["install", "file", "file", "run", "run", "run"]
     checked = None
     for kind, arg, body in marked:
-        if kind == "install":  # the package from the wheel just built, not from an index
-            assert "pip install airflow-provider-flux -c constraints-3.11.txt" in body
-            sh(body.replace("airflow-provider-flux", str(wheel)), timeout=1200)
+        if kind == "install":  # the package from the wheel just built, the constraints from this checkout
+            assert CONSTRAINTS_URL in body and 'pip install airflow-provider-flux -c "constraints-' in body
+            local = body.replace(CONSTRAINTS_URL, f"file://{REPO / 'constraints'}/")
+            sh(local.replace("pip install airflow-provider-flux", f"pip install {wheel}"), timeout=1200)
+            assert (user / f"constraints-{sys.version_info.major}.{sys.version_info.minor}.txt").is_file()
             sh("airflow db migrate")  # the user's Airflow exists already: here, a fresh one
         elif kind == "file":
             (user / arg).parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +69,8 @@ def test_the_quick_start_works_as_written_in_a_fresh_venv(tmp_path):
             checked = checked or done.stdout
     assert re.search(r"^ok +titles +dags/specs/titles\.xml$", checked, re.M), checked
     assert "flux_titles" in sh("airflow pools get flux_titles -o json").stdout
-    sh("airflow dags reserialize")  # what the DAG processor does: the folder's DAGs into the database
+    runs = sh("airflow dags list-runs flux_titles -o plain").stdout
+    assert re.findall(r"^flux_titles\s+\S+\s+(\w+)", runs, re.M) == ["queued"], runs  # the page's trigger's run
     listed = sh("airflow dags list -o plain").stdout
     assert re.findall(r"^(\w+)\s+/", listed, re.M) == ["flux_titles"], listed  # the one DAG, from the wheel
     assert "No data found" in sh("airflow dags list-import-errors -o plain").stdout

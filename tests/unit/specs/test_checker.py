@@ -256,3 +256,26 @@ def test_the_pre_commit_hook_runs_the_checker_on_the_specs_of_a_commit(tmp_path)
     subprocess.run([*git, "add", "."], cwd=user, check=True, env=env)
     failed = try_hook()
     assert failed.returncode == 1 and "Failed" in failed.stdout and "<source> is not allowed here" in failed.stdout
+
+
+def test_pools_sync_on_an_unmigrated_database_says_so_in_one_line_and_writes_nothing(tmp_path):
+    import os
+    import sqlite3
+
+    write(tmp_path, SPEC)
+    database = tmp_path / "airflow.db"
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "home")}
+    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{database}"
+    script = Path(sys.executable).with_name("flux-specs")
+    done = subprocess.run(
+        [str(script), "pools", "sync", str(tmp_path)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("error: ")]
+    assert line == (
+        f"error: Airflow's metadata database sqlite:///{database} has no Airflow tables (no slot_pool): it has not "
+        "been migrated. Fix: run `airflow db migrate` first (or point AIRFLOW__DATABASE__SQL_ALCHEMY_CONN at your "
+        "Airflow's database)"
+    )
+    tables = sqlite3.connect(database).execute("SELECT name FROM sqlite_master").fetchall() if database.exists() else []
+    assert tables == []  # no flux table made in a database Airflow does not own yet
