@@ -5,7 +5,9 @@
 PYTHON      ?= python3
 VENV        := .venv
 PY          := $(VENV)/bin/python
-CONSTRAINTS := constraints/constraints-3.11.txt
+# the tested set for the venv's Python (constraints/constraints-3.1x.txt: one per supported version)
+PYVER       := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+CONSTRAINTS := constraints/constraints-$(PYVER).txt
 STAMP       := $(VENV)/.flux-installed
 DEVSTACK    := $(PY) -m flux_devstack
 
@@ -57,7 +59,9 @@ system-deps:
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e ".[devstack,test,bench,docs]"
+	# pip 25.1 reads pyproject.toml's dependency groups (the dev tools, not published with the wheel)
+	$(PY) -m pip install --quiet --disable-pip-version-check "pip>=25.1"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e . --group dev
 	# the repository's own packages beside the product (flux_devstack, tests, benchmarks), which the wheel
 	# does not ship, importable from every process of the venv: the stack's services included
 	$(PY) -c 'import pathlib, sys, sysconfig; pathlib.Path(sysconfig.get_path("purelib"), "flux-repo.pth").write_text(sys.argv[1] + "\n")' "$(CURDIR)"

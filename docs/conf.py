@@ -21,6 +21,18 @@ myst_heading_anchors = 3
 exclude_patterns = ["_build", "examples", "reference.py", "conf.py"]
 nitpicky = True
 suppress_warnings: list[str] = []
+# the API reference (reference/api.md): parameters with their types, from the signatures
+autodoc_typehints = "description"
+autodoc_typehints_format = "short"
+autodoc_member_order = "bysource"
+autodoc_default_options = {"show-inheritance": True}
+# types of Airflow, the standard library's typing and the providers' clients are not in these docs
+nitpick_ignore_regex = [
+    ("py:(class|obj|exc|data)", r"(airflow|sqlalchemy|pendulum|botocore|boto3|mypy_boto3_s3|pyarrow|pymssql|lxml)\..*"),
+    ("py:(class|obj|data)", r"(typing|collections\.abc|datetime|pathlib|subprocess|threading|enum|abc|random)\..*"),
+    ("py:class", r"Path|'.*|flux_provider\..*\._\w+|flux_provider\.records\.R"),  # string and private annotations
+    ("py:mod", r"flux_provider\..*"),  # modules are described in prose pages, not in the API reference
+]
 html_theme = "alabaster"
 html_title = f"airflow-provider-flux {release}"
 html_static_path: list[str] = []

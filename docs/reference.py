@@ -1,6 +1,7 @@
 """Writes the docs' generated references: ``reference/spec.md`` from ``dataset.xsd`` (its structure, types,
-defaults and each element's and attribute's ``xs:documentation``, with an example from the sample specs)
-and ``reference/configuration.md`` from the provider's ``[flux]`` options.
+defaults and each element's and attribute's ``xs:documentation``, with an example from the sample specs),
+``reference/configuration.md`` from the provider's ``[flux]`` options and ``reference/cli.md`` from the
+commands' argument parsers.
 
 ``python docs/reference.py`` (``make docs`` runs it) rewrites both; ``--check`` exits 1 if either differs from
 what is committed (tests/unit/provider/test_docs.py runs that).
@@ -192,7 +193,58 @@ def config_reference() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-PAGES = {"reference/spec.md": spec_reference, "reference/configuration.md": config_reference}
+def _arguments(parser: argparse.ArgumentParser) -> list[str]:
+    """A table of a parser's arguments: name (and choices), default, meaning."""
+    rows = []
+    for action in parser._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+            continue
+        name = ", ".join(action.option_strings) or (action.metavar or action.dest)
+        if action.option_strings and action.nargs != 0:
+            name += f" {action.metavar or action.dest.upper()}"
+        choices = f" ({' or '.join(map(str, action.choices))})" if action.choices else ""
+        default = "" if action.default in (None, False, [], argparse.SUPPRESS) else f"`{action.default}`"
+        rows.append(f"| `{name}`{choices} | {default} | {action.help or ''} |")
+    return ["| argument | default | meaning |", "| --- | --- | --- |", *rows, ""] if rows else []
+
+
+def _command_section(parser: argparse.ArgumentParser, module) -> list[str]:
+    prog = parser.prog
+    described = re.sub(r":\w+:`~?([^`]+)`", r"``\1``", (module.__doc__ or "").strip())  # reST roles as code
+    out = [f"## `{prog}`", "", *"\n\n".join(described.split("\n\n")[1:]).splitlines(), ""]  # after its title
+    out += ["```text", parser.format_usage().strip(), "```", ""]
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    helps = {c.dest: c.help for c in sub._choices_actions} if sub else {}
+    for name, command in (sub.choices.items() if sub else []):
+        usage = command.format_usage().strip().removeprefix("usage: ")
+        said = helps.get(name) or ""
+        out += [f"### `{prog} {name}`", "", said[:1].upper() + said[1:] + ".", ""]
+        out += ["```text", usage, "```", "", *_arguments(command)]
+    return out
+
+
+def cli_reference() -> str:
+    from flux_provider.specs import __main__ as specs_cli
+    from flux_provider.throttle import __main__ as throttle_cli
+
+    out = [
+        "# Command line reference",
+        "",
+        "Generated from the commands' argument parsers by `docs/reference.py`; `--help` on any command prints",
+        "the same. Both run where `airflow` runs (the throttle commands and `flux-specs pools` need Airflow's",
+        "metadata database, as `airflow pools` does).",
+        "",
+    ]
+    for module in (specs_cli, throttle_cli):
+        out += _command_section(module.parser(), module)
+    return "\n".join(out).rstrip() + "\n"
+
+
+PAGES = {
+    "reference/spec.md": spec_reference,
+    "reference/configuration.md": config_reference,
+    "reference/cli.md": cli_reference,
+}
 
 
 def main() -> int:
@@ -209,7 +261,7 @@ def main() -> int:
             path.parent.mkdir(exist_ok=True)
             path.write_text(text)
     for page in stale:
-        print(f"docs/{page} is not what dataset.xsd and the [flux] options say: run `python docs/reference.py`")
+        print(f"docs/{page} is not what the code says (the XSD, options, parsers): run `python docs/reference.py`")
     return 1 if stale else 0
 
 

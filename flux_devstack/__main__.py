@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             env = stack.env()
             print(
                 f"\nAirflow UI: {env['FLUX_AIRFLOW_URL']}  (user {env['FLUX_AIRFLOW_USER']}, "
-                f"password: python -m flux_devstack env | grep PASSWORD)"
+                f"password: {sys.executable} -m flux_devstack --run-dir {stack.run_dir} env | grep "
+                "FLUX_AIRFLOW_PASSWORD)"
             )
             return 0 if ok else 1
         if args.command == "down":

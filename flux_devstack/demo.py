@@ -377,13 +377,13 @@ def report(outcomes: list[Outcome], env: dict[str, str]) -> bool:
 
     header = (
         f"{'DATA SET':<18}{'STATUS':<10}{'EXPORTED':>10}{'UPLOADED':>10}{'STAGED':>10}{'TARGET':>8}"
-        f"{'PARTS':>6}{'SECONDS':>9}{'SLOTS':>6}  RECONCILED"
+        f"{'PARTITIONS':>11}{'SECONDS':>9}{'SLOTS':>6}  RECONCILED"
     )
     print("\n" + header + "\n" + "-" * len(header))
     for o in outcomes:
         print(
             f"{o.dataset:<18}{o.state[:9]:<10}{cell(o.exported):>10}{cell(o.uploaded):>10}{cell(o.staged):>10}"
-            f"{cell(o.target):>8}{cell(o.partitions):>6}{o.seconds:>9.1f}{cell(o.slots):>6}  "
+            f"{cell(o.target):>8}{cell(o.partitions):>11}{o.seconds:>9.1f}{cell(o.slots):>6}  "
             f"{'yes' if o.reconciled else 'NO'}"
         )
     for o in outcomes:

@@ -40,7 +40,7 @@ logger.sts.level = info
 def spark_home() -> Path:
     spec = importlib.util.find_spec("pyspark")
     if spec is None or not spec.submodule_search_locations:
-        raise DevstackError("the Hive services need pyspark: pip install 'airflow-provider-flux[devstack]'")
+        raise DevstackError("the Hive services need pyspark: make setup (the devstack dependency group)")
     return Path(list(spec.submodule_search_locations)[0])
 
 

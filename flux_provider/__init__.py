@@ -7,7 +7,7 @@ entry point (:func:`get_provider_info`) and its UI/API plugin through the
 
 from __future__ import annotations
 
-__version__ = "1.0.0"
+__version__ = "1.1.0.dev0"
 
 PACKAGE_NAME = "airflow-provider-flux"
 

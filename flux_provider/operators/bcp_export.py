@@ -66,8 +66,13 @@ class BcpExportOperator(FluxOperator):
     :param dbapi_conn_id: connection for the DB-API engine if not the SQL Server one (any DbApiHook).
     :param staging_dir: where export files go (templated; default ``[flux] staging_dir``, else
         ``/tmp/flux-staging``).
-    :param field_terminator / row_terminator: multi-character terminators that must not occur in data.
-    :param batch_size, packet_size, max_errors, hints, bcp_path: passed to the bcp tool.
+    :param field_terminator: a multi-character field terminator that must not occur in data.
+    :param row_terminator: a multi-character row terminator that must not occur in data.
+    :param batch_size: passed to the bcp tool (``-b``).
+    :param packet_size: network packet size in bytes (bcp ``-a``, freebcp ``-A``).
+    :param max_errors: passed to the bcp tool (``-m``).
+    :param hints: passed to the bcp tool (``-h``).
+    :param bcp_path: the bcp tool to run (default: the connection's ``bcp_path``, else ``bcp`` or ``freebcp``).
     :param fetch_size: rows per fetch for the DB-API engine (bounds its memory).
     """
 

@@ -62,10 +62,12 @@ class PartitionRefreshOperator(FluxOperator):
         ``location`` optional); default: the ``partitions`` of ``transform_task_id``'s XCom.
     :param repair: run ``MSCK REPAIR TABLE`` first (partition directories written by other tools).
     :param latest_view: view to point at the newest partition (validated), or None.
-    :param retention_days, retention_column: drop partitions whose ``retention_column`` (a date
-        ``YYYY-MM-DD`` or ``YYYYMMDD``) is older than ``retention_reference - retention_days``
-        (``retention_reference``, templated, default: the run's ``flux_day``, so a backfill never drops
-        what it just wrote; outside a flux run the logical date, else the run's start).
+    :param retention_days: drop partitions whose ``retention_column`` is older than
+        ``retention_reference - retention_days``.
+    :param retention_column: the partition column (a date ``YYYY-MM-DD`` or ``YYYYMMDD``) retention reads.
+    :param retention_reference: the day retention counts back from (templated; default: the run's
+        ``flux_day``, so a backfill never drops what it just wrote; outside a flux run the logical date,
+        else the run's start).
     :param purge: delete the files of dropped partitions too.
     :param analyze: compute statistics for the partitions added or refreshed.
     :param landing: a :class:`~flux_provider.hooks.landing.Landing`: the landed runs its rule removes after the

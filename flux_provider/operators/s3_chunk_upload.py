@@ -60,12 +60,16 @@ class S3ChunkUploadOperator(FluxOperator):
     :param chunk_mb: close a chunk at this many MB of Hive text (before compression).
     :param chunk_rows: close a chunk at this many rows (either limit closes it).
     :param compression: ``None`` or ``"gzip"`` (per chunk, ``.gz``); ``gzip_level`` 1-9.
-    :param field_delimiter, collection_delimiter, map_key_delimiter, null_format: Hive encoding.
+    :param field_delimiter: Hive's field delimiter (default ``\\x01``).
+    :param collection_delimiter: Hive's collection item delimiter (default ``\\x02``).
+    :param map_key_delimiter: Hive's map key delimiter (default ``\\x03``).
+    :param null_format: how NULL is written (default ``\\N``).
     :param max_inflight: chunks uploading at once (memory: about (max_inflight + 2) * chunk_mb
         + 3 * (encode_workers + 1) * block_mb MB).
     :param multipart_mb: chunks of at least this size go up as multipart uploads of this part size
         (smaller ones in one PUT each).
-    :param block_mb, encode_workers: blocks of this size are encoded on this many threads at once.
+    :param block_mb: the size of the blocks the export is encoded in.
+    :param encode_workers: threads that encode blocks at once.
     :param delete_export: delete the export file once the run is published.
     """
 

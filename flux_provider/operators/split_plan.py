@@ -59,14 +59,16 @@ class SplitPlanOperator(FluxOperator):
     """Plan the parts of one run's split export (see the module docstring).
 
     :param dataset: the data set's name.
-    :param schema / table: the source table (validated identifiers); or ``sql``; or ``queries``.
+    :param schema: the source table's schema (validated identifier).
+    :param table: the source table (validated identifier); or ``sql``; or ``queries``.
     :param sql: the source query a key-range or time split cuts (templated).
     :param queries: ``[(name, sql), ...]``: explicit parts (templated).
     :param column: the split column (key range or time windows).
     :param parts: number of key ranges (1..:data:`~flux_provider.splits.MAX_PARTS`).
     :param every: ``day`` or ``hour``: one part per window of the data interval.
     :param reconcile: give each part a COUNT(*) query its export is checked against.
-    :param s3_location / aws_conn_id: where the run is uploaded (the plan fixes its prefix).
+    :param s3_location: where the run is uploaded (the plan fixes its prefix).
+    :param aws_conn_id: the Airflow AWS connection of ``s3_location``.
     :param mssql_conn_id: the source's Airflow connection.
     """
 

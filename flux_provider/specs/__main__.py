@@ -8,6 +8,8 @@
   logical date cannot render; a DAG file Airflow's safe mode would skip; a pool
   larger than the executor). ``--format json`` prints one JSON document
   instead, for CI annotations.
+* ``plan NAME``: print what the data set's DAG will be, without Airflow: its
+  schedule, its Asset and each task with its pool, priority and arguments.
 * ``pools sync [--reset] FOLDER...``: create the pools the valid specs name
   (Airflow's metadata database must be reachable, as for ``airflow pools``).
 
@@ -27,22 +29,26 @@ import sys
 OK, INVALID, NOTHING = 0, 1, 2
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="flux-specs", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def parser() -> argparse.ArgumentParser:
+    out = argparse.ArgumentParser(prog="flux-specs", description=__doc__.splitlines()[0])
+    sub = out.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="validate specs (exit 0 valid, 1 invalid, 2 nothing to check)")
     check.add_argument("paths", nargs="+", metavar="PATH", help="a spec file, or a folder searched at any depth")
     check.add_argument("--strict", action="store_true", help="warnings fail the check too (exit code 1)")
     check.add_argument("--format", choices=["text", "json"], default="text", help="text lines, or one JSON document")
     plan = sub.add_parser("plan", help="print a data set's plan: its schedule, Asset and tasks")
     plan.add_argument("name", metavar="NAME", help="a data set's name (its spec NAME.xml) or a spec file")
-    plan.add_argument("--folder", default=".", help="where to look for NAME.xml, at any depth (default: .)")
-    plan.add_argument("--format", choices=["text", "json"], default="text")
-    pools = sub.add_parser("pools", help="create the specs' pools")
-    pools.add_argument("action", choices=["sync"])
-    pools.add_argument("folders", nargs="+")
+    plan.add_argument("--folder", default=".", help="where to look for NAME.xml, at any depth")
+    plan.add_argument("--format", choices=["text", "json"], default="text", help="text, or the plan as JSON")
+    pools = sub.add_parser("pools", help="create the specs' pools and register their throttle bounds")
+    pools.add_argument("action", choices=["sync"], help="sync: create missing pools, refresh descriptions")
+    pools.add_argument("folders", nargs="+", metavar="FOLDER", help="a bundle folder (its specs/ or itself)")
     pools.add_argument("--reset", action="store_true", help="set existing pools back to their initial slots")
-    args = parser.parse_args(argv)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     return {"check": run_check, "plan": run_plan, "pools": run_pools}[args.command](args)
 
 

@@ -64,7 +64,9 @@ def test_the_metadata_says_what_an_apache_provider_says(dist):
     assert {
         c.rsplit(" :: ", 1)[1] for c in classifiers if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
     } == tested
-    assert set(meta["Requires-Python"].split(",")) == {">=3.11", "<3.12"}  # exactly the versions with constraints
+    oldest = min(tested, key=lambda v: tuple(map(int, v.split("."))))
+    assert meta["Requires-Python"] == f">={oldest}"  # no cap: Airflow's own Requires-Python decides above
+    assert not [n for n in meta.get_all("Provides-Extra") or [] if n != "openlineage"]  # the dev tools are groups
     assert "flux-specs = flux_provider.specs.__main__:main" in entry_points
     assert "provider_info = flux_provider:get_provider_info" in entry_points
     assert "flux = flux_provider.plugin:FluxPlugin" in entry_points
@@ -92,3 +94,17 @@ def test_the_readme_shows_on_a_package_index_page():
     for target in re.findall(r"!?\[[^\]]*\]\(([^)\s]+)", readme) + re.findall(r'<img [^>]*src="([^"]+)"', readme):
         assert re.match(r"https://|#", target), target
     assert len(readme.splitlines()) <= 200
+
+
+def test_a_build_from_main_is_a_dev_version_until_a_release():
+    """A changelog with unreleased changes means the code is past the last release: its version says so."""
+    from packaging.version import Version
+
+    changelog = (REPO / "CHANGELOG.md").read_text()
+    released = re.findall(r"^## \[(\d+\.\d+\.\d+)\] - \d{4}-\d{2}-\d{2}$", changelog, re.M)
+    unreleased = changelog.split("## [Unreleased]", 1)[1].split("\n## [", 1)[0]
+    version = Version(flux_provider.__version__)
+    if unreleased.strip():
+        assert version.is_devrelease and version > Version(released[0]), version
+    else:
+        assert str(version) == released[0]
