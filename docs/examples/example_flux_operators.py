@@ -3,6 +3,8 @@
 ``example_flux_chain`` runs the four steps as four tasks: export to a file, upload it in chunks, transform
 it in Hive, refresh the target's partitions. ``example_flux_streamed`` streams the export straight into
 the upload (one task), as the DAG factory does for a spec with ``<export mode="streaming"/>``.
+``example_flux_split`` cuts one export into key ranges, one mapped task each, and publishes the run once
+every part uploaded, as the DAG factory does for a spec with ``<split>``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from flux_provider.operators.bcp_export import BcpExportOperator
 from flux_provider.operators.bcp_to_s3 import BcpToS3Operator
 from flux_provider.operators.hive_transform import HiveTransformOperator
 from flux_provider.operators.partition_refresh import PartitionRefreshOperator
+from flux_provider.operators.publish_run import PublishRunOperator
 from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
+from flux_provider.operators.split_plan import SplitPlanOperator
 
 with DAG(
     dag_id="example_flux_chain",
@@ -112,3 +116,39 @@ with DAG(
         sql="SELECT * FROM {{ staging }}",
         expect_rows="staging",
     )
+
+with DAG(
+    dag_id="example_flux_split",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["flux", "example"],
+):
+    # [START howto_operator_split_plan]
+    plan = SplitPlanOperator(
+        task_id="plan",
+        dataset="viewing_sessions",
+        schema="dbo",
+        table="viewing_sessions",  # or sql="SELECT ..." (templated), or queries=[(name, sql), ...]
+        column="session_id",  # key ranges of this column
+        parts=8,  # or every="day" / "hour": one part per window of the data interval
+        reconcile=True,  # each part's export is checked against its own COUNT(*)
+        s3_location="s3://flux/datasets/viewing_sessions",
+    )
+    # [END howto_operator_split_plan]
+    parts = BcpToS3Operator.partial(
+        task_id="export_upload",
+        dataset="viewing_sessions",
+        s3_location="s3://flux/datasets/viewing_sessions",
+        map_index_template="{{ task.part['name'] }}",
+    ).expand(part=plan.output)
+    # [START howto_operator_publish_run]
+    publish = PublishRunOperator(
+        task_id="publish",
+        dataset="viewing_sessions",
+        plan_task_id="plan",  # whose XCom lists the parts
+        s3_location="s3://flux/datasets/viewing_sessions",
+        count_sql="SELECT COUNT(*) FROM dbo.viewing_sessions",  # optional: the parts' rows must add up to it
+    )
+    # [END howto_operator_publish_run]
+    plan >> parts >> publish

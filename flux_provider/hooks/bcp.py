@@ -14,7 +14,7 @@ Password handling: FreeTDS ``freebcp`` is given ``-P -`` and reads the password
 from its standard input, so the password is never in argv (``/proc/<pid>/cmdline``).
 Microsoft's ``bcp`` offers no such way: it gets ``-P <password>`` on its command
 line, visible to other users of the host through the process list while it runs
-(documented in the README). The password is never logged: the logged command
+(the docs' Security page). The password is never logged: the logged command
 line shows ``-P ***``.
 
 Connection extras (all optional): ``bcp_path`` (the tool to run), ``encrypt``

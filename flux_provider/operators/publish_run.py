@@ -44,7 +44,8 @@ class PublishRunOperator(FluxOperator):
     """Publish the run that a split plan's parts uploaded.
 
     :param dataset: the data set's name.
-    :param s3_location / aws_conn_id: the data set's S3 location.
+    :param s3_location: the data set's S3 location.
+    :param aws_conn_id: the Airflow AWS connection of ``s3_location``.
     :param plan_task_id: the plan task whose XCom lists the parts.
     :param count_sql: optional count the parts' total rows must equal (templated).
     :param mssql_conn_id: the source connection ``count_sql`` runs on.

@@ -140,7 +140,7 @@ class _Builder:
             owner=self.find("owner").text.strip(),
             description=(self.find("description").text or "").strip() if self.find("description") is not None else "",
             emails=tuple(e.text.strip() for e in alerts.iter("email")) if alerts is not None else (),
-            webhooks=tuple(e.text.strip() for e in alerts.iter("webhook")) if alerts is not None else (),
+            webhooks=tuple(self.webhook(e) for e in alerts.iter("webhook")) if alerts is not None else (),
             source=self.source(),
             export=self.export(),
             chunking=self.chunking(),
@@ -375,6 +375,14 @@ class _Builder:
                 el, "a static partition (value=) cannot follow a dynamic one", fix="list static partitions first"
             )
         return partitions
+
+    def webhook(self, element) -> str:
+        """A ``<webhook>`` URL: http or https only (urllib would also open ``file:`` and ``ftp:`` URLs)."""
+        url = (element.text or "").strip()
+        scheme, _, rest = url.partition("://")
+        if scheme.lower() not in ("http", "https") or not rest.split("/", 1)[0]:
+            raise self.error(element, f"{url!r} is not an http or https URL", fix="https://host/path")
+        return url
 
     def transform_sql(self, transform) -> tuple[str, Path | None]:
         """(the transform's SQL, its file or None): inline, or read from ``file=`` beside the spec."""

@@ -49,26 +49,65 @@ def test_every_element_and_attribute_of_the_xsd_is_documented_and_in_the_referen
             assert f"| `{attribute}` |" in sections[element], f"{path} is not in the reference"
 
 
+def public_classes(package: str, suffix: str) -> dict[str, str]:
+    """``{class: module name}`` of every public ``*<suffix>`` class defined in ``flux_provider.<package>``."""
+    import importlib
+    import inspect
+
+    found = {}
+    for path in sorted((REPO / "flux_provider" / package).glob("[!_]*.py")):
+        module = importlib.import_module(f"flux_provider.{package}.{path.stem}")
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if name.endswith(suffix) and not name.startswith("_") and cls.__module__ == module.__name__:
+                found[name] = path.stem
+    return found
+
+
 def test_the_operators_examples_parse_and_every_operator_page_includes_one():
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(DOCS / "examples"))
-    assert bag.import_errors == {} and set(bag.dags) == {"example_flux_chain", "example_flux_streamed"}
+    assert bag.import_errors == {}
+    assert set(bag.dags) == {"example_flux_chain", "example_flux_streamed", "example_flux_split"}
     example = (DOCS / "examples" / "example_flux_operators.py").read_text()
-    operators = [
-        ("bcp_export", "BcpExportOperator"),
-        ("s3_chunk_upload", "S3ChunkUploadOperator"),
-        ("bcp_to_s3", "BcpToS3Operator"),
-        ("hive_transform", "HiveTransformOperator"),
-        ("partition_refresh", "PartitionRefreshOperator"),
-    ]
-    for page, operator in operators:
+    operators = {
+        name: module for name, module in public_classes("operators", "Operator").items() if name != "FluxOperator"
+    }
+    assert len(operators) >= 7, operators
+    for operator, page in operators.items():
         text = (DOCS / "operators" / f"{page}.md").read_text()
         marker = re.search(r':start-after: "\[START (\w+)\]"', text)
         assert marker, f"docs/operators/{page}.md includes no example"
         start, end = f"# [START {marker.group(1)}]", f"# [END {marker.group(1)}]"
         assert start in example and end in example
         assert f"{operator}(" in example[example.index(start) : example.index(end)]
+        assert re.search(rf"^operators/{page}$", (DOCS / "index.md").read_text(), re.M), f"index.md lists no {page}"
+
+
+def test_the_api_reference_has_every_public_operator_and_hook_and_the_hooks_page_each_hook():
+    api = (DOCS / "reference" / "api.md").read_text()
+    hooks_page = (DOCS / "hooks" / "index.md").read_text()
+    for name, module in {**public_classes("operators", "Operator"), **public_classes("hooks", "Hook")}.items():
+        package = "hooks" if name.endswith("Hook") else "operators"
+        assert f"autoclass:: flux_provider.{package}.{module}.{name}" in api, f"{name} is not in reference/api.md"
+        if package == "hooks":
+            assert f"flux_provider.{package}.{module}.{name}`" in hooks_page, f"{name} is not on hooks/index.md"
+
+
+def test_the_requirements_table_says_what_pyproject_requires():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    table = (DOCS / "index.md").read_text().split("## Requirements", 1)[1].split("\n\n", 2)[1]
+    rows = {r.split("|")[1].strip(): r.split("|")[2].strip() for r in table.splitlines()[2:]}
+    assert rows["Python"] == project["requires-python"].removeprefix(">=")
+    optional = [d for group in project["optional-dependencies"].values() for d in group]
+    for requirement in [*project["dependencies"], *optional]:
+        name, low = re.match(r"([\w-]+)>=([\d.]+)", requirement).groups()
+        row = next((k for k in rows if k.split(" (")[0] == name or name in k.split(", ")), None)
+        assert row, f"{name} is not in the requirements table"
+        names, lows = row.split(" (")[0].split(", "), rows[row].split(", ")
+        assert lows[names.index(name)] == low, f"{name}: the table says {lows[names.index(name)]}, pyproject {low}"
 
 
 @pytest.mark.parametrize(
@@ -80,7 +119,11 @@ def test_the_operators_examples_parse_and_every_operator_page_includes_one():
         "connections/hiveserver2",
         "connections/metastore",
         "reference/spec",
+        "reference/api",
+        "reference/cli",
         "reference/configuration",
+        "hooks/index",
+        "security",
         "checking",
         "throttling",
         "recovery",

@@ -1,4 +1,5 @@
-"""A path a spec names stays in the spec's folder: ``..``, an absolute path or a symlink out is refused, unread.
+"""What a spec can reach: a path it names stays in its folder (``..``, an absolute path or a symlink out is
+refused, unread), and a webhook is an http(s) URL.
 
 Whether a file was opened is read from Python's audit events (``open``), which every file open in this process
 raises, whatever the library that opens it."""
@@ -128,3 +129,14 @@ def test_the_checker_refuses_it_with_the_line_and_the_fix(tmp_path):
         checked.stdout,
         re.MULTILINE,
     ), checked.stdout
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://host/x", "https://", "hooks.example.com/x"])
+def test_a_webhook_is_an_http_or_https_url(tmp_path, url):
+    text = MINIMAL.format(name="events").replace(
+        "<owner>team</owner>", f"<owner>team</owner><alerts><webhook>{url}</webhook></alerts>"
+    )
+    with pytest.raises(SpecError, match=r"events\.xml:\d+: <webhook>: .* is not an http or https URL"):
+        load_spec(write(tmp_path, text))
+    good = text.replace(url, "https://hooks.example.com/flux")
+    assert load_spec(write(tmp_path, good)).webhooks == ("https://hooks.example.com/flux",)
