@@ -215,7 +215,7 @@ def _command_section(parser: argparse.ArgumentParser, module) -> list[str]:
     out += ["```text", parser.format_usage().strip(), "```", ""]
     sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
     helps = {c.dest: c.help for c in sub._choices_actions} if sub else {}
-    for name, command in (sub.choices.items() if sub else []):
+    for name, command in sub.choices.items() if sub else []:
         usage = command.format_usage().strip().removeprefix("usage: ")
         said = helps.get(name) or ""
         out += [f"### `{prog} {name}`", "", said[:1].upper() + said[1:] + ".", ""]

@@ -121,7 +121,8 @@ class S3ChunkUploadHook(BaseHook):
         """Encode and upload everything ``stream`` yields (a file or a pipe), then publish.
 
         ``before_publish(rows)`` runs after the last chunk and before anything is published: raising there
-        publishes nothing, and the :class:`~flux_provider.handoffs.ExportResult` it may return is what the manifest records.
+        publishes nothing, and the :class:`~flux_provider.handoffs.ExportResult` it may return is what the
+        manifest records.
         ``part`` (with the run's ``prefix``, fixed by the split plan): upload one part of a split run and
         complete it with a part manifest. ``day``: the pointer never moves to an older day. ``attempt``: a
         try that a newer try of the same run superseded is refused before it deletes or publishes anything.

@@ -109,7 +109,8 @@ def build_dags(folder: Path | str, *, strict: bool = False, priorities: bool = T
 def dag_for(dag_file: str | Path, spec_name: str | None = None):
     """The DAG of ``specs/<name>.xml`` next to ``dag_file`` (name: the DAG file's own name by default).
 
-    Raises :class:`~flux_provider.specs.spec_error.SpecError` for a broken spec: Airflow shows it as that DAG file's import error.
+    Raises :class:`~flux_provider.specs.spec_error.SpecError` for a broken spec: Airflow shows it as that
+    DAG file's import error.
     """
     dag_file = Path(dag_file)
     folder = dag_file.parent / "specs"
