@@ -11,7 +11,7 @@ CONSTRAINTS := constraints/constraints-$(PYVER).txt
 STAMP       := $(VENV)/.flux-installed
 DEVSTACK    := $(PY) -m flux_devstack
 
-.PHONY: demo test unit lint docs bench up down status env setup system-deps constraints vendor clean
+.PHONY: demo test unit pythons lint docs bench up down status env setup system-deps constraints vendor clean
 
 # The main job: the sample media bundle (dags/specs/*.xml) through the real scheduler; exit 0 only if
 # every data set ran and reconciled. DEMO_ROWS scales the generated source (viewing sessions).
@@ -27,6 +27,10 @@ test: setup
 # The tier that needs no service (tests/unit: no stack, no sleeps), about a minute.
 unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# The wheel on every other Python with a constraints file that this machine has (`make test` tries the newest).
+pythons: setup
+	FLUX_TEST_PYTHONS=all $(PY) -m pytest tests/integration/test_python_versions.py $(PYTEST_ARGS)
 
 # The layering contracts (import-linter, in pyproject.toml) and the code style (ruff).
 lint: setup
