@@ -235,7 +235,9 @@ def airflow_settings(ctx: Context) -> dict[str, dict[str, str]]:
         },
         "celery_broker_transport_options": {"global_keyprefix": own.key_prefix, "visibility_timeout": "21600"},
         # a try whose worker died is given up after 30 s (Airflow's default: 300) and retried elsewhere 5 s
-        # later (the provider's default: 60)
-        "scheduler": {"task_instance_heartbeat_timeout": "30"},
+        # later (the provider's default: 60); a task the dead worker had taken from the broker but not started
+        # is sent again after 120 s in queued (Airflow's default: 600; the broker's own redelivery waits for
+        # the visibility timeout, 6 hours)
+        "scheduler": {"task_instance_heartbeat_timeout": "30", "task_queued_timeout": "120"},
         "flux": {"lost_try_retry_delay": "5"},
     }
