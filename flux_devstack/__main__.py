@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from flux_devstack.service import DevstackError
-from flux_devstack.stack import UP, Stack
+from flux_devstack.stack import UP, Stack, password_command
 
 
 def _print_status(stack: Stack) -> bool:
@@ -85,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             env = stack.env()
             print(
                 f"\nAirflow UI: {env['FLUX_AIRFLOW_URL']}  (user {env['FLUX_AIRFLOW_USER']}, "
-                f"password: {sys.executable} -m flux_devstack --run-dir {stack.run_dir} env | grep "
-                "FLUX_AIRFLOW_PASSWORD)"
+                f"password: {password_command(stack.run_dir)})"
             )
             return 0 if ok else 1
         if args.command == "down":

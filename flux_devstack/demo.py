@@ -39,6 +39,7 @@ from pathlib import Path
 
 from flux_devstack.airflow_api import AirflowClient
 from flux_devstack.sample_data import generate
+from flux_devstack.stack import password_command
 from flux_devstack.tds.capacity import create_tables
 from flux_provider.run_report import EXPORT_UPLOAD, stage_rows, stage_times
 
@@ -402,8 +403,8 @@ def report(outcomes: list[Outcome], env: dict[str, str]) -> bool:
     )
     print(f"\n{'every data set ran and reconciled' if ok else 'SOME DATA SETS FAILED OR DID NOT RECONCILE'}")
     print(
-        f"Airflow UI: {env['FLUX_AIRFLOW_URL']}  (user {env['FLUX_AIRFLOW_USER']}; the password is in "
-        f"{env.get('FLUX_DEVSTACK_DIR', '.devstack')}/airflow/passwords.json, or `make env`)"
+        f"Airflow UI: {env['FLUX_AIRFLOW_URL']}  (user {env['FLUX_AIRFLOW_USER']}, password: "
+        f"{password_command(env.get('FLUX_DEVSTACK_DIR', '.devstack'))})"
     )
     print(
         "Hive: tables media.titles, media.subscribers, media.viewing_daily, media.ad_revenue_daily and their "

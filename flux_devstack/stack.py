@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import secrets
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -88,6 +89,12 @@ SINGLE_PORTS = (
     "airflow_worker_log",
     "airflow_trigger_log",
 )
+
+
+def password_command(run_dir: Path | str) -> str:
+    """The one command that prints the Airflow admin's password of the stack in ``run_dir``, runnable as printed
+    from any folder and shell (absolute paths, no venv to activate)."""
+    return f"{sys.executable} -m flux_devstack --run-dir {Path(run_dir).resolve()} env | grep FLUX_AIRFLOW_PASSWORD"
 
 
 def default_run_dir() -> Path:
