@@ -43,6 +43,27 @@ def _valid(path: Path, expected: str) -> bool:
     return path.is_file() and _sha256(path) == expected
 
 
+def install_from(sdist: Path, target: Path, jars: dict[str, str] = JARS) -> None:
+    """Extract ``jars`` from ``sdist`` into ``target``: each to a temporary file of this process's own, checked
+    against its digest, then renamed into place, so setups that run at once never write the same file and a
+    jar in ``target`` is always whole."""
+    with tarfile.open(sdist, "r|gz") as archive:
+        for member in archive:
+            name = os.path.basename(member.name)
+            if name not in jars or not member.isfile():
+                continue
+            with tempfile.NamedTemporaryFile(dir=target, prefix=f".{name}.", suffix=".part", delete=False) as dst:
+                partial = Path(dst.name)
+                with archive.extractfile(member) as src:
+                    for block in iter(lambda: src.read(1 << 20), b""):
+                        dst.write(block)
+            try:
+                if _sha256(partial) == jars[name]:
+                    partial.replace(target / name)
+            finally:
+                partial.unlink(missing_ok=True)
+
+
 def ensure_s3a_jars(target: Path | None = None) -> list[Path]:
     """Return the paths of the s3a jars, fetching and verifying them if needed."""
     target = target or cache_dir()
@@ -72,15 +93,7 @@ def ensure_s3a_jars(target: Path | None = None) -> list[Path]:
                 f"{', '.join(JARS)} into {target} by hand."
             )
         (sdist,) = Path(tmp).glob("*.tar.gz")
-        with tarfile.open(sdist, "r|gz") as archive:
-            for member in archive:
-                name = os.path.basename(member.name)
-                if name in JARS and member.isfile():
-                    partial = target / (name + ".part")
-                    with archive.extractfile(member) as src, open(partial, "wb") as dst:
-                        for block in iter(lambda: src.read(1 << 20), b""):
-                            dst.write(block)
-                    partial.replace(target / name)
+        install_from(sdist, target)
     for path in paths:
         if not _valid(path, JARS[path.name]):
             raise RuntimeError(
