@@ -132,8 +132,13 @@ class AirflowInit(Service):
                     "dag_bundle_storage_path": str(home / "dag_bundles"),
                 },
                 # the throttle controller's period (default 60 s): short here so tests see it act; the host
-                # limit's first mode (FLUX_HOST_LIMIT=off: the suite's stacks, but for the burst test)
-                "flux": {"throttle_period": "10", "host_limit": os.environ.get("FLUX_HOST_LIMIT", "adaptive")},
+                # limit's first mode (FLUX_HOST_LIMIT=off: the suite's stacks, but for the burst test); export
+                # files under the stack's own folder, never in a folder every stack of the machine shares
+                "flux": {
+                    "throttle_period": "10",
+                    "host_limit": os.environ.get("FLUX_HOST_LIMIT", "adaptive"),
+                    "staging_dir": str(ctx.run_dir / "staging"),
+                },
                 # e-mail (alerts from places that cannot read connections, like deadline callbacks) to the sink
                 "smtp": {
                     "smtp_host": "127.0.0.1",
@@ -228,8 +233,10 @@ class AirflowApiServer(_AirflowComponent):
             "FLUX_AIRFLOW_VIEWER_PASSWORD": ctx.secrets["airflow_viewer_password"],
             # the metadata DB (SQLAlchemy URL), for tests that read what Airflow recorded
             "FLUX_AIRFLOW_DB": metadata_db(ctx),
-            # its server (a login that may create databases: the suite's DB-API engine tests use one)
-            "FLUX_POSTGRES_URL": ctx.postgres_url,
+            # its server (a login that may create databases: the suite's DB-API engine tests use one); not
+            # FLUX_POSTGRES_URL, which `up` reads as the caller's choice: a shell that evaluated `env` would
+            # then make a restart look for a private server at an address that is no longer one
+            "FLUX_STACK_POSTGRES_URL": ctx.postgres_url,
             # the (first) scheduler's health endpoint: 200 while its heartbeat is recent
             "FLUX_SCHEDULER_HEALTH_URL": f"http://127.0.0.1:{ctx.ports['airflow_scheduler']}/health",
         }

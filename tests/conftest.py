@@ -97,7 +97,7 @@ def postgres(stack) -> dict:
 
     import psycopg2
 
-    server = urlsplit(stack.env()["FLUX_POSTGRES_URL"])
+    server = urlsplit(stack.env()["FLUX_STACK_POSTGRES_URL"])
     where = {"host": server.hostname, "port": server.port or 5432, "user": server.username or "postgres"}
     admin = psycopg2.connect(dbname="postgres", connect_timeout=5, **where)
     admin.autocommit = True

@@ -89,6 +89,22 @@ def _status_texts(exc: BaseException) -> list[str]:
     return [t for t in (getattr(status, "errorMessage", None), getattr(arg, "errorMessage", None), str(exc)) if t]
 
 
+_UNSAFE_CAST = re.compile(r"Cannot safely cast [`'\"]?(\w+)[`'\"]?:? [`'\"]?(\w+)[`'\"]? to [`'\"]?(\w+)[`'\"]?", re.I)
+
+
+def type_fix(text: str) -> str | None:
+    """What to write when an INSERT's column type does not fit the target's (Spark refuses the implicit
+    cast, e.g. an exported DATETIME2, a string in staging, into a TIMESTAMP column), or None."""
+    found = _UNSAFE_CAST.search(text)
+    if found is None:
+        return None
+    column, source, target = found.group(1), found.group(2).upper(), found.group(3).upper()
+    return (
+        f"Fix: cast it in the transform's SELECT: CAST({column} AS {target}) AS {column} (the staging column is "
+        f"{source}), or make the target column {source}"
+    )
+
+
 def server_message(exc: BaseException) -> str:
     """The server's error text of a PyHive failure (the status message, not the Thrift repr)."""
     text = _status_texts(exc)[0]
@@ -172,8 +188,12 @@ class HiveSessionHook(BaseHook):
 
     def _error(self, what: str, exc: BaseException, error_class: ErrorClass | None = None) -> FluxError:
         error_class = error_class or classify_hive(exc)
+        message, fix = server_message(exc), type_fix(" ".join(_status_texts(exc)))
         return flux_error(
-            f"{what}: {server_message(exc)}", error_class=error_class, dataset=self.dataset, step=self.step
+            f"{what}: {message}" + (f". {fix}" if fix else ""),
+            error_class=error_class,
+            dataset=self.dataset,
+            step=self.step,
         )
 
     # ------------------------------------------------------------------ statements

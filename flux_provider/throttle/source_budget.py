@@ -65,6 +65,8 @@ def steady(budget: int, members: Sequence[Member], previous: dict[str, int] | No
         return False
     if sum(previous.values()) > budget or any(previous[m.dataset] > m.own for m in members):
         return False
+    if any(previous[m.dataset] > refill_bound(budget, m, members) for m in members):
+        return False
     if any(m.demand and not previous[m.dataset] for m in members):
         return False
     idle = any(previous[m.dataset] > max(m.demand, m.floor) for m in members)
@@ -98,7 +100,15 @@ def shares(budget: int, members: Sequence[Member], previous: dict[str, int] | No
         take = min(over, max(0, given[m.dataset] - m.holding))
         given[m.dataset] -= take
         over -= take
-    return given
+    # and no data set refills a slot as its own tasks end while the others' held tasks still fill the budget
+    return {m.dataset: min(given[m.dataset], refill_bound(budget, m, members)) for m in members}
+
+
+def refill_bound(budget: int, member: Member, members: Sequence[Member]) -> int:
+    """The most slots ``member`` may have so that, whenever its own tasks end, what it then admits and what
+    the others hold now stay within the budget (a cut stops no task: the others' tasks run on)."""
+    others = sum(m.holding for m in members if m.dataset != member.dataset)
+    return max(0, budget - others)
 
 
 def _fill(given: dict[str, int], members: Sequence[Member], cap, left: int) -> int:

@@ -241,6 +241,27 @@ def test_bad_transform_sql_is_a_classified_terminal_error(nasty_upload, db, uniq
     assert records(f"SELECT COUNT(*) FROM {db}.nasty")[0][0] == 0  # nothing published
 
 
+def test_a_type_the_target_cannot_take_names_the_cast_to_write(stack, db):
+    """An exported DATETIME2 is a string in staging; Spark refuses it into a TIMESTAMP column. The error says
+    which CAST to write, and that CAST works."""
+    from flux_provider.errors import FluxError
+    from flux_provider.hooks.hive_session import HiveSessionHook
+
+    session = HiveSessionHook(dataset="events", step="transform")
+    try:
+        session.execute(f"CREATE TABLE {db}.staged (t2 STRING) USING parquet")
+        session.execute(f"INSERT INTO {db}.staged VALUES ('2026-12-07 01:02:03.1234567')")
+        session.execute(f"CREATE TABLE {db}.typed (t2 TIMESTAMP) USING parquet")
+        with pytest.raises(FluxError) as failure:
+            session.execute(f"INSERT INTO {db}.typed SELECT t2 FROM {db}.staged")
+        assert failure.value.error_class is ErrorClass.DATA
+        assert "Fix: cast it in the transform's SELECT: CAST(t2 AS TIMESTAMP) AS t2" in str(failure.value)
+        session.execute(f"INSERT INTO {db}.typed SELECT CAST(t2 AS TIMESTAMP) AS t2 FROM {db}.staged")
+        assert session.scalar(f"SELECT CAST(t2 AS STRING) FROM {db}.typed") == "2026-12-07 01:02:03.123456"
+    finally:
+        session.close()
+
+
 def test_missing_target_database_is_a_clear_error(nasty_upload, unique):
     with pytest.raises(FluxTerminalError) as failure:
         nasty_transform(nasty_upload, f"missing_{unique}", unique)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -112,3 +113,24 @@ def test_connections_are_in_the_airflow_ui(airflow_client, stack):
     by_id = {c["connection_id"]: c for c in conns}
     assert {"aws_default", "hiveserver2_default", "metastore_default"} <= set(by_id)
     assert by_id["hiveserver2_default"]["port"] == int(stack.env()["FLUX_HIVESERVER2_PORT"])
+
+
+def test_the_stacks_airflow_stages_exports_under_its_own_run_directory(stack):
+    """Two stacks on one machine never share export files: `[flux] staging_dir` is the stack's own."""
+    home = stack.env()["AIRFLOW_HOME"]
+    got = subprocess.run(
+        [sys.executable, "-m", "airflow", "config", "get-value", "flux", "staging_dir"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AIRFLOW_HOME": home},
+        timeout=120,
+    )
+    assert got.returncode == 0, got.stderr[-2000:]
+    assert got.stdout.strip().splitlines()[-1] == str(stack.run_dir / "staging")
+
+
+def test_env_exports_nothing_that_up_reads_as_the_callers_choice(stack):
+    """`eval "$(python -m flux_devstack env)"` in a shell must not change what a later `up` there decides."""
+    chosen = {"FLUX_POSTGRES_URL", "FLUX_REDIS_URL", "FLUX_CACHE_DIR", "FLUX_HOST_LIMIT"}  # its own dir: on purpose
+    assert set(stack.env()) & chosen == set()
+    assert stack.env()["FLUX_STACK_POSTGRES_URL"].startswith("postgresql://")

@@ -121,6 +121,20 @@ def test_tasks_held_above_a_share_after_a_cut_keep_the_others_waiting():
     assert sum(max(m.holding, given[m.dataset]) for m in members) == 3  # held and admissible: the budget
 
 
+def test_after_a_cut_no_data_set_refills_while_the_others_held_tasks_fill_the_budget():
+    """Seen on the stack: a cut 3 -> 1 found a holding 1 and b holding 2. a's fair share stayed 1, so when its
+    task ended it started another while b's two still ran: 3 at once on a budget of 1."""
+    members = [Member("a", own=4, demand=2, holding=1), Member("b", own=4, demand=3, holding=2)]
+    for previous in (None, {"a": 1, "b": 0}):
+        given = shares(1, members, previous)
+        assert given == {"a": 0, "b": 0}, previous
+    for budget in range(0, 8):  # whichever of its tasks end first, what each may admit fits with what the others hold
+        given = shares(budget, members)
+        for m in members:
+            others = sum(o.holding for o in members if o is not m)
+            assert given[m.dataset] == 0 or given[m.dataset] + others <= budget, (budget, given)
+
+
 def test_a_grant_seen_while_pinned_sizes_the_idle_server_once_unpinned():
     budget = SourceBudget(low=1, high=24, value=24)
     budget.observe(state(6, ours=6, others=1))  # the budget was pinned: it only looked
