@@ -11,6 +11,7 @@ from flux_provider.run_day import NEEDS_LOGICAL_DATE, PARTITION_VARIABLE, VARIAB
 from flux_provider.specs import after_graph
 from flux_provider.specs.model import DatasetSpec
 from flux_provider.specs.parser import SpecError, element_line, load_spec
+from flux_provider.specs.spec_xml import line_finder
 
 _CONF = re.compile(r"\bdag_run\s*\.\s*conf\b|\bdag_run\s*\[\s*['\"]conf")
 
@@ -104,8 +105,8 @@ def check_paths(paths: list[Path | str]) -> Report:
     for cycle in after_graph.cycles({s.name: s.schedule.after for s in report.specs}):
         report.errors += after_graph.cycle_errors(cycle, lambda n: seen[n].path)
         in_cycles.update(cycle)
-    grains = {s.name: _grain(s, seen, report) for s in report.specs if s.name not in in_cycles}
-    report.specs = [s for s in report.specs if grains.get(s.name, False) is not False]
+    grains = _grains([s for s in report.specs if s.name not in in_cycles], seen, report)
+    report.specs = [s for s in report.specs if s.name in grains]
     for spec in report.specs:
         report.warnings += templates_a_run_cannot_render(spec, grains[spec.name])
     report.warnings += beyond_the_executor(report.specs)
@@ -151,8 +152,10 @@ def beyond_the_executor(specs: list[DatasetSpec], slots: int | None = None) -> l
 def templated_text(spec: DatasetSpec) -> list[tuple[str, int | None, str]]:
     """The spec's templated strings: (the element as an error names it, its line, the text)."""
 
+    found = line_finder(spec.path) if spec.path else None
+
     def line(tag: str, name: str | None = None) -> int | None:
-        return element_line(spec.path, tag, name=name) if spec.path else None
+        return found(tag, name=name) if found else None
 
     texts = [(f'partition name="{p.name}" value=', line("partition", p.name), p.value) for p in spec.hive.partitions]
     texts.append(
@@ -163,16 +166,18 @@ def templated_text(spec: DatasetSpec) -> list[tuple[str, int | None, str]]:
     return [(where, at, text) for where, at, text in texts if text]
 
 
-def _grain(spec: DatasetSpec, seen: dict[str, DatasetSpec], report: Report) -> str | None | bool:
-    """The data set's partition grain (None: not partitioned), or False with an error in ``report`` when its
-    partitions cannot work with those of the data sets it waits for."""
+def _grains(specs: list[DatasetSpec], seen: dict[str, DatasetSpec], report: Report) -> dict[str, str | None]:
+    """``{name: partition grain (None: not partitioned)}`` of the data sets whose partitions can work with
+    those of the data sets they wait for; an error in ``report`` for each of the others."""
     from flux_provider.specs.plan import partitioning
 
-    try:
-        return partitioning(spec, seen.get)[0]
-    except SpecError as exc:
-        report.errors.append(exc)
-        return False
+    grains = {}
+    for spec in specs:
+        try:
+            grains[spec.name] = partitioning(spec, seen.get)[0]
+        except SpecError as exc:
+            report.errors.append(exc)
+    return grains
 
 
 def templates_a_run_cannot_render(spec: DatasetSpec, grain: str | None) -> list[Finding]:
@@ -193,7 +198,8 @@ def templates_a_run_cannot_render(spec: DatasetSpec, grain: str | None) -> list[
         try:
             names = meta.find_undeclared_variables(Environment().parse(text))
         except TemplateSyntaxError as exc:
-            warnings.append(Finding(str(spec.path), f"the template does not parse: {exc}", line, where, "see jinja"))
+            fix = "correct the Jinja syntax at the place the message names"
+            warnings.append(Finding(str(spec.path), f"the template does not parse: {exc}", line, where, fix))
             continue
         used = sorted(names & NEEDS_LOGICAL_DATE)
         if used and not dated:

@@ -89,14 +89,23 @@ def parse_xml(path: Path):
 def element_line(path: Path | str, tag: str, text: str | None = None, *, name: str | None = None) -> int | None:
     """The line of the first ``<tag>`` of the spec at ``path`` (whose text is ``text`` and whose ``name=`` is
     ``name``, if given), or None."""
+    return line_finder(path)(tag, text, name=name)
+
+
+def line_finder(path: Path | str):
+    """:func:`element_line` for many look-ups in one spec: the file is read and parsed once."""
     try:
         root = parse_xml(Path(path)).getroot()
     except (OSError, SpecError):
+        root = None
+
+    def find(tag: str, text: str | None = None, *, name: str | None = None) -> int | None:
+        for element in root.iter(tag) if root is not None else ():
+            if (text is None or (element.text or "").strip() == text) and (name is None or element.get("name") == name):
+                return element.sourceline
         return None
-    for element in root.iter(tag):
-        if (text is None or (element.text or "").strip() == text) and (name is None or element.get("name") == name):
-            return element.sourceline
-    return None
+
+    return find
 
 
 def validate_schema(path: Path, tree) -> None:

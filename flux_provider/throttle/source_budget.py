@@ -65,7 +65,8 @@ def steady(budget: int, members: Sequence[Member], previous: dict[str, int] | No
         return False
     if sum(previous.values()) > budget or any(previous[m.dataset] > m.own for m in members):
         return False
-    if any(previous[m.dataset] > refill_bound(budget, m, members) for m in members):
+    held = sum(m.holding for m in members)
+    if any(previous[m.dataset] > refill_bound(budget, m, held) for m in members):
         return False
     if any(m.demand and not previous[m.dataset] for m in members):
         return False
@@ -101,14 +102,15 @@ def shares(budget: int, members: Sequence[Member], previous: dict[str, int] | No
         given[m.dataset] -= take
         over -= take
     # and no data set refills a slot as its own tasks end while the others' held tasks still fill the budget
-    return {m.dataset: min(given[m.dataset], refill_bound(budget, m, members)) for m in members}
+    held = sum(m.holding for m in members)
+    return {m.dataset: min(given[m.dataset], refill_bound(budget, m, held)) for m in members}
 
 
-def refill_bound(budget: int, member: Member, members: Sequence[Member]) -> int:
+def refill_bound(budget: int, member: Member, held: int) -> int:
     """The most slots ``member`` may have so that, whenever its own tasks end, what it then admits and what
-    the others hold now stay within the budget (a cut stops no task: the others' tasks run on)."""
-    others = sum(m.holding for m in members if m.dataset != member.dataset)
-    return max(0, budget - others)
+    the others hold now (``held`` by all, less its own) stay within the budget (a cut stops no task: the
+    others' tasks run on)."""
+    return max(0, budget - (held - member.holding))
 
 
 def _fill(given: dict[str, int], members: Sequence[Member], cap, left: int) -> int:
