@@ -10,6 +10,7 @@ PYVER       := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_inf
 CONSTRAINTS := constraints/constraints-$(PYVER).txt
 STAMP       := $(VENV)/.flux-installed
 DEVSTACK    := $(PY) -m flux_devstack
+RUN_DIRS    := .devstack .devstack-test .devstack-cluster-test .devstack-bench
 
 .PHONY: demo test unit pythons lint docs bench up down status env setup system-deps constraints vendor clean
 
@@ -21,8 +22,10 @@ demo: setup
 	$(DEVSTACK) demo --rows $(DEMO_ROWS)
 	@echo "The local stack keeps running; 'make down' stops it."
 
+# The cluster module runs in a second pytest process beside the rest (tests/support/suite.py);
+# with PYTEST_ARGS, one pytest process on them.
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m tests.support.suite $(PYTEST_ARGS)
 
 # The tier that needs no service (tests/unit: no stack, no sleeps), about a minute.
 unit: setup
@@ -100,5 +103,8 @@ vendor:
 	cp ui/node_modules/uplot/dist/uPlot.iife.min.js ui/node_modules/uplot/dist/uPlot.min.css flux_provider/throttle/static/
 	cp ui/node_modules/uplot/LICENSE flux_provider/throttle/static/uPlot.LICENSE
 
-clean: down
-	rm -rf .devstack .devstack-test .devstack-cluster-test .devstack-bench $(VENV)
+# Stops every stack and removes what it wrote: its run directory, and its database and Redis keys on the
+# machine's servers (flux_devstack clean); then the venv.
+clean:
+	@if [ -x $(PY) ]; then for dir in $(RUN_DIRS); do $(DEVSTACK) --run-dir $$dir clean || true; done; fi
+	rm -rf $(RUN_DIRS) $(VENV)

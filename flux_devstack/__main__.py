@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         "--run-dir", type=Path, help="state, data and logs (default: $FLUX_DEVSTACK_DIR or ./.devstack)"
     )
     parser.add_argument(
-        "--dags-folder", type=Path, help="DAG folder for Airflow (default: $FLUX_DAGS_FOLDER or ./dags)"
+        "--dags-folder",
+        type=Path,
+        help="DAG folder for Airflow (default: $FLUX_DAGS_FOLDER, else the running stack's, else ./dags)",
     )
     parser.add_argument(
         "--dag-bundle",
@@ -48,7 +50,18 @@ def main(argv: list[str] | None = None) -> int:
         help="the cluster shape: PostgreSQL, CeleryExecutor on Redis, two schedulers, a triggerer, two workers "
         "(default: the shape the stack has, else the light embedded one)",
     )
+    up.add_argument(
+        "--restart",
+        action="store_true",
+        help="if the running stack serves other DAG folders or bundles or has the other shape, stop it and start "
+        "it with these (without it, such an up fails and says what differs)",
+    )
     sub.add_parser("down", help="stop every process of the stack")
+    sub.add_parser(
+        "clean",
+        help="stop the stack and remove everything it wrote: its run directory, a private PostgreSQL's data "
+        "folder, and its database and Redis keys on the machine's servers",
+    )
     sub.add_parser("status", help="each service: port, PID, health (exit 1 if any is not healthy)")
     sub.add_parser("env", help="print `export` lines for a shell or test")
     trigger = sub.add_parser("trigger", help="run a DAG through the stack's scheduler and wait for it")
@@ -80,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.command == "up":
-            stack.up()
+            stack.up(restart=args.restart)
             ok = _print_status(stack)
             env = stack.env()
             print(
@@ -91,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "down":
             pids = stack.down()
             print(f"stopped {len(pids)} processes" if pids else "nothing was running")
+            return 0
+        if args.command == "clean":
+            removed = stack.purge()
+            print("removed " + ", ".join(removed) if removed else f"nothing to remove for {stack.run_dir}")
             return 0
         if args.command == "status":
             return 0 if _print_status(stack) else 1

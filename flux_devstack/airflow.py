@@ -257,6 +257,12 @@ class AirflowScheduler(_AirflowComponent):
         env["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT"] = str(ctx.ports[self.port])
         return env
 
+    def command(self, ctx: Context) -> list[str]:
+        # Under Celery no task runs in a scheduler, so it has no logs to serve. Its log server would be a
+        # forked child holding the scheduler's database connections: a scheduler killed alone would then
+        # keep its transaction open (the pools' row locks) and stop every other scheduler.
+        return [*super().command(ctx), "--skip-serve-logs"] if ctx.cluster else super().command(ctx)
+
     def check(self, ctx: Context) -> str:
         import httpx
 

@@ -204,7 +204,40 @@ def ensure_database(ctx: Context, marker) -> None:
         marker.write_text(own.database + "\n")
 
 
-def _forget_queues(own: ClusterDatabases) -> None:
+def forget(ctx: Context) -> list[str]:
+    """Drop this stack's PostgreSQL database and delete its Redis keys on a server it shares (``make clean``);
+    a private server goes with the run directory. Returns what was removed."""
+    import psycopg2
+
+    own, removed = databases(ctx), []
+    if "postgres" not in ctx.private:
+        try:
+            conn = psycopg2.connect(ctx.postgres_url, connect_timeout=5)
+        except psycopg2.OperationalError as exc:
+            raise DevstackError(
+                f"cannot drop the stack's database {own.database}: PostgreSQL at {urlsplit(ctx.postgres_url).netloc} "
+                f"does not answer ({str(exc).strip()}). Start it and run clean again"
+            ) from None
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                # the stack's database and those named after it (the suite's own, ``<name>_suite``)
+                cursor.execute(
+                    "SELECT datname FROM pg_database WHERE datname = %s OR starts_with(datname, %s)",
+                    (own.database, own.database + "_"),
+                )
+                for (name,) in cursor.fetchall():
+                    cursor.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+                    removed.append(f"database {name}")
+        finally:
+            conn.close()
+    if ctx.cluster and "redis" not in ctx.private:
+        if deleted := _forget_queues(own):
+            removed.append(f"{deleted} Redis keys {own.key_prefix}*")
+    return removed
+
+
+def _forget_queues(own: ClusterDatabases) -> int:
     """Delete the Redis keys under this stack's prefix (queued tasks of a stack that is gone)."""
     import redis
 
@@ -213,6 +246,7 @@ def _forget_queues(own: ClusterDatabases) -> None:
         keys = list(client.scan_iter(match=own.key_prefix + "*", count=500))
         if keys:
             client.delete(*keys)
+        return len(keys)
     except redis.ConnectionError as exc:
         raise DevstackError(
             f"the cluster stack needs Redis at {own.broker_url} ($FLUX_REDIS_URL): {exc}. Start it (Debian: "

@@ -128,8 +128,12 @@ class PrivatePostgres(Service):
         home = ctx.home(self.name)
         if os.geteuid() != 0 or all(p.stat().st_mode & stat.S_IXOTH for p in (home, *home.parents)):
             return home / "data"
-        digest = hashlib.sha1(str(ctx.run_dir).encode()).hexdigest()[:12]
-        return Path("/var/tmp/flux-postgres") / digest / "data"
+        return self.outside_folder(ctx.run_dir) / "data"
+
+    @staticmethod
+    def outside_folder(run_dir: Path) -> Path:
+        """The folder of ``run_dir``'s own under ``/var/tmp/flux-postgres`` (used only where it must be)."""
+        return Path("/var/tmp/flux-postgres") / hashlib.sha1(str(run_dir).encode()).hexdigest()[:12]
 
     def prepare(self, ctx: Context) -> None:
         data = self.data_dir(ctx)

@@ -102,6 +102,20 @@ def _latest_tick(client: AirflowClient, dag_id: str, now: dt.datetime) -> dt.dat
     return croniter(cron, now).get_prev(dt.datetime)
 
 
+def _clear_held(client: AirflowClient, dag_id: str, now: dt.datetime) -> None:
+    """A held dimension's run of the day, if it ran already (the demo again on the same day): cleared while
+    its DAG is paused, so its rewrite of the day is coming and the facts wait for it instead of joining the
+    first dimension's rewrite with its old rows (``flux_provider.throttle.corrections``)."""
+    logical = _iso(_latest_tick(client, dag_id, now))
+    runs = client.request(
+        "GET", f"/dags/{dag_id}/dagRuns", params={"run_after_gte": logical, "run_after_lte": logical}
+    ).json()["dag_runs"]
+    for run in runs:
+        if run["state"] in ("success", "failed"):
+            client.request("POST", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/clear", json={"dry_run": False})
+            print(f"{dag_id}: cleared its {logical} run to run it again (held until the first dimension wrote)")
+
+
 def _scheduled_run(client: AirflowClient, dag_id: str, now: dt.datetime) -> dict:
     """The scheduler's run for the latest cron tick (the day's partition): created on unpause; cleared (run
     again) if it is done."""
@@ -133,9 +147,7 @@ def _outcome(client: AirflowClient, dataset: str, dag_id: str, run: dict) -> Out
     out.target, out.partitions = rows["target"], rows["partitions"]
     final = client.request("GET", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}").json()
     out.partition, out.created = final.get("partition_key"), _moment(final.get("queued_at"))
-    events = client.request(
-        "GET", "/assets/events", params={"source_dag_id": dag_id, "source_run_id": run["dag_run_id"]}
-    ).json()["asset_events"]
+    events = client.asset_events(dag_id, run["dag_run_id"])
     out.wrote = max((_moment(e["timestamp"]) for e in events if e.get("partition_key")), default=None)
     if final.get("start_date") and final.get("end_date"):
         out.seconds = (
@@ -242,6 +254,8 @@ def _runs(env: dict[str, str], dags_prefix: str) -> list[Outcome]:
         client.wait_for_dag(dags_prefix + name)
         client.request("PATCH", f"/dags/{dags_prefix}{name}", json={"is_paused": name in later})
     started = dt.datetime.now(dt.timezone.utc)
+    for name in later:
+        _clear_held(client, dags_prefix + name, started)
     outcomes = [_outcome(client, first, dags_prefix + first, _scheduled_run(client, dags_prefix + first, started))]
     held = _held_facts(client, dags_prefix, outcomes[0], started)
     for name in later:

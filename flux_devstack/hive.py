@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import shutil
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -68,6 +69,15 @@ def hadoop_xml(properties: dict[str, str]) -> str:
     return f'<?xml version="1.0"?>\n<configuration>\n{rows}\n</configuration>\n'
 
 
+def fresh_tmp(home: Path) -> Path:
+    """``home/tmp``, emptied: what a killed JVM left there (Spark's block files, S3A buffers) goes at the next
+    start."""
+    tmp = home / "tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
 def _write_conf(conf: Path, files: dict[str, str]) -> None:
     conf.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
@@ -102,7 +112,7 @@ class HiveMetastore(Service):
         _write_conf(
             home / "conf",
             {
-                "core-site.xml": hadoop_xml(s3a_settings(ctx)),
+                "core-site.xml": hadoop_xml({**s3a_settings(ctx), "hadoop.tmp.dir": str(fresh_tmp(home) / "hadoop")}),
                 "hive-site.xml": hadoop_xml(hive_site),
                 "log4j2.properties": _LOG4J2,
             },
@@ -117,7 +127,7 @@ class HiveMetastore(Service):
             "-Dlog4j2.contextSelector=org.apache.logging.log4j.core.selector.ClassLoaderContextSelector",
             f"-Dlog4j.configurationFile={home / 'conf' / 'log4j2.properties'}",
             f"-Dderby.system.home={home}",
-            f"-Djava.io.tmpdir={ctx.home('tmp')}",
+            f"-Djava.io.tmpdir={home / 'tmp'}",
             "-cp",
             classpath,
             "org.apache.hadoop.hive.metastore.HiveMetaStore",
@@ -172,7 +182,7 @@ class SparkThriftServer(Service):
         _write_conf(
             home / "conf",
             {
-                "core-site.xml": hadoop_xml(s3a_settings(ctx)),
+                "core-site.xml": hadoop_xml({**s3a_settings(ctx), "hadoop.tmp.dir": str(fresh_tmp(home) / "hadoop")}),
                 "hive-site.xml": hadoop_xml(hive_site),
                 "log4j2.properties": _LOG4J2,
             },
@@ -186,7 +196,7 @@ class SparkThriftServer(Service):
             SPARK_CONF_DIR=str(conf),
             HADOOP_CONF_DIR=str(conf),
             SPARK_LOCAL_IP="127.0.0.1",
-            SPARK_LOCAL_DIRS=str(ctx.home("tmp")),
+            SPARK_LOCAL_DIRS=str(ctx.home(self.name) / "tmp"),
         )
         java = _java()
         env.setdefault("JAVA_HOME", str(Path(os.path.realpath(java)).parent.parent))
@@ -220,7 +230,7 @@ class SparkThriftServer(Service):
             "--driver-class-path",
             os.pathsep.join(jars),
             "--driver-java-options",
-            f"-Dlog4j.configurationFile={home / 'conf' / 'log4j2.properties'} -Djava.io.tmpdir={ctx.home('tmp')} "
+            f"-Dlog4j.configurationFile={home / 'conf' / 'log4j2.properties'} -Djava.io.tmpdir={home / 'tmp'} "
             "-Duser.timezone=UTC",
             *[arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")],
             "spark-internal",

@@ -129,13 +129,23 @@ def session_tree(proc: psutil.Process) -> list[psutil.Process]:
         sid = os.getsid(proc.pid)
     except (psutil.Error, ProcessLookupError):
         return list(members.values())
+    members.update((p.pid, p) for p in session_members(sid) if p.pid not in members)
+    return list(members.values())
+
+
+def session_members(sid: int) -> list[psutil.Process]:
+    """The live processes of session ``sid``. A session outlives its leader while a member lives, and the
+    kernel gives its number to no new process until then: after the leader died, these are its orphans
+    (an Airflow scheduler killed alone leaves its log server, which holds one of the scheduler's database
+    connections open, and with it the transaction and row locks the scheduler was in)."""
+    members = []
     for other in psutil.process_iter():
         try:
-            if other.pid not in members and os.getsid(other.pid) == sid:
-                members[other.pid] = other
+            if os.getsid(other.pid) == sid:
+                members.append(other)
         except (ProcessLookupError, PermissionError, psutil.Error):
             continue
-    return list(members.values())
+    return members
 
 
 def _terminate(procs: list[psutil.Process], grace: float) -> list[int]:
@@ -158,12 +168,15 @@ def _terminate(procs: list[psutil.Process], grace: float) -> list[int]:
 def stop(record: ProcessRecord, *, grace: float = 15.0) -> list[int]:
     """Terminate the process tree of ``record``: SIGTERM, then SIGKILL after ``grace`` s.
 
-    Returns the PIDs that were signalled. Safe to call on a dead record.
+    Returns the PIDs that were signalled. Safe to call on a dead record: it stops what is left of the dead
+    process's session.
     """
     proc = record.process()
     if proc is None:
         exit_code(record)
-        return []
+        if psutil.pid_exists(record.pid):  # another process has the number: the session is gone
+            return []
+        return _terminate(session_members(record.pid), grace)  # what the dead leader left behind
     tree = session_tree(proc)
     if record.stop_signal:
         try:

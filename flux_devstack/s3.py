@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 from flux_devstack.service import Context, Service, require_binary
 
@@ -15,14 +17,22 @@ _HTTP_OFFSETS = {"s3": 0, "master": 1, "volume": 2, "filer": 3, "admin": 5}
 
 
 class SeaweedS3(Service):
+    """S3 on ``weed mini``. A volume keeps a deleted object's bytes until SeaweedFS compacts (vacuums) it: here
+    a sweep every ``vacuum_seconds`` compacts each volume that is a tenth garbage (weed's defaults: 14 min and
+    30 %), so what landing retention deletes leaves the disk within a minute."""
+
     name = "s3"
     port = "s3"
     port_blocks = {"s3": tuple(sorted({*_HTTP_OFFSETS.values(), *(o + 10000 for o in _HTTP_OFFSETS.values())}))}
     ready_timeout = 60.0
 
+    def __init__(self, vacuum_seconds: int = 30):
+        self.vacuum_seconds = vacuum_seconds
+
     def prepare(self, ctx: Context) -> None:
         home = ctx.home(self.name)
         (home / "data").mkdir(exist_ok=True)
+        (home / "glog").mkdir(exist_ok=True)
         identity = {
             "identities": [
                 {
@@ -44,6 +54,7 @@ class SeaweedS3(Service):
         port_flags = [f"-{svc}.port={base + off}" for svc, off in _HTTP_OFFSETS.items()]
         return [
             weed,
+            f"-logdir={home / 'glog'}",  # not the system's temp folder
             "mini",
             f"-dir={home / 'data'}",
             "-ip=127.0.0.1",
@@ -55,6 +66,8 @@ class SeaweedS3(Service):
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             "-master.telemetry=false",
+            f"-master.vacuumIntervalSeconds={self.vacuum_seconds}",
+            "-master.garbageThreshold=0.1",
         ]
 
     def client(self, ctx: Context):
@@ -81,6 +94,12 @@ class SeaweedS3(Service):
             if bucket not in existing:
                 client.create_bucket(Bucket=bucket)
 
+    def leftovers(self, ctx: Context) -> list[Path]:
+        """The local sockets weed keeps in the system's temp folder, named by port, left there when it stops."""
+        base = ctx.ports["s3"]
+        ports = {base + offset + grpc for offset in _HTTP_OFFSETS.values() for grpc in (0, 10000)}
+        return [p for p in Path(tempfile.gettempdir()).glob("seaweedfs-*.sock") if _port_of(p) in ports]
+
     def connections(self, ctx: Context) -> dict[str, dict]:
         return {
             "aws_default": {
@@ -98,3 +117,8 @@ class SeaweedS3(Service):
             "FLUX_S3_FILER_URL": f"http://127.0.0.1:{ctx.ports['s3'] + _HTTP_OFFSETS['filer']}",
             "FLUX_S3_BUCKET": "flux",
         }
+
+
+def _port_of(socket_file: Path) -> int | None:
+    tail = socket_file.stem.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None

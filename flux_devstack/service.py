@@ -121,6 +121,10 @@ class Service:
         """Environment variables a shell or test needs to use this service."""
         return {}
 
+    def leftovers(self, ctx: Context) -> list[Path]:
+        """Files the service writes outside the run directory, which ``clean`` removes once it is stopped."""
+        return []
+
 
 def require_binary(name: str, service: str, fix: str) -> str:
     """Find ``name`` next to this Python (a venv's bin) or on PATH, or say how to install it."""

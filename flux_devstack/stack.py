@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -144,15 +145,18 @@ class Stack:
         cluster: bool | None = None,
     ):
         self.run_dir = Path(run_dir or default_run_dir()).resolve()
-        self.dags_folder = Path(dags_folder or default_dags_folder()).resolve()
+        self.state_file = self.run_dir / "state.json"
+        state = self.load_state()
+        # no folder given: $FLUX_DAGS_FOLDER, else the one the running stack serves, else ./dags
+        running = None if os.environ.get("FLUX_DAGS_FOLDER") else state.get("dags_folder")
+        self.dags_folder = Path(dags_folder or running or default_dags_folder()).resolve()
         # None: the bundles the running stack was started with (a plain `up` never drops them)
         self.dag_bundles = (
             None if dag_bundles is None else {name: _bundle_place(where) for name, where in dag_bundles.items()}
         )
         self.echo = echo
-        self.state_file = self.run_dir / "state.json"
         # None: the shape the running stack was started with (a plain `up` never changes it)
-        self.cluster = bool(self.load_state().get("cluster")) if cluster is None else cluster
+        self.cluster = bool(state.get("cluster")) if cluster is None else cluster
         self.services = services if services is not None else CLUSTER_SERVICES if self.cluster else SERVICES
 
     # ----------------------------------------------------------------- state
@@ -200,8 +204,11 @@ class Stack:
         return ctx
 
     # ------------------------------------------------------------ lifecycle
-    def up(self, timeout_scale: float = 1.0) -> Context:
-        """Start every service (or reuse a healthy running stack) and return its context."""
+    def up(self, timeout_scale: float = 1.0, *, restart: bool = False) -> Context:
+        """Start every service (or reuse a healthy running stack) and return its context.
+
+        A running stack that serves other DAG folders or has the other shape is stopped and started anew only
+        with ``restart``; without it, :class:`DevstackError` says what differs."""
         with self._locked():
             state = self.load_state()
             if self.dag_bundles is None:
@@ -229,9 +236,29 @@ class Stack:
                 self._stop_all(state, only=restart)
                 return self._start(state, timeout_scale, keep=set(kept))
             if state.get("processes"):
-                self.echo("the running stack serves other DAG folders or has another shape: stopping it first")
+                change = self._change(state)
+                if not restart:
+                    raise DevstackError(
+                        f"the stack in {self.run_dir} is running with {change}. Fix: pass the same options to "
+                        "keep it, or add --restart to stop it and start it with the new ones"
+                    )
+                self.echo(f"restarting the stack with {change}")
                 self._stop_all(state)
             return self._start(state, timeout_scale)
+
+    def _change(self, state: dict) -> str:
+        """What this ``up`` asks for that the running stack (``state``) does not have, in words."""
+        shape = {True: "the cluster shape", False: "the embedded shape"}
+        changes = [
+            f"{what} {old} (this up asks for {new})"
+            for what, old, new in (
+                ("DAG folder", state.get("dags_folder"), str(self.dags_folder)),
+                ("DAG bundles", state.get("dag_bundles", {}), self.dag_bundles),
+                ("", shape[bool(state.get("cluster"))], shape[self.cluster]),
+            )
+            if old != new
+        ]
+        return "; ".join(c.strip() for c in changes)
 
     def _with_dependents(self, names: set[str]) -> set[str]:
         """``names`` and every service that starts after one of them (transitively)."""
@@ -246,13 +273,14 @@ class Stack:
         return out
 
     def _allocate_ports(self) -> dict[str, int]:
-        taken: set[int] = set()
+        """Free ports for every service, none of them claimed by another stack on this machine."""
         ports: dict[str, int] = {}
-        for service in self.services:
-            for key, offsets in service.port_blocks.items():
-                ports[key] = port_alloc.allocate_block(offsets, taken=taken)
-        for key in SINGLE_PORTS:
-            ports.setdefault(key, port_alloc.allocate(taken))
+        with port_alloc.claiming(self.run_dir) as taken:
+            for service in self.services:
+                for key, offsets in service.port_blocks.items():
+                    ports[key] = port_alloc.allocate_block(offsets, taken=taken)
+            for key in SINGLE_PORTS:
+                ports.setdefault(key, port_alloc.allocate(taken))
         return ports
 
     def _start(self, previous: dict, timeout_scale: float, keep: set[str] = frozenset()) -> Context:
@@ -389,6 +417,17 @@ class Stack:
             env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn, separators=(",", ":"))
         return env
 
+    def _stop_waves(self, names: list[str]) -> list[list[str]]:
+        """``names`` in waves: a service comes after every one of them that depends on it (``after``,
+        transitively); those this stack does not list (a stack of the other shape) come first."""
+        after = {s.name: set(s.after) for s in self.services}
+        left, waves = [n for n in names if n in after], [[n for n in names if n not in after]]
+        while left:
+            wave = [n for n in left if not any(n in after[other] for other in left)]
+            waves.append(wave or left)  # a cycle (none today) stops all that is left at once
+            left = [n for n in left if n not in waves[-1]]
+        return [wave for wave in waves if wave]
+
     def down(self) -> list[int]:
         """Stop every process of the stack (tree by tree). Returns the PIDs signalled."""
         with self._locked():
@@ -399,20 +438,48 @@ class Stack:
                 self._save_state(state)
             return pids
 
+    def purge(self) -> list[str]:
+        """Stop the stack and remove everything it wrote: its database and Redis keys on the machine's servers,
+        a private PostgreSQL's data folder outside the run directory, and the run directory. Returns what went."""
+        from flux_devstack import cluster
+
+        if not self.run_dir.exists():
+            return []
+        self.down()
+        state, removed = self.load_state(), []
+        if state.get("ports"):
+            ctx = self.context(state)
+            removed += cluster.forget(ctx)
+            removed += self._remove_leftovers(state, [service.name for service in self.services])
+        port_alloc.release(self.run_dir)
+        outside = databases.PrivatePostgres.outside_folder(self.run_dir)
+        for folder in (outside, self.run_dir):
+            if folder.exists():
+                shutil.rmtree(folder)
+                removed.append(str(folder))
+        with contextlib.suppress(OSError):  # the machine's folder of private servers, once it holds none
+            outside.parent.rmdir()
+        return removed
+
     def _stop_all(self, state: dict, only: set[str] | None = None) -> list[int]:
-        """Stop the services (``only`` those named), tree by tree; stopping all also stops orphans."""
+        """Stop the services (``only`` those named), tree by tree; stopping all also stops orphans. A service
+        stops after every service that starts after it; those of one wave stop at once (a slow one, such as
+        the store, no longer adds its time to every other's)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         pids: list[int] = []
         known = [s.name for s in self.services]
-        # a stack of the other shape (cluster or not) has services this one does not list: stop those first
-        for name in [n for n in state.get("processes", {}) if n not in known] + known[::-1]:
-            raw = state.get("processes", {}).get(name)
-            if raw and (only is None or name in only):
-                signalled = stop(ProcessRecord.from_dict(raw))
-                if signalled:
-                    self.echo(f"stopped {name} ({len(signalled)} processes)")
-                pids.extend(signalled)
-                if only is not None:
-                    del state["processes"][name]
+        names = [n for n, raw in state.get("processes", {}).items() if raw and (only is None or n in only)]
+        with ThreadPoolExecutor(max_workers=max(len(names), 1)) as pool:
+            for wave in self._stop_waves(names):
+                stopped = pool.map(lambda name: stop(ProcessRecord.from_dict(state["processes"][name])), wave)
+                for name, signalled in zip(wave, stopped):
+                    if signalled:
+                        self.echo(f"stopped {name} ({len(signalled)} processes)")
+                    pids.extend(signalled)
+                    if only is not None:
+                        del state["processes"][name]
+        self._remove_leftovers(state, names)
         if only is None:
             workdirs = [self.run_dir / name for name in {*known, *state.get("processes", {})}]
             orphans = stop_owned(OWNER_ENV, str(self.run_dir), workdirs=workdirs)
@@ -420,6 +487,21 @@ class Stack:
                 self.echo(f"stopped {len(orphans)} orphaned processes (their parent service had died)")
             pids.extend(orphans)
         return pids
+
+    def _remove_leftovers(self, state: dict, names: list[str]) -> list[str]:
+        """Remove what the stopped services ``names`` leave outside the run directory (weed's sockets in the
+        system's temp folder, named by port): of no use once they stop, and a restart on other ports would
+        orphan them. Returns what went."""
+        if not state.get("ports"):
+            return []
+        ctx = self.context(state)
+        removed = []
+        for service in self.services:
+            if service.name in names:
+                for leftover in service.leftovers(ctx):
+                    leftover.unlink(missing_ok=True)
+                    removed.append(str(leftover))
+        return removed
 
 
 def _bundle_place(where: Path | str) -> str:

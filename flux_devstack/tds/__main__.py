@@ -29,7 +29,7 @@ def main() -> None:
         level=logging.DEBUG if args.debug else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     for seed in args.seed:
-        load_seed(args.db, seed.read_bytes().decode("utf-8"))  # not read_text(): it turns CR and CRLF into LF
+        load_seed(args.db, seed.read_bytes().decode("utf-8"), name=str(seed))  # not read_text(): keeps CR, CRLF
     server = TdsServer((args.host, args.port), db_path=args.db, database=args.database, users_file=args.users)
     logging.getLogger("flux_devstack.tds").info(
         "serving TDS on %s:%s (database %s, SQLite %s)", args.host, args.port, args.database, args.db

@@ -13,6 +13,8 @@ What it understands beyond SQLite's SQL:
   and ``<database>.dbo.table``, ``@@VERSION`` / ``@@SPID`` / ``@@TRANCOUNT``;
 * ``SET FMTONLY ON <query> SET FMTONLY OFF`` (metadata only, as freebcp sends);
 * ``CONVERT(VARCHAR(n), <date/time>, 121)`` and ``CONVERT(datetime2, '<literal>', 120)`` (split bounds);
+* ``UNICODE``, ``NCHAR``, ``CONCAT``, ``DATALENGTH``, ``CAST(x AS NVARCHAR(MAX))`` and the collation
+  ``Latin1_General_BIN2`` (the bcp export's NUL escape), with ``REPLACE`` that sees NUL characters;
 * ``EXEC sp_describe_first_result_set @tsql = N'<query>'`` (name, types,
   precision, scale, nullability of a query's result);
 * column types from the declared types of the tables (``DECIMAL(38,10)`` etc.;
@@ -25,7 +27,8 @@ What it understands beyond SQLite's SQL:
 * fault injection through the table ``flux_faults`` (see :data:`FAULTS_DDL`):
   a batch containing ``pattern`` fails with SQL Server error ``error_number``
   (e.g. 1205 deadlock victim) ``remaining`` times (-1: always), optionally after
-  sending ``after_rows`` rows or after sleeping ``delay_seconds``.
+  sending ``after_rows`` rows or after sleeping ``delay_seconds`` (cut short when the row is deleted: a
+  test holds a query, then releases it).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import socket
 import socketserver
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from operator import call
 from pathlib import Path
 
@@ -239,6 +242,7 @@ _CONVERT = re.compile(r"CONVERT\(\s*N?VARCHAR\s*\(\s*(\d+)\s*\)\s*,\s*(\[[^\]]+\
 # CONVERT(datetime2, 'yyyy-mm-dd hh:mi:ss', 120) (how split bounds are written): the literal itself, which
 # compares as the stored ISO text does
 _CONVERT_LITERAL = re.compile(r"CONVERT\(\s*(?:date|datetime2?|smalldatetime)\s*,\s*('[^']*')\s*,\s*\d+\s*\)", re.I)
+_CAST_MAX = re.compile(r"\bAS\s+N?VARCHAR\s*\(\s*MAX\s*\)", re.I)  # CAST(x AS NVARCHAR(MAX)): SQLite's TEXT
 _ISO = re.compile(r"^(-?\d{1,4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?)?$")
 _CLOCK = re.compile(r"^(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?$")
 
@@ -283,6 +287,22 @@ def _binary_only(match: re.Match) -> str:
     return f"{column} {match.group('type')} {check}"
 
 
+def _datalength(value) -> int | None:
+    if value is None:
+        return None
+    return len(value) if isinstance(value, bytes) else len(str(value).encode("utf-16-le"))
+
+
+# T-SQL functions the export queries use, in Python: SQLite's own replace() and length() stop at a NUL character
+_TSQL_FUNCTIONS = [
+    ("UNICODE", 1, lambda s: ord(s[0]) if isinstance(s, str) and s else None),
+    ("NCHAR", 1, lambda n: None if n is None else chr(n)),
+    ("CONCAT", -1, lambda *parts: "".join("" if v is None else str(v) for v in parts)),
+    ("REPLACE", 3, lambda s, old, new: None if None in (s, old, new) else str(s).replace(old, new) if old else s),
+    ("DATALENGTH", 1, _datalength),
+]
+
+
 class Session:
     """One client connection: its SQLite connection and the batches it sends."""
 
@@ -291,6 +311,9 @@ class Session:
         self.db = sqlite3.connect(str(db_path), isolation_level=None, check_same_thread=False, timeout=30)
         self.db.execute("ATTACH DATABASE ? AS dbo", (str(db_path),))
         self.db.create_function("flux_convert", 3, _convert_to_varchar, deterministic=True)
+        for name, arity, function in _TSQL_FUNCTIONS:
+            self.db.create_function(name, arity, function, deterministic=True)
+        self.db.create_collation("Latin1_General_BIN2", lambda a, b: (a > b) - (a < b))
 
     def close(self) -> None:
         self.db.close()
@@ -303,6 +326,7 @@ class Session:
         sql = re.sub(r"@@TRANCOUNT", "0", sql, flags=re.I)
         sql = _CONVERT.sub(lambda m: f"flux_convert({m.group(2)}, {m.group(1)}, {m.group(3) or 'NULL'})", sql)
         sql = _CONVERT_LITERAL.sub(r"\1", sql)
+        sql = _CAST_MAX.sub("AS TEXT", sql)
         if re.match(r"^\s*CREATE\s+TABLE", sql, re.I):
             sql = _BINARY_DDL.sub(_binary_only, _DECIMAL_DDL.sub(r"TEXT \1", sql))
         return sql
@@ -359,8 +383,12 @@ class Session:
                     ).rowcount
                     if not changed:
                         continue
-                return number, float(delay or 0), int(after_rows or 0)
+                return number, float(delay or 0), int(after_rows or 0), rowid
         return None
+
+    def fault_gone(self, rowid: int) -> bool:
+        """The fault's row was deleted: a delay it imposes ends early (a test releases a held query)."""
+        return self.db.execute("SELECT 1 FROM flux_faults WHERE rowid = ?", (rowid,)).fetchone() is None
 
 
 class _Writer:
@@ -499,9 +527,9 @@ class TdsHandler(socketserver.BaseRequestHandler):
                 victim, admission = admission.fail(), None
                 raise TdsError(victim.error_number, str(victim), spid=self.spid)
             if fault is not None:
-                number, delay, after_rows = fault
+                number, delay, after_rows, rowid = fault
                 if delay:
-                    self.sleep_unless_gone(delay)
+                    self.sleep_unless_gone(delay, released=lambda: session.fault_gone(rowid))
                 if number and not after_rows:
                     raise TdsError(number, "injected fault", spid=self.spid)
             for index, (kind, sql) in enumerate(statements):
@@ -605,13 +633,15 @@ class TdsHandler(socketserver.BaseRequestHandler):
             count += 1
         writer.add(p.done(more, rows=count, curcmd=p.CURCMD_SELECT))
 
-    def sleep_unless_gone(self, seconds: float) -> None:
-        """Sleep like a hung server, but stop as soon as the client hangs up."""
+    def sleep_unless_gone(self, seconds: float, released: Callable[[], bool] | None = None) -> None:
+        """Sleep like a hung server, but stop as soon as the client hangs up (or ``released`` says so)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             readable, _, _ = select.select([self.request], [], [], min(0.2, deadline - time.monotonic()))
             if readable and not self.request.recv(1, socket.MSG_PEEK):
                 raise ConnectionError("client went away")
+            if released is not None and released():
+                return
 
 
 class TdsServer(socketserver.ForkingTCPServer):

@@ -31,3 +31,10 @@ def flux_specs(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
     script = Path(sys.executable).with_name("flux-specs")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "flux_provider.specs"]
     return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def plan_beside(spec):
+    """The plan of ``spec``, with the data sets it runs ``<after>`` read from the spec files beside it."""
+    from flux_provider.specs.plan import plan_for, specs_beside
+
+    return plan_for(spec, specs_beside(spec))

@@ -98,3 +98,25 @@ def read_published(client, bucket: str, location: str) -> tuple[dict, dict]:
     pointer = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
     manifest = json.loads(client.get_object(Bucket=bucket, Key=pointer["manifest"])["Body"].read())
     return pointer, manifest
+
+
+def wait_scheduler_loops(stack, loops: int = 2, timeout: float = 120.0) -> None:
+    """Return once the stack's scheduler has heartbeaten ``loops`` times from now (it heartbeats from its
+    scheduling loop): what a test waits for before it asserts that the scheduler started nothing."""
+    import time
+
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(stack.env()["FLUX_AIRFLOW_DB"])
+    query = text("SELECT MAX(latest_heartbeat) FROM job WHERE job_type = 'SchedulerJob' AND state = 'running'")
+    seen, deadline = [], time.monotonic() + timeout
+    try:
+        while len(seen) <= loops:
+            with engine.connect() as conn:
+                beat = conn.execute(query).scalar()
+            if beat is not None and (not seen or beat > seen[-1]):
+                seen.append(beat)
+            assert time.monotonic() < deadline, f"the scheduler heartbeat {len(seen) - 1} of {loops} times"
+            time.sleep(0.5)
+    finally:
+        engine.dispose()

@@ -61,6 +61,8 @@ NASTY_ROWS = [
         b"\xff",
         None,
     ),
+    (10, "\x00", None, None, None, None, None, None, None),  # a lone NUL: bcp writes it as it writes ''
+    (11, "\x00\x00", None, None, None, None, None, None, None),
     (9223372036854775807, "max bigint", "1", 1.0, 1, None, None, None, None),
     (-9223372036854775808, "min bigint", "-1", -1.0, 0, None, None, None, None),
 ]
@@ -94,12 +96,14 @@ VALUES = [
     "~",
     "ends with backslash\\",
     "\x00inside",
+    "\x00",
+    "\x00\x00",
 ]
 
 
 def bcp_bytes(rows):
     def raw(v):
-        return b"" if v is None else (fmt.EMPTY if v == "" else v.encode())
+        return b"" if v is None else fmt.EMPTY + v.encode() if not v.strip("\x00") else v.encode()
 
     return b"".join(FT.encode().join(raw(v) for v in row) + RT.encode() for row in rows)
 

@@ -77,3 +77,22 @@ def test_a_trigger_whose_answer_was_lost_finds_its_run_instead_of_starting_anoth
 
     run_id = client_for(login_or(handler), clock).trigger("flux_titles")
     assert runs == [run_id]
+
+
+def test_asset_events_are_asked_again_while_airflow_fails_on_a_run_they_created_that_has_not_started():
+    """apache/airflow#71360: Airflow answers 500 for an event whose created run has no start date yet."""
+    clock, calls = Clock(), []
+
+    def handler(request):
+        calls.append(dict(request.url.params))
+        if len(calls) < 3:
+            return httpx.Response(500, text="Internal Server Error")
+        return httpx.Response(200, json={"asset_events": [{"partition_key": "2026-12-07"}]})
+
+    client = client_for(login_or(handler), clock)
+    assert client.asset_events("flux_a", "r1") == [{"partition_key": "2026-12-07"}]
+    assert calls[-1] == {"source_dag_id": "flux_a", "source_run_id": "r1"} and clock.now == 4.0
+
+    broken = client_for(login_or(lambda request: httpx.Response(500, text="Internal Server Error")), Clock())
+    with pytest.raises(AirflowApiError, match="assets/events of flux_a r1: HTTP 500"):
+        broken.asset_events("flux_a", "r1", timeout=10)

@@ -4,8 +4,11 @@ failure reports with the service name and log tail, clean-up, PID safety, free p
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +19,7 @@ import pytest
 from flux_devstack import ServiceFailed, Stack
 from flux_devstack import ports as port_alloc
 from flux_devstack.process import ProcessRecord, spawn, stop
-from flux_devstack.service import Context, Service
+from flux_devstack.service import Context, DevstackError, Service
 from tests.support import REPO
 
 
@@ -57,6 +60,31 @@ def test_services_start_after_their_dependencies_and_stop(tmp_path):
     records = list(state["processes"].values())
     stack.down()
     assert not any(_alive(r) for r in records)
+
+
+def test_down_stops_dependents_together_and_then_what_they_depend_on(tmp_path):
+    """Each service notes when SIGTERM reached it and takes a second to stop: b and c (both after a) are
+    signalled in one wave, and a only once both have exited."""
+
+    def slow_to_stop(name: str) -> str:
+        note, ready = tmp_path / f"{name}.term", tmp_path / name / "ready"
+        return (
+            "import pathlib, signal, sys, time\n"
+            f"def term(*_):\n    pathlib.Path({str(note)!r}).write_text(str(time.time())); time.sleep(1); sys.exit(0)\n"
+            f"signal.signal(signal.SIGTERM, term); pathlib.Path({str(ready)!r}).write_text('1'); time.sleep(600)"
+        )
+
+    services = [
+        FileService("a", script=slow_to_stop("a")),
+        FileService("b", after=["a"], script=slow_to_stop("b")),
+        FileService("c", after=["a"], script=slow_to_stop("c")),
+    ]
+    stack = Stack(run_dir=tmp_path, dags_folder=tmp_path, services=services, echo=lambda _: None)
+    stack.up()
+    stack.down()
+    term = {name: float((tmp_path / f"{name}.term").read_text()) for name in "abc"}
+    assert abs(term["b"] - term["c"]) < 0.9  # together: neither waited for the other's second
+    assert term["a"] >= max(term["b"], term["c"]) + 1  # after both had stopped
 
 
 def test_a_service_that_dies_is_named_with_its_log_tail_and_the_rest_is_stopped(tmp_path):
@@ -141,6 +169,46 @@ def test_port_blocks_skip_ports_in_use():
         assert base + 10000 < port_alloc.EPHEMERAL
 
 
+def test_two_stacks_starting_at_once_never_pick_the_same_port(tmp_path, monkeypatch):
+    """Ports are picked free but bound seconds later: a second stack picking meanwhile (here with the very same
+    random draws) must skip the first one's claim, until the first stack is gone."""
+    import random
+
+    monkeypatch.setenv("FLUX_DEVSTACK_PORTS", str(tmp_path / "claims"))
+    first_dir, second_dir = tmp_path / "a", tmp_path / "b"
+    for run_dir in (first_dir, second_dir):
+        run_dir.mkdir()
+        (run_dir / "state.json").write_text("{}")
+    with port_alloc.claiming(first_dir) as taken:
+        first = port_alloc.allocate_block((0, 1), taken=taken, rng=random.Random(7))
+    with port_alloc.claiming(second_dir) as taken:
+        second = port_alloc.allocate_block((0, 1), taken=taken, rng=random.Random(7))
+    assert {first, first + 1}.isdisjoint({second, second + 1})
+    shutil.rmtree(first_dir)  # the first stack was removed: its ports are free again
+    with port_alloc.claiming(second_dir) as taken:
+        assert first not in taken and second not in taken  # a stack's own claim never blocks itself
+    assert sorted(p.name for p in (tmp_path / "claims").glob("*.json")) == [port_alloc._claim_file(second_dir).name]
+
+
+def test_a_stack_still_starting_keeps_its_claim_until_its_process_is_gone(tmp_path, monkeypatch):
+    """Between its claim and its first ``state.json`` a starting stack has no state: its claim must hold while
+    the process that claimed lives (two stacks started at once, in one process or two), and lapse after."""
+    monkeypatch.setenv("FLUX_DEVSTACK_PORTS", str(tmp_path / "claims"))
+    starting, other = tmp_path / "starting", tmp_path / "other"
+    starting.mkdir()
+    with port_alloc.claiming(starting) as taken:
+        mine = port_alloc.allocate(taken)
+    with port_alloc.claiming(other) as taken:
+        assert mine in taken  # this process, which claimed, is alive
+    claim = port_alloc._claim_file(starting)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    claim.write_text(json.dumps({**json.loads(claim.read_text()), "pid": gone.pid}))
+    with port_alloc.claiming(other) as taken:
+        assert mine not in taken
+    assert not claim.exists()
+
+
 def test_down_without_a_stack_is_harmless(tmp_path):
     stack = Stack(run_dir=tmp_path / "never", dags_folder=tmp_path, services=[FileService("x")], echo=lambda _: None)
     assert stack.down() == []
@@ -199,15 +267,15 @@ def test_up_restarts_only_dead_services_and_their_dependents_on_the_same_ports(t
     stack.down()
 
 
-def _orphan_of_a_killed_leader(tmp_path, child_env: str) -> tuple[Stack, int]:
-    """A service whose child (``sleep``, started with ``child_env``) is left running after the service is
-    killed with SIGKILL: the stack and the orphan's PID."""
+def _orphan_of_a_killed_leader(tmp_path, child_env: str, new_session: bool = True) -> tuple[Stack, int]:
+    """A service whose child (``sleep``, started with ``child_env``, in a session of its own or the service's)
+    is left running after the service is killed with SIGKILL: the stack and the orphan's PID."""
     import signal
 
     ready = tmp_path / "leader" / "ready"
     script = (
         f"import pathlib, subprocess, time; child = subprocess.Popen(['/bin/sleep', '300'], env={child_env}, "
-        f"start_new_session=True); pathlib.Path({str(tmp_path / 'child.pid')!r}).write_text(str(child.pid)); "
+        f"start_new_session={new_session}); pathlib.Path({str(tmp_path / 'child.pid')!r}).write_text(str(child.pid)); "
         f"pathlib.Path({str(ready)!r}).write_text('1'); time.sleep(600)"
     )
     stack = Stack(
@@ -226,6 +294,16 @@ def test_down_stops_the_orphans_of_a_service_killed_with_sigkill(tmp_path):
     stack, child = _orphan_of_a_killed_leader(tmp_path, "None")
     assert child in stack.down()
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+
+
+def test_up_restarts_a_service_killed_with_sigkill_without_what_it_left_in_its_session(tmp_path):
+    """An Airflow scheduler killed alone leaves its log server, which holds a database connection of the
+    scheduler open (and with it the row locks of the transaction it was in): restarting the scheduler stops it."""
+    stack, child = _orphan_of_a_killed_leader(tmp_path, "{}", new_session=False)
+    stack.up()
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    assert [row.state for row in stack.status()] == ["healthy"]
+    stack.down()
 
 
 def test_down_stops_an_orphan_that_shows_no_owner_mark_by_its_service_folder(tmp_path):
@@ -250,6 +328,28 @@ def test_a_plain_up_keeps_the_bundles_the_stack_was_started_with(tmp_path):
     Stack(run_dir=tmp_path, dags_folder=tmp_path, services=[FileService("x")], echo=messages.append).up()
     assert messages[-1].startswith("reusing the healthy local stack")
     assert first.load_state()["dag_bundles"] == {"extra": str(tmp_path.resolve())}
+    first.down()
+
+
+def test_an_up_for_other_folders_stops_nothing_without_restart(tmp_path, monkeypatch):
+    monkeypatch.delenv("FLUX_DAGS_FOLDER", raising=False)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    run = tmp_path / "run"
+    first = Stack(run_dir=run, dags_folder=tmp_path / "a", services=[FileService("x")], echo=lambda _: None)
+    first.up()
+    pid = _pid(first, "x")
+    with pytest.raises(DevstackError, match=r"DAG folder .*/a \(this up asks for .*/b\).*--restart"):
+        Stack(run_dir=run, dags_folder=tmp_path / "b", services=[FileService("x")], echo=lambda _: None).up()
+    assert psutil.pid_exists(pid) and _pid(first, "x") == pid  # still running, untouched
+    plain = Stack(run_dir=run, services=[FileService("x")], echo=lambda _: None)  # no folder: the running one
+    assert plain.dags_folder == (tmp_path / "a").resolve()
+    plain.up()
+    assert _pid(first, "x") == pid
+    messages = []
+    Stack(run_dir=run, dags_folder=tmp_path / "b", services=[FileService("x")], echo=messages.append).up(restart=True)
+    assert "restarting the stack with DAG folder" in messages[0] and _pid(first, "x") != pid
+    assert first.load_state()["dags_folder"] == str((tmp_path / "b").resolve())
     first.down()
 
 
@@ -384,3 +484,60 @@ def test_the_api_servers_namespace_resolves_the_host_names_and_the_machine_does_
     resolved = dict(reversed(line.split()) for line in inside.stdout.splitlines())
     assert resolved == {host: cluster.address(ctx, host).host for host in cluster.WORKER_HOSTS}
     assert Path("/etc/hosts").read_text() == machine
+
+
+def test_hive_services_start_with_an_empty_temp_folder_of_their_own(tmp_path):
+    """A killed HiveServer2 leaves Spark's block files and S3A buffers behind (185 MB measured): each start of
+    the metastore or HiveServer2 empties its own temp folder, which its JVM, Spark and Hadoop all use."""
+    from flux_devstack.hive import HiveMetastore, SparkThriftServer
+
+    ports = {"s3": 15000, "metastore": 15001, "hiveserver2": 15002}
+    secrets = {"s3_access_key": "k", "s3_secret_key": "s"}
+    ctx = Context(run_dir=tmp_path, ports=ports, secrets=secrets, dags_folder=tmp_path)
+    for service in (HiveMetastore(), SparkThriftServer()):
+        left = tmp_path / service.name / "tmp" / "blockmgr-1" / "0a" / "shuffle_0.data"
+        left.parent.mkdir(parents=True)
+        left.write_bytes(b"x" * 1024)
+        service.prepare(ctx)
+        assert list((tmp_path / service.name / "tmp").iterdir()) == []
+        command = " ".join(service.command(ctx))
+        assert f"-Djava.io.tmpdir={tmp_path / service.name / 'tmp'}" in command
+        assert (
+            f"<value>{tmp_path / service.name / 'tmp' / 'hadoop'}</value>"
+            in (tmp_path / service.name / "conf" / "core-site.xml").read_text()
+        )
+    assert SparkThriftServer().environ(ctx)["SPARK_LOCAL_DIRS"] == str(tmp_path / "hiveserver2" / "tmp")
+
+
+class SocketService(FileService):
+    """Leaves a file named by its port outside the run directory, as weed leaves its sockets."""
+
+    port_blocks = {"sock": (0,)}
+
+    def __init__(self, name, outside: Path):
+        super().__init__(name)
+        self.outside = outside
+
+    def command(self, ctx: Context) -> list[str]:
+        (self.outside / f"{ctx.ports['sock']}.sock").write_text("")
+        return super().command(ctx)
+
+    def leftovers(self, ctx: Context) -> list[Path]:
+        return [p for p in self.outside.glob("*.sock") if p.stem == str(ctx.ports["sock"])]
+
+
+def test_down_removes_what_its_services_leave_outside_the_run_directory(tmp_path):
+    """A service's leftovers (weed's sockets, named by port, in the system's temp folder) go when it stops:
+    an up after a down may take other ports, and the old ones would stay forever."""
+    outside = tmp_path / "tmp"
+    outside.mkdir()
+    stack = Stack(
+        run_dir=tmp_path / "run", dags_folder=tmp_path, services=[SocketService("s", outside)], echo=lambda _: None
+    )
+    try:
+        stack.up()
+        assert len(list(outside.glob("*.sock"))) == 1
+        stack.down()
+        assert list(outside.glob("*.sock")) == []
+    finally:
+        stack.purge()

@@ -150,3 +150,27 @@ def test_pymssql_parameters_load_exactly(server):
     finally:
         conn.close()
     assert read_back(port, "hostile") == expected
+
+
+def test_a_seed_of_thousands_of_inserts_loads_in_one_transaction_and_shows_its_progress(tmp_path, caplog):
+    import logging
+    import sqlite3
+
+    from flux_devstack.tds.seed import load_seed
+
+    db = tmp_path / "seed.db"
+    sql = "CREATE TABLE dbo.many (id INT NOT NULL);\n" + "".join(
+        f"INSERT INTO dbo.many VALUES ({i});\n" for i in range(7000)
+    )
+    with caplog.at_level(logging.INFO, logger="flux_devstack.tds"):
+        assert load_seed(db, sql, name="many.sql", every=0) == 7001
+    progress = [r.getMessage() for r in caplog.records]
+    assert progress[0].startswith("many.sql: 1 of 7001 statements") and progress[-1].startswith(
+        "many.sql: 7001 statements in"
+    )
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM many").fetchone() == (7000,)
+    with pytest.raises(sqlite3.OperationalError):  # a bad statement: nothing of the seed is kept
+        load_seed(db, "INSERT INTO dbo.many VALUES (-1);\nINSERT INTO dbo.nowhere VALUES (1);")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM many WHERE id = -1").fetchone() == (0,)
