@@ -67,7 +67,7 @@ def bring_up():
         dags_folder=REPO / "dags",
         dag_bundles={"flux-bench": HERE / "dags", "flux-bench-fleet": fleet},
     )
-    stack.up()
+    stack.up(restart=True)  # its own stack: started anew if it serves other folders
     env = stack.env()
     os.environ.update({k: v for k, v in env.items() if k != "AIRFLOW_HOME"})
     subprocess.run(  # the data sets' pools and bounds as their specs say

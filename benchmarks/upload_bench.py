@@ -74,7 +74,7 @@ def write_export(path: Path, rows: int) -> dict:
                 out.write(b"".join(batch))
                 batch.clear()
         out.write(b"".join(batch))
-    columns = [fmt.Column.from_system_type(f"c{i}", "nvarchar(100)").to_dict() for i in range(COLUMNS)]
+    columns = [fmt.Column.from_system_type(f"c{i}", "nvarchar(100)").to_json() for i in range(COLUMNS)]
     return {
         "path": str(path),
         "host": os.uname().nodename,
@@ -156,7 +156,7 @@ import airflow.providers.amazon.aws.hooks.s3, boto3.s3.transfer  # imported befo
 from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
 info, location, run_id = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 op = S3ChunkUploadOperator(task_id="upload", dataset="bench", export=info, s3_location=location, chunk_mb=32,
-                           max_inflight=4, delete_export=False)
+                           compression=None, max_inflight=4, delete_export=False)  # plain, as the baseline
 start = time.perf_counter()
 op.execute({"ti": SimpleNamespace(run_id=run_id, try_number=1)})
 print(json.dumps({"seconds": time.perf_counter() - start}))
@@ -232,7 +232,7 @@ def streaming(work: Path, rows: int, env: dict, client) -> dict:
             engine="bcp",
             staging_dir=str(work / "staging"),
             s3_location="s3://flux/bench/stream",
-            upload_options={"chunk_mb": 32},
+            upload_options={"chunk_mb": 32, "compression": None},  # plain, as the baseline
         )
         op.prepare()
         export_path = work / "stream-export.bcp"

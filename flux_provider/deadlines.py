@@ -64,12 +64,12 @@ class FinishBy(BaseDeadlineReference):
         return cls(at=reference_data["at"], timezone=reference_data["timezone"])
 
 
-def alert_for(spec):
-    """The ``DeadlineAlert`` of a spec with a ``<deadline>``, else None."""
+def alert_for(deadline, *, dataset: str, emails=(), webhooks=()):
+    """The ``DeadlineAlert`` of a data set's ``<deadline>`` (the spec model's ``Deadline``), else None; a
+    missed one alerts ``emails`` and ``webhooks``."""
     from airflow.sdk.definitions.callback import SyncCallback
     from airflow.sdk.definitions.deadline import DeadlineAlert
 
-    deadline = spec.deadline
     if deadline is None:
         return None
     if deadline.finish_by:
@@ -81,9 +81,9 @@ def alert_for(spec):
         due = f"finish within {deadline.within_minutes:g} minutes of being queued"
     callback = SyncCallback(
         deadline_missed,
-        kwargs={"dataset": spec.name, "due": due, "emails": list(spec.emails), "webhooks": list(spec.webhooks)},
+        kwargs={"dataset": dataset, "due": due, "emails": list(emails), "webhooks": list(webhooks)},
     )
-    return DeadlineAlert(reference=reference, interval=interval, callback=callback, name=f"{spec.name} freshness")
+    return DeadlineAlert(reference=reference, interval=interval, callback=callback, name=f"{dataset} freshness")
 
 
 def deadline_missed(dataset: str, due: str, emails: list, webhooks: list, context=None) -> None:

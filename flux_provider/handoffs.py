@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flux_provider.columns import Column
+from flux_provider.encoding import HiveTextEncoding
 from flux_provider.records import Record
+from flux_provider.retention import LandingOutcome
+from flux_provider.run_records import PartSummary
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,7 @@ class ExportResult(Record):
     """Step 1 -> 2: the export file (``path`` None when streamed) and how to read it."""
 
     KIND = "flux.export"
+    NESTED = {"columns": Column}
 
     dataset: str | None = None
     path: str | None = None
@@ -32,8 +37,12 @@ class ExportResult(Record):
     empty_string: str | None = None
     engine: str | None = None
     tool: str | None = None
-    columns: list = field(default_factory=list)
+    columns: list[Column] = field(default_factory=list)
     seconds: float | None = None
+    # a CSV file handed to the upload (``format="csv"``): its header line, delimiter and whether "" is NULL
+    header: bool = False
+    delimiter: str | None = None
+    empty_is_null: bool = True
     extra: dict = field(default_factory=dict)
 
 
@@ -44,7 +53,7 @@ class UploadResult(Record):
     This is also what publishing returns: the upload operators and ``PublishRunOperator``."""
 
     KIND = "flux.upload"
-    NESTED = {"export": ExportResult}
+    NESTED = {"export": ExportResult, "parts": PartSummary, "columns": Column, "encoding": HiveTextEncoding}
 
     dataset: str | None = None
     location: str | None = None
@@ -57,10 +66,25 @@ class UploadResult(Record):
     bytes: int | None = None
     raw_bytes: int | None = None
     compression: str | None = None
-    encoding: dict = field(default_factory=dict)
-    columns: list = field(default_factory=list)
+    encoding: HiveTextEncoding | None = None
+    columns: list[Column] = field(default_factory=list)
     seconds: float | None = None
     export: ExportResult | None = None
+    part: str | None = None  # one part of a split run, not published on its own
+    parts: list[PartSummary] = field(default_factory=list)  # a published split run's parts
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WrittenPartition(Record):
+    """A partition of the target the transform wrote: its name (``day=2024-01-01``), values and rows."""
+
+    KIND = "flux.written-partition"
+    TAGGED = False  # versioned by the record it is in
+
+    name: str
+    values: dict[str, str]
+    rows: int
     extra: dict = field(default_factory=dict)
 
 
@@ -69,6 +93,7 @@ class TransformResult(Record):
     """Step 3 -> 4: rows per stage and the partitions written."""
 
     KIND = "flux.transform"
+    NESTED = {"partitions": WrittenPartition, "landing": LandingOutcome}
 
     dataset: str | None = None
     run: str | None = None
@@ -79,8 +104,9 @@ class TransformResult(Record):
     manifest_rows: int | None = None
     staging_rows: int | None = None
     target_rows: int | None = None
-    partitions: list = field(default_factory=list)
+    partitions: list[WrittenPartition] = field(default_factory=list)
     columns: dict = field(default_factory=dict)
     statements: list = field(default_factory=list)
     seconds: float | None = None
+    landing: LandingOutcome | None = None  # what the landing rule removed and kept once the load was done
     extra: dict = field(default_factory=dict)

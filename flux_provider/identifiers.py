@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from flux_provider.errors import ErrorClass, flux_error
+from flux_provider.error_taxonomy import ErrorClass, FluxError
 
 # SQL Server regular identifiers (letters, digits, _ @ # $; not starting with a digit or $), and
 # Hive's (letters, digits, underscore). Anything else is refused rather than quoted.
@@ -14,7 +14,7 @@ _HIVE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 def _identifier(value: str, what: str, pattern: re.Pattern, dialect: str, rules: str, dataset: str | None) -> str:
     if not isinstance(value, str) or not pattern.match(value):
-        raise flux_error(
+        raise FluxError(
             f"{what} {value!r} is not a valid {dialect} identifier ({rules})",
             error_class=ErrorClass.CONFIG,
             fix="fix the spec or parameter",
@@ -60,7 +60,7 @@ def hive_type(value: str, what: str, *, dataset: str | None = None) -> str:
     upper-cased; anything else is a configuration error naming ``what``."""
     text = str(value).strip()
     if not _HIVE_TYPE.match(text):
-        raise flux_error(
+        raise FluxError(
             f"{what} has type {value!r}, which is not a Hive type (BIGINT, INT, "
             "DECIMAL(p,s), STRING, VARCHAR(n), TIMESTAMP, DATE, BOOLEAN, BINARY, ARRAY<...>, ...); "
             "fix the spec or parameter",

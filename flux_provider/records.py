@@ -79,6 +79,14 @@ class Record:
                 known[keys[key]] = cls._nested(keys[key], item)
             else:
                 extra[key] = item
+        missing = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name not in known and f.name != "extra"
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            raise RecordError(f"{cls.__name__}: this JSON lacks {', '.join(missing)}, which a {cls.KIND} must have")
         return cls(**known, extra=extra)
 
     @classmethod

@@ -38,8 +38,9 @@ import random
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
-from flux_provider.errors import ErrorRecord
+from flux_provider.errors import Decision, ErrorRecord
 from flux_provider.rules import (
     DEFAULT_RULES,
     Action,
@@ -65,22 +66,23 @@ def _record(report: ErrorRecord | dict) -> ErrorRecord:
 class Outcome:
     """What the rules decided for one failed try."""
 
-    kind: str  # retry, fail, skip
+    kind: Literal["retry", "fail", "skip"]
     rule: str  # the rule's name or "rule N"
     reason: str
     delay: float | None = None  # seconds until the next try (retry)
     alert: bool = False
     throttle_down: float | None = None
 
-    def as_dict(self) -> dict:
-        return {
-            "action": self.kind,
-            "rule": self.rule,
-            "reason": self.reason,
-            "delay_seconds": self.delay,
-            "alert": self.alert,
-            "throttle_down": self.throttle_down,
-        }
+    def decision(self) -> Decision:
+        """The record of this outcome that the try's :class:`~flux_provider.errors.ErrorRecord` keeps."""
+        return Decision(
+            action=self.kind,
+            rule=self.rule,
+            reason=self.reason,
+            delay_seconds=self.delay,
+            alert=self.alert,
+            throttle_down=self.throttle_down,
+        )
 
 
 @dataclass

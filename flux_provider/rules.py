@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from flux_provider.errors import ErrorRecord
+from flux_provider.error_taxonomy import ErrorRecord
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def matches(match: Match, record: ErrorRecord) -> bool:
     ]
     if any(want is not None and want != got for want, got in checks):
         return False
-    if match.exception is not None and match.exception not in (record.extra.get("exception") or ()):
+    if match.exception is not None and match.exception not in (record.exception):
         return False
     return match.message is None or re.search(match.message, record.message or "") is not None
 

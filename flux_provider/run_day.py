@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from flux_provider.errors import ErrorClass, FluxTerminalError
+from flux_provider.error_taxonomy import ErrorClass, FluxError
 
 VARIABLE = "flux_day"
 PARTITION_VARIABLE = "flux_partition"
@@ -54,9 +54,9 @@ NEEDS_LOGICAL_DATE = frozenset(
 )
 
 
-def _config_error(message: str, dataset: str | None) -> FluxTerminalError:
-    """A run whose trigger cannot be rendered: fails at once as ``config``, never retried."""
-    return FluxTerminalError(message, error_class=ErrorClass.CONFIG, dataset=dataset, step="render")
+def _config_error(message: str, dataset: str | None) -> FluxError:
+    """A run whose trigger cannot be rendered: ``config``, which an operator fails at once, never retried."""
+    return FluxError(message, error_class=ErrorClass.CONFIG, dataset=dataset, step="render")
 
 
 def conf_day(value, *, dataset: str | None = None) -> str:

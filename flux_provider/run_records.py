@@ -8,9 +8,12 @@ its rows, bytes and CRC32, the export's columns, the Hive encoding and the day.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
+from flux_provider.columns import Column
+from flux_provider.encoding import HiveTextEncoding
 from flux_provider.records import Record
 from flux_provider.s3_layout import MANIFEST
 
@@ -35,16 +38,40 @@ class Chunk(Record):
 
 
 @dataclass(frozen=True)
+class ExportSource(Record):
+    """What a run (or a part) was uploaded from: the export's file (None when streamed) and host, its rows and
+    bytes, the engine and tool that wrote it, and its format."""
+
+    KIND = "flux.export-source"
+    TAGGED = False  # versioned by the record it is in
+
+    path: str | None = None
+    host: str | None = None
+    rows: int | None = None
+    bytes: int | None = None
+    engine: str | None = None
+    tool: str | None = None
+    format: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, export) -> ExportSource:
+        """The source facts of ``export`` (an :class:`~flux_provider.handoffs.ExportResult`)."""
+        return cls(**{f.name: getattr(export, f.name) for f in dataclasses.fields(cls) if f.name != "extra"})
+
+
+@dataclass(frozen=True)
 class PartSummary(Record):
     """One part of a split run, as the run's manifest lists it."""
 
     KIND = "flux.part-summary"
     TAGGED = False
+    NESTED = {"source": ExportSource}
 
     part: str = ""
     rows: int = 0
     chunks: int = 0
-    source: dict | None = None
+    source: ExportSource | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -53,7 +80,7 @@ class _Contents(Record):
     """What a manifest and a part manifest both record."""
 
     VERSION_KEY = "format"
-    NESTED = {"chunks": Chunk}
+    NESTED = {"chunks": Chunk, "columns": Column, "encoding": HiveTextEncoding, "source": ExportSource}
 
     run_key: str | None = None
     dataset: str | None = None
@@ -65,10 +92,10 @@ class _Contents(Record):
     raw_bytes: int = 0
     chunks: list[Chunk] = field(default_factory=list)
     created_at: str = ""
-    columns: list | None = None
-    encoding: dict | None = None
+    columns: list[Column] | None = None
+    encoding: HiveTextEncoding | None = None
     compression: str | None = None
-    source: dict | None = None
+    source: ExportSource | None = None
     day: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -103,7 +130,13 @@ class Manifest(_Contents):
     """``runs/<generation>/_manifest.json``: the run is complete (and, once pointed at, published)."""
 
     KIND = "flux-hive-text"
-    NESTED = {"chunks": Chunk, "parts": PartSummary}
+    NESTED = {
+        "chunks": Chunk,
+        "parts": PartSummary,
+        "columns": Column,
+        "encoding": HiveTextEncoding,
+        "source": ExportSource,
+    }
     JSON_NAMES = {"attempt": "try"}
 
     attempt: int | None = None  # the task try that wrote it

@@ -24,7 +24,7 @@ def stage_rows(xcom: Callable[[str], Any]) -> dict:
     ``parts``: rows per part of a split run (``[]`` otherwise).
     """
     upload = UploadResult.from_json(xcom(PUBLISH) or xcom(EXPORT_UPLOAD) or xcom(UPLOAD)) or UploadResult()
-    if upload.extra.get("part"):  # one part of a split run that is not published yet
+    if upload.part:  # one part of a split run that is not published yet
         upload = UploadResult()
     export = upload.export or ExportResult.from_json(xcom(EXPORT)) or ExportResult()
     transform = TransformResult.from_json(xcom(TRANSFORM)) or TransformResult()
@@ -36,7 +36,7 @@ def stage_rows(xcom: Callable[[str], Any]) -> dict:
         "target": transform.target_rows,
         "partitions": len(transform.partitions or []),
         "reconciled": None if staged is None else exported == uploaded == staged,
-        "parts": [{"part": p.get("part"), "rows": p.get("rows")} for p in upload.extra.get("parts") or []],
+        "parts": [{"part": p.part, "rows": p.rows} for p in upload.parts],
     }
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 MANIFEST = "_manifest.json"
 POINTER = "_published.json"
@@ -26,16 +27,13 @@ RUNS = "runs/"
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
-    """(bucket, key) of an ``s3://`` URL, by Airflow's own parser; ValueError names what is wrong."""
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # at run time: boto3 is not for DAG parsing
-
-    try:
-        bucket, key = S3Hook.parse_s3_url(url)
-    except Exception as exc:  # Airflow raises its S3HookUriParseFailure
-        raise ValueError(f"{url!r} is not an s3://bucket/prefix URL: {exc}") from None
-    if not bucket:
-        raise ValueError(f"{url!r} has no bucket")
-    return bucket, key
+    """(bucket, key) of an ``s3://`` (or ``s3a://``, ``s3n://``) URL; ValueError names what is wrong."""
+    parts = urlsplit(url, allow_fragments=False) if isinstance(url, str) else None
+    if parts is None or parts.scheme.lower() not in ("s3", "s3a", "s3n"):
+        raise ValueError(f"{url!r} is not an s3://bucket/prefix URL")
+    if not parts.netloc:
+        raise ValueError(f"{url!r} has no bucket: give s3://bucket/prefix")
+    return parts.netloc, parts.path.lstrip("/")
 
 
 def run_key_for(run_id: str) -> str:

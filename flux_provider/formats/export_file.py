@@ -7,14 +7,18 @@ Microsoft's bcp and FreeTDS freebcp share (checked against the real freebcp):
 * fields end with ``field_terminator``, rows with ``row_terminator`` (defaults
   below: multi-character, with ASCII separator control characters, and free of
   the bytes the Hive encoder escapes, so it can work on whole blocks);
-* NULL is an empty field; an empty string (or empty binary) is one NUL byte;
+* NULL is an empty field; an empty string (or empty binary) is one NUL byte,
+  and a string of n NUL characters (n >= 1) is n + 1 NUL bytes, so that a
+  lone U+0000 stays apart from the empty string (version 2 of the format: bcp
+  writes both as one NUL byte, so the bcp engine's query appends the extra NUL,
+  see :func:`export_query`; version 1 files, without it, are still read);
 * text is UTF-8; integers and decimals are plain digits (decimals with exactly
   ``scale`` digits after the point); float is ``%.17g`` (exact round trip);
   bit is 0/1; binary is lowercase hex; date is ``YYYY-MM-DD``; datetime2/time
   carry ``scale`` fractional digits (the export query renders them with
   ``CONVERT(VARCHAR(n), col, 121)`` because freebcp would cut them to ms).
 
-Both engines (bcp and DB-API) produce byte-identical files for the same query.
+Both engines (bcp and DB-API) produce byte-identical files for the same data.
 """
 
 from __future__ import annotations
@@ -22,54 +26,24 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from decimal import Context, Decimal
 from pathlib import Path
 from typing import BinaryIO
 
-FORMAT = "flux-bcp-char/1"
+from flux_provider.columns import Column
+
+FORMAT = "flux-bcp-char/2"
+FORMAT_V1 = "flux-bcp-char/1"  # a lone U+0000 written as one NUL byte, like the empty string
 DEFAULT_FIELD_TERMINATOR = "\x1f|~"
 DEFAULT_ROW_TERMINATOR = "\x1e|~"
 EMPTY = b"\x00"
 
 
-@dataclass(frozen=True)
-class Column:
-    """A result column as the server describes it."""
-
-    name: str
-    type_name: str  # bigint, decimal, nvarchar, datetime2, ... (SQL Server names)
-    system_type_name: str  # decimal(38,10), nvarchar(200), ...
-    precision: int = 0
-    scale: int = 0
-    nullable: bool = True
-    max_length: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Column:
-        return cls(**data)
-
-    @classmethod
-    def from_system_type(
-        cls,
-        name: str,
-        system_type_name: str,
-        *,
-        nullable: bool = True,
-        max_length: int = 0,
-        precision: int = 0,
-        scale: int = 0,
-    ) -> Column:
-        base = system_type_name.split("(")[0].strip().lower()
-        return cls(name, base, system_type_name.lower(), precision, scale, nullable, max_length)
-
-
 # SQL Server types whose bcp character rendering is lossy or ambiguous, and how the
 # export query renders them instead (the same text for both engines).
-def _rendering(column: Column) -> str | None:
+def _rendering(column: Column, *, bcp: bool = False) -> str | None:
+    if bcp and column.type_name in ("varchar", "nvarchar"):
+        return _nul_escape(column)
     if column.type_name in ("datetime2", "datetimeoffset"):
         length = 19 + (column.scale + 1 if column.scale else 0)
         return f"CONVERT(VARCHAR({length}), {{0}}, 121)"
@@ -82,6 +56,19 @@ def _rendering(column: Column) -> str | None:
     return None
 
 
+def _nul_escape(column: Column) -> str:
+    """A string of NUL characters gets one more (bcp writes '' and a lone NUL alike, as one NUL byte).
+
+    The inner CASE runs only for values that start with NUL; the binary collation makes REPLACE see NUL.
+    """
+    nul = "NCHAR(0)" if column.type_name == "nvarchar" else "CHAR(0)"
+    only_nuls = "DATALENGTH(REPLACE(CAST({0} AS NVARCHAR(MAX)) COLLATE Latin1_General_BIN2, NCHAR(0), N'')) = 0"
+    return (
+        f"CASE WHEN UNICODE({{0}}) = 0 THEN CASE WHEN {only_nuls} THEN CONCAT({{0}}, {nul}) ELSE {{0}} END "
+        "ELSE {0} END"
+    )
+
+
 def quote_name(name: str) -> str:
     return "[" + name.replace("]", "]]") + "]"
 
@@ -89,29 +76,32 @@ def quote_name(name: str) -> str:
 _ORDER_BY = re.compile(r"\border\s+by\b", re.I)
 
 
-def export_query(columns: list[Column], *, table: str | None = None, query: str | None = None) -> str:
-    """The SELECT both engines run: every column, date/time ones rendered losslessly as text.
+def export_query(
+    columns: list[Column], *, table: str | None = None, query: str | None = None, bcp: bool = False
+) -> str:
+    """The SELECT an engine runs: every column, date/time ones rendered losslessly as text, and for the
+    ``bcp`` engine (which cannot tell a lone NUL from the empty string) strings of NULs with one more.
 
     ``table`` is an already validated, quoted name; ``query`` a user query (wrapped as a
     derived table only when a column needs rendering).
     """
     exprs = []
     for column in columns:
-        rendering = _rendering(column)
+        rendering = _rendering(column, bcp=bcp)
         name = quote_name(column.name)
         exprs.append(f"{rendering.format(name)} AS {name}" if rendering else name)
     if table is not None:
         return f"SELECT {', '.join(exprs)} FROM {table}"
     if query is None:
         raise ValueError("export_query needs a table or a query")
-    if not any(_rendering(c) for c in columns):
+    rendered = [c.name for c in columns if _rendering(c, bcp=bcp)]
+    if not rendered:
         return query
     if _ORDER_BY.search(query):
         raise ValueError(
-            "the query has an ORDER BY and returns date/time columns "
-            f"({', '.join(c.name for c in columns if _rendering(c))}) that must be rendered with CONVERT "
-            "to keep full precision; remove the ORDER BY (row order does not matter to Hive) or select "
-            "CONVERT(VARCHAR(27), <col>, 121) yourself"
+            f"the query has an ORDER BY and returns columns ({', '.join(rendered)}) that the export renders "
+            "(date/time with CONVERT to keep full precision; strings for bcp, to keep a lone NUL character), "
+            "which wraps the query in a derived table: remove the ORDER BY (row order does not matter to Hive)"
         )
     return f"SELECT {', '.join(exprs)} FROM ({query}) AS flux_export"
 
@@ -137,7 +127,9 @@ def renderer(column: Column):
         if value is None:
             return b""
         if isinstance(value, str):
-            return value.encode("utf-8", "surrogatepass") if value else EMPTY
+            if not value.strip("\x00"):  # '' -> one NUL byte, n NULs -> n + 1
+                return EMPTY + value.encode()
+            return value.encode("utf-8", "surrogatepass")
         if isinstance(value, bool):
             return b"1" if value else b"0"
         if isinstance(value, int):
@@ -199,12 +191,14 @@ def iter_records(
             raise ValueError(f"{path}: {exc}") from exc
 
 
-def parse(raw: bytes, column: Column):
+def parse(raw: bytes, column: Column, format: str = FORMAT):
     """The Python value of one raw field (tests and decoders): None, '', or the typed value."""
     if raw == b"":
         return None
     if raw == EMPTY:
         return b"" if column.type_name in ("varbinary", "binary", "image") else ""
+    if format != FORMAT_V1 and not raw.strip(EMPTY):
+        return raw[1:].decode()
     text = raw.decode("utf-8")
     kind = column.type_name
     if kind in ("tinyint", "smallint", "int", "bigint"):

@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from flux_provider.encoding import HiveTextEncoding
 from flux_provider.formats.export_file import Column
 
 RUN_PARTITION = "flux_run"
@@ -124,24 +125,24 @@ def sql_string(value: str) -> str:
     return "'" + "".join(out) + "'"
 
 
-def serde_properties(encoding: dict) -> dict[str, str]:
-    """SERDEPROPERTIES for the encoding a manifest records (see ``HiveTextEncoding``)."""
+def serde_properties(encoding: HiveTextEncoding) -> dict[str, str]:
+    """SERDEPROPERTIES for the encoding a manifest records."""
     for key in ("field", "collection", "map_key"):
-        value = encoding.get(key, "")
-        if len(value) != 1 or ord(value) > 127:
+        value = getattr(encoding, key)
+        if ord(value) > 127:
             raise ValueError(f"the manifest's {key} delimiter {value!r} is not one ASCII character")
     return {
-        "field.delim": encoding["field"],
-        "serialization.format": encoding["field"],
-        "collection.delim": encoding["collection"],
-        "mapkey.delim": encoding["map_key"],
-        "escape.delim": encoding.get("escape", "\\"),
-        "serialization.null.format": encoding.get("null", "\\N"),
+        "field.delim": encoding.field,
+        "serialization.format": encoding.field,
+        "collection.delim": encoding.collection,
+        "mapkey.delim": encoding.map_key,
+        "escape.delim": encoding.ESCAPE,
+        "serialization.null.format": encoding.null,
         "serialization.escape.crlf": "true",
     }
 
 
-def raw_table_ddl(table: str, columns: list[StagingColumn], encoding: dict, location: str) -> str:
+def raw_table_ddl(table: str, columns: list[StagingColumn], encoding: HiveTextEncoding, location: str) -> str:
     """CREATE EXTERNAL TABLE for the raw text table; ``table`` is already validated and qualified."""
     cols = ",\n  ".join(f"`{c.name}` {c.raw_type} COMMENT {sql_string(c.source_type)}" for c in columns)
     props = ", ".join(f"{sql_string(k)}={sql_string(v)}" for k, v in serde_properties(encoding).items())

@@ -20,6 +20,7 @@ the same for RFC 4180 CSV, from batches of Arrow's CSV reader.
 from __future__ import annotations
 
 import io
+import re
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -29,8 +30,8 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flux_provider.formats.export_file import EMPTY, row_blocks
-from flux_provider.formats.hive_encoding import HiveTextEncoding
+from flux_provider.encoding import HiveTextEncoding
+from flux_provider.formats.export_file import EMPTY, FORMAT, FORMAT_V1, row_blocks
 
 __all__ = ["BadRow", "BcpToHive", "CsvToHive", "HiveTextEncoding", "decode"]
 
@@ -47,7 +48,13 @@ class BcpToHive:
     """
 
     def __init__(
-        self, field_terminator: str, row_terminator: str, columns: int, encoding: HiveTextEncoding | None = None
+        self,
+        field_terminator: str,
+        row_terminator: str,
+        columns: int,
+        encoding: HiveTextEncoding | None = None,
+        *,
+        format: str = FORMAT,
     ):
         self.ft, self.rt = field_terminator.encode(), row_terminator.encode()
         for name, term in (("field_terminator", self.ft), ("row_terminator", self.rt)):
@@ -82,6 +89,10 @@ class BcpToHive:
             sides.append((self.rt, self.rt))
         self._nulls = [(left + right, left + null + right) for left, right in sides]
         self._empties = [(left + EMPTY + right, left + right) for left, right in sides]
+        # a field of n + 1 NULs is a string of n NULs (format 2): drop the first NUL of such a field
+        ft, rt = re.escape(self.ft), re.escape(self.rt)
+        nuls = rb"(?:(?<=%b)|(?<=%b))\x00(?=\x00+(?:%b|%b))" % (ft, rt, ft, rt)
+        self._nuls = None if format == FORMAT_V1 else re.compile(nuls)
 
     def encode_stream(self, stream: BinaryIO, block_size: int, workers: int) -> Iterator[tuple[memoryview, int]]:
         """(Hive text, rows) of each block of whole rows of ``stream``, in order, ``workers`` at once."""
@@ -111,6 +122,8 @@ class BcpToHive:
         if EMPTY in block:
             for pattern, replacement in self._empties:
                 data = _replace_all(data, pattern, replacement)
+            if self._nuls and EMPTY + EMPTY in block:  # rare: Python's re (RE2 has no lookaround)
+                data = _array(self._nuls.sub(b"", _values(data)))
         data = _replace(_replace(data, self.ft, self.field), self.rt, b"\n")
         if not general:  # the one-byte delimiters are now the only ones: count them (NULL markers add none)
             rows = _count(data, b"\n") - 1

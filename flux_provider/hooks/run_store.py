@@ -86,7 +86,11 @@ class RunStore:
         return self.layout.run(run_key, generation)
 
     def manifest(self, run: RunLayout) -> Manifest | None:
-        return Manifest.from_json(self.get(run.manifest_key)[0])
+        return self.manifest_at(run.manifest_key)
+
+    def manifest_at(self, key: str) -> Manifest | None:
+        """The manifest at ``key`` (an upload's result names it), or None when there is none."""
+        return Manifest.from_json(self.get(key)[0])
 
     def part_manifest(self, run: RunLayout, part: str) -> PartManifest | None:
         return PartManifest.from_json(self.get(run.part_manifest_key(part))[0])

@@ -17,54 +17,58 @@ from dataclasses import dataclass
 
 from airflow.sdk.bases.hook import BaseHook
 
+from flux_provider.encoding import Chunking, HiveTextEncoding
 from flux_provider.errors import ErrorClass, FluxError, flux_error
-from flux_provider.formats.hive_encoding import HiveTextEncoding
 from flux_provider.handoffs import ExportResult, UploadResult
 from flux_provider.hooks.chunk_uploader import ChunkUploader, RunUpload
 from flux_provider.hooks.s3_client import s3_client
-from flux_provider.run_records import PartManifest
+from flux_provider.run_records import ExportSource, PartManifest
 from flux_provider.s3_layout import parse_s3_url, run_key_for
 
 
 @dataclass(frozen=True)
 class ChunkSettings:
-    """How a run is cut, encoded and sent (see ``S3ChunkUploadOperator`` for each field)."""
+    """How a run is cut, encoded and sent: its :class:`~flux_provider.encoding.Chunking` (the
+    format, shared with the spec) and how the transfer is tuned (see ``S3ChunkUploadOperator``)."""
 
-    chunk_mb: float | None = 32
-    chunk_rows: int | None = None
-    compression: str | None = None
+    chunking: Chunking = Chunking()
     gzip_level: int = 6
-    field_delimiter: str = "\x01"
-    collection_delimiter: str = "\x02"
-    map_key_delimiter: str = "\x03"
-    null_format: str = "\\N"
     max_inflight: int = 4
     multipart_mb: int = 64
     block_mb: float = 8
     encode_workers: int = 2
 
     @classmethod
-    def of(cls, options: dict, *, dataset: str | None = None) -> ChunkSettings:
-        """The settings ``options`` names (an operator's ``upload_options``): a wrong name fails at once."""
+    def of(
+        cls, options: dict | Chunking, *, chunking: Chunking | None = None, dataset: str | None = None
+    ) -> ChunkSettings:
+        """The settings ``options`` names (an operator's ``upload_options``, or a :class:`Chunking` record as
+        it is), over ``chunking`` (default: the defaults): a wrong name or value fails at once, when the
+        operator is made."""
+        if isinstance(options, Chunking):
+            options, chunking = {}, options
+        unknown = sorted(set(options) - UPLOAD_OPTIONS)
+        chunking_names = {f.name for f in dataclasses.fields(Chunking)}
         try:
-            return cls(**options)
-        except TypeError:
-            known = ", ".join(f.name for f in dataclasses.fields(cls))
-            unknown = ", ".join(sorted(set(options) - {f.name for f in dataclasses.fields(cls)}))
+            if unknown:
+                known = ", ".join(sorted(UPLOAD_OPTIONS))
+                raise ValueError(f"{', '.join(unknown)} is not an upload option; the options are {known}")
+            base = chunking if chunking is not None else Chunking()
+            chunking = dataclasses.replace(base, **{k: v for k, v in options.items() if k in chunking_names})
+            return cls(chunking, **{k: v for k, v in options.items() if k not in chunking_names})
+        except ValueError as exc:
             raise flux_error(
-                f"upload_options: {unknown or options!r} is not an upload option; the options are {known}",
-                error_class=ErrorClass.CONFIG,
-                dataset=dataset,
-                step="upload",
+                f"upload_options: {exc}", error_class=ErrorClass.CONFIG, dataset=dataset, step="upload"
             ) from None
 
     def encoding(self) -> HiveTextEncoding:
-        return HiveTextEncoding(
-            field=self.field_delimiter,
-            collection=self.collection_delimiter,
-            map_key=self.map_key_delimiter,
-            null=self.null_format,
-        )
+        return self.chunking.encoding()
+
+
+#: The names an upload operator's options may use: the chunking's and the transfer's.
+UPLOAD_OPTIONS = frozenset(
+    f.name for f in (*dataclasses.fields(Chunking), *dataclasses.fields(ChunkSettings)) if f.name != "chunking"
+)
 
 
 def _decoder(export: ExportResult, encoding: HiveTextEncoding):
@@ -76,11 +80,11 @@ def _decoder(export: ExportResult, encoding: HiveTextEncoding):
         return CsvToHive(
             columns,
             encoding,
-            header=export.extra.get("header", False),
-            delimiter=export.extra.get("delimiter", ","),
-            empty_is_null=export.extra.get("empty_is_null", True),
+            header=export.header,
+            delimiter=export.delimiter or ",",
+            empty_is_null=export.empty_is_null,
         )
-    return BcpToHive(export.field_terminator, export.row_terminator, columns, encoding)
+    return BcpToHive(export.field_terminator, export.row_terminator, columns, encoding, format=export.format)
 
 
 class S3ChunkUploadHook(BaseHook):
@@ -166,8 +170,6 @@ class S3ChunkUploadHook(BaseHook):
 
     def _prepare(self, s3_location: str, export: ExportResult):
         """(bucket, location, decoder): a wrong setting fails before anything is read or written."""
-        if self.settings.compression not in (None, "gzip"):
-            raise self._fail(f"compression {self.settings.compression!r} is not None or 'gzip'")
         try:
             return (*parse_s3_url(s3_location), _decoder(export, self.settings.encoding()))
         except ValueError as exc:
@@ -187,7 +189,7 @@ class S3ChunkUploadHook(BaseHook):
             location,
             run_key,
             dataset=self.dataset,
-            extension=".hive.gz" if settings.compression else ".hive",
+            extension=settings.chunking.extension,
             max_inflight=settings.max_inflight,
             part=part,
             prefix=prefix,
@@ -201,14 +203,14 @@ class S3ChunkUploadHook(BaseHook):
         """Encode ``stream`` into chunks and submit each; returns (rows, raw bytes, bytes sent)."""
         from flux_provider.formats.chunker import chunks  # Arrow, at run time
 
-        settings = self.settings
+        settings, chunking = self.settings, self.settings.chunking
         last_log, rows, raw, sent = started, 0, 0, 0
         for chunk in chunks(
             stream,
             decoder,
-            target_bytes=int(settings.chunk_mb * 2**20) if settings.chunk_mb else None,
-            target_rows=settings.chunk_rows,
-            gzip_level=settings.gzip_level if settings.compression else None,
+            target_bytes=int(chunking.chunk_mb * 2**20) if chunking.chunk_mb else None,
+            target_rows=chunking.chunk_rows,
+            gzip_level=settings.gzip_level if chunking.compression else None,
             block_size=int(settings.block_mb * 2**20),
             workers=settings.encode_workers,
         ):
@@ -222,15 +224,11 @@ class S3ChunkUploadHook(BaseHook):
 
     def _complete(self, uploader: ChunkUploader, export: ExportResult, part: str | None, day: str | None):
         """Publish the run (or complete the part) with what the manifest records of the export."""
-        source = {
-            k: getattr(export, k)
-            for k in ("path", "host", "rows", "bytes", "engine", "tool", "format")
-            if getattr(export, k) is not None
-        }
+        source = ExportSource.of(export)
         fields = dict(
             columns=export.columns,
-            encoding=self.settings.encoding().to_dict(),
-            compression=self.settings.compression,
+            encoding=self.settings.encoding(),
+            compression=self.settings.chunking.compression,
             source=source,
             day=day,
         )
@@ -265,11 +263,11 @@ class S3ChunkUploadHook(BaseHook):
             chunks_reused=run.reused,
             bytes=manifest.bytes,
             raw_bytes=manifest.raw_bytes,
-            compression=self.settings.compression,
-            encoding=self.settings.encoding().to_dict(),
+            compression=self.settings.chunking.compression,
+            encoding=self.settings.encoding(),
             columns=export.columns,
             seconds=round(seconds, 3),
-            extra={"part": part} if part else {},
+            part=part or None,
         )
 
     def _progress(self, rows: int, raw: int, total_rows: int | None, elapsed: float) -> None:

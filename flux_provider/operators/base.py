@@ -29,9 +29,11 @@ from flux_provider.errors import (
     FluxTerminalError,
     FluxTransientError,
     flux_error,
+    typed,
 )
 from flux_provider.hooks.s3_client import remove_insert_leftovers
 from flux_provider.recovery import Recovery, RecoveryPolicy, rule_try
+from flux_provider.retention import LandingOutcome
 from flux_provider.run_day import PARTITION_VARIABLE, context_getter, render_error_text, run_day, run_partition
 from flux_provider.run_day import VARIABLE as DAY_VARIABLE
 from flux_provider.source_timing import TIMING_XCOM
@@ -187,8 +189,8 @@ class FluxOperator(BaseOperator):
             return 0
         return remove_insert_leftovers(aws_conn_id, location, older_than=began, dataset=self.dataset)
 
-    def prune_landing(self, context, hive, own_run: str | None) -> dict:
-        """Apply the data set's landing rule (``self.landing``, a :class:`~flux_provider.hooks.landing.Landing`)
+    def prune_landing(self, context, hive, own_run: str | None) -> LandingOutcome | None:
+        """Apply the data set's landing rule (``self.landing``, a :class:`~flux_provider.retention.Landing`)
         once this run's load is done: drop the raw staging table's partitions of the generations it removes,
         then their objects. Unless another run of the DAG is running (its generation is not this one's to
         judge), and never failing the load that did its work: what is left waits for the next run."""
@@ -198,12 +200,12 @@ class FluxOperator(BaseOperator):
 
         where = getattr(self, "landing", None)
         if where is None:
-            return {}
+            return None
         rule, raw_table = where.rule, where.raw_table
         beside = runs_beside(context)
         if beside != 0:
             self.log.info("data set %s: other runs are running: landing retention waits for a run alone", self.dataset)
-            return {"skipped": "other runs running"}
+            return LandingOutcome(skipped="other runs running")
         bucket, location = parse_s3_url(where.s3_location)
         try:
             client = s3_client(getattr(self, "aws_conn_id", None))
@@ -220,8 +222,8 @@ class FluxOperator(BaseOperator):
                 objects = 0
         except Exception as exc:  # housekeeping never fails a load that did its work
             self.log.warning("data set %s: landing retention left for the next run: %s", self.dataset, exc)
-            return {"error": str(exc)[:500]}
-        freed = sum(r.bytes for r in doomed)
+            return LandingOutcome(error=str(exc)[:500])
+        freed, kept = sum(r.bytes for r in doomed), len(runs) - len(doomed)
         self.log.info(
             "data set %s: landing retention (keep %d runs, %g days): removed %d run(s), %d objects, %.1f MB; %d kept",
             self.dataset,
@@ -230,14 +232,9 @@ class FluxOperator(BaseOperator):
             len(doomed),
             objects,
             freed / 1e6,
-            len(runs) - len(doomed),
+            kept,
         )
-        return {
-            "removed": [r.name for r in doomed],
-            "objects": objects,
-            "bytes": freed,
-            "kept": len(runs) - len(doomed),
-        }
+        return LandingOutcome(removed=[r.name for r in doomed], objects=objects, bytes=freed, kept=kept)
 
     def _fail(self, message: str, error_class: ErrorClass = ErrorClass.CONFIG) -> FluxError:
         """A classified failure of this operator's step of its data set (terminal or transient by class)."""
@@ -269,6 +266,8 @@ class FluxOperator(BaseOperator):
     def _recover(self, context, exc: Exception) -> BaseException:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        if isinstance(exc, FluxError):
+            exc = typed(exc)  # raised where there is no Airflow (a spec, an identifier, a run's day)
         ti = context_getter(context)("ti")
         record = ErrorRecord.of(exc, dataset=getattr(self, "dataset", None), step=self.step)
         number = rule_try(getattr(ti, "try_number", 1) or 1, getattr(ti, "max_tries", None), self.retries)
@@ -285,7 +284,7 @@ class FluxOperator(BaseOperator):
         push = getattr(ti, "xcom_push", None)
         if push is not None:
             try:
-                push(key=ERROR_XCOM, value=record.decided(outcome.as_dict()).to_json())
+                push(key=ERROR_XCOM, value=record.decided(outcome.decision()).to_json())
             except Exception as push_failed:  # reporting must never hide the real failure
                 self.log.warning("could not record the error class: %s", push_failed)
         if outcome.alert:

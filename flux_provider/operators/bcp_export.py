@@ -43,6 +43,22 @@ from flux_provider.source_timing import FirstRow
 ENGINES = ("auto", "bcp", "dbapi")
 
 
+#: A run's staging folder left empty this long is removed by the next export of its data set.
+EMPTY_RUN_FOLDER_AGE = 3600.0
+
+
+def _sweep_empty_runs(dataset_folder: Path, *, keep: Path) -> None:
+    """Remove the data set's run folders that have been empty for an hour (every file of a run is deleted once
+    uploaded, the folder is not: another part of the run may be about to write into it)."""
+    old = time.time() - EMPTY_RUN_FOLDER_AGE
+    for folder in dataset_folder.iterdir():
+        try:
+            if folder != keep and folder.is_dir() and folder.stat().st_mtime < old and not any(folder.iterdir()):
+                folder.rmdir()
+        except OSError:  # written into meanwhile, or removed by another task
+            continue
+
+
 def default_staging_dir() -> str:
     from flux_provider.config import flux_str
 
@@ -142,6 +158,8 @@ class BcpExportOperator(FluxOperator):
         ti = context["ti"]
         folder = Path(self.staging_dir or default_staging_dir()) / _safe(self.dataset) / _safe(ti.run_id)
         folder.mkdir(parents=True, exist_ok=True)
+        os.utime(folder)  # in use now: the sweep below never takes it
+        _sweep_empty_runs(folder.parent, keep=folder)
         # one file per task and try: several export tasks of one data set may run in the same DAG run
         map_index = getattr(ti, "map_index", -1)
         task = _safe(self.task_id) + (f".{map_index}" if isinstance(map_index, int) and map_index >= 0 else "")
@@ -178,17 +196,18 @@ class BcpExportOperator(FluxOperator):
         self.columns = describe(self.dbapi_hook, source_query, dataset=self.dataset)
         if not self.columns:
             raise self._fail("the query returns no columns", ErrorClass.SYNTAX)
+        self.chosen_engine = self._choose_engine()
+        bcp = self.chosen_engine == "bcp"
         try:
             self.query = (
                 source_query
                 if not mssql
-                else fmt.export_query(self.columns, table=source_table)
+                else fmt.export_query(self.columns, table=source_table, bcp=bcp)
                 if source_table
-                else fmt.export_query(self.columns, query=source_query)
+                else fmt.export_query(self.columns, query=source_query, bcp=bcp)
             )
         except ValueError as exc:
             raise self._fail(str(exc)) from exc
-        self.chosen_engine = self._choose_engine()
 
     def run_engine(self, out_path: str, first_row: FirstRow | None = None) -> tuple[int, str]:
         """Export into ``out_path`` (a file or a named pipe) with the chosen engine: (rows, tool). The try's
@@ -329,7 +348,7 @@ class BcpExportOperator(FluxOperator):
             empty_string="\\0",
             engine=self.chosen_engine,
             tool=tool,
-            columns=[c.to_dict() for c in self.columns],
+            columns=list(self.columns),
             seconds=round(seconds, 3),
         )
 

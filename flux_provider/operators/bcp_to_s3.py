@@ -18,8 +18,9 @@ is no hand-off file between hosts: this is the mode to use with CeleryExecutor
 and several workers. Publishing waits for the export's own verdict (exit code,
 server messages, row count, optional count query): a failed export publishes
 nothing. Accepts every ``BcpExportOperator`` argument plus ``s3_location``,
-``aws_conn_id`` and ``upload_options`` (the chunking and encoding arguments of
-``S3ChunkUploadOperator``; both use :class:`~flux_provider.hooks.s3_chunk_upload.S3ChunkUploadHook`).
+``aws_conn_id`` and ``upload_options`` (a dict of the chunking, encoding and transfer
+arguments of ``S3ChunkUploadOperator``, or a spec's ``Chunking`` record as it is; both
+use :class:`~flux_provider.hooks.s3_chunk_upload.S3ChunkUploadHook`).
 XCom ``return_value``: the upload's result with the export's under ``export``.
 
 One part of a split export (what the DAG factory maps over a data set's plan)::
@@ -43,6 +44,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from flux_provider.encoding import Chunking
 from flux_provider.errors import ErrorClass
 from flux_provider.handoffs import ExportResult, UploadResult
 from flux_provider.hooks.s3_chunk_upload import ChunkSettings, S3ChunkUploadHook
@@ -106,13 +108,13 @@ class BcpToS3Operator(BcpExportOperator):
         *,
         s3_location: str,
         aws_conn_id: str | None = "aws_default",
-        upload_options: dict | None = None,
+        upload_options: dict | Chunking | None = None,
         part: dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.s3_location, self.aws_conn_id = s3_location, aws_conn_id
-        self.upload_options = dict(upload_options or {})
+        self.upload_options = upload_options if isinstance(upload_options, Chunking) else dict(upload_options or {})
         self.settings = ChunkSettings.of(self.upload_options, dataset=self.dataset)
         self.part = part
         self._upload: S3ChunkUploadHook | None = None

@@ -54,28 +54,18 @@ import time
 from collections.abc import Sequence
 
 from flux_provider.errors import ErrorClass, FluxError
-from flux_provider.formats import hive_ddl
-from flux_provider.formats.export_file import Column
-from flux_provider.handoffs import TransformResult, UploadResult
+from flux_provider.formats import hive_ddl, hive_dml
+from flux_provider.handoffs import TransformResult, UploadResult, WrittenPartition
+from flux_provider.hooks import hive_staging
 from flux_provider.hooks.hive_session import HiveSessionHook
 from flux_provider.hooks.run_integrity import changed_since_published
+from flux_provider.hooks.run_store import RunStore
 from flux_provider.hooks.s3_client import s3_client
 from flux_provider.hooks.s3_errors import classify_s3
 from flux_provider.identifiers import hive_identifier, hive_type
 from flux_provider.operators.base import FluxOperator
 from flux_provider.run_records import Manifest
 from flux_provider.s3_layout import DatasetLayout
-
-# Every partitioned INSERT runs with all partition columns dynamic (static values become literal
-# columns): Spark then writes to a staging directory and swaps in each partition only after the job
-# succeeded, so a failed transform leaves the previous data. (A *static* INSERT OVERWRITE through
-# Spark's own writer deletes the partition before the job runs; its Hive-writer path keeps the data but
-# shifts dates before 1582 in Parquet.) Apache Hive ignores the spark.* key.
-_DYNAMIC_SETTINGS = (
-    "hive.exec.dynamic.partition=true",
-    "hive.exec.dynamic.partition.mode=nonstrict",
-    "spark.sql.sources.partitionOverwriteMode=dynamic",
-)
 
 
 class HiveTransformOperator(FluxOperator):
@@ -97,7 +87,7 @@ class HiveTransformOperator(FluxOperator):
     :param upload: that XCom dict itself (templated), instead of ``upload_task_id``.
     :param timestamp_precision: fractional second digits the Hive engine keeps (Spark 6, Hive 9).
     :param create_database: create missing databases (default: a missing database is an error).
-    :param landing: a :class:`~flux_provider.hooks.landing.Landing`: the landed runs its rule removes once the
+    :param landing: a :class:`~flux_provider.retention.Landing`: the landed runs its rule removes once the
         load is done (the spec's factory gives it to the DAG's last task).
     """
 
@@ -223,18 +213,19 @@ class HiveTransformOperator(FluxOperator):
         return upload
 
     def _manifest(self, upload: UploadResult) -> Manifest:
-        client = s3_client(self.aws_conn_id)
+        client, where = s3_client(self.aws_conn_id), f"s3://{upload.bucket}/{upload.manifest}"
         try:
-            body = client.get_object(Bucket=upload.bucket, Key=upload.manifest)["Body"].read()
+            store = RunStore(client, DatasetLayout(upload.bucket, ""), dataset=self.dataset)
+            manifest = store.manifest_at(upload.manifest)
+            problems = changed_since_published(client, manifest) if manifest else []
         except Exception as exc:  # classified
+            raise self._fail(f"cannot read the published run {where}: {exc}", classify_s3(exc)) from exc
+        if manifest is None:
             raise self._fail(
-                f"cannot read the manifest s3://{upload.bucket}/{upload.manifest}: {exc}", classify_s3(exc)
-            ) from exc
-        manifest = Manifest.from_json(body)
-        try:
-            problems = changed_since_published(client, manifest)
-        except Exception as exc:  # classified
-            raise self._fail(f"cannot check the published run {manifest.location}: {exc}", classify_s3(exc)) from exc
+                f"the manifest {where} that the upload published is gone; clear the upload task to upload the "
+                "run again",
+                ErrorClass.MISSING_OBJECT,
+            )
         if problems:
             raise self._fail(
                 f"the run {manifest.location} changed after it was published: {'; '.join(problems[:5])}"
@@ -248,159 +239,49 @@ class HiveTransformOperator(FluxOperator):
     # ------------------------------------------------------------------ steps
     def ensure_staging(self, hive: HiveSessionHook, manifest: Manifest) -> tuple[str, list[hive_ddl.StagingColumn]]:
         """Create/refresh the raw table, the run's partition and the view. Returns (run partition, columns)."""
-        columns = []
-        for raw in manifest.columns or []:
-            column = Column.from_dict(raw)
-            hive_identifier(column.name, f"column of the export ({column.system_type_name})", dataset=self.dataset)
-            staged = hive_ddl.staging_column(column, timestamp_precision=self.timestamp_precision)
-            if staged.lossy_note:
-                self.log.warning("data set %s: column %s: %s", self.dataset, column.name, staged.lossy_note)
-            columns.append(staged)
-        lowered = [c.name.lower() for c in columns]
-        if len(set(lowered)) != len(lowered):
-            raise self._fail(f"the export has columns that differ only in case ({lowered}); Hive names ignore case")
-        layout = DatasetLayout.run_of(manifest.bucket, manifest.prefix)
-        run = layout.name
-        ddl = hive_ddl.raw_table_ddl(
-            self.staging_raw, columns, manifest.encoding, f"s3a://{layout.bucket}/{layout.dataset.runs_prefix}"
+        columns = hive_staging.staging_columns(manifest, self.dataset, timestamp_precision=self.timestamp_precision)
+        staging = hive_staging.Staging(
+            self.dataset, self.staging_database, self.staging_raw, self.staging, self.staging_latest
         )
-        current = self._fingerprint(hive)
-        if self.create_database and (current is None or self.database != self.staging_database):
-            # the raw table exists: so does its database
-            for database in {self.database, self.staging_database}:
-                hive.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
-        if current != hive_ddl.ddl_fingerprint(ddl):
-            if current is not None:
-                self.log.info(
-                    "data set %s: the export's columns or encoding changed: re-creating %s "
-                    "(external: no data is deleted)",
-                    self.dataset,
-                    self.staging_raw,
-                )
-                hive.execute(f"DROP TABLE IF EXISTS {self.staging_raw}")
-            try:
-                hive.execute(ddl, what=f"create {self.staging_raw}")
-            except FluxError:
-                if self._fingerprint(hive) != hive_ddl.ddl_fingerprint(ddl):
-                    raise
-                # another run of the data set created the same table at the same moment
-
-        hive.execute(
-            f"ALTER TABLE {self.staging_raw} ADD IF NOT EXISTS "
-            f"{hive_ddl.partition_clause({hive_ddl.RUN_PARTITION: run})} "
-            f"LOCATION {hive_ddl.sql_string(f's3a://{layout.bucket}/{layout.prefix}')}"
-        )
-        hive.execute(
-            hive_ddl.staging_view_ddl(self.staging, self.staging_raw, columns, run),
-            what=f"point {self.staging} at run {run}",
-        )
-        if self.staging != self.staging_latest:
-            try:
-                hive.execute(hive_ddl.staging_view_ddl(self.staging_latest, self.staging_raw, columns, run))
-            except FluxError as exc:  # a convenience view: another run may be replacing it right now
-                self.log.warning(
-                    "data set %s: could not point %s at run %s: %s", self.dataset, self.staging_latest, run, exc
-                )
-        return run, columns
-
-    def _fingerprint(self, hive: HiveSessionHook) -> str | None:
-        """The ``flux.ddl`` property of the raw table, or None when the table does not exist."""
-        try:
-            rows = hive.execute(f"SHOW TBLPROPERTIES {self.staging_raw}", what=f"read {self.staging_raw} properties")
-        except FluxError as exc:
-            if exc.error_class is ErrorClass.MISSING_OBJECT:
-                return None
-            raise
-        return dict((r[0], r[1]) for r in rows if len(r) >= 2).get("flux.ddl", "")
+        databases = tuple(dict.fromkeys((self.database, self.staging_database))) if self.create_database else ()
+        return hive_staging.ensure_staging(hive, staging, manifest, columns, databases=databases), columns
 
     def ensure_target(self, hive: HiveSessionHook) -> None:
-        if self.target_columns is None:
-            return
-        cols = ", ".join(f"`{k}` {v}" for k, v in self.target_columns.items())
-        parts = ", ".join(f"`{k}` {v}" for k, v in self.partition_types.items())
-        hive.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.target} ({cols})"
-            + (f" PARTITIONED BY ({parts})" if parts else "")
-            + f" STORED AS {self.target_format}"
-        )
+        if self.target_columns is not None:
+            hive.execute(
+                hive_dml.create_target(self.target, self.target_columns, self.partition_types, self.target_format)
+            )
 
-    def _partition_columns(self) -> list[str]:
-        return list(self.partition) + self.dynamic_partitions
+    @property
+    def written_to(self) -> hive_dml.Target:
+        return hive_dml.Target(self.target, self.partition, tuple(self.dynamic_partitions))
 
     def count_rows(self, hive: HiveSessionHook) -> tuple[int, dict[str, int]]:
         """The staging view's rows, and the rows the transform yields per written partition
         (``day=2024-01-01/...``; ``""`` if unpartitioned), in one statement."""
-        if not self.dynamic_partitions:
-            rows = hive.execute(
-                f"SELECT flux_s.n, flux_t.n FROM (SELECT COUNT(*) AS n FROM {self.staging}) flux_s\n"
-                f"CROSS JOIN (SELECT COUNT(*) AS n FROM (\n{self.sql}\n) flux_q) flux_t",
-                what="count the staging rows and the transform",
-            )
-            staging, total = (int(v) for v in rows[0])
-            return staging, ({hive_ddl.partition_name(self.partition): total} if total or not self.partition else {})
-        dyn = ", ".join(f"`{c}`" for c in self.dynamic_partitions)
         rows = hive.execute(
-            f"SELECT 0 AS flux_k, {', '.join('CAST(NULL AS STRING)' for _ in self.dynamic_partitions)}, COUNT(*) "
-            f"FROM {self.staging}\nUNION ALL\n"
-            f"SELECT 1, {_as_strings(self.dynamic_partitions)}, COUNT(*) FROM (\n{self.sql}\n) flux_q GROUP BY {dyn}",
-            what="count the staging rows and the transform per partition",
+            hive_dml.count_rows(self.staging, self.sql, self.written_to),
+            what="count the staging rows and the transform" + (" per partition" if self.dynamic_partitions else ""),
         )
-        staging = sum(int(r[-1]) for r in rows if int(r[0]) == 0)
-        output = {
-            hive_ddl.partition_name({**self.partition, **dict(zip(self.dynamic_partitions, r[1:-1]))}): int(r[-1])
-            for r in rows
-            if int(r[0]) == 1
-        }
-        return staging, output
+        return hive_dml.read_counts(rows, self.written_to)
 
     def count_target(self, hive: HiveSessionHook, partitions: list[str]) -> dict[str, int]:
         """The target's rows in each written partition, in one statement."""
-        columns = self._partition_columns()
-        if not columns:
-            return {"": int(hive.scalar(f"SELECT COUNT(*) FROM {self.target}", what="count the target"))}
-        if not partitions:
+        statement = hive_dml.count_target(self.written_to, partitions)
+        if statement is None:
             return {}
-        where = " OR ".join(
-            f"({hive_ddl.partition_predicate(hive_ddl.parse_partition_name(name))})" for name in partitions
-        )
-        rows = hive.execute(
-            f"SELECT {_as_strings(columns)}, COUNT(*) FROM {self.target} WHERE {where} "
-            f"GROUP BY {', '.join(f'`{c}`' for c in columns)}",
-            what=f"count the target's {len(partitions)} written partition(s)",
-        )
-        counts = dict.fromkeys(partitions, 0)
-        counts.update({hive_ddl.partition_name(dict(zip(columns, r[:-1]))): int(r[-1]) for r in rows})
-        return counts
+        what = f"count the target's {len(partitions)} written partition(s)" if partitions else "count the target"
+        rows = hive.execute(statement, what=what)
+        return hive_dml.read_target_counts(rows, self.written_to, partitions)
 
     def insert(self, hive: HiveSessionHook, expected: dict[str, int]) -> None:
-        """INSERT OVERWRITE the transform; partitions are written all-dynamic (see ``_DYNAMIC_SETTINGS``)."""
-        select, clause = self.sql, ""
-        if self._partition_columns():
-            if self.partition and not expected:
-                # nothing to write: a static overwrite empties the partition, as a rerun with no rows must
-                hive.execute(
-                    f"INSERT OVERWRITE TABLE {self.target} {hive_ddl.partition_clause(self.partition)}\n{self.sql}",
-                    what=f"INSERT OVERWRITE {self.target} (no rows)",
-                )
-                return
-            for setting in _DYNAMIC_SETTINGS:
-                hive.execute(f"SET {setting}")
-            clause = " " + hive_ddl.partition_clause(dict.fromkeys(self._partition_columns()))
-            if self.partition:
-                # static values go in before the dynamic columns, which the SELECT ends with
-                if self.dynamic_partitions:
-                    names = hive.column_names(self.sql)
-                    dynamic = {c.lower() for c in self.dynamic_partitions}
-                    data = [f"flux_q.`{n}`" for n in names if n.lower() not in dynamic]
-                else:
-                    data = ["flux_q.*"]
-                exprs = (
-                    data
-                    + [f"{hive_ddl.sql_string(str(v))} AS `{k}`" for k, v in self.partition.items()]
-                    + [f"flux_q.`{c}`" for c in self.dynamic_partitions]
-                )
-                select = f"SELECT {', '.join(exprs)} FROM (\n{self.sql}\n) flux_q"
-        hive.execute(f"INSERT OVERWRITE TABLE {self.target}{clause}\n{select}", what=f"INSERT OVERWRITE {self.target}")
+        """INSERT OVERWRITE the transform, all-dynamic (:mod:`flux_provider.formats.hive_dml`)."""
+        target = self.written_to
+        names = hive.column_names(self.sql) if target.needs_select_columns else ()
+        *settings, statement = hive_dml.insert(target, self.sql, empty=not expected, select_columns=names)
+        for setting in settings:
+            hive.execute(setting)
+        hive.execute(statement, what=f"INSERT OVERWRITE {self.target}" + ("" if expected else " (no rows)"))
 
     def _check_expectations(self, staging_rows: int, output_rows: int) -> None:
         expected = staging_rows if self.expect_rows == "staging" else self.expect_rows
@@ -469,7 +350,7 @@ class HiveTransformOperator(FluxOperator):
             self._check_expectations(staging_rows, sum(expected.values()))
             self.insert(hive, expected)
             written = self._check_written(expected, self.count_target(hive, list(expected)))
-            if not self._partition_columns():  # a partitioned target is cleaned by its refresh
+            if not self.written_to.partition_columns:  # a partitioned target is cleaned by its refresh
                 self._remove_leftovers(context, hive, began)
             landed = self.prune_landing(context, hive, run)
         finally:
@@ -490,14 +371,14 @@ class HiveTransformOperator(FluxOperator):
             staging_rows=staging_rows,
             target_rows=sum(written.values()),
             partitions=[
-                {"name": k, "values": hive_ddl.parse_partition_name(k), "rows": v}
+                WrittenPartition(name=k, values=hive_ddl.parse_partition_name(k), rows=v)
                 for k, v in sorted(written.items())
                 if k
             ],
             columns={c.name: c.hive_type for c in columns},
             statements=statements,
             seconds=round(seconds, 3),
-            extra={"landing": landed} if landed else {},
+            landing=landed,
         ).to_json()
 
     def _check_staging(self, staging_rows: int, manifest: Manifest, run: str, info: UploadResult) -> None:
@@ -556,11 +437,6 @@ class HiveTransformOperator(FluxOperator):
     def on_kill(self) -> None:
         if self._session is not None:
             self._session.cancel()
-
-
-def _as_strings(columns: Sequence[str]) -> str:
-    """Partition values as Hive names them (``CAST(... AS STRING)``), so counts key by partition name."""
-    return ", ".join(f"CAST(`{c}` AS STRING)" for c in columns)
 
 
 __all__ = ["HiveTransformOperator"]

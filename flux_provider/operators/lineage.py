@@ -147,7 +147,7 @@ def export_output(location: str, *, staging=None, rows: int | None, size: int | 
 
 def export_columns(columns: list | None) -> list[tuple[str, str]]:
     """(name, SQL Server type) of an export's columns (its XCom's ``columns``)."""
-    return [(c["name"], c.get("system_type_name") or c.get("type_name") or "") for c in columns or [] if c.get("name")]
+    return [(c.name, c.system_type_name or c.type_name or "") for c in columns or [] if c.name]
 
 
 def file_output(host: str | None, path: str, *, rows: int | None, size: int | None, columns, source):

@@ -70,7 +70,7 @@ class PartitionRefreshOperator(FluxOperator):
         else the run's start).
     :param purge: delete the files of dropped partitions too.
     :param analyze: compute statistics for the partitions added or refreshed.
-    :param landing: a :class:`~flux_provider.hooks.landing.Landing`: the landed runs its rule removes after the
+    :param landing: a :class:`~flux_provider.retention.Landing`: the landed runs its rule removes after the
         refresh (the spec's factory gives it to the DAG's last task).
     """
 
@@ -116,7 +116,7 @@ class PartitionRefreshOperator(FluxOperator):
         self.retention_reference, self.purge, self.analyze = retention_reference, purge, analyze
         self.hiveserver2_conn_id, self.metastore_conn_id = hiveserver2_conn_id, metastore_conn_id
         self.aws_conn_id = aws_conn_id
-        self.landing = landing  # flux_provider.hooks.landing.Landing: pruned after the refresh
+        self.landing = landing  # flux_provider.retention.Landing: pruned after the refresh
         self._session: HiveSessionHook | None = None
 
     @property
@@ -173,7 +173,7 @@ class PartitionRefreshOperator(FluxOperator):
                 transform = TransformResult.from_json(pushed)
             except (TypeError, ValueError):
                 transform = None
-            parts = transform.partitions if transform is not None else None
+            parts = [p.to_json() for p in transform.partitions] if transform is not None else None
         if isinstance(parts, str):
             parts = json.loads(parts)
         parts = parts or []
@@ -329,7 +329,7 @@ class PartitionRefreshOperator(FluxOperator):
             "latest_view": f"`{self.database}`.`{self.latest_view}`" if self.latest_view else None,
             "statements": statements,
             "leftovers_removed": cleaned,
-            "landing": landed,
+            "landing": landed.to_json() if landed else None,
             "seconds": round(seconds, 3),
         }
 

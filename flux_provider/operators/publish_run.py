@@ -113,9 +113,9 @@ class PublishRunOperator(FluxOperator):
         return self._result(run.manifest_key, manifest, time.monotonic() - started).to_json()
 
     def _result(self, manifest_key: str, manifest: Manifest, seconds: float) -> UploadResult:
-        sources = [p.source or {} for p in manifest.parts]
-        tools = sorted({s.get("tool") for s in sources if s.get("tool")})
-        engines = sorted({s.get("engine") for s in sources if s.get("engine")})
+        sources = [p.source for p in manifest.parts if p.source is not None]
+        tools = sorted({s.tool for s in sources if s.tool})
+        engines = sorted({s.engine for s in sources if s.engine})
         return UploadResult(
             dataset=self.dataset,
             location=self.s3_location,
@@ -132,13 +132,13 @@ class PublishRunOperator(FluxOperator):
             seconds=round(seconds, 3),
             export=ExportResult(
                 dataset=self.dataset,
-                rows=sum(s.get("rows") or 0 for s in sources),
+                rows=sum(s.rows or 0 for s in sources),
                 bytes=manifest.raw_bytes,
                 engine=",".join(engines) or None,
                 tool=",".join(tools) or None,
                 columns=manifest.columns,
             ),
-            extra={"parts": [p.to_json() for p in manifest.parts]},
+            parts=list(manifest.parts),
         )
 
     def _check_total(self, parts: list[PartManifest]) -> None:

@@ -10,7 +10,7 @@ Example::
         export_task_id="export",             # the BcpExportOperator whose file is uploaded
         s3_location="s3://flux/datasets/titles",
         chunk_mb=32,                         # and/or chunk_rows=...
-        compression="gzip",                  # or None
+        compression="gzip",                  # the default; None for plain .hive chunks
     )
 
 A CSV file from elsewhere is uploaded the same way: pass its description as ``export``::
@@ -36,14 +36,14 @@ encoding, compression and the columns (for the Hive step).
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 from collections.abc import Sequence
 from pathlib import Path
 
+from flux_provider.encoding import Chunking
 from flux_provider.errors import ErrorClass
 from flux_provider.handoffs import ExportResult, UploadResult
-from flux_provider.hooks.s3_chunk_upload import ChunkSettings, S3ChunkUploadHook
+from flux_provider.hooks.s3_chunk_upload import UPLOAD_OPTIONS, ChunkSettings, S3ChunkUploadHook
 from flux_provider.operators.base import FluxOperator, try_number
 from flux_provider.run_day import VARIABLE as DAY_VARIABLE
 from flux_provider.s3_layout import run_key_for
@@ -59,7 +59,7 @@ class S3ChunkUploadOperator(FluxOperator):
     :param aws_conn_id: Airflow AWS connection.
     :param chunk_mb: close a chunk at this many MB of Hive text (before compression).
     :param chunk_rows: close a chunk at this many rows (either limit closes it).
-    :param compression: ``None`` or ``"gzip"`` (per chunk, ``.gz``); ``gzip_level`` 1-9.
+    :param compression: ``"gzip"`` (the default: each chunk a ``.hive.gz``) or ``None``; ``gzip_level`` 1-9.
     :param field_delimiter: Hive's field delimiter (default ``\\x01``).
     :param collection_delimiter: Hive's collection item delimiter (default ``\\x02``).
     :param map_key_delimiter: Hive's map key delimiter (default ``\\x03``).
@@ -71,6 +71,8 @@ class S3ChunkUploadOperator(FluxOperator):
     :param block_mb: the size of the blocks the export is encoded in.
     :param encode_workers: threads that encode blocks at once.
     :param delete_export: delete the export file once the run is published.
+    :param chunking: the chunking and encoding as one :class:`~flux_provider.encoding.Chunking`
+        record (a spec's ``<chunking>``); the single arguments above, if given too, override its fields.
     """
 
     template_fields: Sequence[str] = ("s3_location", "export")
@@ -86,16 +88,17 @@ class S3ChunkUploadOperator(FluxOperator):
         export: dict | str | None = None,
         aws_conn_id: str | None = "aws_default",
         delete_export: bool = True,
+        chunking: Chunking | None = None,
         **kwargs,
     ):
         """The chunking and encoding arguments (``chunk_mb``, ``compression``, ``field_delimiter``, ...) are
-        :class:`~flux_provider.hooks.s3_chunk_upload.ChunkSettings`' fields, with its defaults."""
-        names = {f.name for f in dataclasses.fields(ChunkSettings)}
-        options = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+        :class:`~flux_provider.encoding.Chunking`'s fields, the transfer's (``max_inflight``,
+        ...) :class:`~flux_provider.hooks.s3_chunk_upload.ChunkSettings`', with their defaults."""
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in UPLOAD_OPTIONS}
         super().__init__(**kwargs)
         self.dataset, self.s3_location = dataset, s3_location
         self.export_task_id, self.export, self.aws_conn_id = export_task_id, export, aws_conn_id
-        self.settings = ChunkSettings.of(options, dataset=dataset)
+        self.settings = ChunkSettings.of(options, chunking=chunking, dataset=dataset)
         self.delete_export = delete_export
         self._hook: S3ChunkUploadHook | None = None
         self.export_used: ExportResult | None = None  # the export this try uploaded (for lineage)
@@ -106,8 +109,8 @@ class S3ChunkUploadOperator(FluxOperator):
             info = context["ti"].xcom_pull(task_ids=self.export_task_id)
         try:
             export = ExportResult.from_json(info)
-        except (TypeError, ValueError):
-            export = None
+        except (TypeError, ValueError) as exc:
+            raise self._fail(f"the export that task {self.export_task_id!r} handed on cannot be read: {exc}") from exc
         if export is None or export.path is None:
             raise self._fail(
                 f"no export to upload: task {self.export_task_id!r} pushed {info!r}; "

@@ -87,7 +87,7 @@ def run_plan(args) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         from flux_provider.specs.checks import spec_paths
         from flux_provider.specs.parser import SpecError, load_spec
-        from flux_provider.specs.plan import plan_for
+        from flux_provider.specs.plan import plan_for, specs_beside
 
     path = Path(args.name)
     if not path.is_file():
@@ -97,7 +97,8 @@ def run_plan(args) -> int:
             return NOTHING
         path = found[0]
     try:
-        plan = plan_for(load_spec(path, check_queries=False))
+        spec = load_spec(path, check_queries=False)
+        plan = plan_for(spec, specs_beside(spec))
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return INVALID

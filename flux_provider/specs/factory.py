@@ -35,7 +35,7 @@ from pathlib import Path
 from flux_provider.specs import after_graph
 from flux_provider.specs.model import DatasetSpec
 from flux_provider.specs.parser import SpecError, load_spec, parse_xml
-from flux_provider.specs.plan import plan_for
+from flux_provider.specs.plan import plan_for, specs_beside
 from flux_provider.specs.render import render
 
 log = logging.getLogger(__name__)
@@ -72,11 +72,12 @@ def check_after(spec: DatasetSpec, known: set[str] | None) -> None:
         )
 
 
-def build_dag(spec: DatasetSpec, *, known: set[str] | None = None, priorities: bool = True):
+def build_dag(spec: DatasetSpec, *, known: set[str] | None = None, priorities: bool = True, load=None):
     """The DAG of one data set: its plan, rendered (``priorities=False``: Airflow's default weight rule
-    instead of the fleet's stage priorities, :mod:`flux_provider.specs.priorities`)."""
+    instead of the fleet's stage priorities, :mod:`flux_provider.specs.priorities`). ``load(name)`` gives the
+    spec of a data set it runs ``<after>`` (default: read from the spec files beside it)."""
     check_after(spec, known)
-    return render(plan_for(spec), spec, priorities=priorities)
+    return render(plan_for(spec, load or specs_beside(spec)), priorities=priorities)
 
 
 def build_dags(folder: Path | str, *, strict: bool = False, priorities: bool = True) -> dict[str, object]:
@@ -98,7 +99,7 @@ def build_dags(folder: Path | str, *, strict: bool = False, priorities: bool = T
     dags = {}
     for spec in specs:
         try:
-            dags[spec.dag_id] = build_dag(spec, known=known, priorities=priorities)
+            dags[spec.dag_id] = build_dag(spec, known=known, priorities=priorities, load=by_name.get)
         except SpecError as exc:
             if strict:
                 raise

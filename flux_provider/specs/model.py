@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flux_provider.calendars import Calendar
-from flux_provider.hooks.landing import LandingRule
+from flux_provider.encoding import Chunking
 from flux_provider.identifiers import dag_id_for
+from flux_provider.retention import LandingRule
 from flux_provider.rules import Rule
 
 
@@ -42,17 +43,6 @@ class Export:
     batch_size: int = 10_000
     timeout_minutes: float | None = None
     queue: str | None = None  # Airflow queue of the export-side tasks (same host for mode="file")
-
-
-@dataclass(frozen=True)
-class Chunking:
-    size_mb: float | None = 32
-    rows: int | None = None
-    compression: str | None = "gzip"
-    field_delimiter: str = "\x01"
-    collection_delimiter: str = "\x02"
-    map_key_delimiter: str = "\x03"
-    null_format: str = "\\N"
 
 
 @dataclass(frozen=True)

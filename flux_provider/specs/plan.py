@@ -10,15 +10,30 @@ printed (``flux-specs plan NAME``) and tested on its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
-from flux_provider.hooks.landing import Landing
+from flux_provider.calendars import Calendar
+from flux_provider.retention import Landing
+from flux_provider.rules import Rule
 from flux_provider.run_report import EXPORT, EXPORT_UPLOAD, PLAN, PUBLISH, REFRESH, TRANSFORM, UPLOAD
 from flux_provider.s3_layout import POINTER, RUNS
 from flux_provider.specs import partitions, priorities
-from flux_provider.specs.model import DatasetSpec
+from flux_provider.specs.dag_doc import doc_md
+from flux_provider.specs.model import DatasetSpec, Deadline
 from flux_provider.specs.spec_error import SpecError
+from flux_provider.specs.task_args import (
+    AnyTaskArgs,
+    ExportArgs,
+    ExportUploadArgs,
+    PartArgs,
+    PublishArgs,
+    RefreshArgs,
+    SplitPlanArgs,
+    TransformArgs,
+    UploadArgs,
+)
 
 #: What each kind of task is rendered as.
 OPERATORS = {
@@ -56,6 +71,7 @@ class SchedulePlan:
     grain: str | None = None  # partitioned by day or hour (flux_provider.specs.partitions); None: not
     waits_for: tuple[tuple[str, str], ...] = ()  # (data set, its grain): each must write the run's partition
     reads_latest: tuple[str, ...] = ()  # data sets <after> names that have no partitions: read as they are
+    calendar: Calendar | None = None  # holidays and maintenance windows the runs skip or wait for
 
     @property
     def key_format(self) -> str | None:
@@ -64,7 +80,8 @@ class SchedulePlan:
 
 @dataclass(frozen=True)
 class TaskPlan:
-    """One task: its operator's arguments are ``args`` (with the data set, its pool and recovery rules)."""
+    """One task: its operator's arguments are ``args``, a record of its kind (the renderer adds the data set,
+    its pool, priority and recovery rules)."""
 
     task_id: str
     kind: str
@@ -75,7 +92,7 @@ class TaskPlan:
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
     outlets: tuple[str, ...] = ()  # Asset names it updates
-    args: dict[str, Any] = field(default_factory=dict)
+    args: AnyTaskArgs | None = None  # its operator's arguments (flux_provider.specs.task_args)
     priority_weight: int = 1  # Airflow's, under the absolute weight rule (flux_provider.specs.priorities)
 
     @property
@@ -85,7 +102,8 @@ class TaskPlan:
 
 @dataclass(frozen=True)
 class DagPlan:
-    """A data set's DAG: ``tasks`` in dependency order."""
+    """A data set's DAG, the whole of what ``specs.render.render`` needs: ``tasks`` in
+    dependency order, the recovery rules and alert channels every task gets, the deadline, the docs."""
 
     dag_id: str
     dataset: str
@@ -96,7 +114,12 @@ class DagPlan:
     pool: str
     retries: int  # what the recovery rules' retries need (Airflow's ``retries``)
     tasks: tuple[TaskPlan, ...]
-    deadline: str | None = None
+    spec_file: str  # the spec's file name (the DAG's ``flux_spec`` param)
+    doc: str  # the DAG's documentation page (markdown)
+    rules: tuple[Rule, ...] = ()  # the spec's own recovery rules (the defaults follow them)
+    emails: tuple[str, ...] = ()
+    webhooks: tuple[str, ...] = ()
+    deadline: Deadline | None = None
 
     def task(self, task_id: str) -> TaskPlan:
         return next(t for t in self.tasks if t.task_id == task_id)
@@ -122,7 +145,7 @@ class DagPlan:
         lines += [
             f"  asset: {self.asset.name} ({self.asset.extra['published']})",
             f"  pool: {self.pool}; retries up to {self.retries} by the recovery rules"
-            + (f"; deadline {self.deadline}" if self.deadline else ""),
+            + (f"; deadline: {_deadline_text(self.deadline)}" if self.deadline else ""),
         ]
         for t in self.tasks:
             after = f" after {', '.join(t.upstream)}" if t.upstream else ""
@@ -134,6 +157,12 @@ class DagPlan:
             lines += [f"      reads {r}" for r in t.reads] + [f"      writes {w}" for w in t.writes]
             lines += [f"      updates {o}" for o in t.outlets]
         return "\n".join(lines)
+
+
+def _deadline_text(deadline: Deadline) -> str:
+    if deadline.finish_by:
+        return f"finish by {deadline.finish_by} {deadline.timezone}"
+    return f"finish within {deadline.within_minutes:g} minutes of being queued"
 
 
 def asset_name(dataset: str) -> str:
@@ -154,8 +183,9 @@ def asset_plan(spec: DatasetSpec) -> AssetPlan:
     )
 
 
-def _upstream_loader(spec: DatasetSpec):
-    """``name -> the spec of a data set <after> names``, from the spec's own folder (None: none or broken)."""
+def specs_beside(spec: DatasetSpec):
+    """``name -> the spec of that data set``, read from the spec files beside ``spec`` (None: none there, or
+    broken): what :func:`plan_for` is given when the caller has no specs loaded already."""
     from flux_provider.specs.parser import load_spec
 
     folder = spec.path.parent if spec.path is not None else None
@@ -169,10 +199,10 @@ def _upstream_loader(spec: DatasetSpec):
     return load
 
 
-def partitioning(spec: DatasetSpec, load=None) -> tuple[str | None, tuple[partitions.Upstream, ...]]:
+def partitioning(spec: DatasetSpec, load) -> tuple[str | None, tuple[partitions.Upstream, ...]]:
     """The data set's grain and the data sets it waits for, each with theirs; a spec error if they clash."""
     try:
-        return partitions.resolve(spec, load or _upstream_loader(spec))
+        return partitions.resolve(spec, load)
     except partitions.GrainError as exc:
         from flux_provider.specs.spec_xml import element_line
 
@@ -182,7 +212,7 @@ def partitioning(spec: DatasetSpec, load=None) -> tuple[str | None, tuple[partit
         ) from None
 
 
-def schedule_plan(spec: DatasetSpec, load=None) -> SchedulePlan:
+def schedule_plan(spec: DatasetSpec, load) -> SchedulePlan:
     schedule, split = spec.schedule, spec.source.split
     grain, upstreams = partitioning(spec, load)
     kind = "manual"
@@ -204,28 +234,36 @@ def schedule_plan(spec: DatasetSpec, load=None) -> SchedulePlan:
         grain=grain,
         waits_for=tuple((u.name, u.grain) for u in upstreams if u.grain) if grain else (),
         reads_latest=tuple(u.name for u in upstreams if not u.grain) if grain else (),
+        calendar=spec.calendar,
     )
 
 
-def plan_for(spec: DatasetSpec, load=None) -> DagPlan:
-    """The plan of one data set (see the module); ``load(name)`` gives the specs of the data sets it runs
-    ``<after>`` (default: read from the spec's folder)."""
+def plan_for(spec: DatasetSpec, load) -> DagPlan:
+    """The plan of one data set (see the module). ``load(name)`` gives the spec of a data set it runs
+    ``<after>``, or None if there is none (:func:`specs_beside` reads them from the spec's folder; a caller
+    that has the folder's specs passes their ``dict.get``): the plan reads no file itself."""
     from flux_provider.rules import max_retries
 
     loading = _split_tasks(spec) if spec.source.is_split else _load_tasks(spec)
     tasks = (*loading, *_hive_tasks(spec, upstream=loading[-1].task_id))
     weight = priorities.weights({t.task_id: t.upstream for t in tasks}, spec)
+    schedule = schedule_plan(spec, load)
     return DagPlan(
         dag_id=spec.dag_id,
         dataset=spec.name,
         owner=spec.owner,
         description=(spec.description.splitlines() or [f"flux data set {spec.name}"])[0][:200],
-        schedule=schedule_plan(spec, load),
+        schedule=schedule,
         asset=asset_plan(spec),
         pool=spec.throttle.pool,
         retries=max_retries(spec.rules),
         tasks=tuple(replace(t, priority_weight=weight[t.task_id]) for t in tasks),
-        deadline=f"{spec.deadline}" if spec.deadline is not None else None,
+        spec_file=spec.path.name if spec.path is not None else f"{spec.name}.xml",
+        doc=doc_md(spec, schedule),
+        rules=tuple(spec.rules),
+        emails=tuple(spec.emails),
+        webhooks=tuple(spec.webhooks),
+        deadline=spec.deadline,
     )
 
 
@@ -240,42 +278,27 @@ def _source(spec: DatasetSpec) -> str:
     return f"mssql {src.connection}: {what}"
 
 
-def export_args(spec: DatasetSpec) -> dict[str, Any]:
-    src, export = spec.source, spec.export
-    args = dict(
-        schema=src.schema,
-        table=src.table,
-        sql=src.query,
-        count_sql=src.count_query,
-        mssql_conn_id=src.connection,
+def _source_args(spec: DatasetSpec) -> dict[str, Any]:
+    export = spec.export
+    return dict(
+        mssql_conn_id=spec.source.connection,
         engine=export.engine,
         batch_size=export.batch_size,
-        execution_timeout_minutes=export.timeout_minutes,
+        execution_timeout=timedelta(minutes=export.timeout_minutes) if export.timeout_minutes else None,
+        queue=export.queue,  # with mode="file" the export and its upload must share a host
     )
-    return {**args, **_placement(spec)}
 
 
-def _placement(spec: DatasetSpec) -> dict[str, str]:
-    """The export-side tasks' queue: with mode="file" the export and its upload must share a host."""
-    return {"queue": spec.export.queue} if spec.export.queue else {}
+def export_args(spec: DatasetSpec) -> ExportArgs:
+    src = spec.source
+    return ExportArgs(
+        schema=src.schema, table=src.table, sql=src.query, count_sql=src.count_query, **_source_args(spec)
+    )
 
 
 def _run_prefix(spec: DatasetSpec) -> str:
     """Where a run lands, as the plan prints it (the generation is chosen when the run uploads)."""
     return f"{spec.s3_location}/{RUNS}<run>/"
-
-
-def upload_args(spec: DatasetSpec) -> dict[str, Any]:
-    chunking = spec.chunking
-    return dict(
-        chunk_mb=chunking.size_mb,
-        chunk_rows=chunking.rows,
-        compression=chunking.compression,
-        field_delimiter=chunking.field_delimiter,
-        collection_delimiter=chunking.collection_delimiter,
-        map_key_delimiter=chunking.map_key_delimiter,
-        null_format=chunking.null_format,
-    )
 
 
 def _s3(spec: DatasetSpec) -> dict[str, Any]:
@@ -286,26 +309,19 @@ def _load_tasks(spec: DatasetSpec) -> tuple[TaskPlan, ...]:
     """export -> upload (file mode), or export_upload (streaming): the run published in S3."""
     run = _run_prefix(spec)
     if spec.export.mode == "streaming":
-        args = {**_s3(spec), "upload_options": upload_args(spec), **export_args(spec)}
+        args = ExportUploadArgs(**vars(export_args(spec)), **_s3(spec), upload_options=spec.chunking)
         return (_task(spec, EXPORT_UPLOAD, "export_upload", reads=(_source(spec),), writes=(run,), args=args),)
+    upload = UploadArgs(**_s3(spec), export_task_id=EXPORT, chunking=spec.chunking, queue=spec.export.queue)
     return (
         _task(spec, EXPORT, "export", reads=(_source(spec),), writes=("a staging file",), args=export_args(spec)),
-        _task(
-            spec,
-            UPLOAD,
-            "upload",
-            upstream=(EXPORT,),
-            reads=("the export file",),
-            writes=(run,),
-            args={**_s3(spec), "export_task_id": EXPORT, **_placement(spec), **upload_args(spec)},
-        ),
+        _task(spec, UPLOAD, "upload", upstream=(EXPORT,), reads=("the export file",), writes=(run,), args=upload),
     )
 
 
 def _split_tasks(spec: DatasetSpec) -> tuple[TaskPlan, ...]:
     """plan -> one mapped export_upload per part (all in the data set's pool) -> publish."""
     src, split = spec.source, spec.source.split
-    plan = dict(
+    plan = SplitPlanArgs(
         schema=src.schema,
         table=src.table,
         sql=src.query,
@@ -317,12 +333,11 @@ def _split_tasks(spec: DatasetSpec) -> tuple[TaskPlan, ...]:
         mssql_conn_id=src.connection,
         **_s3(spec),
     )
-    part = {k: v for k, v in export_args(spec).items() if k not in ("schema", "table", "sql", "count_sql")}
-    part = {**_s3(spec), "upload_options": upload_args(spec), **part}
+    part = PartArgs(**_s3(spec), upload_options=spec.chunking, **_source_args(spec))
     # named queries may overlap: their total is checked against the count query; a range or window
     # split cannot overlap, and each of its parts is checked against its own count
     count = src.count_query if src.queries else None
-    publish = dict(plan_task_id=PLAN, count_sql=count, mssql_conn_id=src.connection, **_s3(spec))
+    publish = PublishArgs(plan_task_id=PLAN, count_sql=count, mssql_conn_id=src.connection, **_s3(spec))
     run = _run_prefix(spec)
     return (
         _task(spec, PLAN, "plan", reads=(_source(spec),), args=plan),
@@ -347,16 +362,16 @@ def _split_tasks(spec: DatasetSpec) -> tuple[TaskPlan, ...]:
     )
 
 
-def transform_args(spec: DatasetSpec, upstream: str) -> dict[str, Any]:
+def transform_args(spec: DatasetSpec, upstream: str, landing: Landing | None) -> TransformArgs:
     hive = spec.hive
-    return dict(
+    return TransformArgs(
         upload_task_id=upstream,
         database=hive.database,
         staging_table=hive.staging_table,
         target_table=hive.target_table,
         sql=hive.transform_sql,
         partition={p.name: p.value for p in hive.partitions if p.value is not None},
-        dynamic_partitions=[p.name for p in hive.partitions if p.value is None],
+        dynamic_partitions=tuple(p.name for p in hive.partitions if p.value is None),
         target_columns=hive.columns or None,
         partition_types={p.name: p.type for p in hive.partitions} if hive.columns else None,
         target_format=hive.format,
@@ -366,12 +381,13 @@ def transform_args(spec: DatasetSpec, upstream: str) -> dict[str, Any]:
         aws_conn_id=spec.s3_connection,
         timestamp_precision=hive.timestamp_precision,
         create_database=hive.create_database,
+        landing=landing,
     )
 
 
-def refresh_args(spec: DatasetSpec) -> dict[str, Any]:
+def refresh_args(spec: DatasetSpec, landing: Landing) -> RefreshArgs:
     hive, refresh = spec.hive, spec.refresh
-    return dict(
+    return RefreshArgs(
         database=hive.database,
         table=hive.target_table,
         transform_task_id=TRANSFORM,
@@ -384,6 +400,7 @@ def refresh_args(spec: DatasetSpec) -> dict[str, Any]:
         hiveserver2_conn_id=hive.connection,
         metastore_conn_id=hive.metastore,
         aws_conn_id=spec.s3_connection,
+        landing=landing,
     )
 
 
@@ -397,10 +414,10 @@ def _hive_tasks(spec: DatasetSpec, *, upstream: str) -> tuple[TaskPlan, ...]:
     reads = (f"hive {hive.database}.{hive.staging_table} over the published run",)
     transform = dict(upstream=(upstream,), reads=reads, writes=(target,))
     if not hive.partitions:
-        args = {**transform_args(spec, upstream), "landing": landing}
+        args = transform_args(spec, upstream, landing)
         return (_task(spec, TRANSFORM, "transform", outlets=outlets, args=args, **transform),)
     return (
-        _task(spec, TRANSFORM, "transform", args={**transform_args(spec, upstream), "landing": None}, **transform),
+        _task(spec, TRANSFORM, "transform", args=transform_args(spec, upstream, None), **transform),
         _task(
             spec,
             REFRESH,
@@ -408,9 +425,9 @@ def _hive_tasks(spec: DatasetSpec, *, upstream: str) -> tuple[TaskPlan, ...]:
             upstream=(TRANSFORM,),
             writes=(f"{target} partitions",),
             outlets=outlets,
-            args={**refresh_args(spec), "landing": landing},
+            args=refresh_args(spec, landing),
         ),
     )
 
 
-__all__ = ["AssetPlan", "DagPlan", "SchedulePlan", "TaskPlan", "plan_for"]
+__all__ = ["AssetPlan", "DagPlan", "SchedulePlan", "TaskPlan", "plan_for", "specs_beside"]

@@ -9,8 +9,6 @@ operator exists.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import DAG, Asset
 from airflow.timetables.interval import CronDataIntervalTimetable
@@ -25,7 +23,6 @@ from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
 from flux_provider.operators.split_plan import SplitPlanOperator
 from flux_provider.recovery import Recovery, RecoveryPolicy
 from flux_provider.specs import partitions
-from flux_provider.specs.dag_doc import doc_md
 from flux_provider.specs.model import DatasetSpec
 from flux_provider.specs.plan import AssetPlan, DagPlan, SchedulePlan, TaskPlan, asset_name, asset_plan
 from flux_provider.specs.timetable import CalendarCronDataInterval, CalendarCronTrigger, PartitionCron
@@ -75,49 +72,49 @@ def _partitioned_after(plan: SchedulePlan):
     )
 
 
-def schedule(plan: SchedulePlan, spec: DatasetSpec):
+def schedule(plan: SchedulePlan):
     if plan.kind == "after" and plan.grain:
         return _partitioned_after(plan)
     if plan.kind == "after":
         return [Asset.ref(name=asset_name(name)) for name in plan.after]
     if plan.grain:
-        return PartitionCron(plan.cron, timezone=plan.timezone, grain=plan.grain, calendar=spec.calendar)
+        return PartitionCron(plan.cron, timezone=plan.timezone, grain=plan.grain, calendar=plan.calendar)
     if plan.kind == "calendar_interval":
-        return CalendarCronDataInterval(plan.cron, plan.timezone, calendar=spec.calendar)
+        return CalendarCronDataInterval(plan.cron, plan.timezone, calendar=plan.calendar)
     if plan.kind == "calendar":
-        return CalendarCronTrigger(plan.cron, timezone=plan.timezone, calendar=spec.calendar)
+        return CalendarCronTrigger(plan.cron, timezone=plan.timezone, calendar=plan.calendar)
     if plan.kind == "cron_interval":
         return CronDataIntervalTimetable(plan.cron, timezone=plan.timezone)
     return plan.cron
 
 
-def _deadline(spec: DatasetSpec):
-    """The spec's ``DeadlineAlert``, or None. Its module registers a custom deadline reference, which loads
+def _deadline(plan: DagPlan):
+    """The plan's ``DeadlineAlert``, or None. Its module registers a custom deadline reference, which loads
     Airflow's deadline models (a quarter of a CPU second): only DAG files of specs with a deadline pay that."""
-    if spec.deadline is None:
+    if plan.deadline is None:
         return None
     from flux_provider.deadlines import alert_for
 
-    return alert_for(spec)
+    return alert_for(plan.deadline, dataset=plan.dataset, emails=plan.emails, webhooks=plan.webhooks)
 
 
-def render(plan: DagPlan, spec: DatasetSpec, *, priorities: bool = True) -> DAG:
-    """The DAG of ``plan`` (``spec`` gives what only Airflow objects hold: the calendar, the deadline).
-    ``priorities=False``: Airflow's default weight rule, not the plan's stage priorities."""
-    recovery = Recovery(rules=spec.rules, emails=spec.emails, webhooks=spec.webhooks)
+def render(plan: DagPlan, *, priorities: bool = True) -> DAG:
+    """The DAG of ``plan``, which holds all it needs. ``priorities=False``: Airflow's default weight rule,
+    not the plan's stage priorities."""
+    recovery = Recovery(rules=plan.rules, emails=plan.emails, webhooks=plan.webhooks)
     with DAG(
         dag_id=plan.dag_id,
         description=plan.description,
-        schedule=schedule(plan.schedule, spec),
+        schedule=schedule(plan.schedule),
         start_date=pendulum.parse(plan.schedule.start, tz=plan.schedule.timezone),
         catchup=plan.schedule.catchup,
         max_active_runs=plan.schedule.max_active_runs,  # each run transforms through a staging view of its own
-        doc_md=doc_md(spec, plan.schedule),
+        doc_md=plan.doc,
         tags=["flux", f"owner:{plan.owner}"],
         # retries, delays and alerts come from the recovery rules (flux_provider.recovery)
         default_args={"owner": plan.owner},
-        params={"flux_spec": str(spec.path.name)},
-        deadline=_deadline(spec),
+        params={"flux_spec": plan.spec_file},
+        deadline=_deadline(plan),
     ) as dag:
         tasks = {}
         for task in plan.tasks:
@@ -129,10 +126,7 @@ def render(plan: DagPlan, spec: DatasetSpec, *, priorities: bool = True) -> DAG:
 
 def _operator(task: TaskPlan, plan: DagPlan, recovery: Recovery, tasks: dict, priorities: bool = True):
     cls = OPERATOR_CLASSES[task.operator]
-    args = dict(task.args)
-    minutes = args.pop("execution_timeout_minutes", None)
-    if minutes:
-        args["execution_timeout"] = timedelta(minutes=minutes)
+    args = task.args.kwargs()  # the record's fields are the operator's parameters
     outlets = [Asset.ref(name=name) if name != plan.asset.name else asset(plan.asset) for name in task.outlets]
     if outlets:
         args["outlets"] = outlets

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flux_provider.errors import ErrorClass, FluxTerminalError
+from flux_provider.error_taxonomy import ErrorClass, FluxError
 
 
-class SpecError(FluxTerminalError):
-    """A data-set spec that cannot be used, located to the file, line and element."""
+class SpecError(FluxError):
+    """A data-set spec that cannot be used, located to the file, line and element (a ``config`` error: terminal)."""
 
     def __init__(
         self,

@@ -10,14 +10,17 @@ default 60; make it longer than the data set's tasks usually run) it:
    last tick (from ``task_instance`` and ``task_instance_history``) with their
    duration, the number of tasks running in the pool when they ended, and the
    error class the operator left in the XCom ``flux_error`` and the source's time
-   to the first row an export left in ``flux_source``;
+   to the first row an export left in ``flux_source``
+   (:mod:`flux_provider.throttle.observations`);
 2. feeds them to the data set's limit (``flux_throttle.algorithm``: the latency-aware
    :class:`~flux_provider.throttle.limits.Gradient` or the error-driven
    :class:`~flux_provider.throttle.limits.AIMD`; bounds and load classes from the same row);
 3. sets the pool's slots to the pin if a person pinned it, else to the limit's
    value, or to the data set's share of its source's budget when that is less
    (:mod:`flux_provider.throttle.sources`), and records every change (time, old,
-   new, reason, actor).
+   new, reason, actor);
+4. completes the partition runs of facts whose day an upstream rewrote after the
+   fact read it, so that they run again (:mod:`flux_provider.throttle.corrections`).
 
 Shrinking a pool never stops running tasks; the scheduler reads the new slots
 at its next loop.
@@ -33,17 +36,15 @@ import os
 import socket
 import threading
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
 from flux_provider import calendars
 from flux_provider.errors import ERROR_XCOM, ErrorClass, ErrorRecord
-from flux_provider.recovery import RetryReason
 from flux_provider.source_timing import TIMING_XCOM, SourceTiming
-from flux_provider.throttle import adopted, host, lost, migrations, store
+from flux_provider.throttle import adopted, corrections, host, lost, migrations, observations, store
 from flux_provider.throttle.host import HostWatch
 from flux_provider.throttle.limits import AIMD, ALGORITHMS, DEFAULT_LOAD_CLASSES, Sample
 from flux_provider.throttle.sources import Sources
-from flux_provider.throttle.tries import KEY, pool_tries
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,6 @@ ACTOR = "controller"
 #: How far each period looks back before the last one: a try's end date is set a moment before its final
 #: state is committed, so a try that ended just before a tick can show up as final only after it.
 LATE = dt.timedelta(seconds=30)
-# tries that ran and ended (upstream_failed and skipped tasks never ran, though Airflow gives them dates)
-FINAL = ("success", "failed", "up_for_retry")
 
 
 class Controller:
@@ -153,6 +152,7 @@ class Controller:
         if moved:
             changes.append((host.EVENTS, *moved))
         self.host.apply(session)
+        corrections.complete_corrections(session, at)  # facts whose day an upstream rewrote run again
         self.last_tick = at
         return changes
 
@@ -244,7 +244,7 @@ class Controller:
         another limit)."""
         earliest = min(since.values())
         pools = list(datasets)
-        ended, running = self.window(session, pools, earliest, until)
+        ended, running = observations.window(session, pools, earliest, until)
         # try 0 never ran (cleared before it started)
         rows = {
             key: r
@@ -253,17 +253,17 @@ class Controller:
         }
         if not rows:
             return {}
-        recorded = self.recorded(session, rows)
+        recorded = observations.recorded(session, rows)
         fresh = {key: r for key, r in rows.items() if key not in recorded}
-        current = self.current_tries(session, fresh)
+        current = observations.current_tries(session, fresh)
         # a failed try's XCom is still its own while it is the task instance's current try
         failed_now = {
             key[:4]
             for key, r in fresh.items()
             if r.state in ("failed", "up_for_retry") and current.get(key[:4]) == key[4]
         }
-        records = self.xcom_records(session, failed_now, ERROR_XCOM, ErrorRecord)
-        timings = self.xcom_records(
+        records = observations.xcom_records(session, failed_now, ERROR_XCOM, ErrorRecord)
+        timings = observations.xcom_records(
             session, {key[:4] for key in fresh if current.get(key[:4]) == key[4]}, TIMING_XCOM, SourceTiming
         )
         recent = until - dt.timedelta(seconds=self.period * 3)
@@ -273,7 +273,7 @@ class Controller:
             own = current.get(key[:4]) == key[4]
             record = records.get(key[:4]) if own else None
             timing = timings.get(key[:4]) if own else None
-            outcome, sample = self.observe(
+            outcome, sample = observations.observe(
                 key, r, datasets[r.pool], record, running.get(r.pool, ()), timing, (rules or {}).get(r.pool)
             )
             inserts.append(outcome)
@@ -285,152 +285,6 @@ class Controller:
         if inserts:
             session.execute(store.outcomes.insert(), inserts)
         return samples
-
-    @staticmethod
-    def window(session, pools: list[str], earliest: dt.datetime, until: dt.datetime) -> tuple[dict, dict]:
-        """One read of every pool's tries that ran in ``[earliest, until]``: those that ended in it (try key ->
-        row) and, per pool, what ran (``[(start, end or None)]``, to count what ran beside each)."""
-        seen = pool_tries(
-            session,
-            ("state", "pool", "start_date", "end_date", "retry_reason"),
-            lambda m: and_(m.pool.in_(pools), m.start_date <= until, or_(m.end_date.is_(None), m.end_date >= earliest)),
-        )
-        ended = {
-            key: r
-            for key, r in seen.items()
-            if r.end_date is not None and earliest < r.end_date <= until and r.state in FINAL
-        }
-        running: dict[str, list[tuple]] = {}
-        for r in seen.values():
-            running.setdefault(r.pool, []).append((r.start_date, r.end_date))
-        return ended, running
-
-    def observe(
-        self,
-        key: tuple,
-        r,
-        dataset: str,
-        record: ErrorRecord | None,
-        running,
-        timing: SourceTiming | None = None,
-        rules: list | None = None,
-    ) -> tuple[dict, Sample]:
-        """One ended try: its ``flux_task_outcomes`` row and its sample (class, duration, tries in flight, and
-        the source's time to the first row when the operator recorded it). ``rules``: an adopted pool's."""
-        seconds = (r.end_date - r.start_date).total_seconds()
-        failed = r.state in ("failed", "up_for_retry")
-        failure = self.classify(r, record, rules) if failed else None
-        inflight = max(sum(1 for start, end in running if _overlaps(start, end, r.end_date)), 1)
-        outcome = dict(zip(KEY, key))
-        outcome.update(
-            dataset=dataset,
-            state=str(r.state),
-            start_date=r.start_date,
-            end_date=r.end_date,
-            seconds=seconds,
-            inflight=inflight,
-            error_class=failure.error_class if failure else None,
-            message=failure.message if failure else None,
-            rule=failure.rule if failure else None,
-            action=failure.decision if failure else None,
-            first_row=timing.first_row if timing else None,
-            rows_per_s=timing.rows_per_s if timing else None,
-            query_seconds=timing.seconds if timing else failure.query_seconds if failure else None,
-        )
-        sample = Sample(
-            time=r.end_date.timestamp(),
-            latency=seconds,
-            inflight=inflight,
-            failed=failed,
-            error_class=failure.error_class if failure else None,
-            throttle_down=failure.throttle_down if failure else None,
-            first_row=timing.first_row if timing else None,
-            query_seconds=outcome["query_seconds"],
-        )
-        return outcome, sample
-
-    @staticmethod
-    def recorded(session, rows: dict) -> set[tuple]:
-        """The keys of ``rows`` already in ``flux_task_outcomes`` (recorded, and fed to a limit, once)."""
-        o = store.outcomes.c
-        query = select(o.dag_id, o.run_id, o.task_id, o.map_index, o.try_number).where(
-            and_(o.dag_id.in_({k[0] for k in rows}), o.run_id.in_({k[1] for k in rows}))
-        )
-        return {tuple(r) for r in session.execute(query)} & set(rows)
-
-    @staticmethod
-    def current_tries(session, rows: dict) -> dict:
-        """``(dag_id, run_id, task_id, map_index) -> try_number`` now on ``task_instance`` for those rows."""
-        from airflow.models.taskinstance import TaskInstance as TI
-
-        if not rows:
-            return {}
-        runs = {(k[0], k[1]) for k in rows}
-        query = select(TI.dag_id, TI.run_id, TI.task_id, TI.map_index, TI.try_number).where(
-            and_(TI.dag_id.in_({d for d, _ in runs}), TI.run_id.in_({r for _, r in runs}))
-        )
-        return {
-            (r.dag_id, r.run_id, r.task_id, r.map_index): r.try_number
-            for r in session.execute(query)
-            if (r.dag_id, r.run_id) in runs
-        }
-
-    @staticmethod
-    def classify(r, record: ErrorRecord | None, rules: list | None = None) -> RetryReason:
-        """The class, throttleDown factor, rule, decision and message of one failed try: from the reason Airflow
-        stored with a retried try (it stays with that try), else from its ``flux_error`` XCom ``record`` (None
-        when the next try cleared it; an adopted pool's ``rules`` class a stock operator's), else ``crash``: the
-        try was lost to the orchestrator (killed by a signal or the OOM killer, not started, heartbeat lost)."""
-        reason = RetryReason.from_text(r.retry_reason)
-        if reason is not None:
-            return reason
-        matched = adopted.classify(rules, record) if rules and record is not None else None
-        if matched is not None:
-            return RetryReason(matched[0], matched[1], None, (record.message or "")[:4000], None)
-        if record is not None:
-            decision = record.recovery or {}
-            factor = decision.get("throttle_down")
-            return RetryReason(
-                record.error_class,
-                decision.get("rule"),
-                decision.get("reason"),
-                (record.message or "")[:4000],
-                float(factor) if factor else None,
-            )
-        return RetryReason(
-            ErrorClass.LOST.value, None, None, f"try {r.try_number} ended {r.state}, {lost.cause_of(None)}"
-        )
-
-    @staticmethod
-    def xcom_records(session, keys: set[tuple], name: str, kind: type) -> dict:
-        """``(dag_id, run_id, task_id, map_index) -> record`` of the XComs ``name`` of ``keys``, read as the
-        record type ``kind`` (``flux_error``: ErrorRecord, ``flux_source``: SourceTiming)."""
-        from airflow.models.xcom import XComModel
-
-        if not keys:
-            return {}
-        query = select(XComModel.dag_id, XComModel.run_id, XComModel.task_id, XComModel.map_index, XComModel.value)
-        query = query.where(
-            and_(
-                XComModel.key == name,
-                XComModel.dag_id.in_({k[0] for k in keys}),
-                XComModel.run_id.in_({k[1] for k in keys}),
-            )
-        )
-        out = {}
-        for dag_id, run_id, task_id, map_index, value in session.execute(query):
-            key = (dag_id, run_id, task_id, map_index)
-            if key in keys:
-                try:
-                    out[key] = kind.from_json(store.xcom_value(value))
-                except Exception:  # an unreadable record says nothing (an unknown failure, no timing)
-                    continue
-        return out
-
-
-def _overlaps(start: dt.datetime, end: dt.datetime | None, moment: dt.datetime) -> bool:
-    """A try that ran from ``start`` to ``end`` (None: still running) was running at ``moment``."""
-    return start <= moment and (end is None or end >= moment)
 
 
 # ------------------------------------------------------------------ people in control

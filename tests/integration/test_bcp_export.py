@@ -36,7 +36,7 @@ def expected_value(column: str, value):
 
 
 def decoded(result: dict) -> list[tuple]:
-    columns = [fmt.Column.from_dict(c) for c in result["columns"]]
+    columns = [fmt.Column.from_json(c) for c in result["columns"]]
     return [
         tuple(fmt.parse(raw, col) for raw, col in zip(record, columns))
         for record in fmt.iter_records(Path(result["path"]), result["field_terminator"], result["row_terminator"])

@@ -81,7 +81,8 @@ def test_a_spec_committed_during_a_run_changes_only_the_runs_after_it(stack, air
     pools_sync(stack, work / "dags")  # the deploy job's step: the data set's pool (from the repository's checkout)
     wait_for_version(db, first)
 
-    inject_fault(stack, "git_src", remaining=1, delay_seconds=90)  # the export query waits: the run is in flight
+    # the export query waits until the fault is deleted below (at most 300 s): the run is in flight
+    inject_fault(stack, "git_src", remaining=1, delay_seconds=300)
     try:
         run_id = airflow_client.trigger("flux_git_bundle")
         write(work, "upper(txt)")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from flux_provider.hooks.landing import Landing, LandingRule
 from flux_provider.operators.hive_transform import HiveTransformOperator
 from flux_provider.operators.partition_refresh import PartitionRefreshOperator
+from flux_provider.retention import Landing, LandingRule
 from tests.support.stack import export, hive, records, s3, seed_table, upload
 from tests.support.values import context
 
@@ -89,3 +89,44 @@ def test_reruns_and_days_leave_only_what_the_rule_keeps(stack, tmp_path, unique)
     assert [tuple(r) for r in target] == expected
     # and the staging view still reads the run it was pointed at
     assert records(f"SELECT COUNT(*) FROM `{db}`.`ev_staging`") == [(7,)]
+
+
+def test_the_store_gives_back_the_disk_retention_frees(tmp_path, monkeypatch):
+    """A SeaweedFS volume keeps a deleted object's bytes until it is compacted: the stack's store compacts a
+    volume that is a tenth garbage at its next sweep (every 30 s; every 5 s in this test's private S3, whose disk
+    holds this test's objects alone), so what landing retention deletes leaves the store's data folder."""
+    import os
+    import time
+
+    from flux_devstack.s3 import SeaweedS3
+    from flux_devstack.stack import Stack
+    from flux_provider.hooks import landing
+    from flux_provider.hooks.s3_client import s3_client
+    from flux_provider.s3_layout import DatasetLayout
+
+    def disk() -> int:
+        return sum(f.stat().st_size for f in (tmp_path / "s3" / "s3" / "data").rglob("*") if f.is_file())
+
+    private = Stack(run_dir=tmp_path / "s3", dags_folder=tmp_path, services=[SeaweedS3(5)], echo=lambda _: None)
+    private.up()
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_FLUX_RETENTION_S3", private.env()["AIRFLOW_CONN_AWS_DEFAULT"])
+        client = s3_client("flux_retention_s3")
+        client.create_bucket(Bucket="landing")
+        layout = DatasetLayout("landing", "landing/ev")
+        for name in ("run-1", "run-2", "run-3"):
+            for part in range(4):
+                key = f"{layout.runs_prefix}{name}/part-{part:05d}.gz"
+                client.put_object(Bucket="landing", Key=key, Body=os.urandom(2 << 20))
+            client.put_object(Bucket="landing", Key=layout.run(name).manifest_key, Body=b"{}")
+        runs = landing.landing_runs(client, "landing", "landing/ev")
+        doomed = [r for r in runs if r.name != "run-3"]
+        before, freed = disk(), sum(r.bytes for r in doomed)
+        assert landing.remove(client, "landing", doomed) == 10
+        deadline = time.monotonic() + 90
+        while disk() > before - freed * 0.9:
+            assert time.monotonic() < deadline, f"the store gave back {before - disk()} of {freed} freed bytes"
+            time.sleep(0.5)
+        assert [r.name for r in landing.landing_runs(client, "landing", "landing/ev")] == ["run-3"]
+    finally:
+        private.purge()

@@ -134,6 +134,12 @@ def pending_partition(stack, dag_id: str, key: str) -> bool:
         )
 
 
+def finished_runs(airflow_client, dag_id: str, key: str, count: int) -> list[dict] | None:
+    """``dag_id``'s runs for partition ``key`` once there are ``count`` and all have finished."""
+    found = [r for r in runs(airflow_client, dag_id) if r.get("partition_key") == key]
+    return found if len(found) >= count and all(r["state"] in ("success", "failed") for r in found) else None
+
+
 def fact_rows(name: str, day: str) -> list[tuple]:
     return sorted(records(f"SELECT id, a_label, b_label FROM flux_tests.{name} WHERE day = '{day}'"))
 
@@ -143,7 +149,12 @@ EXPECTED_FACT = sorted(
 )
 
 
-def test_a_fact_starts_for_a_day_only_when_both_dimensions_wrote_it(stack, airflow_client, datasets):
+def test_a_fact_starts_for_a_day_when_both_dimensions_wrote_it_and_again_when_one_corrects_it(
+    stack, airflow_client, datasets
+):
+    """Once, when the second dimension wrote the day. Then a dimension rerun for that day (its rows changed at
+    the source): Airflow alone would wait for the other dimension to write the day again; the fact runs again
+    now, joining the corrected dimension with the other's rows of that day, and nothing is left waiting."""
     day = (TODAY - dt.timedelta(days=20)).isoformat()
     a, b, fact_dag = (f"flux_{datasets[k]}" for k in ("a", "b", "fact"))
     first = airflow_client.run_dag(a, partition_key=day, timeout=300)
@@ -164,6 +175,21 @@ def test_a_fact_starts_for_a_day_only_when_both_dimensions_wrote_it(stack, airfl
     assert fact_rows(datasets["fact"], day) == EXPECTED_FACT  # both dimensions' rows of that day, once
     assert len([r for r in runs(airflow_client, fact_dag) if r.get("partition_key") == day]) == 1
 
+    source = Path(stack.env()["FLUX_MSSQL_DB"])
+    with sqlite3.connect(source) as conn:
+        conn.execute("UPDATE part_dim_a SET label = 'ONE' WHERE id = 1")
+    try:
+        assert airflow_client.run_dag(a, partition_key=day, timeout=300).state == "success"
+        wait_until(lambda: finished_runs(airflow_client, fact_dag, day, 2), 300, f"the fact's second run for {day}")
+    finally:
+        with sqlite3.connect(source) as conn:
+            conn.execute("UPDATE part_dim_a SET label = 'one' WHERE id = 1")
+    day_runs = [r for r in runs(airflow_client, fact_dag) if r.get("partition_key") == day]
+    assert [r["state"] for r in day_runs] == ["success", "success"]
+    corrected = sorted((i, "ONE" if i == 1 else a_label, b_label) for i, a_label, b_label in EXPECTED_FACT)
+    assert fact_rows(datasets["fact"], day) == corrected
+    assert not pending_partition(stack, fact_dag, day)
+
 
 def test_a_manual_run_with_conf_day_loads_and_records_that_partition(airflow_client, datasets):
     day = (TODAY - dt.timedelta(days=25)).isoformat()
@@ -172,9 +198,7 @@ def test_a_manual_run_with_conf_day_loads_and_records_that_partition(airflow_cli
     assert run.state == "success", run.task_states
     count = records(f"SELECT COUNT(*) FROM flux_tests.{datasets['a']} WHERE snapshot_day = '{day}'")
     assert count == [(len(DIM_ROWS["a"]),)]
-    events = airflow_client.request(
-        "GET", "/assets/events", params={"source_dag_id": dag_id, "source_run_id": run.run_id}
-    ).json()["asset_events"]
+    events = airflow_client.asset_events(dag_id, run.run_id)
     assert [(e["partition_key"], e["extra"].get("day")) for e in events] == [(day, day)]
 
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from tests.support.stack import inject_fault, records, seed_table
+from tests.support.stack import inject_fault, records, seed_table, wait_scheduler_loops
 
 
 @pytest.mark.stack
@@ -111,7 +111,6 @@ def _clear(airflow_client, run_id: str, task_id: str):
 def test_manual_recovery_pause_resume_and_rerun_from_the_failed_step(stack, airflow_client):
     """Pause the data set (DAG paused), resume; a failed export, upload, transform and refresh, each fixed
     and rerun from that step with Airflow's clear: the Hive result is exact every time."""
-    import time
 
     expected = _pipeline_source(stack, seed=11)
     airflow_client.wait_for_dag("flux_test_pipeline")
@@ -120,7 +119,7 @@ def test_manual_recovery_pause_resume_and_rerun_from_the_failed_step(stack, airf
         "dag_run_id"
     ]
     inject_fault(stack, "pipeline_src", error_number=208, remaining=1)  # the export's data query fails once
-    time.sleep(12)
+    wait_scheduler_loops(stack, 2)  # the scheduler looked at the paused run twice and started nothing
     assert set(airflow_client.task_states("flux_test_pipeline", run_id).values()) <= {None, "scheduled", "queued"}
     airflow_client.request("PATCH", "/dags/flux_test_pipeline", json={"is_paused": False})  # resume
     failed = airflow_client.wait_for_run("flux_test_pipeline", run_id, timeout=300)

@@ -55,9 +55,9 @@ def download_rows(client, manifest: dict) -> list[list[str | None]]:
 
 
 def export_text(info: dict) -> list[list[str | None]]:
-    """The export file's fields as Hive should return them: NULL, '' or the text."""
+    """The export file's fields as Hive should return them: NULL, '' or the text (n + 1 NUL bytes: n NULs)."""
     return [
-        [None if raw == b"" else "" if raw == fmt.EMPTY else raw.decode() for raw in record]
+        [None if raw == b"" else raw[1:].decode() if not raw.strip(fmt.EMPTY) else raw.decode() for raw in record]
         for record in fmt.iter_records(Path(info["path"]), info["field_terminator"], info["row_terminator"])
     ]
 
@@ -104,8 +104,8 @@ def nasty_csv(tmp_path: Path) -> dict:
     path = tmp_path / "nasty.csv"
     path.write_bytes(b"id,txt\r\n" + csv_bytes(rows))
     columns = [
-        fmt.Column.from_system_type("id", "bigint").to_dict(),
-        fmt.Column.from_system_type("txt", "nvarchar(400)").to_dict(),
+        fmt.Column.from_system_type("id", "bigint").to_json(),
+        fmt.Column.from_system_type("txt", "nvarchar(400)").to_json(),
     ]
     return {
         "path": str(path),
@@ -172,7 +172,7 @@ def test_the_handoff_file_must_be_on_this_host(tmp_path, unique):
         "host": "worker-7",
         "rows": 1,
         "bytes": 10,
-        "columns": [{}],
+        "columns": [fmt.Column.from_system_type("id", "bigint").to_json()],
         "field_terminator": fmt.DEFAULT_FIELD_TERMINATOR,
         "row_terminator": fmt.DEFAULT_ROW_TERMINATOR,
     }
@@ -180,6 +180,8 @@ def test_the_handoff_file_must_be_on_this_host(tmp_path, unique):
         upload(unique, info, "r")
     message = str(failure.value)
     assert "worker-7" in message and "same worker" in message and "streaming" in message
+    with pytest.raises(FluxTerminalError, match="cannot be read: Column: this JSON lacks name, type_name"):
+        upload(unique, {**info, "columns": [{}]}, "r")
 
 
 def test_a_resumed_try_reuses_only_chunks_with_the_same_bytes(stack, unique):
@@ -356,7 +358,7 @@ def big_export(path: Path, rows: int, columns: int = 5) -> dict:
                 os.urandom(60).hex().encode(),
             ][:columns]
             out.write(ft.join(fields) + rt)
-    cols = [fmt.Column.from_system_type(f"c{i}", "nvarchar(400)").to_dict() for i in range(columns)]
+    cols = [fmt.Column.from_system_type(f"c{i}", "nvarchar(400)").to_json() for i in range(columns)]
     return {
         "path": str(path),
         "host": os.uname().nodename,
@@ -374,7 +376,7 @@ from types import SimpleNamespace
 from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
 info = json.loads(sys.argv[1])
 op = S3ChunkUploadOperator(task_id="upload", dataset="big", export=info, s3_location=sys.argv[2],
-                           chunk_mb=12, multipart_mb=5, max_inflight=2, delete_export=False)
+                           chunk_mb=12, multipart_mb=5, max_inflight=2, delete_export=False, compression=None)
 op.execute({"ti": SimpleNamespace(run_id=sys.argv[3], try_number=1)})
 """
 
@@ -416,6 +418,7 @@ def test_kill_9_mid_upload_then_rerun_publishes_exactly(stack, tmp_path, unique)
         chunk_mb=12,
         multipart_mb=5,
         delete_export=False,
+        compression=None,
     ).execute(context(run_id))
     assert result["prefix"] == prefix and result["chunks_reused"] >= 1
     assert client.list_multipart_uploads(Bucket="flux", Prefix=prefix).get("Uploads", []) == []
@@ -450,6 +453,7 @@ def test_s3_down_mid_upload_is_transient_publishes_nothing_and_a_rerun_succeeds(
             s3_location=location,
             chunk_mb=6,
             multipart_mb=5,
+            compression=None,  # 6 MB chunks that go up as multipart uploads
             max_inflight=1,
             delete_export=False,
         )
@@ -474,6 +478,7 @@ def test_s3_down_mid_upload_is_transient_publishes_nothing_and_a_rerun_succeeds(
             s3_location=location,
             chunk_mb=6,
             multipart_mb=5,
+            compression=None,  # 6 MB chunks that go up as multipart uploads
             delete_export=False,
         ).execute(context(run_id))
         _, manifest = read_published(client, "flux", "outage/big")
@@ -569,7 +574,8 @@ import json, sys
 from types import SimpleNamespace
 from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
 op = S3ChunkUploadOperator(task_id="u", dataset="rss", export=json.loads(sys.argv[1]), s3_location=sys.argv[2],
-                           chunk_mb=4, multipart_mb=5, max_inflight=2, block_mb=4, delete_export=False)
+                           chunk_mb=4, multipart_mb=5, max_inflight=2, block_mb=4, delete_export=False,
+                           compression=None)
 op.execute({"ti": SimpleNamespace(run_id=sys.argv[3], try_number=1)})
 """
 

@@ -114,7 +114,5 @@ def test_runs_without_a_logical_date_load_their_day(stack, airflow_client):
     assert chosen.state == "success", chosen.task_states
     partitions = {row[0] for row in records("SHOW PARTITIONS media.titles")}
     assert {f"snapshot_day={today}", f"snapshot_day={chosen_day}"} <= partitions
-    events = airflow_client.request(
-        "GET", "/assets/events", params={"source_dag_id": "flux_titles", "source_run_id": chosen.run_id}
-    ).json()["asset_events"]
+    events = airflow_client.asset_events("flux_titles", chosen.run_id)
     assert [e["extra"].get("day") for e in events] == [chosen_day]

@@ -47,17 +47,17 @@ def register(stack, airflow_client, dataset: str, slots: int, low: int = 1, high
 
     from tests.support.specs import MINIMAL
 
-    folder = Path(tempfile.mkdtemp(prefix="flux-register-"))
     throttle = f'<throttle initial="{slots}" min="{low}" max="{high}"/>'
-    (folder / f"{dataset}.xml").write_text(
-        MINIMAL.format(name=dataset).replace("</schedule>", f"</schedule>\n  {throttle}")
-    )
-    subprocess.run(
-        [sys.executable, "-m", "flux_provider.specs", "pools", "sync", "--reset", str(folder)],
-        env={**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]},
-        check=True,
-        capture_output=True,
-    )
+    with tempfile.TemporaryDirectory(prefix="flux-register-") as folder:
+        (Path(folder) / f"{dataset}.xml").write_text(
+            MINIMAL.format(name=dataset).replace("</schedule>", f"</schedule>\n  {throttle}")
+        )
+        subprocess.run(
+            [sys.executable, "-m", "flux_provider.specs", "pools", "sync", "--reset", folder],
+            env={**os.environ, "AIRFLOW_HOME": stack.env()["AIRFLOW_HOME"]},
+            check=True,
+            capture_output=True,
+        )
     assert slots == airflow_client.request("GET", f"/pools/flux_{dataset}").json()["slots"]
 
 
@@ -97,7 +97,10 @@ def test_a_pin_holds_against_the_controller_and_every_change_is_recorded(stack, 
     airflow_client.request(
         "PATCH", f"/pools/flux_{dataset}", json={"name": f"flux_{dataset}", "slots": 1, "include_deferred": False}
     )
-    time.sleep(PERIOD * 2.5)
+    deadline = time.monotonic() + PERIOD * 4  # the controller's next period puts the pin back
+    while not [e for e in events(stack, dataset) if e["actor"] == "controller"]:
+        assert time.monotonic() < deadline, events(stack, dataset)
+        time.sleep(0.5)
     assert slots(airflow_client, dataset) == 7  # the controller put the pin back, above the bounds even
     admin.post(f"/flux/api/datasets/{dataset}/limit", json={"slots": None, "pin": False})
     history = events(stack, dataset)
@@ -404,7 +407,10 @@ def test_an_adopted_pool_of_stock_operators_is_cut_and_grown_by_the_controller(s
                     and_(store.outcomes.c.run_id == first.run_id, store.outcomes.c.state != "success")
                 )
             ).all()
-        assert failed and set(failed) == {("deadlock", rule)}  # every victim classed by the pool's rule
+        # Every victim the controller saw is classed by the pool's rule. On a loaded host a period can outlast
+        # the retry delay, and the next try clears the record first: that try counts as lost (stock_reports.py).
+        classed = set(failed) - {("lost", None)}
+        assert classed == {("deadlock", rule)}, failed
         history = [e for e in events(stack, "stock_reports") if e["at"].replace(tzinfo=dt.timezone.utc) >= before]
         assert any("deadlock" in e["reason"] for e in history), history
 

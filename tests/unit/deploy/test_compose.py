@@ -105,6 +105,7 @@ def test_the_deployment_has_the_local_stacks_connections_bundle_and_settings(com
         assert set(conn.get("extra", {})) == set(ours[conn_id].get("extra", {}))
     assert urlish_host(conns["aws_default"]["extra"]["endpoint_url"]) in services
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert services["airflow-scheduler"]["command"] == "scheduler --skip-serve-logs"  # as the cluster stack's
     assert "AIRFLOW__FLUX__THROTTLE_PERIOD" in env
     assert "./dags:/opt/airflow/dags" in compose["x-airflow-common"]["volumes"]
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/dags"

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from flux_devstack.tds.protocol import SqlType, encoder, parse_declared_type
-from flux_devstack.tds.server import _convert_to_varchar, _split_statements, _strip_n_literals
+from flux_devstack.tds.server import Session, _convert_to_varchar, _split_statements, _strip_n_literals
 from flux_provider.formats import export_file as fmt
 
 FT, RT = fmt.DEFAULT_FIELD_TERMINATOR, fmt.DEFAULT_ROW_TERMINATOR
@@ -35,11 +35,39 @@ def test_renderer_follows_bcp_conventions():
     text = fmt.Column.from_system_type("t", "nvarchar(10)")
     dt2 = fmt.Column.from_system_type("ts", "datetime2(7)", scale=7)
     assert fmt.renderer(text)(None) == b"" and fmt.renderer(text)("") == b"\x00"
+    assert fmt.renderer(text)("\x00") == b"\x00\x00" and fmt.renderer(text)("\x00\x00") == b"\x00" * 3
+    assert fmt.renderer(text)("\x00a") == b"\x00a"
     assert fmt.renderer(text)("ü🎬") == "ü🎬".encode()
     assert fmt.renderer(dec)(Decimal("1.5")) == b"1.5000"
     assert fmt.renderer(text)(0.1) == b"0.10000000000000001" and fmt.renderer(text)(-0.0) == b"0"
     assert fmt.renderer(text)(b"\x00\xff") == b"00ff" and fmt.renderer(text)(b"") == b"\x00"
     assert fmt.renderer(dt2)(dt.datetime(2024, 1, 2, 3, 4, 5, 123456)) == b"2024-01-02 03:04:05.1234560"
+
+
+def test_parse_reads_strings_of_nuls_by_the_files_version():
+    text = fmt.Column.from_system_type("t", "nvarchar(10)")
+    assert [fmt.parse(raw, text) for raw in (b"\x00", b"\x00\x00", b"\x00" * 3)] == ["", "\x00", "\x00\x00"]
+    assert fmt.parse(b"\x00\x00", text, fmt.FORMAT_V1) == "\x00\x00"
+
+
+def test_the_bcp_query_adds_a_nul_to_strings_of_nuls(tmp_path):
+    """bcp writes '' and a lone NUL alike (one NUL byte): its query appends one to strings made of NULs.
+    The expression is T-SQL; the stand-in runs it on SQLite with the same functions (no SQL Server here)."""
+    columns = [fmt.Column.from_system_type("id", "int"), fmt.Column.from_system_type("s", "nvarchar(9)")]
+    columns.append(fmt.Column.from_system_type("v", "varchar(9)"))
+    query = fmt.export_query(columns, table="[dbo].[x]", bcp=True)
+    assert "CONCAT([s], NCHAR(0))" in query and "CONCAT([v], CHAR(0))" in query
+    assert fmt.export_query(columns, table="[dbo].[x]") == "SELECT [id], [s], [v] FROM [dbo].[x]"
+    session = Session(tmp_path / "x.db", "flux", 1)
+    session.db.execute("CREATE TABLE x (id INT, s TEXT, v TEXT)")
+    values = [None, "", "\x00", "\x00\x00", "\x00a", "a\x00", " "]
+    session.db.executemany("INSERT INTO x VALUES (?, ?, ?)", [(i, v, v) for i, v in enumerate(values)])
+    rows = session.db.execute(session.translate(query.replace("[dbo].[x]", "x"))).fetchall()
+    expected = [None, "", "\x00\x00", "\x00" * 3, "\x00a", "a\x00", " "]
+    assert rows == [(i, v, v) for i, v in enumerate(expected)]
+    session.close()
+    with pytest.raises(ValueError, match="remove the ORDER BY"):
+        fmt.export_query(columns[:2], query="SELECT id, s FROM x ORDER BY id", bcp=True)
 
 
 def test_export_query_renders_date_time_columns_losslessly():

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from flux_provider.formats import export_file as fmt
 from flux_provider.formats.hive_text import BcpToHive, CsvToHive, HiveTextEncoding, decode
 from tests.support.values import FT, RT, VALUES, bcp_bytes, csv_bytes
 
@@ -24,6 +25,22 @@ def test_random_rows_round_trip_exactly(columns):
 def test_exact_bytes_for_a_small_block():
     encoded, _ = BcpToHive(FT, RT, 3).encode(bcp_bytes([[None, "", "a\\b"], ["x\ny", None, None]]))
     assert encoded == b"\\N\x01\x01a\\\\b\n" + b"x\\ny\x01\\N\x01\\N\n"
+
+
+def test_strings_of_nul_characters_stay_apart_from_the_empty_string():
+    """Format 2 writes a string of n NULs as n + 1 NUL bytes (one NUL byte is ''); neighbours share separators."""
+    rows = [["", "\x00", "\x00\x00", "\x00"], ["\x00\x00\x00", "\x00a", "a\x00", None], ["\x00"] * 4]
+    data = bcp_bytes(rows)
+    assert data.startswith(b"\x00" + FT.encode() + b"\x00\x00" + FT.encode() + b"\x00\x00\x00")
+    encoded, _ = BcpToHive(FT, RT, 4).encode(data)
+    assert decode(encoded) == rows
+
+
+def test_a_version_1_export_reads_as_it_was_written():
+    """Version 1 had no NUL escape: its one NUL byte is '', and two NUL bytes are two NULs."""
+    data = FT.encode().join([b"\x00", b"\x00\x00", b"x"]) + RT.encode()
+    assert decode(BcpToHive(FT, RT, 3, format=fmt.FORMAT_V1).encode(data)[0]) == [["", "\x00\x00", "x"]]
+    assert decode(BcpToHive(FT, RT, 3).encode(data)[0]) == [["", "\x00", "x"]]
 
 
 def test_field_count_mismatch_is_detected():

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from flux_provider.hooks.landing import LandingRule, LandingRun, to_remove
+from flux_provider.retention import LandingRule, LandingRun, to_remove
 
 NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.timezone.utc)
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from flux_provider.errors import ErrorClass, FluxTerminalError
+from flux_provider.errors import ErrorClass, FluxError, FluxTerminalError
 from flux_provider.formats.export_file import Column
 from flux_provider.formats.hive_ddl import sql_string, staging_column
 from flux_provider.operators.hive_transform import HiveTransformOperator
@@ -64,9 +64,9 @@ def test_sql_literals_escape_quotes_backslashes_and_control_characters():
 )
 def test_identifiers_and_options_are_validated_before_any_sql(kwargs, fragment):
     args = dict(task_id="t", dataset="ds", database="media", target_table="t", staging_table="s", sql="SELECT 1")
-    with pytest.raises(FluxTerminalError) as failure:
+    with pytest.raises(FluxError) as failure:  # when the DAG is built: a terminal class, typed when it runs
         HiveTransformOperator(**{**args, **kwargs})
-    assert failure.value.error_class is ErrorClass.CONFIG and fragment in str(failure.value)
+    assert failure.value.error_class is ErrorClass.CONFIG and failure.value.terminal and fragment in str(failure.value)
     assert "data set 'ds'" in str(failure.value)
 
 

@@ -1,5 +1,5 @@
-"""Pure decisions with no service behind them: the SQL the transform builds, partition expiry, the
-controller's choice of slots, and the error classification tables (S3 and HiveServer2)."""
+"""Pure decisions with no service behind them: partition expiry, the controller's choice of slots, and the
+error classification tables (S3 and HiveServer2). The transform's SQL: ``tests/unit/formats/test_hive_dml.py``."""
 
 from __future__ import annotations
 
@@ -9,118 +9,6 @@ import pytest
 
 from flux_provider.errors import ErrorClass
 from flux_provider.throttle.limits import Sample
-
-
-class RecordingSession:
-    """Stands in for a HiveServer2 session: records the statements the operator builds (the SQL text is
-    the behaviour under test here; running it is tested against Spark Thrift Server elsewhere)."""
-
-    def __init__(self, columns=()):
-        self.statements, self.columns = [], list(columns)
-
-    def execute(self, sql, what=None):
-        self.statements.append(sql)
-        return []
-
-    def column_names(self, sql):
-        return self.columns
-
-
-def transform(**kwargs):
-    from flux_provider.operators.hive_transform import HiveTransformOperator
-
-    args = dict(
-        task_id="t",
-        dataset="events",
-        database="media",
-        staging_table="events_staging",
-        target_table="events_daily",
-        sql="SELECT id, day FROM {{ staging }}",
-    )
-    return HiveTransformOperator(**{**args, **kwargs})
-
-
-def test_an_unpartitioned_insert_overwrites_the_table_with_the_select():
-    session = RecordingSession()
-    transform(sql="SELECT id FROM s").insert(session, {"": 3})
-    assert session.statements == ["INSERT OVERWRITE TABLE `media`.`events_daily`\nSELECT id FROM s"]
-
-
-def test_a_dynamic_partition_insert_sets_dynamic_mode_and_names_the_partition_columns():
-    session = RecordingSession()
-    transform(sql="SELECT id, day FROM s", dynamic_partitions=["day"]).insert(session, {"day=2024-01-01": 1})
-    assert session.statements[:3] == [
-        "SET hive.exec.dynamic.partition=true",
-        "SET hive.exec.dynamic.partition.mode=nonstrict",
-        "SET spark.sql.sources.partitionOverwriteMode=dynamic",
-    ]
-    assert (
-        session.statements[3]
-        == "INSERT OVERWRITE TABLE `media`.`events_daily` PARTITION (`day`)\nSELECT id, day FROM s"
-    )
-
-
-def test_a_static_partition_becomes_a_quoted_literal_column_written_dynamically():
-    """Static values go in as literals (quotes escaped), so the write is all-dynamic: a failed job keeps
-    the previous partition. With no dynamic column the SELECT's own columns need not be looked up."""
-    session = RecordingSession()
-    op = transform(sql="SELECT id, name FROM s", partition={"day": "2024-01-01' OR '1"})
-    op.insert(session, {"day=2024-01-01' OR '1": 2})
-    insert = session.statements[-1]
-    assert insert.startswith("INSERT OVERWRITE TABLE `media`.`events_daily` PARTITION (`day`)\n")
-    assert "SELECT flux_q.*, '2024-01-01\\' OR \\'1' AS `day` FROM" in insert
-    assert insert.endswith("FROM (\nSELECT id, name FROM s\n) flux_q")
-
-
-def test_static_values_go_between_the_data_and_the_dynamic_columns():
-    session = RecordingSession(columns=["id", "name", "hour"])
-    op = transform(sql="SELECT id, name, hour FROM s", partition={"day": "2024-01-01"}, dynamic_partitions=["hour"])
-    op.insert(session, {"day=2024-01-01/hour=3": 2})
-    assert "SELECT flux_q.`id`, flux_q.`name`, '2024-01-01' AS `day`, flux_q.`hour` FROM" in session.statements[-1]
-
-
-class AnsweringSession(RecordingSession):
-    """Answers each statement with the next of ``answers`` (rows as PyHive returns them)."""
-
-    def __init__(self, *answers):
-        super().__init__()
-        self.answers = list(answers)
-
-    def execute(self, sql, what=None):
-        self.statements.append(sql)
-        return self.answers.pop(0)
-
-    def scalar(self, sql, what=None):
-        return self.execute(sql, what)[0][0]
-
-
-def test_the_staging_rows_and_the_transform_are_counted_in_one_statement():
-    session = AnsweringSession([(0, None, 5), (1, "2024-01-01", 3), (1, "2024-01-02", 2)])
-    op = transform(sql="SELECT id, day FROM s", dynamic_partitions=["day"])
-    assert op.count_rows(session) == (5, {"day=2024-01-01": 3, "day=2024-01-02": 2})
-    assert len(session.statements) == 1
-    assert "GROUP BY `day`" in session.statements[0] and "UNION ALL" in session.statements[0]
-
-    session = AnsweringSession([(7, 0)])
-    assert transform(sql="SELECT id FROM s", partition={"day": "2024-01-01"}).count_rows(session) == (7, {})
-    session = AnsweringSession([(7, 7)])
-    assert transform(sql="SELECT id FROM s").count_rows(session) == (7, {"": 7})
-
-
-def test_the_written_partitions_are_counted_in_one_statement_and_a_missing_one_counts_zero():
-    session = AnsweringSession([("2024-01-01", 3)])
-    op = transform(sql="SELECT id, day FROM s", dynamic_partitions=["day"])
-    assert op.count_target(session, ["day=2024-01-01", "day=2024-01-02"]) == {"day=2024-01-01": 3, "day=2024-01-02": 0}
-    (statement,) = session.statements
-    assert "WHERE (`day` = '2024-01-01') OR (`day` = '2024-01-02') GROUP BY `day`" in statement
-
-
-def test_a_static_partition_with_no_rows_is_emptied_by_a_static_overwrite():
-    session = RecordingSession()
-    transform(sql="SELECT id FROM s", partition={"day": "2024-01-01"}).insert(session, {})
-    assert session.statements == [
-        "INSERT OVERWRITE TABLE `media`.`events_daily` PARTITION (`day`='2024-01-01')\nSELECT id FROM s"
-    ]
 
 
 def refresh(**kwargs):

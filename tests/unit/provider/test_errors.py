@@ -61,3 +61,34 @@ def test_load_related_classes_are_the_ones_a_throttle_reacts_to():
         ErrorClass.THROTTLED,
         ErrorClass.CONNECTION,
     }
+
+
+def test_a_bare_flux_error_is_typed_for_airflow_with_its_text_and_attributes():
+    """Code with no Airflow in it (a spec, an identifier, a run's day) raises the taxonomy's ``FluxError``;
+    ``typed`` makes it the terminal or transient exception of its class, as an operator raises it."""
+    from flux_provider.error_taxonomy import FluxError
+    from flux_provider.errors import typed
+
+    bare = FluxError("no such day", error_class=ErrorClass.CONFIG, dataset="titles", step="render", fix="give one")
+    assert not isinstance(bare, AirflowException)
+    terminal = typed(bare)
+    assert isinstance(terminal, FluxTerminalError) and isinstance(terminal, AirflowFailException)
+    assert str(terminal) == str(bare)
+    assert (terminal.dataset, terminal.step, terminal.fix) == ("titles", "render", "give one")
+    transient = typed(FluxError("slow", error_class=ErrorClass.DEADLOCK, server_number=1205))
+    assert isinstance(transient, FluxTransientError) and transient.server_number == 1205
+    assert typed(terminal) is terminal
+
+
+def test_an_operator_fails_a_bad_run_day_at_once_as_airflow_expects():
+    """A conf day that is not a date is found by ``run_day`` (no Airflow in it) while the operator renders its
+    fields: the try fails with Airflow's fail-fast exception, never retried."""
+    from types import SimpleNamespace
+
+    from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
+
+    op = S3ChunkUploadOperator(task_id="upload", dataset="titles", s3_location="s3://flux/x")
+    ti = SimpleNamespace(try_number=1, xcom_push=lambda **_: None)
+    run = SimpleNamespace(conf={"day": "yesterday"}, run_type="manual", partition_key=None)
+    with pytest.raises(AirflowFailException, match="YYYY-MM-DD"):
+        op.render_template_fields({"ti": ti, "dag_run": run, "dag": None})

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from flux_provider.errors import ErrorRecord
+from flux_provider.columns import Column
+from flux_provider.errors import Decision, ErrorRecord
 from flux_provider.handoffs import ExportResult, UploadResult
 from flux_provider.records import RecordError
-from flux_provider.run_records import Chunk, Manifest, PartManifest, PartSummary, Pointer
+from flux_provider.run_records import Chunk, ExportSource, Manifest, PartManifest, PartSummary, Pointer
 from flux_provider.s3_layout import DatasetLayout
 from flux_provider.splits import Part
 
@@ -26,7 +27,7 @@ def manifest() -> Manifest:
         run_key="r",
         day="2026-12-01",
         attempt=2,
-        parts=[PartSummary(part="p00", rows=5, chunks=2, source={"tool": "freebcp"})],
+        parts=[PartSummary(part="p00", rows=5, chunks=2, source=ExportSource(tool="freebcp"))],
     )
 
 
@@ -37,8 +38,15 @@ def manifest() -> Manifest:
         PartManifest.summing("b", "d/runs/r/", [Chunk(key="k", rows=1)], part="p00", run_key="r"),
         Pointer.to(manifest()),
         Part(name="p00", sql="SELECT 1", prefix="d/runs/r/"),
-        UploadResult(dataset="d", rows=5, export=ExportResult(dataset="d", rows=5, columns=[{"name": "a"}])),
-        ErrorRecord(error_class="deadlock", terminal=False, message="victim", recovery={"action": "retry"}),
+        UploadResult(
+            dataset="d", rows=5, export=ExportResult(dataset="d", rows=5, columns=[Column("a", "bigint", "bigint")])
+        ),
+        ErrorRecord(
+            error_class="deadlock",
+            terminal=False,
+            message="victim",
+            recovery=Decision(action="retry", rule="deadlocks", reason="retry 1 of 3 in 60s", delay_seconds=60.0),
+        ),
     ],
     ids=lambda r: type(r).__name__,
 )
@@ -95,9 +103,112 @@ def test_the_layout_builds_every_key_of_a_data_set_and_finds_the_run_of_a_prefix
             layout.run_at(wrong)
 
 
-def test_urls_are_parsed_by_airflow_with_a_clear_error():
+def test_urls_are_parsed_with_a_clear_error():
     assert DatasetLayout.from_url("s3://flux/media/titles/") == DatasetLayout("flux", "media/titles")
     assert DatasetLayout.from_url("s3a://flux/x").location == "x"
     for wrong in ("flux/x", "s3://"):
         with pytest.raises(ValueError, match="s3://bucket/prefix"):
             DatasetLayout.from_url(wrong)
+
+
+def test_no_product_code_puts_a_named_key_in_a_records_extra():
+    """``extra`` carries the keys a newer writer added that this version does not know; a key the product
+    itself writes is a field. Fails on ``SomeRecord(..., extra={"key": ...})`` anywhere in flux_provider/."""
+    import ast
+    from pathlib import Path
+
+    import flux_provider
+
+    trees = {path: ast.parse(path.read_text()) for path in Path(flux_provider.__file__).parent.rglob("*.py")}
+    records, grew = {"Record"}, True
+    while grew:  # every class that derives from Record, directly or not
+        found = {
+            node.name
+            for tree in trees.values()
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ClassDef)
+            and any(getattr(base, "id", getattr(base, "attr", None)) in records for base in node.bases)
+        }
+        grew, records = bool(found - records), records | found
+    written = []
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = getattr(func, "id", None) or getattr(func, "attr", None)
+            owner = getattr(getattr(func, "value", None), "id", None)  # cls(...) / Record.of(...) / replace(...)
+            if name in records or owner in records or name in ("cls", "replace"):
+                for keyword in node.keywords:
+                    if keyword.arg == "extra" and isinstance(keyword.value, ast.Dict) and keyword.value.keys:
+                        written.append(f"{path.name}:{node.lineno}")
+    assert len(records) > 10 and written == []
+
+
+def test_a_decision_is_a_typed_record_inside_the_error_record_and_must_be_whole():
+    """``ErrorRecord.recovery`` reads back as a :class:`Decision` (the JSON keys are those written before it
+    was a record); one that lacks a required fact is refused by name, not half-read."""
+    stored = {
+        "record": "flux.error/1",
+        "error_class": "deadlock",
+        "recovery": {"action": "retry", "rule": "rule 1", "reason": "retry 1 of 3", "throttle_down": 0.5},
+    }
+    record = ErrorRecord.from_json(stored)
+    assert record.recovery == Decision(action="retry", rule="rule 1", reason="retry 1 of 3", throttle_down=0.5)
+    assert record.to_json()["recovery"] == {**stored["recovery"], "delay_seconds": None, "alert": False}
+    with pytest.raises(RecordError, match="lacks rule, reason, which a flux.decision must have"):
+        ErrorRecord.from_json({**stored, "recovery": {"action": "retry"}})
+
+
+def test_an_exports_columns_are_column_records_in_every_record_that_carries_them():
+    """The columns an export describes travel as :class:`Column` records (the same JSON keys as before), in
+    the export's and the upload's XComs and in a run's manifest, so the Hive side needs no re-validation."""
+    column = {"name": "title_id", "type_name": "bigint", "system_type_name": "bigint", "nullable": False}
+    export = ExportResult.from_json({"record": "flux.export/1", "columns": [column]})
+    upload = UploadResult.from_json({"record": "flux.upload/1", "columns": [column], "export": export.to_json()})
+    manifest = Manifest.from_json({"format": "flux-hive-text/1", "columns": [column]})
+    for columns in (export.columns, upload.columns, upload.export.columns, manifest.columns):
+        assert columns == [Column("title_id", "bigint", "bigint", nullable=False)]
+    assert export.to_json()["columns"] == [{**column, "precision": 0, "scale": 0, "max_length": 0}]
+    with pytest.raises(RecordError, match="lacks type_name, system_type_name"):
+        ExportResult.from_json({"columns": [{"name": "title_id"}]})
+
+
+def test_a_runs_encoding_is_a_record_that_validates_what_it_reads():
+    """A run's encoding reads back as :class:`HiveTextEncoding` from the manifest's and the upload's JSON
+    (the keys written before it was a record), and one Hive could not read is refused when read."""
+    from flux_provider.encoding import HiveTextEncoding
+
+    written = HiveTextEncoding(null="NULL")
+    stored = {"field": "\x01", "collection": "\x02", "map_key": "\x03", "null": "NULL"}
+    assert written.to_json() == stored
+    assert Manifest.from_json({"format": "flux-hive-text/1", "encoding": stored}).encoding == written
+    assert UploadResult.from_json({"record": "flux.upload/1", "encoding": stored}).encoding == written
+    # written before row and escape were constants; a templated dict's "\n" rendered by Jinja comes back ""
+    older = Manifest.from_json({"format": "flux-hive-text/1", "encoding": {**stored, "row": "", "escape": "\\"}})
+    assert older.encoding.null == "NULL" and (older.encoding.ROW, older.encoding.ESCAPE) == ("\n", "\\")
+    with pytest.raises(ValueError, match="three distinct single characters"):
+        Manifest.from_json({"format": "flux-hive-text/1", "encoding": {**stored, "collection": "\x01"}})
+
+
+def test_a_runs_source_partitions_and_landing_are_records():
+    """What a manifest says the run came from, the partitions a transform wrote and what its landing
+    retention did read back as records from the JSON written before they were (same keys)."""
+    from flux_provider.handoffs import TransformResult, WrittenPartition
+    from flux_provider.retention import LandingOutcome
+
+    manifest = Manifest.from_json(
+        {"format": "flux-hive-text/1", "source": {"path": None, "host": "w1", "rows": 3, "tool": "freebcp"}}
+    )
+    assert manifest.source == ExportSource(host="w1", rows=3, tool="freebcp")
+    stored = {
+        "record": "flux.transform/1",
+        "partitions": [{"name": "day=2024-01-01", "values": {"day": "2024-01-01"}, "rows": 7}],
+        "landing": {"removed": ["r1"], "objects": 4, "bytes": 100, "kept": 2},
+    }
+    result = TransformResult.from_json(stored)
+    assert result.partitions == [WrittenPartition(name="day=2024-01-01", values={"day": "2024-01-01"}, rows=7)]
+    assert result.landing == LandingOutcome(removed=["r1"], objects=4, bytes=100, kept=2)
+    assert result.to_json()["partitions"] == stored["partitions"]
+    with pytest.raises(RecordError, match="lacks values, rows"):
+        TransformResult.from_json({**stored, "partitions": [{"name": "day=2024-01-01"}]})

@@ -73,8 +73,9 @@ def test_a_spec_deadline_becomes_the_dags_deadline_alert_with_the_specs_channels
     assert alert.callback.kwargs["emails"] == ["oncall@example.com"]
     assert alert.callback.kwargs["webhooks"] == ["http://hooks.example/x"]
     within = load_spec(with_deadline(tmp_path, '<deadline withinMinutes="90"/>'))
-    assert alert_for(within).interval == dt.timedelta(minutes=90) and within.deadline.timezone == "UTC"
-    assert alert_for(load_spec(write(tmp_path, MINIMAL.format(name="events")))) is None
+    assert alert_for(within.deadline, dataset="x").interval == dt.timedelta(minutes=90)
+    assert within.deadline.timezone == "UTC"
+    assert alert_for(load_spec(write(tmp_path, MINIMAL.format(name="events"))).deadline, dataset="events") is None
 
 
 def test_the_finish_by_reference_round_trips_as_the_scheduler_stores_it():

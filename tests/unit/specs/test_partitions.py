@@ -11,14 +11,13 @@ import pendulum
 import pytest
 
 from flux_provider.calendars import Calendar, Window
-from flux_provider.errors import FluxTerminalError
+from flux_provider.error_taxonomy import FluxError
 from flux_provider.run_day import run_day, run_partition
 from flux_provider.specs.parser import SpecError, load_spec
-from flux_provider.specs.plan import plan_for
 from flux_provider.specs.render import schedule
 from flux_provider.specs.timetable import PartitionCron
 from tests.support import REPO
-from tests.support.specs import MINIMAL
+from tests.support.specs import MINIMAL, plan_beside
 
 UTC = dt.timezone.utc
 
@@ -52,13 +51,14 @@ def fact(name: str, *after: str, attrs: str = "") -> str:
 def plan_in(folder, **specs):
     for name, text in specs.items():
         (folder / f"{name}.xml").write_text(text)
-    return {name: plan_for(load_spec(folder / f"{name}.xml", check_queries=False)) for name in specs}
+    return {name: plan_beside(load_spec(folder / f"{name}.xml", check_queries=False)) for name in specs}
 
 
 # ------------------------------------------------------------------ which data sets are partitioned
 def test_the_samples_dimensions_write_a_day_and_their_facts_wait_for_that_day_from_each():
     folder = REPO / "dags" / "specs"
-    plans = {n: plan_for(load_spec(folder / f"{n}.xml", check_queries=False)) for n in ("titles", "viewing_sessions")}
+    names = ("titles", "viewing_sessions")
+    plans = {n: plan_beside(load_spec(folder / f"{n}.xml", check_queries=False)) for n in names}
     assert (plans["titles"].schedule.grain, plans["titles"].schedule.key_format) == ("day", "%Y-%m-%d")
     fact_schedule = plans["viewing_sessions"].schedule
     assert fact_schedule.grain == "day"
@@ -95,7 +95,7 @@ def test_after_only_snapshots_or_with_require_update_keeps_the_asset_schedule(tm
     for name in ("onsnap", "anyday"):
         s = plans[name].schedule
         assert (s.kind, s.grain, s.waits_for) == ("after", None, ())
-        assert [a.name for a in schedule(s, None)] == [f"flux.{a}" for a in s.after]  # Airflow's Asset list
+        assert [a.name for a in schedule(s)] == [f"flux.{a}" for a in s.after]  # Airflow's Asset list
 
 
 def test_a_chain_of_after_takes_the_grain_of_its_source(tmp_path):
@@ -108,7 +108,7 @@ def test_a_day_fact_rolls_up_24_hours_of_an_hourly_upstream(tmp_path):
     plans = plan_in(tmp_path, clicks=hourly, dim=dimension("dim"), daily=fact("daily", "clicks", "dim"))
     s = plans["daily"].schedule
     assert (s.grain, s.waits_for) == ("day", (("clicks", "hour"), ("dim", "day")))
-    timetable = schedule(s, None)
+    timetable = schedule(s)
     mappers = {ref.name: m for ref, m in timetable.partition_mapper_config.items()}
     assert type(mappers["flux.dim"]).__name__ == "IdentityMapper"
     rollup = mappers["flux.clicks"]
@@ -233,9 +233,9 @@ def test_a_partitioned_run_loads_its_key_and_a_manual_runs_conf_day_means_the_sa
 
 
 def test_a_conf_day_that_is_not_the_runs_partition_is_a_config_error():
-    with pytest.raises(FluxTerminalError, match="partition '2026-11-04' and its conf gives day='2026-11-02'"):
+    with pytest.raises(FluxError, match="partition '2026-11-04' and its conf gives day='2026-11-02'"):
         run_day(context(key="2026-11-04", conf={"day": "2026-11-02"}), dataset="titles")
-    with pytest.raises(FluxTerminalError, match="hour partitions"):
+    with pytest.raises(FluxError, match="hour partitions"):
         run_partition(context(conf={"day": "2026-11-02"}), "hour", "2026-11-02", dataset="clicks")
 
 

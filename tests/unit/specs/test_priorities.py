@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 
 from flux_provider.specs.parser import load_spec
-from flux_provider.specs.plan import plan_for
 from flux_provider.specs.priorities import STAGE, deadline_slack_minutes, stages, urgency
 from tests.support import REPO
-from tests.support.specs import MINIMAL, write
+from tests.support.specs import MINIMAL, plan_beside, write
 
 SAMPLES = sorted((REPO / "dags" / "specs").glob("*.xml"))
 
@@ -34,9 +33,9 @@ def test_stages_are_depths_in_the_dag():
 
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.stem)
 def test_any_later_stage_of_any_sample_outranks_every_first_task(path):
-    plans = [plan_for(load_spec(p, check_queries=False)) for p in SAMPLES]
+    plans = [plan_beside(load_spec(p, check_queries=False)) for p in SAMPLES]
     first_tasks = [plan.tasks[0].priority_weight for plan in plans]
-    plan = plan_for(load_spec(path, check_queries=False))
+    plan = plan_beside(load_spec(path, check_queries=False))
     weights = [t.priority_weight for t in plan.tasks]
     assert weights == sorted(weights) and len(set(weights)) == len(weights)  # each stage above the one before
     assert all(w > max(first_tasks) for w in weights[1:])
@@ -51,7 +50,7 @@ def test_the_spec_priority_then_the_tighter_deadline_go_first(tmp_path):
     assert deadline_slack_minutes(loose) == 360
     assert urgency(plain) == 0 < urgency(loose) < urgency(tight) < urgency(urgent)
     assert (urgency(tight), urgency(loose), urgency(urgent)) == (97, 75, 300)
-    exports = [plan_for(s).tasks[0].priority_weight for s in (plain, loose, tight, urgent)]
+    exports = [plan_beside(s).tasks[0].priority_weight for s in (plain, loose, tight, urgent)]
     assert exports == sorted(exports) and max(exports) < 2 * STAGE
 
 

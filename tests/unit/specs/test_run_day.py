@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pendulum
 import pytest
 
-from flux_provider.errors import ErrorClass, FluxTerminalError
+from flux_provider.error_taxonomy import ErrorClass, FluxError
 from flux_provider.run_day import run_day
 
 PARIS = pendulum.timezone("Europe/Paris")
@@ -41,7 +41,7 @@ def test_conf_day_wins_over_everything():
 
 @pytest.mark.parametrize("bad", ["yesterday", "2026-02-30", "2026-3-1"])
 def test_a_bad_conf_day_is_a_config_error_with_the_fix(bad):
-    with pytest.raises(FluxTerminalError) as failure:
+    with pytest.raises(FluxError) as failure:
         run_day(context(conf={"day": bad}), PARIS, dataset="titles")
     assert failure.value.error_class is ErrorClass.CONFIG and "YYYY-MM-DD" in str(failure.value)
     assert "titles" in str(failure.value)

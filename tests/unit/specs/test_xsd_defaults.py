@@ -22,7 +22,7 @@ WHERE = {
     ("export", "engine"): (lambda s: s.export.engine, model.Export().engine),
     ("export", "mode"): (lambda s: s.export.mode, model.Export().mode),
     ("export", "batchSize"): (lambda s: s.export.batch_size, model.Export().batch_size),
-    ("chunking", "sizeMb"): (lambda s: s.chunking.size_mb, model.Chunking().size_mb),
+    ("chunking", "sizeMb"): (lambda s: s.chunking.chunk_mb, model.Chunking().chunk_mb),
     ("chunking", "compression"): (lambda s: s.chunking.compression, model.Chunking().compression),
     ("chunking", "fieldDelimiter"): (lambda s: s.chunking.field_delimiter, model.Chunking().field_delimiter),
     ("chunking", "collectionDelimiter"): (
@@ -133,3 +133,35 @@ def test_every_field_of_export_is_an_attribute_the_xsd_declares_and_the_parser_r
     )
     spec = load_spec(write(tmp_path, text), check_queries=False)
     assert spec.export == model.Export(engine="dbapi", mode="file", batch_size=500, timeout_minutes=2.5, queue="host-a")
+
+
+def test_an_upload_operator_without_chunking_arguments_chunks_as_a_spec_without_chunking(minimal):
+    """One definition of chunking and encoding: an operator made with none of its arguments, an operator's
+    empty ``upload_options`` and a spec without ``<chunking>`` agree, and the plan hands the spec's on whole."""
+    from flux_provider.hooks.s3_chunk_upload import ChunkSettings
+    from flux_provider.operators.bcp_to_s3 import BcpToS3Operator
+    from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
+    from flux_provider.specs.plan import plan_for
+
+    upload = S3ChunkUploadOperator(task_id="u", dataset="events", s3_location="s3://b/events")
+    streaming = BcpToS3Operator(task_id="s", dataset="events", table="events", s3_location="s3://b/events")
+    assert upload.settings.chunking == streaming.settings.chunking == ChunkSettings().chunking == minimal.chunking
+    assert minimal.chunking.compression == "gzip" and minimal.chunking.extension == ".hive.gz"
+    assert plan_for(minimal, load=lambda name: None).tasks[0].args.upload_options is minimal.chunking
+
+
+def test_a_wrong_upload_option_fails_when_the_operator_is_made():
+    from flux_provider.errors import ErrorClass, FluxError
+    from flux_provider.operators.bcp_to_s3 import BcpToS3Operator
+    from flux_provider.operators.s3_chunk_upload import S3ChunkUploadOperator
+
+    with pytest.raises(FluxError) as bad:
+        S3ChunkUploadOperator(task_id="u", dataset="events", s3_location="s3://b/e", compression="zstd")
+    assert bad.value.error_class == ErrorClass.CONFIG and bad.value.dataset == "events"
+    assert "'zstd' is not None or 'gzip'" in str(bad.value)
+    with pytest.raises(FluxError, match="chunk_size is not an upload option; the options are block_mb, chunk_mb"):
+        BcpToS3Operator(
+            task_id="s", dataset="events", table="e", s3_location="s3://b/e", upload_options={"chunk_size": 1}
+        )
+    with pytest.raises(FluxError, match="a chunk needs a limit"):
+        S3ChunkUploadOperator(task_id="u", dataset="events", s3_location="s3://b/e", chunk_mb=None)

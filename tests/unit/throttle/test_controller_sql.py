@@ -296,9 +296,7 @@ def test_pool_rules_are_read_as_a_specs_match_attributes_and_bad_ones_are_refuse
     record = ErrorRecord(
         error_class="unknown",
         message="ReadTimeout: read timed out",
-        extra={
-            "exception": ["ReadTimeout", "requests.exceptions.ReadTimeout", "Timeout", "requests.exceptions.Timeout"]
-        },
+        exception=["ReadTimeout", "requests.exceptions.ReadTimeout", "Timeout", "requests.exceptions.Timeout"],
     )
     assert classify([rule], record) == ("timeout", rule.text)
     assert classify([rule], ErrorRecord(message="read timed out")) is None  # not that exception type

@@ -11,9 +11,8 @@ from importlib import resources
 import pytest
 import tomllib
 
-from flux_provider.throttle import api, overview
+from flux_provider.throttle import api, observations, overview
 from flux_provider.throttle import series as steps
-from flux_provider.throttle.controller import Controller
 from tests.support import REPO
 
 
@@ -30,13 +29,13 @@ def test_a_failure_has_the_same_rule_action_and_message_whichever_path_recorded_
     )
     outcome = Outcome(kind="fail", rule="missing", reason="fail at once", throttle_down=0.5)
     try_ = SimpleNamespace(retry_reason=RetryReason.of(record, outcome).to_text(), try_number=1, state="failed")
-    from_retry = Controller.classify(try_, None)
-    from_xcom = Controller.classify(
-        SimpleNamespace(**{**vars(try_), "retry_reason": None}), record.decided(outcome.as_dict())
+    from_retry = observations.classify(try_, None)
+    from_xcom = observations.classify(
+        SimpleNamespace(**{**vars(try_), "retry_reason": None}), record.decided(outcome.decision())
     )
     expected = RetryReason("missing_object", "missing", "fail at once", record.message, 0.5)
     assert from_retry == from_xcom == expected
-    lost = Controller.classify(SimpleNamespace(retry_reason=None, try_number=2, state="failed"), None)
+    lost = observations.classify(SimpleNamespace(retry_reason=None, try_number=2, state="failed"), None)
     assert (lost.error_class, lost.rule) == ("lost", None)
     assert lost.message.startswith("try 2 ended failed, lost to the orchestrator: it ended without reaching the")
 
