@@ -10,6 +10,7 @@ repeating key names.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from flux_provider.columns import Column
 from flux_provider.encoding import HiveTextEncoding
@@ -89,11 +90,27 @@ class WrittenPartition(Record):
 
 
 @dataclass(frozen=True)
+class HiveColumn(Record):
+    """A column as Hive reads it: its name and Hive type (``DECIMAL(19,2)``)."""
+
+    KIND = "flux.hive-column"
+    TAGGED = False  # versioned by the record it is in
+
+    name: str
+    type: str
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class TransformResult(Record):
-    """Step 3 -> 4: rows per stage and the partitions written."""
+    """Step 3 -> 4: rows per stage, the Hive partitions written and the staged columns.
+
+    Version 2 lists ``columns`` as ``[{"name", "type"}]``; version 1 wrote ``{name: type}``, which it still reads.
+    """
 
     KIND = "flux.transform"
-    NESTED = {"partitions": WrittenPartition, "landing": LandingOutcome}
+    VERSION = 2
+    NESTED = {"partitions": WrittenPartition, "landing": LandingOutcome, "columns": HiveColumn}
 
     dataset: str | None = None
     run: str | None = None
@@ -105,8 +122,39 @@ class TransformResult(Record):
     staging_rows: int | None = None
     target_rows: int | None = None
     partitions: list[WrittenPartition] = field(default_factory=list)
-    columns: dict = field(default_factory=dict)
-    statements: list = field(default_factory=list)
+    columns: list[HiveColumn] = field(default_factory=list)
+    statements: list[str] = field(default_factory=list)
     seconds: float | None = None
     landing: LandingOutcome | None = None  # what the landing rule removed and kept once the load was done
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def _nested(cls, name: str, item: Any) -> Any:
+        if name == "columns" and isinstance(item, dict):  # version 1
+            return [HiveColumn(str(k), str(v)) for k, v in item.items()]
+        return super()._nested(name, item)
+
+
+@dataclass(frozen=True)
+class RefreshResult(Record):
+    """Step 4's result: the table's Hive partitions after the refresh, what changed, and where "latest" points.
+
+    ``partitions`` is how many the table has; ``added`` (added or moved), ``dropped`` and ``touched`` name them.
+    """
+
+    KIND = "flux.refresh"
+    NESTED = {"landing": LandingOutcome}
+
+    dataset: str
+    table: str
+    partitions: int
+    added: list[str]
+    dropped: list[str]
+    touched: list[str]
+    latest: str | None
+    latest_view: str | None
+    statements: list[str] = field(default_factory=list)
+    leftovers_removed: int = 0
+    landing: LandingOutcome | None = None
+    seconds: float | None = None
     extra: dict = field(default_factory=dict)

@@ -66,6 +66,8 @@ class FirstRow:
             self._thread.join(timeout=1)
             if self.first is None and _size(self._path) > 0:  # the tool wrote everything as it ended
                 self.seen()
+        elif self.first is None and rows:  # all of it fit in the pipe before its reader woke: it came at the end
+            self.seen()
         now = self.clock()
         seconds = now - self.started if self.started is not None else None
         if rows == 0:  # the pipe also turns readable at its end: an empty result has no first row

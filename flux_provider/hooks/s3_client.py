@@ -47,6 +47,19 @@ def s3_client(aws_conn_id: str | None):
     return s3_hook(aws_conn_id).get_conn()
 
 
+def delete_under(aws_conn_id: str | None, location: str) -> int | None:
+    """Delete every object under ``location`` (a partition's folder); how many (None: not on S3, left alone)."""
+    if not location.startswith(("s3://", "s3a://")):
+        log.warning("not deleting %s: not on S3", location)
+        return None
+    bucket, prefix = parse_s3_url(location)
+    hook = s3_hook(aws_conn_id)
+    keys = hook.list_keys(bucket_name=bucket, prefix=prefix.rstrip("/") + "/")
+    if keys:
+        hook.delete_objects(bucket=bucket, keys=keys)
+    return len(keys)
+
+
 #: What a killed Spark or Hive INSERT leaves under a table's location (each write stages there first).
 LEFTOVER_PREFIXES = (".spark-staging-", ".hive-staging", "_temporary/")
 

@@ -43,14 +43,13 @@ import json
 import time
 from collections.abc import Sequence
 
-from flux_provider.errors import ErrorClass, flux_error
-from flux_provider.formats import hive_ddl
-from flux_provider.handoffs import TransformResult
-from flux_provider.hooks.hive_session import HiveSessionHook, classify_hive
-from flux_provider.hooks.s3_client import s3_hook
+from flux_provider.formats import hive_ddl, hive_refresh
+from flux_provider.handoffs import RefreshResult, TransformResult
+from flux_provider.hooks.hive_session import HiveSessionHook
+from flux_provider.hooks.metastore import HivePartition, HiveTable, MetastoreReader
+from flux_provider.hooks.s3_client import delete_under
 from flux_provider.identifiers import hive_identifier
 from flux_provider.operators.base import FluxOperator
-from flux_provider.s3_layout import parse_s3_url
 
 
 class PartitionRefreshOperator(FluxOperator):
@@ -123,38 +122,6 @@ class PartitionRefreshOperator(FluxOperator):
     def qualified(self) -> str:
         return f"`{self.database}`.`{self.table}`"
 
-    # ------------------------------------------------------------------ metastore
-    def table_info(self) -> tuple[list[tuple[str, str]], bool]:
-        """(partition keys with types, external?) from the metastore."""
-        from airflow.providers.apache.hive.hooks.hive import HiveMetastoreHook
-
-        try:
-            table = HiveMetastoreHook(metastore_conn_id=self.metastore_conn_id).get_table(self.table, self.database)
-        except Exception as exc:  # classified
-            raise self._fail(f"cannot read {self.qualified} from the metastore: {exc}", classify_hive(exc)) from exc
-        keys = [(k.name, k.type.lower()) for k in table.partitionKeys or []]
-        if not keys:
-            raise self._fail(f"{self.qualified} is not partitioned; PartitionRefreshOperator needs partitions")
-        self._location = getattr(table.sd, "location", None) if table.sd is not None else None
-        return keys, (table.tableType or "").upper() == "EXTERNAL_TABLE"
-
-    def list_partitions(self, keys: list[tuple[str, str]]) -> dict[str, dict]:
-        """name -> {"values": {...}, "location": ...} of every partition in the metastore."""
-        from airflow.providers.apache.hive.hooks.hive import HiveMetastoreHook
-
-        hook = HiveMetastoreHook(metastore_conn_id=self.metastore_conn_id)
-        try:
-            with hook.metastore as client:
-                parts = client.get_partitions(db_name=self.database, tbl_name=self.table, max_parts=-1)
-        except Exception as exc:  # classified
-            raise self._fail(f"cannot list the partitions of {self.qualified}: {exc}", classify_hive(exc)) from exc
-        names = [k for k, _ in keys]
-        result = {}
-        for part in parts:
-            values = dict(zip(names, part.values))
-            result[hive_ddl.partition_name(values)] = {"values": values, "location": part.sd.location}
-        return result
-
     # ------------------------------------------------------------------ steps
     def _transformed_run(self, context) -> str | None:
         """The landed run the transform of this DAG run read (its ``flux_run`` partition)."""
@@ -185,40 +152,36 @@ class PartitionRefreshOperator(FluxOperator):
         return parts
 
     def add_partitions(
-        self, hive: HiveSessionHook, requested: list[dict], existing: dict[str, dict], keys: list[tuple[str, str]]
+        self, hive: HiveSessionHook, requested: list[dict], existing: dict[str, HivePartition], table: HiveTable
     ) -> list[str]:
-        names = [k for k, _ in keys]
-        added = []
+        """Add each requested partition that is missing, move one whose location changed; their names."""
+        names, added = table.key_names, []
         for part in requested:
-            values = part["values"]
-            if set(values) != set(names):
+            if set(part["values"]) != set(names):
                 raise self._fail(
-                    f"partition {values} does not name exactly the partition columns {names} of {self.qualified}"
+                    f"partition {part['values']} does not name exactly the partition columns {names} of "
+                    f"{self.qualified}"
                 )
-            values = {k: str(values[k]) for k in names}
+            values = {k: str(part["values"][k]) for k in names}
             name, location = hive_ddl.partition_name(values), part.get("location")
-            clause = hive_ddl.partition_clause(values)
-            where = f" LOCATION {hive_ddl.sql_string(location)}" if location else ""
             if name not in existing:
-                hive.execute(f"ALTER TABLE {self.qualified} ADD IF NOT EXISTS {clause}{where}")
+                hive.execute(hive_refresh.add_partition(self.qualified, values, location))
                 added.append(name)
-            elif location and existing[name]["location"].rstrip("/") != location.rstrip("/"):
-                hive.execute(f"ALTER TABLE {self.qualified} {clause} SET LOCATION {hive_ddl.sql_string(location)}")
+            elif location and existing[name].location.rstrip("/") != location.rstrip("/"):
+                hive.execute(hive_refresh.move_partition(self.qualified, values, location))
                 added.append(name)
         return added
 
-    def point_latest(
-        self, hive: HiveSessionHook, partitions: dict[str, dict], keys: list[tuple[str, str]]
-    ) -> str | None:
+    def point_latest(self, hive: HiveSessionHook, partitions: dict[str, HivePartition], table: HiveTable):
+        """Point ``latest_view`` at the newest partition; its name (None: no view, or no partition)."""
         if not self.latest_view or not partitions:
             return None
-        newest = max(partitions.values(), key=lambda p: _sort_key(p["values"], keys))
+        newest = max(partitions.values(), key=lambda p: hive_refresh.sort_key(p.values, table.keys))
         hive.execute(
-            f"CREATE OR REPLACE VIEW `{self.database}`.`{self.latest_view}` AS SELECT * FROM "
-            f"{self.qualified} WHERE {hive_ddl.partition_predicate(newest['values'])}",
-            what=f"point {self.latest_view} at {hive_ddl.partition_name(newest['values'])}",
+            hive_refresh.point_view(f"`{self.database}`.`{self.latest_view}`", self.qualified, newest.values),
+            what=f"point {self.latest_view} at {newest.name}",
         )
-        return hive_ddl.partition_name(newest["values"])
+        return newest.name
 
     def _reference(self, context) -> str:
         if self.retention_reference:
@@ -228,42 +191,26 @@ class PartitionRefreshOperator(FluxOperator):
         when = context.get("logical_date") or getattr(context.get("dag_run"), "run_after", None)
         return (when or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%d")
 
-    def expired(self, partitions: dict[str, dict], reference: str, keep: str | None) -> list[str]:
+    def expired(self, partitions: dict[str, HivePartition], reference: str, keep: str | None) -> list[str]:
         if self.retention_days is None:
             return []
-        cutoff = _date(reference, "retention_reference") - dt.timedelta(days=self.retention_days)
-        old = []
-        for name, part in partitions.items():
-            value = part["values"].get(self.retention_column)
-            if value is None:
-                raise self._fail(
-                    f"retention_column {self.retention_column!r} is not a partition column of {self.qualified}"
-                )
-            if name != keep and _date(value, f"partition {name}") < cutoff:
-                old.append(name)
-        return sorted(old)
+        try:
+            values = {name: p.values for name, p in partitions.items()}
+            return hive_refresh.expired(values, self.retention_column, reference, self.retention_days, keep)
+        except KeyError:
+            raise self._fail(
+                f"retention_column {self.retention_column!r} is not a partition column of {self.qualified}"
+            ) from None
 
-    def drop(self, hive: HiveSessionHook, partitions: dict[str, dict], names: list[str], external: bool) -> None:
+    def drop(self, hive: HiveSessionHook, partitions: dict[str, HivePartition], names: list[str], table) -> None:
         for name in names:
-            hive.execute(
-                f"ALTER TABLE {self.qualified} DROP IF EXISTS "
-                f"{hive_ddl.partition_clause(partitions[name]['values'])}"
-                + (" PURGE" if self.purge and not external else "")
-            )
-            if self.purge and external:
-                self._delete_files(partitions[name]["location"])
-
-    def _delete_files(self, location: str) -> None:
-        if not location.startswith(("s3://", "s3a://")):
-            self.log.warning("data set %s: not deleting %s (not on S3)", self.dataset, location)
-            return
-        bucket, prefix = parse_s3_url(location)
-        prefix = prefix.rstrip("/") + "/"
-        hook = s3_hook(self.aws_conn_id)
-        keys = hook.list_keys(bucket_name=bucket, prefix=prefix)
-        if keys:
-            hook.delete_objects(bucket=bucket, keys=keys)
-        self.log.info("data set %s: deleted %d files under %s", self.dataset, len(keys), location)
+            purge = self.purge and not table.external
+            hive.execute(hive_refresh.drop_partition(self.qualified, partitions[name].values, purge=purge))
+            if self.purge and table.external:
+                where = partitions[name].location
+                self.log.info(
+                    "data set %s: deleted %s files under %s", self.dataset, delete_under(self.aws_conn_id, where), where
+                )
 
     def lineage(self, complete: bool) -> tuple[list, list] | None:
         """The target table -> its latest view (what a refresh publishes for readers)."""
@@ -280,89 +227,52 @@ class PartitionRefreshOperator(FluxOperator):
         started = time.monotonic()
         began = dt.datetime.now(dt.timezone.utc)
         requested = self._requested(context)
-        keys, external = self.table_info()
+        metastore = MetastoreReader(self.metastore_conn_id, self.database, self.table, dataset=self.dataset)
+        table = metastore.table_info()
         self._session = hive = HiveSessionHook(self.hiveserver2_conn_id, dataset=self.dataset, step="refresh")
         try:
             if self.repair:
-                hive.execute(f"MSCK REPAIR TABLE {self.qualified}")
-            existing = self.list_partitions(keys)
-            added = self.add_partitions(hive, requested, existing, keys)
-            partitions = self.list_partitions(keys) if added else existing
-            latest = self.point_latest(hive, partitions, keys)
+                hive.execute(hive_refresh.repair(self.qualified))
+            existing = metastore.partitions(table)
+            added = self.add_partitions(hive, requested, existing, table)
+            partitions = metastore.partitions(table) if added else existing
+            latest = self.point_latest(hive, partitions, table)
             dropped = self.expired(partitions, self._reference(context), latest)
-            self.drop(hive, partitions, dropped, external)
-            touched = sorted(
-                {hive_ddl.partition_name({k: str(p["values"][k]) for k, _ in keys}) for p in requested} - set(dropped)
-            )
-            if self.analyze:
-                for name in touched:
-                    hive.execute(
-                        f"ANALYZE TABLE {self.qualified} "
-                        f"{hive_ddl.partition_clause(partitions[name]['values'])} COMPUTE STATISTICS"
-                    )
+            self.drop(hive, partitions, dropped, table)
+            asked = {hive_ddl.partition_name({k: str(p["values"][k]) for k in table.key_names}) for p in requested}
+            touched = sorted(asked - set(dropped))
+            for name in touched if self.analyze else ():
+                hive.execute(hive_refresh.analyze(self.qualified, partitions[name].values))
             landed = self.prune_landing(context, hive, self._transformed_run(context))
         finally:
             statements = hive.statements
             hive.close()
             self._session = None
         # staging files of killed INSERTs under the table, written before this try: no later run removes them
-        cleaned = self.clean_insert_leftovers(context, self.aws_conn_id, self._location, began)
+        cleaned = self.clean_insert_leftovers(context, self.aws_conn_id, table.location, began)
         seconds = time.monotonic() - started
         self.log.info(
             "data set %s: %s: %d partitions (%d added or moved, %d dropped), latest %s, %.1fs",
-            self.dataset,
-            self.qualified,
-            len(partitions) - len(dropped),
-            len(added),
-            len(dropped),
-            latest,
-            seconds,
+            *(self.dataset, self.qualified, len(partitions) - len(dropped), len(added), len(dropped), latest, seconds),
         )
-        return {
-            "dataset": self.dataset,
-            "table": self.qualified,
-            "partitions": len(partitions) - len(dropped),
-            "added": added,
-            "dropped": dropped,
-            "touched": touched,
-            "latest": latest,
-            "latest_view": f"`{self.database}`.`{self.latest_view}`" if self.latest_view else None,
-            "statements": statements,
-            "leftovers_removed": cleaned,
-            "landing": landed.to_json() if landed else None,
-            "seconds": round(seconds, 3),
-        }
+        return RefreshResult(
+            dataset=self.dataset,
+            table=self.qualified,
+            partitions=len(partitions) - len(dropped),
+            added=added,
+            dropped=dropped,
+            touched=touched,
+            latest=latest,
+            latest_view=f"`{self.database}`.`{self.latest_view}`" if self.latest_view else None,
+            statements=statements,
+            leftovers_removed=cleaned,
+            landing=landed,
+            seconds=round(seconds, 3),
+        ).to_json()
 
     def on_kill(self) -> None:
         if self._session is not None:
             self._session.cancel()
-
-
-def _sort_key(values: dict, keys: list[tuple[str, str]]) -> tuple:
-    numeric = ("tinyint", "smallint", "int", "bigint", "decimal", "double", "float")
-    out = []
-    for name, type_name in keys:
-        value = values[name]
-        if type_name.split("(")[0] in numeric:
-            try:
-                out.append((0, float(value), ""))
-                continue
-            except ValueError:
-                pass
-        out.append((1, 0.0, str(value)))
-    return tuple(out)
-
-
-def _date(value: str, what: str) -> dt.date:
-    text = str(value).strip()[:10]
-    for fmt in ("%Y-%m-%d", "%Y%m%d"):
-        try:
-            return dt.datetime.strptime(text if fmt == "%Y-%m-%d" else text[:8], fmt).date()
-        except ValueError:
-            continue
-    raise flux_error(
-        f"{what}: {value!r} is not a date (YYYY-MM-DD or YYYYMMDD)", error_class=ErrorClass.CONFIG, step="refresh"
-    )
 
 
 __all__ = ["PartitionRefreshOperator"]

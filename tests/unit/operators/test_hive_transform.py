@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from flux_provider.errors import ErrorClass, FluxError, FluxTerminalError
+from flux_provider.errors import ErrorClass, FluxError
 from flux_provider.formats.export_file import Column
 from flux_provider.formats.hive_ddl import sql_string, staging_column
 from flux_provider.operators.hive_transform import HiveTransformOperator
@@ -71,8 +71,9 @@ def test_identifiers_and_options_are_validated_before_any_sql(kwargs, fragment):
 
 
 def test_retention_reference_must_be_a_date():
-    from flux_provider.operators.partition_refresh import _date
+    from flux_provider.formats.hive_refresh import day
 
-    assert _date("20240105", "x") == dt.date(2024, 1, 5)
-    with pytest.raises(FluxTerminalError):
-        _date("yesterday", "retention_reference")
+    assert day("20240105", "x") == dt.date(2024, 1, 5)
+    with pytest.raises(FluxError, match="retention_reference: 'yesterday' is not a date") as failure:
+        day("yesterday", "retention_reference")
+    assert failure.value.terminal

@@ -18,7 +18,9 @@ def refresh(**kwargs):
 
 
 def parts(*days):
-    return {f"day={d}": {"values": {"day": d}} for d in days}
+    from flux_provider.hooks.metastore import HivePartition
+
+    return {f"day={d}": HivePartition({"day": d}, f"s3a://b/t/day={d}") for d in days}
 
 
 @pytest.mark.parametrize(
@@ -36,6 +38,13 @@ def test_partition_expiry(days, reference, keep, expected):
 
 def test_no_retention_expires_nothing():
     assert refresh().expired(parts("2000-01-01"), "2024-01-10", None) == []
+
+
+def test_a_retention_column_that_is_not_a_partition_column_is_named():
+    from flux_provider.errors import FluxTerminalError
+
+    with pytest.raises(FluxTerminalError, match="retention_column 'hour' is not a partition column of `media`"):
+        refresh(retention_days=7, retention_column="hour").expired(parts("2024-01-01"), "2024-01-10", None)
 
 
 def row(**kwargs):
