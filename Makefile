@@ -100,8 +100,8 @@ constraints:
 # built files are committed and ship in the wheel, so neither `make setup` nor a deployment needs npm.
 vendor:
 	cd ui && npm ci --no-audit --no-fund
-	cp ui/node_modules/uplot/dist/uPlot.iife.min.js ui/node_modules/uplot/dist/uPlot.min.css flux_provider/throttle/static/
-	cp ui/node_modules/uplot/LICENSE flux_provider/throttle/static/uPlot.LICENSE
+	cp ui/node_modules/uplot/dist/uPlot.iife.min.js ui/node_modules/uplot/dist/uPlot.min.css flux_provider/dashboard/static/
+	cp ui/node_modules/uplot/LICENSE flux_provider/dashboard/static/uPlot.LICENSE
 
 # Stops every stack and removes what it wrote: its run directory, and its database and Redis keys on the
 # machine's servers (flux_devstack clean); then the venv.

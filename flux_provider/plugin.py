@@ -1,7 +1,7 @@
 """The flux Airflow plugin: the data-set dashboard and throttle API, and the throttle controller.
 
 * ``fastapi_apps``: ``/flux`` in the API server (dashboard page and REST API,
-  behind Airflow's auth; see :mod:`flux_provider.throttle.api`);
+  behind Airflow's auth; see :mod:`flux_provider.dashboard.api`);
 * ``external_views``: "Data sets" in the UI's Browse menu, showing that page;
 * ``listeners``: starts the throttle controller in the scheduler;
 * ``deadline_references``: :class:`~flux_provider.deadlines.FinishBy` (a spec's ``<deadline finishBy=>``);
@@ -23,12 +23,12 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from flux_provider.dashboard.api import app
 from flux_provider.deadlines import FinishBy
 from flux_provider.specs import factory as _dag_factory  # noqa: F401 - see the docstring
 from flux_provider.specs import parser
 from flux_provider.specs.timetable import CalendarCronDataInterval, CalendarCronTrigger, PartitionCron
 from flux_provider.throttle import listener
-from flux_provider.throttle.api import app
 
 parser.preload()
 

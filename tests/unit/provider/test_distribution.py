@@ -40,9 +40,9 @@ def test_the_wheel_holds_the_product_and_not_the_dev_stack(dist):
     assert not [n for n in names if re.search(r"devstack|tds|sample_data|seed", n)]
     for shipped in (
         "flux_provider/specs/dataset.xsd",
-        "flux_provider/throttle/dashboard.html",
-        "flux_provider/throttle/static/uPlot.iife.min.js",
-        "flux_provider/throttle/static/uPlot.LICENSE",
+        "flux_provider/dashboard/dashboard.html",
+        "flux_provider/dashboard/static/uPlot.iife.min.js",
+        "flux_provider/dashboard/static/uPlot.LICENSE",
         "flux_provider/py.typed",
     ):
         assert shipped in names, shipped

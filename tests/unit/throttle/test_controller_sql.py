@@ -133,7 +133,7 @@ def test_a_try_archived_in_the_history_and_current_on_the_task_instance_is_one_t
 
 
 def test_the_dashboard_reads_the_cut_the_failure_and_the_running_tries_from_the_same_tables(engine):
-    from flux_provider.throttle import overview
+    from flux_provider.dashboard import overview
 
     data_set(engine, "facts", 4)
     tries(engine, "facts", {"state": "up_for_retry", "retry_reason": deadlock_reason()}, {})
@@ -165,7 +165,7 @@ def test_the_dashboard_reads_the_cut_the_failure_and_the_running_tries_from_the_
 def test_the_dashboard_lists_each_partition_once_from_its_newest_run(engine):
     from airflow.models.dagrun import DagRun
 
-    from flux_provider.throttle import overview
+    from flux_provider.dashboard import overview
 
     data_set(engine, "dims", 2)
     runs = [  # (run id, partition key, conf, state, minutes before AT)

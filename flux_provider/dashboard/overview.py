@@ -17,14 +17,14 @@ import datetime as dt
 from collections import Counter, defaultdict
 
 from flux_provider import calendars
+from flux_provider.dashboard import queries as reads
+from flux_provider.dashboard.health import HEALTH, ORPHANED, health_of
+from flux_provider.dashboard.links import dag_url, log_url, run_url
+from flux_provider.dashboard.series import align, bucket_seconds, busy_steps, error_buckets
+from flux_provider.dashboard.series import utc as _utc
 from flux_provider.identifiers import dag_id_for
 from flux_provider.run_report import stage_rows
-from flux_provider.throttle import dashboard_queries as reads
 from flux_provider.throttle import host, store
-from flux_provider.throttle.health import HEALTH, ORPHANED, health_of
-from flux_provider.throttle.links import dag_url, log_url, run_url
-from flux_provider.throttle.series import align, bucket_seconds, busy_steps, error_buckets
-from flux_provider.throttle.series import utc as _utc
 
 SORT_KEYS = (
     "health",

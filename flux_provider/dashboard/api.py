@@ -28,7 +28,8 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from flux_provider.throttle import adopted, fleet, host, migrations, overview, source_figures, sources, store
+from flux_provider.dashboard import fleet, overview
+from flux_provider.throttle import adopted, host, migrations, source_figures, sources, store
 from flux_provider.throttle.controller import set_limit
 
 app = FastAPI(
@@ -74,7 +75,7 @@ class LimitChange(BaseModel):
 
 @app.get("/", response_class=HTMLResponse, dependencies=[Depends(_auth_read())], include_in_schema=False)
 def dashboard() -> str:
-    return resources.files("flux_provider.throttle").joinpath("dashboard.html").read_text()
+    return resources.files("flux_provider.dashboard").joinpath("dashboard.html").read_text()
 
 
 #: Files the page loads, bundled in the package (deployments are often offline: no CDN).
@@ -85,7 +86,7 @@ STATIC = {"uPlot.iife.min.js": "text/javascript", "uPlot.min.css": "text/css", "
 def static(name: str) -> Response:
     if name not in STATIC:
         raise HTTPException(404, f"no file {name!r}")
-    body = resources.files("flux_provider.throttle").joinpath("static", name).read_bytes()
+    body = resources.files("flux_provider.dashboard").joinpath("static", name).read_bytes()
     return Response(body, media_type=STATIC[name], headers={"Cache-Control": "private, max-age=300"})
 
 

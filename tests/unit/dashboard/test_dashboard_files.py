@@ -11,8 +11,9 @@ from importlib import resources
 import pytest
 import tomllib
 
-from flux_provider.throttle import api, observations, overview
-from flux_provider.throttle import series as steps
+from flux_provider.dashboard import api, overview
+from flux_provider.dashboard import series as steps
+from flux_provider.throttle import observations
 from tests.support import REPO
 
 
@@ -98,7 +99,7 @@ def test_every_sort_key_is_known_and_a_bad_one_is_refused():
 def test_the_bundled_chart_library_is_the_locked_version_and_ships_in_the_wheel():
     lock = json.loads((REPO / "ui" / "package-lock.json").read_text())
     version = lock["packages"]["node_modules/uplot"]["version"]
-    static = resources.files("flux_provider.throttle").joinpath("static")
+    static = resources.files("flux_provider.dashboard").joinpath("static")
     head = static.joinpath("uPlot.iife.min.js").read_text()[:200]
     assert f"(v{version})" in head
     assert static.joinpath("uPlot.LICENSE").read_text().startswith("The MIT License")
@@ -106,13 +107,13 @@ def test_the_bundled_chart_library_is_the_locked_version_and_ships_in_the_wheel(
         "flux_provider"
     ]
     for name in [*api.STATIC, "uPlot.LICENSE"]:
-        assert any(fnmatch(f"throttle/static/{name}", p) for p in patterns), name
-    assert any(fnmatch("throttle/dashboard.html", p) for p in patterns)
+        assert any(fnmatch(f"dashboard/static/{name}", p) for p in patterns), name
+    assert any(fnmatch("dashboard/dashboard.html", p) for p in patterns)
 
 
 def test_the_page_loads_nothing_from_another_host():
-    page = resources.files("flux_provider.throttle").joinpath("dashboard.html").read_text()
-    script = resources.files("flux_provider.throttle").joinpath("static", "dashboard.js").read_text()
+    page = resources.files("flux_provider.dashboard").joinpath("dashboard.html").read_text()
+    script = resources.files("flux_provider.dashboard").joinpath("static", "dashboard.js").read_text()
     assert not re.search(r"""(src|href)=["'](https?:)?//""", page)
     assert set(re.findall(r'(?:src|href)="(static/[^"]+)"', page)) == {
         f"static/{n}" for n in ("uPlot.min.css", "uPlot.iife.min.js", "dashboard.js")

@@ -7,7 +7,8 @@ import datetime as dt
 
 from sqlalchemy.orm import Session
 
-from flux_provider.throttle import fleet, store
+from flux_provider.dashboard import fleet
+from flux_provider.throttle import store
 from tests.unit.throttle.test_controller_sql import AT, data_set, tries
 
 

@@ -1,8 +1,8 @@
 """The dashboard's reads of Airflow's metadata DB: each a bulk query over every data set, never one per data set.
 
 Pure reads: what the rows mean (health, summaries, series) is decided in
-:mod:`flux_provider.throttle.overview`, :mod:`~flux_provider.throttle.health` and
-:mod:`~flux_provider.throttle.series`.
+:mod:`flux_provider.dashboard.overview`, :mod:`~flux_provider.dashboard.health` and
+:mod:`~flux_provider.dashboard.series`.
 """
 
 from __future__ import annotations
