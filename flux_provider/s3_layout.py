@@ -70,25 +70,27 @@ class DatasetLayout:
     def runs_prefix(self) -> str:
         return self.key(RUNS)
 
-    def run(self, run_key: str, generation: int = 0) -> RunLayout:
-        """Generation ``generation`` of ``run_key`` (0 is the run key itself)."""
-        return RunLayout(self, run_key if generation == 0 else f"{run_key}.{generation}")
+    def generation(self, run_key: str, number: int = 0) -> Generation:
+        """Generation ``number`` of the Airflow run ``run_key`` (0 is the run key itself)."""
+        return Generation(self, run_key if number == 0 else f"{run_key}.{number}")
 
-    def run_at(self, prefix: str) -> RunLayout:
-        """The run whose prefix is ``prefix`` (as a manifest or a plan recorded it)."""
+    def generation_at(self, prefix: str) -> Generation:
+        """The generation whose prefix is ``prefix`` (as a manifest or a plan recorded it)."""
         name = prefix.rstrip("/")[len(self.runs_prefix) :]
         if not prefix.startswith(self.runs_prefix) or not name or "/" in name:
             raise ValueError(f"{prefix!r} is not a run under s3://{self.bucket}/{self.runs_prefix}")
-        return RunLayout(self, name)
+        return Generation(self, name)
 
     @staticmethod
-    def run_of(bucket: str, prefix: str) -> RunLayout:
-        """The run at ``prefix`` (``<location>/runs/<generation>/``), as a manifest records it."""
+    def generation_in(bucket: str, prefix: str) -> Generation:
+        """The generation at ``prefix`` (``<location>/runs/<generation>/``), as a manifest records it."""
         head, _, name = prefix.rstrip("/").rpartition("/")
         location, _, runs = head.rpartition("/")
         if runs + "/" != RUNS or not name:
             raise ValueError(f"s3://{bucket}/{prefix} is not a run: runs are <location>/runs/<generation>/")
-        return RunLayout(DatasetLayout(bucket, location), name)
+        return Generation(DatasetLayout(bucket, location), name)
+
+    run, run_at, run_of = generation, generation_at, generation_in  # deprecated names (1.0)
 
     def generation_of(self, key: str) -> str | None:
         """The generation a key under ``runs/`` belongs to, else None."""
@@ -98,8 +100,9 @@ class DatasetLayout:
 
 
 @dataclass(frozen=True)
-class RunLayout:
-    """One generation of a run: its prefix and the keys of its chunks, part manifests and manifest."""
+class Generation:
+    """One generation of an Airflow run's upload in S3 (``runs/<generation>/``): its prefix and the keys of its
+    chunks, part manifests and manifest."""
 
     dataset: DatasetLayout
     name: str  # the generation: "<run_key>" or "<run_key>.<n>"
@@ -135,4 +138,8 @@ class RunLayout:
         return f"{self.chunk_prefix(part)}{index:05d}{extension}"
 
 
-__all__ = ["DatasetLayout", "RunLayout", "parse_s3_url", "run_key_for", "MANIFEST", "POINTER"]
+#: Deprecated name (1.0) of :class:`Generation`, as ``DatasetLayout.run``, ``run_at`` and ``run_of`` are of
+#: ``generation``, ``generation_at`` and ``generation_in``.
+RunLayout = Generation
+
+__all__ = ["DatasetLayout", "Generation", "RunLayout", "parse_s3_url", "run_key_for", "MANIFEST", "POINTER"]

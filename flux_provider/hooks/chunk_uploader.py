@@ -33,7 +33,7 @@ from flux_provider.errors import ErrorClass, FluxError, flux_error
 from flux_provider.hooks.run_store import RunStore
 from flux_provider.hooks.s3_errors import classify_s3
 from flux_provider.run_records import Chunk, Manifest, PartManifest
-from flux_provider.s3_layout import DatasetLayout, RunLayout
+from flux_provider.s3_layout import DatasetLayout, Generation
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +51,16 @@ class UploadedChunk:
 
 
 @dataclass
-class RunUpload:
-    """The state of one run's upload; :meth:`ChunkUploader.publish` turns it into a manifest."""
+class GenerationUpload:
+    """The state of the upload of one generation of a run in S3; :meth:`ChunkUploader.publish` turns it into a
+    manifest."""
 
-    run: RunLayout
+    generation: Generation
     chunks: list[UploadedChunk] = field(default_factory=list)
 
     @property
     def prefix(self) -> str:
-        return self.run.prefix
+        return self.generation.prefix
 
     @property
     def reused(self) -> int:
@@ -99,13 +100,13 @@ class ChunkUploader:
         self._pool = ThreadPoolExecutor(max_workers=max_inflight, thread_name_prefix="s3-chunk")
         self._futures: list[Future] = []
         self._existing: set[str] = set()  # keys an earlier try left under this run's prefix
-        self.run: RunUpload | None = None
+        self.upload: GenerationUpload | None = None
 
     def _error(self, what: str, exc: BaseException) -> FluxError:
         return flux_error(f"{what}: {exc}", error_class=classify_s3(exc), dataset=self.dataset, step="upload")
 
     # ------------------------------------------------------------------ start
-    def start(self) -> RunUpload:
+    def start(self) -> GenerationUpload:
         """Choose this run's prefix, abort multipart uploads a killed try left there, list its chunks.
 
         A part only ever touches its own chunks: the other parts of the run upload beside it."""
@@ -122,13 +123,13 @@ class ChunkUploader:
             raise self._error(f"preparing {self.layout.url}", exc) from exc
         if self._existing:
             log.info("resuming %s: %d objects from an earlier try", mine, len(self._existing))
-        self.run = RunUpload(run)
-        return self.run
+        self.upload = GenerationUpload(run)
+        return self.upload
 
-    def _run(self) -> RunLayout:
+    def _run(self) -> Generation:
         if self.fixed_prefix is None:
-            return self.store.next_run(self.run_key)
-        run = self.layout.run_at(self.fixed_prefix)
+            return self.store.next_generation(self.run_key)
+        run = self.layout.generation_at(self.fixed_prefix)
         if self.store.exists(run.manifest_key):
             raise flux_error(
                 f"part {self.part}: the run {run.url} is already published and is never rewritten. Clear the "
@@ -150,7 +151,7 @@ class ChunkUploader:
         """Queue ``chunk`` for upload; blocks while ``max_inflight`` chunks are in flight."""
         self._raise_failed()
         self._slots.acquire()
-        key = self.run.run.chunk_key(self.part, chunk.index, self.extension)
+        key = self.upload.generation.chunk_key(self.part, chunk.index, self.extension)
         self._futures.append(self._pool.submit(self._upload, key, chunk))
 
     def _upload(self, key: str, chunk) -> UploadedChunk:
@@ -165,7 +166,7 @@ class ChunkUploader:
                 if head.get("Metadata") == metadata and head.get("ContentLength") == len(chunk.data):
                     done.skipped = True
                     return done
-            if self.store.exists(self.run.run.manifest_key):
+            if self.store.exists(self.upload.generation.manifest_key):
                 raise self._superseded()
             self._put(key, chunk, metadata)
             return done
@@ -196,9 +197,9 @@ class ChunkUploader:
         """A run's prefix is never rewritten once published: an uploader that finds it published was
         overtaken by a newer try of the same run (this one is a zombie)."""
         return flux_error(
-            f"superseded: {self.run.run.url} was published by another try while this try ({self.attempt}) was "
-            "uploading to it; Airflow gave this try up (its worker was cut off or too slow to heartbeat) and it "
-            "writes nothing more",
+            f"superseded: {self.upload.generation.url} was published by another try while this try "
+            f"({self.attempt}) was uploading to it; Airflow gave this try up (its worker was cut off or too slow "
+            "to heartbeat) and it writes nothing more",
             error_class=ErrorClass.SUPERSEDED,
             dataset=self.dataset,
             step="upload",
@@ -210,48 +211,48 @@ class ChunkUploader:
                 exc = future.exception()
                 if isinstance(exc, FluxError):
                     raise exc
-                raise self._error(f"uploading to {self.run.run.url}", exc) from exc
+                raise self._error(f"uploading to {self.upload.generation.url}", exc) from exc
 
-    def finish(self) -> RunUpload:
+    def finish(self) -> GenerationUpload:
         """Wait for every chunk; raise the first failure."""
         for future in self._futures:
             try:
-                self.run.chunks.append(future.result())
+                self.upload.chunks.append(future.result())
             except FluxError:
                 raise
             except Exception as exc:  # classified below, whatever boto raised
-                raise self._error(f"uploading to {self.run.run.url}", exc) from exc
+                raise self._error(f"uploading to {self.upload.generation.url}", exc) from exc
         self._futures.clear()
-        return self.run
+        return self.upload
 
     def abort(self) -> None:
         """Stop: drop queued chunks and abort multipart uploads in flight under this run's prefix."""
         for future in self._futures:
             future.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
-        if self.run is None:
+        if self.upload is None:
             return
         try:
-            self._abort_uploads(self.run.run.chunk_prefix(self.part))
+            self._abort_uploads(self.upload.generation.chunk_prefix(self.part))
         except Exception as exc:  # cleanup is best effort: the next try aborts leftovers at start
-            log.warning("could not abort multipart uploads under %s: %s", self.run.prefix, exc)
+            log.warning("could not abort multipart uploads under %s: %s", self.upload.prefix, exc)
 
     # ------------------------------------------------------------------ complete
     def _delete_stale(self) -> None:
-        keep = {c.key for c in self.run.chunks}
+        keep = {c.key for c in self.upload.chunks}
         stale = [k for k in self._existing if k not in keep]
         self.store.delete(stale)
         if stale:
-            log.info("deleted %d stale objects of an earlier try under %s", len(stale), self.run.prefix)
+            log.info("deleted %d stale objects of an earlier try under %s", len(stale), self.upload.prefix)
 
     def _chunks(self) -> list[Chunk]:
-        return [c.chunk for c in self.run.chunks]
+        return [c.chunk for c in self.upload.chunks]
 
     def publish(self, **fields) -> Manifest:
         """Delete stale objects, write the manifest, then switch the pointer. Returns the manifest.
 
         ``fields``: what else the manifest records (columns, encoding, compression, source, day)."""
-        run = self.run.run
+        run = self.upload.generation
         try:
             self.store.refuse_if_superseded(run, self.run_key, self.attempt, self.store.manifest(run))
             self._delete_stale()
@@ -275,7 +276,7 @@ class ChunkUploader:
     def publish_part(self, **fields) -> PartManifest:
         """A part of a split run is complete: delete its stale chunks and write ``_parts/<part>.json``
         (the run itself is published once, by :func:`~flux_provider.hooks.split_publish.publish_parts`)."""
-        run = self.run.run
+        run = self.upload.generation
         try:
             self._delete_stale()
             manifest = PartManifest.summing(
@@ -298,4 +299,7 @@ class ChunkUploader:
         self._pool.shutdown(wait=True)
 
 
-__all__ = ["ChunkUploader", "RunUpload", "UploadedChunk"]
+#: Deprecated name of :class:`GenerationUpload`.
+RunUpload = GenerationUpload
+
+__all__ = ["ChunkUploader", "GenerationUpload", "RunUpload", "UploadedChunk"]

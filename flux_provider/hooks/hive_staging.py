@@ -58,7 +58,7 @@ def ensure_staging(
 ) -> str:
     """Make the raw table, the run's partition and the views; the run's name. ``databases`` are made if missing
     (the staging one is known to exist once the raw table does)."""
-    layout = DatasetLayout.run_of(manifest.bucket, manifest.prefix)
+    layout = DatasetLayout.generation_in(manifest.bucket, manifest.prefix)
     ddl = hive_ddl.raw_table_ddl(
         staging.raw, columns, manifest.encoding, f"s3a://{layout.bucket}/{layout.dataset.runs_prefix}"
     )

@@ -23,7 +23,7 @@ def landing_runs(client, bucket: str, location: str) -> list[LandingRun]:
             keys=tuple(o["Key"] for o in objs),
             bytes=sum(o["Size"] for o in objs),
             newest=max(o["LastModified"] for o in objs),
-            complete=layout.run(name).manifest_key in {o["Key"] for o in objs},
+            complete=layout.generation(name).manifest_key in {o["Key"] for o in objs},
         )
         for name, objs in sorted(found.items())
     ]

@@ -21,7 +21,7 @@ from flux_provider.errors import ErrorClass, FluxError, flux_error
 from flux_provider.hooks.s3_errors import is_missing, lost_race
 from flux_provider.records import Record
 from flux_provider.run_records import Manifest, PartManifest, Pointer
-from flux_provider.s3_layout import DatasetLayout, RunLayout
+from flux_provider.s3_layout import DatasetLayout, Generation
 
 log = logging.getLogger(__name__)
 
@@ -78,21 +78,23 @@ class RunStore:
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
 
     # ------------------------------------------------------------------ runs
-    def next_run(self, run_key: str) -> RunLayout:
+    def next_generation(self, run_key: str) -> Generation:
         """The first generation of ``run_key`` that is not complete yet."""
         generation = 0
-        while self.exists(self.layout.run(run_key, generation).manifest_key):
+        while self.exists(self.layout.generation(run_key, generation).manifest_key):
             generation += 1
-        return self.layout.run(run_key, generation)
+        return self.layout.generation(run_key, generation)
 
-    def manifest(self, run: RunLayout) -> Manifest | None:
+    next_run = next_generation  # deprecated name (1.0)
+
+    def manifest(self, run: Generation) -> Manifest | None:
         return self.manifest_at(run.manifest_key)
 
     def manifest_at(self, key: str) -> Manifest | None:
         """The manifest at ``key`` (an upload's result names it), or None when there is none."""
         return Manifest.from_json(self.get(key)[0])
 
-    def part_manifest(self, run: RunLayout, part: str) -> PartManifest | None:
+    def part_manifest(self, run: Generation, part: str) -> PartManifest | None:
         return PartManifest.from_json(self.get(run.part_manifest_key(part))[0])
 
     def pointer(self) -> tuple[Pointer | None, str | None]:
@@ -122,7 +124,7 @@ class RunStore:
                 step="publish",
             )
 
-    def refuse_if_superseded(self, run: RunLayout, run_key: str, attempt: int | None, manifest: Manifest | None):
+    def refuse_if_superseded(self, run: Generation, run_key: str, attempt: int | None, manifest: Manifest | None):
         """Before a try deletes or writes anything of a run: refuse if a newer try of it published already
         (``manifest``: the run's manifest as the caller read it, or None)."""
         self.refuse_if_newer(manifest, run.manifest_key, run_key, attempt)

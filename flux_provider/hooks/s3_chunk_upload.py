@@ -20,7 +20,7 @@ from airflow.sdk.bases.hook import BaseHook
 from flux_provider.encoding import Chunking, HiveTextEncoding
 from flux_provider.errors import ErrorClass, FluxError, flux_error
 from flux_provider.handoffs import ExportResult, UploadResult
-from flux_provider.hooks.chunk_uploader import ChunkUploader, RunUpload
+from flux_provider.hooks.chunk_uploader import ChunkUploader, GenerationUpload
 from flux_provider.hooks.s3_client import s3_client
 from flux_provider.run_records import ExportSource, PartManifest
 from flux_provider.s3_layout import parse_s3_url, run_key_for
@@ -135,17 +135,17 @@ class S3ChunkUploadHook(BaseHook):
         self._uploader = uploader = self._chunk_uploader(bucket, location, run_key_for(run_id), part, prefix, attempt)
         started = time.monotonic()
         try:
-            run = uploader.start()
+            upload = uploader.start()
             rows = export.rows if export.rows is not None else "?"
             self.log.info(
                 "data set %s: uploading %s rows from %s to %s",
                 self.dataset,
                 rows,
                 export.path or "a stream",
-                run.run.url,
+                upload.generation.url,
             )
             rows, raw, sent = self._send(stream, decoder, uploader, export.rows, started)
-            run = uploader.finish()
+            upload = uploader.finish()
             if before_publish is not None:
                 export = before_publish(rows) or export
             if export.rows is not None and rows != export.rows:
@@ -165,8 +165,8 @@ class S3ChunkUploadHook(BaseHook):
             uploader.close()
             self._uploader = None
         seconds = time.monotonic() - started
-        self._log_done(run, manifest, part, raw, sent, seconds)
-        return self._result(s3_location, run, manifest, export, part, seconds)
+        self._log_done(upload, manifest, part, raw, sent, seconds)
+        return self._result(s3_location, upload, manifest, export, part, seconds)
 
     def _prepare(self, s3_location: str, export: ExportResult):
         """(bucket, location, decoder): a wrong setting fails before anything is read or written."""
@@ -234,33 +234,37 @@ class S3ChunkUploadHook(BaseHook):
         )
         return uploader.publish_part(**fields) if part else uploader.publish(**fields)
 
-    def _log_done(self, run: RunUpload, manifest, part, raw: int, sent: int, seconds: float) -> None:
+    def _log_done(self, upload: GenerationUpload, manifest, part, raw: int, sent: int, seconds: float) -> None:
         self.log.info(
             "data set %s: %s %d rows in %d chunks (%d reused from an earlier try), %.1f MB "
             "(%.1f MB on S3) in %.1fs, %.1f MB/s -> s3://%s/%s",
             self.dataset,
             f"part {part} uploaded" if part else "published",
             manifest.rows,
-            len(run.chunks),
-            run.reused,
+            len(upload.chunks),
+            upload.reused,
             raw / 1e6,
             sent / 1e6,
             seconds,
             raw / 1e6 / max(seconds, 1e-9),
-            run.run.bucket,
-            run.prefix,
+            upload.generation.bucket,
+            upload.prefix,
         )
 
-    def _result(self, s3_location: str, run: RunUpload, manifest, export, part, seconds: float) -> UploadResult:
+    def _result(
+        self, s3_location: str, upload: GenerationUpload, manifest, export, part, seconds: float
+    ) -> UploadResult:
         return UploadResult(
             dataset=self.dataset,
             location=s3_location,
-            bucket=run.run.bucket,
-            prefix=run.prefix,
-            manifest=run.run.part_manifest_key(part) if isinstance(manifest, PartManifest) else run.run.manifest_key,
+            bucket=upload.generation.bucket,
+            prefix=upload.prefix,
+            manifest=upload.generation.part_manifest_key(part)
+            if isinstance(manifest, PartManifest)
+            else upload.generation.manifest_key,
             rows=manifest.rows,
-            chunks=len(run.chunks),
-            chunks_reused=run.reused,
+            chunks=len(upload.chunks),
+            chunks_reused=upload.reused,
             bytes=manifest.bytes,
             raw_bytes=manifest.raw_bytes,
             compression=self.settings.chunking.compression,

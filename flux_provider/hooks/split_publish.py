@@ -17,7 +17,7 @@ from flux_provider.errors import ErrorClass, FluxError
 from flux_provider.hooks.run_store import RunStore
 from flux_provider.hooks.s3_errors import classify_s3
 from flux_provider.run_records import Manifest, PartManifest, PartSummary
-from flux_provider.s3_layout import RunLayout
+from flux_provider.s3_layout import Generation
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ AGREED = ("columns", "encoding", "compression")
 
 def publish_parts(
     store: RunStore,
-    run: RunLayout,
+    run: Generation,
     parts: list[str],
     *,
     before_publish: Callable[[list[PartManifest]], None] | None = None,
@@ -54,7 +54,7 @@ def publish_parts(
     return manifest
 
 
-def _finish_earlier_try(store: RunStore, run: RunLayout, parts: list[str], done: Manifest, attempt) -> Manifest:
+def _finish_earlier_try(store: RunStore, run: Generation, parts: list[str], done: Manifest, attempt) -> Manifest:
     """An earlier try of this task published the run and died before reporting: point at it."""
     if [p.part for p in done.parts or []] != list(parts):
         raise store.fail(
@@ -66,7 +66,7 @@ def _finish_earlier_try(store: RunStore, run: RunLayout, parts: list[str], done:
     return done
 
 
-def _part_manifests(store: RunStore, run: RunLayout, parts: list[str]) -> list[PartManifest]:
+def _part_manifests(store: RunStore, run: Generation, parts: list[str]) -> list[PartManifest]:
     manifests = []
     for part in parts:
         manifest = store.part_manifest(run, part)
@@ -92,7 +92,7 @@ def _part_manifests(store: RunStore, run: RunLayout, parts: list[str]) -> list[P
     return manifests
 
 
-def _manifest_of(run: RunLayout, manifests: list[PartManifest], **fields) -> Manifest:
+def _manifest_of(run: Generation, manifests: list[PartManifest], **fields) -> Manifest:
     first = manifests[0]
     return Manifest.summing(
         run.bucket,
@@ -107,7 +107,7 @@ def _manifest_of(run: RunLayout, manifests: list[PartManifest], **fields) -> Man
     )
 
 
-def _delete_unlisted(store: RunStore, run: RunLayout, manifest: Manifest) -> None:
+def _delete_unlisted(store: RunStore, run: Generation, manifest: Manifest) -> None:
     keep = {c.key for c in manifest.chunks}
     stale = [k for k in store.sizes(run.prefix) if k not in keep and not k.startswith(run.parts_prefix)]
     store.delete(stale)

@@ -1,6 +1,6 @@
 """What every flux operator shares: one recovery mechanism and a classified record of each failure.
 
-Subclasses implement :meth:`FluxOperator.run`. When it fails, ``execute``:
+Subclasses implement :meth:`FluxOperator.work`. When it fails, ``execute``:
 
 1. classifies the failure (a :class:`~flux_provider.errors.FluxError` carries its
    class; anything else is ``unknown``);
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
+import warnings
 
 from airflow.sdk import BaseOperator
 
@@ -148,8 +149,20 @@ class FluxOperator(BaseOperator):
                 events[outlet].add_partitions(partition)
                 self.log.info("%s: wrote partition %s", outlet, partition)
 
+    def work(self, context):
+        """The step's own work, which ``execute`` runs inside the recovery rules; returns its XCom."""
+        if type(self).run is not FluxOperator.run:  # a subclass written against 1.0, which named it run
+            warnings.warn(
+                f"{type(self).__name__}.run(context) is deprecated: name the step's body work(context)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return self.run(context)
+        raise NotImplementedError(f"{type(self).__name__} must implement work(context)")
+
     def run(self, context):
-        raise NotImplementedError
+        """Deprecated name of :meth:`work`."""
+        return self.work(context)
 
     # ------------------------------------------------------------------ OpenLineage (flux_provider.operators.lineage)
     def lineage(self, complete: bool) -> tuple[list, list] | None:
@@ -244,7 +257,7 @@ class FluxOperator(BaseOperator):
         self.host = this_host(context)
         self.source_timing = None
         try:
-            result = self.run(context)
+            result = self.work(context)
         except Exception as exc:
             raise self._recover(context, exc) from exc
         finally:

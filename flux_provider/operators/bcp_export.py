@@ -267,7 +267,7 @@ class BcpExportOperator(FluxOperator):
                     ErrorClass.DATA,
                 )
 
-    def run(self, context) -> dict:
+    def work(self, context) -> dict:
         started = time.monotonic()
         self.prepare()
         final, partial = self._paths(context)

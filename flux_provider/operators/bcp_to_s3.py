@@ -141,7 +141,7 @@ class BcpToS3Operator(BcpExportOperator):
         )
         return inputs, [output]
 
-    def run(self, context) -> dict:
+    def work(self, context) -> dict:
         started = time.monotonic()
         part = self._part()
         if part:

@@ -335,7 +335,7 @@ class HiveTransformOperator(FluxOperator):
         )
         return inputs, [output]
 
-    def run(self, context) -> dict:
+    def work(self, context) -> dict:
         if not str(self.sql).strip():
             raise self._fail("the transform SQL is empty")
         info = self.upload_used = self._upload_info(context)

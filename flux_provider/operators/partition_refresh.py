@@ -223,7 +223,7 @@ class PartitionRefreshOperator(FluxOperator):
             lineage.hive_dataset(hive, f"{self.database}.{self.latest_view}")
         ]
 
-    def run(self, context) -> dict:
+    def work(self, context) -> dict:
         started = time.monotonic()
         began = dt.datetime.now(dt.timezone.utc)
         requested = self._requested(context)

@@ -83,7 +83,7 @@ class PublishRunOperator(FluxOperator):
         )
         return [], [output]
 
-    def run(self, context) -> dict:
+    def work(self, context) -> dict:
         started = time.monotonic()
         plan = [Part.from_json(p) for p in context["ti"].xcom_pull(task_ids=self.plan_task_id) or []]
         if not plan:
@@ -92,7 +92,7 @@ class PublishRunOperator(FluxOperator):
             layout = DatasetLayout.from_url(self.s3_location)
         except ValueError as exc:
             raise self._fail(str(exc)) from None
-        run = layout.run_at(plan[0].prefix)
+        run = layout.generation_at(plan[0].prefix)
         manifest = publish_parts(
             RunStore(s3_client(self.aws_conn_id), layout, dataset=self.dataset),
             run,

@@ -158,7 +158,7 @@ class S3ChunkUploadOperator(FluxOperator):
         )
         return inputs, [output]
 
-    def run(self, context) -> dict:
+    def work(self, context) -> dict:
         export = self.export_used = self._export_info(context)
         with open(export.path, "rb") as stream:
             result = self.hook().upload_stream(

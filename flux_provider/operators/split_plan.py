@@ -108,7 +108,7 @@ class SplitPlanOperator(FluxOperator):
             if parts is not None and not 1 <= parts <= splits.MAX_PARTS:
                 raise self._fail(f"parts={parts} is not between 1 and {splits.MAX_PARTS}")
 
-    def run(self, context) -> list[dict]:
+    def work(self, context) -> list[dict]:
         from airflow.providers.microsoft.mssql.hooks.mssql import MsSqlHook
 
         if self.queries is not None:
@@ -197,7 +197,7 @@ class SplitPlanOperator(FluxOperator):
         except ValueError as exc:
             raise self._fail(str(exc)) from None
         try:
-            return RunStore(s3_client(self.aws_conn_id), layout).next_run(run_key_for(run_id)).prefix
+            return RunStore(s3_client(self.aws_conn_id), layout).next_generation(run_key_for(run_id)).prefix
         except Exception as exc:  # classified: S3 down is transient
             raise self._fail(f"cannot read {layout.url}: {exc}", classify_s3(exc)) from exc
 

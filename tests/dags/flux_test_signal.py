@@ -36,7 +36,7 @@ class LostOnceOperator(FluxOperator):
         super().__init__(**kwargs)
         self.dataset = dataset
 
-    def run(self, context):
+    def work(self, context):
         number = context["ti"].try_number
         if number == 1:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -56,7 +56,7 @@ class KilledOperator(FluxOperator):
         super().__init__(**kwargs)
         self.dataset = dataset
 
-    def run(self, context):
+    def work(self, context):
         os.kill(os.getpid(), signal.SIGKILL)
 
 

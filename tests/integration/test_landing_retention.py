@@ -118,7 +118,7 @@ def test_the_store_gives_back_the_disk_retention_frees(tmp_path, monkeypatch):
             for part in range(4):
                 key = f"{layout.runs_prefix}{name}/part-{part:05d}.gz"
                 client.put_object(Bucket="landing", Key=key, Body=os.urandom(2 << 20))
-            client.put_object(Bucket="landing", Key=layout.run(name).manifest_key, Body=b"{}")
+            client.put_object(Bucket="landing", Key=layout.generation(name).manifest_key, Body=b"{}")
         runs = landing.landing_runs(client, "landing", "landing/ev")
         doomed = [r for r in runs if r.name != "run-3"]
         before, freed = disk(), sum(r.bytes for r in doomed)

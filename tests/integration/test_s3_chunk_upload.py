@@ -335,10 +335,10 @@ def test_a_superseded_publish_task_of_a_split_run_is_refused(stack, unique):
     prefix = f"{location}/runs/run/"
     uploaded(client, location, "run", 1, b"p\x01p\n" * 3, part="p00", prefix=prefix).publish_part()
     store = RunStore(client, DatasetLayout("flux", location))
-    published = publish_parts(store, store.layout.run_at(prefix), ["p00"], attempt=2)
+    published = publish_parts(store, store.layout.generation_at(prefix), ["p00"], attempt=2)
     assert published.attempt == 2 and published.rows == 3
     with pytest.raises(FluxError) as refused:
-        publish_parts(store, store.layout.run_at(prefix), ["p00"], attempt=1)
+        publish_parts(store, store.layout.generation_at(prefix), ["p00"], attempt=1)
     assert refused.value.error_class is ErrorClass.SUPERSEDED
     assert read_published(client, "flux", location)[0]["try"] == 2
 

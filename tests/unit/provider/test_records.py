@@ -86,21 +86,22 @@ def test_another_kind_or_a_newer_version_is_refused_with_what_to_do():
 def test_the_layout_builds_every_key_of_a_data_set_and_finds_the_run_of_a_prefix():
     layout = DatasetLayout("flux", "/media/titles/")
     assert layout.location == "media/titles" and layout.pointer_key == "media/titles/_published.json"
-    run = layout.run("manual__x", 2)
+    run = layout.generation("manual__x", 2)
+    assert layout.run("manual__x", 2) == run and layout.run_at(run.prefix) == run  # deprecated names
     assert run.prefix == "media/titles/runs/manual__x.2/" and run.manifest_key.endswith(
         "runs/manual__x.2/_manifest.json"
     )
     assert run.part_manifest_key("p03") == "media/titles/runs/manual__x.2/_parts/p03.json"
     assert run.chunk_key("p03", 7, ".hive.gz") == "media/titles/runs/manual__x.2/p03-00007.hive.gz"
     assert run.chunk_key(None, 0, ".hive") == "media/titles/runs/manual__x.2/part-00000.hive"
-    assert layout.run_at(run.prefix) == run == DatasetLayout.run_of("flux", run.prefix)
+    assert layout.generation_at(run.prefix) == run == DatasetLayout.generation_in("flux", run.prefix)
     assert layout.generation_of(run.chunk_key(None, 0, ".hive")) == "manual__x.2"
     assert layout.generation_of("media/titles/_published.json") is None
     root = DatasetLayout("flux", "")
-    assert root.pointer_key == "_published.json" and root.run("r").prefix == "runs/r/"
+    assert root.pointer_key == "_published.json" and root.generation("r").prefix == "runs/r/"
     for wrong in ("media/titles/r/", "media/titles/runs/"):
         with pytest.raises(ValueError):
-            layout.run_at(wrong)
+            layout.generation_at(wrong)
 
 
 def test_urls_are_parsed_with_a_clear_error():
