@@ -21,7 +21,8 @@ def _print_status(stack: Stack) -> bool:
     return all(row.state in UP for row in rows)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line: the stack's options, then one subcommand."""
     parser = argparse.ArgumentParser(
         prog="python -m flux_devstack", description="The flux local stack of real services."
     )
@@ -64,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser("status", help="each service: port, PID, health (exit 1 if any is not healthy)")
     sub.add_parser("env", help="print `export` lines for a shell or test")
+    _run_commands(sub)
+    return parser
+
+
+def _run_commands(sub) -> None:
+    """The subcommands that run DAGs on the stack: trigger and demo."""
     trigger = sub.add_parser("trigger", help="run a DAG through the stack's scheduler and wait for it")
     trigger.add_argument("dag_id")
     trigger.add_argument("--timeout", type=float, default=600.0)
@@ -81,8 +88,75 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo = sub.add_parser("demo", help="run the sample media bundle through the scheduler and print a report")
     demo.add_argument("--rows", type=int, default=20_000, help="viewing sessions to generate")
-    args = parser.parse_args(argv)
 
+
+def _up(stack: Stack, args) -> int:
+    stack.up(restart=args.restart)
+    ok = _print_status(stack)
+    env = stack.env()
+    print(
+        f"\nAirflow UI: {env['FLUX_AIRFLOW_URL']}  (user {env['FLUX_AIRFLOW_USER']}, "
+        f"password: {password_command(stack.run_dir)})"
+    )
+    return 0 if ok else 1
+
+
+def _down(stack: Stack, args) -> int:
+    pids = stack.down()
+    print(f"stopped {len(pids)} processes" if pids else "nothing was running")
+    return 0
+
+
+def _clean(stack: Stack, args) -> int:
+    removed = stack.purge()
+    print("removed " + ", ".join(removed) if removed else f"nothing to remove for {stack.run_dir}")
+    return 0
+
+
+def _status(stack: Stack, args) -> int:
+    return 0 if _print_status(stack) else 1
+
+
+def _env(stack: Stack, args) -> int:
+    for key, value in stack.env().items():
+        print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+def _demo(stack: Stack, args) -> int:
+    from flux_devstack.demo import report, run_demo
+
+    stack.up()
+    env = stack.env()
+    return 0 if report(run_demo(env, args.rows), env) else 1
+
+
+def _trigger(stack: Stack, args) -> int:
+    from flux_devstack.airflow_api import AirflowClient
+
+    env = stack.env()
+    client = AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])
+    result = client.run_dag(args.dag_id, conf=args.conf, timeout=args.timeout, logical_date=args.logical_date)
+    print(f"DAG {result.dag_id} run {result.run_id}: {result.state} in {result.duration:.1f}s")
+    for task_id, state in result.task_states.items():
+        value = client.xcom(result.dag_id, result.run_id, task_id)
+        print(f"  {task_id:<30}{state:<10}{'' if value is None else value}")
+    return 0 if result.state == "success" else 1
+
+
+COMMANDS = {
+    "up": _up,
+    "down": _down,
+    "clean": _clean,
+    "status": _status,
+    "env": _env,
+    "demo": _demo,
+    "trigger": _trigger,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     bundles = dict(item.split("=", 1) for item in args.dag_bundle)
     # no --dag-bundle: keep the bundles the running stack was started with
     stack = Stack(
@@ -92,50 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         cluster=getattr(args, "cluster", None),
     )
     try:
-        if args.command == "up":
-            stack.up(restart=args.restart)
-            ok = _print_status(stack)
-            env = stack.env()
-            print(
-                f"\nAirflow UI: {env['FLUX_AIRFLOW_URL']}  (user {env['FLUX_AIRFLOW_USER']}, "
-                f"password: {password_command(stack.run_dir)})"
-            )
-            return 0 if ok else 1
-        if args.command == "down":
-            pids = stack.down()
-            print(f"stopped {len(pids)} processes" if pids else "nothing was running")
-            return 0
-        if args.command == "clean":
-            removed = stack.purge()
-            print("removed " + ", ".join(removed) if removed else f"nothing to remove for {stack.run_dir}")
-            return 0
-        if args.command == "status":
-            return 0 if _print_status(stack) else 1
-        if args.command == "env":
-            for key, value in stack.env().items():
-                print(f"export {key}={shlex.quote(value)}")
-            return 0
-        if args.command == "demo":
-            from flux_devstack.demo import report, run_demo
-
-            stack.up()
-            env = stack.env()
-            return 0 if report(run_demo(env, args.rows), env) else 1
-        if args.command == "trigger":
-            from flux_devstack.airflow_api import AirflowClient
-
-            env = stack.env()
-            client = AirflowClient(env["FLUX_AIRFLOW_URL"], env["FLUX_AIRFLOW_USER"], env["FLUX_AIRFLOW_PASSWORD"])
-            result = client.run_dag(args.dag_id, conf=args.conf, timeout=args.timeout, logical_date=args.logical_date)
-            print(f"DAG {result.dag_id} run {result.run_id}: {result.state} in {result.duration:.1f}s")
-            for task_id, state in result.task_states.items():
-                value = client.xcom(result.dag_id, result.run_id, task_id)
-                print(f"  {task_id:<30}{state:<10}{'' if value is None else value}")
-            return 0 if result.state == "success" else 1
+        return COMMANDS[args.command](stack, args)
     except DevstackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 2
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 
 from flux_provider.errors import ErrorClass, FluxTerminalError, FluxTransientError
+from flux_provider.handoffs import RefreshResult
 from flux_provider.operators.hive_transform import HiveTransformOperator
 from flux_provider.operators.partition_refresh import PartitionRefreshOperator
 from tests.support.stack import export, hive, records, s3, seed_table, upload
@@ -318,10 +319,39 @@ def daily_transform(up, db, unique, run):
     )
 
 
-def test_dynamic_partitions_refresh_latest_view_and_airflow_sensors(stack, tmp_path, unique, db):
+def assert_airflow_sensors_see(db: str, *, present: tuple[str, ...], absent: str) -> None:
+    """Airflow's own Hive sensors find the days the refresh registered, and not one it did not."""
     from airflow.providers.apache.hive.sensors.hive_partition import HivePartitionSensor
     from airflow.providers.apache.hive.sensors.named_hive_partition import NamedHivePartitionSensor
 
+    ctx = context("r")
+    named = [f"{db}.events_daily/day={day}" for day in present]
+    assert NamedHivePartitionSensor(task_id="s", partition_names=named).poke(ctx) is True
+    for day in present:
+        sensor = HivePartitionSensor(task_id="s2", table="events_daily", schema=db, partition=f"day='{day}'")
+        assert sensor.poke(ctx) is True, day
+    missing = NamedHivePartitionSensor(task_id="s3", partition_names=[f"{db}.events_daily/day={absent}"])
+    assert missing.poke(ctx) is False
+
+
+def plant_insert_leftovers(db: str, unique: str):
+    """What killed Spark/Hive INSERTs leave under the table's location: (S3 hook, bucket, their keys)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.providers.apache.hive.hooks.hive import HiveMetastoreHook
+
+    location = HiveMetastoreHook(metastore_conn_id="metastore_default").get_table("events_daily", db).sd.location
+    bucket, _, prefix = location.split("://", 1)[1].partition("/")
+    s3 = S3Hook(aws_conn_id="aws_default")
+    leftovers = [
+        f"{prefix}/.spark-staging-{unique}/day=2024-01-02/part-00000.parquet",
+        f"{prefix}/.hive-staging_hive_{unique}/-ext-10000/000000_0",
+    ]
+    for key in leftovers:
+        s3.load_bytes(b"half-written", key=key, bucket_name=bucket)
+    return s3, bucket, leftovers
+
+
+def test_dynamic_partitions_refresh_latest_view_and_airflow_sensors(stack, tmp_path, unique, db):
     first = [(1, "2024-01-01", "10.50"), (2, "2024-01-01", "1.25"), (3, "2024-01-02", "7.00")]
     result = daily_transform(daily_upload(stack, tmp_path, unique, first, "a"), db, unique, "a")
     assert [(p["name"], p["rows"]) for p in result["partitions"]] == [("day=2024-01-01", 1), ("day=2024-01-02", 1)]
@@ -340,46 +370,15 @@ def test_dynamic_partitions_refresh_latest_view_and_airflow_sensors(stack, tmp_p
         analyze=True,
     )
     assert out["latest"] == "day=2024-01-02" and out["touched"] == ["day=2024-01-01", "day=2024-01-02"]
+    assert RefreshResult.from_json(out).partitions == 2  # the XCom is the typed record's JSON
     assert records(f"SELECT sessions, minutes FROM {db}.events_latest") == [(1, Decimal("7.00"))]
 
-    ctx = context("r")
-    named = NamedHivePartitionSensor(
-        task_id="s", partition_names=[f"{db}.events_daily/day=2024-01-02"], metastore_conn_id="metastore_default"
-    )
-    assert named.poke(ctx) is True
-    assert (
-        HivePartitionSensor(
-            task_id="s2",
-            table="events_daily",
-            schema=db,
-            partition="day='2024-01-01'",
-            metastore_conn_id="metastore_default",
-        ).poke(ctx)
-        is True
-    )
-    assert (
-        NamedHivePartitionSensor(
-            task_id="s3", partition_names=[f"{db}.events_daily/day=2024-01-09"], metastore_conn_id="metastore_default"
-        ).poke(ctx)
-        is False
-    )
+    assert_airflow_sensors_see(db, present=("2024-01-01", "2024-01-02"), absent="2024-01-09")
 
     # a second run rewrites 01-02 and adds 01-03: 01-01 stays, latest moves, sums are the new ones
     second = [(4, "2024-01-02", "2.00"), (5, "2024-01-02", "3.00"), (6, "2024-01-03", "4.40")]
     result = daily_transform(daily_upload(stack, tmp_path, unique, second, "b"), db, unique, "b")
-    # what killed Spark/Hive INSERTs leave under the table; the next refresh removes them (never the data)
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-    from airflow.providers.apache.hive.hooks.hive import HiveMetastoreHook
-
-    location = HiveMetastoreHook(metastore_conn_id="metastore_default").get_table("events_daily", db).sd.location
-    bucket, _, prefix = location.split("://", 1)[1].partition("/")
-    s3 = S3Hook(aws_conn_id="aws_default")
-    leftovers = [
-        f"{prefix}/.spark-staging-{unique}/day=2024-01-02/part-00000.parquet",
-        f"{prefix}/.hive-staging_hive_{unique}/-ext-10000/000000_0",
-    ]
-    for key in leftovers:
-        s3.load_bytes(b"half-written", key=key, bucket_name=bucket)
+    s3, bucket, leftovers = plant_insert_leftovers(db, unique)
     again = refresh(
         dataset="events",
         database=db,
