@@ -76,6 +76,81 @@ def _git_bundle(name: str, where: str) -> dict:
     return {"name": name, "classpath": "airflow.providers.git.bundles.git.GitDagBundle", "kwargs": kwargs}
 
 
+def airflow_settings(ctx: Context) -> dict[str, dict[str, str]]:
+    """The stack's airflow.cfg, section by section (the cluster shape adds its own on top)."""
+    home = airflow_home(ctx)
+    api = ctx.ports["airflow_api"]
+    return {
+        "core": {
+            "dags_folder": str(ctx.dags_folder),
+            "plugins_folder": str(home / "plugins"),
+            "executor": "LocalExecutor",
+            "parallelism": "8",
+            "load_examples": "False",
+            "fernet_key": ctx.secrets["airflow_fernet_key"],
+            # admin, and a read-only viewer (used by the auth tests)
+            "simple_auth_manager_users": f"{ADMIN_USER}:admin,{VIEWER_USER}:viewer",
+            "simple_auth_manager_passwords_file": str(home / "passwords.json"),
+            "execution_api_server_url": f"http://127.0.0.1:{api}/execution/",
+        },
+        "database": {"sql_alchemy_conn": metadata_db(ctx)},
+        "api": {
+            "host": "127.0.0.1",
+            "port": str(api),
+            "base_url": f"http://127.0.0.1:{api}",
+            # two processes share the UI's, REST's and the tasks' execution API requests: one alone
+            # fell 30 s behind on a burst of 200 triggers on CI
+            "workers": "2",
+            "secret_key": ctx.secrets["airflow_secret_key"],
+        },
+        "api_auth": {"jwt_secret": ctx.secrets["airflow_jwt_secret"]},
+        "logging": {
+            "base_log_folder": str(home / "logs"),
+            "worker_log_server_port": str(ctx.ports["airflow_worker_log"]),
+            "trigger_log_server_port": str(ctx.ports["airflow_trigger_log"]),
+        },
+        "scheduler": {
+            "enable_health_check": "True",
+            "scheduler_health_check_server_host": "127.0.0.1",
+            "scheduler_health_check_server_port": str(ctx.ports["airflow_scheduler"]),
+        },
+        "dag_processor": {
+            "refresh_interval": "15",
+            "dag_bundle_config_list": json.dumps(_bundles(ctx)),
+            # the stack's own clones of git bundles (Airflow's default, /tmp/airflow/dag_bundles, is
+            # shared by every Airflow on the machine: two stacks with a bundle of one name would mix)
+            "dag_bundle_storage_path": str(home / "dag_bundles"),
+        },
+        **_flux_mail_and_lineage(ctx),
+    }
+
+
+def _flux_mail_and_lineage(ctx: Context) -> dict[str, dict[str, str]]:
+    return {
+        # the throttle controller's period (default 60 s): short here so tests see it act; the host
+        # limit's first mode (FLUX_HOST_LIMIT=off: the suite's stacks, but for the burst test); export
+        # files under the stack's own folder, never in a folder every stack of the machine shares
+        "flux": {
+            "throttle_period": "10",
+            "host_limit": os.environ.get("FLUX_HOST_LIMIT", "adaptive"),
+            "staging_dir": str(ctx.run_dir / "staging"),
+        },
+        # e-mail (alerts from places that cannot read connections, like deadline callbacks) to the sink
+        "smtp": {
+            "smtp_host": "127.0.0.1",
+            "smtp_port": str(ctx.ports["smtp"]),
+            "smtp_starttls": "False",
+            "smtp_ssl": "False",
+            "smtp_mail_from": "flux-devstack@localhost",
+        },
+        # every task's and run's OpenLineage events, one JSON per line
+        "openlineage": {
+            "namespace": "flux-devstack",
+            "transport": json.dumps({"type": "file", "log_file_path": str(lineage_file(ctx)), "append": True}),
+        },
+    }
+
+
 class AirflowInit(Service):
     """One-shot: write airflow.cfg, migrate the DB, import the stack's connections."""
 
@@ -87,73 +162,8 @@ class AirflowInit(Service):
     def prepare(self, ctx: Context) -> None:
         home = airflow_home(ctx)
         (home / "plugins").mkdir(exist_ok=True)
-        api = ctx.ports["airflow_api"]
         cfg = configparser.ConfigParser(interpolation=None)
-        cfg.read_dict(
-            {
-                "core": {
-                    "dags_folder": str(ctx.dags_folder),
-                    "plugins_folder": str(home / "plugins"),
-                    "executor": "LocalExecutor",
-                    "parallelism": "8",
-                    "load_examples": "False",
-                    "fernet_key": ctx.secrets["airflow_fernet_key"],
-                    # admin, and a read-only viewer (used by the auth tests)
-                    "simple_auth_manager_users": f"{ADMIN_USER}:admin,{VIEWER_USER}:viewer",
-                    "simple_auth_manager_passwords_file": str(home / "passwords.json"),
-                    "execution_api_server_url": f"http://127.0.0.1:{api}/execution/",
-                },
-                "database": {"sql_alchemy_conn": metadata_db(ctx)},
-                "api": {
-                    "host": "127.0.0.1",
-                    "port": str(api),
-                    "base_url": f"http://127.0.0.1:{api}",
-                    # two processes share the UI's, REST's and the tasks' execution API requests: one alone
-                    # fell 30 s behind on a burst of 200 triggers on CI
-                    "workers": "2",
-                    "secret_key": ctx.secrets["airflow_secret_key"],
-                },
-                "api_auth": {"jwt_secret": ctx.secrets["airflow_jwt_secret"]},
-                "logging": {
-                    "base_log_folder": str(home / "logs"),
-                    "worker_log_server_port": str(ctx.ports["airflow_worker_log"]),
-                    "trigger_log_server_port": str(ctx.ports["airflow_trigger_log"]),
-                },
-                "scheduler": {
-                    "enable_health_check": "True",
-                    "scheduler_health_check_server_host": "127.0.0.1",
-                    "scheduler_health_check_server_port": str(ctx.ports["airflow_scheduler"]),
-                },
-                "dag_processor": {
-                    "refresh_interval": "15",
-                    "dag_bundle_config_list": json.dumps(_bundles(ctx)),
-                    # the stack's own clones of git bundles (Airflow's default, /tmp/airflow/dag_bundles, is
-                    # shared by every Airflow on the machine: two stacks with a bundle of one name would mix)
-                    "dag_bundle_storage_path": str(home / "dag_bundles"),
-                },
-                # the throttle controller's period (default 60 s): short here so tests see it act; the host
-                # limit's first mode (FLUX_HOST_LIMIT=off: the suite's stacks, but for the burst test); export
-                # files under the stack's own folder, never in a folder every stack of the machine shares
-                "flux": {
-                    "throttle_period": "10",
-                    "host_limit": os.environ.get("FLUX_HOST_LIMIT", "adaptive"),
-                    "staging_dir": str(ctx.run_dir / "staging"),
-                },
-                # e-mail (alerts from places that cannot read connections, like deadline callbacks) to the sink
-                "smtp": {
-                    "smtp_host": "127.0.0.1",
-                    "smtp_port": str(ctx.ports["smtp"]),
-                    "smtp_starttls": "False",
-                    "smtp_ssl": "False",
-                    "smtp_mail_from": "flux-devstack@localhost",
-                },
-                # every task's and run's OpenLineage events, one JSON per line
-                "openlineage": {
-                    "namespace": "flux-devstack",
-                    "transport": json.dumps({"type": "file", "log_file_path": str(lineage_file(ctx)), "append": True}),
-                },
-            }
-        )
+        cfg.read_dict(airflow_settings(ctx))
         cluster.ensure_database(ctx, marker=home / "metadata-database")
         if ctx.cluster:
             for section, values in cluster.airflow_settings(ctx).items():
@@ -162,16 +172,11 @@ class AirflowInit(Service):
         with open(cfg_path, "w") as fh:
             cfg.write(fh)
         cfg_path.chmod(0o600)
-        for name, payload in (
-            (
-                "passwords.json",
-                {
-                    ADMIN_USER: ctx.secrets["airflow_admin_password"],
-                    VIEWER_USER: ctx.secrets["airflow_viewer_password"],
-                },
-            ),
-            ("connections.json", ctx.connections),
-        ):
+        passwords = {
+            ADMIN_USER: ctx.secrets["airflow_admin_password"],
+            VIEWER_USER: ctx.secrets["airflow_viewer_password"],
+        }
+        for name, payload in (("passwords.json", passwords), ("connections.json", ctx.connections)):
             path = home / name
             path.write_text(json.dumps(payload, indent=2))
             path.chmod(0o600)

@@ -285,6 +285,45 @@ class Stack:
 
     def _start(self, previous: dict, timeout_scale: float, keep: set[str] = frozenset()) -> Context:
         """Start the services; those in ``keep`` are running and healthy already (same ports)."""
+        state = self._new_state(previous, keep)
+        ctx = self.context(state)
+        pending = [service for service in self.services if service.name not in keep and service.enabled(ctx)]
+        healthy: set[str] = set(keep) | {service.name for service in self.services if not service.enabled(ctx)}
+        listed = {service.name for service in self.services}  # `after` a service of the other shape: none
+        started: dict[str, float] = {}
+        last_error: dict[str, str] = {}
+        try:
+            while pending:
+                for service in list(pending):
+                    if service.name not in started:
+                        if not set(service.after) & listed <= healthy:
+                            continue
+                        self._spawn(service, ctx, state)
+                        started[service.name] = time.monotonic()
+                        continue
+                    if self._ready(service, ctx, state, last_error):
+                        service.on_healthy(ctx)
+                        healthy.add(service.name)
+                        pending.remove(service)
+                        took = time.monotonic() - started[service.name]
+                        self.echo(f"  {service.name} ready in {took:.1f}s")
+                    elif time.monotonic() - started[service.name] > service.ready_timeout * timeout_scale:
+                        record = ProcessRecord.from_dict(state["processes"][service.name])
+                        raise ServiceFailed(
+                            service.name,
+                            f"did not become healthy within {service.ready_timeout * timeout_scale:.0f}s "
+                            f"(last check: {last_error.get(service.name, 'no answer')})",
+                            record.log,
+                            tail(record.log),
+                        )
+                time.sleep(0.5)
+        except BaseException:
+            self._stop_all(state, only=None if not keep else {s.name for s in self.services} - keep)
+            raise
+        return ctx
+
+    def _new_state(self, previous: dict, keep: set[str]) -> dict:
+        """The state a start writes before any service starts: ports, secrets, servers, jars."""
         state = {
             "run_dir": str(self.run_dir),
             "dags_folder": str(self.dags_folder),
@@ -310,52 +349,21 @@ class Stack:
             self.echo("checking the s3a jars (the first run downloads them once)")
             state["jars"] = [str(p) for p in ensure_s3a_jars()]
         self._save_state(state)
-        ctx = self.context(state)
-        pending = [service for service in self.services if service.name not in keep and service.enabled(ctx)]
-        healthy: set[str] = set(keep) | {service.name for service in self.services if not service.enabled(ctx)}
-        listed = {service.name for service in self.services}  # `after` a service of the other shape: none
-        started: dict[str, float] = {}
-        last_error: dict[str, str] = {}
-        try:
-            while pending:
-                for service in list(pending):
-                    if service.name not in started:
-                        if not set(service.after) & listed <= healthy:
-                            continue
-                        service.prepare(ctx)
-                        # the owner mark lets `down` find processes whose parent died (orphans)
-                        record = spawn(
-                            service.command(ctx),
-                            log=ctx.home("logs") / f"{service.name}.log",
-                            env={**service.environ(ctx), OWNER_ENV: str(self.run_dir)},
-                            cwd=ctx.home(service.name),
-                            stop_signal=service.stop_signal,
-                        )
-                        state["processes"][service.name] = record.to_dict()
-                        self._save_state(state)
-                        started[service.name] = time.monotonic()
-                        self.echo(f"starting {service.name} (pid {record.pid})")
-                        continue
-                    if self._ready(service, ctx, state, last_error):
-                        service.on_healthy(ctx)
-                        healthy.add(service.name)
-                        pending.remove(service)
-                        took = time.monotonic() - started[service.name]
-                        self.echo(f"  {service.name} ready in {took:.1f}s")
-                    elif time.monotonic() - started[service.name] > service.ready_timeout * timeout_scale:
-                        record = ProcessRecord.from_dict(state["processes"][service.name])
-                        raise ServiceFailed(
-                            service.name,
-                            f"did not become healthy within {service.ready_timeout * timeout_scale:.0f}s "
-                            f"(last check: {last_error.get(service.name, 'no answer')})",
-                            record.log,
-                            tail(record.log),
-                        )
-                time.sleep(0.5)
-        except BaseException:
-            self._stop_all(state, only=None if not keep else {s.name for s in self.services} - keep)
-            raise
-        return ctx
+        return state
+
+    def _spawn(self, service: Service, ctx: Context, state: dict) -> None:
+        service.prepare(ctx)
+        # the owner mark lets `down` find processes whose parent died (orphans)
+        record = spawn(
+            service.command(ctx),
+            log=ctx.home("logs") / f"{service.name}.log",
+            env={**service.environ(ctx), OWNER_ENV: str(self.run_dir)},
+            cwd=ctx.home(service.name),
+            stop_signal=service.stop_signal,
+        )
+        state["processes"][service.name] = record.to_dict()
+        self._save_state(state)
+        self.echo(f"starting {service.name} (pid {record.pid})")
 
     def _ready(self, service: Service, ctx: Context, state: dict, last_error: dict[str, str]) -> bool:
         record = ProcessRecord.from_dict(state["processes"][service.name])

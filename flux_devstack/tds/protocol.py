@@ -313,24 +313,7 @@ def encoder(sql: SqlType) -> Callable[[object], bytes]:
     if name in ("float", "real"):
         return lambda v: b"\x00" if v is None else b"\x08" + struct.pack("<d", float(v))
     if name in ("decimal", "numeric"):
-        width, exponent = _decimal_bytes(sql.precision), Decimal(1).scaleb(-sql.scale)
-        context = Context(prec=80, rounding=ROUND_HALF_UP)  # as SQL Server rounds: half away from zero
-
-        def enc_decimal(v) -> bytes:
-            if v is None:
-                return b"\x00"
-            match = _PLAIN_DECIMAL.match(v) if isinstance(v, str) else None
-            if match and len(match.group(2) or "") <= sql.scale:  # exact text: scale it without Decimal
-                whole, fraction = match.group(1), match.group(2) or ""
-                unscaled = int(whole + fraction + "0" * (sql.scale - len(fraction)))
-            else:
-                number = context.create_decimal(repr(v) if isinstance(v, float) else str(v))
-                unscaled = int(number.quantize(exponent, context=context).scaleb(sql.scale, context=context))
-            if abs(unscaled) >= 10**sql.precision:
-                raise OverflowError(f"{v} does not fit decimal({sql.precision},{sql.scale})")
-            return bytes([1 + width, 1 if unscaled >= 0 else 0]) + abs(unscaled).to_bytes(width, "little")
-
-        return enc_decimal
+        return _decimal_encoder(sql)
     if name == "nvarchar":
 
         def enc_nvarchar(v) -> bytes:
@@ -351,6 +334,34 @@ def encoder(sql: SqlType) -> Callable[[object], bytes]:
             return struct.pack("<H", len(data)) + data
 
         return enc_varbinary
+    if name in ("date", "time", "datetime2", "datetime"):
+        return _temporal_encoder(sql)
+    raise ValueError(f"unsupported type {sql}")
+
+
+def _decimal_encoder(sql: SqlType) -> Callable[[object], bytes]:
+    width, exponent = _decimal_bytes(sql.precision), Decimal(1).scaleb(-sql.scale)
+    context = Context(prec=80, rounding=ROUND_HALF_UP)  # as SQL Server rounds: half away from zero
+
+    def enc_decimal(v) -> bytes:
+        if v is None:
+            return b"\x00"
+        match = _PLAIN_DECIMAL.match(v) if isinstance(v, str) else None
+        if match and len(match.group(2) or "") <= sql.scale:  # exact text: scale it without Decimal
+            whole, fraction = match.group(1), match.group(2) or ""
+            unscaled = int(whole + fraction + "0" * (sql.scale - len(fraction)))
+        else:
+            number = context.create_decimal(repr(v) if isinstance(v, float) else str(v))
+            unscaled = int(number.quantize(exponent, context=context).scaleb(sql.scale, context=context))
+        if abs(unscaled) >= 10**sql.precision:
+            raise OverflowError(f"{v} does not fit decimal({sql.precision},{sql.scale})")
+        return bytes([1 + width, 1 if unscaled >= 0 else 0]) + abs(unscaled).to_bytes(width, "little")
+
+    return enc_decimal
+
+
+def _temporal_encoder(sql: SqlType) -> Callable[[object], bytes]:
+    name = sql.name
     if name == "date":
 
         def enc_date(v) -> bytes:
