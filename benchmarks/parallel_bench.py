@@ -72,19 +72,8 @@ def export_parts(rows: int, parts: int, work: Path) -> float:
     return seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--parts", default="1,2,4")
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    logging.getLogger("airflow.task.hooks").setLevel(logging.WARNING)  # one line per run, not per part
-    counts = sorted(int(p) for p in args.parts.split(","))
-    if counts[0] != 1:
-        raise SystemExit("--parts must include 1 (the baseline)")
-
-    RESULTS.mkdir(exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="flux-parallel-"))
+def start_source(work: Path, rows: int):
+    """The stand-in SQL Server with ``rows`` generated rows, its connection as ``bench``: the server process."""
     users, password = work / "users.json", "bench-" + os.urandom(6).hex()
     users.write_text(json.dumps({"bench": password}))
     port = free_port()
@@ -100,8 +89,44 @@ def main() -> None:
     )
     os.environ.setdefault("AIRFLOW_HOME", str(work / "airflow"))
     db = work / "source.sqlite"
-    generate(db, args.rows)
-    server = stand_in(db, port, users)
+    generate(db, rows)
+    return stand_in(db, port, users)
+
+
+def report(results: list[dict]) -> None:
+    """The table, the JSON and the plot."""
+    print(f"\n{'parts':>5} {'rows':>10} {'best s':>8} {'rows/s':>10} {'vs 1 part':>10}")
+    for r in results:
+        print(
+            f"{r['parts']:>5} {r['rows']:>10,} {r['seconds']:>8.2f} {r['rows_per_s']:>10,.0f} "
+            f"{r['speedup_vs_1']:>9.2f}x"
+        )
+    (RESULTS / "parallel.json").write_text(json.dumps(results, indent=2))
+    from plot import bars
+
+    bars(
+        RESULTS / "parallel.png",
+        "stand-in export throughput by parts (freebcp, best of runs)",
+        [f"{r['parts']} part(s)" for r in results],
+        {"rows/s": [r["rows_per_s"] for r in results]},
+        "rows/s",
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--parts", default="1,2,4")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    logging.getLogger("airflow.task.hooks").setLevel(logging.WARNING)  # one line per run, not per part
+    counts = sorted(int(p) for p in args.parts.split(","))
+    if counts[0] != 1:
+        raise SystemExit("--parts must include 1 (the baseline)")
+
+    RESULTS.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="flux-parallel-"))
+    server = start_source(work, args.rows)
     best: dict[int, float] = {}
     try:
         time.sleep(1.5)
@@ -125,22 +150,7 @@ def main() -> None:
         }
         for n in counts
     ]
-    print(f"\n{'parts':>5} {'rows':>10} {'best s':>8} {'rows/s':>10} {'vs 1 part':>10}")
-    for r in results:
-        print(
-            f"{r['parts']:>5} {r['rows']:>10,} {r['seconds']:>8.2f} {r['rows_per_s']:>10,.0f} "
-            f"{r['speedup_vs_1']:>9.2f}x"
-        )
-    (RESULTS / "parallel.json").write_text(json.dumps(results, indent=2))
-    from plot import bars
-
-    bars(
-        RESULTS / "parallel.png",
-        "stand-in export throughput by parts (freebcp, best of runs)",
-        [f"{r['parts']} part(s)" for r in results],
-        {"rows/s": [r["rows_per_s"] for r in results]},
-        "rows/s",
-    )
+    report(results)
     print(f"\nwrote {RESULTS / 'parallel.json'} and {RESULTS / 'parallel.png'}")
 
 

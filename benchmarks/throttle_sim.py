@@ -162,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     summary["convergence_periods"] = convergence
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "throttle_sim.json").write_text(json.dumps(summary, indent=1))
+    if plot(adaptive["timeline"], capacity_at):
+        print(f"\nwrote {RESULTS / 'throttle_sim.json'} and {RESULTS / 'throttle_sim.png'}")
+    return 0
+
+
+def plot(timeline: list[tuple[float, int]], capacity_at) -> bool:
+    """The adaptive limit against the source's capacity over time (False: no matplotlib)."""
     try:
         import matplotlib
 
@@ -169,9 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         import matplotlib.pyplot as plt
     except ImportError:
         print("\n(matplotlib not installed: no plot; install the bench extra)")
-        return 0
+        return False
     fig, ax = plt.subplots(figsize=(8, 4))
-    xs, ys = zip(*adaptive["timeline"])
+    xs, ys = zip(*timeline)
     ax.step([x / 60 for x in xs], ys, where="post", label="adaptive (AIMD) limit")
     ax.step(
         [x / 60 for x in xs],
@@ -187,8 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     ax.legend()
     fig.tight_layout()
     fig.savefig(RESULTS / "throttle_sim.png", dpi=100)
-    print(f"\nwrote {RESULTS / 'throttle_sim.json'} and {RESULTS / 'throttle_sim.png'}")
-    return 0
+    return True
 
 
 if __name__ == "__main__":

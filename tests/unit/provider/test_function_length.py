@@ -39,8 +39,6 @@ DEV_ALLOWED = {
     "benchmarks/e2e_bench.py:main": 78,
     "benchmarks/export_bench.py:main": 74,
     "benchmarks/fleet_bench.py:main": 144,
-    "benchmarks/parallel_bench.py:main": 70,
-    "benchmarks/throttle_sim.py:main": 83,
     "benchmarks/upload_bench.py:streaming": 65,
     "benchmarks/upload_bench.py:main": 152,
     "tests/integration/test_calendars.py:test_a_maintenance_window_empties_the_pool_moves_the_run_and_gives_the_slots_back": 67,  # noqa: E501
