@@ -46,6 +46,35 @@ def fresh_database(name: str) -> str:
     return urlunsplit(("postgresql+psycopg2", parts.netloc, f"/{name}", "", ""))
 
 
+def task_row(name: str, pool: str, run_id: str, n: int, state: str, start, end) -> dict:
+    """One ended try of task ``n`` of the data set ``name``, as a ``task_instance`` row."""
+    return dict(
+        id=str(uuid.uuid4()),
+        dag_id=f"flux_{name}",
+        run_id=run_id,
+        task_id=f"task_{n}",
+        map_index=-1,
+        try_number=1,
+        state=state,
+        start_date=start,
+        end_date=end,
+        pool=pool,
+        pool_slots=1,
+        queue="default",
+        priority_weight=1,
+        max_tries=0,
+        hostname="bench",
+        unixname="bench",
+        operator="BcpToS3Operator",
+        custom_operator_name="",
+        executor_config=b"\x80\x04}\x94.",  # pickle of {}
+        span_status="not_started",
+        duration=30.0,
+        task_display_name=f"task_{n}",
+        retry_reason=None,
+    )
+
+
 def seed(engine, datasets: int, at: dt.datetime) -> None:
     from airflow.models import import_all_models
     from airflow.models.base import Base
@@ -69,31 +98,7 @@ def seed(engine, datasets: int, at: dt.datetime) -> None:
             start = end - dt.timedelta(seconds=30)
             state = "failed" if day == 0 and n == 0 else "success"
             run_id = f"scheduled__{(at - dt.timedelta(days=day)).date()}"
-            row = dict(
-                id=str(uuid.uuid4()),
-                dag_id=f"flux_{name}",
-                run_id=run_id,
-                task_id=f"task_{n}",
-                map_index=-1,
-                try_number=1,
-                state=state,
-                start_date=start,
-                end_date=end,
-                pool=pool,
-                pool_slots=1,
-                queue="default",
-                priority_weight=1,
-                max_tries=0,
-                hostname="bench",
-                unixname="bench",
-                operator="BcpToS3Operator",
-                custom_operator_name="",
-                executor_config=b"\x80\x04}\x94.",  # pickle of {}
-                span_status="not_started",
-                duration=30.0,
-                task_display_name=f"task_{n}",
-                retry_reason=None,
-            )
+            row = task_row(name, pool, run_id, n, state, start, end)
             tis.append(row)
             if day:
                 outcomes.append(
