@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -369,31 +370,48 @@ def test_a_changed_mssql_seed_restarts_the_stand_in_to_load_it(tmp_path, monkeyp
     stack.down()
 
 
+#: The client inside the namespace: sends 256 kB through the pipe, checks them reversed, tries another port.
+CLIENT = (
+    "import socket, sys\n"
+    "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=5)\n"
+    "s.sendall(bytes(range(256)) * 1000); s.shutdown(socket.SHUT_WR)\n"
+    "got = b''\n"
+    "while chunk := s.recv(65536): got += chunk\n"
+    "assert got == (bytes(range(256)) * 1000)[::-1], len(got)\n"
+    "try:\n    socket.create_connection(('127.0.0.1', int(sys.argv[2])), timeout=3)\n"
+    "except ConnectionRefusedError:\n    print('exact; elsewhere refused')\n"
+)
+INSIDE = (
+    "ip link set lo up || exit 1\n"
+    f'{sys.executable} -m flux_devstack.netpipe loopback "$0" "$1" >/dev/null &\n'
+    "for _ in $(seq 200); do (: >/dev/tcp/127.0.0.1/$1) 2>/dev/null && break; sleep 0.05; done\n"
+    'exec "$2" -c "$3" "$1" "$4"'
+)
+
+
+def answer_reversed(server: socket.socket) -> None:
+    """Reads each whole request (to its half-close), answers it reversed."""
+    while True:
+        conn, _ = server.accept()
+        with conn:
+            request = b""
+            while chunk := conn.recv(65536):
+                request += chunk
+            conn.sendall(request[::-1])
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace needs root (unshare), as on CI")
 def test_a_host_network_reaches_the_machine_only_through_its_pipe(tmp_path):
     """devstack.netpipe: inside a network namespace of its own (only a loopback), a client reaches a server on
     the machine's 127.0.0.1 through the pipe's two halves, bytes exact both ways (a request half-closed before
     its answer too); a port the pipe does not carry is not there."""
-    import subprocess
-    import threading
-
     with socket.socket() as server, socket.socket() as other:
         server.bind(("127.0.0.1", 0))
         server.listen()
         other.bind(("127.0.0.1", 0))
         other.listen()
         port, elsewhere = server.getsockname()[1], other.getsockname()[1]
-
-        def answer():  # reads each whole request (to its half-close), answers it reversed
-            while True:
-                conn, _ = server.accept()
-                with conn:
-                    request = b""
-                    while chunk := conn.recv(65536):
-                        request += chunk
-                    conn.sendall(request[::-1])
-
-        threading.Thread(target=answer, daemon=True).start()
+        threading.Thread(target=answer_reversed, args=(server,), daemon=True).start()
         folder = tmp_path / "net"
         gateway = subprocess.Popen(
             [sys.executable, "-m", "flux_devstack.netpipe", "gateway", str(folder), str(port)],
@@ -403,22 +421,6 @@ def test_a_host_network_reaches_the_machine_only_through_its_pipe(tmp_path):
         )
         try:
             assert gateway.stdout.readline().startswith("netpipe gateway: 1 ports")
-            client = (
-                "import socket, sys\n"
-                "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=5)\n"
-                "s.sendall(bytes(range(256)) * 1000); s.shutdown(socket.SHUT_WR)\n"
-                "got = b''\n"
-                "while chunk := s.recv(65536): got += chunk\n"
-                "assert got == (bytes(range(256)) * 1000)[::-1], len(got)\n"
-                "try:\n    socket.create_connection(('127.0.0.1', int(sys.argv[2])), timeout=3)\n"
-                "except ConnectionRefusedError:\n    print('exact; elsewhere refused')\n"
-            )
-            inside = (
-                "ip link set lo up || exit 1\n"
-                f'{sys.executable} -m flux_devstack.netpipe loopback "$0" "$1" >/dev/null &\n'
-                "for _ in $(seq 200); do (: >/dev/tcp/127.0.0.1/$1) 2>/dev/null && break; sleep 0.05; done\n"
-                'exec "$2" -c "$3" "$1" "$4"'
-            )
             done = subprocess.run(
                 [
                     "unshare",  # a PID namespace too: the pipe's half inside dies with bash, whatever happens
@@ -427,11 +429,11 @@ def test_a_host_network_reaches_the_machine_only_through_its_pipe(tmp_path):
                     "--fork",
                     "bash",
                     "-c",
-                    inside,
+                    INSIDE,
                     str(folder),
                     str(port),
                     sys.executable,
-                    client,
+                    CLIENT,
                     str(elsewhere),
                 ],
                 cwd=REPO,

@@ -45,7 +45,6 @@ DEV_ALLOWED = {
     "tests/integration/test_deadlines.py:test_a_run_past_its_deadline_alerts_by_webhook_and_email_and_one_in_time_alerts_nobody": 75,  # noqa: E501
     "tests/integration/test_throttle_airflow.py:test_an_adopted_pool_of_stock_operators_is_cut_and_grown_by_the_controller": 66,  # noqa: E501
     "tests/integration/test_throttle_airflow.py:test_each_try_is_recorded_once_with_its_own_class_message_and_load": 69,
-    "tests/unit/devstack/test_devstack_orchestration.py:test_a_host_network_reaches_the_machine_only_through_its_pipe": 73,  # noqa: E501
 }
 
 
