@@ -167,65 +167,36 @@ def chart(results: list[dict], path: Path) -> None:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", default="1000000,5000000")
-    parser.add_argument("--run-one", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.run_one:
-        print(json.dumps(run_one(args.run_one, Path(args.out))))
-        return
-
-    RESULTS.mkdir(exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="flux-bench-"))
+def bench_login(work: Path, port: int) -> tuple[Path, str]:
+    """The stand-in's users file (one login, ``bench``, a fresh password) and the Airflow connection to it."""
     users, password = work / "users.json", "bench-" + os.urandom(6).hex()
     users.write_text(json.dumps({"bench": password}))
-    port = free_port()
-    env = dict(
-        os.environ,
-        AIRFLOW_CONN_BENCH=json.dumps(
-            {
-                "conn_type": "mssql",
-                "host": "127.0.0.1",
-                "port": port,
-                "schema": "flux",
-                "login": "bench",
-                "password": password,
-            }
-        ),
-        AIRFLOW_HOME=str(work / "airflow"),
-    )
-    results = []
-    try:
-        for rows in [int(r) for r in args.rows.split(",")]:
-            db = work / "source.sqlite"
-            t = time.perf_counter()
-            generate(db, rows)
-            print(f"generated {rows:,} rows in {time.perf_counter() - t:.1f}s", flush=True)
-            server = stand_in(db, port, users)
-            try:
-                time.sleep(1.5)
-                for engine in ENGINES:
-                    out = work / f"{engine}.out"
-                    done, tree_peak = run_measured(
-                        [sys.executable, __file__, "--run-one", engine, "--out", str(out)], env
-                    )
-                    if done.returncode != 0:
-                        raise SystemExit(f"{engine} failed:\n{done.stderr[-3000:]}")
-                    result = json.loads(done.stdout.strip().splitlines()[-1])
-                    result["peak_rss_mb"] = max(tree_peak, result["python_rss_mb"])
-                    results.append(result)
-                    print(
-                        f"  {engine:<13} {result['seconds']:7.1f}s  peak RSS {result['peak_rss_mb']:7.0f} MB",
-                        flush=True,
-                    )
-                    out.unlink()
-            finally:
-                server.terminate()
-                server.wait()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)  # the source database and export files
+    connection = {
+        "conn_type": "mssql",
+        "host": "127.0.0.1",
+        "port": port,
+        "schema": "flux",
+        "login": "bench",
+        "password": password,
+    }
+    return users, json.dumps(connection)
+
+
+def export_measured(engine: str, work: Path, env: dict) -> dict:
+    """One export with ``engine`` in a fresh process: its result, with the process tree's peak RSS."""
+    out = work / f"{engine}.out"
+    done, tree_peak = run_measured([sys.executable, __file__, "--run-one", engine, "--out", str(out)], env)
+    if done.returncode != 0:
+        raise SystemExit(f"{engine} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["peak_rss_mb"] = max(tree_peak, result["python_rss_mb"])
+    print(f"  {engine:<13} {result['seconds']:7.1f}s  peak RSS {result['peak_rss_mb']:7.0f} MB", flush=True)
+    out.unlink()
+    return result
+
+
+def report(results: list[dict]) -> None:
+    """The table: each engine against the stock path at the same size."""
     print()
     print(
         f"{'rows':>10} {'engine':<13} {'seconds':>8} {'rows/s':>9} {'file MB':>8} {'peak RSS MB':>12}"
@@ -238,6 +209,40 @@ def main() -> None:
             f"{r['bytes'] / 1e6:>8.0f} {r['peak_rss_mb']:>12.0f} "
             f"{r['seconds'] / stock['seconds']:>13.2f}x {r['peak_rss_mb'] / stock['peak_rss_mb']:>12.2f}x"
         )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", default="1000000,5000000")
+    parser.add_argument("--run-one", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run_one:
+        print(json.dumps(run_one(args.run_one, Path(args.out))))
+        return
+
+    RESULTS.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="flux-bench-"))
+    port = free_port()
+    users, connection = bench_login(work, port)
+    env = dict(os.environ, AIRFLOW_CONN_BENCH=connection, AIRFLOW_HOME=str(work / "airflow"))
+    results = []
+    try:
+        for rows in [int(r) for r in args.rows.split(",")]:
+            db = work / "source.sqlite"
+            t = time.perf_counter()
+            generate(db, rows)
+            print(f"generated {rows:,} rows in {time.perf_counter() - t:.1f}s", flush=True)
+            server = stand_in(db, port, users)
+            try:
+                time.sleep(1.5)
+                results += [export_measured(engine, work, env) for engine in ENGINES]
+            finally:
+                server.terminate()
+                server.wait()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the source database and export files
+    report(results)
     (RESULTS / "export.json").write_text(json.dumps(results, indent=2))
     chart(results, RESULTS / "export.png")
     print(f"\nwrote {RESULTS / 'export.json'} and {RESULTS / 'export.png'}")

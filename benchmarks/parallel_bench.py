@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from export_bench import free_port, generate, stand_in
+from export_bench import bench_login, free_port, generate, stand_in
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -74,19 +74,8 @@ def export_parts(rows: int, parts: int, work: Path) -> float:
 
 def start_source(work: Path, rows: int):
     """The stand-in SQL Server with ``rows`` generated rows, its connection as ``bench``: the server process."""
-    users, password = work / "users.json", "bench-" + os.urandom(6).hex()
-    users.write_text(json.dumps({"bench": password}))
     port = free_port()
-    os.environ["AIRFLOW_CONN_BENCH"] = json.dumps(
-        {
-            "conn_type": "mssql",
-            "host": "127.0.0.1",
-            "port": port,
-            "schema": "flux",
-            "login": "bench",
-            "password": password,
-        }
-    )
+    users, os.environ["AIRFLOW_CONN_BENCH"] = bench_login(work, port)
     os.environ.setdefault("AIRFLOW_HOME", str(work / "airflow"))
     db = work / "source.sqlite"
     generate(db, rows)
