@@ -178,6 +178,65 @@ def one_run(client, chain: str, rows: int) -> dict:
     return row
 
 
+def summarize(runs: list[dict]) -> dict:
+    """Per chain, over its successful runs: median and best seconds, the biggest task's peak RSS and USS."""
+    summary = {}
+    for chain in CHAINS:
+        mine = [r for r in runs if r["chain"] == chain and r["state"] == "success"]
+        if mine:
+            summary[chain] = {
+                "median_seconds": statistics.median(r["seconds"] for r in mine),
+                "best_seconds": min(r["seconds"] for r in mine),
+                "peak_task_rss_mb": max(r["peak_task_rss_mb"] for r in mine),
+                "peak_task_uss_mb": max(r["peak_task_uss_mb"] for r in mine),
+            }
+    return summary
+
+
+def compare(summary: dict, runs: list[dict], rows: int) -> None:
+    """flux against stock, as ratios, and the flux part tasks' memory."""
+    if len(summary) == 2:
+        flux, stock = summary["flux"], summary["stock"]
+        print(
+            f"\nflux vs stock at {rows:,} rows: time {flux['median_seconds'] / stock['median_seconds']:.2f}x "
+            f"(median; best {flux['best_seconds'] / stock['best_seconds']:.2f}x; goal <= 0.3x), "
+            f"peak task RSS {flux['peak_task_rss_mb'] / stock['peak_task_rss_mb']:.2f}x (goal <= 0.35x)"
+        )
+        print(f"peak task USS (what the task alone holds) {flux['peak_task_uss_mb'] / stock['peak_task_uss_mb']:.2f}x")
+        parts = [t for r in runs if r["chain"] == "flux" for n, t in r["tasks"].items() if "[" in n]
+        idle = [r["tasks"]["plan"] for r in runs if r["chain"] == "flux" and "plan" in r["tasks"]]
+        if parts and idle:
+            print(
+                f"flux part tasks: peak RSS {max(t['peak_rss_mb'] for t in parts)} MB, USS "
+                f"{max(t['peak_uss_mb'] for t in parts)} MB (goal <= 256 MB per task); the plan task, which "
+                f"holds no data: RSS {max(t['peak_rss_mb'] for t in idle)} MB, "
+                f"USS {max(t['peak_uss_mb'] for t in idle)} MB"
+            )
+
+
+def plot(summary: dict, rows: int) -> None:
+    from plot import panels
+
+    panels(
+        RESULTS / "e2e.png",
+        [
+            (
+                f"end to end, {rows:,} rows: seconds",
+                ["flux", "stock"],
+                _series(summary, "median_seconds"),
+                "s",
+            ),
+            (
+                "peak memory of the biggest task",
+                ["flux", "stock"],
+                {**_series(summary, "peak_task_rss_mb"), **_series(summary, "peak_task_uss_mb")},
+                "MB",
+            ),
+        ],
+    )
+    print(f"wrote {RESULTS / 'e2e.json'} and e2e.png")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
@@ -203,56 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.down:
             stack.down()
     ok = all(r["state"] == "success" and r["rows_loaded"] == r["rows"] for r in runs)
-    summary = {}
-    for chain in CHAINS:
-        mine = [r for r in runs if r["chain"] == chain and r["state"] == "success"]
-        if mine:
-            summary[chain] = {
-                "median_seconds": statistics.median(r["seconds"] for r in mine),
-                "best_seconds": min(r["seconds"] for r in mine),
-                "peak_task_rss_mb": max(r["peak_task_rss_mb"] for r in mine),
-                "peak_task_uss_mb": max(r["peak_task_uss_mb"] for r in mine),
-            }
-    if len(summary) == 2:
-        flux, stock = summary["flux"], summary["stock"]
-        print(
-            f"\nflux vs stock at {args.rows:,} rows: time {flux['median_seconds'] / stock['median_seconds']:.2f}x "
-            f"(median; best {flux['best_seconds'] / stock['best_seconds']:.2f}x; goal <= 0.3x), "
-            f"peak task RSS {flux['peak_task_rss_mb'] / stock['peak_task_rss_mb']:.2f}x (goal <= 0.35x)"
-        )
-        print(f"peak task USS (what the task alone holds) {flux['peak_task_uss_mb'] / stock['peak_task_uss_mb']:.2f}x")
-        parts = [t for r in runs if r["chain"] == "flux" for n, t in r["tasks"].items() if "[" in n]
-        idle = [r["tasks"]["plan"] for r in runs if r["chain"] == "flux" and "plan" in r["tasks"]]
-        if parts and idle:
-            print(
-                f"flux part tasks: peak RSS {max(t['peak_rss_mb'] for t in parts)} MB, USS "
-                f"{max(t['peak_uss_mb'] for t in parts)} MB (goal <= 256 MB per task); the plan task, which "
-                f"holds no data: RSS {max(t['peak_rss_mb'] for t in idle)} MB, "
-                f"USS {max(t['peak_uss_mb'] for t in idle)} MB"
-            )
+    summary = summarize(runs)
+    compare(summary, runs, args.rows)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "e2e.json").write_text(json.dumps({"rows": args.rows, "runs": runs, "summary": summary}, indent=1))
     if len(summary) == 2:
-        from plot import panels
-
-        panels(
-            RESULTS / "e2e.png",
-            [
-                (
-                    f"end to end, {args.rows:,} rows: seconds",
-                    ["flux", "stock"],
-                    _series(summary, "median_seconds"),
-                    "s",
-                ),
-                (
-                    "peak memory of the biggest task",
-                    ["flux", "stock"],
-                    {**_series(summary, "peak_task_rss_mb"), **_series(summary, "peak_task_uss_mb")},
-                    "MB",
-                ),
-            ],
-        )
-        print(f"wrote {RESULTS / 'e2e.json'} and e2e.png")
+        plot(summary, args.rows)
     if not ok:
         print("some run failed or lost rows: see the table above", file=sys.stderr)
     return 0 if ok else 1
