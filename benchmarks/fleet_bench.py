@@ -308,7 +308,7 @@ def burst_main(size: int, pairs: int, loads: list[bool]) -> None:
     fig.savefig(RESULTS / "fleet_burst.png", dpi=110)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 300])
     parser.add_argument("--repeat", type=int, default=3, help="loops per fleet (the best is reported)")
@@ -337,57 +337,42 @@ def main() -> None:
     )
     parser.add_argument("--pairs", type=int, default=1, help="with --burst: alternated pairs per load setting")
     parser.add_argument("--load", choices=("on", "off", "both"), default="both", help="with --burst: background load")
-    args = parser.parse_args()
-    if args.burst:
-        burst_main(args.burst, args.pairs, {"on": [True], "off": [False], "both": [False, True]}[args.load])
-        return
-    home = Path(tempfile.mkdtemp(prefix="flux-fleet-bench-"))
-    os.environ["AIRFLOW_HOME"] = str(home / "airflow")
-    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    import airflow.models  # noqa: F401 - what the processor's parent has imported before it forks
-    import airflow.sdk  # noqa: F401
-    from airflow import plugins_manager
+    return parser
 
-    plugins_manager.ensure_plugins_loaded()
 
-    rows = []
-    try:
-        for size in args.sizes:
-            flux_files = flux_fleet(home / f"flux_{size}", size)
-            stock_files = stock_fleet(home / f"stock_{size}", size)
-            loops: dict[str, list[dict]] = {"flux": [], "stock": []}
-            for round_ in range(args.repeat):  # alternated: the machine is shared
-                for kind in ("flux", "stock") if round_ % 2 == 0 else ("stock", "flux"):
-                    loops[kind].append(parse_loop(flux_files if kind == "flux" else stock_files))
-            flux, stock = (min(loops[k], key=lambda r: r["cpu_s"]) for k in ("flux", "stock"))
-            row = {
-                "datasets": size,
-                "flux_parse_cpu_s": flux["cpu_s"],
-                "stock_parse_cpu_s": stock["cpu_s"],
-                "flux_per_file_s": flux["per_file_s"],
-                "stock_per_file_s": stock["per_file_s"],
-                "flux_loop_s": flux["cpu_s"] / PARSING_PROCESSES,
-                "stock_loop_s": stock["cpu_s"] / PARSING_PROCESSES,
-            }
-            if size in args.processor_at:
-                for kind, folder in (("flux", flux_files[0].parent), ("stock", stock_files[0].parent)):
-                    real = processor_loop(folder, size, kind, home)
-                    row[f"{kind}_processor_loop_s"] = real["loop_s"]
-                    row[f"{kind}_processor_cpu_s"] = real["loop_cpu_s"]
-            if not args.no_controller:
-                from benchmarks.controller_bench import measure
+def measure_size(size: int, args, home: Path) -> dict:
+    """One fleet size: parse CPU of both fleets (best of the alternated loops), the real processor's loop and
+    the controller's period where asked."""
+    flux_files = flux_fleet(home / f"flux_{size}", size)
+    stock_files = stock_fleet(home / f"stock_{size}", size)
+    loops: dict[str, list[dict]] = {"flux": [], "stock": []}
+    for round_ in range(args.repeat):  # alternated: the machine is shared
+        for kind in ("flux", "stock") if round_ % 2 == 0 else ("stock", "flux"):
+            loops[kind].append(parse_loop(flux_files if kind == "flux" else stock_files))
+    flux, stock = (min(loops[k], key=lambda r: r["cpu_s"]) for k in ("flux", "stock"))
+    row = {
+        "datasets": size,
+        "flux_parse_cpu_s": flux["cpu_s"],
+        "stock_parse_cpu_s": stock["cpu_s"],
+        "flux_per_file_s": flux["per_file_s"],
+        "stock_per_file_s": stock["per_file_s"],
+        "flux_loop_s": flux["cpu_s"] / PARSING_PROCESSES,
+        "stock_loop_s": stock["cpu_s"] / PARSING_PROCESSES,
+    }
+    if size in args.processor_at:
+        for kind, folder in (("flux", flux_files[0].parent), ("stock", stock_files[0].parent)):
+            real = processor_loop(folder, size, kind, home)
+            row[f"{kind}_processor_loop_s"] = real["loop_s"]
+            row[f"{kind}_processor_cpu_s"] = real["loop_cpu_s"]
+    if not args.no_controller:
+        from benchmarks.controller_bench import measure
 
-                period = measure(size)
-                row["controller_first_s"], row["controller_steady_s"] = period["first_s"], period["steady_s"]
-            rows.append(row)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+        period = measure(size)
+        row["controller_first_s"], row["controller_steady_s"] = period["first_s"], period["steady_s"]
+    return row
 
-    per_run, fleets = run_on_stack(args.run_sizes) if args.run_sizes else ({}, {})
-    for r in rows:
-        r.update(fleets.get(r["datasets"], {}))
-    rows += [{"datasets": n, **m} for n, m in fleets.items() if n not in {r["datasets"] for r in rows}]
 
+def report(rows: list[dict], per_run: dict) -> None:
     header = (
         f"{'data sets':>9} {'flux s/file':>11} {'stock s/file':>12} {'flux/stock':>10} "
         f"{'flux loop s':>11} {'stock loop s':>12} {'ctl first s':>11} {'ctl steady s':>12}"
@@ -424,8 +409,9 @@ def main() -> None:
         f"goals: flux/stock <= 1.00 per file; flux loop < {INTERVAL:.0f} s at 300; controller < 1 s a period; "
         "a 200-row run <= the stock chain's"
     )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fleet_bench.json").write_text(json.dumps({"fleets": rows, "per_run": per_run}, indent=2))
+
+
+def plot(rows: list[dict], controller: bool) -> None:
     try:
         from benchmarks.plot import panels
     except ImportError:
@@ -439,7 +425,7 @@ def main() -> None:
             "CPU s",
         )
     ]
-    if not args.no_controller:
+    if controller:
         charts.append(
             (
                 "controller period (s)",
@@ -452,6 +438,34 @@ def main() -> None:
             )
         )
     panels(RESULTS / "fleet_bench.png", charts)
+
+
+def main() -> None:
+    args = parser().parse_args()
+    if args.burst:
+        burst_main(args.burst, args.pairs, {"on": [True], "off": [False], "both": [False, True]}[args.load])
+        return
+    home = Path(tempfile.mkdtemp(prefix="flux-fleet-bench-"))
+    os.environ["AIRFLOW_HOME"] = str(home / "airflow")
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    import airflow.models  # noqa: F401 - what the processor's parent has imported before it forks
+    import airflow.sdk  # noqa: F401
+    from airflow import plugins_manager
+
+    plugins_manager.ensure_plugins_loaded()
+    try:
+        rows = [measure_size(size, args, home) for size in args.sizes]
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+    per_run, fleets = run_on_stack(args.run_sizes) if args.run_sizes else ({}, {})
+    for r in rows:
+        r.update(fleets.get(r["datasets"], {}))
+    rows += [{"datasets": n, **m} for n, m in fleets.items() if n not in {r["datasets"] for r in rows}]
+    report(rows, per_run)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "fleet_bench.json").write_text(json.dumps({"fleets": rows, "per_run": per_run}, indent=2))
+    plot(rows, controller=not args.no_controller)
 
 
 if __name__ == "__main__":
