@@ -41,7 +41,7 @@ RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from export_bench import generate, run_measured, stand_in  # noqa: E402  (the same viewing-sessions table)
+from export_bench import bench_login, generate, run_measured, stand_in  # noqa: E402  (the same viewing-sessions table)
 
 from flux_provider.formats import export_file as fmt  # noqa: E402
 
@@ -206,21 +206,10 @@ def streaming(work: Path, rows: int, env: dict, client) -> dict:
     from flux_provider.hooks.bcp import BcpHook
     from flux_provider.operators.bcp_to_s3 import BcpToS3Operator
 
-    db, users = work / "source.sqlite", work / "users.json"
+    db, port = work / "source.sqlite", _free_port()
     generate(db, rows)
-    users.write_text(json.dumps({"bench": "bench-pw"}))
-    port = _free_port()
+    users, os.environ["AIRFLOW_CONN_BENCH"] = bench_login(work, port)
     server = stand_in(db, port, users)
-    os.environ["AIRFLOW_CONN_BENCH"] = json.dumps(
-        {
-            "conn_type": "mssql",
-            "host": "127.0.0.1",
-            "port": port,
-            "schema": "flux",
-            "login": "bench",
-            "password": "bench-pw",
-        }
-    )
     try:
         time.sleep(1.5)
         op = BcpToS3Operator(
@@ -276,91 +265,69 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", default="1000000,5000000,10000000")
-    parser.add_argument("--stream-rows", type=int, default=1_000_000)
-    args = parser.parse_args()
-    from flux_devstack import Stack
-    from flux_devstack.s3 import SeaweedS3
-
-    RESULTS.mkdir(exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="flux-upload-bench-"))
-    s3stack = Stack(run_dir=work / "s3", dags_folder=work, services=[SeaweedS3()], echo=lambda _: None)
-    s3stack.up()
-    env = dict(
-        os.environ,
-        AIRFLOW_CONN_AWS_DEFAULT=s3stack.env()["AIRFLOW_CONN_AWS_DEFAULT"],
-        AIRFLOW_HOME=str(work / "airflow"),
+def measure_size(rows: int, work: Path, env: dict, client, *, with_csv: bool) -> dict:
+    """One size: encode speed (and Python's csv on the first), the upload in a process of its own, and the
+    uploader alone against s3transfer on the same encoded bytes."""
+    info = write_export(work / f"export-{rows}.bcp", rows)
+    mb = info["bytes"] / 1e6
+    encoded = work / "encoded.hive"
+    encode_s = encode_file(info, None)  # timed like the csv path: into /dev/null
+    encode_file(info, encoded, repeat=1)  # the encoded file both uploaders send
+    csv_s = csv_baseline(info, work / "same.csv") if with_csv else None
+    csv_flux_s = encode_csv_file(work / "same.csv") if csv_s else None
+    done, peak = run_measured(
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            json.dumps(info),
+            "s3://flux/bench/upload",
+            f"run_{rows}_{time.time_ns()}",
+        ],
+        env,
     )
-    os.environ.update(AIRFLOW_CONN_AWS_DEFAULT=env["AIRFLOW_CONN_AWS_DEFAULT"], AIRFLOW_HOME=env["AIRFLOW_HOME"])
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-3000:])
+    upload_s = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+    # the two uploaders on the same bytes, alternating, 5 runs each (the machine is noisy): best and median
+    runs = [
+        (
+            s3transfer_baseline(client, encoded, f"bench/baseline-{rows}.hive"),
+            chunk_upload_only(client, encoded, f"only_{rows}_{time.time_ns()}"),
+        )
+        for _ in range(5)
+    ]
+    baseline_s, upload_only_s = (min(r[i] for r in runs) for i in (0, 1))
+    median_ratio = statistics.median(b / u for b, u in runs)
+    result = {
+        "rows": rows,
+        "export_mb": mb,
+        "encode_s": encode_s,
+        "encode_mb_s": mb / encode_s,
+        "csv_s": csv_s,
+        "upload_s": upload_s,
+        "s3transfer_s": baseline_s,
+        "peak_rss_mb": peak,
+        "upload_only_s": upload_only_s,
+        "upload_only_vs_s3transfer": baseline_s / upload_only_s,
+        "upload_only_vs_s3transfer_median": median_ratio,
+        "upload_vs_s3transfer": baseline_s / upload_s,
+    }
+    if csv_s:
+        result.update(encode_vs_csv=csv_s / encode_s, csv_flux_s=csv_flux_s, csv_in_vs_csv=csv_s / csv_flux_s)
+    print(
+        f"{rows:>11,} rows {mb:7.0f} MB: encode {encode_s:6.1f}s ({mb / encode_s:5.0f} MB/s)"
+        + (f", Python csv {csv_s:6.1f}s, flux on the CSV {csv_flux_s:5.1f}s" if csv_s else "")
+        + f"; upload {upload_s:6.1f}s (uploader alone {upload_only_s:5.1f}s) vs s3transfer "
+        f"{baseline_s:6.1f}s; peak RSS {peak:5.0f} MB",
+        flush=True,
+    )
+    for path in (Path(info["path"]), encoded, work / "same.csv"):
+        path.unlink(missing_ok=True)
+    return result
 
-    client = S3Hook().get_conn()
-    sizes, results = [int(r) for r in args.rows.split(",")], []
-    try:
-        for rows in sizes:
-            info = write_export(work / f"export-{rows}.bcp", rows)
-            mb = info["bytes"] / 1e6
-            encoded = work / "encoded.hive"
-            encode_s = encode_file(info, None)  # timed like the csv path: into /dev/null
-            encode_file(info, encoded, repeat=1)  # the encoded file both uploaders send
-            csv_s = csv_baseline(info, work / "same.csv") if rows == sizes[0] else None
-            csv_flux_s = encode_csv_file(work / "same.csv") if csv_s else None
-            done, peak = run_measured(
-                [
-                    sys.executable,
-                    "-c",
-                    CHILD,
-                    json.dumps(info),
-                    "s3://flux/bench/upload",
-                    f"run_{rows}_{time.time_ns()}",
-                ],
-                env,
-            )
-            if done.returncode != 0:
-                raise SystemExit(done.stderr[-3000:])
-            upload_s = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
-            # the two uploaders on the same bytes, alternating, 5 runs each (the machine is noisy): best and median
-            runs = [
-                (
-                    s3transfer_baseline(client, encoded, f"bench/baseline-{rows}.hive"),
-                    chunk_upload_only(client, encoded, f"only_{rows}_{time.time_ns()}"),
-                )
-                for _ in range(5)
-            ]
-            baseline_s, upload_only_s = (min(r[i] for r in runs) for i in (0, 1))
-            median_ratio = statistics.median(b / u for b, u in runs)
-            result = {
-                "rows": rows,
-                "export_mb": mb,
-                "encode_s": encode_s,
-                "encode_mb_s": mb / encode_s,
-                "csv_s": csv_s,
-                "upload_s": upload_s,
-                "s3transfer_s": baseline_s,
-                "peak_rss_mb": peak,
-                "upload_only_s": upload_only_s,
-                "upload_only_vs_s3transfer": baseline_s / upload_only_s,
-                "upload_only_vs_s3transfer_median": median_ratio,
-                "upload_vs_s3transfer": baseline_s / upload_s,
-            }
-            if csv_s:
-                result.update(encode_vs_csv=csv_s / encode_s, csv_flux_s=csv_flux_s, csv_in_vs_csv=csv_s / csv_flux_s)
-            results.append(result)
-            print(
-                f"{rows:>11,} rows {mb:7.0f} MB: encode {encode_s:6.1f}s ({mb / encode_s:5.0f} MB/s)"
-                + (f", Python csv {csv_s:6.1f}s, flux on the CSV {csv_flux_s:5.1f}s" if csv_s else "")
-                + f"; upload {upload_s:6.1f}s (uploader alone {upload_only_s:5.1f}s) vs s3transfer "
-                f"{baseline_s:6.1f}s; peak RSS {peak:5.0f} MB",
-                flush=True,
-            )
-            for path in (Path(info["path"]), encoded, work / "same.csv"):
-                path.unlink(missing_ok=True)
-        stream = streaming(work, args.stream_rows, env, client)
-    finally:
-        s3stack.down()
-        shutil.rmtree(work, ignore_errors=True)  # files and the S3 server's data: ~15 GB at 10M rows
+
+def report(results: list[dict], stream: dict) -> None:
     first = results[0]
     print()
     print(
@@ -386,7 +353,10 @@ def main() -> None:
         f"upload {stream['upload_s']:.1f}s alone; BcpToS3Operator {stream['streaming_s']:.1f}s = "
         f"{stream['vs_slowest']:.2f}x the slowest stage ({stream['vs_sum']:.2f}x their sum)"
     )
-    (RESULTS / "upload.json").write_text(json.dumps({"sizes": results, "streaming": stream}, indent=2))
+
+
+def plot(results: list[dict], stream: dict) -> None:
+    first = results[0]
     from plot import panels
 
     groups = [f"{r['rows'] / 1e6:g}M rows" for r in results]
@@ -427,6 +397,39 @@ def main() -> None:
             ),
         ],
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", default="1000000,5000000,10000000")
+    parser.add_argument("--stream-rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    from flux_devstack import Stack
+    from flux_devstack.s3 import SeaweedS3
+
+    RESULTS.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="flux-upload-bench-"))
+    s3stack = Stack(run_dir=work / "s3", dags_folder=work, services=[SeaweedS3()], echo=lambda _: None)
+    s3stack.up()
+    env = dict(
+        os.environ,
+        AIRFLOW_CONN_AWS_DEFAULT=s3stack.env()["AIRFLOW_CONN_AWS_DEFAULT"],
+        AIRFLOW_HOME=str(work / "airflow"),
+    )
+    os.environ.update(AIRFLOW_CONN_AWS_DEFAULT=env["AIRFLOW_CONN_AWS_DEFAULT"], AIRFLOW_HOME=env["AIRFLOW_HOME"])
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    client = S3Hook().get_conn()
+    sizes = [int(r) for r in args.rows.split(",")]
+    try:
+        results = [measure_size(rows, work, env, client, with_csv=rows == sizes[0]) for rows in sizes]
+        stream = streaming(work, args.stream_rows, env, client)
+    finally:
+        s3stack.down()
+        shutil.rmtree(work, ignore_errors=True)  # files and the S3 server's data: ~15 GB at 10M rows
+    report(results, stream)
+    (RESULTS / "upload.json").write_text(json.dumps({"sizes": results, "streaming": stream}, indent=2))
+    plot(results, stream)
     print(f"wrote {RESULTS / 'upload.json'} and {RESULTS / 'upload.png'}")
 
 
