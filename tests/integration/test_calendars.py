@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from flux_devstack.tds.seed import load_seed
 from tests.support import RUN_DIR
-from tests.support.stack import pools_sync
+from tests.support.stack import pools_sync, wait_until
 from tests.support.throttle import PERIOD, events, slots, stack_db
 
 pytestmark = pytest.mark.stack
@@ -69,15 +69,13 @@ def first_run(db, dag_id: str, timeout: float = 120):
         time.sleep(2)
 
 
-def test_a_maintenance_window_empties_the_pool_moves_the_run_and_gives_the_slots_back(stack, airflow_client, unique):
-    db = stack_db(stack)
-    name = f"cal_{unique[:6]}"
+def write_window_specs(stack, name: str, begin: dt.datetime, end: dt.datetime) -> None:
+    """Two data sets over a five-row source with a maintenance window from ``begin`` to ``end``: ``name``
+    due every minute of it, and ``<name>_p`` day-partitioned, due once a day at its start; their pools synced."""
     source = Path(stack.env()["FLUX_MSSQL_DB"])
     load_seed(source, "DROP TABLE IF EXISTS dbo.calendar_src;\nCREATE TABLE dbo.calendar_src (id INT NOT NULL);")
     with sqlite3.connect(source) as conn:
         conn.executemany("INSERT INTO calendar_src VALUES (?)", [(i,) for i in range(5)])
-    now = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
-    begin, end = now, now + dt.timedelta(minutes=3)  # a window that has just begun
     # due at each minute of the window but not at its end: without catchup, Airflow recomputes the next run from
     # the latest fire before now whenever it parses the file, and a fire at the window's end would stand for the
     # moved run if a parse came just after the end (both are one run at that moment; only its label differs)
@@ -92,14 +90,19 @@ def test_a_maintenance_window_empties_the_pool_moves_the_run_and_gives_the_slots
     daily = f"{begin.minute} {begin.hour} * * *"
     (SPECS / f"{name}_p.xml").write_text(spec(f"{name}_p", daily, *window, partitioned=True))
     pools_sync(stack, SPECS.parent)
+
+
+def test_a_maintenance_window_empties_the_pool_moves_the_run_and_gives_the_slots_back(stack, airflow_client, unique):
+    db = stack_db(stack)
+    name = f"cal_{unique[:6]}"
+    now = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
+    begin, end = now, now + dt.timedelta(minutes=3)  # a window that has just begun
+    write_window_specs(stack, name, begin, end)
     dag_id, partitioned = f"flux_{name}", f"flux_{name}_p"
     airflow_client.wait_for_dag(dag_id, timeout=120)
     airflow_client.wait_for_dag(partitioned, timeout=120)
 
-    deadline = time.monotonic() + PERIOD * 4
-    while slots(airflow_client, name) != 0:
-        assert time.monotonic() < deadline, events(stack, name)
-        time.sleep(1)
+    wait_until(lambda: slots(airflow_client, name) == 0, PERIOD * 4, lambda: events(stack, name))
     held = events(stack, name)[-1]
     assert (held["old"], held["new"], held["actor"]) == (3, 0, "controller")
     assert held["reason"] == f"maintenance window until {end:%Y-%m-%d %H:%M} UTC: vendor patching"
@@ -117,10 +120,8 @@ def test_a_maintenance_window_empties_the_pool_moves_the_run_and_gives_the_slots
     for d in (dag_id, partitioned):
         airflow_client.request("PATCH", f"/dags/{d}", json={"is_paused": False})
     try:
-        deadline = time.monotonic() + (end - dt.datetime.now(dt.timezone.utc)).total_seconds() + PERIOD * 6
-        while slots(airflow_client, name) != 3:
-            assert time.monotonic() < deadline, events(stack, name)
-            time.sleep(2)
+        left = (end - dt.datetime.now(dt.timezone.utc)).total_seconds()
+        wait_until(lambda: slots(airflow_client, name) == 3, left + PERIOD * 6, lambda: events(stack, name), every=2)
         back = events(stack, name)[-1]
         assert (back["old"], back["new"], back["reason"]) == (0, 3, "maintenance window over: back to 3")
         assert utc(back["at"]) >= end

@@ -24,6 +24,7 @@ from flux_devstack.stack import UP
 from flux_provider.run_report import stage_rows
 from flux_provider.throttle import store
 from tests.support import REPO
+from tests.support.stack import wait_until
 from tests.support.throttle import PERIOD, concurrency_ok
 
 pytestmark = [pytest.mark.cluster, pytest.mark.stack]
@@ -234,6 +235,38 @@ def kill_host(pid: int) -> int:
     return len(victims)
 
 
+def running_parts_on(db, run_id: str, host: str) -> int:
+    """How many parts of the fact's run are running on ``host``."""
+    with db.connect() as conn:
+        return conn.execute(
+            text(
+                "SELECT count(*) FROM task_instance WHERE dag_id = 'flux_viewing_sessions' AND run_id = :r "
+                "AND task_id = 'export_upload' AND state = 'running' AND hostname = :h"
+            ),
+            {"r": run_id, "h": host},
+        ).scalar()
+
+
+def parts_and_lost(db, run_id: str, host: str) -> tuple[list, list]:
+    """The fact's run's parts as they ended (map index, try, host), and its earlier tries that ran on ``host``."""
+    with db.connect() as conn:
+        parts = conn.execute(
+            text(
+                "SELECT map_index, try_number, hostname FROM task_instance WHERE dag_id = 'flux_viewing_sessions' "
+                "AND run_id = :r AND task_id = 'export_upload'"
+            ),
+            {"r": run_id},
+        ).all()
+        lost = conn.execute(
+            text(
+                "SELECT map_index, hostname FROM task_instance_history WHERE dag_id = 'flux_viewing_sessions' "
+                "AND run_id = :r AND task_id = 'export_upload' AND hostname = :h"
+            ),
+            {"r": run_id, "h": host},
+        ).all()
+    return parts, lost
+
+
 def test_a_worker_killed_mid_export_is_retried_on_the_other_and_the_load_is_exact(cluster, db, demo):
     """A worker host dies (every process of it SIGKILLed) while parts of the split fact export: Airflow gives
     the lost tries up (heartbeat timeout, 30 s on this stack) and retries them on the other worker; the run
@@ -251,20 +284,7 @@ def test_a_worker_killed_mid_export_is_retried_on_the_other_and_the_load_is_exac
     victim = cluster.load_state()["processes"]["airflow-worker-1"]["pid"]
     try:
         run_id = client.trigger("flux_viewing_sessions")
-        deadline = time.monotonic() + 180
-        while True:
-            with db.connect() as conn:
-                busy = conn.execute(
-                    text(
-                        "SELECT count(*) FROM task_instance WHERE dag_id = 'flux_viewing_sessions' AND run_id = :r "
-                        "AND task_id = 'export_upload' AND state = 'running' AND hostname = 'flux-worker-1'"
-                    ),
-                    {"r": run_id},
-                ).scalar()
-            if busy:
-                break
-            assert time.monotonic() < deadline, "no part ran on flux-worker-1"
-            time.sleep(0.5)
+        wait_until(lambda: running_parts_on(db, run_id, "flux-worker-1"), 180, "a part ran on flux-worker-1", 0.5)
         time.sleep(2)  # in the middle of its query
         assert kill_host(victim) >= 2
         result = client.wait_for_run("flux_viewing_sessions", run_id, timeout=600)
@@ -272,21 +292,7 @@ def test_a_worker_killed_mid_export_is_retried_on_the_other_and_the_load_is_exac
         with sqlite3.connect(source) as conn:
             conn.execute("DELETE FROM flux_faults")
     assert result.state == "success"
-    with db.connect() as conn:
-        parts = conn.execute(
-            text(
-                "SELECT map_index, try_number, hostname FROM task_instance WHERE dag_id = 'flux_viewing_sessions' "
-                "AND run_id = :r AND task_id = 'export_upload'"
-            ),
-            {"r": run_id},
-        ).all()
-        lost = conn.execute(
-            text(
-                "SELECT map_index, hostname FROM task_instance_history WHERE dag_id = 'flux_viewing_sessions' "
-                "AND run_id = :r AND task_id = 'export_upload' AND hostname = 'flux-worker-1'"
-            ),
-            {"r": run_id},
-        ).all()
+    parts, lost = parts_and_lost(db, run_id, "flux-worker-1")
     assert lost, "no try of a part was lost with flux-worker-1"
     for map_index, _ in lost:  # each lost part ran again, on the host that was still alive
         retried = next(p for p in parts if p.map_index == map_index)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import mailbox
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from sqlalchemy import text
 
 from flux_devstack.tds.seed import load_seed
 from tests.support import RUN_DIR
-from tests.support.stack import inject_fault, pools_sync
+from tests.support.stack import inject_fault, pools_sync, wait_until
 from tests.support.throttle import stack_db
 from tests.support.webhook import WebhookReceiver
 
@@ -41,22 +40,34 @@ def spec(name: str, deadline: str, webhook: str) -> str:
 """
 
 
+def run_deadlines(db, name: str, run_id: str) -> list:
+    """The ``deadline`` rows Airflow holds for one run of ``flux_<name>``."""
+    query = text(
+        "SELECT d.missed FROM deadline d JOIN dag_run r ON r.id = d.dagrun_id WHERE r.dag_id = :d AND r.run_id = :r"
+    )
+    with db.connect() as conn:
+        return conn.execute(query, {"d": f"flux_{name}", "r": run_id}).all()
+
+
+def ten_row_sources(stack, *names: str) -> Path:
+    """A source table ``<name>_src`` of ten ids per name in the stack's SQL Server stand-in; its database."""
+    source = Path(stack.env()["FLUX_MSSQL_DB"])
+    load_seed(
+        source,
+        "".join(f"DROP TABLE IF EXISTS dbo.{t}_src;\nCREATE TABLE dbo.{t}_src (id INT NOT NULL);\n" for t in names),
+    )
+    with sqlite3.connect(source) as conn:
+        for table in names:
+            conn.executemany(f"INSERT INTO {table}_src VALUES (?)", [(i,) for i in range(10)])
+    return source
+
+
 def test_a_run_past_its_deadline_alerts_by_webhook_and_email_and_one_in_time_alerts_nobody(
     stack, airflow_client, unique
 ):
     db = stack_db(stack)
     late_name, kept_name = f"late_{unique[:6]}", f"kept_{unique[:6]}"  # new DAGs: never an older parse
-    source = Path(stack.env()["FLUX_MSSQL_DB"])
-    load_seed(
-        source,
-        "".join(
-            f"DROP TABLE IF EXISTS dbo.{t}_src;\nCREATE TABLE dbo.{t}_src (id INT NOT NULL);\n"
-            for t in (late_name, kept_name)
-        ),
-    )
-    with sqlite3.connect(source) as conn:
-        for table in (late_name, kept_name):
-            conn.executemany(f"INSERT INTO {table}_src VALUES (?)", [(i,) for i in range(10)])
+    source = ten_row_sources(stack, late_name, kept_name)
     mail = mailbox.Maildir(stack.env()["FLUX_MAILDIR"])  # the stack's mail sink (a real SMTP server)
     mailed_before = {key for key in mail.keys()}
     with WebhookReceiver() as webhook:
@@ -74,10 +85,11 @@ def test_a_run_past_its_deadline_alerts_by_webhook_and_email_and_one_in_time_ale
         )  # the export outlives the deadline (12 s)
         try:
             late = airflow_client.trigger(f"flux_{late_name}")
-            deadline = time.monotonic() + 120
-            while not [h for h in webhook.received if h.get("dataset") == late_name]:
-                assert time.monotonic() < deadline, "no deadline alert reached the webhook"
-                time.sleep(1)
+            wait_until(
+                lambda: [h for h in webhook.received if h.get("dataset") == late_name],
+                120,
+                "a deadline alert reached the webhook",
+            )
         finally:
             with sqlite3.connect(source) as conn:
                 conn.execute("DELETE FROM flux_faults WHERE pattern = ?", (f"{late_name}_src",))
@@ -86,13 +98,11 @@ def test_a_run_past_its_deadline_alerts_by_webhook_and_email_and_one_in_time_ale
             alert["event"] == "deadline missed" and alert["run_id"] == late and alert["dag_id"] == f"flux_{late_name}"
         )
         assert "0.2 minutes" in alert["due"]
-        deadline = time.monotonic() + 60
-        while not (
-            mails := [mail[k] for k in mail.keys() if k not in mailed_before and late_name in mail[k]["Subject"]]
-        ):
-            assert time.monotonic() < deadline, "no deadline e-mail reached the SMTP server"
-            time.sleep(1)
-        (sent,) = mails
+        (sent,) = wait_until(
+            lambda: [mail[k] for k in mail.keys() if k not in mailed_before and late_name in mail[k]["Subject"]],
+            60,
+            "a deadline e-mail reached the SMTP server",
+        )
         assert sent["To"] == "oncall@example.com" and "missed its deadline" in sent["Subject"]
         assert late in sent.get_payload(decode=True).decode()  # the run, in the body
         assert (
@@ -101,18 +111,7 @@ def test_a_run_past_its_deadline_alerts_by_webhook_and_email_and_one_in_time_ale
 
         kept = airflow_client.run_dag(f"flux_{kept_name}", timeout=300)
         assert kept.state == "success"
-        run_deadline = text(
-            "SELECT d.missed FROM deadline d JOIN dag_run r ON r.id = d.dagrun_id WHERE r.dag_id = :d AND r.run_id = :r"
-        )
-        deadline = time.monotonic() + 60
-        while True:  # a run that finished in time drops its deadline: no alert can come for it after that
-            with db.connect() as conn:
-                rows = conn.execute(run_deadline, {"d": f"flux_{kept_name}", "r": kept.run_id}).all()
-            if rows == [] or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+        # a run that finished in time drops its deadline: no alert can come for it after that
+        wait_until(lambda: run_deadlines(db, kept_name, kept.run_id) == [], 60, "the kept run dropped its deadline")
         assert not [h for h in webhook.received if h.get("dataset") == kept_name]
-        with db.connect() as conn:
-            late_rows = conn.execute(run_deadline, {"d": f"flux_{late_name}", "r": late}).all()
-        assert rows == []  # a run that finished in time drops its deadline
-        assert [bool(r.missed) for r in late_rows] == [True]
+        assert [bool(r.missed) for r in run_deadlines(db, late_name, late)] == [True]

@@ -14,7 +14,7 @@ from sqlalchemy import and_, select
 
 from flux_devstack.airflow_api import AirflowApiError
 from flux_provider.throttle import store
-from tests.support.stack import inject_fault, seed_table
+from tests.support.stack import inject_fault, seed_table, wait_until
 from tests.support.throttle import PERIOD, concurrency_ok, events, slots, stack_db
 
 pytestmark = pytest.mark.stack
@@ -133,11 +133,9 @@ def recorded(stack, dataset: str, run_id: str, count: int, timeout: float = PERI
     return rows
 
 
-def test_each_try_is_recorded_once_with_its_own_class_message_and_load(stack, airflow_client):
-    """Retries that start (and clear the XCom) before the controller's next period keep their own class
-    and message; a try killed with SIGKILL is lost to the orchestrator: it never grows its pool, its try is
-    given back, and the recovery rule does not count it; tasks that never ran are not recorded, even when a
-    failed task is cleared with its downstream tasks."""
+def prepare_signal_dag(stack, airflow_client) -> None:
+    """flux_test_signal's source (two rows, no fault left from an earlier run) and its four data sets' pools
+    at 1 slot; the source's first two tries fail: a deadlock victim, then a busy service."""
     with sqlite3.connect(stack.env()["FLUX_MSSQL_DB"]) as conn:
         conn.execute("DROP TABLE IF EXISTS ts_src")
         conn.execute("DELETE FROM flux_faults WHERE pattern = 'ts_src'")
@@ -148,6 +146,30 @@ def test_each_try_is_recorded_once_with_its_own_class_message_and_load(stack, ai
         register(stack, airflow_client, dataset, 1)
     inject_fault(stack, "ts_src", error_number=1205, remaining=1)  # try 1: deadlock victim
     inject_fault(stack, "ts_src", error_number=40501, remaining=1)  # try 2: the service is busy
+
+
+def clear_with_downstream(airflow_client, dag_id: str, run_id: str, task_id: str) -> None:
+    """Clear a task of a run and its downstream tasks, as the UI's Clear button does: the run starts again."""
+    airflow_client.request(
+        "POST",
+        f"/dags/{dag_id}/clearTaskInstances",
+        json={
+            "dry_run": False,
+            "dag_run_id": run_id,
+            "task_ids": [task_id],
+            "include_downstream": True,
+            "only_failed": False,
+            "reset_dag_runs": True,
+        },
+    )
+
+
+def test_each_try_is_recorded_once_with_its_own_class_message_and_load(stack, airflow_client):
+    """Retries that start (and clear the XCom) before the controller's next period keep their own class
+    and message; a try killed with SIGKILL is lost to the orchestrator: it never grows its pool, its try is
+    given back, and the recovery rule does not count it; tasks that never ran are not recorded, even when a
+    failed task is cleared with its downstream tasks."""
+    prepare_signal_dag(stack, airflow_client)
     result = airflow_client.run_dag("flux_test_signal", timeout=300)
     assert result.task_states == {
         "retried": "success",
@@ -184,18 +206,7 @@ def test_each_try_is_recorded_once_with_its_own_class_message_and_load(stack, ai
         assert slots(airflow_client, "tk") == 1, events(stack, "tk")
         time.sleep(2)
 
-    airflow_client.request(
-        "POST",
-        "/dags/flux_test_signal/clearTaskInstances",
-        json={
-            "dry_run": False,
-            "dag_run_id": result.run_id,
-            "task_ids": ["doomed"],
-            "include_downstream": True,
-            "only_failed": False,
-            "reset_dag_runs": True,
-        },
-    )
+    clear_with_downstream(airflow_client, "flux_test_signal", result.run_id, "doomed")
     assert airflow_client.wait_for_run("flux_test_signal", result.run_id, timeout=300).state == "failed"
     doomed = recorded(stack, "td", result.run_id, 2)
     assert [(r["task_id"], r["try_number"], r["error_class"]) for r in doomed] == [
@@ -360,12 +371,9 @@ def test_the_cli_pins_sets_and_unpins_with_a_record(stack, airflow_client, uniqu
     assert by_cli == ["pinned to 0", "unpinned", "set to 3"]  # (the controller may lift 0 to the minimum between)
 
 
-def test_an_adopted_pool_of_stock_operators_is_cut_and_grown_by_the_controller(stack, airflow_client):
-    """dags/stock_reports.py: eight SQLExecuteQueryOperator tasks, nothing of flux's, in the pool stock_reports,
-    adopted through the API. Above the source's capacity of 2 queries, pymssql raises the stand-in's deadlock
-    victims (1205, after half their work); the pool's rule classes them, the controller cuts the pool; once the
-    source has room, clean runs grow it back."""
-    admin = client_as(stack, "admin")
+def crowded_report_source(stack) -> str:
+    """report_src: 80 rows on a source with room for 2 queries, each holding the table 4 s, so a third is a
+    deadlock victim after half its work. Returns the source's database."""
     db = stack.env()["FLUX_MSSQL_DB"]
     with sqlite3.connect(db) as conn:
         conn.execute("DROP TABLE IF EXISTS report_src")
@@ -382,6 +390,16 @@ def test_an_adopted_pool_of_stock_operators_is_cut_and_grown_by_the_controller(s
             "victim_after) VALUES ('report_src', 2, 0, 1, 0.5)"
         )
     inject_fault(stack, "report_src", remaining=-1, delay_seconds=4)  # each query holds the table 4 s
+    return db
+
+
+def test_an_adopted_pool_of_stock_operators_is_cut_and_grown_by_the_controller(stack, airflow_client):
+    """dags/stock_reports.py: eight SQLExecuteQueryOperator tasks, nothing of flux's, in the pool stock_reports,
+    adopted through the API. Above the source's capacity of 2 queries, pymssql raises the stand-in's deadlock
+    victims (1205, after half their work); the pool's rule classes them, the controller cuts the pool; once the
+    source has room, clean runs grow it back."""
+    admin = client_as(stack, "admin")
+    db = crowded_report_source(stack)
     with contextlib.suppress(AirflowApiError):  # an earlier run's pool
         airflow_client.request("DELETE", "/pools/stock_reports")
     airflow_client.request("POST", "/pools", json={"name": "stock_reports", "slots": 8})
@@ -396,11 +414,7 @@ def test_an_adopted_pool_of_stock_operators_is_cut_and_grown_by_the_controller(s
     try:
         before = dt.datetime.now(dt.timezone.utc)
         first = airflow_client.run_dag("stock_reports", timeout=300)
-        deadline = time.monotonic() + PERIOD * 4
-        while pool() >= 8 and time.monotonic() < deadline:
-            time.sleep(2)
-        cut = pool()
-        assert cut < 8, events(stack, "stock_reports")
+        cut = wait_until(lambda: (n := pool()) < 8 and n, PERIOD * 4, lambda: events(stack, "stock_reports"), every=2)
         with stack_db(stack).connect() as conn:
             failed = conn.execute(
                 select(store.outcomes.c.error_class, store.outcomes.c.rule).where(

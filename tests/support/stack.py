@@ -100,6 +100,18 @@ def read_published(client, bucket: str, location: str) -> tuple[dict, dict]:
     return pointer, manifest
 
 
+def wait_until(condition, timeout: float, what, every: float = 1.0):
+    """``condition()``'s first truthy value, asked every ``every`` s; fails saying ``what`` (a text, or a
+    function that says what was seen) did not happen."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"not within {timeout:.0f} s: {what() if callable(what) else what}"
+        time.sleep(every)
+    return value
+
+
 def wait_scheduler_loops(stack, loops: int = 2, timeout: float = 120.0) -> None:
     """Return once the stack's scheduler has heartbeaten ``loops`` times from now (it heartbeats from its
     scheduling loop): what a test waits for before it asserts that the scheduler started nothing."""
