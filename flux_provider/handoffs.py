@@ -47,7 +47,7 @@ class ExportResult(Record):
     extra: dict = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class UploadResult(Record):
     """Step 2 -> 3: the published run in S3 (streaming mode also carries its ``export``).
 
@@ -56,12 +56,12 @@ class UploadResult(Record):
     KIND = "flux.upload"
     NESTED = {"export": ExportResult, "parts": PartSummary, "columns": Column, "encoding": HiveTextEncoding}
 
-    dataset: str | None = None
+    dataset: str | None  # required (None only for an upload outside a data set)
     location: str | None = None
-    bucket: str | None = None
-    prefix: str | None = None
-    manifest: str | None = None
-    rows: int | None = None
+    bucket: str
+    prefix: str
+    manifest: str  # the run's manifest (a part manifest for one part of a split run)
+    rows: int
     chunks: int | None = None
     chunks_reused: int | None = None
     bytes: int | None = None
@@ -101,7 +101,7 @@ class HiveColumn(Record):
     extra: dict = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TransformResult(Record):
     """Step 3 -> 4: rows per stage, the Hive partitions written and the staged columns.
 
@@ -112,15 +112,15 @@ class TransformResult(Record):
     VERSION = 2
     NESTED = {"partitions": WrittenPartition, "landing": LandingOutcome, "columns": HiveColumn}
 
-    dataset: str | None = None
-    run: str | None = None
+    dataset: str | None  # required (None only for a transform outside a data set)
+    run: str  # the generation the transform read (its flux_run partition)
     staging: str | None = None
-    target: str | None = None
+    target: str
     database: str | None = None
     table: str | None = None
-    manifest_rows: int | None = None
-    staging_rows: int | None = None
-    target_rows: int | None = None
+    manifest_rows: int
+    staging_rows: int
+    target_rows: int
     partitions: list[WrittenPartition] = field(default_factory=list)
     columns: list[HiveColumn] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)

@@ -23,20 +23,22 @@ def stage_rows(xcom: Callable[[str], Any]) -> dict:
     ``reconciled``: export rows = upload rows = staging rows (None before the transform ran);
     ``parts``: rows per part of a split run (``[]`` otherwise).
     """
-    upload = UploadResult.from_json(xcom(PUBLISH) or xcom(EXPORT_UPLOAD) or xcom(UPLOAD)) or UploadResult()
-    if upload.part:  # one part of a split run that is not published yet
-        upload = UploadResult()
-    export = upload.export or ExportResult.from_json(xcom(EXPORT)) or ExportResult()
-    transform = TransformResult.from_json(xcom(TRANSFORM)) or TransformResult()
-    exported, uploaded, staged = export.rows, upload.rows, transform.staging_rows
+    upload = UploadResult.from_json(xcom(PUBLISH) or xcom(EXPORT_UPLOAD) or xcom(UPLOAD))
+    if upload is not None and upload.part:  # one part of a split run that is not published yet
+        upload = None
+    export = (upload.export if upload else None) or ExportResult.from_json(xcom(EXPORT))
+    transform = TransformResult.from_json(xcom(TRANSFORM))
+    exported = export.rows if export else None
+    uploaded = upload.rows if upload else None
+    staged = transform.staging_rows if transform else None
     return {
         "exported": exported,
         "uploaded": uploaded,
         "staged": staged,
-        "target": transform.target_rows,
-        "partitions": len(transform.partitions or []),
+        "target": transform.target_rows if transform else None,
+        "partitions": len(transform.partitions) if transform else 0,
         "reconciled": None if staged is None else exported == uploaded == staged,
-        "parts": [{"part": p.part, "rows": p.rows} for p in upload.parts],
+        "parts": [{"part": p.part, "rows": p.rows} for p in upload.parts] if upload else [],
     }
 
 

@@ -201,14 +201,15 @@ class HiveTransformOperator(FluxOperator):
         info = self.upload
         if info is None and self.upload_task_id:
             info = context["ti"].xcom_pull(task_ids=self.upload_task_id)
+        why = ""
         try:
             upload = UploadResult.from_json(info)
-        except (TypeError, ValueError):
-            upload = None
+        except (TypeError, ValueError) as exc:  # RecordError names the facts it lacks
+            upload, why = None, f" ({exc})"
         if upload is None or not (upload.bucket and upload.manifest):
             raise self._fail(
-                f"no published upload to read: task {self.upload_task_id!r} pushed {info!r}; "
-                "run the upload step first or pass upload="
+                f"no published upload to read: task {self.upload_task_id!r} pushed {info!r}{why}; "
+                "run the upload step first or pass upload= (an upload's XCom)"
             )
         return upload
 

@@ -77,3 +77,20 @@ def test_retention_reference_must_be_a_date():
     with pytest.raises(FluxError, match="retention_reference: 'yesterday' is not a date") as failure:
         day("yesterday", "retention_reference")
     assert failure.value.terminal
+
+
+def test_a_transform_given_an_upload_that_lacks_its_facts_names_them():
+    from flux_provider.errors import FluxTerminalError
+    from flux_provider.operators.hive_transform import HiveTransformOperator
+
+    op = HiveTransformOperator(
+        task_id="t",
+        dataset="ds",
+        database="media",
+        target_table="t",
+        staging_table="s",
+        sql="SELECT 1",
+        upload={"bucket": "b", "manifest": "m"},
+    )
+    with pytest.raises(FluxTerminalError, match=r"lacks dataset, prefix, rows.*pass upload= \(an upload's XCom\)"):
+        op._upload_info({})

@@ -8,7 +8,7 @@ import pytest
 
 from flux_provider.columns import Column
 from flux_provider.errors import Decision, ErrorRecord
-from flux_provider.handoffs import ExportResult, UploadResult
+from flux_provider.handoffs import ExportResult, TransformResult, UploadResult
 from flux_provider.records import RecordError
 from flux_provider.run_records import Chunk, ExportSource, Manifest, PartManifest, PartSummary, Pointer
 from flux_provider.s3_layout import DatasetLayout
@@ -39,7 +39,12 @@ def manifest() -> Manifest:
         Pointer.to(manifest()),
         Part(name="p00", sql="SELECT 1", prefix="d/runs/r/"),
         UploadResult(
-            dataset="d", rows=5, export=ExportResult(dataset="d", rows=5, columns=[Column("a", "bigint", "bigint")])
+            dataset="d",
+            bucket="b",
+            prefix="d/runs/r/",
+            manifest="d/runs/r/_manifest.json",
+            rows=5,
+            export=ExportResult(dataset="d", rows=5, columns=[Column("a", "bigint", "bigint")]),
         ),
         ErrorRecord(
             error_class="deadlock",
@@ -161,12 +166,35 @@ def test_a_decision_is_a_typed_record_inside_the_error_record_and_must_be_whole(
         ErrorRecord.from_json({**stored, "recovery": {"action": "retry"}})
 
 
+#: The facts an upload's XCom always has.
+UPLOAD = {"record": "flux.upload/1", "dataset": "d", "bucket": "b", "prefix": "d/runs/r/", "manifest": "m", "rows": 1}
+
+
+def test_an_upload_or_a_transform_without_the_facts_it_must_have_is_refused_by_name():
+    with pytest.raises(RecordError, match="UploadResult: this JSON lacks bucket, rows, which a flux.upload must have"):
+        UploadResult.from_json({k: v for k, v in UPLOAD.items() if k not in ("bucket", "rows")})
+    transform = {"dataset": "d", "run": "r", "target": "`t`", "manifest_rows": 2, "staging_rows": 2}
+    with pytest.raises(RecordError, match="lacks target_rows"):
+        TransformResult.from_json(transform)
+    assert TransformResult.from_json({**transform, "target_rows": 2}).target_rows == 2
+
+
+def test_a_transform_of_version_1_reads_its_columns_as_records():
+    from flux_provider.handoffs import HiveColumn
+
+    old = {"record": "flux.transform/1", "dataset": "d", "run": "r", "target": "`t`", "manifest_rows": 1}
+    read = TransformResult.from_json({**old, "staging_rows": 1, "target_rows": 1, "columns": {"id": "BIGINT"}})
+    assert read.columns == [HiveColumn("id", "BIGINT")]
+    assert read.to_json()["columns"] == [{"name": "id", "type": "BIGINT"}]
+    assert read.to_json()["record"] == "flux.transform/2"
+
+
 def test_an_exports_columns_are_column_records_in_every_record_that_carries_them():
     """The columns an export describes travel as :class:`Column` records (the same JSON keys as before), in
     the export's and the upload's XComs and in a run's manifest, so the Hive side needs no re-validation."""
     column = {"name": "title_id", "type_name": "bigint", "system_type_name": "bigint", "nullable": False}
     export = ExportResult.from_json({"record": "flux.export/1", "columns": [column]})
-    upload = UploadResult.from_json({"record": "flux.upload/1", "columns": [column], "export": export.to_json()})
+    upload = UploadResult.from_json({**UPLOAD, "columns": [column], "export": export.to_json()})
     manifest = Manifest.from_json({"format": "flux-hive-text/1", "columns": [column]})
     for columns in (export.columns, upload.columns, upload.export.columns, manifest.columns):
         assert columns == [Column("title_id", "bigint", "bigint", nullable=False)]
@@ -184,7 +212,7 @@ def test_a_runs_encoding_is_a_record_that_validates_what_it_reads():
     stored = {"field": "\x01", "collection": "\x02", "map_key": "\x03", "null": "NULL"}
     assert written.to_json() == stored
     assert Manifest.from_json({"format": "flux-hive-text/1", "encoding": stored}).encoding == written
-    assert UploadResult.from_json({"record": "flux.upload/1", "encoding": stored}).encoding == written
+    assert UploadResult.from_json({**UPLOAD, "encoding": stored}).encoding == written
     # written before row and escape were constants; a templated dict's "\n" rendered by Jinja comes back ""
     older = Manifest.from_json({"format": "flux-hive-text/1", "encoding": {**stored, "row": "", "escape": "\\"}})
     assert older.encoding.null == "NULL" and (older.encoding.ROW, older.encoding.ESCAPE) == ("\n", "\\")
@@ -204,6 +232,7 @@ def test_a_runs_source_partitions_and_landing_are_records():
     assert manifest.source == ExportSource(host="w1", rows=3, tool="freebcp")
     stored = {
         "record": "flux.transform/1",
+        **{"dataset": "d", "run": "r", "target": "`t`", "manifest_rows": 7, "staging_rows": 7, "target_rows": 7},
         "partitions": [{"name": "day=2024-01-01", "values": {"day": "2024-01-01"}, "rows": 7}],
         "landing": {"removed": ["r1"], "objects": 4, "bytes": 100, "kept": 2},
     }
