@@ -37,6 +37,15 @@ def drop_partition(table: str, values: Mapping[str, str], *, purge: bool) -> str
     return f"ALTER TABLE {table} DROP IF EXISTS {partition_clause(dict(values))}" + (" PURGE" if purge else "")
 
 
+def drop_generations(raw_table: str, generations: Iterable[str]) -> str:
+    """One statement: the raw staging table's ``flux_run`` partitions of the generations landing retention
+    removes."""
+    from flux_provider.formats.hive_ddl import RUN_PARTITION
+
+    clauses = ", ".join(partition_clause({RUN_PARTITION: g}) for g in generations)
+    return f"ALTER TABLE {raw_table} DROP IF EXISTS {clauses}"
+
+
 def analyze(table: str, values: Mapping[str, str]) -> str:
     return f"ANALYZE TABLE {table} {partition_clause(dict(values))} COMPUTE STATISTICS"
 
@@ -82,6 +91,7 @@ __all__ = [
     "add_partition",
     "analyze",
     "day",
+    "drop_generations",
     "drop_partition",
     "expired",
     "move_partition",

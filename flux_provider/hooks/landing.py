@@ -3,8 +3,14 @@ those the rule (:mod:`flux_provider.retention`) gives up."""
 
 from __future__ import annotations
 
-from flux_provider.retention import Landing, LandingRule, LandingRun, to_remove
-from flux_provider.s3_layout import DatasetLayout
+import datetime as dt
+import logging
+
+from flux_provider.formats.hive_refresh import drop_generations
+from flux_provider.retention import Landing, LandingOutcome, LandingRule, LandingRun, to_remove
+from flux_provider.s3_layout import DatasetLayout, parse_s3_url
+
+log = logging.getLogger(__name__)
 
 #: S3's DeleteObjects limit.
 DELETE_BATCH = 1000
@@ -53,4 +59,42 @@ def remove(client, bucket: str, runs: list[LandingRun]) -> int:
     return len(keys)
 
 
-__all__ = ["Landing", "LandingRule", "LandingRun", "landing_runs", "published_run", "remove", "to_remove"]
+def prune(where: Landing, hive, own_run: str | None, *, aws_conn_id: str | None, dataset: str | None):
+    """Apply a data set's landing rule once a run's load is done: drop the raw staging table's partitions of
+    the generations it removes (through ``hive``, a session), then their objects; keep ``own_run`` and the
+    published one. Never raises: housekeeping never fails a load that did its work, and what is left waits
+    for the next run (the outcome says why)."""
+    from flux_provider.hooks.s3_client import s3_client
+
+    try:
+        bucket, location = parse_s3_url(where.s3_location)
+        client = s3_client(aws_conn_id)
+        runs = landing_runs(client, bucket, location)
+        keep = {own_run, published_run(client, bucket, location)} - {None}
+        doomed = to_remove(runs, where.rule, keep, dt.datetime.now(dt.timezone.utc))
+        objects = 0
+        if doomed:
+            what = f"drop {len(doomed)} landed run(s) from {where.raw_table}"
+            hive.execute(drop_generations(where.raw_table, [r.name for r in doomed]), what=what)
+            objects = remove(client, bucket, doomed)
+    except Exception as exc:  # boto and the session raise many types; none may fail the load
+        log.warning("data set %s: landing retention left for the next run: %s", dataset, exc)
+        return LandingOutcome(error=str(exc)[:500])
+    freed, kept = sum(r.bytes for r in doomed), len(runs) - len(doomed)
+    log.info(
+        "data set %s: landing retention (keep %d runs, %g days): removed %d run(s), %d objects, %.1f MB; %d kept",
+        *(dataset, where.rule.keep_runs, where.rule.keep_days, len(doomed), objects, freed / 1e6, kept),
+    )
+    return LandingOutcome(removed=[r.name for r in doomed], objects=objects, bytes=freed, kept=kept)
+
+
+__all__ = [
+    "Landing",
+    "LandingRule",
+    "LandingRun",
+    "landing_runs",
+    "prune",
+    "published_run",
+    "remove",
+    "to_remove",
+]

@@ -33,6 +33,7 @@ from flux_provider.errors import (
     typed,
 )
 from flux_provider.hooks.s3_client import remove_insert_leftovers
+from flux_provider.operators.lineage import Lineage
 from flux_provider.recovery import Recovery, RecoveryPolicy, rule_try
 from flux_provider.retention import LandingOutcome
 from flux_provider.run_day import PARTITION_VARIABLE, context_getter, render_error_text, run_day, run_partition
@@ -76,14 +77,7 @@ def runs_beside(context) -> int | None:
         return None
 
 
-def hive_partition(run: str) -> str:
-    """``PARTITION (flux_run='<run>')`` of the raw staging table."""
-    from flux_provider.formats import hive_ddl
-
-    return hive_ddl.partition_clause({hive_ddl.RUN_PARTITION: run})
-
-
-class FluxOperator(BaseOperator):
+class FluxOperator(Lineage, BaseOperator):
     """Base of the flux operators (``dataset`` names the data set; ``step`` the stage).
 
     :param recovery: the data set's recovery rules (default: 5 retries a minute apart for transient
@@ -164,29 +158,6 @@ class FluxOperator(BaseOperator):
         """Deprecated name of :meth:`work`."""
         return self.work(context)
 
-    # ------------------------------------------------------------------ OpenLineage (flux_provider.operators.lineage)
-    def lineage(self, complete: bool) -> tuple[list, list] | None:
-        """(inputs, outputs) of this step for OpenLineage; ``complete``: after a successful run (with counts)."""
-        return None
-
-    def get_openlineage_facets_on_start(self):
-        return self._lineage(complete=False)
-
-    def get_openlineage_facets_on_complete(self, task_instance):
-        return self._lineage(complete=self.flux_result is not None)
-
-    def _lineage(self, complete: bool):
-        try:
-            found = self.lineage(complete)
-            if found is None:
-                return None
-            from flux_provider.operators import lineage
-
-            return lineage.operator_lineage(*found)
-        except Exception as exc:  # lineage never fails a task
-            self.log.warning("data set %s %s: lineage not reported: %s", getattr(self, "dataset", None), self.step, exc)
-            return None
-
     def clean_insert_leftovers(self, context, aws_conn_id: str | None, location: str | None, began) -> int:
         """Remove what killed INSERTs left under a table's ``location`` (written before ``began``, this try's
         start), unless another run of the DAG is running: its INSERT may be writing there right now (a
@@ -204,50 +175,17 @@ class FluxOperator(BaseOperator):
 
     def prune_landing(self, context, hive, own_run: str | None) -> LandingOutcome | None:
         """Apply the data set's landing rule (``self.landing``, a :class:`~flux_provider.retention.Landing`)
-        once this run's load is done: drop the raw staging table's partitions of the generations it removes,
-        then their objects. Unless another run of the DAG is running (its generation is not this one's to
-        judge), and never failing the load that did its work: what is left waits for the next run."""
+        once this run's load is done (:func:`flux_provider.hooks.landing.prune`), unless another run of the DAG
+        is running: its generation is not this one's to judge."""
         from flux_provider.hooks import landing
-        from flux_provider.hooks.s3_client import s3_client
-        from flux_provider.s3_layout import parse_s3_url
 
         where = getattr(self, "landing", None)
         if where is None:
             return None
-        rule, raw_table = where.rule, where.raw_table
-        beside = runs_beside(context)
-        if beside != 0:
+        if runs_beside(context) != 0:
             self.log.info("data set %s: other runs are running: landing retention waits for a run alone", self.dataset)
             return LandingOutcome(skipped="other runs running")
-        bucket, location = parse_s3_url(where.s3_location)
-        try:
-            client = s3_client(getattr(self, "aws_conn_id", None))
-            runs = landing.landing_runs(client, bucket, location)
-            keep = {own_run, landing.published_run(client, bucket, location)} - {None}
-            doomed = landing.to_remove(runs, rule, keep, dt.datetime.now(dt.timezone.utc))
-            if doomed:
-                hive.execute(
-                    f"ALTER TABLE {raw_table} DROP IF EXISTS " + ", ".join(hive_partition(r.name) for r in doomed),
-                    what=f"drop {len(doomed)} landed run(s) from {raw_table}",
-                )
-                objects = landing.remove(client, bucket, doomed)
-            else:
-                objects = 0
-        except Exception as exc:  # housekeeping never fails a load that did its work
-            self.log.warning("data set %s: landing retention left for the next run: %s", self.dataset, exc)
-            return LandingOutcome(error=str(exc)[:500])
-        freed, kept = sum(r.bytes for r in doomed), len(runs) - len(doomed)
-        self.log.info(
-            "data set %s: landing retention (keep %d runs, %g days): removed %d run(s), %d objects, %.1f MB; %d kept",
-            self.dataset,
-            rule.keep_runs,
-            rule.keep_days,
-            len(doomed),
-            objects,
-            freed / 1e6,
-            kept,
-        )
-        return LandingOutcome(removed=[r.name for r in doomed], objects=objects, bytes=freed, kept=kept)
+        return landing.prune(where, hive, own_run, aws_conn_id=getattr(self, "aws_conn_id", None), dataset=self.dataset)
 
     def _fail(self, message: str, error_class: ErrorClass = ErrorClass.CONFIG) -> FluxError:
         """A classified failure of this operator's step of its data set (terminal or transient by class)."""

@@ -23,6 +23,31 @@ import logging
 log = logging.getLogger(__name__)
 
 
+class Lineage:
+    """What a flux operator reports to OpenLineage: a step says its (inputs, outputs) in :meth:`lineage`; the
+    OpenLineage provider's hooks turn them into its facets. Lineage never fails a task."""
+
+    flux_result = None  # what this try returned (its XCom): a step's counts once it succeeded
+
+    def lineage(self, complete: bool) -> tuple[list, list] | None:
+        """(inputs, outputs) of this step for OpenLineage; ``complete``: after a successful run (with counts)."""
+        return None
+
+    def get_openlineage_facets_on_start(self):
+        return self._lineage(complete=False)
+
+    def get_openlineage_facets_on_complete(self, task_instance):
+        return self._lineage(complete=self.flux_result is not None)
+
+    def _lineage(self, complete: bool):
+        try:
+            found = self.lineage(complete)
+            return None if found is None else operator_lineage(*found)
+        except Exception as exc:  # lineage never fails a task
+            self.log.warning("data set %s %s: lineage not reported: %s", getattr(self, "dataset", None), self.step, exc)
+            return None
+
+
 def operator_lineage(inputs: list, outputs: list):
     from airflow.providers.openlineage.extractors import OperatorLineage
 

@@ -47,3 +47,9 @@ def test_the_newest_partition_compares_numbers_as_numbers_and_text_as_text():
 def test_expired_names_what_is_older_than_the_window_but_the_newest(days, keep, expected):
     values = {f"day={d}": {"day": d} for d in days}
     assert hive_refresh.expired(values, "day", "2024-01-10", 6, keep) == expected
+
+
+def test_landing_retention_drops_its_generations_from_the_raw_table_in_one_statement():
+    assert hive_refresh.drop_generations("`media`.`t_raw`", ["r1", "r'2"]) == (
+        "ALTER TABLE `media`.`t_raw` DROP IF EXISTS PARTITION (`flux_run`='r1'), PARTITION (`flux_run`='r\\'2')"
+    )

@@ -44,3 +44,16 @@ def test_an_incomplete_run_never_counts_as_one_of_the_kept_runs():
 def test_a_rule_that_would_keep_nothing_is_refused(runs, days):
     with pytest.raises(ValueError, match="keep_runs must be >= 1"):
         LandingRule(keep_runs=runs, keep_days=days)
+
+
+def test_pruning_never_fails_the_load_and_says_why_it_left_the_landing():
+    """Housekeeping after a load that did its work: a landing it cannot read gives an outcome with the error,
+    never an exception, and no statement reaches the Hive session. (Real stores: test_landing_retention.py.)"""
+    from flux_provider.hooks import landing
+    from flux_provider.retention import Landing
+
+    ran = []
+    session = type("Session", (), {"execute": lambda self, sql, what=None: ran.append(sql)})()
+    where = Landing(s3_location="s3:///media/titles", raw_table="`media`.`titles_raw`", rule=LandingRule())
+    outcome = landing.prune(where, session, "r1", aws_conn_id="aws_default", dataset="titles")
+    assert "has no bucket" in outcome.error and outcome.removed == [] and ran == []

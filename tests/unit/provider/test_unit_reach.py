@@ -13,10 +13,8 @@ from tests.support import REPO
 
 THROUGH = {
     "flux_provider.config": "its options: tests/unit/provider/test_provider_registration.py (airflow config list)",
-    "flux_provider.hooks": "a package, no code",
     "flux_provider.hooks.dbapi_export": "fetches from a DB-API server: tests/integration/test_bcp_export.py",
     "flux_provider.hooks.hive_staging": "Hive DDL on Spark Thrift Server: tests/integration/test_hive_transform.py",
-    "flux_provider.hooks.landing": "S3 listings and deletes: tests/integration/test_landing_retention.py",
     "flux_provider.hooks.run_integrity": "S3 listings of a published run: tests/integration/test_s3_chunk_upload.py",
     "flux_provider.hooks.run_store": "S3 conditional writes: tests/integration/test_s3_chunk_upload.py, test_splits.py",
     "flux_provider.hooks.split_publish": "a split run's manifest in S3: tests/integration/test_splits.py",
