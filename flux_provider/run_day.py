@@ -16,7 +16,7 @@ decided in this order:
    start of the interval in the data set's time zone;
 5. otherwise the time the run was queued (``run_after``) in the data set's time zone.
 
-``{{ flux_partition }}`` is the partition the run loads (:func:`run_partition`): the
+``{{ flux_partition }}`` is the partition the run loads (:func:`run_partition_key`): the
 run's partition key, or the conf day of a day-partitioned data set's manual run.
 """
 
@@ -106,7 +106,7 @@ def _conf_day(dag_run, key: str | None, dataset: str | None) -> str | None:
     return day
 
 
-def run_partition(context, grain: str | None, day: str, *, dataset: str | None = None) -> str | None:
+def run_partition_key(context, grain: str | None, day: str, *, dataset: str | None = None) -> str | None:
     """The partition key the run of ``context`` loads, for a data set partitioned by ``grain`` (else None).
 
     ``day`` is the run's ``flux_day``: a day-partitioned data set's run without a partition key (a manual

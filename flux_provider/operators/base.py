@@ -36,7 +36,7 @@ from flux_provider.hooks.s3_client import remove_insert_leftovers
 from flux_provider.operators.lineage import Lineage
 from flux_provider.recovery import Recovery, RecoveryPolicy, rule_try
 from flux_provider.retention import LandingOutcome
-from flux_provider.run_day import PARTITION_VARIABLE, context_getter, render_error_text, run_day, run_partition
+from flux_provider.run_day import PARTITION_VARIABLE, context_getter, render_error_text, run_day, run_partition_key
 from flux_provider.run_day import VARIABLE as DAY_VARIABLE
 from flux_provider.source_timing import TIMING_XCOM
 
@@ -112,7 +112,7 @@ class FluxOperator(Lineage, BaseOperator):
         try:
             dataset = getattr(self, "dataset", None)
             context[DAY_VARIABLE] = run_day(context, getattr(dag, "timezone", None), dataset=dataset)
-            context[PARTITION_VARIABLE] = run_partition(
+            context[PARTITION_VARIABLE] = run_partition_key(
                 context, self.partition_grain, context[DAY_VARIABLE], dataset=dataset
             )
             super().render_template_fields(context, jinja_env)

@@ -12,7 +12,7 @@ import pytest
 
 from flux_provider.calendars import Calendar, Window
 from flux_provider.error_taxonomy import FluxError
-from flux_provider.run_day import run_day, run_partition
+from flux_provider.run_day import run_day, run_partition_key
 from flux_provider.specs.parser import SpecError, load_spec
 from flux_provider.specs.render import schedule
 from flux_provider.specs.timetable import PartitionCron
@@ -227,16 +227,16 @@ def test_a_partitioned_run_loads_its_key_and_a_manual_runs_conf_day_means_the_sa
     assert run_day(context(key="2026-11-04")) == "2026-11-04"
     assert run_day(context(key="2026-11-04T05")) == "2026-11-04"
     manual = context(conf={"day": "2026-11-02"})
-    assert run_partition(manual, "day", run_day(manual)) == "2026-11-02"
-    assert run_partition(context(key="2026-11-04"), "day", "2026-11-04") == "2026-11-04"
-    assert run_partition(manual, None, "2026-11-02") is None  # not partitioned: nothing recorded
+    assert run_partition_key(manual, "day", run_day(manual)) == "2026-11-02"
+    assert run_partition_key(context(key="2026-11-04"), "day", "2026-11-04") == "2026-11-04"
+    assert run_partition_key(manual, None, "2026-11-02") is None  # not partitioned: nothing recorded
 
 
 def test_a_conf_day_that_is_not_the_runs_partition_is_a_config_error():
     with pytest.raises(FluxError, match="partition '2026-11-04' and its conf gives day='2026-11-02'"):
         run_day(context(key="2026-11-04", conf={"day": "2026-11-02"}), dataset="titles")
     with pytest.raises(FluxError, match="hour partitions"):
-        run_partition(context(conf={"day": "2026-11-02"}), "hour", "2026-11-02", dataset="clicks")
+        run_partition_key(context(conf={"day": "2026-11-02"}), "hour", "2026-11-02", dataset="clicks")
 
 
 def test_the_last_task_records_the_partition_on_its_asset_event():
