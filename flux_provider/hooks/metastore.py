@@ -1,7 +1,7 @@
 """What the Hive metastore says about a table: its partition keys, kind and location, and its partitions.
 
 Read through the Hive provider's ``HiveMetastoreHook``; a failure is a classified
-:class:`~flux_provider.errors.FluxError` naming the table (a lost connection heals, a missing table does not).
+:class:`~flux_provider.error_taxonomy.FluxError` naming the table (a lost connection heals, a missing table does not).
 """
 
 from __future__ import annotations
