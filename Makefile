@@ -58,6 +58,7 @@ bench: setup
 	$(PY) benchmarks/adaptive_bench.py
 	$(PY) benchmarks/source_bench.py --down
 	$(PY) benchmarks/fleet_bench.py
+	$(PY) benchmarks/dashboard_bench.py
 
 setup: system-deps $(STAMP)
 

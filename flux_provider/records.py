@@ -21,6 +21,7 @@ form: :meth:`Record.to_json` writes it and :meth:`Record.from_json` reads it bac
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from typing import Any, ClassVar, TypeVar
 
@@ -70,21 +71,18 @@ class Record:
             value = json.loads(value)
         if not isinstance(value, dict):
             raise RecordError(f"{cls.__name__}: expected a JSON object, got {type(value).__name__}")
-        value = dict(value)
-        cls._check_version(value.pop(cls.VERSION_KEY, None))
-        keys = {cls.JSON_NAMES.get(f.name, f.name): f.name for f in dataclasses.fields(cls) if f.name != "extra"}
+        cls._check_version(value.get(cls.VERSION_KEY))
+        keys, required = _shape(cls)
         known, extra = {}, {}
         for key, item in value.items():
-            if key in keys:
-                known[keys[key]] = cls._nested(keys[key], item)
+            if key == cls.VERSION_KEY:
+                continue
+            name = keys.get(key)
+            if name is not None:
+                known[name] = cls._nested(name, item)
             else:
                 extra[key] = item
-        missing = [
-            f.name
-            for f in dataclasses.fields(cls)
-            if f.name not in known and f.name != "extra"
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        ]
+        missing = [name for name in required if name not in known]
         if missing:
             raise RecordError(f"{cls.__name__}: this JSON lacks {', '.join(missing)}, which a {cls.KIND} must have")
         return cls(**known, extra=extra)
@@ -110,6 +108,17 @@ class Record:
         if isinstance(item, list):
             return [kind.from_json(v) if isinstance(v, dict) else v for v in item]
         return kind.from_json(item) if isinstance(item, dict) else item
+
+
+@functools.cache
+def _shape(cls: type[Record]) -> tuple[dict[str, str], tuple[str, ...]]:
+    """A record class's JSON names -> field names, and the fields it must have (read once per class)."""
+    fields = [f for f in dataclasses.fields(cls) if f.name != "extra"]
+    keys = {cls.JSON_NAMES.get(f.name, f.name): f.name for f in fields}
+    required = tuple(
+        f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
+    return keys, required
 
 
 __all__ = ["Record", "RecordError"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, tuple_
 
 from flux_provider.run_report import EXPORT, EXPORT_UPLOAD, PUBLISH, TRANSFORM, UPLOAD
 from flux_provider.throttle import store
@@ -148,29 +148,39 @@ def run_tasks(session, dag_id: str, run_ids: list[str]) -> dict[str, list]:
 
 
 def stage_values(session, runs: list[tuple[str, str]]) -> dict[tuple[str, str], dict]:
-    """The stage tasks' return values of ``runs``, in one query: ``{(dag_id, run_id): {task_id: value}}``."""
+    """The stage tasks' return values of ``runs``, in one query: ``{(dag_id, run_id): {task_id: value}}``,
+    without what :func:`~flux_provider.run_report.stage_rows` does not read (columns, statements)."""
     from airflow.models.xcom import XComModel
 
     if not runs:
         return {}
-    wanted = set(runs)
     out: dict[tuple[str, str], dict] = defaultdict(dict)
     query = select(XComModel.dag_id, XComModel.run_id, XComModel.task_id, XComModel.map_index, XComModel.value).where(
         and_(
-            XComModel.dag_id.in_({d for d, _ in runs}),
-            XComModel.run_id.in_({r for _, r in runs}),
+            tuple_(XComModel.dag_id, XComModel.run_id).in_(sorted(set(runs))),  # those runs only, not every pair
             XComModel.key == "return_value",
             XComModel.task_id.in_(STAGE_TASKS),
         )
     )
     for r in session.execute(query.order_by(XComModel.map_index)):
-        if (r.dag_id, r.run_id) not in wanted:
-            continue
         try:
-            out[(r.dag_id, r.run_id)][r.task_id] = store.xcom_value(r.value)
+            out[(r.dag_id, r.run_id)][r.task_id] = _counts_only(store.xcom_value(r.value))
         except Exception:  # an unreadable value shows as missing
             continue
     return out
+
+
+#: What a step's record carries that the run report does not read: left out of the dashboard's reads, which
+#: parse hundreds of records per page.
+_NOT_COUNTED = ("columns", "statements")
+
+
+def _counts_only(value):
+    if isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k not in _NOT_COUNTED}
+        if isinstance(value.get("export"), dict):
+            value["export"] = {k: v for k, v in value["export"].items() if k not in _NOT_COUNTED}
+    return value
 
 
 def last_failures(session, dataset: str, limit: int) -> list:
