@@ -322,7 +322,10 @@ class HiveTransformOperator(FluxOperator):
             if not (database == self.staging_database and table in staging_names):
                 inputs.append(lineage.hive_dataset(hive, name))
         result = TransformResult.from_json(self.flux_result) if complete else None
-        columns = list(((result.columns if result else None) or self.target_columns or {}).items())
+        if result and result.columns:
+            columns = [(c.name, c.type) for c in result.columns]
+        else:
+            columns = list((self.target_columns or {}).items())
         copied = inputs[0] if location and len(inputs) == 1 else None
         if copied is not None and not lineage.copies_columns_unchanged(str(self.sql), [c for c, _ in columns]):
             copied = None

@@ -64,10 +64,39 @@ def test_lineage_never_fails_a_task(capsys):
         database="media",
         staging_table="titles_staging",
         target_table="titles",
-        sql="SELECT * FROM {{ staging }}",
+        sql="SELECT * FROM media.titles_staging",
         hiveserver2_conn_id="no_such_connection",
     )
     assert export.get_openlineage_facets_on_start() is None
     assert transform.get_openlineage_facets_on_complete(None) is None
     logged = capsys.readouterr().out  # Airflow's task logger (structlog) writes here
     assert logged.count("lineage not reported") == 2 and "no_such_connection" in logged
+
+
+def test_a_finished_transform_reports_the_columns_its_record_lists(monkeypatch):
+    """After a successful try the target's schema comes from the transform's record (its staged columns)."""
+    from flux_provider.handoffs import HiveColumn, TransformResult
+    from flux_provider.operators.hive_transform import HiveTransformOperator
+
+    monkeypatch.setenv("AIRFLOW_CONN_HIVE_UNIT", '{"conn_type": "hiveserver2", "host": "hive", "port": 10000}')
+    op = HiveTransformOperator(
+        task_id="transform",
+        dataset="titles",
+        database="media",
+        staging_table="titles_staging",
+        target_table="titles",
+        sql="SELECT * FROM media.titles_staging",
+        hiveserver2_conn_id="hive_unit",
+    )
+    op.flux_result = TransformResult(
+        dataset="titles",
+        run="r",
+        target="`media`.`titles`",
+        manifest_rows=3,
+        staging_rows=3,
+        target_rows=3,
+        columns=[HiveColumn("id", "BIGINT"), HiveColumn("title", "STRING")],
+    ).to_json()
+    _, (output,) = op.lineage(complete=True)
+    assert [(f.name, f.type) for f in output.facets["schema"].fields] == [("id", "BIGINT"), ("title", "STRING")]
+    assert output.outputFacets["outputStatistics"].rowCount == 3
