@@ -198,4 +198,7 @@ def test_two_data_sets_share_one_servers_budget_through_a_drop_and_a_rise(stack,
     assert sorted(d["dataset"] for d in page["datasets"]) == list(DATASETS)
     assert page["victims"] == victims, (page, victims)
     assert abs(page["wasted_seconds"] - wasted) <= 1.0 * victims + 1, (page["wasted_seconds"], wasted)
-    assert longest - 0.5 <= page["longest_query"] <= longest + 3, (page["longest_query"], longest)
+    # at least the server's longest; at most a whole try (the export times its query from its own side: on a
+    # loaded host its login and the stand-in's start-up per connection come on top of the server's time)
+    whole_try = max((ended - queued).total_seconds() for queued, ended in spans)
+    assert longest - 0.5 <= page["longest_query"] <= whole_try, (page["longest_query"], longest, whole_try)

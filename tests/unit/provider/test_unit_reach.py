@@ -32,7 +32,6 @@ THROUGH = {
     "flux_provider.specs.schema_errors": "through specs.parser.load_spec: tests/unit/specs/test_specs.py",
     "flux_provider.specs.spec_reader": "through specs.parser.load_spec: tests/unit/specs/",
     "flux_provider.throttle.__main__": "the throttle CLI on the stack: tests/integration/test_throttle_airflow.py",
-    "flux_provider.dashboard.queries": "through throttle.overview: tests/unit/throttle/",
     "flux_provider.dashboard.health": "through throttle.overview: tests/unit/throttle/test_dashboard_files.py",
     "flux_provider.dashboard.links": "through throttle.overview: tests/unit/throttle/test_dashboard_files.py",
     "flux_provider.throttle.source_figures": "through throttle.api: tests/integration/test_source_budget.py",
