@@ -145,6 +145,18 @@ class AirflowClient:
             raise AirflowApiError(f"POST /dags/{dag_id}/dagRuns: HTTP {response.status_code} {response.text[:300]}")
         return response.json()["dag_run_id"]
 
+    def clear(self, dag_id: str, run_id: str, task_id: str) -> None:
+        """Clear a task of a run and its downstream tasks, as the UI's Clear does: the run starts again."""
+        body = {
+            "dry_run": False,
+            "dag_run_id": run_id,
+            "task_ids": [task_id],
+            "include_downstream": True,
+            "only_failed": False,
+            "reset_dag_runs": True,
+        }
+        self.request("POST", f"/dags/{dag_id}/clearTaskInstances", json=body)
+
     def _run_exists(self, dag_id: str, run_id: str) -> bool:
         return self._send("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", headers=self._headers()).status_code == 200
 

@@ -92,18 +92,7 @@ def _hive_daily(days) -> dict:
 
 
 def _clear(airflow_client, run_id: str, task_id: str):
-    airflow_client.request(
-        "POST",
-        "/dags/flux_test_pipeline/clearTaskInstances",
-        json={
-            "dry_run": False,
-            "dag_run_id": run_id,
-            "task_ids": [task_id],
-            "include_downstream": True,
-            "only_failed": False,
-            "reset_dag_runs": True,
-        },
-    )
+    airflow_client.clear("flux_test_pipeline", run_id, task_id)
     return airflow_client.wait_for_run("flux_test_pipeline", run_id, timeout=600)
 
 

@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from flux_provider.throttle import store
 from tests.support import REPO
-from tests.support.stack import inject_fault, pools_sync, records
+from tests.support.stack import inject_fault, pools_sync, records, wait_until
 from tests.support.throttle import PERIOD, events, stack_db
 
 pytestmark = pytest.mark.stack
@@ -63,14 +63,16 @@ def shared_server(stack):
 def reopened(stack, timeout: float = 6 * PERIOD) -> None:
     """Wait until every source's budget is open again (the server shows no capacity now), so the next tests
     find every pool at its own limit."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def budgets():
         with stack_db(stack).connect() as conn:
-            rows = conn.execute(select(store.source.c.value, store.source.c.high)).all()
-        if all(value >= high for value, high in rows):
-            return
-        assert time.monotonic() < deadline, f"the sources' budgets stayed cut: {rows}"
-        time.sleep(1)
+            return conn.execute(select(store.source.c.value, store.source.c.high)).all()
+
+    wait_until(
+        lambda: all(value >= high for value, high in budgets()),
+        timeout,
+        lambda: f"the sources' budgets open again: {budgets()}",
+    )
 
 
 def capacity(db: Path, value: int) -> float:
@@ -92,10 +94,7 @@ def served(db: Path, since: float) -> int:
 
 
 def wait_served(db: Path, since: float, n: int, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while served(db, since) < n:
-        assert time.monotonic() < deadline, f"fewer than {n} parts served in {timeout} s"
-        time.sleep(1)
+    wait_until(lambda: served(db, since) >= n, timeout, f"{n} parts served")
 
 
 def samples(stack, since: float) -> list[dict]:

@@ -97,10 +97,12 @@ def test_a_pin_holds_against_the_controller_and_every_change_is_recorded(stack, 
     airflow_client.request(
         "PATCH", f"/pools/flux_{dataset}", json={"name": f"flux_{dataset}", "slots": 1, "include_deferred": False}
     )
-    deadline = time.monotonic() + PERIOD * 4  # the controller's next period puts the pin back
-    while not [e for e in events(stack, dataset) if e["actor"] == "controller"]:
-        assert time.monotonic() < deadline, events(stack, dataset)
-        time.sleep(0.5)
+    wait_until(  # the controller's next period puts the pin back
+        lambda: [e for e in events(stack, dataset) if e["actor"] == "controller"],
+        PERIOD * 4,
+        lambda: events(stack, dataset),
+        every=0.5,
+    )
     assert slots(airflow_client, dataset) == 7  # the controller put the pin back, above the bounds even
     admin.post(f"/flux/api/datasets/{dataset}/limit", json={"slots": None, "pin": False})
     history = events(stack, dataset)
@@ -148,22 +150,6 @@ def prepare_signal_dag(stack, airflow_client) -> None:
     inject_fault(stack, "ts_src", error_number=40501, remaining=1)  # try 2: the service is busy
 
 
-def clear_with_downstream(airflow_client, dag_id: str, run_id: str, task_id: str) -> None:
-    """Clear a task of a run and its downstream tasks, as the UI's Clear button does: the run starts again."""
-    airflow_client.request(
-        "POST",
-        f"/dags/{dag_id}/clearTaskInstances",
-        json={
-            "dry_run": False,
-            "dag_run_id": run_id,
-            "task_ids": [task_id],
-            "include_downstream": True,
-            "only_failed": False,
-            "reset_dag_runs": True,
-        },
-    )
-
-
 def test_each_try_is_recorded_once_with_its_own_class_message_and_load(stack, airflow_client):
     """Retries that start (and clear the XCom) before the controller's next period keep their own class
     and message; a try killed with SIGKILL is lost to the orchestrator: it never grows its pool, its try is
@@ -206,7 +192,7 @@ def test_each_try_is_recorded_once_with_its_own_class_message_and_load(stack, ai
         assert slots(airflow_client, "tk") == 1, events(stack, "tk")
         time.sleep(2)
 
-    clear_with_downstream(airflow_client, "flux_test_signal", result.run_id, "doomed")
+    airflow_client.clear("flux_test_signal", result.run_id, "doomed")
     assert airflow_client.wait_for_run("flux_test_signal", result.run_id, timeout=300).state == "failed"
     doomed = recorded(stack, "td", result.run_id, 2)
     assert [(r["task_id"], r["try_number"], r["error_class"]) for r in doomed] == [

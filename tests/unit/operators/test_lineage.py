@@ -48,6 +48,19 @@ def test_an_export_reports_its_s3_location_rows_schema_and_column_lineage():
     assert (field.namespace, field.name, field.field) == ("mssql://db:1433", "flux.dbo.titles", "title")
 
 
+def titles_transform(hiveserver2_conn_id: str) -> HiveTransformOperator:
+    """A transform that copies the titles' staging table into media.titles."""
+    return HiveTransformOperator(
+        task_id="transform",
+        dataset="titles",
+        database="media",
+        staging_table="titles_staging",
+        target_table="titles",
+        sql="SELECT * FROM media.titles_staging",
+        hiveserver2_conn_id=hiveserver2_conn_id,
+    )
+
+
 def test_lineage_never_fails_a_task(capsys):
     """A connection that does not exist (or any other error) is logged and nothing is reported."""
     export = BcpToS3Operator(
@@ -58,15 +71,7 @@ def test_lineage_never_fails_a_task(capsys):
         mssql_conn_id="no_such_connection",
         s3_location="s3://flux/media/titles",
     )
-    transform = HiveTransformOperator(
-        task_id="transform",
-        dataset="titles",
-        database="media",
-        staging_table="titles_staging",
-        target_table="titles",
-        sql="SELECT * FROM media.titles_staging",
-        hiveserver2_conn_id="no_such_connection",
-    )
+    transform = titles_transform("no_such_connection")
     assert export.get_openlineage_facets_on_start() is None
     assert transform.get_openlineage_facets_on_complete(None) is None
     logged = capsys.readouterr().out  # Airflow's task logger (structlog) writes here
@@ -76,18 +81,9 @@ def test_lineage_never_fails_a_task(capsys):
 def test_a_finished_transform_reports_the_columns_its_record_lists(monkeypatch):
     """After a successful try the target's schema comes from the transform's record (its staged columns)."""
     from flux_provider.handoffs import HiveColumn, TransformResult
-    from flux_provider.operators.hive_transform import HiveTransformOperator
 
     monkeypatch.setenv("AIRFLOW_CONN_HIVE_UNIT", '{"conn_type": "hiveserver2", "host": "hive", "port": 10000}')
-    op = HiveTransformOperator(
-        task_id="transform",
-        dataset="titles",
-        database="media",
-        staging_table="titles_staging",
-        target_table="titles",
-        sql="SELECT * FROM media.titles_staging",
-        hiveserver2_conn_id="hive_unit",
-    )
+    op = titles_transform("hive_unit")
     op.flux_result = TransformResult(
         dataset="titles",
         run="r",
