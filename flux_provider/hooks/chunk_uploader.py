@@ -252,47 +252,47 @@ class ChunkUploader:
         """Delete stale objects, write the manifest, then switch the pointer. Returns the manifest.
 
         ``fields``: what else the manifest records (columns, encoding, compression, source, day)."""
-        run = self.upload.generation
+        generation = self.upload.generation
         try:
-            self.store.refuse_if_superseded(run, self.run_key, self.attempt, self.store.manifest(run))
+            self.store.refuse_if_superseded(generation, self.run_key, self.attempt, self.store.manifest(generation))
             self._delete_stale()
             manifest = Manifest.summing(
                 self.bucket,
-                run.prefix,
+                generation.prefix,
                 self._chunks(),
                 run_key=self.run_key,
                 dataset=self.dataset,
                 attempt=self.attempt,
                 **fields,
             )
-            self.store.put(run.manifest_key, manifest)
+            self.store.put(generation.manifest_key, manifest)
             self.store.point(manifest)
         except FluxError:
             raise
         except Exception as exc:  # classified
-            raise self._error(f"publishing {run.url}", exc) from exc
+            raise self._error(f"publishing {generation.url}", exc) from exc
         return manifest
 
     def publish_part(self, **fields) -> PartManifest:
         """A part of a split run is complete: delete its stale chunks and write ``_parts/<part>.json``
-        (the run itself is published once, by :func:`~flux_provider.hooks.split_publish.publish_parts`)."""
-        run = self.upload.generation
+        (the generation itself is published once, by :func:`~flux_provider.hooks.split_publish.publish_parts`)."""
+        generation = self.upload.generation
         try:
             self._delete_stale()
             manifest = PartManifest.summing(
                 self.bucket,
-                run.prefix,
+                generation.prefix,
                 self._chunks(),
                 part=self.part,
                 run_key=self.run_key,
                 dataset=self.dataset,
                 **fields,
             )
-            self.store.put(run.part_manifest_key(self.part), manifest)
+            self.store.put(generation.part_manifest_key(self.part), manifest)
         except FluxError:
             raise
         except Exception as exc:  # classified
-            raise self._error(f"writing part {self.part} of {run.url}", exc) from exc
+            raise self._error(f"writing part {self.part} of {generation.url}", exc) from exc
         return manifest
 
     def close(self) -> None:

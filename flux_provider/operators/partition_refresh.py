@@ -208,9 +208,9 @@ class PartitionRefreshOperator(FluxOperator):
             hive.execute(hive_refresh.drop_partition(self.qualified, partitions[name].values, purge=purge))
             if self.purge and table.external:
                 where = partitions[name].location
-                self.log.info(
-                    "data set %s: deleted %s files under %s", self.dataset, delete_under(self.aws_conn_id, where), where
-                )
+                deleted = delete_under(self.aws_conn_id, where)  # None: not on S3, left alone (it says so)
+                if deleted is not None:
+                    self.log.info("data set %s: deleted %d files under %s", self.dataset, deleted, where)
 
     def lineage(self, complete: bool) -> tuple[list, list] | None:
         """The target table -> its latest view (what a refresh publishes for readers)."""
